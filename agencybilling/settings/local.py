@@ -1,0 +1,10 @@
+"""Development and `make demo`: debug on, demo host names allowed."""
+
+from .base import *  # noqa: F403
+from .base import env_bool
+
+DEBUG = env_bool("DEBUG", True)
+
+# Serve static files straight from the app directories (no collectstatic needed).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

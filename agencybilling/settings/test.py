@@ -1,0 +1,19 @@
+"""The test suite: real PostgreSQL and Redis, fast password hashing."""
+
+from .base import *  # noqa: F403
+from .base import CACHES, LOGGING
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# The live server and browser tests reach agencies at <slug>.localhost.
+ALLOWED_HOSTS = ["localhost", ".localhost", "testserver", ".testserver"]
+MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
+LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
+
+# A queue and cache prefix of its own, so a test run never shares work with a running demo.
+CELERY_TASK_DEFAULT_QUEUE = "agencybilling-test"
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": "test"}}
+
+# Serve static files straight from the app directories (no collectstatic needed).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

@@ -1,0 +1,29 @@
+#!/usr/bin/env python
+"""Django's command-line utility for administrative tasks."""
+
+import os
+import sys
+
+# Commands that need the database at start: fail with one line rather than a traceback.
+NEEDS_DATABASE = {"runserver", "migrate", "migrate_schemas", "load_demo", "run_billing", "run_day", "simulate",
+                  "create_agency"}
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agencybilling.settings.local")
+    from agencybilling.startup import check_database, run_or_exit
+
+    def start() -> None:
+        import django
+        from django.core.management import execute_from_command_line
+
+        django.setup()
+        if len(sys.argv) > 1 and sys.argv[1] in NEEDS_DATABASE:
+            check_database()
+        execute_from_command_line(sys.argv)
+
+    run_or_exit(start)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Shared fixtures: two agencies (schemas created once per run), HTTP clients per host, users.
+
+Schemas are created once in `django_db_setup`; the agency *rows* are fixtures of function scope,
+because transactional tests truncate the public tables (tenants, domains) after each test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.test import Client as HttpClient
+from django_tenants.utils import schema_context, schema_exists
+
+from tenants.models import Agency, Domain
+
+AGENCY_SLUGS = ("alpha", "beta")
+
+
+def ensure_agency(slug: str) -> Agency:
+    connection.set_schema_to_public()
+    agency = Agency.objects.filter(schema_name=slug).first()
+    if agency is None:
+        agency = Agency(schema_name=slug, name=f"{slug.title()} Agency", time_zone="America/New_York",
+                        currency="USD", billing_day=1)
+        if schema_exists(slug):
+            agency.auto_create_schema = False
+        agency.save()
+        Domain.objects.create(domain=f"{slug}.localhost", tenant=agency, is_primary=True)
+    return agency
+
+
+def truncate_tenant_tables(slug: str) -> None:
+    """Empty every table of an agency schema (transactional tests commit for real)."""
+    connection.set_schema_to_public()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'django_migrations'", [slug])
+        tables = [row[0] for row in cursor.fetchall()]
+        if tables:
+            cursor.execute("TRUNCATE " + ", ".join(f'"{slug}"."{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        for slug in AGENCY_SLUGS:
+            ensure_agency(slug)
+        connection.set_schema_to_public()
+
+
+def _agency_fixture(request: pytest.FixtureRequest, slug: str) -> Agency:
+    transactional = bool({"transactional_db", "live_server"} & set(request.fixturenames)) or \
+        request.node.get_closest_marker("django_db") is not None and \
+        request.node.get_closest_marker("django_db").kwargs.get("transaction", False)
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        request.addfinalizer(lambda: truncate_tenant_tables(slug))
+    else:
+        request.getfixturevalue("db")
+    return ensure_agency(slug)
+
+
+@pytest.fixture
+def agency_a(request) -> Agency:
+    return _agency_fixture(request, "alpha")
+
+
+@pytest.fixture
+def agency_b(request) -> Agency:
+    return _agency_fixture(request, "beta")
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests() -> Iterator[None]:
+    yield
+    connection.set_schema_to_public()
+
+
+def host_client(agency: Agency | None) -> HttpClient:
+    """A test client talking to the agency's host (or the platform host for None)."""
+    host = f"{agency.schema_name}.localhost" if agency is not None else "localhost"
+    return HttpClient(HTTP_HOST=host)
+
+
+def make_user(agency: Agency | None, email: str, role: str, password: str = "pw-correct-horse-9"):
+    from accounts.models import User
+
+    with schema_context(agency.schema_name if agency else "public"):
+        return User.objects.create_user(email, password, role=role)
+
+
+def login_client(agency: Agency | None, email: str, password: str = "pw-correct-horse-9") -> HttpClient:
+    """A host client logged in the way a browser would: the session lands in that host's schema."""
+    http = host_client(agency)
+    with schema_context(agency.schema_name if agency else "public"):
+        assert http.login(email=email, password=password), f"login failed for {email}"
+    return http

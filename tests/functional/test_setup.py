@@ -1,0 +1,103 @@
+"""The two-command set-up: `make demo` serves the login page and Ctrl-C leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def demo_database():
+    """A database of its own on the same server, so the demo never touches the test database."""
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    dsn = f"host={db['HOST']} port={db['PORT']} user={db['USER']} dbname=postgres"
+    if db.get("PASSWORD"):
+        dsn += f" password={db['PASSWORD']}"
+    name = "agencybilling_demo_check"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    url = f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{name}"
+    yield url
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.mark.slow
+def test_demo_serves_login_page_and_ctrl_c_stops_everything(demo_database):
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": demo_database, "DEMO_PORT": str(port),
+           "REDIS_URL": os.environ["REDIS_URL"], "CELERY_QUEUE": f"demo-check-{port}",
+           "DJANGO_SETTINGS_MODULE": "agencybilling.settings.local"}
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "scripts/demo.py"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    body = ""
+    try:
+        while time.monotonic() - started < 60:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/",
+                                                 headers={"Host": f"demo.localhost:{port}"})
+                with urllib.request.urlopen(request, timeout=2) as response:  # follows the redirect to /login/
+                    body = response.read().decode()
+                    break
+            except OSError:
+                time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        assert "Sign in" in body, "the demo did not serve the login page within 60 s"
+        assert elapsed < 60
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 3  # web, worker, beat
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        output, _ = proc.communicate(timeout=40)
+    assert proc.returncode == 0, output
+    time.sleep(0.5)
+    survivors = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert survivors == [], f"still running after Ctrl-C: {survivors}"
+    assert "demo@" not in output or "stopped worker" in output
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_docker_compose_file_is_valid(tmp_path):
+    compose = _compose_command()
+    if compose is None:
+        pytest.skip("no docker compose client installed")
+    # Validate a copy next to a .env made from .env.example, as a newcomer would set it up.
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = subprocess.run([*compose, "config", "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # And a broken file is refused, so the check can fail.
+    (tmp_path / "docker-compose.yml").write_text("services:\n  web:\n    image: [unclosed\n")
+    broken = subprocess.run([*compose, "config", "-q"], cwd=tmp_path, capture_output=True, text=True)
+    assert broken.returncode != 0

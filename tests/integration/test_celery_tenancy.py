@@ -1,0 +1,54 @@
+"""Tasks run in the schema they were sent for, through a real Redis broker and a real worker."""
+
+from __future__ import annotations
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django_tenants.utils import schema_context
+
+from agencybilling.celery import app
+from clients.models import Client
+from core.tasks import MissingTenantError
+from tenants.tasks import agency_ping
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def worker():
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING",
+                      shutdown_timeout=10) as running:
+        yield running
+
+
+def test_TEN_2_task_runs_in_the_schema_it_names(agency_a, agency_b, worker):
+    with schema_context(agency_a.schema_name):
+        Client.objects.create(name="A1", email="a1@example.com")
+        Client.objects.create(name="A2", email="a2@example.com")
+    with schema_context(agency_b.schema_name):
+        Client.objects.create(name="B1", email="b1@example.com")
+        # Sent from inside B's schema: the task still runs in the schema it names.
+        result_b = agency_ping.delay(schema_name=agency_b.schema_name)
+    result_a = agency_ping.delay(schema_name=agency_a.schema_name)
+    assert result_a.get(timeout=20) == {"schema": "alpha", "clients": 2}
+    assert result_b.get(timeout=20) == {"schema": "beta", "clients": 1}
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"schema_name": "public"}, {"schema_name": ""}])
+def test_TEN_2_tenant_task_without_schema_fails_loudly(agency_a, worker, kwargs):
+    # Sent by name, bypassing the signature check, so the worker itself must refuse it.
+    result = app.send_task("tenants.tasks.agency_ping", kwargs=kwargs)
+    with pytest.raises(Exception, match="needs schema_name") as excinfo:
+        result.get(timeout=20)
+    assert excinfo.type.__name__ == MissingTenantError.__name__
+
+
+def test_TEN_2_tenant_task_without_schema_is_refused_at_send_time():
+    with pytest.raises(TypeError, match="schema_name"):
+        agency_ping.delay()
+
+
+def test_TEN_2_task_sent_from_another_agency_for_a_schema_is_refused(agency_a, agency_b):
+    # Run eagerly: from inside A's schema, asking to act on B is a bug, never a silent switch.
+    with schema_context(agency_a.schema_name), pytest.raises(MissingTenantError):
+        agency_ping.apply(kwargs={"schema_name": agency_b.schema_name}).get()

@@ -1,0 +1,74 @@
+"""Start-up fails with one clear line naming the variable; /healthz reports the services."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "SECRET_KEY"}}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def _one_clear_line(result: subprocess.CompletedProcess, variable: str) -> None:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and variable in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_secret_key_in_production_is_one_line():
+    result = _manage("check", env={"DJANGO_SETTINGS_MODULE": "agencybilling.settings.production"})
+    _one_clear_line(result, "SECRET_KEY")
+
+
+def test_unreachable_database_is_one_line():
+    result = _manage("migrate", env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"})
+    _one_clear_line(result, "DATABASE_URL")
+
+
+def test_missing_database_url_is_one_line():
+    result = _manage("check", env={"DATABASE_URL": ""})
+    _one_clear_line(result, "DATABASE_URL")
+
+
+def test_malformed_email_url_is_one_line():
+    result = _manage("check", env={"EMAIL_URL": "carrier-pigeon://coop"})
+    _one_clear_line(result, "EMAIL_URL")
+
+
+def test_production_settings_pass_check_deploy():
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={
+        "DJANGO_SETTINGS_MODULE": "agencybilling.settings.production",
+        "SECRET_KEY": "k3y-" + "x9Qz" * 16, "BASE_DOMAIN": "billing.example.com"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker(agency_a):
+    from tests.conftest import host_client
+
+    for agency in (agency_a, None):
+        response = host_client(agency).get("/healthz")
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_reports_a_down_broker(settings, agency_a):
+    from tests.conftest import host_client
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    response = host_client(agency_a).get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["broker"].startswith("error") and response.json()["database"] == "ok"
