@@ -1,11 +1,38 @@
-"""The agency's clients (agency schema)."""
+"""The agency's clients and their billing configuration (agency schema, PLAN-2, PLAN-4, CYC-1, CYC-4)."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from core.models import BaseModel
+
+BILLING_DAYS = list(range(1, 29))
+
+
+class TaxRate(BaseModel):
+    """A tax the agency charges its clients; each client selects the ones that apply to it."""
+
+    name = models.CharField(max_length=120)
+    rate_bp = models.PositiveIntegerField(help_text="Basis points: 825 = 8.25 %.")
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=models.Q(rate_bp__lte=10000), name="tax_rate_lte_100")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rate_bp / 100:g} %)"
+
+
+class ClientGroup(BaseModel):
+    """Connected client accounts (PLAN-4): billed through the primary's configuration."""
+
+    name = models.CharField(max_length=200)
+    primary = models.OneToOneField("Client", on_delete=models.PROTECT, related_name="primary_of")
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Client(BaseModel):
@@ -13,9 +40,62 @@ class Client(BaseModel):
     email = models.EmailField()
     salesperson = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="clients")
+    # Configuration (PLAN-2)
+    license_price_minor = models.BigIntegerField(default=0)
+    taxes = models.ManyToManyField(TaxRate, blank=True, related_name="clients")
+    # Custom billing day instead of the agency's (CYC-1); several autopay days (CYC-4).
+    billing_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    autopay_days = ArrayField(models.PositiveSmallIntegerField(), default=list, blank=True)
+    group = models.ForeignKey(ClientGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="members")
+    # Agency Invoiced (COL-1): never charged, no payment emails. Set only by billing support.
+    agency_invoiced = models.BooleanField(default=False)
+    agency_invoiced_reason = models.TextField(blank=True)
+    # Lifecycle: a client is billable from `activated_on` until `deactivated_on` (exclusive).
+    activated_on = models.DateField()
+    deactivated_on = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(license_price_minor__gte=0), name="client_price_gte_0"),
+            models.CheckConstraint(condition=models.Q(billing_day__isnull=True) |
+                                   models.Q(billing_day__gte=1, billing_day__lte=28),
+                                   name="client_billing_day_1_28"),
+            models.CheckConstraint(condition=models.Q(autopay_days__contained_by=BILLING_DAYS),
+                                   name="client_autopay_days_1_28"),
+        ]
+        indexes = [models.Index(fields=["salesperson"])]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_group_member(self) -> bool:
+        """Billed through another account of its group."""
+        return self.group_id is not None and self.group.primary_id != self.pk
+
+
+class ServiceRecurrence(models.TextChoices):
+    RECURRING = "RECURRING", "Recurring monthly"
+    ONE_TIME = "ONE_TIME", "One-time"
+
+
+class AgencyServiceLine(BaseModel):
+    """An "Agency Services" line on the client's invoice (PLAN-2). One-time lines are billed once and then
+    removed automatically (`removed_at` set in the same transaction that bills them)."""
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="service_lines")
+    description = models.CharField(max_length=200)
+    amount_minor = models.BigIntegerField()
+    recurrence = models.CharField(max_length=16, choices=ServiceRecurrence.choices,
+                                  default=ServiceRecurrence.RECURRING)
+    taxable = models.BooleanField(default=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    billed_on_invoice = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gte=0), name="service_amount_gte_0")]
+
+    def __str__(self) -> str:
+        return self.description

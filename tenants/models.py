@@ -1,4 +1,4 @@
-"""Agencies are tenants: each has its own PostgreSQL schema and domain (TEN-1)."""
+"""The public schema: agencies (tenants, TEN-1), their domains, and partner plans (PLAN-1)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,74 @@ def validate_time_zone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r}.")
 
 
+class PartnerPlan(models.Model):
+    """What the platform charges an agency each month, in arrears (PLAN-1)."""
+
+    name = models.CharField(max_length=120, unique=True)
+    currency = models.CharField(max_length=3)
+    package_minimum_minor = models.BigIntegerField(default=0)
+    license_fee_minor = models.BigIntegerField(default=0, help_text="Per client active during the cycle.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(package_minimum_minor__gte=0), name="plan_minimum_gte_0"),
+            models.CheckConstraint(condition=models.Q(license_fee_minor__gte=0), name="plan_license_fee_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PlanProduct(models.Model):
+    """A metered product: the first `included_quantity` units of a cycle at `unit_price_minor`, each unit
+    beyond at `overage_unit_price_minor` (see docs/decisions.md)."""
+
+    plan = models.ForeignKey(PartnerPlan, on_delete=models.CASCADE, related_name="products")
+    code = models.SlugField(max_length=40)
+    name = models.CharField(max_length=120)
+    unit_price_minor = models.BigIntegerField(default=0)
+    included_quantity = models.BigIntegerField(default=0)
+    overage_unit_price_minor = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "code"], name="plan_product_code_unique"),
+            models.CheckConstraint(condition=models.Q(unit_price_minor__gte=0, included_quantity__gte=0,
+                                                      overage_unit_price_minor__gte=0),
+                                   name="plan_product_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+class PlanTax(models.Model):
+    """A tax or percentage fee on every line of the agency invoice."""
+
+    plan = models.ForeignKey(PartnerPlan, on_delete=models.CASCADE, related_name="taxes")
+    name = models.CharField(max_length=120)
+    rate_bp = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=models.Q(rate_bp__lte=10000), name="plan_tax_rate_lte_100")]
+
+
+class PlanFee(models.Model):
+    """A fixed monthly fee on the agency invoice (Taxes & fees category)."""
+
+    plan = models.ForeignKey(PartnerPlan, on_delete=models.CASCADE, related_name="fees")
+    name = models.CharField(max_length=120)
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gte=0), name="plan_fee_gte_0")]
+
+
 class Agency(TenantMixin):
     """A marketing agency: a tenant of the platform. `schema_name` doubles as its slug."""
 
@@ -27,6 +95,7 @@ class Agency(TenantMixin):
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
     currency = models.CharField(max_length=3, default="USD")
     billing_day = models.PositiveSmallIntegerField(default=1)
+    plan = models.ForeignKey(PartnerPlan, null=True, blank=True, on_delete=models.PROTECT, related_name="agencies")
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True
@@ -45,6 +114,10 @@ class Agency(TenantMixin):
     @property
     def slug(self) -> str:
         return self.schema_name
+
+    @property
+    def invoice_prefix(self) -> str:
+        return self.schema_name.upper()[:12]
 
 
 class Domain(DomainMixin):

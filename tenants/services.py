@@ -7,7 +7,17 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from core.errors import ApplicationError
-from tenants.models import Agency, Domain, slug_validator, validate_time_zone
+from core.money import UnknownCurrency, currency_exponent, validate_rate_bp
+from tenants.models import (
+    Agency,
+    Domain,
+    PartnerPlan,
+    PlanFee,
+    PlanProduct,
+    PlanTax,
+    slug_validator,
+    validate_time_zone,
+)
 
 
 def agency_domain(slug: str) -> str:
@@ -26,8 +36,12 @@ def agency_create(*, slug: str, name: str, time_zone: str = "UTC", currency: str
         validate_time_zone(time_zone)
     except ValidationError as exc:
         errors["time_zone"] = list(exc.messages)
-    if not 1 <= billing_day <= 28:
+    if type(billing_day) is not int or not 1 <= billing_day <= 28:
         errors["billing_day"] = ["The billing day must be between 1 and 28."]
+    try:
+        currency_exponent(currency.upper() if isinstance(currency, str) else currency)
+    except UnknownCurrency as exc:
+        errors["currency"] = exc.fields["currency"]
     if Agency.objects.filter(schema_name=slug).exists():
         errors["slug"] = [f"An agency with the slug {slug!r} already exists."]
     if errors:
@@ -37,4 +51,67 @@ def agency_create(*, slug: str, name: str, time_zone: str = "UTC", currency: str
                         billing_day=billing_day)
         agency.save()
         Domain.objects.create(domain=agency_domain(slug), tenant=agency, is_primary=True)
+    return agency
+
+
+def _amount_errors(value: object, field: str, errors: dict[str, list[str]]) -> None:
+    if type(value) is not int:
+        errors.setdefault(field, []).append("Enter a whole number of minor units (e.g. cents).")
+    elif value < 0:
+        errors.setdefault(field, []).append("The amount cannot be negative.")
+
+
+def partner_plan_create(*, name: str, currency: str, package_minimum_minor: int, license_fee_minor: int,
+                        products: list[dict] | None = None, taxes: list[dict] | None = None,
+                        fees: list[dict] | None = None) -> PartnerPlan:
+    """Create a partner plan (PLAN-1). products: {code, name, unit_price_minor, included_quantity,
+    overage_unit_price_minor}; taxes: {name, rate_bp}; fees: {name, amount_minor}."""
+    errors: dict[str, list[str]] = {}
+    if not name or not name.strip():
+        errors["name"] = ["A name is required."]
+    try:
+        currency_exponent(currency)
+    except UnknownCurrency as exc:
+        errors["currency"] = exc.fields["currency"]
+    _amount_errors(package_minimum_minor, "package_minimum_minor", errors)
+    _amount_errors(license_fee_minor, "license_fee_minor", errors)
+    codes = set()
+    for i, product in enumerate(products or []):
+        code = product.get("code", "")
+        if not code or code in codes:
+            errors.setdefault(f"products[{i}].code", []).append("Each product needs its own code.")
+        codes.add(code)
+        for key in ("unit_price_minor", "included_quantity", "overage_unit_price_minor"):
+            _amount_errors(product.get(key, 0), f"products[{i}].{key}", errors)
+    for i, tax in enumerate(taxes or []):
+        try:
+            validate_rate_bp(tax.get("rate_bp"))
+        except ApplicationError:
+            errors.setdefault(f"taxes[{i}].rate_bp", []).append("A tax rate must be between 0 and 100 %.")
+    for i, fee in enumerate(fees or []):
+        _amount_errors(fee.get("amount_minor"), f"fees[{i}].amount_minor", errors)
+    if errors:
+        raise ApplicationError("The partner plan could not be created.", fields=errors)
+    with transaction.atomic():
+        plan = PartnerPlan.objects.create(name=name.strip(), currency=currency,
+                                          package_minimum_minor=package_minimum_minor,
+                                          license_fee_minor=license_fee_minor)
+        PlanProduct.objects.bulk_create(PlanProduct(plan=plan, code=p["code"], name=p.get("name", p["code"]),
+                                                    unit_price_minor=p.get("unit_price_minor", 0),
+                                                    included_quantity=p.get("included_quantity", 0),
+                                                    overage_unit_price_minor=p.get("overage_unit_price_minor", 0))
+                                        for p in products or [])
+        PlanTax.objects.bulk_create(PlanTax(plan=plan, name=t["name"], rate_bp=t["rate_bp"]) for t in taxes or [])
+        PlanFee.objects.bulk_create(PlanFee(plan=plan, name=f["name"], amount_minor=f["amount_minor"])
+                                    for f in fees or [])
+    return plan
+
+
+def plan_assign(*, agency: Agency, plan: PartnerPlan) -> Agency:
+    """Assign a partner plan; it must be in the agency's currency (one currency per agency, MON-1)."""
+    if plan.currency != agency.currency:
+        raise ApplicationError(f"The plan is in {plan.currency} but the agency bills in {agency.currency}.",
+                               code="currency_mismatch", fields={"plan": ["Choose a plan in the agency's currency."]})
+    Agency.objects.filter(pk=agency.pk).update(plan=plan)
+    agency.plan = plan
     return agency

@@ -19,6 +19,8 @@ SHARED_APPS = [
     "django_tenants",
     "tenants",
     "accounts",
+    "billing.platform",
+    "django.contrib.postgres",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
+
 from django.core.management.base import BaseCommand
 from django.db import connection
 from django_tenants.utils import schema_context
 
 from accounts.models import Role, User
-from tenants.models import Agency
-from tenants.services import agency_create, agency_domain
+from core.calendar import add_months
+from tenants.models import Agency, PartnerPlan
+from tenants.services import agency_create, agency_domain, partner_plan_create, plan_assign
 
 DEMO_PASSWORD = "demo-pass-2026"
 SUPPORT_EMAIL = "support@platform.test"
@@ -35,7 +38,10 @@ class Command(BaseCommand):
     help = "Reset and load the demo data (platform operator, agency `demo`, its staff and ~25 clients)."
 
     def handle(self, *args, **options) -> None:
+        from billing.services import billing_run
+        from billing.usage import UsageInput, usage_record_bulk
         from clients.models import Client
+        from clients.services import client_create, service_line_add, tax_rate_create
 
         connection.set_schema_to_public()
         existing = Agency.objects.filter(schema_name="demo").first()
@@ -46,19 +52,54 @@ class Command(BaseCommand):
         support.set_password(DEMO_PASSWORD)
         support.save()
 
+        plan = PartnerPlan.objects.filter(name="Partner Growth").first() or partner_plan_create(
+            name="Partner Growth", currency="USD", package_minimum_minor=50000, license_fee_minor=3000,
+            products=[
+                {"code": "listings", "name": "Listings sync", "unit_price_minor": 0, "included_quantity": 100,
+                 "overage_unit_price_minor": 5},
+                {"code": "reviews", "name": "Review requests", "unit_price_minor": 200, "included_quantity": 10,
+                 "overage_unit_price_minor": 150},
+            ],
+            taxes=[{"name": "Platform sales tax", "rate_bp": 600}],
+            fees=[{"name": "Payment processing fee", "amount_minor": 1500}])
         agency = agency_create(slug="demo", name="Demo Marketing Agency", time_zone="America/New_York",
                                currency="USD", billing_day=1)
+        plan_assign(agency=agency, plan=plan)
+        # History starts three billing dates ago, so the overview has months to page through.
+        today = datetime.now(UTC).date()
+        start = add_months(date(today.year, today.month, 1), -3)
         with schema_context(agency.schema_name):
             users = {}
             for email, first, last, role in STAFF:
                 users[role] = User.objects.create_user(email, DEMO_PASSWORD, first_name=first, last_name=last,
                                                        role=role)
             sellers = [users[Role.SALESPERSON], users[Role.JR_SALESPERSON], users[Role.SALES_MANAGER]]
+            state_tax = tax_rate_create(name="State sales tax", rate_bp=825)
+            city_tax = tax_rate_create(name="City tax", rate_bp=150)
+            usage = []
             for index, name in enumerate(CLIENT_NAMES):
                 slug = name.lower().split()[0].replace("&", "")
-                Client.objects.create(name=name, email=f"billing@{slug}.example",
-                                      salesperson=sellers[index % len(sellers)])
+                client = client_create(
+                    name=name, email=f"billing@{slug}.example", activated_on=start - timedelta(days=20),
+                    license_price_minor=9900 + (index % 5) * 5000, salesperson=sellers[index % len(sellers)],
+                    taxes=[state_tax] + ([city_tax] if index % 3 == 0 else []),
+                    autopay_days=[5, 28] if index == 7 else None, billing_day=15 if index == 11 else None)
+                service_line_add(client=client, description="Social media management",
+                                 amount_minor=25000 + index * 1000)
+                if index % 4 == 0:
+                    service_line_add(client=client, description="Website refresh (one-time)", amount_minor=60000,
+                                     one_time=True)
+                for month in range(3):
+                    moment = datetime.combine(add_months(start, month) + timedelta(days=9), datetime.min.time(),
+                                              tzinfo=UTC)
+                    usage.append(UsageInput("listings", 80 + index * 7, moment, f"demo-l-{index}-{month}", client))
+                    usage.append(UsageInput("reviews", 5 + index % 9, moment, f"demo-r-{index}-{month}", client))
+            usage_record_bulk(agency=agency, items=usage)
             client_count = Client.objects.count()
+        day = start
+        while day <= today:
+            billing_run(agency=agency, today=day)
+            day += timedelta(days=1)
 
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded: agency 'demo' with {client_count} clients."))
         self.stdout.write(f"  Platform console  http://localhost:8000/       {SUPPORT_EMAIL} / {DEMO_PASSWORD}")

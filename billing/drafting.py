@@ -1,0 +1,174 @@
+"""Pure invoice arithmetic: lines, taxes and totals from plain inputs (no ORM, no clock).
+
+Both the billing run and the preview (Upcoming Statement) draft invoices here, so what is
+previewed is exactly what gets built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from core.calendar import Period
+from core.categories import BillingCategory
+from core.money import format_minor, tax_minor
+
+
+@dataclass(frozen=True, slots=True)
+class DraftLine:
+    category: str
+    description: str
+    quantity: int
+    unit_amount_minor: int
+    amount_minor: int
+    taxable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPrice:
+    code: str
+    name: str
+    unit_price_minor: int
+    included_quantity: int
+    overage_unit_price_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaxSpec:
+    name: str
+    rate_bp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    description: str
+    amount_minor: int
+    taxable: bool = True
+    one_time: bool = False
+    key: object = None
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    currency: str
+    period: Period
+    lines: tuple[DraftLine, ...]
+    one_time_service_keys: tuple[object, ...] = field(default=())
+
+    @property
+    def subtotal_minor(self) -> int:
+        return sum(line.amount_minor for line in self.lines if line.category != BillingCategory.TAXES_FEES)
+
+    @property
+    def tax_minor(self) -> int:
+        """Taxes & fees."""
+        return sum(line.amount_minor for line in self.lines if line.category == BillingCategory.TAXES_FEES)
+
+    @property
+    def total_minor(self) -> int:
+        # MON-2: the total is exactly the sum of the lines.
+        return sum(line.amount_minor for line in self.lines)
+
+    def by_category(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for line in self.lines:
+            totals[line.category] = totals.get(line.category, 0) + line.amount_minor
+        return totals
+
+
+def _rate_label(rate_bp: int) -> str:
+    whole, frac = divmod(rate_bp, 100)
+    return f"{whole}.{frac:02d}".rstrip("0").rstrip(".") + " %"
+
+
+def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) -> list[DraftLine]:
+    """Products and overage for one account's usage in a cycle (PLAN-3).
+
+    The first `included_quantity` units are billed at the unit price (Products); each unit beyond at the
+    overage price (Overage). Usage of a product missing from the price list is refused at recording time.
+    """
+    lines: list[DraftLine] = []
+    for code in sorted(usage):
+        quantity = usage[code]
+        if quantity <= 0:
+            continue
+        price = prices[code]
+        included = min(quantity, price.included_quantity)
+        over = quantity - included
+        if included:
+            lines.append(DraftLine(BillingCategory.PRODUCTS, price.name, included, price.unit_price_minor,
+                                   included * price.unit_price_minor, taxable=True))
+        if over:
+            lines.append(DraftLine(BillingCategory.OVERAGE, f"{price.name} — overage", over,
+                                   price.overage_unit_price_minor, over * price.overage_unit_price_minor,
+                                   taxable=True))
+    return lines
+
+
+def tax_lines(lines: Sequence[DraftLine], taxes: Iterable[TaxSpec]) -> list[DraftLine]:
+    """One line per tax: the sum of the tax on each taxable line, each rounded half-up (MON-2)."""
+    taxable = [line for line in lines if line.taxable]
+    result = []
+    for tax in taxes:
+        if not taxable:
+            break
+        amount = sum(tax_minor(line.amount_minor, tax.rate_bp) for line in taxable)
+        result.append(DraftLine(BillingCategory.TAXES_FEES, f"{tax.name} ({_rate_label(tax.rate_bp)})", 1,
+                                amount, amount, taxable=False))
+    return result
+
+
+def draft_client_invoice(*, currency: str, period: Period, license_price_minor: int,
+                         services: Sequence[ServiceSpec], usage: Sequence[DraftLine],
+                         taxes: Sequence[TaxSpec]) -> InvoiceDraft:
+    """The client invoice of CYC-2 (b): license and agency services for `period` in advance, the closed
+    cycle's usage, then the client's taxes."""
+    lines: list[DraftLine] = []
+    if license_price_minor:
+        lines.append(DraftLine(BillingCategory.LICENSE, f"License {period.label()}", 1, license_price_minor,
+                               license_price_minor, taxable=True))
+    for service in services:
+        lines.append(DraftLine(BillingCategory.AGENCY_SERVICES, service.description, 1, service.amount_minor,
+                               service.amount_minor, taxable=service.taxable))
+    lines.extend(usage)
+    lines.extend(tax_lines(lines, taxes))
+    one_time = tuple(s.key for s in services if s.one_time)
+    return InvoiceDraft(currency, period, tuple(lines), one_time)
+
+
+def draft_agency_invoice(*, currency: str, period: Period, active_clients: int, license_fee_minor: int,
+                         package_minimum_minor: int, usage: Sequence[DraftLine], taxes: Sequence[TaxSpec],
+                         fees: Sequence[tuple[str, int]]) -> InvoiceDraft:
+    """The agency invoice of CYC-2 (a), in arrears: license fees of the clients active in the cycle, the
+    cycle's usage, a top-up to the package minimum when they fall short, the plan's taxes, then fees."""
+    lines: list[DraftLine] = []
+    if active_clients and license_fee_minor:
+        lines.append(DraftLine(BillingCategory.LICENSE, f"Client licenses {period.label()}", active_clients,
+                               license_fee_minor, active_clients * license_fee_minor, taxable=True))
+    lines.extend(usage)
+    charged = sum(line.amount_minor for line in lines)
+    if charged < package_minimum_minor:
+        top_up = package_minimum_minor - charged
+        lines.append(DraftLine(BillingCategory.OTHER,
+                               f"Partner package minimum ({format_minor(package_minimum_minor, currency)})",
+                               1, top_up, top_up, taxable=True))
+    lines.extend(tax_lines(lines, taxes))
+    for name, amount in fees:
+        lines.append(DraftLine(BillingCategory.TAXES_FEES, name, 1, amount, amount, taxable=False))
+    return InvoiceDraft(currency, period, tuple(lines))
+
+
+def allocate[K](amount_minor: int, open_items: Sequence[tuple[K, int]]) -> list[tuple[K, int]]:
+    """Spread a payment over open items already in priority order (COL-6). Items: (key, open amount).
+    Returns (key, amount applied) for each item touched; what is left over stays unapplied."""
+    remaining = amount_minor
+    applied: list[tuple[K, int]] = []
+    for key, open_amount in open_items:
+        if remaining <= 0:
+            break
+        if open_amount <= 0:
+            continue
+        take = min(open_amount, remaining)
+        applied.append((key, take))
+        remaining -= take
+    return applied

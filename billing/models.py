@@ -1,0 +1,118 @@
+"""Client billing data (agency schema): settings, usage, invoices, ledger, billing runs."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from billing.base_models import AbstractInvoice, AbstractInvoiceLine, AbstractLedgerEntry
+from core.categories import DEFAULT_CATEGORY_ORDER
+from core.models import BaseModel
+
+
+def default_category_order() -> list[str]:
+    return list(DEFAULT_CATEGORY_ORDER)
+
+
+class BillingSettings(models.Model):
+    """The agency's Billing Setup (one row per agency schema)."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    category_order = ArrayField(models.CharField(max_length=20), default=default_category_order)
+    grace_period_days = models.PositiveSmallIntegerField(default=10)
+    overdue_threshold_minor = models.BigIntegerField(default=0)
+    statement_days_before = models.PositiveSmallIntegerField(default=10)
+    statement_second_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    statement_third_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    overdue_second_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    overdue_third_after_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    retries_enabled = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(singleton=True), name="billing_settings_singleton"),
+            models.CheckConstraint(condition=models.Q(overdue_threshold_minor__gte=0), name="threshold_gte_0"),
+        ]
+
+
+class UsageRecord(BaseModel):
+    """Usage of a product (PLAN-3) by the agency itself (client null) or by one client."""
+
+    client = models.ForeignKey("clients.Client", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="usage_records")
+    product_code = models.SlugField(max_length=40)
+    quantity = models.BigIntegerField()
+    occurred_at = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=120, unique=True)
+
+    class Meta:
+        ordering = ["occurred_at"]
+        indexes = [models.Index(fields=["occurred_at", "client"])]
+        constraints = [models.CheckConstraint(condition=models.Q(quantity__gt=0), name="usage_quantity_gt_0")]
+
+
+class InvoiceSequence(models.Model):
+    """Next client-invoice number of this agency. Taken under a row lock in the same transaction that
+    writes the invoices, so numbers are sequential without gaps (INV-1)."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    next_number = models.PositiveBigIntegerField(default=1)
+
+
+class Invoice(AbstractInvoice):
+    """A client invoice: the cycle that starts, in advance, plus the closed cycle's usage (CYC-2 b)."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="invoices")
+    agency_invoiced = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-period_start", "number"]
+        constraints = [
+            # CYC-3: one invoice per client and cycle, whatever reruns or races.
+            models.UniqueConstraint(fields=["client", "period_start"], name="invoice_once_per_client_period"),
+        ]
+        indexes = [models.Index(fields=["period_start"])]
+
+
+class InvoiceLine(AbstractInvoiceLine):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
+
+    class Meta(AbstractInvoiceLine.Meta):
+        constraints = [models.UniqueConstraint(fields=["invoice", "position"], name="line_position_unique")]
+
+
+class LedgerEntry(AbstractLedgerEntry):
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="ledger_entries")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="ledger_entries")
+
+    class Meta(AbstractLedgerEntry.Meta):
+        indexes = [models.Index(fields=["client", "category"])]
+
+
+class Allocation(models.Model):
+    """Which charge a payment or credit paid, and how much (COL-6)."""
+
+    payment = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations_made")
+    charge = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="allocations_received")
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="alloc_gt_0")]
+
+
+class RunStatus(models.TextChoices):
+    STARTED = "STARTED", "Started"
+    DONE = "DONE", "Done"
+
+
+class BillingRun(models.Model):
+    """One billing step of one agency day (CYC-2/3): started, then done, with its counts."""
+
+    run_date = models.DateField(unique=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.STARTED)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    invoices_built = models.PositiveIntegerField(default=0)
+    agency_invoice_built = models.BooleanField(default=False)
+    totals = models.JSONField(default=dict)

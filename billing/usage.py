@@ -1,0 +1,75 @@
+"""Recording product usage (PLAN-3), idempotent per key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone as dj_timezone
+
+from billing.models import UsageRecord
+from clients.models import Client
+from core.errors import ApplicationError, Conflict
+from tenants.models import Agency
+
+
+@dataclass(frozen=True, slots=True)
+class UsageInput:
+    product_code: str
+    quantity: int
+    occurred_at: datetime
+    idempotency_key: str
+    client: Client | None = None
+
+
+def _validate(item: UsageInput, known_codes: set[str], index: int | None) -> dict[str, list[str]]:
+    prefix = f"records[{index}]." if index is not None else ""
+    errors: dict[str, list[str]] = {}
+    if item.product_code not in known_codes:
+        errors[f"{prefix}product_code"] = [f"Unknown product {item.product_code!r} for this agency's plan."]
+    if type(item.quantity) is not int or item.quantity <= 0:
+        errors[f"{prefix}quantity"] = ["The quantity must be a whole number greater than zero."]
+    if not isinstance(item.occurred_at, datetime) or dj_timezone.is_naive(item.occurred_at):
+        errors[f"{prefix}occurred_at"] = ["Give a date and time with a time zone."]
+    if not item.idempotency_key or len(item.idempotency_key) > 120:
+        errors[f"{prefix}idempotency_key"] = ["An idempotency key of 1–120 characters is required."]
+    return errors
+
+
+def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, int]:
+    """Store usage records; returns (created, already present). A key already used with another payload
+    refuses the whole batch with 409 and nothing is stored."""
+    known = set(agency.plan.products.values_list("code", flat=True)) if agency.plan else set()
+    errors: dict[str, list[str]] = {}
+    single = len(items) == 1
+    for index, item in enumerate(items):
+        errors.update(_validate(item, known, None if single else index))
+    keys = [item.idempotency_key for item in items]
+    if len(set(keys)) != len(keys):
+        errors.setdefault("idempotency_key", []).append("The same idempotency key appears twice in one request.")
+    if errors:
+        raise ApplicationError("The usage records are not valid.", fields=errors)
+    with transaction.atomic():
+        before = set(UsageRecord.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
+        UsageRecord.objects.bulk_create(
+            [UsageRecord(client=i.client, product_code=i.product_code, quantity=i.quantity,
+                         occurred_at=i.occurred_at, idempotency_key=i.idempotency_key) for i in items],
+            ignore_conflicts=True)
+        stored = {r.idempotency_key: r for r in UsageRecord.objects.filter(idempotency_key__in=keys)}
+        for item in items:
+            record = stored[item.idempotency_key]
+            same = (record.client_id == (item.client.pk if item.client else None)
+                    and record.product_code == item.product_code and record.quantity == item.quantity
+                    and record.occurred_at == item.occurred_at)
+            if not same:
+                raise Conflict(f"Idempotency key {item.idempotency_key!r} was already used with a different "
+                               "usage record.", code="idempotency_conflict",
+                               fields={"idempotency_key": ["Already used with different data."]})
+    return len(items) - len(before), len(before)
+
+
+def usage_record(*, agency: Agency, item: UsageInput) -> bool:
+    """Store one usage record; True when new, False when the same record was already stored."""
+    created, _ = usage_record_bulk(agency=agency, items=[item])
+    return created == 1
