@@ -128,6 +128,8 @@ def _line_kwargs(position: int, line: DraftLine) -> dict:
 def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[int], today: date,
                         prices: dict[str, ProductPrice], now: datetime, result: BillingRunResult) -> None:
     with transaction.atomic():
+        # The row normally exists from the migration; get_or_create keeps a wiped schema working.
+        InvoiceSequence.objects.get_or_create(singleton=True)
         sequence = InvoiceSequence.objects.select_for_update().get(singleton=True)
         existing = set(Invoice.objects.filter(client_id__in=client_ids, period_start=billing_date)
                        .values_list("client_id", flat=True))
