@@ -96,7 +96,9 @@ def retry_dates(billing_date: date) -> tuple[date, date]:
 
 
 def local_date(now: datetime, time_zone: str) -> date:
-    """The agency's calendar day at `now` (CYC-5)."""
+    """The agency's calendar day at `now` (CYC-5). A naive datetime is refused: its day is ambiguous."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("local_date needs an aware datetime")
     return now.astimezone(ZoneInfo(time_zone)).date()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 from core.errors import ApplicationError
 
@@ -74,13 +74,20 @@ class Money:
     def from_decimal(cls, value: Decimal | str | int, currency: str) -> Money:
         """Parse a major-unit amount ("12.34"); more decimals than the currency has is an error."""
         exponent = currency_exponent(currency)
+        if isinstance(value, bool):
+            raise ApplicationError(f"{value!r} is not an amount.", code="invalid_amount")
+        if isinstance(value, float):
+            raise TypeError("amounts are parsed from text, Decimal or int, never from float (MON-1)")
         try:
             decimal = Decimal(str(value)) if not isinstance(value, Decimal) else value
         except InvalidOperation:
             raise ApplicationError(f"{value!r} is not an amount.", code="invalid_amount") from None
         if not decimal.is_finite():
             raise ApplicationError(f"{value!r} is not an amount.", code="invalid_amount")
-        scaled = decimal.scaleb(exponent)
+        with localcontext() as context:
+            # Enough precision that scaling never rounds: the amount is parsed exactly or refused.
+            context.prec = max(28, len(decimal.as_tuple().digits) + exponent + 2)
+            scaled = decimal.scaleb(exponent)
         if scaled != scaled.to_integral_value():
             raise ApplicationError(f"{value} has more than {exponent} decimal places for {currency}.",
                                    code="invalid_amount")
@@ -143,6 +150,7 @@ def money_sum(items: Iterable[Money], currency: str) -> Money:
 
 def format_minor(amount_minor: int, currency: str) -> str:
     """1234567, "USD" → "12,345.67"; JPY has no decimals."""
+    _check_int(amount_minor, "amount_minor")
     exponent = currency_exponent(currency)
     sign = "-" if amount_minor < 0 else ""
     whole, frac = divmod(abs(amount_minor), 10**exponent)
