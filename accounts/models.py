@@ -58,3 +58,33 @@ class User(AbstractUser):
     @property
     def is_agency_staff(self) -> bool:
         return self.role in AGENCY_STAFF_ROLES
+
+
+class AuditEntry(models.Model):
+    """Who changed what, and why. In every schema: agency changes in the agency's, platform changes in public."""
+
+    actor = models.CharField(max_length=254)
+    actor_role = models.CharField(max_length=32, blank=True)
+    action = models.CharField(max_length=80)
+    object_type = models.CharField(max_length=60)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+
+def audit_record(*, actor: User | str | None, action: str, obj: models.Model, before: dict | None = None,
+                 after: dict | None = None, reason: str = "") -> AuditEntry:
+    """Write an audit row; call inside the transaction of the change it describes."""
+    if isinstance(actor, User):
+        name, role = actor.email, actor.role
+    else:
+        name, role = actor or "system", ""
+    return AuditEntry.objects.create(actor=name, actor_role=role, action=action, object_type=obj._meta.label,
+                                     object_id=str(getattr(obj, "public_id", obj.pk)), before=before or {},
+                                     after=after or {}, reason=reason)

@@ -66,3 +66,121 @@ class AbstractLedgerEntry(models.Model):
     class Meta:
         abstract = True
         ordering = ["occurred_on", "id"]
+
+
+class ChargeStatus(models.TextChoices):
+    """What the Client Charges section shows (SPEC §5), plus Scheduled: built, not yet attempted."""
+
+    SCHEDULED = "SCHEDULED", "Scheduled"
+    AGENCY_INVOICED = "AGENCY_INVOICED", "Agency Invoiced"
+    PENDING = "PENDING", "Pending"
+    PAID = "PAID", "Paid"
+    RETRYING = "RETRYING", "Retrying"
+    UNCOLLECTABLE = "UNCOLLECTABLE", "Uncollectable"
+    PAID_OUT = "PAID_OUT", "Paid Out"
+
+
+S = ChargeStatus
+# The allowed moves. Anything else is a bug and raises (billing/collection.py).
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.SCHEDULED: frozenset({S.PAID, S.PENDING, S.RETRYING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.PENDING: frozenset({S.PAID, S.RETRYING, S.UNCOLLECTABLE}),
+    S.RETRYING: frozenset({S.PAID, S.PENDING, S.RETRYING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.UNCOLLECTABLE: frozenset({S.PAID, S.PENDING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.PAID: frozenset({S.PAID_OUT}),
+    S.AGENCY_INVOICED: frozenset(),
+    S.PAID_OUT: frozenset(),
+}
+COLLECTIBLE = frozenset({S.SCHEDULED, S.RETRYING, S.UNCOLLECTABLE})
+
+
+class AttemptKind(models.TextChoices):
+    AUTOMATIC = "AUTOMATIC", "Automatic"
+    MANUAL = "MANUAL", "Manual"
+
+
+class AttemptOutcome(models.TextChoices):
+    STARTED = "STARTED", "Started"            # row written, provider call in flight (or the process died)
+    UNKNOWN = "UNKNOWN", "Unknown"            # timeout / 5xx: to be looked up before anything else
+    PENDING = "PENDING", "Pending"            # bank debit awaiting settlement
+    SUCCEEDED = "SUCCEEDED", "Succeeded"
+    DECLINED = "DECLINED", "Declined"
+    SETTLEMENT_FAILED = "SETTLEMENT_FAILED", "Settlement failed"
+
+
+UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN})
+FAILED_OUTCOMES = frozenset({AttemptOutcome.DECLINED, AttemptOutcome.SETTLEMENT_FAILED})
+
+
+class AbstractPaymentMethod(BaseModel):
+    reference = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20)
+    fingerprint = models.CharField(max_length=128)
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_bank_debit(self) -> bool:
+        return self.kind in {"sepa_debit", "us_bank_account"}
+
+    def __str__(self) -> str:
+        label = {"card": self.brand.title() or "Card", "sepa_debit": "SEPA debit",
+                 "us_bank_account": "ACH debit"}.get(self.kind, self.kind)
+        return f"{label} ···· {self.last4}"
+
+
+class AbstractCharge(BaseModel):
+    """One amount to collect for an invoice (an installment when there are several autopay dates)."""
+
+    installment = models.PositiveSmallIntegerField(default=1)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    billing_date = models.DateField(help_text="The initial billing date: retries count weekdays from it.")
+    due_on = models.DateField()
+    status = models.CharField(max_length=16, choices=ChargeStatus.choices, default=ChargeStatus.SCHEDULED)
+    next_retry_on = models.DateField(null=True, blank=True)
+    paid_on = models.DateField(null=True, blank=True)
+    paid_reference = models.CharField(max_length=64, blank=True)
+    payout_reference = models.CharField(max_length=64, blank=True)
+    paid_out_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class AbstractAttempt(models.Model):
+    number = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=10, choices=AttemptKind.choices, default=AttemptKind.AUTOMATIC)
+    attempted_on = models.DateField()
+    amount_minor = models.BigIntegerField()
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    payment_method_reference = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
+    gateway_reference = models.CharField(max_length=64, blank=True)
+    decline_code = models.CharField(max_length=64, blank=True)
+    message = models.CharField(max_length=240, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["number"]
+
+
+class AbstractChargeEvent(models.Model):
+    """The charge's status history, with who or what moved it and why."""
+
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=240)
+    actor = models.CharField(max_length=254, blank=True)
+    business_date = models.DateField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["id"]

@@ -1,34 +1,43 @@
-"""Payments and credits applied to open charges (MON-4, COL-6). Append-only: nothing is edited."""
+"""Payments and credits applied to open charges (MON-4, COL-6). Append-only: nothing is edited.
+
+The same allocation serves the client ledger (agency schema) and the agency ledger (public schema).
+"""
 
 from __future__ import annotations
 
 from datetime import date
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Sum
 
 from billing.base_models import EntryType
 from billing.drafting import allocate
 from billing.models import Allocation, LedgerEntry
+from billing.platform.models import AgencyAllocation, AgencyLedgerEntry
 from billing.selectors import billing_settings
 from clients.models import Client
+from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
+from tenants.models import Agency
 
 
-def open_charges_in_order(client: Client, category_order: list[str]) -> list[tuple[LedgerEntry, int]]:
-    """Open charges in the agency's billing-category order, oldest first within a category (COL-6)."""
+def _open_charges(entries: models.QuerySet, category_order: list[str]) -> list[tuple[models.Model, int]]:
     rank = {category: index for index, category in enumerate(category_order)}
-    charges = (LedgerEntry.objects.filter(client=client, amount_minor__gt=0)
-               .annotate(paid=Sum("allocations_received__amount_minor")))
+    charges = entries.filter(amount_minor__gt=0).annotate(paid=Sum("allocations_received__amount_minor"))
     items = [(c, c.amount_minor - (c.paid or 0)) for c in charges]
     items = [(c, amount) for c, amount in items if amount > 0]
     items.sort(key=lambda item: (rank.get(item[0].category, len(rank)), item[0].occurred_on, item[0].pk))
     return items
 
 
-def payment_apply(*, client: Client, amount_minor: int, currency: str, occurred_on: date, reference: str,
-                  entry_type: str = EntryType.PAYMENT) -> LedgerEntry:
-    """Record a payment (or credit) and allocate it to open charges. What is left over stays as credit."""
+def open_charges_in_order(client: Client, category_order: list[str]) -> list[tuple[LedgerEntry, int]]:
+    """Open charges in the agency's billing-category order, oldest first within a category (COL-6)."""
+    return _open_charges(LedgerEntry.objects.filter(client=client), category_order)  # type: ignore[return-value]
+
+
+def _record(*, owner_lock: models.QuerySet, entries: models.QuerySet, entry_model: type[models.Model],
+            allocation_model: type[models.Model], owner: dict, category_order: list[str], amount_minor: int,
+            currency: str, occurred_on: date, reference: str, entry_type: str) -> models.Model:
     if type(amount_minor) is not int or amount_minor <= 0:
         raise ApplicationError("A payment must be a positive whole number of minor units.",
                                fields={"amount_minor": ["Must be greater than zero."]})
@@ -36,14 +45,33 @@ def payment_apply(*, client: Client, amount_minor: int, currency: str, occurred_
         raise ApplicationError("Only payments and credits are applied to charges.")
     with transaction.atomic():
         # One allocator at a time per account, so two payments never cover the same open amount.
-        Client.objects.select_for_update().filter(pk=client.pk).get()
-        order = billing_settings().category_order
-        open_items = open_charges_in_order(client, order)
-        first_category = open_items[0][0].category if open_items else "OTHER"
-        payment = LedgerEntry.objects.create(client=client, entry_type=entry_type, category=first_category,
-                                             amount_minor=-amount_minor, currency=currency,
-                                             occurred_on=occurred_on, reference=reference)
-        applied = allocate(amount_minor, [(charge, amount) for charge, amount in open_items])
-        Allocation.objects.bulk_create(Allocation(payment=payment, charge=charge, amount_minor=amount)
-                                       for charge, amount in applied)
+        owner_lock.select_for_update().get()
+        open_items = _open_charges(entries, category_order)
+        first_category = open_items[0][0].category if open_items else "OTHER"  # type: ignore[attr-defined]
+        payment = entry_model.objects.create(  # type: ignore[attr-defined]
+            entry_type=entry_type, category=first_category, amount_minor=-amount_minor, currency=currency,
+            occurred_on=occurred_on, reference=reference, **owner)
+        applied = allocate(amount_minor, open_items)
+        allocation_model.objects.bulk_create(  # type: ignore[attr-defined]
+            allocation_model(payment=payment, charge=charge, amount_minor=amount) for charge, amount in applied)
     return payment
+
+
+def payment_apply(*, client: Client, amount_minor: int, currency: str, occurred_on: date, reference: str,
+                  entry_type: str = EntryType.PAYMENT) -> LedgerEntry:
+    """Record a client payment (or credit) and allocate it to open charges; the rest stays as credit."""
+    return _record(owner_lock=Client.objects.filter(pk=client.pk), entries=LedgerEntry.objects.filter(client=client),
+                   entry_model=LedgerEntry, allocation_model=Allocation, owner={"client": client},
+                   category_order=billing_settings().category_order, amount_minor=amount_minor, currency=currency,
+                   occurred_on=occurred_on, reference=reference, entry_type=entry_type)  # type: ignore[return-value]
+
+
+def agency_payment_apply(*, agency: Agency, amount_minor: int, currency: str, occurred_on: date,
+                         reference: str) -> AgencyLedgerEntry:
+    """Record the agency's payment of its own invoices (PAY-3), in the platform's default category order."""
+    return _record(owner_lock=Agency.objects.filter(pk=agency.pk),
+                   entries=AgencyLedgerEntry.objects.filter(agency=agency), entry_model=AgencyLedgerEntry,
+                   allocation_model=AgencyAllocation, owner={"agency": agency},
+                   category_order=list(DEFAULT_CATEGORY_ORDER), amount_minor=amount_minor, currency=currency,
+                   occurred_on=occurred_on, reference=reference,
+                   entry_type=EntryType.PAYMENT)  # type: ignore[return-value]

@@ -5,7 +5,15 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from billing.base_models import AbstractInvoice, AbstractInvoiceLine, AbstractLedgerEntry
+from billing.base_models import (
+    AbstractAttempt,
+    AbstractCharge,
+    AbstractChargeEvent,
+    AbstractInvoice,
+    AbstractInvoiceLine,
+    AbstractLedgerEntry,
+    AbstractPaymentMethod,
+)
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.models import BaseModel
 
@@ -116,3 +124,57 @@ class BillingRun(models.Model):
     invoices_built = models.PositiveIntegerField(default=0)
     agency_invoice_built = models.BooleanField(default=False)
     totals = models.JSONField(default=dict)
+
+
+class PaymentMethod(AbstractPaymentMethod):
+    """A client's saved payment method. Card numbers never reach the server: only the provider's
+    reference, brand, last four digits and fingerprint are kept."""
+
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="payment_methods")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client"], condition=models.Q(removed_at__isnull=True),
+                                    name="one_active_payment_method_per_client"),
+        ]
+
+
+class Charge(AbstractCharge):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="charges")
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="charges")
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "installment"], name="charge_once_per_installment"),
+        ]
+        indexes = [models.Index(fields=["status", "due_on"]), models.Index(fields=["status", "next_retry_on"])]
+
+
+class ChargeAttempt(AbstractAttempt):
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="attempts")
+
+    class Meta(AbstractAttempt.Meta):
+        constraints = [models.UniqueConstraint(fields=["charge", "number"], name="attempt_once_per_number")]
+
+
+class ChargeEvent(AbstractChargeEvent):
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="events")
+
+
+class RequestKind(models.TextChoices):
+    RETRY = "RETRY", "Retry a charge"
+    AGENCY_INVOICED = "AGENCY_INVOICED", "Switch to Agency Invoiced"
+
+
+class SupportRequest(BaseModel):
+    """What the agency asks billing support to do (RET-4, COL-1)."""
+
+    kind = models.CharField(max_length=20, choices=RequestKind.choices)
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="support_requests")
+    charge = models.ForeignKey(Charge, null=True, blank=True, on_delete=models.PROTECT)
+    requested_by = models.CharField(max_length=254)
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=10, default="OPEN")  # OPEN | DONE | REJECTED
+    resolved_by = models.CharField(max_length=254, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)

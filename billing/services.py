@@ -19,7 +19,7 @@ from django.db.models import F, Prefetch
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing.base_models import EntryType
+from billing.base_models import ChargeStatus, EntryType
 from billing.drafting import (
     DraftLine,
     InvoiceDraft,
@@ -30,8 +30,14 @@ from billing.drafting import (
     draft_client_invoice,
     usage_lines,
 )
-from billing.models import BillingRun, Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, RunStatus
-from billing.platform.models import AgencyInvoice, AgencyInvoiceLine, AgencyInvoiceSequence, AgencyLedgerEntry
+from billing.models import BillingRun, Charge, Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, RunStatus
+from billing.platform.models import (
+    AgencyCharge,
+    AgencyInvoice,
+    AgencyInvoiceLine,
+    AgencyInvoiceSequence,
+    AgencyLedgerEntry,
+)
 from billing.selectors import (
     clients_active_during,
     clients_due,
@@ -40,7 +46,8 @@ from billing.selectors import (
     usage_by_account,
 )
 from clients.models import AgencyServiceLine, Client
-from core.calendar import Period, cycle_closed_by, cycle_starting
+from core.calendar import Period, autopay_dates, cycle_closed_by, cycle_starting
+from core.money import split_evenly
 from tenants.models import Agency
 
 logger = logging.getLogger(__name__)
@@ -119,6 +126,18 @@ def _ledger_rows(draft: InvoiceDraft) -> list[tuple[str, int]]:
     return [(category, amount) for category, amount in draft.by_category().items() if amount]
 
 
+def _charges_for(invoice: Invoice, client: Client, today: date, billing_date: date) -> list[Charge]:
+    """The amounts to collect: one on the billing date, or one per autopay date split evenly with the last
+    taking the remainder (CYC-4). Agency Invoiced clients are never charged (COL-1)."""
+    status = ChargeStatus.AGENCY_INVOICED if client.agency_invoiced else ChargeStatus.SCHEDULED
+    days = sorted(set(client.autopay_days))
+    dates = autopay_dates(today.year, today.month, days) if len(days) >= 2 else [billing_date]
+    amounts = split_evenly(invoice.total_minor, len(dates))
+    return [Charge(invoice=invoice, client=client, installment=index, amount_minor=amount,
+                   currency=invoice.currency, billing_date=due, due_on=due, status=status)
+            for index, (due, amount) in enumerate(zip(dates, amounts, strict=True), start=1)]
+
+
 def _line_kwargs(position: int, line: DraftLine) -> dict:
     return {"position": position, "category": line.category, "description": line.description[:240],
             "quantity": line.quantity, "unit_amount_minor": line.unit_amount_minor,
@@ -151,8 +170,9 @@ def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[
             for i, (c, d) in enumerate(drafts)
         ]
         Invoice.objects.bulk_create(invoices)
-        lines, entries, one_time = [], [], []
+        lines, entries, one_time, charges = [], [], [], []
         for invoice, (client, draft) in zip(invoices, drafts, strict=True):
+            charges.extend(_charges_for(invoice, client, today, billing_date))
             lines.extend(InvoiceLine(invoice=invoice, **_line_kwargs(pos, line))
                          for pos, line in enumerate(draft.lines, start=1))
             entries.extend(LedgerEntry(client=client, invoice=invoice, entry_type=EntryType.CHARGE, category=cat,
@@ -162,6 +182,7 @@ def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[
             result.add_total(agency.currency, draft.total_minor)
         InvoiceLine.objects.bulk_create(lines)
         LedgerEntry.objects.bulk_create(entries)
+        Charge.objects.bulk_create(charges)
         if one_time:
             # PLAN-2: a one-time service line is billed once, then removed — in the same transaction.
             billed = AgencyServiceLine.objects.in_bulk([key for key, _ in one_time])
@@ -203,6 +224,8 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
             AgencyLedgerEntry(agency=agency, invoice=invoice, entry_type=EntryType.CHARGE, category=cat,
                               amount_minor=amount, currency=plan.currency, occurred_on=billing_date,
                               reference=invoice.number) for cat, amount in _ledger_rows(draft))
+        AgencyCharge.objects.create(invoice=invoice, agency=agency, amount_minor=invoice.total_minor,
+                                    currency=invoice.currency, billing_date=billing_date, due_on=billing_date)
         sequence.next_number += 1
         sequence.save(update_fields=["next_number"])
     return invoice, True

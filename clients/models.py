@@ -50,6 +50,7 @@ class Client(BaseModel):
     # Agency Invoiced (COL-1): never charged, no payment emails. Set only by billing support.
     agency_invoiced = models.BooleanField(default=False)
     agency_invoiced_reason = models.TextField(blank=True)
+    provider_customer_id = models.CharField(max_length=64, blank=True)
     # Lifecycle: a client is billable from `activated_on` until `deactivated_on` (exclusive).
     activated_on = models.DateField()
     deactivated_on = models.DateField(null=True, blank=True)
@@ -72,7 +73,7 @@ class Client(BaseModel):
     @property
     def is_group_member(self) -> bool:
         """Billed through another account of its group."""
-        return self.group_id is not None and self.group.primary_id != self.pk
+        return self.group is not None and self.group.primary_id != self.pk
 
 
 class ServiceRecurrence(models.TextChoices):

@@ -96,6 +96,11 @@ class Agency(TenantMixin):
     currency = models.CharField(max_length=3, default="USD")
     billing_day = models.PositiveSmallIntegerField(default=1)
     plan = models.ForeignKey(PartnerPlan, null=True, blank=True, on_delete=models.PROTECT, related_name="agencies")
+    # Stripe Connect: the agency's connected account receives its clients' charges (PAY-1); the platform
+    # customer pays the agency invoice (PAY-3).
+    connected_account_id = models.CharField(max_length=64, blank=True)
+    platform_customer_id = models.CharField(max_length=64, blank=True)
+    email = models.EmailField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from django.db import models
 
-from billing.base_models import AbstractInvoice, AbstractInvoiceLine, AbstractLedgerEntry
+from billing.base_models import (
+    AbstractAttempt,
+    AbstractCharge,
+    AbstractChargeEvent,
+    AbstractInvoice,
+    AbstractInvoiceLine,
+    AbstractLedgerEntry,
+    AbstractPaymentMethod,
+)
 
 
 class AgencyInvoice(AbstractInvoice):
@@ -48,3 +56,111 @@ class AgencyInvoiceSequence(models.Model):
 
     agency = models.OneToOneField("tenants.Agency", on_delete=models.CASCADE, related_name="invoice_sequence")
     next_number = models.PositiveBigIntegerField(default=1)
+
+
+class PaymentMethodFingerprint(models.Model):
+    """COL-5: one card or bank account on one billing account, across every agency. The unique constraint
+    on `fingerprint` is the rule; the owner columns say who holds it."""
+
+    fingerprint = models.CharField(max_length=128, unique=True)
+    schema_name = models.CharField(max_length=63)
+    owner_kind = models.CharField(max_length=10)  # client | agency
+    owner_public_id = models.UUIDField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class WebhookStatus(models.TextChoices):
+    RECEIVED = "RECEIVED", "Received"
+    PROCESSED = "PROCESSED", "Processed"
+    IGNORED = "IGNORED", "Ignored"
+    FAILED = "FAILED", "Failed"
+
+
+class WebhookEvent(models.Model):
+    """Inbox of provider webhooks: stored (unique event id) before anything is done with them."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=120)
+    account = models.CharField(max_length=255, blank=True)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=WebhookStatus.choices, default=WebhookStatus.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "received_at"])]
+
+
+# --- The sandbox processor's own books (the demo's "Stripe"), shared by web, worker and beat ------------
+
+
+class SandboxPaymentMethod(models.Model):
+    reference = models.CharField(max_length=64, unique=True)
+    customer = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20)
+    token = models.CharField(max_length=120)
+    fingerprint = models.CharField(max_length=128)
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+
+
+class SandboxPaymentIntent(models.Model):
+    reference = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    customer = models.CharField(max_length=64)
+    payment_method = models.CharField(max_length=64)
+    destination = models.CharField(max_length=64, blank=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=24)  # succeeded | processing | failed
+    decline_code = models.CharField(max_length=64, blank=True)
+    created_on = models.DateField()
+    settles_on = models.DateField(null=True, blank=True)
+    available_on = models.DateField(null=True, blank=True)
+    payout = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict)
+
+
+class SandboxPayout(models.Model):
+    reference = models.CharField(max_length=64, unique=True)
+    destination = models.CharField(max_length=64)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    arrival_on = models.DateField()
+    status = models.CharField(max_length=12, default="paid")
+
+
+class AgencyPaymentMethod(AbstractPaymentMethod):
+    """The agency's own payment method on the platform account (PAY-3)."""
+
+    agency = models.ForeignKey("tenants.Agency", on_delete=models.PROTECT, related_name="payment_methods")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agency"], condition=models.Q(removed_at__isnull=True),
+                                    name="one_active_payment_method_per_agency"),
+        ]
+
+
+class AgencyCharge(AbstractCharge):
+    invoice = models.ForeignKey(AgencyInvoice, on_delete=models.PROTECT, related_name="charges")
+    agency = models.ForeignKey("tenants.Agency", on_delete=models.PROTECT, related_name="charges")
+
+    class Meta:
+        ordering = ["due_on", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "installment"], name="agency_charge_once_per_installment"),
+        ]
+
+
+class AgencyChargeAttempt(AbstractAttempt):
+    charge = models.ForeignKey(AgencyCharge, on_delete=models.PROTECT, related_name="attempts")
+
+    class Meta(AbstractAttempt.Meta):
+        constraints = [models.UniqueConstraint(fields=["charge", "number"], name="agency_attempt_once_per_number")]
+
+
+class AgencyChargeEvent(AbstractChargeEvent):
+    charge = models.ForeignKey(AgencyCharge, on_delete=models.PROTECT, related_name="events")

@@ -43,7 +43,7 @@ def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(
     result = billing_run(agency=agency, today=date(2027, 1, 1))
     invoice = AgencyInvoice.objects.get(number=result.agency_invoice_number)
     assert (invoice.period_start, invoice.period_end) == (date(2026, 12, 1), date(2027, 1, 1))
-    lines = [(l.category, l.quantity, l.unit_amount_minor, l.amount_minor) for l in invoice.lines.all()]
+    lines = [(line.category, line.quantity, line.unit_amount_minor, line.amount_minor) for line in invoice.lines.all()]
     assert lines == [
         ("LICENSE", 2, 2500, 5000),
         ("PRODUCTS", 100, 10, 1000),
@@ -55,7 +55,7 @@ def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(
         ("TAXES_FEES", 1, 1001, 1001),
         ("TAXES_FEES", 1, 999, 999),
     ]
-    assert invoice.total_minor == sum(l.amount_minor for l in invoice.lines.all()) == 22000
+    assert invoice.total_minor == sum(line.amount_minor for line in invoice.lines.all()) == 22000
 
 
 def test_CYC_2_client_invoice_in_advance_plus_closed_cycle_usage(agency):
@@ -71,7 +71,7 @@ def test_CYC_2_client_invoice_in_advance_plus_closed_cycle_usage(agency):
         invoice = Invoice.objects.get(client=client)
         assert (invoice.period_start, invoice.period_end, invoice.due_on) == (
             date(2027, 1, 1), date(2027, 2, 1), date(2027, 1, 1))
-        lines = [(l.category, l.description, l.amount_minor) for l in invoice.lines.all()]
+        lines = [(line.category, line.description, line.amount_minor) for line in invoice.lines.all()]
         assert lines == [
             ("LICENSE", "License 2027-01-01 – 2027-01-31", 19900),
             ("AGENCY_SERVICES", "SEO", 5000),
@@ -252,7 +252,7 @@ def test_preview_equals_what_the_run_builds(agency):
     with schema_context(agency.schema_name):
         invoice = Invoice.objects.get(client=client)
         assert draft.total_minor == invoice.total_minor
-        assert [(l.category, l.amount_minor) for l in draft.lines] == list(
+        assert [(line.category, line.amount_minor) for line in draft.lines] == list(
             invoice.lines.values_list("category", "amount_minor"))
 
 

@@ -61,7 +61,8 @@ def test_CYC_2_worked_example_agency_invoice(example):
     result = billing_run(agency=agency, today=date(2027, 1, 1))
     assert result.agency_invoice_number == "P-ALPHA-000001"
     invoice = AgencyInvoice.objects.get(number="P-ALPHA-000001")
-    assert [(l.description, l.quantity, l.unit_amount_minor, l.amount_minor) for l in invoice.lines.all()] == [
+    lines = invoice.lines.values_list("description", "quantity", "unit_amount_minor", "amount_minor")
+    assert list(lines) == [
         ("Client licenses 2026-12-01 – 2026-12-31", 3, 2500, 7500),
         ("Listings", 100, 10, 1000),
         ("Listings — overage", 50, 7, 350),

@@ -1,0 +1,105 @@
+"""Saving payment methods (COL-5: one card or bank account on one account, across every agency)."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import audit_record
+from billing.models import PaymentMethod
+from billing.platform.models import AgencyPaymentMethod, PaymentMethodFingerprint
+from billing.providers import get_provider
+from billing.providers.base import PaymentProvider, ProviderError
+from clients.models import Client
+from core.errors import ApplicationError
+from tenants.models import Agency
+
+
+class PaymentMethodInUse(ApplicationError):
+    code = "payment_method_in_use"
+    status = 409
+
+
+def _claim_fingerprint(*, fingerprint: str, schema_name: str, owner_kind: str, owner_public_id) -> None:
+    """Take the platform-wide claim on a fingerprint; the unique constraint decides (COL-5)."""
+    existing = PaymentMethodFingerprint.objects.filter(fingerprint=fingerprint).first()
+    if existing and existing.owner_public_id == owner_public_id:
+        return  # the same account saving the same card again
+    try:
+        with transaction.atomic():
+            PaymentMethodFingerprint.objects.create(fingerprint=fingerprint, schema_name=schema_name,
+                                                    owner_kind=owner_kind, owner_public_id=owner_public_id)
+    except IntegrityError:
+        raise PaymentMethodInUse(
+            "This card or bank account is already used by another billing account. Use a different one.",
+            fields={"payment_method": ["Already on another account."]}) from None
+
+
+def _release(fingerprint: str, owner_public_id) -> None:
+    PaymentMethodFingerprint.objects.filter(fingerprint=fingerprint, owner_public_id=owner_public_id).delete()
+
+
+def payment_method_attach(*, client: Client, token: str, actor=None,
+                          provider: PaymentProvider | None = None) -> PaymentMethod:
+    """Save (or replace) the client's payment method from a provider token. The server only ever sees a
+    token, never a card number."""
+    provider = provider or get_provider()
+    if not token or not isinstance(token, str):
+        raise ApplicationError("Choose a payment method.", fields={"token": ["Required."]})
+    if not client.provider_customer_id:
+        customer = provider.customer_create(email=client.email, name=client.name,
+                                            idempotency_key=f"client-{client.public_id}")
+        Client.objects.filter(pk=client.pk).update(provider_customer_id=customer)
+        client.provider_customer_id = customer
+    try:
+        saved = provider.payment_method_save(customer=client.provider_customer_id, token=token)
+    except ProviderError as exc:
+        raise ApplicationError(f"The payment method was refused: {exc}", code=exc.code,
+                               fields={"token": [str(exc)]}) from None
+    with transaction.atomic():
+        _claim_fingerprint(fingerprint=saved.fingerprint, schema_name=connection.schema_name,  # type: ignore[attr-defined]
+                           owner_kind="client", owner_public_id=client.public_id)
+        previous = PaymentMethod.objects.select_for_update().filter(client=client, removed_at__isnull=True).first()
+        if previous is not None:
+            PaymentMethod.objects.filter(pk=previous.pk).update(removed_at=timezone.now())
+            if previous.fingerprint != saved.fingerprint:
+                _release(previous.fingerprint, client.public_id)
+        method = PaymentMethod.objects.create(client=client, reference=saved.reference, kind=saved.kind,
+                                              fingerprint=saved.fingerprint, brand=saved.brand, last4=saved.last4)
+        audit_record(actor=actor, action="payment_method.saved", obj=client,
+                     before={"payment_method": str(previous)} if previous else {},
+                     after={"payment_method": str(method)})
+    return method
+
+
+def agency_payment_method_attach(*, agency: Agency, token: str, provider: PaymentProvider | None = None
+                                 ) -> AgencyPaymentMethod:
+    """The agency's own payment method on the platform account (PAY-3)."""
+    provider = provider or get_provider()
+    if not agency.platform_customer_id:
+        customer = provider.customer_create(email=agency.email or f"billing@{agency.schema_name}",
+                                            name=agency.name, idempotency_key=f"agency-{agency.schema_name}")
+        Agency.objects.filter(pk=agency.pk).update(platform_customer_id=customer)
+        agency.platform_customer_id = customer
+    try:
+        saved = provider.payment_method_save(customer=agency.platform_customer_id, token=token)
+    except ProviderError as exc:
+        raise ApplicationError(f"The payment method was refused: {exc}", code=exc.code,
+                               fields={"token": [str(exc)]}) from None
+    with transaction.atomic():
+        _claim_fingerprint(fingerprint=saved.fingerprint, schema_name="public", owner_kind="agency",
+                           owner_public_id=_agency_uuid(agency))
+        previous = (AgencyPaymentMethod.objects.select_for_update()
+                    .filter(agency=agency, removed_at__isnull=True).first())
+        if previous is not None:
+            AgencyPaymentMethod.objects.filter(pk=previous.pk).update(removed_at=timezone.now())
+            if previous.fingerprint != saved.fingerprint:
+                _release(previous.fingerprint, _agency_uuid(agency))
+        return AgencyPaymentMethod.objects.create(agency=agency, reference=saved.reference, kind=saved.kind,
+                                                  fingerprint=saved.fingerprint, brand=saved.brand, last4=saved.last4)
+
+
+def _agency_uuid(agency: Agency):
+    import uuid
+
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"agency:{agency.schema_name}")
