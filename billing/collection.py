@@ -38,6 +38,7 @@ from billing.providers.base import ChargeRequest, ChargeResult, Outcome, Payment
 from billing.selectors import billing_settings
 from core.calendar import retry_dates
 from core.errors import ApplicationError
+from tenants.models import Agency
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ class Payer:
 def _payer(charge: AbstractCharge) -> Payer:
     if isinstance(charge, Charge):
         agency = connection.tenant  # type: ignore[attr-defined]
+        if not isinstance(agency, Agency):  # inside schema_context() rather than tenant_context()
+            agency = Agency.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]
         client = charge.client
         method = PaymentMethod.objects.filter(client=client, removed_at__isnull=True).first()
         return Payer("client", client.provider_customer_id, method, agency.connected_account_id or None,
