@@ -1,0 +1,188 @@
+"""Stripe, through the official SDK: the only module that imports `stripe`.
+
+- Client charges are **destination charges** (`transfer_data.destination` = the agency's connected
+  account), so all revenue goes to the agency (PAY-1); the agency invoice is a plain platform charge.
+- Every PaymentIntent is created off-session and confirmed at once, with the local attempt's
+  idempotency key, and carries the attempt key in its metadata so it can be found again.
+- Errors are mapped to outcomes: a card error is a decline; rate limits, connection failures and 5xx
+  are raised, and the caller records the attempt as unknown until it is looked up.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+from typing import Any
+
+import stripe
+from stripe.params import (
+    AccountCreateParams,
+    CustomerCreateParams,
+    PaymentIntentCreateParams,
+    PaymentIntentListParams,
+    PaymentMethodAttachParams,
+)
+
+from billing.providers.base import (
+    ChargeRequest,
+    ChargeResult,
+    Outcome,
+    ProviderError,
+    ProviderEvent,
+    SavedPaymentMethod,
+)
+
+API_VERSION = "2026-10-28.endive"  # pinned: responses are parsed for this version only
+
+
+class TransientProviderError(Exception):
+    """Rate limited or unreachable: the call may be retried later with the same idempotency key."""
+
+
+def _outcome_of(intent: Any) -> ChargeResult:
+    status = intent.get("status")
+    if status == "succeeded":
+        return ChargeResult(Outcome.SUCCEEDED, intent["id"])
+    if status == "processing":
+        return ChargeResult(Outcome.PENDING, intent["id"])
+    if status in ("requires_payment_method", "canceled", "requires_action", "requires_confirmation"):
+        error = intent.get("last_payment_error") or {}
+        code = error.get("decline_code") or error.get("code") or status
+        return ChargeResult(Outcome.DECLINED, intent["id"], code, error.get("message") or "")
+    return ChargeResult(Outcome.UNKNOWN, intent.get("id", ""), message=f"unexpected status {status!r}")
+
+
+class StripeProvider:
+    name = "stripe"
+
+    def __init__(self, *, api_key: str, api_base: str | None = None, timeout: float = 20.0,
+                 rate_limit_retries: int = 5) -> None:
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            stripe_version=API_VERSION,
+            max_network_retries=0,  # retries are ours: only with the same idempotency key
+            http_client=stripe.RequestsClient(timeout=timeout),
+        )
+        self.rate_limit_retries = rate_limit_retries
+
+    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call Stripe; answer 429 with exponential backoff (same request, same idempotency key)."""
+        delay = 0.25
+        for attempt in range(self.rate_limit_retries + 1):
+            try:
+                return func(*args, **kwargs)
+            except stripe.RateLimitError:
+                if attempt == self.rate_limit_retries:
+                    raise TransientProviderError("Stripe rate limit") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 4.0)
+            except stripe.APIConnectionError as exc:
+                raise TransientProviderError(f"Stripe unreachable: {exc.user_message or exc}") from None
+        raise AssertionError("unreachable")
+
+    # --- customers and accounts ------------------------------------------------------------------
+
+    def customer_create(self, *, email: str, name: str, idempotency_key: str) -> str:
+        params: CustomerCreateParams = {"email": email, "name": name}
+        customer = self._call(self.client.v1.customers.create, params=params,
+                              options={"idempotency_key": idempotency_key})
+        return customer.id
+
+    def connected_account_create(self, *, name: str, email: str, idempotency_key: str) -> str:
+        params: AccountCreateParams = {"type": "express", "email": email, "business_profile": {"name": name}}
+        account = self._call(self.client.v1.accounts.create, params=params,
+                             options={"idempotency_key": idempotency_key})
+        return account.id
+
+    def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
+        params: PaymentMethodAttachParams = {"customer": customer}
+        try:
+            method = self._call(self.client.v1.payment_methods.attach, token, params=params)
+        except stripe.CardError as exc:
+            raise ProviderError(exc.user_message or "The card was refused.", code=exc.code or "card_error") from None
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(exc.user_message or "Unknown payment method.",
+                                code=exc.code or "invalid_request") from None
+        kind = method.get("type", "card")
+        details = method.get(kind) or {}
+        return SavedPaymentMethod(reference=method["id"], kind=kind, fingerprint=details.get("fingerprint") or "",
+                                  brand=details.get("brand") or details.get("bank_name") or "",
+                                  last4=details.get("last4") or "")
+
+    # --- charges -----------------------------------------------------------------------------------
+
+    def _params(self, request: ChargeRequest) -> PaymentIntentCreateParams:
+        params: PaymentIntentCreateParams = {
+            "amount": request.amount_minor,
+            "currency": request.currency.lower(),
+            "customer": request.customer,
+            "payment_method": request.payment_method,
+            "off_session": True,
+            "confirm": True,
+            "description": request.description,
+            "metadata": dict(request.metadata),
+        }
+        if request.destination:
+            params["transfer_data"] = {"destination": request.destination}
+        return params
+
+    def charge_create(self, request: ChargeRequest) -> ChargeResult:
+        try:
+            intent = self._call(self.client.v1.payment_intents.create, params=self._params(request),
+                                options={"idempotency_key": request.idempotency_key})
+        except stripe.CardError as exc:
+            error = exc.error
+            intent = getattr(error, "payment_intent", None) if error else None
+            reference = intent.get("id", "") if intent else ""
+            decline = (getattr(error, "decline_code", None) or exc.code or "card_declined") if error else "declined"
+            return ChargeResult(Outcome.DECLINED, reference, decline, exc.user_message or "")
+        except stripe.IdempotencyError:
+            raise
+        except stripe.InvalidRequestError as exc:
+            # The request itself was refused: no money moved.
+            return ChargeResult(Outcome.DECLINED, "", exc.code or "invalid_request", exc.user_message or "")
+        return _outcome_of(intent)
+
+    def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
+        params: PaymentIntentListParams = {"customer": request.customer, "limit": 100}
+        page = self._call(self.client.v1.payment_intents.list, params=params)
+        for intent in page.auto_paging_iter():
+            if (intent.get("metadata") or {}).get("attempt") == request.idempotency_key:
+                return _outcome_of(intent)
+        return None
+
+    def advance(self, *, today: date) -> list[ProviderEvent]:
+        return []  # Stripe reports settlement and payouts by webhook
+
+    # --- webhooks ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def webhook_verify(*, payload: bytes, signature: str, secret: str, tolerance: int = 300) -> dict:
+        """The event, if its signature is valid and recent; ProviderError otherwise."""
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+        except stripe.SignatureVerificationError:
+            raise ProviderError("Invalid or stale webhook signature.", code="invalid_signature") from None
+        except ValueError:
+            raise ProviderError("Malformed webhook payload.", code="invalid_payload") from None
+        return event.to_dict()
+
+    @staticmethod
+    def event_from_webhook(event: dict) -> ProviderEvent | None:
+        """Normalise a Stripe event; None for types the product does not act on."""
+        kind = event.get("type", "")
+        obj = (event.get("data") or {}).get("object") or {}
+        created = datetime.fromtimestamp(event.get("created") or time.time(), tz=UTC).date()
+        if kind == "payment_intent.succeeded":
+            return ProviderEvent("charge.succeeded", obj.get("id", ""), created, metadata=obj.get("metadata") or {})
+        if kind == "payment_intent.payment_failed":
+            error = obj.get("last_payment_error") or {}
+            return ProviderEvent("charge.failed", obj.get("id", ""), created,
+                                 decline_code=error.get("decline_code") or error.get("code") or "failed",
+                                 metadata=obj.get("metadata") or {})
+        if kind in ("payout.paid", "payout.failed"):
+            arrival = obj.get("arrival_date")
+            day = datetime.fromtimestamp(arrival, tz=UTC).date() if arrival else created
+            return ProviderEvent(kind, obj.get("id", ""), day, account=event.get("account") or "")
+        return None

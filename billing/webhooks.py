@@ -1,0 +1,69 @@
+"""Stripe webhooks: verified, stored first (unique event id), then processed by a task."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from billing.platform.models import WebhookEvent, WebhookStatus
+from billing.providers.base import ProviderError
+from billing.providers.stripe import StripeProvider
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> JsonResponse:
+    try:
+        event = StripeProvider.webhook_verify(payload=request.body,
+                                              signature=request.headers.get("Stripe-Signature", ""),
+                                              secret=settings.STRIPE_WEBHOOK_SECRET)
+    except ProviderError as exc:
+        return JsonResponse({"code": exc.code, "message": str(exc), "fields": {}}, status=400)
+    event_id = event.get("id") or ""
+    if not event_id:
+        return JsonResponse({"code": "invalid_payload", "message": "The event has no id.", "fields": {}}, status=400)
+    try:
+        with transaction.atomic():
+            stored = WebhookEvent.objects.create(event_id=event_id, event_type=event.get("type", ""),
+                                                 account=event.get("account") or "", payload=event)
+    except IntegrityError:
+        return JsonResponse({"status": "duplicate"})  # delivered before: nothing to do
+    from billing.tasks import webhook_process
+
+    transaction.on_commit(lambda: webhook_process.delay(event_pk=stored.pk))
+    return JsonResponse({"status": "received"})
+
+
+def webhook_event_process(event_pk: int) -> str:
+    """Apply one stored event once. Safe to run twice: a processed event is skipped."""
+    from billing.events import provider_event_dispatch
+
+    with transaction.atomic():
+        stored = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+        if stored.status in (WebhookStatus.PROCESSED, WebhookStatus.IGNORED):
+            return stored.status
+        stored.attempts += 1
+        event = StripeProvider.event_from_webhook(stored.payload)
+        if event is None:
+            stored.status, stored.processed_at = WebhookStatus.IGNORED, timezone.now()
+            stored.save(update_fields=["status", "processed_at", "attempts"])
+            return stored.status
+        try:
+            with transaction.atomic():
+                outcome = provider_event_dispatch(event)
+        except Exception as exc:
+            stored.status, stored.error = WebhookStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+            stored.save(update_fields=["status", "error", "attempts"])
+            logger.exception("webhook %s failed", stored.event_id)
+            raise
+        stored.status, stored.processed_at, stored.error = WebhookStatus.PROCESSED, timezone.now(), outcome
+        stored.save(update_fields=["status", "processed_at", "error", "attempts"])
+        return stored.status
