@@ -32,7 +32,7 @@ from billing.base_models import (
 )
 from billing.ledger import agency_payment_apply, payment_apply
 from billing.models import Charge, ChargeEvent, PaymentMethod
-from billing.platform.models import AgencyCharge, AgencyChargeEvent, AgencyPaymentMethod
+from billing.platform.models import AgencyCharge, AgencyChargeEvent, AgencyPaymentMethod, Payout
 from billing.providers import get_provider
 from billing.providers.base import ChargeRequest, ChargeResult, Outcome, PaymentProvider, ProviderEvent
 from billing.selectors import billing_settings
@@ -203,6 +203,29 @@ def _mark_paid(charge: AbstractCharge, attempt: AbstractAttempt, today: date, ac
     _transition(charge, ChargeStatus.PAID, reason=f"Payment received (attempt {attempt.number})", today=today,
                 actor=actor, paid_on=today, paid_reference=attempt.gateway_reference, next_retry_on=None)
     _post_payment(charge, today, attempt.gateway_reference)
+    if isinstance(charge, Charge):
+        # A payout reported before this payment (events out of order) still moves it to Paid Out.
+        payer = _payer(charge)
+        for payout in Payout.objects.filter(account=payer.destination or "-", status="paid"):
+            if _payout_covers(payout, charge):
+                _paid_out(charge, payout)
+                break
+
+
+def _payout_covers(payout: Payout, charge: AbstractCharge) -> bool:
+    """The sandbox names the charges of a payout; for Stripe, a payout carries what was available when it
+    was made, so a charge paid before the payout's arrival date is in it."""
+    if payout.charge_references:
+        return charge.paid_reference in payout.charge_references
+    return charge.paid_on is not None and charge.paid_on < payout.arrival_on
+
+
+def _paid_out(charge: AbstractCharge, payout: Payout) -> int:
+    if charge.status != ChargeStatus.PAID:
+        return 0
+    _transition(charge, ChargeStatus.PAID_OUT, reason=f"Payout {payout.reference} paid", today=payout.arrival_on,
+                payout_reference=payout.reference, paid_out_on=payout.arrival_on)
+    return 1
 
 
 def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "") -> None:
@@ -370,18 +393,17 @@ def provider_event_apply(event: ProviderEvent) -> str:
                 if charge.status in (ChargeStatus.PENDING, ChargeStatus.SCHEDULED, ChargeStatus.RETRYING):
                     _mark_failed(charge, locked_attempt, event.occurred_on)  # COL-3: counts as a failed attempt
             return "failed"
-    if event.kind == "payout.paid":
+    if event.kind in ("payout.paid", "payout.failed"):
+        payout, _ = Payout.objects.get_or_create(
+            reference=event.reference, defaults={"account": event.account, "arrival_on": event.occurred_on,
+                                                 "status": event.kind.split(".")[1],
+                                                 "charge_references": list(event.charge_references)})
+        if payout.status != "paid":
+            return "payout failed"
         moved = 0
-        for reference in event.charge_references:
-            attempt = _attempt_for(reference, {})
-            if attempt is None:
-                continue
-            with transaction.atomic():
-                charge = _locked(attempt.charge)
-                if charge.status == ChargeStatus.PAID:
-                    _transition(charge, ChargeStatus.PAID_OUT, reason=f"Payout {event.reference} paid",
-                                today=event.occurred_on, payout_reference=event.reference,
-                                paid_out_on=event.occurred_on)
-                    moved += 1
+        for charge in Charge.objects.filter(status=ChargeStatus.PAID):
+            if _payout_covers(payout, charge):
+                with transaction.atomic():
+                    moved += _paid_out(_locked(charge), payout)
         return f"{moved} paid out"
     return "ignored"

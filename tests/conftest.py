@@ -97,3 +97,14 @@ def login_client(agency: Agency | None, email: str, password: str = "pw-correct-
     with schema_context(agency.schema_name if agency else "public"):
         assert http.login(email=email, password=password), f"login failed for {email}"
     return http
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process (the same task code) for tests that are not about the worker."""
+    from agencybilling.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -164,3 +164,14 @@ class AgencyChargeAttempt(AbstractAttempt):
 
 class AgencyChargeEvent(AbstractChargeEvent):
     charge = models.ForeignKey(AgencyCharge, on_delete=models.PROTECT, related_name="events")
+
+
+class Payout(models.Model):
+    """A payout to an agency's connected account (PAY-2), as the provider reported it."""
+
+    reference = models.CharField(max_length=64, unique=True)
+    account = models.CharField(max_length=64)
+    arrival_on = models.DateField()
+    status = models.CharField(max_length=12)  # paid | failed
+    charge_references = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
