@@ -72,14 +72,19 @@ class SandboxProvider:
         return "acct_sbx_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
 
     def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
+        # "<test token>:<variant>" is another physical card or account with the same test behaviour, so
+        # several accounts can each hold one (COL-5 forbids sharing one).
+        token, _, variant = token.partition(":") if token.startswith("pm_") else (token, "", "")
+        if token.startswith(("sepa:", "ach:")) and token.count(":") > (2 if token.startswith("ach:") else 1):
+            token, _, variant = token.rpartition(":")
         if token in TEST_CARDS:
             number, brand, error, _ = TEST_CARDS[token]
             if error:
                 raise ProviderError(f"The card was refused: {error}.", code=error)
-            kind, secret, last4 = "card", number, number[-4:]
+            kind, secret, last4 = "card", number + variant, number[-4:]
         elif token in TEST_BANK_ACCOUNTS:
             kind, _ = TEST_BANK_ACCOUNTS[token]
-            secret, brand, last4 = token.split(":", 1)[1], "", token[-4:]
+            secret, brand, last4 = token.split(":", 1)[1] + variant, "", token[-4:]
         else:
             raise ProviderError(f"Unknown test payment method {token!r}.", code="resource_missing")
         reference = _ref("pm")

@@ -25,6 +25,12 @@ STAFF = [
     ("junior@demo.test", "Jules", "Junior", Role.JR_SALESPERSON),
 ]
 
+# Sandbox tokens: mostly paying cards, some declines, bank debits that settle or fail, one client without.
+DEMO_TOKENS = ["pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_visa_debit",
+               "sepa:DE89370400440532013000", "pm_card_visa", "pm_card_visa_chargeDeclined",
+               "pm_card_mastercard", "ach:110000000:000123456789", None, "pm_card_visa",
+               "pm_card_visa_chargeDeclinedInsufficientFunds", "ach:110000000:000111111113"]
+
 CLIENT_NAMES = [
     "Alder Dental", "Birch Bakery", "Cedar Law", "Dogwood Fitness", "Elm Street Auto", "Fir & Co Realty",
     "Ginkgo Spa", "Hawthorn Vet", "Ironwood Roofing", "Juniper Cafe", "Kapok Florists", "Linden Books",
@@ -34,11 +40,58 @@ CLIENT_NAMES = [
 ]
 
 
+def _wipe(agency: Agency) -> None:
+    """Remove a demo agency entirely. Its invoices and ledger are append-only by trigger (MON-3), so the
+    triggers are switched off for this one transaction — a demo reset, never a production path."""
+    from django.db import transaction
+
+    from billing.platform.models import (
+        AgencyAllocation,
+        AgencyCharge,
+        AgencyChargeAttempt,
+        AgencyChargeEvent,
+        AgencyInvoice,
+        AgencyInvoiceLine,
+        AgencyInvoiceSequence,
+        AgencyLedgerEntry,
+        AgencyPaymentMethod,
+        PaymentMethodFingerprint,
+        Payout,
+        SandboxPaymentIntent,
+        SandboxPayout,
+    )
+
+    guarded = [AgencyInvoice, AgencyInvoiceLine, AgencyLedgerEntry, AgencyAllocation]
+    with transaction.atomic(), connection.cursor() as cursor:
+        for model in guarded:
+            cursor.execute(f'ALTER TABLE "{model._meta.db_table}" DISABLE TRIGGER USER')
+        AgencyAllocation.objects.filter(charge__agency=agency).delete()
+        AgencyAllocation.objects.filter(payment__agency=agency).delete()
+        AgencyChargeEvent.objects.filter(charge__agency=agency).delete()
+        AgencyChargeAttempt.objects.filter(charge__agency=agency).delete()
+        AgencyCharge.objects.filter(agency=agency).delete()
+        AgencyLedgerEntry.objects.filter(agency=agency).delete()
+        AgencyInvoiceLine.objects.filter(invoice__agency=agency).delete()
+        AgencyInvoice.objects.filter(agency=agency).delete()
+        AgencyInvoiceSequence.objects.filter(agency=agency).delete()
+        AgencyPaymentMethod.objects.filter(agency=agency).delete()
+        PaymentMethodFingerprint.objects.filter(schema_name=agency.schema_name).delete()
+        if agency.connected_account_id:
+            SandboxPaymentIntent.objects.filter(destination=agency.connected_account_id).delete()
+            SandboxPayout.objects.filter(destination=agency.connected_account_id).delete()
+            Payout.objects.filter(account=agency.connected_account_id).delete()
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        for model in guarded:
+            cursor.execute(f'ALTER TABLE "{model._meta.db_table}" ENABLE TRIGGER USER')
+        agency.delete(force_drop=True)
+
+
 class Command(BaseCommand):
     help = "Reset and load the demo data (platform operator, agency `demo`, its staff and ~25 clients)."
 
     def handle(self, *args, **options) -> None:
-        from billing.services import billing_run
+        from billing.daily import agency_day_run
+        from billing.payment_methods import payment_method_attach
         from billing.usage import UsageInput, usage_record_bulk
         from clients.models import Client
         from clients.services import client_create, service_line_add, tax_rate_create
@@ -46,7 +99,7 @@ class Command(BaseCommand):
         connection.set_schema_to_public()
         existing = Agency.objects.filter(schema_name="demo").first()
         if existing is not None:
-            existing.delete(force_drop=True)
+            _wipe(existing)
         support, _ = User.objects.get_or_create(email=SUPPORT_EMAIL, defaults={
             "first_name": "Pat", "last_name": "Support", "role": Role.BILLING_SUPPORT, "is_staff": True})
         support.set_password(DEMO_PASSWORD)
@@ -65,6 +118,8 @@ class Command(BaseCommand):
         agency = agency_create(slug="demo", name="Demo Marketing Agency", time_zone="America/New_York",
                                currency="USD", billing_day=1)
         plan_assign(agency=agency, plan=plan)
+        Agency.objects.filter(pk=agency.pk).update(connected_account_id="acct_sbx_demo")
+        agency.refresh_from_db()
         # History starts three billing dates ago, so the overview has months to page through.
         today = datetime.now(UTC).date()
         start = add_months(date(today.year, today.month, 1), -3)
@@ -89,6 +144,11 @@ class Command(BaseCommand):
                 if index % 4 == 0:
                     service_line_add(client=client, description="Website refresh (one-time)", amount_minor=60000,
                                      one_time=True)
+                # A mix of payers: most cards pay, some decline, some pay by bank debit, one has nothing.
+                token = DEMO_TOKENS[index % len(DEMO_TOKENS)]
+                if token:
+                    # ":<n>" makes a distinct card with the same test behaviour (COL-5 allows a card once).
+                    payment_method_attach(client=client, token=f"{token}:demo{index}")
                 for month in range(3):
                     moment = datetime.combine(add_months(start, month) + timedelta(days=9), datetime.min.time(),
                                               tzinfo=UTC)
@@ -98,7 +158,7 @@ class Command(BaseCommand):
             client_count = Client.objects.count()
         day = start
         while day <= today:
-            billing_run(agency=agency, today=day)
+            agency_day_run(agency=agency, today=day)
             day += timedelta(days=1)
 
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded: agency 'demo' with {client_count} clients."))
