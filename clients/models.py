@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils import timezone
 
 from core.models import BaseModel
 
@@ -52,7 +53,7 @@ class Client(BaseModel):
     agency_invoiced_reason = models.TextField(blank=True)
     provider_customer_id = models.CharField(max_length=64, blank=True)
     # Lifecycle: a client is billable from `activated_on` until `deactivated_on` (exclusive).
-    activated_on = models.DateField()
+    activated_on = models.DateField(default=timezone.localdate)
     deactivated_on = models.DateField(null=True, blank=True)
 
     class Meta:

@@ -39,7 +39,15 @@ class TransientProviderError(Exception):
     """Rate limited or unreachable: the call may be retried later with the same idempotency key."""
 
 
+def _plain(obj: Any) -> dict:
+    """SDK objects are not dicts; the adapter reads plain dicts."""
+    if obj is None:
+        return {}
+    return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+
 def _outcome_of(intent: Any) -> ChargeResult:
+    intent = _plain(intent)
     status = intent.get("status")
     if status == "succeeded":
         return ChargeResult(Outcome.SUCCEEDED, intent["id"])
@@ -104,6 +112,7 @@ class StripeProvider:
         except stripe.InvalidRequestError as exc:
             raise ProviderError(exc.user_message or "Unknown payment method.",
                                 code=exc.code or "invalid_request") from None
+        method = _plain(method)
         kind = method.get("type", "card")
         details = method.get(kind) or {}
         return SavedPaymentMethod(reference=method["id"], kind=kind, fingerprint=details.get("fingerprint") or "",
@@ -132,10 +141,9 @@ class StripeProvider:
             intent = self._call(self.client.v1.payment_intents.create, params=self._params(request),
                                 options={"idempotency_key": request.idempotency_key})
         except stripe.CardError as exc:
-            error = exc.error
-            intent = getattr(error, "payment_intent", None) if error else None
-            reference = intent.get("id", "") if intent else ""
-            decline = (getattr(error, "decline_code", None) or exc.code or "card_declined") if error else "declined"
+            error = _plain(exc.error)
+            reference = _plain(error.get("payment_intent")).get("id", "")
+            decline = error.get("decline_code") or exc.code or "card_declined"
             return ChargeResult(Outcome.DECLINED, reference, decline, exc.user_message or "")
         except stripe.IdempotencyError:
             raise
@@ -147,7 +155,8 @@ class StripeProvider:
     def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
         params: PaymentIntentListParams = {"customer": request.customer, "limit": 100}
         page = self._call(self.client.v1.payment_intents.list, params=params)
-        for intent in page.auto_paging_iter():
+        for item in page.auto_paging_iter():
+            intent = _plain(item)
             if (intent.get("metadata") or {}).get("attempt") == request.idempotency_key:
                 return _outcome_of(intent)
         return None
