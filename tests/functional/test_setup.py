@@ -101,3 +101,36 @@ def test_docker_compose_file_is_valid(tmp_path):
     (tmp_path / "docker-compose.yml").write_text("services:\n  web:\n    image: [unclosed\n")
     broken = subprocess.run([*compose, "config", "-q"], cwd=tmp_path, capture_output=True, text=True)
     assert broken.returncode != 0
+
+
+def test_configured_servers_are_used_and_nothing_is_started(tmp_path):
+    """With DATABASE_URL and REDIS_URL set, the set-up starts no server of its own."""
+    env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"],
+           "AGENCYBILLING_LOCAL_DIR": str(tmp_path / "local")}
+    result = subprocess.run([sys.executable, "scripts/services.py", "run", "--", sys.executable, "-c",
+                             "import os; print(os.environ['DATABASE_URL'] == os.environ['EXPECTED'])"],
+                            cwd=ROOT, env={**env, "EXPECTED": env["DATABASE_URL"]}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+    assert "using DATABASE_URL from the environment" in result.stderr
+    assert "using REDIS_URL from the environment" in result.stderr
+    assert "started" not in result.stderr
+    assert not (tmp_path / "local").exists()
+
+
+def test_private_servers_are_started_and_stopped_when_nothing_is_configured(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["AGENCYBILLING_LOCAL_DIR"] = str(tmp_path / "local")
+    probe = ("import os, psycopg, redis; "
+             "psycopg.connect(os.environ['DATABASE_URL']).close(); "
+             "print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())")
+    result = subprocess.run([sys.executable, "scripts/services.py", "run", "--", sys.executable, "-c", probe],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+    assert "started PostgreSQL" in result.stderr and "stopped PostgreSQL" in result.stderr
+    assert "started Redis" in result.stderr and "stopped Redis" in result.stderr
+    pids = [int(line.rsplit("pid ", 1)[1].rstrip(")")) for line in result.stderr.splitlines() if "started" in line]
+    time.sleep(0.3)
+    assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
