@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from accounts.models import Role, User
+from accounts.models import User
+from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from clients.models import Client
-
-OWN_CLIENTS_ONLY = frozenset({Role.SALESPERSON, Role.JR_SALESPERSON})
 
 
 def client_list_for_user(*, user: User) -> QuerySet[Client]:
-    """Clients the user may see (ROLE-1): salespeople see only their own clients."""
+    """Clients the user may see (ROLE-1): salespeople see only the clients assigned to them."""
     clients = Client.objects.select_related("salesperson")
-    if user.role in OWN_CLIENTS_ONLY:
+    if sees_only_own_clients(user):
         return clients.filter(salesperson=user)
-    if user.is_agency_staff:
+    if has_capability(user, Capability.VIEW_BILLING):
         return clients
     return clients.none()
