@@ -178,3 +178,14 @@ class SupportRequest(BaseModel):
     status = models.CharField(max_length=10, default="OPEN")  # OPEN | DONE | REJECTED
     resolved_by = models.CharField(max_length=254, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+
+class AgencyDay(models.Model):
+    """One agency-local day of the billing clock: every step recorded with its counts or its error."""
+
+    day = models.DateField(unique=True)
+    status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.STARTED)
+    steps = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)

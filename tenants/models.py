@@ -101,6 +101,8 @@ class Agency(TenantMixin):
     connected_account_id = models.CharField(max_length=64, blank=True)
     platform_customer_id = models.CharField(max_length=64, blank=True)
     email = models.EmailField(blank=True)
+    # The billing clock: the last agency-local day whose pipeline has finished (CYC-5).
+    clock_date = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     auto_create_schema = True

@@ -23,13 +23,31 @@ def agency_ping(*, schema_name: str) -> dict:
 
 @shared_task(name="tenants.tasks.billing_clock_tick")
 def billing_clock_tick() -> dict:
-    """Beat's one frequent tick: note each agency's local date."""
-    from zoneinfo import ZoneInfo
-
-    from tenants.models import Agency
+    """Beat's one frequent tick: enqueue one task per agency whose local date has moved on (CYC-5)."""
+    from billing.clock import agencies_due
+    from core.calendar import local_date
 
     now = timezone.now()
-    dates = {a.schema_name: now.astimezone(ZoneInfo(a.time_zone)).date().isoformat()
-             for a in Agency.objects.only("schema_name", "time_zone")}
-    logger.info("billing clock tick: %d agencies", len(dates))
-    return dates
+    sent = {}
+    for agency in agencies_due(now):
+        until = local_date(now, agency.time_zone).isoformat()
+        agency_clock_run.delay(schema_name=agency.schema_name, until=until)
+        sent[agency.schema_name] = until
+    logger.info("billing clock tick: %d agencies due", len(sent))
+    return sent
+
+
+@agency_task(name="tenants.tasks.agency_clock_run")
+def agency_clock_run(*, schema_name: str, until: str) -> list[str]:
+    """Run the agency's missed days up to `until` (its local today), in order."""
+    from datetime import date
+
+    from billing.clock import AgencyBusy, agency_days_run
+    from tenants.models import Agency
+
+    agency = Agency.objects.get(schema_name=schema_name)
+    try:
+        return [d.isoformat() for d in agency_days_run(agency=agency, until=date.fromisoformat(until))]
+    except AgencyBusy:
+        logger.info("agency %s is already running its days", schema_name)
+        return []

@@ -1,0 +1,103 @@
+"""The billing clock (CYC-5): which agency days are due, and running them in date order, one at a time.
+
+Beat's tick (every few minutes) finds agencies whose local date has moved past their clock and enqueues
+one task per agency; the task runs every missed day in order under a per-agency advisory lock, so two
+workers never run the same agency at once, and records each day as it finishes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from billing.daily import DayResult, agency_day_run
+from billing.models import AgencyDay, RunStatus
+from core.calendar import local_date
+from tenants.models import Agency
+
+logger = logging.getLogger(__name__)
+
+
+def due_days(agency: Agency, now: datetime) -> list[date]:
+    """Agency-local days not yet run, oldest first. A new agency starts at its current local day."""
+    today = local_date(now, agency.time_zone)
+    last = agency.clock_date if agency.clock_date is not None else today - timedelta(days=1)
+    return [last + timedelta(days=n) for n in range(1, (today - last).days + 1)]
+
+
+def agencies_due(now: datetime) -> list[Agency]:
+    return [a for a in Agency.objects.only("id", "schema_name", "time_zone", "clock_date") if due_days(a, now)]
+
+
+def _lock_key(schema_name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"agency-clock:{schema_name}".encode()).digest()[:8], "big", signed=True)
+
+
+class AgencyBusy(Exception):
+    """Another worker holds this agency's clock."""
+
+
+def agency_days_run(*, agency: Agency, until: date, progress: Callable[[date, DayResult], None] | None = None,
+                    run: Callable[..., DayResult] = agency_day_run) -> list[date]:
+    """Run every day after the agency's clock up to `until`, in order. Returns the days run."""
+    key = _lock_key(agency.schema_name)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if not cursor.fetchone()[0]:
+            raise AgencyBusy(agency.schema_name)
+    ran = []
+    try:
+        agency.refresh_from_db(fields=["clock_date"])
+        start = agency.clock_date + timedelta(days=1) if agency.clock_date else until
+        day = start
+        while day <= until:
+            result = _run_one(agency, day, run)
+            if progress:
+                progress(day, result)
+            ran.append(day)
+            day += timedelta(days=1)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+    return ran
+
+
+def agency_day_record(*, agency: Agency, day: date, run: Callable[..., DayResult] = agency_day_run) -> DayResult:
+    """Run one day's pipeline for an agency and record it (run_day, simulate)."""
+    return _run_one(agency, day, run)
+
+
+def _run_one(agency: Agency, day: date, run: Callable[..., DayResult]) -> DayResult:
+    with tenant_context(agency):
+        record, _ = AgencyDay.objects.get_or_create(day=day)
+    try:
+        result = run(agency=agency, today=day)
+    except Exception as exc:
+        with tenant_context(agency):
+            AgencyDay.objects.filter(pk=record.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    steps = {
+        "billing": {"invoices_built": result.billing.invoices_built, "already_built": result.billing.invoices_existing,
+                    "agency_invoice": result.billing.agency_invoice_number or ""},
+        "collection": {"attempted": result.collection.attempted, "paid": result.collection.paid,
+                       "pending": result.collection.pending, "failed": result.collection.failed,
+                       "uncollectable": result.collection.uncollectable, "unknown": result.collection.unknown},
+        "provider_events": result.provider_events,
+    }
+    with transaction.atomic():
+        with tenant_context(agency):
+            AgencyDay.objects.filter(pk=record.pk).update(status=RunStatus.DONE, steps=steps, error="",
+                                                          finished_at=timezone.now())
+        # Never backwards: rerunning an old day by hand leaves the clock where it is.
+        Agency.objects.filter(pk=agency.pk).filter(Q(clock_date__isnull=True) | Q(clock_date__lt=day)).update(
+            clock_date=day)
+    if agency.clock_date is None or agency.clock_date < day:
+        agency.clock_date = day
+    return result
