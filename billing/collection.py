@@ -144,6 +144,10 @@ def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: d
         setattr(charge, name, value)
     _event_model(charge).objects.create(charge=charge, from_status=from_status, to_status=to_status, reason=reason,
                                         actor=actor, business_date=today)
+    if isinstance(charge, Charge):
+        from billing.notices import charge_notices
+
+        charge_notices(charge, from_status=from_status, to_status=to_status, today=today)
     return charge
 
 

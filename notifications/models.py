@@ -27,9 +27,9 @@ class Notice(models.Model):
     """One notice, at most once per account, kind, period and number (NOT-7): the unique constraint is the
     rule, so a rerun that tries again inserts nothing."""
 
-    account = models.CharField(max_length=64, help_text="The billing account (client public id, or 'agency').")
+    account = models.CharField(max_length=300, help_text="The billing account: a client public id, or agency:<email>.")
     kind = models.CharField(max_length=40, choices=NoticeKind.choices)
-    period = models.CharField(max_length=40, help_text="The period or charge the notice is about.")
+    period = models.CharField(max_length=120, help_text="The period or charge the notice is about.")
     number = models.PositiveSmallIntegerField(default=1)
     to_email = models.EmailField()
     subject = models.CharField(max_length=500)

@@ -1,0 +1,72 @@
+"""The notices a charge's moves send (NOT-4, NOT-6, RET-1, RET-3, COL-2, COL-4), queued in the
+transaction of the move itself so a rolled-back move sends nothing and a rerun sends nothing twice."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django.db import connection
+
+from accounts.models import Role, User
+from billing.base_models import ChargeStatus
+from billing.models import Charge
+from core.money import format_minor
+from notifications.catalog import NoticeKind
+from notifications.services import notice_enqueue
+from tenants.models import Agency
+
+
+def _agency() -> Agency | None:
+    tenant = getattr(connection, "tenant", None)
+    if isinstance(tenant, Agency):
+        return tenant
+    return Agency.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
+
+
+def agency_recipients(agency: Agency) -> list[str]:
+    if agency.email:
+        return [agency.email]
+    return list(User.objects.filter(role=Role.ADMINISTRATOR, is_active=True).values_list("email", flat=True))
+
+
+def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: date) -> None:
+    client = charge.client
+    if client.agency_invoiced:
+        return  # COL-1: no payment emails
+    agency = _agency()
+    if agency is None:
+        return
+    attempt = charge.attempts.order_by("-number").first()
+    context = {
+        "agency_name": agency.name, "client_name": client.name, "currency": charge.currency,
+        "portal_url": f"https://{agency.schema_name}.example/portal/",
+        "amount": format_minor(charge.amount_minor, charge.currency),
+        "invoice_number": charge.invoice.number, "paid_on": (charge.paid_on or today).isoformat(),
+        "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
+        "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
+        "attempt_number": str(attempt.number if attempt else 0),
+    }
+    period = f"{charge.invoice.number}/{charge.installment}"
+    number = attempt.number if attempt else 1
+
+    def to_client(kind: str) -> None:
+        notice_enqueue(account=str(client.public_id), kind=kind, period=period, number=number,
+                       to_email=client.email, context=context, business_date=today)
+
+    def to_agency(kind: str) -> None:
+        for email in agency_recipients(agency):
+            notice_enqueue(account=f"agency:{email}", kind=kind, period=f"{client.public_id}/{period}",
+                           number=number, to_email=email, context=context, business_date=today)
+
+    if to_status == ChargeStatus.PAID and charge.amount_minor > 0:
+        to_client(NoticeKind.PAYMENT_RECEIVED)
+    elif to_status == ChargeStatus.RETRYING:
+        to_client(NoticeKind.PAYMENT_FAILED)
+        to_agency(NoticeKind.AGENCY_CHARGE_FAILED)
+    elif to_status == ChargeStatus.UNCOLLECTABLE:
+        if from_status != ChargeStatus.UNCOLLECTABLE:
+            to_client(NoticeKind.PAYMENT_FAILED)
+            to_agency(NoticeKind.AGENCY_CHARGE_FAILED)
+            to_agency(NoticeKind.AGENCY_CHARGE_UNCOLLECTABLE)
+        else:  # a manual retry failed again
+            to_client(NoticeKind.PAYMENT_FAILED)
