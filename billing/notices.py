@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.db import connection
 
 from accounts.models import Role, User
@@ -14,6 +15,7 @@ from core.money import format_minor
 from notifications.catalog import NoticeKind
 from notifications.services import notice_enqueue
 from tenants.models import Agency
+from tenants.services import agency_domain
 
 
 def _agency() -> Agency | None:
@@ -39,7 +41,7 @@ def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: d
     attempt = charge.attempts.order_by("-number").first()
     context = {
         "agency_name": agency.name, "client_name": client.name, "currency": charge.currency,
-        "portal_url": f"https://{agency.schema_name}.example/portal/",
+        "portal_url": f"{settings.SITE_SCHEME}://{agency_domain(agency.schema_name)}{settings.SITE_PORT_SUFFIX}/portal/",
         "amount": format_minor(charge.amount_minor, charge.currency),
         "invoice_number": charge.invoice.number, "paid_on": (charge.paid_on or today).isoformat(),
         "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",

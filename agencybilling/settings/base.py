@@ -14,6 +14,9 @@ DEBUG = env_bool("DEBUG", False)
 # Agencies live on <slug>.<BASE_DOMAIN>; the platform console on BASE_DOMAIN itself.
 BASE_DOMAIN = env_str("BASE_DOMAIN", "localhost")
 ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}"]
+# How links in emails reach the site: scheme, and ":port" when not the default one.
+SITE_SCHEME = env_str("SITE_SCHEME", "https")
+SITE_PORT_SUFFIX = env_str("SITE_PORT_SUFFIX", "")
 
 SHARED_APPS = [
     "django_tenants",

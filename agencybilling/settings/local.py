@@ -4,6 +4,8 @@ from .base import *  # noqa: F403
 from .base import env_bool
 
 DEBUG = env_bool("DEBUG", True)
+SITE_SCHEME = "http"
+SITE_PORT_SUFFIX = ":8000"
 
 # Serve static files straight from the app directories (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
