@@ -58,7 +58,7 @@ def agency_days_run(*, agency: Agency, until: date, progress: Callable[[date, Da
         start = agency.clock_date + timedelta(days=1) if agency.clock_date else until
         day = start
         while day <= until:
-            result = _run_one(agency, day, run)
+            result = agency_day_record(agency=agency, day=day, run=run)
             if progress:
                 progress(day, result)
             ran.append(day)
@@ -70,11 +70,7 @@ def agency_days_run(*, agency: Agency, until: date, progress: Callable[[date, Da
 
 
 def agency_day_record(*, agency: Agency, day: date, run: Callable[..., DayResult] = agency_day_run) -> DayResult:
-    """Run one day's pipeline for an agency and record it (run_day, simulate)."""
-    return _run_one(agency, day, run)
-
-
-def _run_one(agency: Agency, day: date, run: Callable[..., DayResult]) -> DayResult:
+    """Run one day's pipeline for an agency and record it (the clock, run_day, simulate)."""
     with tenant_context(agency):
         record, _ = AgencyDay.objects.get_or_create(day=day)
     try:

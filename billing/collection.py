@@ -38,7 +38,7 @@ from billing.providers.base import ChargeRequest, ChargeResult, Outcome, Payment
 from billing.selectors import billing_settings
 from core.calendar import retry_dates
 from core.errors import ApplicationError
-from tenants.models import Agency
+from tenants.selectors import current_agency
 
 logger = logging.getLogger(__name__)
 
@@ -98,15 +98,24 @@ class Payer:
     schema_name: str
 
 
+def _destination(charge: AbstractCharge) -> str | None:
+    """Client charges go to the agency's connected account (PAY-1); agency charges stay on the platform."""
+    if not isinstance(charge, Charge):
+        return None
+    agency = current_agency()
+    return (agency.connected_account_id or None) if agency else None
+
+
+def _retries_enabled(charge: AbstractCharge) -> bool:
+    return billing_settings().retries_enabled if isinstance(charge, Charge) else True
+
+
 def _payer(charge: AbstractCharge) -> Payer:
     if isinstance(charge, Charge):
-        agency = connection.tenant  # type: ignore[attr-defined]
-        if not isinstance(agency, Agency):  # inside schema_context() rather than tenant_context()
-            agency = Agency.objects.get(schema_name=connection.schema_name)  # type: ignore[attr-defined]
         client = charge.client
         method = PaymentMethod.objects.filter(client=client, removed_at__isnull=True).first()
-        return Payer("client", client.provider_customer_id, method, agency.connected_account_id or None,
-                     billing_settings().retries_enabled, connection.schema_name)  # type: ignore[attr-defined]
+        return Payer("client", client.provider_customer_id, method, _destination(charge),
+                     _retries_enabled(charge), connection.schema_name)  # type: ignore[attr-defined]
     assert isinstance(charge, AgencyCharge)
     method = AgencyPaymentMethod.objects.filter(agency=charge.agency, removed_at__isnull=True).first()
     return Payer("agency", charge.agency.platform_customer_id, method, None, True, "public")
@@ -209,8 +218,7 @@ def _mark_paid(charge: AbstractCharge, attempt: AbstractAttempt, today: date, ac
     _post_payment(charge, today, attempt.gateway_reference)
     if isinstance(charge, Charge):
         # A payout reported before this payment (events out of order) still moves it to Paid Out.
-        payer = _payer(charge)
-        for payout in Payout.objects.filter(account=payer.destination or "-", status="paid"):
+        for payout in Payout.objects.filter(account=_destination(charge) or "-", status="paid"):
             if _payout_covers(payout, charge):
                 _paid_out(charge, payout)
                 break
@@ -233,12 +241,12 @@ def _paid_out(charge: AbstractCharge, payout: Payout) -> int:
 
 
 def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "") -> None:
-    payer = _payer(charge)
+    retries_enabled = _retries_enabled(charge)
     failed = _failed_count(charge)
     why = f"Attempt {attempt.number} failed ({attempt.decline_code or 'declined'})"
-    if failed >= MAX_FAILED_ATTEMPTS or not payer.retries_enabled:
+    if failed >= MAX_FAILED_ATTEMPTS or not retries_enabled:
         _transition(charge, ChargeStatus.UNCOLLECTABLE, today=today, actor=actor, next_retry_on=None,
-                    reason=why + (": retries are off" if not payer.retries_enabled else f": {failed} failures"))
+                    reason=why + (": retries are off" if not retries_enabled else f": {failed} failures"))
         return
     _transition(charge, ChargeStatus.RETRYING, reason=why, today=today, actor=actor,
                 next_retry_on=_next_retry(charge, failed, today))
@@ -253,9 +261,12 @@ def attempts_resolve(charge: AbstractCharge, *, today: date, provider: PaymentPr
     Returns True when nothing is left unresolved. An attempt the provider never received is sent again
     with its own idempotency key: that is the same attempt, not a new one.
     """
+    unresolved = list(charge.attempts.filter(outcome__in=UNRESOLVED_OUTCOMES).order_by("number"))  # type: ignore[attr-defined]
+    if not unresolved:
+        return True  # the common case: no provider call, no payer lookup
     provider = provider or get_provider()
     payer = _payer(charge)
-    for attempt in charge.attempts.filter(outcome__in=UNRESOLVED_OUTCOMES).order_by("number"):  # type: ignore[attr-defined]
+    for attempt in unresolved:
         request = _request(charge, attempt, payer)
         try:
             result = provider.charge_lookup(request)

@@ -8,13 +8,12 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import models, transaction
-from django.db.models import Sum
 
 from billing.base_models import EntryType
 from billing.drafting import allocate
 from billing.models import Allocation, LedgerEntry
 from billing.platform.models import AgencyAllocation, AgencyLedgerEntry
-from billing.selectors import billing_settings
+from billing.selectors import billing_settings, open_charges
 from clients.models import Client
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
@@ -23,9 +22,7 @@ from tenants.models import Agency
 
 def _open_charges(entries: models.QuerySet, category_order: list[str]) -> list[tuple[models.Model, int]]:
     rank = {category: index for index, category in enumerate(category_order)}
-    charges = entries.filter(amount_minor__gt=0).annotate(paid=Sum("allocations_received__amount_minor"))
-    items = [(c, c.amount_minor - (c.paid or 0)) for c in charges]
-    items = [(c, amount) for c, amount in items if amount > 0]
+    items = open_charges(entries)
     items.sort(key=lambda item: (rank.get(item[0].category, len(rank)), item[0].occurred_on, item[0].pk))
     return items
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 
 from django.conf import settings
-from django.db import connection
 
 from accounts.models import Role, User
 from billing.base_models import ChargeStatus
@@ -15,14 +14,8 @@ from core.money import format_minor
 from notifications.catalog import NoticeKind
 from notifications.services import notice_enqueue
 from tenants.models import Agency
+from tenants.selectors import current_agency
 from tenants.services import agency_domain
-
-
-def _agency() -> Agency | None:
-    tenant = getattr(connection, "tenant", None)
-    if isinstance(tenant, Agency):
-        return tenant
-    return Agency.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
 
 
 def agency_recipients(agency: Agency) -> list[str]:
@@ -35,7 +28,7 @@ def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: d
     client = charge.client
     if client.agency_invoiced:
         return  # COL-1: no payment emails
-    agency = _agency()
+    agency = current_agency()
     if agency is None:
         return
     attempt = charge.attempts.order_by("-number").first()

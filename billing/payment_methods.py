@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from accounts.models import audit_record
 from billing.models import PaymentMethod
 from billing.platform.models import AgencyPaymentMethod, PaymentMethodFingerprint
 from billing.providers import get_provider
-from billing.providers.base import PaymentProvider, ProviderError
+from billing.providers.base import PaymentProvider, ProviderError, SavedPaymentMethod
 from clients.models import Client
 from core.errors import ApplicationError
 from tenants.models import Agency
@@ -39,37 +43,52 @@ def _release(fingerprint: str, owner_public_id) -> None:
     PaymentMethodFingerprint.objects.filter(fingerprint=fingerprint, owner_public_id=owner_public_id).delete()
 
 
+def _save(*, provider: PaymentProvider, customer: str, token: str):
+    if not token or not isinstance(token, str):
+        raise ApplicationError("Choose a payment method.", fields={"token": ["Required."]})
+    try:
+        return provider.payment_method_save(customer=customer, token=token)
+    except ProviderError as exc:
+        raise ApplicationError(f"The payment method was refused: {exc}", code=exc.code,
+                               fields={"token": [str(exc)]}) from None
+
+
+def _replace(*, active: QuerySet, saved: SavedPaymentMethod, owner_public_id, schema_name: str, owner_kind: str,
+             create: Callable[..., Model]):
+    """Claim the new fingerprint, retire the previous method (releasing its fingerprint), store the new one.
+    Returns (previous, new)."""
+    _claim_fingerprint(fingerprint=saved.fingerprint, schema_name=schema_name, owner_kind=owner_kind,
+                       owner_public_id=owner_public_id)
+    previous = active.select_for_update().first()
+    if previous is not None:
+        active.filter(pk=previous.pk).update(removed_at=timezone.now())
+        if previous.fingerprint != saved.fingerprint:
+            _release(previous.fingerprint, owner_public_id)
+    method = create(reference=saved.reference, kind=saved.kind, fingerprint=saved.fingerprint, brand=saved.brand,
+                    last4=saved.last4)
+    return previous, method
+
+
 def payment_method_attach(*, client: Client, token: str, actor=None,
                           provider: PaymentProvider | None = None) -> PaymentMethod:
     """Save (or replace) the client's payment method from a provider token. The server only ever sees a
     token, never a card number."""
     provider = provider or get_provider()
-    if not token or not isinstance(token, str):
-        raise ApplicationError("Choose a payment method.", fields={"token": ["Required."]})
-    if not client.provider_customer_id:
+    if not client.provider_customer_id and token:
         customer = provider.customer_create(email=client.email, name=client.name,
                                             idempotency_key=f"client-{client.public_id}")
         Client.objects.filter(pk=client.pk).update(provider_customer_id=customer)
         client.provider_customer_id = customer
-    try:
-        saved = provider.payment_method_save(customer=client.provider_customer_id, token=token)
-    except ProviderError as exc:
-        raise ApplicationError(f"The payment method was refused: {exc}", code=exc.code,
-                               fields={"token": [str(exc)]}) from None
+    saved = _save(provider=provider, customer=client.provider_customer_id, token=token)
     with transaction.atomic():
-        _claim_fingerprint(fingerprint=saved.fingerprint, schema_name=connection.schema_name,  # type: ignore[attr-defined]
-                           owner_kind="client", owner_public_id=client.public_id)
-        previous = PaymentMethod.objects.select_for_update().filter(client=client, removed_at__isnull=True).first()
-        if previous is not None:
-            PaymentMethod.objects.filter(pk=previous.pk).update(removed_at=timezone.now())
-            if previous.fingerprint != saved.fingerprint:
-                _release(previous.fingerprint, client.public_id)
-        method = PaymentMethod.objects.create(client=client, reference=saved.reference, kind=saved.kind,
-                                              fingerprint=saved.fingerprint, brand=saved.brand, last4=saved.last4)
+        previous, method = _replace(
+            active=PaymentMethod.objects.filter(client=client, removed_at__isnull=True), saved=saved,
+            owner_public_id=client.public_id, schema_name=connection.schema_name,  # type: ignore[attr-defined]
+            owner_kind="client", create=lambda **fields: PaymentMethod.objects.create(client=client, **fields))
         audit_record(actor=actor, action="payment_method.saved", obj=client,
                      before={"payment_method": str(previous)} if previous else {},
                      after={"payment_method": str(method)})
-    return method
+    return method  # type: ignore[return-value]
 
 
 def agency_payment_method_attach(*, agency: Agency, token: str, provider: PaymentProvider | None = None
@@ -81,25 +100,10 @@ def agency_payment_method_attach(*, agency: Agency, token: str, provider: Paymen
                                             name=agency.name, idempotency_key=f"agency-{agency.schema_name}")
         Agency.objects.filter(pk=agency.pk).update(platform_customer_id=customer)
         agency.platform_customer_id = customer
-    try:
-        saved = provider.payment_method_save(customer=agency.platform_customer_id, token=token)
-    except ProviderError as exc:
-        raise ApplicationError(f"The payment method was refused: {exc}", code=exc.code,
-                               fields={"token": [str(exc)]}) from None
+    saved = _save(provider=provider, customer=agency.platform_customer_id, token=token)
     with transaction.atomic():
-        _claim_fingerprint(fingerprint=saved.fingerprint, schema_name="public", owner_kind="agency",
-                           owner_public_id=_agency_uuid(agency))
-        previous = (AgencyPaymentMethod.objects.select_for_update()
-                    .filter(agency=agency, removed_at__isnull=True).first())
-        if previous is not None:
-            AgencyPaymentMethod.objects.filter(pk=previous.pk).update(removed_at=timezone.now())
-            if previous.fingerprint != saved.fingerprint:
-                _release(previous.fingerprint, _agency_uuid(agency))
-        return AgencyPaymentMethod.objects.create(agency=agency, reference=saved.reference, kind=saved.kind,
-                                                  fingerprint=saved.fingerprint, brand=saved.brand, last4=saved.last4)
-
-
-def _agency_uuid(agency: Agency):
-    import uuid
-
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"agency:{agency.schema_name}")
+        _, method = _replace(
+            active=AgencyPaymentMethod.objects.filter(agency=agency, removed_at__isnull=True), saved=saved,
+            owner_public_id=uuid.uuid5(uuid.NAMESPACE_URL, f"agency:{agency.schema_name}"), schema_name="public",
+            owner_kind="agency", create=lambda **fields: AgencyPaymentMethod.objects.create(agency=agency, **fields))
+    return method  # type: ignore[return-value]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 
 from billing.drafting import ProductPrice
 from billing.models import BillingSettings, LedgerEntry, UsageRecord
@@ -97,12 +98,16 @@ def client_balance(client: Client) -> int:
     return LedgerEntry.objects.filter(client=client).aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
+def open_charges(entries: QuerySet) -> list[tuple[Any, int]]:
+    """(charge entry, amount still open) for every ledger charge not fully paid, in one query."""
+    charges = entries.filter(amount_minor__gt=0).annotate(paid=Sum("allocations_received__amount_minor"))
+    items = [(charge, charge.amount_minor - (charge.paid or 0)) for charge in charges]
+    return [(charge, amount) for charge, amount in items if amount > 0]
+
+
 def client_open_by_category(client: Client) -> dict[str, int]:
     """Charges not yet paid, per billing category."""
     totals: dict[str, int] = defaultdict(int)
-    for charge in LedgerEntry.objects.filter(client=client, amount_minor__gt=0).annotate(
-            paid=Sum("allocations_received__amount_minor")):
-        open_amount = charge.amount_minor - (charge.paid or 0)
-        if open_amount:
-            totals[charge.category] += open_amount
+    for charge, open_amount in open_charges(LedgerEntry.objects.filter(client=client)):
+        totals[charge.category] += open_amount
     return dict(totals)

@@ -74,8 +74,8 @@ class SandboxProvider:
     def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
         # "<test token>:<variant>" is another physical card or account with the same test behaviour, so
         # several accounts can each hold one (COL-5 forbids sharing one).
-        token, _, variant = token.partition(":") if token.startswith("pm_") else (token, "", "")
-        if token.startswith(("sepa:", "ach:")) and token.count(":") > (2 if token.startswith("ach:") else 1):
+        given, variant = token, ""
+        if token not in TEST_CARDS and token not in TEST_BANK_ACCOUNTS and ":" in token:
             token, _, variant = token.rpartition(":")
         if token in TEST_CARDS:
             number, brand, error, _ = TEST_CARDS[token]
@@ -86,7 +86,7 @@ class SandboxProvider:
             kind, _ = TEST_BANK_ACCOUNTS[token]
             secret, brand, last4 = token.split(":", 1)[1] + variant, "", token[-4:]
         else:
-            raise ProviderError(f"Unknown test payment method {token!r}.", code="resource_missing")
+            raise ProviderError(f"Unknown test payment method {given!r}.", code="resource_missing")
         reference = _ref("pm")
         fingerprint = _fingerprint(secret)
         SandboxPaymentMethod.objects.create(reference=reference, customer=customer, kind=kind, token=token,
