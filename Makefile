@@ -12,6 +12,8 @@ help:
 	@echo "make test   - set everything up and run linters, type checks and the whole test suite"
 	@echo "make lint   - ruff, import-linter contracts and mypy only"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
+	@echo "make bench  - performance benchmarks P1-P7 (<= 15 min): table + bench/results/*.json"
+	@echo "make bench-quick - the same at small sizes (<= 2 min, CI): regression floors"
 
 $(BIN)/activate:
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12 is required (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -36,6 +38,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy core billing/providers
+
+# Benchmarks (docs/performance.md). BENCH_ARGS="--only P1 --profile" to run one row under the profiler.
+bench: install
+	$(WITH_SERVICES) $(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-quick: install
+	$(WITH_SERVICES) $(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 lock: | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -r requirements.in

@@ -3,6 +3,8 @@ users in their agency's schema, so a login is only ever valid where it was creat
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
@@ -88,3 +90,29 @@ def audit_record(*, actor: User | str | None, action: str, obj: models.Model, be
     return AuditEntry.objects.create(actor=name, actor_role=role, action=action, object_type=obj._meta.label,
                                      object_id=str(getattr(obj, "public_id", obj.pk)), before=before or {},
                                      after=after or {}, reason=reason)
+
+
+class ApiToken(models.Model):
+    """A per-user API token (issue 7). Only a SHA-256 digest of the secret is stored: the secret is shown once,
+    when the token is created. A token acts with its owner's role, in the schema where it was created, so a
+    token minted on one agency means nothing on another (TEN-2)."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The first characters of the secret, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_by = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -23,4 +23,8 @@ def _beat_schedule(sender, **kwargs):
             "task": "tenants.tasks.billing_clock_tick",
             "schedule": float(settings.CELERY_BILLING_TICK_SECONDS),
         },
+        "reliability-sweep": {
+            "task": "tenants.tasks.reliability_sweep",
+            "schedule": float(settings.SWEEP_SECONDS),
+        },
     }

@@ -1,16 +1,51 @@
-"""URLs on an agency's domain (`<slug>.<BASE_DOMAIN>`)."""
+"""URLs on an agency's domain (`<slug>.<BASE_DOMAIN>`): the agency dashboard and the client portal."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path, reverse_lazy
 
+from accounts import token_views
 from agencybilling import views
-from clients import views as client_views
+from web import agency, portal
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", agency.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("branding/logo", agency.agency_logo, name="agency-logo"),
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("clients/", client_views.client_list, name="client-list"),
-    path("clients/<uuid:public_id>/", client_views.client_detail, name="client-detail"),
+    path("invite/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
+        template_name="registration/invite_accept.html", success_url=reverse_lazy("invite-done")),
+        name="invite-accept"),
+    path("invite/done/", auth_views.PasswordResetCompleteView.as_view(
+        template_name="registration/invite_done.html"), name="invite-done"),
+    # Agency dashboard
+    path("billing/", agency.billing_overview, name="billing-overview"),
+    path("invoices/<uuid:public_id>/pdf", agency.client_invoice_pdf, name="invoice-pdf"),
+    path("agency-invoices/<uuid:public_id>/pdf", agency.agency_invoice_pdf_view, name="agency-invoice-pdf"),
+    path("clients/", agency.client_list, name="client-list"),
+    path("clients/<uuid:public_id>/", agency.client_detail, name="client-detail"),
+    path("clients/<uuid:public_id>/services/", agency.service_line_create, name="service-line-create"),
+    path("clients/<uuid:public_id>/services/<uuid:line_id>/remove", agency.service_line_delete,
+         name="service-line-remove"),
+    path("clients/<uuid:public_id>/charges/<uuid:charge_id>/retry-request", agency.client_retry_request,
+         name="client-retry-request"),
+    path("clients/<uuid:public_id>/agency-invoiced-request", agency.client_agency_invoiced_request,
+         name="client-agency-invoiced-request"),
+    path("setup/", agency.billing_setup, name="billing-setup"),
+    path("email-templates/", agency.template_list, name="template-list"),
+    path("email-templates/<str:kind>/", agency.template_edit, name="template-edit"),
+    path("email-templates/<str:kind>/preview", agency.template_preview, name="template-preview"),
+    path("plan/", agency.plan_summary, name="plan-summary"),
+    path("users/", agency.user_list, name="user-list"),
+    path("users/<int:user_id>/role", agency.user_role, name="user-role"),
+    path("users/<int:user_id>/active", agency.user_active, name="user-active"),
+    # Client portal
+    path("portal/", portal.service_overview, name="portal"),
+    path("portal/invoices/<uuid:public_id>/pdf", portal.portal_invoice_pdf, name="portal-invoice-pdf"),
+    path("portal/payment-method/", portal.payment_method, name="portal-payment-method"),
+    # API tokens and the REST API
+    path("settings/api-tokens/", token_views.api_tokens, name="api-tokens"),
+    path("api/v1/", include("api.urls_agency")),
 ]
+
+handler404 = "api.views.not_found"

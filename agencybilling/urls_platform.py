@@ -1,16 +1,33 @@
 """URLs on the platform domain (`BASE_DOMAIN`): the billing-support console."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
+from accounts import token_views
 from agencybilling import views
 from billing.webhooks import stripe_webhook
-from tenants import views as tenant_views
+from web import console
 
 urlpatterns = [
-    path("", tenant_views.console_home, name="home"),
+    path("", console.console_home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
+    path("clients/", console.client_search, name="console-search"),
+    path("agencies/<slug:slug>/", console.agency_detail, name="console-agency"),
+    path("agencies/<slug:slug>/clients/<uuid:public_id>/", console.client_detail, name="console-client"),
+    path("agencies/<slug:slug>/clients/<uuid:public_id>/agency-invoiced", console.client_agency_invoiced,
+         name="console-agency-invoiced"),
+    path("agencies/<slug:slug>/clients/<uuid:public_id>/charges/<uuid:charge_id>/retry", console.charge_retry,
+         name="console-retry"),
+    path("agencies/<slug:slug>/invoices/<uuid:public_id>/pdf", console.client_invoice_pdf,
+         name="console-client-invoice-pdf"),
+    path("invoices/", console.invoices, name="console-invoices"),
+    path("invoices/<uuid:public_id>/pdf", console.agency_invoice_pdf_view, name="console-invoice-pdf"),
+    path("audit/", console.audit_trail, name="console-audit"),
+    path("settings/api-tokens/", token_views.api_tokens, name="api-tokens"),
+    path("api/v1/", include("api.urls_platform")),
 ]
+
+handler404 = "api.views.not_found"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
@@ -31,8 +30,3 @@ def healthz(request: HttpRequest) -> JsonResponse:
     healthy = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
 
-
-def home(request: HttpRequest):
-    if not request.user.is_authenticated:
-        return redirect("login")
-    return redirect("client-list")

@@ -12,13 +12,10 @@ import logging
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
-from django.utils import timezone
-from django_tenants.utils import tenant_context
 
 from billing.daily import DayResult, agency_day_run
-from billing.models import AgencyDay, RunStatus
 from core.calendar import local_date
 from tenants.models import Agency
 
@@ -70,30 +67,11 @@ def agency_days_run(*, agency: Agency, until: date, progress: Callable[[date, Da
 
 
 def agency_day_record(*, agency: Agency, day: date, run: Callable[..., DayResult] = agency_day_run) -> DayResult:
-    """Run one day's pipeline for an agency and record it (the clock, run_day, simulate)."""
-    with tenant_context(agency):
-        record, _ = AgencyDay.objects.get_or_create(day=day)
-    try:
-        result = run(agency=agency, today=day)
-    except Exception as exc:
-        with tenant_context(agency):
-            AgencyDay.objects.filter(pk=record.pk).update(error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    steps = {
-        "billing": {"invoices_built": result.billing.invoices_built, "already_built": result.billing.invoices_existing,
-                    "agency_invoice": result.billing.agency_invoice_number or ""},
-        "collection": {"attempted": result.collection.attempted, "paid": result.collection.paid,
-                       "pending": result.collection.pending, "failed": result.collection.failed,
-                       "uncollectable": result.collection.uncollectable, "unknown": result.collection.unknown},
-        "provider_events": result.provider_events,
-    }
-    with transaction.atomic():
-        with tenant_context(agency):
-            AgencyDay.objects.filter(pk=record.pk).update(status=RunStatus.DONE, steps=steps, error="",
-                                                          finished_at=timezone.now())
-        # Never backwards: rerunning an old day by hand leaves the clock where it is.
-        Agency.objects.filter(pk=agency.pk).filter(Q(clock_date__isnull=True) | Q(clock_date__lt=day)).update(
-            clock_date=day)
+    """Run one day's pipeline for an agency (its steps are recorded as they go), then move the clock."""
+    result = run(agency=agency, today=day)
+    # Never backwards: rerunning an old day by hand leaves the clock where it is.
+    Agency.objects.filter(pk=agency.pk).filter(Q(clock_date__isnull=True) | Q(clock_date__lt=day)).update(
+        clock_date=day)
     if agency.clock_date is None or agency.clock_date < day:
         agency.clock_date = day
     return result

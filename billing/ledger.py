@@ -11,6 +11,7 @@ from django.db import models, transaction
 
 from billing.base_models import EntryType
 from billing.drafting import allocate
+from billing.dunning import client_overdue_refresh
 from billing.models import Allocation, LedgerEntry
 from billing.platform.models import AgencyAllocation, AgencyLedgerEntry
 from billing.selectors import billing_settings, open_charges
@@ -56,11 +57,50 @@ def _record(*, owner_lock: models.QuerySet, entries: models.QuerySet, entry_mode
 
 def payment_apply(*, client: Client, amount_minor: int, currency: str, occurred_on: date, reference: str,
                   entry_type: str = EntryType.PAYMENT) -> LedgerEntry:
-    """Record a client payment (or credit) and allocate it to open charges; the rest stays as credit."""
-    return _record(owner_lock=Client.objects.filter(pk=client.pk), entries=LedgerEntry.objects.filter(client=client),
+    """Record a client payment (or credit) and allocate it to open charges; the rest stays as credit.
+    Paying clears the overdue flag once the account no longer meets DUN-1."""
+    entry = _record(owner_lock=Client.objects.filter(pk=client.pk), entries=LedgerEntry.objects.filter(client=client),
                    entry_model=LedgerEntry, allocation_model=Allocation, owner={"client": client},
                    category_order=billing_settings().category_order, amount_minor=amount_minor, currency=currency,
-                   occurred_on=occurred_on, reference=reference, entry_type=entry_type)  # type: ignore[return-value]
+                   occurred_on=occurred_on, reference=reference, entry_type=entry_type)
+    client_overdue_refresh(client=client, today=occurred_on)
+    return entry  # type: ignore[return-value]
+
+
+def payments_apply(*, items: list[tuple[Client, int, str, str]], occurred_on: date,
+                   category_order: list[str]) -> list[LedgerEntry]:
+    """`payment_apply` for many client payments at once (collection records a batch of successes together):
+    (client, amount, currency, reference) each, allocated in the same order and with the same rules, in one
+    transaction with a handful of queries whatever the number of payments."""
+    for _, amount_minor, _, _ in items:
+        if type(amount_minor) is not int or amount_minor <= 0:
+            raise ApplicationError("A payment must be a positive whole number of minor units.",
+                                   fields={"amount_minor": ["Must be greater than zero."]})
+    if not items:
+        return []
+    client_ids = sorted({client.pk for client, _, _, _ in items})
+    with transaction.atomic():
+        # One allocator at a time per account (ids in order, so two batches never deadlock).
+        list(Client.objects.select_for_update().filter(pk__in=client_ids).order_by("pk").values_list("pk"))
+        open_items: dict[int, list[list]] = {}
+        for charge, amount in _open_charges(LedgerEntry.objects.filter(client_id__in=client_ids), category_order):
+            open_items.setdefault(charge.client_id, []).append([charge, amount])
+        payments, plans = [], []
+        for client, amount_minor, currency, reference in items:
+            candidates = open_items.get(client.pk, [])
+            first_category = next((c.category for c, left in candidates if left > 0), "OTHER")
+            applied = allocate(amount_minor, [(entry, entry[1]) for entry in candidates])
+            for entry, amount in applied:
+                entry[1] -= amount  # a second payment of the same client sees what the first left open
+            payments.append(LedgerEntry(client=client, entry_type=EntryType.PAYMENT, category=first_category,
+                                        amount_minor=-amount_minor, currency=currency, occurred_on=occurred_on,
+                                        reference=reference))
+            plans.append([(entry[0], amount) for entry, amount in applied])
+        LedgerEntry.objects.bulk_create(payments)
+        Allocation.objects.bulk_create(Allocation(payment=payment, charge=charge, amount_minor=amount)
+                                       for payment, plan in zip(payments, plans, strict=True)
+                                       for charge, amount in plan)
+    return payments
 
 
 def agency_payment_apply(*, agency: Agency, amount_minor: int, currency: str, occurred_on: date,

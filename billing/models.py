@@ -179,13 +179,47 @@ class SupportRequest(BaseModel):
     resolved_by = models.CharField(max_length=254, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        constraints = [
+            # One open request per client, kind and charge: asking twice does not queue the work twice.
+            models.UniqueConstraint(fields=["kind", "client", "charge"], condition=models.Q(status="OPEN"),
+                                    nulls_distinct=False, name="support_request_open_once"),
+        ]
+
 
 class AgencyDay(models.Model):
-    """One agency-local day of the billing clock: every step recorded with its counts or its error."""
+    """One agency-local day of the billing clock; its steps are `AgencyDayStep` rows."""
 
     day = models.DateField(unique=True)
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.STARTED)
-    steps = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class DayStep(models.TextChoices):
+    """The agency-day pipeline, in the order it runs."""
+
+    NOTICES = "NOTICES", "Notices due"
+    BILLING = "BILLING", "Invoices"
+    COLLECTION = "COLLECTION", "Collection on the due date"
+    RETRIES = "RETRIES", "Retries due"
+    SETTLEMENT = "SETTLEMENT", "Bank-debit settlement and payouts"
+    OVERDUE = "OVERDUE", "Overdue evaluation"
+
+
+class AgencyDayStep(models.Model):
+    """One step of one agency day: started, then done with its counts, or failed with its error. A step
+    that is done is not run again when the day is rerun (after a crash, or by hand)."""
+
+    day = models.ForeignKey(AgencyDay, on_delete=models.CASCADE, related_name="steps")
+    step = models.CharField(max_length=20, choices=DayStep.choices)
+    status = models.CharField(max_length=10, default="STARTED")  # STARTED | DONE | FAILED
+    counts = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "step"], name="day_step_once")]

@@ -8,11 +8,14 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.db import connection
 from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 
-from billing.drafting import ProductPrice
-from billing.models import BillingSettings, LedgerEntry, UsageRecord
-from clients.models import Client
+from billing.base_models import EntryType
+from billing.drafting import ProductPrice, ServiceSpec, TaxSpec
+from billing.models import BillingSettings, Invoice, LedgerEntry, UsageRecord
+from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from core.calendar import Period, invoice_days
 from tenants.models import Agency, PartnerPlan
 
@@ -45,7 +48,8 @@ def billable_clients() -> list[dict]:
     """Clients that get invoices of their own: not members billed through a group's primary (PLAN-4)."""
     return list(
         Client.objects.filter(Q(group__isnull=True) | Q(group__primary_id=F("id")))
-        .values("id", "billing_day", "autopay_days", "activated_on", "deactivated_on")
+        .values("id", "billing_day", "autopay_days", "activated_on", "deactivated_on", "agency_invoiced",
+                "overdue_since")
     )
 
 
@@ -58,25 +62,90 @@ def clients_due(*, agency: Agency, today: date) -> list[DueClient]:
         if build_day != today.day:
             continue
         billing_date = today.replace(day=bill_day)
-        if row["activated_on"] > billing_date:
-            continue
-        if row["deactivated_on"] is not None and row["deactivated_on"] <= billing_date:
-            continue
-        due.append(DueClient(row["id"], billing_date))
+        if billable_on(row, billing_date):
+            due.append(DueClient(row["id"], billing_date))
     return due
+
+
+def billable_on(row: dict, billing_date: date) -> bool:
+    """Whether a client (a `billable_clients` row) is invoiced on that billing date: active by then and
+    not deactivated on or before it."""
+    if row["activated_on"] > billing_date:
+        return False
+    return row["deactivated_on"] is None or row["deactivated_on"] > billing_date
 
 
 def usage_by_account(*, client_ids: list[int] | None, period: Period,
                      time_zone: str) -> dict[int | None, dict[str, int]]:
     """Summed usage per account and product in a cycle. client_ids None: every account, agency included."""
     start, end = period_bounds(period, time_zone)
-    records = UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+    sql = (f"SELECT client_id, product_code, SUM(quantity) FROM {UsageRecord._meta.db_table} "
+           "WHERE occurred_at >= %s AND occurred_at < %s")
+    params: list[Any] = [start, end]
     if client_ids is not None:
-        records = records.filter(client_id__in=client_ids)
+        # One array parameter, not one parameter per id: batches of the billing run pass thousands.
+        sql += " AND client_id = ANY(%s)"
+        params.append(list(client_ids))
     result: dict[int | None, dict[str, int]] = defaultdict(dict)
-    for row in records.values("client_id", "product_code").annotate(quantity=Sum("quantity")).order_by():
-        result[row["client_id"]][row["product_code"]] = row["quantity"]
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " GROUP BY client_id, product_code", params)
+        for client_id, code, quantity in cursor.fetchall():
+            result[client_id][code] = int(quantity)
     return result
+
+
+def group_members_of(primary_ids: list[int]) -> dict[int, int]:
+    """{member id: primary id} for the groups these clients are the primary of (PLAN-4)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT c.id, g.primary_id FROM {Client._meta.db_table} c "
+                       f"JOIN {ClientGroup._meta.db_table} g ON g.id = c.group_id "
+                       "WHERE g.primary_id = ANY(%s) AND c.id <> g.primary_id", [list(primary_ids)])
+        return dict(cursor.fetchall())
+
+
+def invoiced_clients(*, client_ids: list[int], period_start: date) -> set[int]:
+    """Which of these clients already have their invoice for the period starting on `period_start`."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT client_id FROM {Invoice._meta.db_table} WHERE period_start = %s "
+                       "AND client_id = ANY(%s)", [period_start, list(client_ids)])
+        return {row[0] for row in cursor.fetchall()}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTerms:
+    """What a client's invoice is drafted from: its configuration as plain values."""
+
+    client_id: int
+    license_price_minor: int
+    agency_invoiced: bool
+    autopay_days: tuple[int, ...]
+    services: tuple[ServiceSpec, ...]
+    taxes: tuple[TaxSpec, ...]
+
+
+def client_terms(client_ids: list[int]) -> list[ClientTerms]:
+    """The configuration of these clients, in id order: license price, active Agency Services lines (in id
+    order) and taxes (in id order). Three queries whatever the number of clients, no model instances."""
+    ids = list(client_ids)
+    services: dict[int, list[ServiceSpec]] = defaultdict(list)
+    taxes: dict[int, list[TaxSpec]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT client_id, id, description, amount_minor, taxable, recurrence "
+                       f"FROM {AgencyServiceLine._meta.db_table} WHERE client_id = ANY(%s) AND removed_at IS NULL "
+                       "ORDER BY id", [ids])
+        for client_id, key, description, amount, taxable, recurrence in cursor.fetchall():
+            services[client_id].append(ServiceSpec(description, amount, taxable,
+                                                   recurrence == ServiceRecurrence.ONE_TIME, key))
+        cursor.execute(f"SELECT l.client_id, t.name, t.rate_bp FROM {Client.taxes.through._meta.db_table} l "
+                       f"JOIN {TaxRate._meta.db_table} t ON t.id = l.taxrate_id WHERE l.client_id = ANY(%s) "
+                       "ORDER BY t.id", [ids])
+        for client_id, name, rate_bp in cursor.fetchall():
+            taxes[client_id].append(TaxSpec(name, rate_bp))
+        cursor.execute(f"SELECT id, license_price_minor, agency_invoiced, autopay_days FROM {Client._meta.db_table} "
+                       "WHERE id = ANY(%s) ORDER BY id", [ids])
+        rows = cursor.fetchall()
+    return [ClientTerms(pk, price, invoiced, tuple(autopay or ()), tuple(services[pk]), tuple(taxes[pk]))
+            for pk, price, invoiced, autopay in rows]
 
 
 def pooled_usage(*, period: Period, time_zone: str) -> dict[str, int]:
@@ -105,9 +174,119 @@ def open_charges(entries: QuerySet) -> list[tuple[Any, int]]:
     return [(charge, amount) for charge, amount in items if amount > 0]
 
 
+def balances(client_ids: list[int]) -> dict[int, int]:
+    """Ledger balance per client (MON-4), one query."""
+    rows = (LedgerEntry.objects.filter(client_id__in=client_ids).values("client_id")
+            .annotate(total=Sum("amount_minor")).order_by())
+    return {row["client_id"]: row["total"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class PastDue:
+    amount_minor: int
+    oldest: date  # the billing date of the oldest charge still open
+
+
+def past_due_by_client(*, due_before: date, client_ids: list[int] | None = None) -> dict[int, PastDue]:
+    """What is still open of charges dated before `due_before`, per client with something open (DUN-1).
+    Agency Invoiced clients pay the agency directly and are never past due here (COL-1)."""
+    charges = LedgerEntry.objects.filter(entry_type=EntryType.CHARGE, occurred_on__lt=due_before,
+                                         client__agency_invoiced=False)
+    if client_ids is not None:
+        charges = charges.filter(client_id__in=client_ids)
+    rows = (charges.annotate(paid=Coalesce(Sum("allocations_received__amount_minor"), 0))
+            .filter(amount_minor__gt=F("paid")).values_list("client_id", "amount_minor", "paid", "occurred_on"))
+    result: dict[int, PastDue] = {}
+    for client_id, amount, paid, occurred_on in rows:
+        previous = result.get(client_id)
+        result[client_id] = PastDue(amount - paid + (previous.amount_minor if previous else 0),
+                                    min(occurred_on, previous.oldest) if previous else occurred_on)
+    return result
+
+
 def client_open_by_category(client: Client) -> dict[str, int]:
     """Charges not yet paid, per billing category."""
     totals: dict[str, int] = defaultdict(int)
     for charge, open_amount in open_charges(LedgerEntry.objects.filter(client=client)):
         totals[charge.category] += open_amount
     return dict(totals)
+
+
+# --- what the API and the dashboard read, scoped to what the user may see (ROLE-1, TEN-2) --------------------
+
+
+def collection_status():
+    """An invoice's collection status from its charges, in SQL: the first status present in the order of
+    `billing.overview.STATUS_PRECEDENCE` (the pages' rule), Scheduled when it has no charge yet. Returns the
+    expression and the per-status counts it reads, to be annotated first."""
+    from django.db.models import Case, CharField, Count, Value, When
+
+    from billing.base_models import ChargeStatus
+    from billing.overview import STATUS_PRECEDENCE
+
+    counts = {f"_n_{s.lower()}": Count("charges", filter=Q(charges__status=s)) for s in ChargeStatus.values}
+    expression = Case(*[When(**{f"_n_{s.lower()}__gt": 0}, then=Value(s)) for s in STATUS_PRECEDENCE],
+                      default=Value(ChargeStatus.SCHEDULED), output_field=CharField())
+    return expression, counts
+
+
+def invoice_list_for_user(*, user, month: date | None = None, status: str | None = None,
+                          client_public_id=None) -> QuerySet:
+    """Client invoices the user may see, each annotated with `collection_status`."""
+    from billing.models import Invoice
+    from clients.selectors import client_list_for_user
+
+    status_expression, counts = collection_status()
+    invoices = (Invoice.objects.filter(client__in=client_list_for_user(user=user)).select_related("client")
+                .annotate(**counts).annotate(collection_status=status_expression))
+    if month is not None:
+        invoices = invoices.filter(period_start__year=month.year, period_start__month=month.month)
+    if client_public_id is not None:
+        invoices = invoices.filter(client__public_id=client_public_id)
+    if status:
+        invoices = invoices.filter(collection_status=status)
+    return invoices
+
+
+def charge_list_for_user(*, user, month: date | None = None, status: str | None = None, client_public_id=None,
+                         invoice_public_id=None) -> QuerySet:
+    from billing.models import Charge
+    from clients.selectors import client_list_for_user
+
+    charges = (Charge.objects.filter(client__in=client_list_for_user(user=user))
+               .select_related("client", "invoice").prefetch_related("attempts"))
+    if month is not None:
+        charges = charges.filter(billing_date__year=month.year, billing_date__month=month.month)
+    if status:
+        charges = charges.filter(status=status)
+    if client_public_id is not None:
+        charges = charges.filter(client__public_id=client_public_id)
+    if invoice_public_id is not None:
+        charges = charges.filter(invoice__public_id=invoice_public_id)
+    return charges
+
+
+def usage_list_for_user(*, user, agency: Agency, month: date | None = None, client_public_id=None,
+                        agency_only: bool = False, product_code: str | None = None) -> QuerySet:
+    """Usage records the user may see: the agency's own (no client) only for those who see every client."""
+    from accounts.permissions import sees_only_own_clients
+    from clients.selectors import client_list_for_user
+
+    records = UsageRecord.objects.select_related("client")
+    visible = client_list_for_user(user=user)
+    if sees_only_own_clients(user):
+        records = records.filter(client__in=visible)
+    else:
+        records = records.filter(Q(client__isnull=True) | Q(client__in=visible))
+    if agency_only:
+        records = records.filter(client__isnull=True)
+    if client_public_id is not None:
+        records = records.filter(client__public_id=client_public_id)
+    if product_code:
+        records = records.filter(product_code=product_code)
+    if month is not None:
+        start = month.replace(day=1)
+        end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
+        records = records.filter(occurred_at__gte=period_bounds(Period(start, end), agency.time_zone)[0],
+                                 occurred_at__lt=period_bounds(Period(start, end), agency.time_zone)[1])
+    return records

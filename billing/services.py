@@ -9,28 +9,30 @@ accounts is one transaction: an account's invoice, lines and ledger entries are 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import transaction
-from django.db.models import F, Prefetch
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from billing import bulk
 from billing.base_models import ChargeStatus, EntryType
 from billing.drafting import (
     DraftLine,
     InvoiceDraft,
     ProductPrice,
-    ServiceSpec,
     TaxSpec,
     draft_agency_invoice,
     draft_client_invoice,
     usage_lines,
 )
 from billing.models import BillingRun, Charge, Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, RunStatus
+from billing.outbound import invoices_finalized
 from billing.platform.models import (
     AgencyCharge,
     AgencyInvoice,
@@ -39,8 +41,12 @@ from billing.platform.models import (
     AgencyLedgerEntry,
 )
 from billing.selectors import (
+    ClientTerms,
+    client_terms,
     clients_active_during,
     clients_due,
+    group_members_of,
+    invoiced_clients,
     plan_prices,
     pooled_usage,
     usage_by_account,
@@ -73,26 +79,16 @@ class BillingRunResult:
 # --- drafting from the database ----------------------------------------------------------------------
 
 
-def _services(client: Client) -> list[ServiceSpec]:
-    return [ServiceSpec(s.description, s.amount_minor, s.taxable, s.recurrence == "ONE_TIME", s.pk)
-            for s in client.service_lines.all() if s.removed_at is None]
-
-
-def _taxes(client: Client) -> list[TaxSpec]:
-    return [TaxSpec(t.name, t.rate_bp) for t in sorted(client.taxes.all(), key=lambda t: t.pk)]
-
-
-def _client_draft(*, client: Client, billing_date: date, currency: str, prices: dict[str, ProductPrice],
+def _client_draft(*, terms: ClientTerms, billing_date: date, currency: str, prices: dict[str, ProductPrice],
                   usage: dict[str, int]) -> InvoiceDraft:
     return draft_client_invoice(
-        currency=currency, period=cycle_starting(billing_date), license_price_minor=client.license_price_minor,
-        services=_services(client), usage=usage_lines(prices, usage), taxes=_taxes(client))
+        currency=currency, period=cycle_starting(billing_date), license_price_minor=terms.license_price_minor,
+        services=terms.services, usage=usage_lines(prices, usage), taxes=terms.taxes)
 
 
 def _group_usage(client_ids: list[int], period: Period, time_zone: str) -> dict[int, dict[str, int]]:
     """Usage per billed account; members of a group count towards their primary (PLAN-4)."""
-    members = dict(Client.objects.filter(group__primary_id__in=client_ids).exclude(id=F("group__primary_id"))
-                   .values_list("id", "group__primary_id"))
+    members = group_members_of(client_ids)
     per_account = usage_by_account(client_ids=[*client_ids, *members], period=period, time_zone=time_zone)
     merged: dict[int, dict[str, int]] = defaultdict(dict)
     for account_id, products in per_account.items():
@@ -104,18 +100,18 @@ def _group_usage(client_ids: list[int], period: Period, time_zone: str) -> dict[
     return merged
 
 
-def _with_configuration(ids: Iterable[int]):
-    active_services = AgencyServiceLine.objects.filter(removed_at__isnull=True).order_by("id")
-    return Client.objects.filter(id__in=list(ids)).prefetch_related(
-        "taxes", Prefetch("service_lines", queryset=active_services))
-
-
 def invoice_preview(*, agency: Agency, client: Client, billing_date: date) -> InvoiceDraft:
     """The invoice `billing_run` would build for this client on `billing_date` (Upcoming Statement)."""
-    client = _with_configuration([client.pk]).get()
-    usage = _group_usage([client.pk], cycle_closed_by(billing_date), agency.time_zone).get(client.pk, {})
-    return _client_draft(client=client, billing_date=billing_date, currency=agency.currency,
-                         prices=plan_prices(agency.plan), usage=usage)
+    return invoice_previews(agency=agency, client_ids=[client.pk], billing_date=billing_date)[client.pk]
+
+
+def invoice_previews(*, agency: Agency, client_ids: list[int], billing_date: date) -> dict[int, InvoiceDraft]:
+    """The invoices `billing_run` would build on `billing_date`, per client id, in a few queries."""
+    usage = _group_usage(client_ids, cycle_closed_by(billing_date), agency.time_zone)
+    prices = plan_prices(agency.plan)
+    return {terms.client_id: _client_draft(terms=terms, billing_date=billing_date, currency=agency.currency,
+                                           prices=prices, usage=usage.get(terms.client_id, {}))
+            for terms in client_terms(client_ids)}
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -126,16 +122,14 @@ def _ledger_rows(draft: InvoiceDraft) -> list[tuple[str, int]]:
     return [(category, amount) for category, amount in draft.by_category().items() if amount]
 
 
-def _charges_for(invoice: Invoice, client: Client, today: date, billing_date: date) -> list[Charge]:
-    """The amounts to collect: one on the billing date, or one per autopay date split evenly with the last
-    taking the remainder (CYC-4). Agency Invoiced clients are never charged (COL-1)."""
-    status = ChargeStatus.AGENCY_INVOICED if client.agency_invoiced else ChargeStatus.SCHEDULED
-    days = sorted(set(client.autopay_days))
+def _installments(*, total_minor: int, terms: ClientTerms, today: date,
+                  billing_date: date) -> list[tuple[int, date, int]]:
+    """(installment, due date, amount) to collect: one on the billing date, or one per autopay date split
+    evenly with the last taking the remainder (CYC-4)."""
+    days = sorted(set(terms.autopay_days))
     dates = autopay_dates(today.year, today.month, days) if len(days) >= 2 else [billing_date]
-    amounts = split_evenly(invoice.total_minor, len(dates))
-    return [Charge(invoice=invoice, client=client, installment=index, amount_minor=amount,
-                   currency=invoice.currency, billing_date=due, due_on=due, status=status)
-            for index, (due, amount) in enumerate(zip(dates, amounts, strict=True), start=1)]
+    amounts = split_evenly(total_minor, len(dates))
+    return [(index, due, amount) for index, (due, amount) in enumerate(zip(dates, amounts, strict=True), start=1)]
 
 
 def _line_kwargs(position: int, line: DraftLine) -> dict:
@@ -146,52 +140,76 @@ def _line_kwargs(position: int, line: DraftLine) -> dict:
 
 def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[int], today: date,
                         prices: dict[str, ProductPrice], now: datetime, result: BillingRunResult) -> None:
+    """Invoices, lines, ledger charges and charges of a batch of clients, in one transaction.
+
+    Written with COPY rather than the ORM: at 10,000 clients the per-row cost of model instances and
+    INSERT parameters was most of the run (docs/performance.md, P1). The database still enforces every rule:
+    one invoice per client and period (unique), unique numbers, immutability triggers, foreign keys.
+    """
+    currency = agency.currency
     with transaction.atomic():
         # The row normally exists from the migration; get_or_create keeps a wiped schema working.
         InvoiceSequence.objects.get_or_create(singleton=True)
         sequence = InvoiceSequence.objects.select_for_update().get(singleton=True)
-        existing = set(Invoice.objects.filter(client_id__in=client_ids, period_start=billing_date)
-                       .values_list("client_id", flat=True))
+        existing = invoiced_clients(client_ids=client_ids, period_start=billing_date)
         result.invoices_existing += len(existing)
         todo = [cid for cid in client_ids if cid not in existing]
         if not todo:
             return
-        clients = list(_with_configuration(todo).order_by("id"))
+        all_terms = client_terms(todo)
         usage = _group_usage(todo, cycle_closed_by(billing_date), agency.time_zone)
-        drafts = [(c, _client_draft(client=c, billing_date=billing_date, currency=agency.currency, prices=prices,
-                                    usage=usage.get(c.pk, {}))) for c in clients]
         period = cycle_starting(billing_date)
         first = sequence.next_number
-        invoices = [
-            Invoice(client=c, number=f"{agency.invoice_prefix}-{first + i:06d}", period_start=period.start,
-                    period_end=period.end, issued_on=today, due_on=billing_date, currency=agency.currency,
-                    subtotal_minor=d.subtotal_minor, tax_minor=d.tax_minor, total_minor=d.total_minor,
-                    agency_invoiced=c.agency_invoiced)
-            for i, (c, d) in enumerate(drafts)
-        ]
-        Invoice.objects.bulk_create(invoices)
-        lines, entries, one_time, charges = [], [], [], []
-        for invoice, (client, draft) in zip(invoices, drafts, strict=True):
-            charges.extend(_charges_for(invoice, client, today, billing_date))
-            lines.extend(InvoiceLine(invoice=invoice, **_line_kwargs(pos, line))
-                         for pos, line in enumerate(draft.lines, start=1))
-            entries.extend(LedgerEntry(client=client, invoice=invoice, entry_type=EntryType.CHARGE, category=cat,
-                                       amount_minor=amount, currency=agency.currency, occurred_on=billing_date,
-                                       reference=invoice.number) for cat, amount in _ledger_rows(draft))
-            one_time.extend((key, invoice.number) for key in draft.one_time_service_keys)
-            result.add_total(agency.currency, draft.total_minor)
-        InvoiceLine.objects.bulk_create(lines)
-        LedgerEntry.objects.bulk_create(entries)
-        Charge.objects.bulk_create(charges)
+        invoice_ids = bulk.ids_reserve(Invoice, len(all_terms))
+        invoices, lines, entries, charges, one_time = [], [], [], [], []
+        for offset, terms in enumerate(all_terms):
+            draft = _client_draft(terms=terms, billing_date=billing_date, currency=currency, prices=prices,
+                                  usage=usage.get(terms.client_id, {}))
+            invoice_id, number = invoice_ids[offset], f"{agency.invoice_prefix}-{first + offset:06d}"
+            total = draft.total_minor
+            invoices.append((invoice_id, uuid.uuid4(), now, now, number, period.start, period.end, today,
+                             billing_date, currency, draft.subtotal_minor, draft.tax_minor, total, "",
+                             terms.agency_invoiced, terms.client_id))
+            lines.extend((invoice_id, position, line.category, line.description[:240], line.quantity,
+                          line.unit_amount_minor, line.amount_minor, line.taxable)
+                         for position, line in enumerate(draft.lines, start=1))
+            entries.extend((terms.client_id, invoice_id, EntryType.CHARGE, category, amount, currency, billing_date,
+                            number, now) for category, amount in _ledger_rows(draft))
+            # Agency Invoiced clients are never charged (COL-1): their charges are built as such.
+            status = ChargeStatus.AGENCY_INVOICED if terms.agency_invoiced else ChargeStatus.SCHEDULED
+            charges.extend((uuid.uuid4(), now, now, installment, amount, currency, due, due, status, "", "",
+                            terms.client_id, invoice_id)
+                           for installment, due, amount in _installments(total_minor=total, terms=terms, today=today,
+                                                                         billing_date=billing_date))
+            one_time.extend((key, number) for key in draft.one_time_service_keys)
+            result.add_total(currency, total)
+        bulk.copy_rows(Invoice, INVOICE_COLUMNS, invoices)
+        bulk.copy_rows(InvoiceLine, LINE_COLUMNS, lines)
+        bulk.copy_rows(LedgerEntry, LEDGER_COLUMNS, entries)
+        bulk.copy_rows(Charge, CHARGE_COLUMNS, charges)
+        invoices_finalized([row[0] for row in invoices])  # outbound webhooks, sent after commit
         if one_time:
             # PLAN-2: a one-time service line is billed once, then removed — in the same transaction.
-            billed = AgencyServiceLine.objects.in_bulk([key for key, _ in one_time])
-            for key, number in one_time:
-                billed[key].removed_at, billed[key].billed_on_invoice = now, number
-            AgencyServiceLine.objects.bulk_update(billed.values(), ["removed_at", "billed_on_invoice"])
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {AgencyServiceLine._meta.db_table} AS s SET removed_at = %s, updated_at = %s, "
+                    "billed_on_invoice = v.number FROM unnest(%s::bigint[], %s::text[]) AS v(id, number) "
+                    "WHERE s.id = v.id",
+                    [now, now, [key for key, _ in one_time], [number for _, number in one_time]])
         sequence.next_number = first + len(invoices)
         sequence.save(update_fields=["next_number"])
         result.invoices_built += len(invoices)
+
+
+INVOICE_COLUMNS = ("id", "public_id", "created_at", "updated_at", "number", "period_start", "period_end", "issued_on",
+                   "due_on", "currency", "subtotal_minor", "tax_minor", "total_minor", "pdf", "agency_invoiced",
+                   "client_id")
+LINE_COLUMNS = ("invoice_id", "position", "category", "description", "quantity", "unit_amount_minor", "amount_minor",
+                "taxable")
+LEDGER_COLUMNS = ("client_id", "invoice_id", "entry_type", "category", "amount_minor", "currency", "occurred_on",
+                  "reference", "created_at")
+CHARGE_COLUMNS = ("public_id", "created_at", "updated_at", "installment", "amount_minor", "currency", "billing_date",
+                  "due_on", "status", "paid_reference", "payout_reference", "client_id", "invoice_id")
 
 
 def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> tuple[AgencyInvoice | None, bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Role, User, audit_record
@@ -42,8 +42,8 @@ def agency_invoiced_request(*, client: Client, user: User, reason: str) -> Suppo
                                fields={"client": ["The client is not fully configured."]})
     if not reason.strip():
         raise ApplicationError("Say why the client should be Agency Invoiced.", fields={"reason": ["Required."]})
-    return SupportRequest.objects.create(kind=RequestKind.AGENCY_INVOICED, client=client, requested_by=user.email,
-                                         reason=reason.strip())
+    return _open_request(kind=RequestKind.AGENCY_INVOICED, client=client, requested_by=user.email,
+                         reason=reason.strip())
 
 
 def retry_request(*, charge: Charge, user: User, reason: str = "") -> SupportRequest:
@@ -51,8 +51,18 @@ def retry_request(*, charge: Charge, user: User, reason: str = "") -> SupportReq
     if charge.status not in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
         raise IllegalTransition(f"Only a Retrying or Uncollectable charge can be retried; this one is "
                                 f"{ChargeStatus(charge.status).label}.", fields={"charge": ["Cannot be retried."]})
-    return SupportRequest.objects.create(kind=RequestKind.RETRY, client=charge.client, charge=charge,
-                                         requested_by=user.email, reason=reason.strip())
+    return _open_request(kind=RequestKind.RETRY, client=charge.client, charge=charge, requested_by=user.email,
+                         reason=reason.strip())
+
+
+def _open_request(**fields) -> SupportRequest:
+    """The unique constraint on open requests decides: asking again while one is open is refused."""
+    try:
+        with transaction.atomic():
+            return SupportRequest.objects.create(**fields)
+    except IntegrityError:
+        raise ApplicationError("This has already been requested; billing support will handle it.",
+                               code="already_requested") from None
 
 
 def _close_requests(client: Client, kind: str, user: User) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -67,3 +68,23 @@ def webhook_event_process(event_pk: int) -> str:
         stored.status, stored.processed_at, stored.error = WebhookStatus.PROCESSED, timezone.now(), outcome
         stored.save(update_fields=["status", "processed_at", "error", "attempts"])
         return stored.status
+
+
+WEBHOOK_MAX_ATTEMPTS = 9  # the task's own retries (8) plus the first run
+
+
+def webhook_sweep(*, now: datetime, grace: timedelta) -> int:
+    """Re-enqueue stored events whose processing task was lost (worker killed before or during it, broker
+    restarted): received but unprocessed after `grace`, or failed and due again (backoff doubling from
+    `grace`). Processing an event twice is harmless: a processed event is skipped."""
+    from billing.tasks import webhook_process
+
+    due = []
+    for pk, status, attempts, received_at in WebhookEvent.objects.filter(
+            status__in=[WebhookStatus.RECEIVED, WebhookStatus.FAILED], attempts__lt=WEBHOOK_MAX_ATTEMPTS,
+            received_at__lt=now - grace).values_list("pk", "status", "attempts", "received_at"):
+        if status == WebhookStatus.RECEIVED or received_at + grace * 2 ** min(attempts, 12) <= now:
+            due.append(pk)
+    for pk in due:
+        webhook_process.delay(event_pk=pk)
+    return len(due)

@@ -55,6 +55,9 @@ class Client(BaseModel):
     # Lifecycle: a client is billable from `activated_on` until `deactivated_on` (exclusive).
     activated_on = models.DateField(default=timezone.localdate)
     deactivated_on = models.DateField(null=True, blank=True)
+    # DUN-1: set by the day's overdue evaluation, cleared as soon as the past-due balance drops below the
+    # threshold (a payment) or nothing is past due any more.
+    overdue_since = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -101,3 +104,12 @@ class AgencyServiceLine(BaseModel):
 
     def __str__(self) -> str:
         return self.description
+
+
+class ClientUser(models.Model):
+    """A client-portal login: a user of role CLIENT linked to exactly one client account (TEN-2: it sees
+    that account only). The user table has no foreign key to tenant tables, so the link lives here."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="client_link")
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="portal_users")
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -17,3 +17,15 @@ def client_list_for_user(*, user: User) -> QuerySet[Client]:
     if has_capability(user, Capability.VIEW_BILLING):
         return clients
     return clients.none()
+
+
+def client_search_for_user(*, user: User, search: str | None = None, agency_invoiced: bool | None = None,
+                           salesperson_email: str | None = None) -> QuerySet[Client]:
+    clients = client_list_for_user(user=user)
+    if search:
+        clients = clients.filter(name__icontains=search)
+    if agency_invoiced is not None:
+        clients = clients.filter(agency_invoiced=agency_invoiced)
+    if salesperson_email:
+        clients = clients.filter(salesperson__email=salesperson_email.lower())
+    return clients

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import date
 
 from django.db import transaction
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, audit_record
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from core.errors import ApplicationError
 from core.money import validate_rate_bp
@@ -71,10 +72,18 @@ def client_create(*, name: str, email: str, activated_on: date, license_price_mi
     return client
 
 
+def _configuration(client: Client) -> dict:
+    return {"license_price_minor": client.license_price_minor, "billing_day": client.billing_day,
+            "autopay_days": list(client.autopay_days),
+            "salesperson": client.salesperson.email if client.salesperson_id else None,  # type: ignore[union-attr]
+            "taxes": sorted(t.name for t in client.taxes.all()) if client.pk else []}
+
+
 def client_configure(*, client: Client, license_price_minor: object = _UNSET, taxes: object = _UNSET,
                      billing_day: object = _UNSET, autopay_days: object = _UNSET,
-                     salesperson: object = _UNSET) -> Client:
-    """Change the Client Configuration (PLAN-2). Only the arguments given are changed."""
+                     salesperson: object = _UNSET, actor: User | str | None = None) -> Client:
+    """Change the Client Configuration (PLAN-2). Only the arguments given are changed; the change is
+    audited with the configuration before and after."""
     errors: dict[str, list[str]] = {}
     if license_price_minor is not _UNSET:
         _non_negative_amount(license_price_minor, "license_price_minor", errors)
@@ -88,6 +97,7 @@ def client_configure(*, client: Client, license_price_minor: object = _UNSET, ta
                 _billing_day(day, "autopay_days", errors)
     _raise(errors)
     with transaction.atomic():
+        before = _configuration(client)
         if license_price_minor is not _UNSET:
             client.license_price_minor = license_price_minor  # type: ignore[assignment]
         if billing_day is not _UNSET:
@@ -99,19 +109,42 @@ def client_configure(*, client: Client, license_price_minor: object = _UNSET, ta
         client.save()
         if taxes is not _UNSET:
             client.taxes.set(taxes)  # type: ignore[arg-type]
+        after = _configuration(client)
+        if after != before:
+            audit_record(actor=actor, action="client.configure", obj=client,
+                         before={k: v for k, v in before.items() if after[k] != v},
+                         after={k: v for k, v in after.items() if before[k] != v})
     return client
 
 
 def service_line_add(*, client: Client, description: str, amount_minor: int, one_time: bool = False,
-                     taxable: bool = True) -> AgencyServiceLine:
+                     taxable: bool = True, actor: User | str | None = None) -> AgencyServiceLine:
     errors: dict[str, list[str]] = {}
     if not description or not description.strip():
         errors["description"] = ["A description is required."]
     _non_negative_amount(amount_minor, "amount_minor", errors)
     _raise(errors)
-    return AgencyServiceLine.objects.create(
-        client=client, description=description.strip(), amount_minor=amount_minor, taxable=taxable,
-        recurrence=ServiceRecurrence.ONE_TIME if one_time else ServiceRecurrence.RECURRING)
+    with transaction.atomic():
+        line = AgencyServiceLine.objects.create(
+            client=client, description=description.strip(), amount_minor=amount_minor, taxable=taxable,
+            recurrence=ServiceRecurrence.ONE_TIME if one_time else ServiceRecurrence.RECURRING)
+        if actor is not None:
+            audit_record(actor=actor, action="client.service_line.add", obj=client,
+                         after={"description": line.description, "amount_minor": amount_minor,
+                                "recurrence": line.recurrence, "taxable": taxable})
+    return line
+
+
+def service_line_remove(*, line: AgencyServiceLine, actor: User | str | None) -> AgencyServiceLine:
+    """Stop billing an Agency Services line from the next invoice; invoices already built keep it."""
+    with transaction.atomic():
+        updated = AgencyServiceLine.objects.filter(pk=line.pk, removed_at__isnull=True).update(
+            removed_at=timezone.now())
+        if updated:
+            audit_record(actor=actor, action="client.service_line.remove", obj=line.client,
+                         before={"description": line.description, "amount_minor": line.amount_minor})
+    line.refresh_from_db()
+    return line
 
 
 def client_group_create(*, name: str, primary: Client, members: list[Client]) -> ClientGroup:
@@ -130,3 +163,4 @@ def client_group_create(*, name: str, primary: Client, members: list[Client]) ->
         Client.objects.filter(pk__in=[m.pk for m in others]).update(
             group=group, agency_invoiced=True, agency_invoiced_reason=f"Billed through group {name}")
     return group
+

@@ -119,3 +119,34 @@ def invoice_days(*, autopay_days: list[int] | tuple[int, ...], billing_day: int)
     if len(days) == 1:
         return days[0], days[0]
     return billing_day, billing_day
+
+
+def statement_date(*, autopay_days: list[int] | tuple[int, ...], billing_day: int, year: int, month: int,
+                   days_before: int) -> date:
+    """The day the Upcoming Statement for the month's invoice goes out.
+
+    NOT-1: `days_before` days before the billing date. NOT-2, several autopay days: that many days before
+    the month's *first* autopay date, unless that would fall on or before the previous month's last
+    autopay date — then the day after it (autopay days 5 and 28, 10 days: the 29th of the month before).
+    """
+    days = sorted(set(autopay_days))
+    if len(days) < 2:
+        _, bill_day = invoice_days(autopay_days=days, billing_day=billing_day)
+        return date(year, month, bill_day) - timedelta(days=days_before)
+    first = date(year, month, days[0])
+    previous_month = add_months(date(year, month, 1), -1)
+    previous_last = date(previous_month.year, previous_month.month, days[-1])
+    if (first - previous_last).days < days_before:
+        return previous_last + timedelta(days=1)
+    return first - timedelta(days=days_before)
+
+
+def follow_up_dates(first: date, *gaps: int | None) -> list[date]:
+    """A notice and its follow-ups (NOT-5): each further notice `gap` days after the previous one. A gap
+    that is not configured ends the chain (no third notice without a second)."""
+    dates = [first]
+    for gap in gaps:
+        if not gap:
+            break
+        dates.append(dates[-1] + timedelta(days=gap))
+    return dates

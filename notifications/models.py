@@ -19,8 +19,12 @@ class NoticeTemplate(models.Model):
 
 class OutboxStatus(models.TextChoices):
     PENDING = "PENDING", "Pending"
+    SENDING = "SENDING", "Sending"  # claimed by a sender; committed before the mail server is called
     SENT = "SENT", "Sent"
-    FAILED = "FAILED", "Failed"
+    FAILED = "FAILED", "Failed"  # the mail server refused or was unreachable: retried
+    # The sender died (or lost the mail server) mid-send: the message may or may not have left. Never resent
+    # automatically, so a notice is sent at most once (NOT-7); listed for a person to check.
+    UNCERTAIN = "UNCERTAIN", "Uncertain"
 
 
 class Notice(models.Model):
@@ -42,6 +46,8 @@ class Notice(models.Model):
     business_date = models.DateField()
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a sender last claimed it.")
+    requeued_at = models.DateTimeField(null=True, blank=True, help_text="When the sweeper last enqueued it again.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -8,6 +8,7 @@ or raise SecurityError, which is refused on save and falls back to the default w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
@@ -40,6 +41,12 @@ def _env() -> _Env:
 
 
 ENV = _env()
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str):
+    """Compiling is most of the cost of a render; a compiled template is immutable and safe to share."""
+    return ENV.from_string(source)
 
 
 class TemplateInvalid(ApplicationError):
@@ -88,8 +95,8 @@ def sample_context(variables: dict[str, str]) -> dict:
 def render(*, kind: str, subject: str, body: str, context: dict) -> Rendered:
     """Render with the given variables only (unknown variables and unsafe access raise)."""
     allowed = {name: context[name] for name in CATALOG[kind].variables if name in context}
-    return Rendered(ENV.from_string(subject).render(allowed).strip().replace("\n", " "),
-                    ENV.from_string(body).render(allowed))
+    return Rendered(_compiled(subject).render(allowed).strip().replace("\n", " "),
+                    _compiled(body).render(allowed))
 
 
 def render_default(*, kind: str, context: dict) -> Rendered:

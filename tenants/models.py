@@ -14,6 +14,8 @@ slug_validator = RegexValidator(
     "Use 2–40 lowercase letters or digits, starting with a letter.",
 )
 
+brand_color_validator = RegexValidator(r"^#[0-9a-fA-F]{6}$", "Use a colour such as #2f5bd3.")
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -101,6 +103,10 @@ class Agency(TenantMixin):
     connected_account_id = models.CharField(max_length=64, blank=True)
     platform_customer_id = models.CharField(max_length=64, blank=True)
     email = models.EmailField(blank=True)
+    # Branding on invoices and pages (INV-1): logo, one brand colour, postal address.
+    logo = models.FileField(upload_to="branding/", blank=True)
+    brand_color = models.CharField(max_length=7, default="#2f5bd3", validators=[brand_color_validator])
+    address = models.TextField(blank=True)
     # The billing clock: the last agency-local day whose pipeline has finished (CYC-5).
     clock_date = models.DateField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from django.db import connection
 
 from tenants.models import Agency
@@ -14,3 +16,14 @@ def current_agency() -> Agency | None:
     if isinstance(tenant, Agency):
         return tenant
     return Agency.objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
+
+
+def agency_business_date(agency: Agency, now) -> date:
+    """The agency's own calendar day at `now` (CYC-5); when the billing clock has been run ahead of the wall
+    clock (a simulation), its last finished day — the same rule as the pages' `business_today`."""
+    from core.calendar import local_date
+
+    today = local_date(now, agency.time_zone)
+    if agency.clock_date and agency.clock_date > today:
+        return agency.clock_date
+    return today

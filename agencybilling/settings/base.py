@@ -31,6 +31,9 @@ SHARED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
+    "web",
 ]
 # Auth and sessions are in both lists on purpose: every agency schema has its own users and
 # its own session table, so a session cookie minted on one agency is unknown on another (TEN-2).
@@ -42,6 +45,8 @@ TENANT_APPS = [
     "clients",
     "billing",
     "notifications",
+    "integrations",
+    "api",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -76,6 +81,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "web.context.navigation",
             ],
         },
     },
@@ -128,6 +134,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 6 * 3600}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BILLING_TICK_SECONDS = env_int("BILLING_TICK_SECONDS", 900)
+# The sweeper (beat) re-enqueues work committed but never run: unsent notices, unprocessed webhooks,
+# attempts left unknown. Older than the grace period only, so it never races a task that is merely queued.
+SWEEP_SECONDS = env_int("SWEEP_SECONDS", 300)
+SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 120)
+# A notice claimed for sending this long ago lost its sender mid-send: marked Uncertain, never resent.
+OUTBOX_SENDING_TIMEOUT_SECONDS = env_int("OUTBOX_SENDING_TIMEOUT_SECONDS", 900)
 
 # --- Email --------------------------------------------------------------------------------
 _email = email_from_url("EMAIL_URL", "console://")
@@ -148,15 +160,61 @@ STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")  # a Stripe-compatible server, for tests
 PAYMENT_PROVIDER = "stripe" if STRIPE_SECRET_KEY else "sandbox"
+# Requests/s the platform allows itself on its Stripe account, shared by every worker through Redis
+# (0: Stripe's documented limit for the key's mode, a little under; negative: no client-side limit).
+STRIPE_RATE_LIMIT = env_int("STRIPE_RATE_LIMIT", 0)
+# Charges of one agency in flight at once while collecting (threads, each with a database connection).
+COLLECTION_CONCURRENCY = env_int("COLLECTION_CONCURRENCY", 32)
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "api.schema.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.TokenAuthentication",
+        "api.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.TokenRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": env_str("API_RATE_LIMIT", "600/minute")},
+    "EXCEPTION_HANDLER": "api.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Requests above this size are refused with 413 before they are parsed.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1_000_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "agencybilling API",
+    "DESCRIPTION": "Agency and platform API. See docs/api.md for conventions and a walkthrough.",
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChargeStatusEnum": "billing.base_models.ChargeStatus",
+        "AttemptOutcomeEnum": "billing.base_models.AttemptOutcome",
+        "AttemptKindEnum": "billing.base_models.AttemptKind",
+        "SupportRequestKindEnum": "billing.models.RequestKind",
+        "SupportRequestStatusEnum": ["OPEN", "DONE", "REJECTED"],
+        "BillingCategoryEnum": "core.categories.BillingCategory",
+        "NoticeKindEnum": "notifications.catalog.NoticeKind",
+        "OutboxStatusEnum": "notifications.models.OutboxStatus",
+        "EventKindEnum": "integrations.models.EventKind",
+        "DeliveryStatusEnum": "integrations.models.DeliveryStatus",
+        "ServiceRecurrenceEnum": "clients.models.ServiceRecurrence",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.postprocess_conventions",
+    ],
 }
+# Outbound webhooks (integrations): private and loopback addresses are refused unless allowed (tests, demo).
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
 
 LOGGING = {
     "version": 1,
@@ -164,7 +222,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "weasyprint": {"level": "WARNING"},
+                "fontTools": {"level": "WARNING"}},
 }
 
 # Results are kept only for tasks that ask for them (ignore_result=False) and expire in a day.

@@ -10,3 +10,6 @@ SITE_PORT_SUFFIX = ":8000"
 # Serve static files straight from the app directories (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# The demo may send its webhooks to a receiver on this machine.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = True

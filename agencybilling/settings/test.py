@@ -1,7 +1,7 @@
 """The test suite: real PostgreSQL and Redis, fast password hashing."""
 
 from .base import *  # noqa: F403
-from .base import CACHES, LOGGING
+from .base import CACHES, LOGGING, env_str
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -11,9 +11,14 @@ MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
 
 # A queue and cache prefix of its own, so a test run never shares work with a running demo.
-CELERY_TASK_DEFAULT_QUEUE = "agencybilling-test"
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "agencybilling-test")
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": "test"}}
 
 # Serve static files straight from the app directories (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# The API: no throttling in the way of the fuzzer (a test sets its own rate); webhooks to loopback receivers.
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "100000/minute"}}  # noqa: F405
+WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+WEBHOOK_TIMEOUT_SECONDS = 3

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 
 from billing.providers.base import PaymentProvider
+from billing.providers.ratelimit import LocalRateLimiter, RateLimiter, RedisRateLimiter
+
+# Stripe's documented limits: 100 requests/s in live mode, 25 in test mode. A little under, for headroom.
+DEFAULT_LIVE_RATE = 90
+DEFAULT_TEST_RATE = 23
+
+
+def stripe_rate_limiter() -> RateLimiter | None:
+    """The account's request budget, shared through Redis by every process that uses the same key
+    (STRIPE_RATE_LIMIT requests/s; 0 = Stripe's documented limit for the key's mode; negative = none)."""
+    from django.conf import settings
+
+    rate = settings.STRIPE_RATE_LIMIT
+    if rate < 0:
+        return None
+    if rate == 0:
+        rate = DEFAULT_LIVE_RATE if settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) \
+            else DEFAULT_TEST_RATE
+    if not settings.REDIS_URL:
+        return LocalRateLimiter(rate)
+    account = hashlib.sha256(settings.STRIPE_SECRET_KEY.encode()).hexdigest()[:16]
+    return RedisRateLimiter(rate, redis_url=settings.REDIS_URL, key=f"agencybilling:stripe-rate:{account}")
 
 
 @cache
@@ -14,7 +37,8 @@ def get_provider() -> PaymentProvider:
     if settings.PAYMENT_PROVIDER == "stripe":
         from billing.providers.stripe import StripeProvider
 
-        return StripeProvider(api_key=settings.STRIPE_SECRET_KEY, api_base=settings.STRIPE_API_BASE or None)
+        return StripeProvider(api_key=settings.STRIPE_SECRET_KEY, api_base=settings.STRIPE_API_BASE or None,
+                              limiter=stripe_rate_limiter(), concurrency=settings.COLLECTION_CONCURRENCY)
     from billing.providers.sandbox import SandboxProvider
 
     return SandboxProvider()

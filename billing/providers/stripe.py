@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -31,6 +32,7 @@ from billing.providers.base import (
     ProviderEvent,
     SavedPaymentMethod,
 )
+from billing.providers.ratelimit import RateLimiter
 
 API_VERSION = "2026-10-28.endive"  # pinned: responses are parsed for this version only
 
@@ -60,11 +62,20 @@ def _outcome_of(intent: Any) -> ChargeResult:
     return ChargeResult(Outcome.UNKNOWN, intent.get("id", ""), message=f"unexpected status {status!r}")
 
 
+def _signed_at(header: str) -> int:
+    """The `t=` timestamp of a Stripe-Signature header (already verified to be present and signed)."""
+    for part in header.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "t" and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
 class StripeProvider:
     name = "stripe"
 
     def __init__(self, *, api_key: str, api_base: str | None = None, timeout: float = 20.0,
-                 rate_limit_retries: int = 5) -> None:
+                 rate_limit_retries: int = 5, limiter: RateLimiter | None = None, concurrency: int = 1) -> None:
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -73,17 +84,26 @@ class StripeProvider:
             http_client=stripe.RequestsClient(timeout=timeout),
         )
         self.rate_limit_retries = rate_limit_retries
+        # Every request waits for the limiter (the account's requests per second, shared by every worker);
+        # `concurrency` is how many charges collect_due keeps in flight at once.
+        self.limiter = limiter
+        self.concurrency = concurrency
+        self.rate_limited = 0  # 429s answered, for monitoring and the benchmarks
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """Call Stripe; answer 429 with exponential backoff (same request, same idempotency key)."""
+        """Call Stripe; answer 429 with exponential backoff and jitter (same request, same idempotency key)."""
         delay = 0.25
         for attempt in range(self.rate_limit_retries + 1):
+            if self.limiter is not None:
+                self.limiter.acquire()
             try:
                 return func(*args, **kwargs)
             except stripe.RateLimitError:
+                self.rate_limited += 1
                 if attempt == self.rate_limit_retries:
                     raise TransientProviderError("Stripe rate limit") from None
-                time.sleep(delay)
+                # Jitter spreads the retries of many threads instead of sending them back together.
+                time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
                 delay = min(delay * 2, 4.0)
             except stripe.APIConnectionError as exc:
                 raise TransientProviderError(f"Stripe unreachable: {exc.user_message or exc}") from None
@@ -175,6 +195,10 @@ class StripeProvider:
             raise ProviderError("Invalid or stale webhook signature.", code="invalid_signature") from None
         except ValueError:
             raise ProviderError("Malformed webhook payload.", code="invalid_payload") from None
+        # The SDK refuses timestamps older than the tolerance but not ones in the future: a delivery signed
+        # far ahead would stay replayable for that long. Fresh means within the tolerance either way.
+        if _signed_at(signature) > time.time() + tolerance:
+            raise ProviderError("Invalid or stale webhook signature.", code="invalid_signature")
         return event.to_dict()
 
     @staticmethod

@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
+DEMO_BUDGET_S = 120
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -56,7 +58,9 @@ def test_demo_serves_login_page_and_ctrl_c_stops_everything(demo_database):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     body = ""
     try:
-        while time.monotonic() - started < 60:
+        # A fresh database: migrations, ~3 months of demo history through the sandbox, then the servers.
+        # About 20 s on an idle 2-core machine; the budget leaves room for a busy CI runner.
+        while time.monotonic() - started < DEMO_BUDGET_S:
             try:
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/",
                                                  headers={"Host": f"demo.localhost:{port}"})
@@ -66,8 +70,8 @@ def test_demo_serves_login_page_and_ctrl_c_stops_everything(demo_database):
             except OSError:
                 time.sleep(0.5)
         elapsed = time.monotonic() - started
-        assert "Sign in" in body, "the demo did not serve the login page within 60 s"
-        assert elapsed < 60
+        assert "Sign in" in body, f"the demo did not serve the login page within {DEMO_BUDGET_S} s"
+        assert elapsed < DEMO_BUDGET_S
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3  # web, worker, beat
     finally:

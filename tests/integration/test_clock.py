@@ -99,6 +99,7 @@ def test_simulate_walks_every_day_with_a_summary(agency_a):
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     assert len(lines) == 3
     # No payment method on file: Uncollectable at once, no attempt (COL-4).
-    assert lines[0] == ("2027-01-01 alpha: 1 invoices + agency invoice P-ALPHA-000001; 0 attempts: 0 paid, "
-                        "0 pending, 0 failed, 1 uncollectable; 0 processor events")
-    assert lines[1].startswith("2027-01-02 alpha: 0 invoices; 0 attempts")
+    assert lines[0] == ("2027-01-01 alpha: notices: 0 statements, 0 upcoming payments; 1 invoices + agency invoice "
+                        "P-ALPHA-000001; due: 0 attempts: 0 paid, 0 pending, 0 failed, 1 uncollectable; "
+                        "0 processor events")
+    assert lines[1].startswith("2027-01-02 alpha: notices: 0 statements, 0 upcoming payments; 0 invoices; due: 0")

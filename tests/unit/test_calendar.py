@@ -17,11 +17,13 @@ from core.calendar import (
     cycle_closed_by,
     cycle_starting,
     days_between,
+    follow_up_dates,
     invoice_days,
     local_date,
     next_billing_date,
     previous_billing_date,
     retry_dates,
+    statement_date,
     validate_billing_day,
 )
 from core.errors import ApplicationError
@@ -253,3 +255,36 @@ def test_RET_2_retry_dates_are_the_5th_and_10th_weekday_property(billing_date):
 ])
 def test_CYC_5_local_date_in_agency_time_zone(instant, time_zone, expected):
     assert local_date(instant, time_zone) == expected
+
+
+# --- notice dates (NOT-1, NOT-2, NOT-5) -----------------------------------------------------------------
+
+
+def test_NOT_1_statement_goes_n_days_before_the_billing_date():
+    assert statement_date(autopay_days=[], billing_day=1, year=2027, month=2, days_before=10) == date(2027, 1, 22)
+    assert statement_date(autopay_days=[15], billing_day=1, year=2027, month=2, days_before=10) == date(2027, 2, 5)
+    assert statement_date(autopay_days=[], billing_day=1, year=2027, month=3, days_before=3) == date(2027, 2, 26)
+
+
+def test_NOT_2_statement_goes_before_the_first_autopay_date():
+    # Autopay 10 and 25, N = 5: five days before the 10th; the previous 25th is 16+ days earlier.
+    assert statement_date(autopay_days=[25, 10], billing_day=1, year=2027, month=3, days_before=5) == date(2027, 3, 5)
+
+
+def test_NOT_2_spec_example_5_and_28_with_10_days_goes_the_day_after_the_previous_28th():
+    # The 5th is only 7-8 days after the previous month's 28th: the statement goes on the 29th.
+    assert statement_date(autopay_days=[5, 28], billing_day=1, year=2027, month=3, days_before=10) == date(2027, 3, 1)
+    assert statement_date(autopay_days=[5, 28], billing_day=1, year=2027, month=2, days_before=10) == date(2027, 1, 29)
+    assert statement_date(autopay_days=[5, 28], billing_day=1, year=2027, month=1, days_before=10) == date(2026, 12, 29)
+
+
+def test_NOT_2_exactly_n_days_apart_keeps_n_days_before():
+    # Previous last autopay 2027-01-25, first 2027-02-04: 10 days apart, not fewer: 10 days before.
+    assert statement_date(autopay_days=[4, 25], billing_day=1, year=2027, month=2, days_before=10) == date(2027, 1, 25)
+
+
+def test_NOT_5_follow_ups_are_counted_from_the_previous_notice():
+    assert follow_up_dates(date(2027, 1, 12), 3, 4) == [date(2027, 1, 12), date(2027, 1, 15), date(2027, 1, 19)]
+    assert follow_up_dates(date(2027, 1, 12), 3, None) == [date(2027, 1, 12), date(2027, 1, 15)]
+    # No third without a second.
+    assert follow_up_dates(date(2027, 1, 12), None, 4) == [date(2027, 1, 12)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.clock import agency_day_record
+from billing.daily import DayResult
 from core.commands import parse_date
 from tenants.models import Agency
 
@@ -18,13 +19,30 @@ def selected_agencies(slug: str | None):
     return list(agencies)
 
 
-def day_summary(result) -> str:
-    b, c = result.billing, result.collection
-    billing = "already done" if b.already_done else f"{b.invoices_built} invoices"
-    if b.agency_invoice_number and not b.agency_invoice_existed:
-        billing += f" + agency invoice {b.agency_invoice_number}"
-    return (f"{billing}; {c.attempted} attempts: {c.paid} paid, {c.pending} pending, {c.failed} failed, "
-            f"{c.uncollectable} uncollectable; {result.provider_events} processor events")
+def day_summary(result: DayResult) -> str:
+    """One line per agency-day: what each step did ("done before" when an earlier run finished it)."""
+    parts = []
+    if result.notices is not None:
+        n = result.notices
+        parts.append(f"notices: {n.statements} statements, {n.payments} upcoming payments")
+    if result.billing is not None:
+        b = result.billing
+        billing = "invoices already built" if b.already_done else f"{b.invoices_built} invoices"
+        if b.agency_invoice_number and not b.agency_invoice_existed:
+            billing += f" + agency invoice {b.agency_invoice_number}"
+        parts.append(billing)
+    for label, c in (("due", result.collection), ("retries", result.retries)):
+        if c is not None and (c.attempted or c.uncollectable or label == "due"):
+            parts.append(f"{label}: {c.attempted} attempts: {c.paid} paid, {c.pending} pending, {c.failed} failed, "
+                         f"{c.uncollectable} uncollectable")
+    if result.provider_events is not None:
+        parts.append(f"{result.provider_events} processor events")
+    if result.overdue is not None and (result.overdue.flagged or result.overdue.cleared or result.overdue.notices):
+        o = result.overdue
+        parts.append(f"overdue: {o.flagged} flagged, {o.cleared} cleared, {o.notices} notices")
+    if result.skipped:
+        parts.append(f"done before: {', '.join(s.lower() for s in result.skipped)}")
+    return "; ".join(parts)
 
 
 class Command(BaseCommand):

@@ -15,6 +15,7 @@ from tenants.services import agency_create, agency_domain, partner_plan_create, 
 
 DEMO_PASSWORD = "demo-pass-2026"
 SUPPORT_EMAIL = "support@platform.test"
+CLIENT_EMAIL = "client@demo.test"
 
 STAFF = [
     ("admin@demo.test", "Avery", "Admin", Role.ADMINISTRATOR),
@@ -156,6 +157,12 @@ class Command(BaseCommand):
                     usage.append(UsageInput("reviews", 5 + index % 9, moment, f"demo-r-{index}-{month}", client))
             usage_record_bulk(agency=agency, items=usage)
             client_count = Client.objects.count()
+            # A client-portal login for the first client (INV-3).
+            from clients.models import ClientUser
+
+            portal_user = User.objects.create_user(CLIENT_EMAIL, DEMO_PASSWORD, first_name="Casey",
+                                                   last_name="Client", role=Role.CLIENT)
+            ClientUser.objects.create(user=portal_user, client=Client.objects.get(name=CLIENT_NAMES[0]))
         day = start
         while day <= today:
             agency_day_run(agency=agency, today=day)
@@ -166,3 +173,5 @@ class Command(BaseCommand):
         host = agency_domain("demo")
         for email, _first, _last, role in STAFF:
             self.stdout.write(f"  {role.label:<18}http://{host}:8000/  {email} / {DEMO_PASSWORD}")
+        self.stdout.write(f"  {'Client portal':<18}http://{host}:8000/  {CLIENT_EMAIL} / {DEMO_PASSWORD}"
+                          f"  ({CLIENT_NAMES[0]})")

@@ -1,0 +1,82 @@
+"""Pieces shared by the API views: path ids, month filters, amounts hidden from status-only roles."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import NotFound
+
+from accounts.permissions import Capability, has_capability
+from tenants.selectors import agency_business_date
+
+
+def uuid_or_404(value: str) -> uuid.UUID:
+    """Path ids are UUIDs; anything else names nothing (404, like an id of another agency)."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound() from None
+
+
+def path_uuid(name: str, description: str = "") -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description)
+
+
+def agency_today(request) -> date:
+    return agency_business_date(request.tenant, timezone.now())
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$", "example": "2027-01"})
+class MonthField(serializers.Field):
+    """A calendar month as YYYY-MM (query filters)."""
+
+    default_error_messages = {"invalid": "Give a month as YYYY-MM."}
+
+    def to_internal_value(self, data: Any) -> date:
+        if not isinstance(data, str) or not re.fullmatch(r"\d{4}-\d{2}", data):
+            self.fail("invalid")
+        try:
+            return date(int(data[:4]), int(data[5:]), 1)
+        except ValueError:
+            self.fail("invalid")
+
+    def to_representation(self, value: date) -> str:
+        return value.strftime("%Y-%m")
+
+
+class MaskedAmountField(serializers.IntegerField):
+    """An amount in minor units, or null for roles that see statuses only (ROLE-1: Jr. Salesperson)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("read_only", True)
+        kwargs.setdefault("help_text", "Minor units; null when the caller's role sees statuses only.")
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance: Any) -> Any:
+        request = self.context.get("request")
+        if request is None or not has_capability(request.user, Capability.VIEW_AMOUNTS):
+            return None
+        return super().get_attribute(instance)
+
+
+def query_filters(serializer_class: type[serializers.Serializer], request) -> dict:
+    """Validate query parameters with a filter serializer; unknown parameters are ignored, bad values are 400."""
+    known = {name: request.query_params.get(name) for name in serializer_class().fields
+             if name in request.query_params}
+    serializer = serializer_class(data=known)
+    serializer.is_valid(raise_exception=True)
+    return {key: value for key, value in serializer.validated_data.items() if value not in (None, "")}
+
+
+def validated(serializer_class: type[serializers.Serializer], request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

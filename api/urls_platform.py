@@ -1,0 +1,27 @@
+"""/api/v1/ on the platform domain (billing support)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from api.agency import admin
+from api.platform import views
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(urlconf="agencybilling.urls_platform"), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("me/", admin.MeApi.as_view()),
+    path("api-tokens/", admin.TokensApi.as_view()),
+    path("api-tokens/<str:token_id>/", admin.TokenApi.as_view()),
+    path("agencies/", views.AgenciesApi.as_view()),
+    path("agencies/<str:slug>/", views.AgencyApi.as_view()),
+    path("agencies/<str:slug>/clients/", views.AgencyClientsApi.as_view()),
+    path("agencies/<str:slug>/clients/<str:client_id>/agency-invoiced/", views.AgencyInvoicedApi.as_view()),
+    path("agencies/<str:slug>/support-requests/", views.AgencySupportRequestsApi.as_view()),
+    path("agencies/<str:slug>/charges/<str:charge_id>/retry/", views.RetryRunApi.as_view()),
+    path("partner-plans/", views.PlansApi.as_view()),
+    path("partner-plans/<str:plan_id>/", views.PlanApi.as_view()),
+    path("audit-log/", views.AuditLogApi.as_view()),
+]

@@ -1,0 +1,206 @@
+"""P7 — one simulated billing day for 100 agencies x 100 clients, sandbox processor, real Celery workers.
+
+Method: 100 agencies (quick: 10) of 100 clients each, with saved sandbox cards and usage, their clocks on the
+day before a billing date. A real Celery worker (prefork, concurrency 2: the machine's cores) is started on a
+queue of its own; the benchmark enqueues the billing clock's task (`agency_clock_run`) for every agency, as
+the beat tick does, and waits until every agency's clock has reached the billing date (billing, collection,
+provider events, day recorded). Wall time from the first enqueue to the last clock; the RSS of every worker
+process sampled every 0.2 s (peak of the largest). Every day is then checked: recorded DONE, one invoice per
+client, every card charge paid. Payment Received notices are sent by the same worker; the time until the
+outbox is empty is reported too.
+
+Ceiling baseline, same run: the same day for 10 more agencies run in this process, one after the other
+(no broker, no worker), scaled to the agency count and divided by the worker count: what two perfectly
+parallel workers with no queueing would take. Ratio = Celery wall / that.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+
+from bench.common import (
+    ROOT,
+    Row,
+    Timer,
+    bench_args,
+    children_of,
+    django_setup,
+    rss_bytes,
+    stop_process,
+    write_result,
+)
+
+BILLING_DATE = date(2027, 3, 1)
+WORKERS = 2
+MB = 1024 * 1024
+
+
+def _agencies(prefix: str, count: int, clients: int) -> list:
+    from django.db import connection
+
+    from bench.population import bench_plan, clients_populate
+    from bench.schemas import agencies_fast_create
+    from tenants.models import Agency
+
+    slugs = [f"{prefix}{n:03d}" for n in range(count)]
+    agencies_fast_create(slugs, billing_day=1, plan=bench_plan(), clock_date=BILLING_DATE - timedelta(days=1))
+    agencies = list(Agency.objects.filter(schema_name__in=slugs).order_by("schema_name"))
+    for agency in agencies:
+        Agency.objects.filter(pk=agency.pk).update(connected_account_id=f"acct_sbx_{agency.schema_name}")
+        agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
+        clients_populate(agency=agency, count=clients, activated_on=date(2027, 1, 1),
+                         usage_period_start=date(2027, 2, 1), sandbox_cards=True)
+    connection.set_schema_to_public()
+    return agencies
+
+
+def _check(agencies: list, clients: int) -> list[str]:
+    from django_tenants.utils import tenant_context
+
+    from billing.base_models import ChargeStatus
+    from billing.models import AgencyDay, Charge, Invoice, RunStatus
+
+    problems = []
+    for agency in agencies:
+        agency.refresh_from_db(fields=["clock_date"])
+        with tenant_context(agency):
+            day = AgencyDay.objects.filter(day=BILLING_DATE, status=RunStatus.DONE).exists()
+            invoices = Invoice.objects.count()
+            scheduled_today = Charge.objects.filter(status=ChargeStatus.SCHEDULED, due_on__lte=BILLING_DATE).count()
+        if agency.clock_date != BILLING_DATE or not day:
+            problems.append(f"{agency.schema_name}: day not done")
+        elif invoices != clients:
+            problems.append(f"{agency.schema_name}: {invoices} invoices for {clients} clients")
+        elif scheduled_today:
+            problems.append(f"{agency.schema_name}: {scheduled_today} charges due today not collected")
+    return problems
+
+
+def _baseline(agencies: list) -> float:
+    """Seconds per agency-day, in this process, one after the other."""
+    from billing.clock import agency_day_record
+
+    with Timer() as timer:
+        for agency in agencies:
+            agency_day_record(agency=agency, day=BILLING_DATE)
+    return timer.seconds / len(agencies)
+
+
+def _start_worker(env: dict[str, str], queue: str) -> subprocess.Popen:
+    log = open(ROOT / "bench" / "results" / "P7-worker.log", "wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "agencybilling", "worker", "--pool", "prefork",
+         "--concurrency", str(WORKERS), "-Q", queue, "--loglevel", "WARNING", "--without-mingle",
+         "--without-gossip", "--without-heartbeat", "--hostname", f"bench-{os.getpid()}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_ready(worker: subprocess.Popen, timeout: float = 60.0) -> None:
+    from tenants.models import Agency
+    from tenants.tasks import agency_ping
+
+    slug = Agency.objects.exclude(schema_name="public").values_list("schema_name", flat=True).first()
+    result = agency_ping.delay(schema_name=slug)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError("the Celery worker exited during start-up (see bench/results/P7-worker.log)")
+        if result.ready():
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the Celery worker did not answer within a minute")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = bench_args(__doc__.splitlines()[0], argv)
+    django_setup()
+    from django.conf import settings
+    from django.db import connection
+
+    from agencybilling.celery import app
+    from bench.schemas import template_ensure
+    from notifications.models import Notice
+    from tenants.models import Agency
+    from tenants.tasks import agency_clock_run
+
+    count, clients = (6, 100) if args.quick else (100, 100)
+    template_ensure()
+    with Timer() as setup:
+        agencies = _agencies("p7a", count, clients)
+        sample = _agencies("p7b", 2 if args.quick else 10, clients)
+    print(f"P7 set-up: {count + len(sample)} agencies x {clients} clients in {setup.seconds:.0f}s", file=sys.stderr)
+    per_agency = _baseline(sample)
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+    env = {**os.environ, "CELERY_QUEUE": queue}
+    worker = _start_worker(env, queue)
+    peak_process, peak_total, samples = 0, 0, 0
+    try:
+        _wait_ready(worker)
+        slugs = [a.schema_name for a in agencies]
+        started = time.monotonic()
+        for slug in slugs:
+            agency_clock_run.delay(schema_name=slug, until=BILLING_DATE.isoformat())
+        done_at = outbox_at = None
+        deadline = started + (120 if args.quick else 300)
+        outbox_wait = 5 if args.quick else 20
+        while time.monotonic() < deadline and (done_at is None or time.monotonic() < done_at + outbox_wait):
+            pids = [worker.pid, *children_of(worker.pid)]
+            sizes = [rss_bytes(pid) for pid in pids]
+            peak_process, peak_total, samples = max(peak_process, *sizes), max(peak_total, sum(sizes)), samples + 1
+            if done_at is None and Agency.objects.filter(schema_name__in=slugs, clock_date=BILLING_DATE).count() \
+                    == len(slugs):
+                done_at = time.monotonic()
+            if done_at is not None:
+                unsent = 0
+                for slug in slugs:
+                    connection.set_schema(slug)
+                    unsent += Notice.objects.exclude(status="SENT").count()
+                connection.set_schema_to_public()
+                if unsent == 0:
+                    outbox_at = time.monotonic()
+                    break
+            time.sleep(0.2)
+    finally:
+        stop_process(worker)
+        connection.set_schema_to_public()
+    wall = (done_at - started) if done_at else None
+    problems = _check(agencies, clients)
+    sent = total = 0
+    for agency in agencies:
+        connection.set_schema(agency.schema_name)
+        total += Notice.objects.count()
+        sent += Notice.objects.filter(status="SENT").count()
+    connection.set_schema_to_public()
+    ideal = per_agency * count / WORKERS
+    print(f"P7: {count} agency-days in {wall or float('nan'):.1f}s with {WORKERS} workers (outbox empty after "
+          f"{(outbox_at - started) if outbox_at else float('nan'):.1f}s), peak RSS {peak_process / MB:.0f} MB per "
+          f"process, {peak_total / MB:.0f} MB all; in-process {per_agency:.2f}s per agency-day", file=sys.stderr)
+    # Quick (CI): a regression floor against the same run's in-process baseline, not the 60 s target.
+    limit, ratio_limit = (None, 2.5) if args.quick else (60.0, None)
+    ok = bool(wall) and not problems and (wall <= limit if limit else wall <= ratio_limit * ideal)
+    outbox = (f"outbox empty after {outbox_at - started:.1f}s" if outbox_at else
+              f"{sent}/{total} notices sent {time.monotonic() - started:.0f}s after the start")
+    rows = [
+        Row("P7", f"billing day, {count} agencies x {clients} clients, Celery ({WORKERS} workers): wall",
+            f"<= {limit:.0f} s" if limit else f"<= {ratio_limit}x baseline", round(wall, 2) if wall else None, "s",
+            passed=ok, baseline=round(ideal, 2),
+            baseline_what=f"in-process {per_agency:.2f}s/agency-day / {WORKERS}",
+            ratio=round(wall / ideal, 2) if wall else None, note="; ".join(problems[:3]) or outbox,
+            details={"per_agency_in_process": per_agency, "outbox_empty_seconds": (outbox_at - started)
+                     if outbox_at else None, "notices": total, "notices_sent": sent, "problems": problems}),
+        Row("P7-memory", "peak worker RSS (largest process)", "<= 300 MB", round(peak_process / MB, 1), "MB",
+            passed=samples > 0 and peak_process <= 300 * MB, baseline=round(peak_total / MB, 1),
+            baseline_what="all worker processes", ratio=None, details={"samples": samples}),
+    ]
+    write_result("P7", rows, quick=args.quick, out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Overdue accounts (DUN-1) and their Account Overdue notices (NOT-4, NOT-5).
+
+An account is overdue when what is still open of charges dated more than the grace period ago reaches the
+agency's threshold. The flag (`Client.overdue_since`) is set by the day's evaluation and cleared as soon as
+that is no longer true — by the evaluation, or at once by a payment (`client_overdue_refresh`). The first
+Account Overdue notice goes the day the flag is set; follow-ups go the configured number of days after
+the previous one while the flag still holds. The outbox key is (client, kind, overdue since, number), so
+a rerun sends nothing twice and a new overdue episode starts a new series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db import transaction
+
+from billing.models import BillingSettings
+from billing.notices import client_context, client_notice
+from billing.selectors import PastDue, billing_settings, past_due_by_client
+from clients.models import Client
+from core.calendar import follow_up_dates
+from core.money import format_minor
+from notifications.catalog import NoticeKind
+from tenants.models import Agency
+
+
+@dataclass
+class OverdueSummary:
+    flagged: int = 0
+    cleared: int = 0
+    still_overdue: int = 0
+    notices: int = 0
+
+
+def _due_before(settings: BillingSettings, today: date) -> date:
+    """Charges dated before this day are past their grace period today."""
+    return today - timedelta(days=settings.grace_period_days)
+
+
+def _is_overdue(past_due: PastDue | None, settings: BillingSettings) -> bool:
+    return past_due is not None and past_due.amount_minor >= max(settings.overdue_threshold_minor, 1)
+
+
+def overdue_evaluate(*, agency: Agency, today: date) -> OverdueSummary:
+    """Flag, clear and remind overdue accounts of the current agency schema for `today`."""
+    settings = billing_settings()
+    past_due = past_due_by_client(due_before=_due_before(settings, today))
+    overdue_ids = {client_id for client_id, amount in past_due.items() if _is_overdue(amount, settings)}
+    summary = OverdueSummary()
+    with transaction.atomic():
+        summary.cleared = Client.objects.filter(overdue_since__isnull=False).exclude(id__in=overdue_ids).update(
+            overdue_since=None)
+        summary.flagged = Client.objects.filter(id__in=overdue_ids, overdue_since__isnull=True).update(
+            overdue_since=today)
+        for client in Client.objects.filter(id__in=overdue_ids, agency_invoiced=False).order_by("id"):
+            assert client.overdue_since is not None
+            if client.overdue_since != today:
+                summary.still_overdue += 1
+            dates = follow_up_dates(client.overdue_since, settings.overdue_second_after_days,
+                                    settings.overdue_third_after_days)
+            for number, day in enumerate(dates, start=1):
+                if day != today:
+                    continue
+                client_notice(client=client, kind=NoticeKind.ACCOUNT_OVERDUE, period=client.overdue_since.isoformat(),
+                              number=number, today=today, context={
+                                  **client_context(agency, client),
+                                  "past_due": format_minor(past_due[client.pk].amount_minor, agency.currency),
+                                  "billing_date": past_due[client.pk].oldest.isoformat(),
+                                  "notice_number": str(number)})
+                summary.notices += 1
+    return summary
+
+
+def client_overdue_refresh(*, client: Client, today: date) -> bool:
+    """Clear the overdue flag when the account no longer meets DUN-1 (called after a payment). Returns
+    whether the account is still overdue. Setting the flag is left to the day's evaluation."""
+    if not Client.objects.filter(pk=client.pk, overdue_since__isnull=False).exists():
+        return False
+    settings = billing_settings()
+    past_due = past_due_by_client(due_before=_due_before(settings, today), client_ids=[client.pk]).get(client.pk)
+    if _is_overdue(past_due, settings):
+        return True
+    Client.objects.filter(pk=client.pk).update(overdue_since=None)
+    client.overdue_since = None
+    return False

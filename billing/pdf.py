@@ -1,0 +1,187 @@
+"""Invoice PDFs (INV-1), rendered in-process with WeasyPrint from `templates/pdf/invoice.html`.
+
+A PDF shows the agency's branding (logo, colour, address), the lines grouped by billing category, taxes,
+totals, status, period and number. It is stored once and served from storage afterwards (MON-3: the
+invoice row's `pdf` path may be set once, by database trigger). It is stored as soon as the invoice's
+status is settled (Paid, Paid Out, Agency Invoiced): before that the status printed on it may still
+change, so it is rendered fresh on each download and nothing is stored.
+
+`invoice_pdf` runs in the invoice's agency schema; `agency_invoice_pdf` in any schema (public tables).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import threading
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import connection
+from django.db.models import Model
+from django.template.loader import render_to_string
+
+from billing.base_models import ChargeStatus
+from billing.models import BillingSettings, Invoice
+from billing.overview import invoice_status, is_settled, lines_by_category
+from billing.platform.models import AgencyInvoice
+from core.money import format_minor
+from tenants.models import Agency
+
+logger = logging.getLogger(__name__)
+
+PLATFORM_NAME = "agencybilling"
+
+
+def _logo_data_uri(agency: Agency) -> str:
+    """The logo inlined, so rendering needs no URL fetching and works with any storage backend."""
+    if not agency.logo:
+        return ""
+    try:
+        with agency.logo.open("rb") as handle:
+            data = handle.read()
+    except OSError:
+        logger.warning("logo of agency %s is missing from storage", agency.schema_name)
+        return ""
+    mime = mimetypes.guess_type(agency.logo.name)[0] or "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _money(amount_minor: int, currency: str) -> str:
+    return format_minor(amount_minor, currency)
+
+
+def _document(*, invoice, kind: str, issuer: dict, recipient: dict, branding: dict, category_order: list[str],
+              statuses: list[str]) -> dict:
+    lines = list(invoice.lines.all())
+    groups, taxes = lines_by_category(lines, category_order)
+    status = invoice_status(statuses)
+    currency = invoice.currency
+
+    def row(line) -> dict:
+        return {"description": line.description, "quantity": line.quantity,
+                "unit": _money(line.unit_amount_minor, currency), "amount": _money(line.amount_minor, currency)}
+
+    return {
+        "kind": kind, "number": invoice.number, "currency": currency,
+        "period_start": invoice.period_start, "period_last_day": invoice.period_end - timedelta(days=1),
+        "issued_on": invoice.issued_on, "due_on": invoice.due_on,
+        "statuses": statuses, "status": status, "status_label": ChargeStatus(status).label,
+        "groups": [{"label": g.label, "lines": [row(x) for x in g.lines], "total": _money(g.total_minor, currency)}
+                   for g in groups],
+        "taxes": [row(x) for x in taxes],
+        "subtotal": _money(invoice.subtotal_minor, currency), "tax": _money(invoice.tax_minor, currency),
+        "total": _money(invoice.total_minor, currency),
+        "issuer": issuer, "recipient": recipient, "branding": branding,
+    }
+
+
+def _branding(agency: Agency) -> dict:
+    return {"name": agency.name, "color": agency.brand_color or "#2f5bd3", "logo": _logo_data_uri(agency),
+            "address": agency.address}
+
+
+_fetchers = threading.local()
+
+
+def _renderer() -> tuple:
+    """A URL fetcher, a font configuration and the parsed fixed stylesheet per thread, kept across renders:
+    WeasyPrint's defaults build the first two for every document (loading the system's TLS certificates,
+    initialising fontconfig) and the stylesheet was parsed each time, most of a warm render
+    (docs/performance.md, P4). Invoices only embed data: URIs and local files, so nothing else may be
+    fetched: no request leaves the server while rendering."""
+    kept = getattr(_fetchers, "kept", None)
+    if kept is None:
+        from weasyprint import CSS
+        from weasyprint.text.fonts import FontConfiguration
+        from weasyprint.urls import URLFetcher
+
+        fetcher, fonts = URLFetcher(allowed_protocols=("data", "file")), FontConfiguration()
+        stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=fetcher, font_config=fonts)
+        kept = _fetchers.kept = (fetcher, fonts, stylesheet)
+    return kept
+
+
+INVOICE_CSS = settings.BASE_DIR / "templates" / "pdf" / "invoice.css"
+
+
+def render_pdf(context: dict) -> bytes:
+    from weasyprint import HTML
+
+    html = render_to_string("pdf/invoice.html", context)
+    fetcher, fonts, stylesheet = _renderer()
+    return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=fetcher).write_pdf(
+        stylesheets=[stylesheet], font_config=fonts)
+
+
+def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:
+    order = list(BillingSettings.objects.values_list("category_order", flat=True).first() or [])
+    client = invoice.client
+    return _document(
+        invoice=invoice, kind="client", branding=_branding(agency),
+        issuer={"name": agency.name, "address": agency.address, "email": agency.email},
+        recipient={"name": client.name, "email": client.email, "address": ""},
+        category_order=order, statuses=[c.status for c in invoice.charges.all()])
+
+
+def agency_invoice_context(invoice: AgencyInvoice) -> dict:
+    agency = invoice.agency
+    return _document(
+        invoice=invoice, kind="agency", branding=_branding(agency),
+        issuer={"name": f"{PLATFORM_NAME} platform", "address": "", "email": settings.DEFAULT_FROM_EMAIL},
+        recipient={"name": agency.name, "email": agency.email, "address": agency.address},
+        category_order=[], statuses=[c.status for c in invoice.charges.all()])
+
+
+def _stored_or_render(*, invoice, model: type[Model], name: str, context_factory) -> bytes:
+    field = invoice._meta.get_field("pdf")
+    storage = field.storage
+    if invoice.pdf:
+        try:
+            with storage.open(invoice.pdf.name, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            # Storage lost the file: render it again from the immutable rows, under the same name.
+            logger.warning("stored PDF %s is missing; rendering it again", invoice.pdf.name)
+            data = render_pdf(context_factory())
+            storage.save(invoice.pdf.name, ContentFile(data))
+            return data
+    context = context_factory()
+    data = render_pdf(context)
+    if is_settled(context["statuses"]):
+        saved = storage.save(name, ContentFile(data))
+        # The first writer wins; the database trigger refuses any later change of the path (MON-3).
+        if model.objects.filter(pk=invoice.pk, pdf="").update(pdf=saved):  # type: ignore[attr-defined]
+            invoice.pdf.name = saved
+        else:
+            storage.delete(saved)
+            invoice.refresh_from_db(fields=["pdf"])
+            with storage.open(invoice.pdf.name, "rb") as handle:
+                return handle.read()
+    return data
+
+
+def invoice_pdf(*, invoice: Invoice, agency: Agency | None = None) -> bytes:
+    """The PDF of a client invoice; call inside its agency's schema."""
+    if agency is None:
+        from tenants.selectors import current_agency
+
+        agency = current_agency()
+    if agency is None:
+        raise RuntimeError("invoice_pdf needs the invoice's agency schema")
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    return _stored_or_render(invoice=invoice, model=Invoice, name=f"invoices/{schema}/{invoice.number}.pdf",
+                             context_factory=lambda: client_invoice_context(invoice, agency))
+
+
+def agency_invoice_pdf(*, invoice: AgencyInvoice) -> bytes:
+    """The PDF of an agency (platform) invoice."""
+    return _stored_or_render(invoice=invoice, model=AgencyInvoice,
+                             name=f"agency-invoices/{invoice.agency.schema_name}/{invoice.number}.pdf",
+                             context_factory=lambda: agency_invoice_context(invoice))
+
+
+def pdf_filename(invoice) -> str:
+    return f"invoice-{invoice.number}.pdf"

@@ -1,0 +1,99 @@
+"""Client-side rate limits for a payment provider's API (Stripe allows N requests per second per account).
+
+Virtual scheduling (GCRA without burst): each request reserves the next free send slot, at least
+`spacing = (window + margin) / rate` after the previous reservation, and sleeps until its slot. Slots are
+reserved on a schedule, not measured from actual sends, so the time a thread needs to wake up and send does
+not accumulate: the sustained rate is rate / (1 + margin). Because slots are at least `spacing` apart, no
+`window + margin` interval holds more than `rate` of them: the limit is never exceeded, and no window's worth
+ever leaves at once.
+
+The margin (3 %) is there because a request reaches the server some milliseconds after its slot, by a varying
+amount (a thread waiting for the CPU or the GIL): the server counts arrivals per second, and two slots a bit
+more than a second apart could otherwise arrive within one second. Up to ~30 ms of such jitter is absorbed.
+
+- `LocalRateLimiter`: the threads of one process.
+- `RedisRateLimiter`: every process and worker that uses the same provider account, through one Redis key
+  (an atomic Lua script on Redis's own clock, so hosts with skewed clocks still agree).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+DEFAULT_MARGIN = 0.03
+
+
+class RateLimiter(Protocol):
+    rate: float
+
+    def acquire(self) -> float:
+        """Block until this request's send slot; returns the seconds waited."""
+        ...
+
+
+def _spacing(rate: float, window: float, margin: float) -> float:
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    return (window + margin) / max(1, int(rate * window))
+
+
+class LocalRateLimiter:
+    def __init__(self, rate: float, *, window: float = 1.0, margin: float = DEFAULT_MARGIN,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.spacing = _spacing(rate, window, margin)
+        self._last: float | None = None
+        self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
+
+    def reserve(self) -> float:
+        """Reserve the next slot; returns how long to wait for it."""
+        with self._lock:
+            now = self._clock()
+            slot = now if self._last is None else max(now, self._last + self.spacing)
+            self._last = slot
+            return slot - now
+
+    def acquire(self) -> float:
+        delay = self.reserve()
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
+# KEYS[1]: the last reserved slot (microseconds, Redis clock); ARGV[1]: spacing in microseconds.
+# Reserves the next slot and returns how many microseconds from now it is.
+_RESERVE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local spacing = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(now, last + spacing)
+redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', math.ceil((slot - now) / 1000) + 60000)
+return slot - now
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, rate: float, *, redis_url: str, key: str, window: float = 1.0,
+                 margin: float = DEFAULT_MARGIN, client: Any = None) -> None:
+        import redis
+
+        self.rate = rate
+        self.key = key
+        self.spacing = _spacing(rate, window, margin)
+        self._spacing_us = int(self.spacing * 1_000_000)
+        self._redis = client or redis.Redis.from_url(redis_url)
+        self._script = self._redis.register_script(_RESERVE_LUA)
+
+    def reset(self) -> None:
+        self._redis.delete(self.key)
+
+    def acquire(self) -> float:
+        delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
+        if delay > 0:
+            time.sleep(delay)
+        return delay

@@ -1,0 +1,183 @@
+"""The dated notices of an agency day: Upcoming Statement with its follow-ups (NOT-1, NOT-2, NOT-5) and
+Upcoming Payment (NOT-3).
+
+Each is due on an exact date computed from the client's billing days; the day pipeline runs every day in
+order (missed days are caught up, CYC-5), so "due today" never skips a date. Reruns send nothing twice:
+the outbox key is (client, kind, billing date, notice number) — NOT-7. Agency Invoiced clients get none
+of these (COL-1).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db.models import Sum
+
+from billing.base_models import ChargeStatus
+from billing.drafting import InvoiceDraft
+from billing.models import BillingSettings, Charge, Invoice, PaymentMethod
+from billing.notices import client_context, client_notice
+from billing.selectors import balances, billable_clients, billable_on, billing_settings
+from billing.services import invoice_previews
+from clients.models import Client
+from core.calendar import add_months, follow_up_dates, invoice_days, statement_date
+from core.money import format_minor, split_evenly
+from notifications.catalog import NoticeKind
+from tenants.models import Agency
+
+UPCOMING_PAYMENT_DAYS_BEFORE = 2  # NOT-3: not configurable
+MONTHS_AHEAD = 3  # a statement can go out up to this many months before its billing date
+
+
+@dataclass(frozen=True)
+class MonthDates:
+    """One client's dates for one month's invoice."""
+
+    build_date: date  # the invoice is built (the first autopay date, or the billing date)
+    billing_date: date  # the last autopay date, or the billing date (CYC-4)
+    installments: int  # how many autopay charges the invoice is split into
+    statements: tuple[date, ...]  # Upcoming Statement and its configured follow-ups, in order
+    upcoming_payment: date
+
+
+def month_dates(*, autopay_days: list[int], billing_day: int, year: int, month: int,
+                settings: BillingSettings) -> MonthDates:
+    build_day, bill_day = invoice_days(autopay_days=autopay_days, billing_day=billing_day)
+    build_date, billing_date = date(year, month, build_day), date(year, month, bill_day)
+    first = statement_date(autopay_days=autopay_days, billing_day=billing_day, year=year, month=month,
+                           days_before=settings.statement_days_before)
+    follow_ups = follow_up_dates(first, settings.statement_second_after_days, settings.statement_third_after_days)
+    # A follow-up only makes sense while the statement is still upcoming.
+    statements = tuple(day for day in follow_ups if day < build_date)
+    installments = len(set(autopay_days)) if len(set(autopay_days)) >= 2 else 1
+    return MonthDates(build_date, billing_date, installments, statements,
+                      billing_date - timedelta(days=UPCOMING_PAYMENT_DAYS_BEFORE))
+
+
+@dataclass
+class ReminderSummary:
+    statements: int = 0
+    payments: int = 0
+    skipped_zero: int = 0
+    by_number: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Due:
+    client_id: int
+    dates: MonthDates
+    number: int = 1
+
+
+def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> tuple[list[_Due], list[_Due]]:
+    """(Upcoming Statements, Upcoming Payments) due today: pure date arithmetic over every billable,
+    non-Agency-Invoiced client, no per-client query."""
+    statements: list[_Due] = []
+    payments: list[_Due] = []
+    for row in billable_clients():
+        if row["agency_invoiced"]:
+            continue
+        for offset in range(MONTHS_AHEAD):
+            month = add_months(today.replace(day=1), offset)
+            dates = month_dates(autopay_days=row["autopay_days"], billing_day=row["billing_day"] or agency.billing_day,
+                                year=month.year, month=month.month, settings=settings)
+            if not billable_on(row, dates.billing_date):
+                continue
+            for number, day in enumerate(dates.statements, start=1):
+                if day == today:
+                    statements.append(_Due(row["id"], dates, number))
+            if dates.upcoming_payment == today:
+                payments.append(_Due(row["id"], dates))
+    return statements, payments
+
+
+def _line_items(draft: InvoiceDraft) -> list[dict[str, str]]:
+    return [{"description": line.description, "amount": format_minor(line.amount_minor, draft.currency)}
+            for line in draft.lines]
+
+
+def _previews(agency: Agency, items: list[_Due]) -> dict[tuple[int, date], InvoiceDraft]:
+    by_date: dict[date, list[int]] = defaultdict(list)
+    for item in items:
+        by_date[item.dates.billing_date].append(item.client_id)
+    previews = {}
+    for billing_date, ids in by_date.items():
+        for client_id, draft in invoice_previews(agency=agency, client_ids=ids, billing_date=billing_date).items():
+            previews[(client_id, billing_date)] = draft
+    return previews
+
+
+def _scheduled_on(items: list[_Due]) -> dict[tuple[int, date], int]:
+    """Amounts already scheduled for collection on each billing date (invoices built on an earlier
+    autopay date), per (client, billing date)."""
+    if not items:
+        return {}
+    rows = (Charge.objects.filter(client_id__in=[i.client_id for i in items], status=ChargeStatus.SCHEDULED,
+                                  due_on__in={i.dates.billing_date for i in items})
+            .values("client_id", "due_on").annotate(total=Sum("amount_minor")).order_by())
+    return {(row["client_id"], row["due_on"]): row["total"] for row in rows}
+
+
+def _built(items: list[_Due]) -> set[tuple[int, date]]:
+    if not items:
+        return set()
+    return set(Invoice.objects.filter(client_id__in=[i.client_id for i in items],
+                                      period_start__in={i.dates.billing_date for i in items})
+               .values_list("client_id", "period_start"))
+
+
+def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
+    """Queue every Upcoming Statement and Upcoming Payment due today for the current agency schema."""
+    settings = billing_settings()
+    statements, payments = reminders_due(agency=agency, today=today, settings=settings)
+    summary = ReminderSummary()
+    if not statements and not payments:
+        return summary
+    everyone = statements + payments
+    ids = sorted({item.client_id for item in everyone})
+    clients = Client.objects.in_bulk(ids)
+    open_balance = balances(ids)
+    built = _built(payments)
+    previews = _previews(agency, statements + [p for p in payments if (p.client_id, p.dates.billing_date) not in built])
+    currency = agency.currency
+
+    for item in statements:
+        client, draft = clients[item.client_id], previews[(item.client_id, item.dates.billing_date)]
+        balance = open_balance.get(item.client_id, 0)
+        amount_due = draft.total_minor + balance
+        if amount_due <= 0:  # NOT-1: only when the upcoming statement is above zero
+            summary.skipped_zero += 1
+            continue
+        client_notice(client=client, kind=NoticeKind.UPCOMING_STATEMENT, period=item.dates.billing_date.isoformat(),
+                      number=item.number, today=today, context={
+                          **client_context(agency, client), "billing_date": item.dates.build_date.isoformat(),
+                          "statement_total": format_minor(draft.total_minor, currency),
+                          "open_balance": format_minor(balance, currency),
+                          "amount_due": format_minor(amount_due, currency), "lines": _line_items(draft),
+                          "notice_number": str(item.number)})
+        summary.statements += 1
+        summary.by_number[item.number] = summary.by_number.get(item.number, 0) + 1
+
+    scheduled = _scheduled_on(payments)
+    methods = {pm.client_id: str(pm) for pm in PaymentMethod.objects.filter(client_id__in=ids, removed_at__isnull=True)}
+    for item in payments:
+        key = (item.client_id, item.dates.billing_date)
+        if key in built:
+            amount = scheduled.get(key, 0)
+        elif item.dates.build_date < today:
+            continue  # its build date has passed without an invoice (not billable then): nothing will be charged
+        else:  # not built yet: the last installment of the invoice to be built
+            amount = split_evenly(previews[key].total_minor, item.dates.installments)[-1]
+        if amount <= 0:  # NOT-3: only if there is something to charge
+            summary.skipped_zero += 1
+            continue
+        client = clients[item.client_id]
+        client_notice(client=client, kind=NoticeKind.UPCOMING_PAYMENT, period=item.dates.billing_date.isoformat(),
+                      number=1, today=today, context={
+                          **client_context(agency, client), "billing_date": item.dates.billing_date.isoformat(),
+                          "amount_due": format_minor(amount, currency),
+                          "payment_method": methods.get(item.client_id, "no payment method on file")})
+        summary.payments += 1
+    return summary

@@ -1,0 +1,280 @@
+"""Writes for outbound webhooks: endpoints, publishing events, delivering them (with retries) and redelivery.
+
+Publishing happens inside the caller's transaction: the event and its deliveries are stored with the change
+that caused them, and the delivery tasks are sent only after commit, so a rolled-back invoice sends nothing.
+Each event has a unique key, so publishing the same fact twice (a rerun, a repeated provider event) adds nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.core.validators import URLValidator
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.errors import ApplicationError
+from integrations.models import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    EventKind,
+    OutboundEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from integrations.signing import SIGNATURE_HEADER, signature_header
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait after the 1st, 2nd, … failed attempt. Every delay stays below the broker's visibility timeout
+# (6 h) so a waiting retry is never redelivered early. 7 attempts over about 10 hours, then FAILED.
+RETRY_DELAYS = (60, 300, 1800, 3600, 3 * 3600, 5 * 3600)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+SECRET_PREFIX = "whsec_"
+
+
+def _text_ok(value: str) -> bool:
+    return "\x00" not in value and value.encode("utf-8", "surrogatepass") == value.encode("utf-8", "replace")
+
+
+def _url_errors(url: object) -> list[str]:
+    """Where we may send: http(s) with a host and no credentials; in production https to a public address only."""
+    if not isinstance(url, str) or not url or len(url) > 500 or not _text_ok(url):
+        return ["Enter an http(s) URL of at most 500 characters."]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ["Enter a valid URL."]
+    allow_private = settings.WEBHOOK_ALLOW_PRIVATE_HOSTS
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return ["Enter an http(s) URL with a host name."]
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError:
+        return ["Enter a valid URL."]
+    if parts.scheme != "https" and not allow_private:
+        return ["Use an https URL."]
+    if parts.username or parts.password:
+        return ["Do not put credentials in the URL; verify our signature instead."]
+    if not allow_private:
+        try:
+            addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port or 443)}
+        except (OSError, UnicodeError):
+            return ["The host name cannot be resolved."]
+        if any(not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+            return ["The URL points at a private or local address."]
+    return []
+
+
+def _kinds_errors(kinds: object) -> list[str]:
+    if not isinstance(kinds, list | tuple) or any(k not in EventKind.values for k in kinds):
+        return [f"Choose event kinds among {', '.join(EventKind.values)} (none means all)."]
+    return []
+
+
+def endpoint_create(*, url: str, description: str = "", event_kinds: list[str] | None = None,
+                    created_by: str = "") -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it and its signing secret (shown to the agency once)."""
+    errors: dict[str, list[str]] = {}
+    if url_errors := _url_errors(url):
+        errors["url"] = url_errors
+    if kinds_errors := _kinds_errors(event_kinds or []):
+        errors["event_kinds"] = kinds_errors
+    if not isinstance(description, str) or len(description) > 200 or not _text_ok(description):
+        errors["description"] = ["At most 200 characters."]
+    if errors:
+        raise ApplicationError("The webhook endpoint could not be saved.", fields=errors)
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    endpoint = WebhookEndpoint.objects.create(url=url, description=description.strip(),
+                                              event_kinds=sorted(set(event_kinds or [])), secret=secret,
+                                              created_by=created_by)
+    return endpoint, secret
+
+
+_UNSET: Any = object()
+
+
+def endpoint_update(*, endpoint: WebhookEndpoint, url: str = _UNSET, description: str = _UNSET,
+                    event_kinds: list[str] = _UNSET, is_active: bool = _UNSET) -> WebhookEndpoint:
+    errors: dict[str, list[str]] = {}
+    if url is not _UNSET and (url_errors := _url_errors(url)):
+        errors["url"] = url_errors
+    if event_kinds is not _UNSET and (kinds_errors := _kinds_errors(event_kinds)):
+        errors["event_kinds"] = kinds_errors
+    if description is not _UNSET and (not isinstance(description, str) or len(description) > 200
+                                      or not _text_ok(description)):
+        errors["description"] = ["At most 200 characters."]
+    if is_active is not _UNSET and type(is_active) is not bool:
+        errors["is_active"] = ["true or false."]
+    if errors:
+        raise ApplicationError("The webhook endpoint could not be saved.", fields=errors)
+    if url is not _UNSET:
+        endpoint.url = url
+    if description is not _UNSET:
+        endpoint.description = description.strip()
+    if event_kinds is not _UNSET:
+        endpoint.event_kinds = sorted(set(event_kinds))
+    if is_active is not _UNSET:
+        endpoint.is_active = is_active
+    endpoint.save()
+    return endpoint
+
+
+def endpoint_remove(*, endpoint: WebhookEndpoint, now: datetime) -> None:
+    """Stop sending to the endpoint; its delivery log stays readable."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(removed_at=now, is_active=False)
+
+
+# --- publishing ---------------------------------------------------------------------------------------------
+
+
+def events_publish(*, kind: str, items: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]]) -> int:
+    """Publish events of one kind: `items` are (key, payload), or a function returning them, called only when
+    an endpoint listens. Returns the number of deliveries queued.
+
+    Without an active endpoint that wants this kind nothing is stored at all, so the billing run of an agency
+    without webhooks pays one query per batch for this."""
+    if kind not in EventKind.values:
+        raise ValueError(f"unknown event kind {kind!r}")
+    endpoints = [e for e in WebhookEndpoint.objects.filter(is_active=True, removed_at__isnull=True) if e.wants(kind)]
+    if not endpoints:
+        return 0
+    items = list(items() if callable(items) else items)
+    if not items:
+        return 0
+    OutboundEvent.objects.bulk_create([OutboundEvent(kind=kind, key=key, payload=payload) for key, payload in items],
+                                      ignore_conflicts=True)
+    events = list(OutboundEvent.objects.filter(key__in=[key for key, _ in items]))
+    now = timezone.now()
+    WebhookDelivery.objects.bulk_create(
+        [WebhookDelivery(endpoint=endpoint, event=event, next_attempt_at=now) for event in events
+         for endpoint in endpoints], ignore_conflicts=True)
+    queued = list(WebhookDelivery.objects.filter(event__in=events, endpoint__in=endpoints, attempt_count=0,
+                                                 status=DeliveryStatus.PENDING).values_list("pk", flat=True))
+    schema_name = connection.schema_name  # type: ignore[attr-defined]
+    transaction.on_commit(lambda: _send_later(schema_name, queued))
+    return len(queued)
+
+
+def event_publish(*, kind: str, key: str, payload: dict) -> int:
+    return events_publish(kind=kind, items=[(key, payload)])
+
+
+def _send_later(schema_name: str, delivery_pks: list[int], countdown: int = 0, manual: bool = False) -> None:
+    from integrations.tasks import webhook_deliver
+
+    for pk in delivery_pks:
+        webhook_deliver.apply_async(kwargs={"schema_name": schema_name, "delivery_pk": pk, "manual": manual},
+                                    countdown=countdown)
+
+
+# --- delivering ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status: str
+    retry_in: int | None  # seconds until the next automatic attempt, None when there is none
+
+
+def event_body(event: OutboundEvent) -> bytes:
+    document = {"id": str(event.public_id), "type": event.kind, "created": event.created_at.isoformat(),
+                "data": event.payload}
+    return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, str, str]:
+    """(status code or None, error, response excerpt). Redirects are not followed."""
+    import requests
+
+    if errors := _url_errors(url):
+        return None, errors[0], ""
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
+                                 allow_redirects=False)
+    except requests.RequestException as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500], ""
+    excerpt = response.content[:500].decode("utf-8", "replace").replace("\x00", "")
+    return response.status_code, "", excerpt
+
+
+def delivery_attempt(*, delivery_pk: int, now: datetime, manual: bool = False) -> AttemptResult:
+    """Send one delivery once and record the attempt. A 2xx answer is success; anything else is retried on
+    RETRY_DELAYS until MAX_ATTEMPTS automatic attempts have failed. Safe to run twice: a delivery that already
+    succeeded is not sent again, and the row is locked while sending so two workers never both send it."""
+    with transaction.atomic():
+        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+                    .select_related("endpoint", "event").filter(pk=delivery_pk).first())
+        if delivery is None:
+            return AttemptResult("busy", None)
+        if not manual:
+            if delivery.status in (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED):
+                return AttemptResult(delivery.status, None)
+            if delivery.next_attempt_at is not None and delivery.next_attempt_at > now:
+                return AttemptResult("not due", None)  # a duplicate or early task: the scheduled one will come
+        endpoint = delivery.endpoint
+        number = delivery.attempt_count + 1
+        if not endpoint.is_active or endpoint.removed_at is not None:
+            status_code, error, excerpt, elapsed = None, "The endpoint is disabled.", "", 0
+        else:
+            body = event_body(delivery.event)
+            timestamp = int(now.timestamp())
+            headers = {"Content-Type": "application/json", "User-Agent": "agencybilling-webhooks/1",
+                       "Agencybilling-Event-Id": str(delivery.event.public_id),
+                       "Agencybilling-Event-Type": delivery.event.kind,
+                       "Agencybilling-Delivery-Id": str(delivery.public_id),
+                       "Agencybilling-Delivery-Attempt": str(number),
+                       SIGNATURE_HEADER: signature_header(secret=endpoint.secret, timestamp=timestamp, body=body)}
+            started = time.monotonic()
+            status_code, error, excerpt = _post(endpoint.url, body, headers)
+            elapsed = int((time.monotonic() - started) * 1000)
+        succeeded = status_code is not None and 200 <= status_code < 300
+        if status_code is not None and not succeeded:
+            error = f"HTTP {status_code}"
+        DeliveryAttempt.objects.create(delivery=delivery, number=number, manual=manual, requested_at=now,
+                                       duration_ms=elapsed, status_code=status_code, error=error,
+                                       response_excerpt=excerpt)
+        delivery.attempt_count = number
+        delivery.last_status_code, delivery.last_error = status_code, error
+        retry_in = None
+        if succeeded:
+            delivery.status, delivery.delivered_at, delivery.next_attempt_at = DeliveryStatus.SUCCEEDED, now, None
+        elif manual:
+            # A manual redelivery is one extra attempt: it neither restarts nor cancels the automatic schedule.
+            if delivery.status != DeliveryStatus.RETRYING:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+        else:
+            failures = delivery.attempts.filter(manual=False).count()
+            if failures >= MAX_ATTEMPTS:
+                delivery.status, delivery.next_attempt_at = DeliveryStatus.FAILED, None
+            else:
+                retry_in = RETRY_DELAYS[failures - 1]
+                delivery.status = DeliveryStatus.RETRYING
+                delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+        delivery.save(update_fields=["status", "attempt_count", "last_status_code", "last_error", "delivered_at",
+                                     "next_attempt_at", "updated_at"])
+    return AttemptResult(delivery.status, retry_in)
+
+
+def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a delivery again now, whatever its status (the agency's receiver lost it, or was down)."""
+    if not delivery.endpoint.is_active or delivery.endpoint.removed_at is not None:
+        raise ApplicationError("The endpoint is disabled; enable it before redelivering.",
+                               code="endpoint_disabled", fields={"endpoint": ["Disabled."]})
+    schema_name = connection.schema_name  # type: ignore[attr-defined]
+    transaction.on_commit(lambda: _send_later(schema_name, [delivery.pk], manual=True))
+    return delivery

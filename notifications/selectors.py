@@ -1,0 +1,47 @@
+"""Reads of the notice outbox (agency schema)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from core.errors import NotFound
+from notifications.catalog import CATALOG, NoticeKind
+from notifications.models import Notice, NoticeTemplate
+
+
+def notices_for_account(*, account: str) -> QuerySet[Notice]:
+    """The notice log of one billing account (a client's public id, or `agency:<email>`), newest first."""
+    return Notice.objects.filter(account=account).order_by("-business_date", "-id")
+
+
+@dataclass(frozen=True)
+class EffectiveTemplate:
+    """What a notice kind will be sent with: the agency's own version, or the shipped default."""
+
+    kind: str
+    label: str
+    subject: str
+    body: str
+    is_default: bool
+    variables: dict[str, str]
+    updated_by: str
+    updated_at: datetime | None
+
+
+def notice_template_effective(*, kind: str) -> EffectiveTemplate:
+    if kind not in CATALOG:
+        raise NotFound("No such notice.")
+    spec = CATALOG[kind]
+    custom = NoticeTemplate.objects.filter(kind=kind).first()
+    return EffectiveTemplate(kind=kind, label=NoticeKind(kind).label,
+                             subject=custom.subject if custom else spec.subject,
+                             body=custom.body if custom else spec.body, is_default=custom is None,
+                             variables=dict(spec.variables), updated_by=custom.updated_by if custom else "",
+                             updated_at=custom.updated_at if custom else None)
+
+
+def notice_templates_effective() -> list[EffectiveTemplate]:
+    return [notice_template_effective(kind=kind) for kind in CATALOG]

@@ -1,0 +1,129 @@
+"""API test fixtures: a token client per host and role, and agencies populated with one object of every kind
+the API exposes (so tests can be generated over the URL list)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+from django_tenants.utils import schema_context, tenant_context
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from accounts.tokens import api_token_create
+from billing.collection import collect_due
+from billing.models import Charge, Invoice, SupportRequest
+from billing.payment_methods import payment_method_attach
+from billing.services import billing_run
+from billing.support import retry_request
+from clients.services import client_create, service_line_add, tax_rate_create
+from integrations.models import WebhookDelivery
+from integrations.services import endpoint_create
+from tests.billing_helpers import at, usage, with_plan
+
+BILLING_DATE = date(2027, 1, 1)
+
+
+def token_for(agency, email: str, role: str) -> str:
+    """A user of `role` in the agency's schema (or public for None) and a fresh API token of theirs."""
+    with schema_context(agency.schema_name if agency else "public"):
+        user = User.objects.filter(email=email).first() or User.objects.create_user(email, "pw-correct-horse-9",
+                                                                                     role=role)
+        admin_role = Role.BILLING_SUPPORT if agency is None else Role.ADMINISTRATOR
+        actor = user if user.role == admin_role else (
+            User.objects.filter(role=admin_role).first()
+            or User.objects.create_user(f"token-admin@{agency.schema_name}.test", "x", role=admin_role))
+        _, secret = api_token_create(actor=actor, name=f"test {role}", owner=user)
+    return secret
+
+
+def authed(agency, email: str, role: str) -> APIClient:
+    """An API client acting as a new user of `role`: by token for roles that may hold one, else by session
+    (client users and other non-staff roles cannot get tokens, but can sign in)."""
+    from accounts.models import AGENCY_STAFF_ROLES
+
+    token_roles = {Role.BILLING_SUPPORT} if agency is None else set(AGENCY_STAFF_ROLES)
+    if role in token_roles:
+        return api(agency, token_for(agency, email, role))
+    with schema_context(agency.schema_name if agency else "public"):
+        User.objects.create_user(email, "pw-correct-horse-9", role=role)
+        http = api(agency)
+        assert http.login(email=email, password="pw-correct-horse-9")
+    return http
+
+
+def api(agency, secret: str | None = None) -> APIClient:
+    client = APIClient(HTTP_HOST=f"{agency.schema_name}.localhost" if agency else "localhost")
+    if secret:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    return client
+
+
+@dataclass
+class World:
+    """One object of every kind in one agency, by the path parameter that names it."""
+
+    agency: object
+    ids: dict[str, str] = field(default_factory=dict)
+    salesperson: object = None
+    own_client: object = None
+    other_client: object = None  # no salesperson: invisible to salespeople
+    other_ids: dict[str, str] = field(default_factory=dict)
+
+
+def populate(agency, *, with_webhook: bool = True) -> World:
+    """Plan, tax rate, clients (one with a failing card, so the charge is Retrying and notices exist), service
+    line, usage, a billing day, a retry request, a webhook endpoint with a delivery."""
+    agency = with_plan(agency)
+    agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
+    agency.save(update_fields=["connected_account_id"])
+    world = World(agency)
+    with tenant_context(agency):
+        seller = User.objects.create_user(f"seller@{agency.schema_name}.test", "pw-correct-horse-9",
+                                          role=Role.SALESPERSON)
+        admin = User.objects.filter(role=Role.ADMINISTRATOR).first() or User.objects.create_user(
+            f"admin@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR)
+        rate = tax_rate_create(name="Sales tax", rate_bp=825)
+        client = client_create(name=f"{agency.name} Client", email=f"client@{agency.schema_name}.example",
+                               activated_on=date(2026, 12, 1), license_price_minor=19900, taxes=[rate],
+                               salesperson=seller)
+        line = service_line_add(client=client, description="SEO retainer", amount_minor=5000)
+        payment_method_attach(client=client, token=f"pm_card_visa_chargeDeclined:{agency.schema_name}")
+        usage(agency, client, "listings", 120, at(date(2026, 12, 15)), f"{agency.schema_name}-u1")
+        # No salesperson and no payment method: Uncollectable at once (COL-4), invisible to salespeople.
+        other = client_create(name=f"{agency.name} House Account", email=f"house@{agency.schema_name}.example",
+                              activated_on=date(2026, 12, 1), license_price_minor=10000)
+        other_line = service_line_add(client=other, description="Reporting", amount_minor=2500)
+        if with_webhook:
+            endpoint, _ = endpoint_create(url="http://127.0.0.1:9/hooks", created_by=admin.email)
+        billing_run(agency=agency, today=BILLING_DATE)
+        collect_due(today=BILLING_DATE)
+        charge = Charge.objects.get(client=client)
+        retry_request(charge=charge, user=admin, reason="client updated card")
+        invoice = Invoice.objects.get(client=client)
+        world.ids.update({
+            "client_id": str(client.public_id), "line_id": str(line.public_id), "invoice_id": str(invoice.public_id),
+            "charge_id": str(charge.public_id), "tax_rate_id": str(rate.public_id),
+            "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
+        })
+        if with_webhook:
+            world.ids["endpoint_id"] = str(endpoint.public_id)
+            world.ids["delivery_id"] = str(WebhookDelivery.objects.filter(endpoint=endpoint).first().public_id)
+        world_token, _ = api_token_create(actor=admin, name="world admin")
+        world.ids["token_id"] = str(world_token.public_id)
+        world.other_client = other
+        world.other_ids = {
+            "client_id": str(other.public_id), "line_id": str(other_line.public_id),
+            "invoice_id": str(Invoice.objects.get(client=other).public_id),
+            "charge_id": str(Charge.objects.get(client=other).public_id)}
+        world.salesperson = seller
+        world.own_client = client
+    return world
+
+
+def fill(path: str, ids: dict[str, str]) -> str:
+    """/api/v1/clients/{client_id}/ → /api/v1/clients/<id>/ with the given ids (email template kinds: a kind)."""
+    import re
+
+    values = {"kind": "PAYMENT_FAILED", "slug": "alpha", **ids}
+    return re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)

@@ -1,0 +1,168 @@
+"""API conventions: token authentication (hashed, revocable), session authentication with CSRF, rate limiting per
+token in the tenant-prefixed cache, ETags on invoice reads, cursor pagination, JSON 404s, schema and docs served
+without a CDN."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from django.core.cache import cache
+from django.test import Client as DjangoClient
+from django_tenants.utils import schema_context, tenant_context
+
+from accounts.models import ApiToken, Role
+from billing.base_models import ChargeStatus
+from billing.models import Charge
+from billing.support import retry_run
+from tests.api.conftest import BILLING_DATE, api, populate, token_for
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def test_tokens_are_stored_as_digests_and_revocation_is_immediate(agency_a):
+    secret = token_for(agency_a, "tok-admin@alpha.test", Role.ADMINISTRATOR)
+    http = api(agency_a, secret)
+    assert http.get("/api/v1/me/").json()["authenticated_by"] == "token"
+    with schema_context(agency_a.schema_name):
+        token = ApiToken.objects.get(digest=hashlib.sha256(secret.encode()).hexdigest())
+        stored = [str(v) for v in ApiToken.objects.filter(pk=token.pk).values().get().values()]
+    assert not any(secret in value for value in stored), "the secret itself must never be stored"
+    assert token.prefix == secret[:12] and token.last_used_at is not None
+    listing = http.get("/api/v1/api-tokens/").json()["results"]
+    assert all("secret" not in row for row in listing)
+    assert http.delete(f"/api/v1/api-tokens/{token.public_id}/").status_code == 204
+    response = http.get("/api/v1/me/")
+    assert response.status_code == 401 and response.json()["code"] == "authentication_failed"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer abk_nope", "Bearer a b", "Basic dXNlcjpwdw==", "Token "])
+def test_bad_credentials_are_401_in_the_error_shape(agency_a, header):
+    http = api(agency_a)
+    response = http.get("/api/v1/clients/", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 401
+    assert set(response.json()) == {"code", "message", "fields"}
+
+
+def test_a_deactivated_user_token_stops_working(agency_a):
+    secret = token_for(agency_a, "leaver@alpha.test", Role.COMPANY_MANAGER)
+    with schema_context(agency_a.schema_name):
+        from accounts.models import User
+
+        User.objects.filter(email="leaver@alpha.test").update(is_active=False)
+    assert api(agency_a, secret).get("/api/v1/me/").status_code == 401
+
+
+def test_session_calls_need_the_csrf_token(agency_a):
+    make_user(agency_a, "ui-admin@alpha.test", Role.ADMINISTRATOR)
+    browser = DjangoClient(HTTP_HOST="alpha.localhost", enforce_csrf_checks=True)
+    with schema_context(agency_a.schema_name):
+        assert browser.login(email="ui-admin@alpha.test", password="pw-correct-horse-9")
+    me = browser.get("/api/v1/me/")
+    assert me.status_code == 200 and me.json()["authenticated_by"] == "session"
+    refused = browser.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 100}, content_type="application/json")
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
+    browser.get("/settings/api-tokens/")  # any page sets the CSRF cookie
+    csrf = browser.cookies["csrftoken"].value
+    accepted = browser.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 100},
+                            content_type="application/json", HTTP_X_CSRFTOKEN=csrf)
+    assert accepted.status_code == 201
+
+
+def test_anonymous_calls_are_401(agency_a):
+    response = api(agency_a).get("/api/v1/clients/")
+    assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
+
+
+def test_rate_limit_per_token_in_a_tenant_prefixed_cache(agency_a, agency_b, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "3/minute"}}
+    first = api(agency_a, token_for(agency_a, "rl-one@alpha.test", Role.ADMINISTRATOR))
+    second = api(agency_a, token_for(agency_a, "rl-two@alpha.test", Role.ADMINISTRATOR))
+    other_agency = api(agency_b, token_for(agency_b, "rl-one@beta.test", Role.ADMINISTRATOR))
+    with schema_context(agency_a.schema_name):
+        ids_a = list(ApiToken.objects.values_list("pk", flat=True))
+    with schema_context(agency_b.schema_name):
+        ids_b = list(ApiToken.objects.values_list("pk", flat=True))
+    for schema, ids in (("alpha", ids_a), ("beta", ids_b)):
+        with schema_context(schema):
+            cache.delete_many([f"throttle_api_token:{pk}" for pk in ids])
+    statuses = [first.get("/api/v1/me/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = first.get("/api/v1/me/")
+    assert limited.json()["code"] == "throttled" and int(limited["Retry-After"]) > 0
+    assert second.get("/api/v1/me/").status_code == 200  # per token, not per agency or address
+    assert other_agency.get("/api/v1/me/").status_code == 200
+    # The counter lives under a key that carries the schema: the same token id in two agencies never collides.
+    with schema_context("alpha"):
+        key_a = cache.make_key(f"throttle_api_token:{ids_a[0]}")
+    with schema_context("beta"):
+        key_b = cache.make_key(f"throttle_api_token:{ids_a[0]}")
+    assert key_a != key_b and "alpha" in key_a and "beta" in key_b
+
+
+def test_invoice_reads_carry_etags(agency_a):
+    world = populate(agency_a)
+    http = api(agency_a, token_for(agency_a, "etag-admin@alpha.test", Role.ADMINISTRATOR))
+    url = f"/api/v1/invoices/{world.ids['invoice_id']}/"
+    first = http.get(url)
+    etag = first["ETag"]
+    unchanged = http.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged["ETag"] == etag
+    assert http.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
+    listing = http.get("/api/v1/invoices/")
+    assert http.get("/api/v1/invoices/", HTTP_IF_NONE_MATCH=listing["ETag"]).status_code == 304
+    pdf = http.get(url + "pdf/")
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf" and pdf.content[:5] == b"%PDF-"
+    assert http.get(url + "pdf/", HTTP_IF_NONE_MATCH=pdf["ETag"]).status_code == 304
+    # Two manual retries fail again: the third failure makes the charge Uncollectable (RET-3), so the invoice's
+    # representation changes, and so does its ETag.
+    support = make_user(None, "etag-support@platform.test", Role.BILLING_SUPPORT)
+    with tenant_context(agency_a):
+        for _ in range(2):
+            retry_run(charge=Charge.objects.get(public_id=world.ids["charge_id"]), user=support, today=BILLING_DATE)
+        assert Charge.objects.get(public_id=world.ids["charge_id"]).status == ChargeStatus.UNCOLLECTABLE
+    changed = http.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag and changed.json()["status"] == "UNCOLLECTABLE"
+
+
+def test_cursor_pagination_walks_every_row_once(agency_a):
+    populate(agency_a)
+    http = api(agency_a, token_for(agency_a, "page-admin@alpha.test", Role.ADMINISTRATOR))
+    for index in range(7):
+        assert http.post("/api/v1/tax-rates/", {"name": f"Tax {index}", "rate_bp": index}, format="json"
+                         ).status_code == 201
+        assert http.post("/api/v1/clients/", {"name": f"Client {index:02d}", "email": f"c{index}@example.com"},
+                         format="json").status_code == 201
+    seen, url = [], "/api/v1/clients/?limit=3&ordering=-name"
+    while url:
+        page = http.get(url).json()
+        seen.extend(row["name"] for row in page["results"])
+        url = page["next"]
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 9
+    assert http.get("/api/v1/clients/?cursor=bogus").status_code == 400
+    assert http.get("/api/v1/clients/?limit=0").status_code == 400
+    assert http.get("/api/v1/clients/?ordering=email").json()["fields"] == {
+        "ordering": ["Order by one of: name, created_at (prefix - for descending)."]}
+    searched = http.get("/api/v1/clients/?search=client 0").json()["results"]
+    assert {row["name"] for row in searched} == {f"Client {i:02d}" for i in range(7)}
+
+
+def test_unknown_api_paths_answer_json(agency_a):
+    for host in ("alpha.localhost", "localhost"):
+        response = DjangoClient(HTTP_HOST=host).get("/api/v1/no-such-thing/")
+        assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("host", ["alpha.localhost", "localhost"])
+def test_schema_and_docs_are_served_without_a_cdn(agency_a, host):
+    browser = DjangoClient(HTTP_HOST=host)
+    schema = browser.get("/api/v1/schema/?format=json")
+    assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
+    for page in ("/api/v1/docs/", "/api/v1/redoc/"):
+        html = browser.get(page).content.decode()
+        assert "cdn." not in html and "jsdelivr" not in html and "unpkg" not in html
+        assert "/static/drf_spectacular_sidecar/" in html
+    asset = browser.get("/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
+    assert asset.status_code == 200
