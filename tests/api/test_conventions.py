@@ -156,8 +156,15 @@ def test_unknown_api_paths_answer_json(agency_a):
 
 
 @pytest.mark.parametrize("host", ["alpha.localhost", "localhost"])
-def test_schema_and_docs_are_served_without_a_cdn(agency_a, host):
-    browser = DjangoClient(HTTP_HOST=host)
+def test_schema_and_docs_are_served_without_a_cdn_to_signed_in_readers_only(agency_a, host):
+    anonymous = DjangoClient(HTTP_HOST=host)
+    refused = anonymous.get("/api/v1/schema/?format=json")
+    assert refused.status_code in (401, 403) and refused.json()["code"] == "not_authenticated"
+    for page in ("/api/v1/docs/", "/api/v1/redoc/"):
+        assert anonymous.get(page).status_code in (401, 403)
+    agency = agency_a if host == "alpha.localhost" else None
+    secret = token_for(agency, f"docs-reader@{host}.test", Role.BILLING_SUPPORT if agency is None else Role.SALESPERSON)
+    browser = DjangoClient(HTTP_HOST=host, HTTP_AUTHORIZATION=f"Bearer {secret}")
     schema = browser.get("/api/v1/schema/?format=json")
     assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
     for page in ("/api/v1/docs/", "/api/v1/redoc/"):

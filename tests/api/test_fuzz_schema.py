@@ -71,7 +71,9 @@ def platform_api(agency_a):
 @pytest.mark.parametrize(("agency", "document"), [("alpha", AGENCY_DOCUMENT), (None, PLATFORM_DOCUMENT)])
 def test_served_schema_is_the_fuzzed_one(agency_a, agency, document):
     """The documents fuzzed here are generated in process; this proves they are the ones /api/v1/schema/ serves."""
-    response = api(agency_a if agency else None).get("/api/v1/schema/?format=json")
+    reader = agency_a if agency else None
+    secret = token_for(reader, "schema-reader@example.test", Role.SALESPERSON if agency else Role.BILLING_SUPPORT)
+    response = api(reader, secret).get("/api/v1/schema/?format=json")
     assert response.status_code == 200
     assert json.loads(json.dumps(response.json())) == json.loads(json.dumps(document, default=str))
     assert len(document["paths"]) >= (25 if agency else 10)
