@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from core.errors import NotFound
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.models import Notice, NoticeTemplate
 
 
-def notices_for_account(*, account: str) -> QuerySet[Notice]:
-    """The notice log of one billing account (a client's public id, or `agency:<email>`), newest first."""
-    return Notice.objects.filter(account=account).order_by("-business_date", "-id")
+def notices_about_client(*, client_public_id: str) -> QuerySet[Notice]:
+    """One client's notice log, newest first: what was sent to the client, and the agency's notices about its
+    charges (their period starts with the client's id)."""
+    return (Notice.objects.filter(Q(account=client_public_id) | Q(period__startswith=f"{client_public_id}/"))
+            .order_by("-business_date", "-id"))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from core.errors import ApplicationError
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.models import NoticeTemplate
 from notifications.rendering import TemplateInvalid
+from notifications.selectors import notices_about_client
 from notifications.services import notice_preview, notice_template_reset, notice_template_save
 from web.access import business_today, shows_amounts, staff_view, visible_clients
 from web.charts import build_chart
@@ -198,6 +199,9 @@ def _client_page(request: HttpRequest, client: Client, *, config_form=None, line
         "charges": charges, "retry_requested": retry_requested,
         "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
         "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
+        # The notice log carries amounts, so it is for the roles that see them (as the API's notices list).
+        "notices": list(notices_about_client(client_public_id=str(client.public_id))[:20])
+        if shows_amounts(user) else [],  # type: ignore[arg-type]
     }, status=status)
 
 

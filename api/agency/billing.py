@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 
-from django.db.models import Q
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -50,6 +49,7 @@ from core.categories import BillingCategory
 from core.errors import ApplicationError
 from notifications.catalog import NoticeKind
 from notifications.models import Notice, OutboxStatus
+from notifications.selectors import notices_about_client
 from tenants.models import Agency
 
 MAX_USAGE_RECORDS = 1000
@@ -449,13 +449,12 @@ class NoticesApi(ApiView):
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         notices = Notice.objects.all()
+        if filters.get("client"):
+            notices = notices_about_client(client_public_id=str(filters["client"]))
         if filters.get("kind"):
             notices = notices.filter(kind=filters["kind"])
         if filters.get("status"):
             notices = notices.filter(status=filters["status"])
-        if filters.get("client"):
-            client_id = str(filters["client"])
-            notices = notices.filter(Q(account=client_id) | Q(period__startswith=f"{client_id}/"))
         if filters.get("month"):
             month = filters["month"]
             notices = notices.filter(business_date__year=month.year, business_date__month=month.month)
