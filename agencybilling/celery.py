@@ -27,4 +27,8 @@ def _beat_schedule(sender, **kwargs):
             "task": "tenants.tasks.reliability_sweep",
             "schedule": float(settings.SWEEP_SECONDS),
         },
+        "idempotency-expiry": {
+            "task": "api.tasks.idempotency_expire",
+            "schedule": 3600.0,
+        },
     }

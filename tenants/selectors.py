@@ -20,7 +20,7 @@ def current_agency() -> Agency | None:
 
 def agency_business_date(agency: Agency, now) -> date:
     """The agency's own calendar day at `now` (CYC-5); when the billing clock has been run ahead of the wall
-    clock (a simulation), its last finished day — the same rule as the pages' `business_today`."""
+    clock (a simulation), its last finished day, so pages and the API show what the clock has done."""
     from core.calendar import local_date
 
     today = local_date(now, agency.time_zone)

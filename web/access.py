@@ -20,8 +20,8 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from clients.models import Client
-from core.calendar import local_date
 from tenants.models import Agency
+from tenants.selectors import agency_business_date
 
 
 def _agency(request: HttpRequest) -> Agency | None:
@@ -114,9 +114,5 @@ def shows_amounts(user: User) -> bool:
 
 
 def business_today(agency: Agency) -> date:
-    """The agency's own calendar day (CYC-5). When the billing clock has been run ahead of the wall clock
-    (a simulation), its last finished day is used, so pages show what the clock has done."""
-    today = local_date(timezone.now(), agency.time_zone)
-    if agency.clock_date and agency.clock_date > today:
-        return agency.clock_date
-    return today
+    """The agency's business day now: the rule of `tenants.selectors.agency_business_date`."""
+    return agency_business_date(agency, timezone.now())

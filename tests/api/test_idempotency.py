@@ -97,3 +97,41 @@ def test_keys_belong_to_their_user(agency_a):
     a = first.post("/api/v1/tax-rates/", {"name": "A", "rate_bp": 100}, format="json", HTTP_IDEMPOTENCY_KEY="same")
     b = second.post("/api/v1/tax-rates/", {"name": "B", "rate_bp": 200}, format="json", HTTP_IDEMPOTENCY_KEY="same")
     assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
+
+
+def test_keys_expire_after_24_hours_in_every_schema(agency_a):
+    """A key is remembered 24 hours; the hourly expiry forgets older ones in the platform schema and every
+    agency's, and then the same key runs as a new request."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_tenants.utils import schema_context
+
+    from api.models import IdempotencyRecord
+    from api.tasks import idempotency_expire
+
+    populate(agency_a)
+    agency = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
+    platform = api(None, token_for(None, "idem-support@platform.test", Role.BILLING_SUPPORT))
+    body = {"name": "VAT", "rate_bp": 2000}
+    assert agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="old").status_code == 201
+    assert agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="new").status_code == 201
+    assert platform.post("/api/v1/api-tokens/", {"name": "ci"}, format="json",
+                         HTTP_IDEMPOTENCY_KEY="old").status_code == 201
+    day_ago = timezone.now() - timedelta(hours=24, minutes=1)
+    with schema_context("alpha"):
+        IdempotencyRecord.objects.filter(key="old").update(created_at=day_ago)
+    with schema_context("public"):
+        IdempotencyRecord.objects.filter(key="old").update(created_at=day_ago)
+
+    assert idempotency_expire() == {"schemas": 2, "expired": 2}
+
+    with schema_context("alpha"):
+        assert sorted(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+    with schema_context("public"):
+        assert not IdempotencyRecord.objects.exists()
+    replayed = agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="new")
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    again = agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="old")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert [r["name"] for r in agency.get("/api/v1/tax-rates/").json()].count("VAT") == 3
