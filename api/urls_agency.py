@@ -36,6 +36,7 @@ urlpatterns = [
     path("api-tokens/<str:token_id>/", admin.TokenApi.as_view()),
     path("webhook-endpoints/", admin.EndpointsApi.as_view()),
     path("webhook-endpoints/<str:endpoint_id>/", admin.EndpointApi.as_view()),
+    path("webhook-endpoints/<str:endpoint_id>/roll-secret/", admin.SecretRollApi.as_view()),
     path("webhook-deliveries/", admin.DeliveriesApi.as_view()),
     path("webhook-deliveries/<str:delivery_id>/", admin.DeliveryApi.as_view()),
     path("webhook-deliveries/<str:delivery_id>/redeliver/", admin.RedeliverApi.as_view()),

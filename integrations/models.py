@@ -28,6 +28,10 @@ class WebhookEndpoint(BaseModel):
     event_kinds = ArrayField(models.CharField(max_length=40, choices=EventKind.choices), default=list, blank=True)
     # Needed in clear to sign each delivery; shown to the agency once, when the endpoint is created.
     secret = models.CharField(max_length=80)
+    # After a roll, the previous secret still signs deliveries (a second v1) until it expires, so the agency
+    # can switch its receiver over without rejecting events.
+    previous_secret = models.CharField(max_length=80, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_by = models.CharField(max_length=254, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
@@ -40,6 +44,12 @@ class WebhookEndpoint(BaseModel):
 
     def wants(self, kind: str) -> bool:
         return not self.event_kinds or kind in self.event_kinds
+
+    def signing_secrets(self, now) -> list[str]:
+        """The secrets each delivery is signed with now: the current one, then the previous while it lasts."""
+        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class OutboundEvent(BaseModel):

@@ -134,6 +134,27 @@ def endpoint_update(*, endpoint: WebhookEndpoint, url: str = _UNSET, description
     return endpoint
 
 
+MAX_SECRET_OVERLAP = timedelta(days=7)
+
+
+def endpoint_secret_roll(*, endpoint: WebhookEndpoint, now: datetime,
+                         previous_valid_for: timedelta = timedelta(hours=24)) -> str:
+    """Give the endpoint a new signing secret and return it (shown once). The old one keeps signing deliveries
+    for `previous_valid_for` (0: stops at once, e.g. after a leak), at most a week; rolling again replaces it."""
+    if not timedelta(0) <= previous_valid_for <= MAX_SECRET_OVERLAP:
+        raise ApplicationError("The webhook secret could not be rolled.",
+                               fields={"previous_valid_for_hours": ["Between 0 and 168 hours."]})
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        locked.previous_secret = locked.secret if previous_valid_for else ""
+        locked.previous_secret_expires_at = now + previous_valid_for if previous_valid_for else None
+        locked.secret = secret
+        locked.save(update_fields=["secret", "previous_secret", "previous_secret_expires_at", "updated_at"])
+    endpoint.refresh_from_db()
+    return secret
+
+
 def endpoint_remove(*, endpoint: WebhookEndpoint, now: datetime) -> None:
     """Stop sending to the endpoint; its delivery log stays readable."""
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(removed_at=now, is_active=False)
@@ -238,7 +259,8 @@ def delivery_attempt(*, delivery_pk: int, now: datetime, manual: bool = False) -
                        "Agencybilling-Event-Type": delivery.event.kind,
                        "Agencybilling-Delivery-Id": str(delivery.public_id),
                        "Agencybilling-Delivery-Attempt": str(number),
-                       SIGNATURE_HEADER: signature_header(secret=endpoint.secret, timestamp=timestamp, body=body)}
+                       SIGNATURE_HEADER: signature_header(secrets=endpoint.signing_secrets(now), timestamp=timestamp,
+                                                          body=body)}
             started = time.monotonic()
             status_code, error, excerpt = _post(endpoint.url, body, headers)
             elapsed = int((time.monotonic() - started) * 1000)

@@ -15,8 +15,10 @@ def signature_compute(*, secret: str, timestamp: int, body: bytes) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def signature_header(*, secret: str, timestamp: int, body: bytes) -> str:
-    return f"t={timestamp},v1={signature_compute(secret=secret, timestamp=timestamp, body=body)}"
+def signature_header(*, secrets: list[str], timestamp: int, body: bytes) -> str:
+    """One v1 per secret (two while a rolled secret's predecessor lasts), as Stripe does during a roll."""
+    return ",".join([f"t={timestamp}", *(f"v1={signature_compute(secret=secret, timestamp=timestamp, body=body)}"
+                                         for secret in secrets)])
 
 
 def signature_verify(*, header: str, secret: str, body: bytes, now: int,

@@ -3,6 +3,8 @@ are also managed by billing support on the platform host (same views, their own 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -22,6 +24,7 @@ from api.fields import (
     StrictCharField,
     StrictChoiceField,
     StrictEmailField,
+    StrictIntegerField,
     StrictListField,
     StrictSerializer,
     pattern_field,
@@ -30,7 +33,13 @@ from api.pagination import list_parameters, page_of, paginate
 from core.errors import ApplicationError
 from integrations.models import DeliveryStatus, EventKind, WebhookDelivery, WebhookEndpoint
 from integrations.selectors import delivery_list, endpoint_list
-from integrations.services import delivery_redeliver, endpoint_create, endpoint_remove, endpoint_update
+from integrations.services import (
+    delivery_redeliver,
+    endpoint_create,
+    endpoint_remove,
+    endpoint_secret_roll,
+    endpoint_update,
+)
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.rendering import sample_context
 from notifications.selectors import notice_template_effective, notice_templates_effective
@@ -295,6 +304,34 @@ class EndpointApi(ApiView):
     def delete(self, request, endpoint_id):
         endpoint_remove(endpoint=endpoint_or_404(endpoint_id), now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SecretRollApi(ApiView):
+    capabilities = {"post": ADMIN}
+    idempotency_redact = ("secret",)
+    schema_tags = ("webhooks",)
+
+    class InputSerializer(StrictSerializer):
+        previous_valid_for_hours = StrictIntegerField(
+            min_value=0, max_value=168, required=False, default=24,
+            help_text="How long the old secret still signs deliveries (a second v1 in the signature header); "
+                      "0 stops it at once.")
+
+    class OutputSerializer(serializers.Serializer):
+        secret = serializers.CharField(allow_null=True, help_text="The new signing secret, shown this once (null "
+                                       "when an Idempotency-Key replays the response).")
+        previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
+
+    @extend_schema(operation_id="webhook_endpoints_roll_secret", parameters=[path_uuid("endpoint_id")],
+                   request=InputSerializer, responses={200: OutputSerializer},
+                   summary="Roll the signing secret; the old one keeps signing for a while (default 24 h)")
+    def post(self, request, endpoint_id):
+        endpoint = endpoint_or_404(endpoint_id)
+        data = validated(self.InputSerializer, request)
+        secret = endpoint_secret_roll(endpoint=endpoint, now=timezone.now(),
+                                      previous_valid_for=timedelta(hours=data["previous_valid_for_hours"]))
+        return Response(self.OutputSerializer({"secret": secret, "previous_secret_expires_at":
+                                               endpoint.previous_secret_expires_at}).data)
 
 
 class DeliveryAttemptOutput(serializers.Serializer):

@@ -35,6 +35,7 @@ def agency_bodies(world) -> dict[tuple[str, str], dict]:
                                                  "event_kinds": ["invoice.finalized", "charge.paid"]},
         ("patch", "/api/v1/webhook-endpoints/{endpoint_id}/"): {"description": "Accounting", "is_active": True},
         ("post", "/api/v1/webhook-deliveries/{delivery_id}/redeliver/"): {},
+        ("post", "/api/v1/webhook-endpoints/{endpoint_id}/roll-secret/"): {"previous_valid_for_hours": 24},
     }
 
 

@@ -66,6 +66,7 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/webhook-deliveries/"): ADMIN,
     ("get", "/api/v1/webhook-deliveries/{delivery_id}/"): ADMIN,
     ("post", "/api/v1/webhook-deliveries/{delivery_id}/redeliver/"): ADMIN,
+    ("post", "/api/v1/webhook-endpoints/{endpoint_id}/roll-secret/"): ADMIN,
 }
 _operations = operations
 

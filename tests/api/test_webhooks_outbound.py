@@ -246,3 +246,53 @@ def test_delivery_timestamps_use_the_attempt_time(agency, receiver):
     assert header.startswith(f"t={int(later.timestamp())},v1=")
     assert signature_verify(header=header, secret=secret, body=receiver.requests[0]["body"],
                             now=int(later.timestamp()))
+
+
+def test_rolling_the_secret_signs_with_both_until_the_old_one_expires(agency, receiver):
+    """A roll returns a new secret once; deliveries carry a v1 for the new and one for the old secret until the
+    old one expires (the receiver can switch over without refusing events); a roll with 0 hours drops the old
+    secret at once; bad input changes nothing."""
+    from integrations.models import WebhookEndpoint
+    from integrations.services import event_publish
+
+    http, endpoint = _register(agency, receiver.url)
+    old = endpoint["secret"]
+    url = f"/api/v1/webhook-endpoints/{endpoint['id']}/roll-secret/"
+    refused = http.post(url, {"previous_valid_for_hours": 169}, format="json")
+    assert refused.status_code == 400 and "previous_valid_for_hours" in refused.json()["fields"]
+    with schema_context(agency.schema_name):
+        assert WebhookEndpoint.objects.get().secret == old
+
+    rolled = http.post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="roll-1")
+    assert rolled.status_code == 200
+    new, expires = rolled.json()["secret"], rolled.json()["previous_secret_expires_at"]
+    assert new.startswith(old[:6]) and new != old and expires
+    replay = http.post(url, {}, format="json", HTTP_IDEMPOTENCY_KEY="roll-1")
+    assert replay.json()["secret"] is None  # a replay rolls nothing and shows no secret
+    with schema_context(agency.schema_name):
+        assert WebhookEndpoint.objects.get().secret == new
+
+    def deliver(key: str, at):
+        with tenant_context(agency):
+            event_publish(kind="charge.paid", key=key, payload={"id": key})
+            delivery = WebhookDelivery.objects.get(event__key=key)
+            delivery_attempt(delivery_pk=delivery.pk, now=at)
+        request = receiver.requests[-1]
+        return request["headers"][SIGNATURE_HEADER], request["body"]
+
+    now = timezone.now() + timedelta(seconds=5)  # after the deliveries' first due time
+    header, body = deliver("during-overlap", now)
+    assert header.count("v1=") == 2
+    for secret in (new, old):
+        assert signature_verify(header=header, secret=secret, body=body, now=int(now.timestamp()))
+    after = now + timedelta(hours=24, minutes=1)
+    header, body = deliver("after-overlap", after)
+    assert header.count("v1=") == 1
+    assert signature_verify(header=header, secret=new, body=body, now=int(after.timestamp()))
+    assert not signature_verify(header=header, secret=old, body=body, now=int(after.timestamp()))
+
+    leaked = http.post(url, {"previous_valid_for_hours": 0}, format="json").json()["secret"]
+    header, body = deliver("after-leak", now)
+    assert header.count("v1=") == 1
+    assert signature_verify(header=header, secret=leaked, body=body, now=int(now.timestamp()))
+    assert not signature_verify(header=header, secret=new, body=body, now=int(now.timestamp()))
