@@ -296,3 +296,27 @@ def test_rolling_the_secret_signs_with_both_until_the_old_one_expires(agency, re
     assert header.count("v1=") == 1
     assert signature_verify(header=header, secret=leaked, body=body, now=int(now.timestamp()))
     assert not signature_verify(header=header, secret=new, body=body, now=int(now.timestamp()))
+
+
+def test_delivery_checks_the_address_it_connects_to(agency, receiver, settings):
+    """The host name is resolved and checked at send time, not only at registration, and the request goes to
+    the address that was checked (with the URL's own Host header): a name that later points at a private
+    address (DNS rebinding) gets nothing."""
+    from integrations.services import endpoint_create, event_publish
+
+    port = receiver.server.server_address[1]
+    with tenant_context(agency):
+        endpoint_create(url=f"http://localhost:{port}/hooks")  # allowed in tests: private hosts permitted
+        event_publish(kind="charge.paid", key="charge.paid:pinned", payload={"id": "pinned"})
+        delivery = WebhookDelivery.objects.get()
+        at = timezone.now() + timedelta(seconds=5)
+        assert delivery_attempt(delivery_pk=delivery.pk, now=at).status == DeliveryStatus.SUCCEEDED
+        assert receiver.requests[-1]["headers"]["Host"] == f"localhost:{port}"
+
+        settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = False  # production rules: the name now resolves to loopback
+        event_publish(kind="charge.paid", key="charge.paid:rebound", payload={"id": "rebound"})
+        rebound = WebhookDelivery.objects.get(event__key="charge.paid:rebound")
+        result = delivery_attempt(delivery_pk=rebound.pk, now=at)
+        rebound.refresh_from_db()
+    assert result.status == DeliveryStatus.RETRYING and len(receiver.requests) == 1
+    assert rebound.last_error in ("Use an https URL.", "The URL points at a private or local address.")
