@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 WITH_SERVICES := $(BIN)/python scripts/services.py run --
 
-.PHONY: help install demo test test-fast lint lock bench bench-quick clean
+.PHONY: help install demo test test-fast test-chaos lint lock bench bench-quick clean
 
 help:
 	@echo "make demo   - set everything up and run the product (web + worker + beat) on http://demo.localhost:8000/"
 	@echo "make test   - set everything up and run linters, type checks and the whole test suite"
 	@echo "make lint   - ruff, import-linter contracts and mypy only"
+	@echo "make test-chaos - the reliability tests R1-R7 at full size (2,000 clients, >= 20 worker kills): docs/reliability.md"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
 	@echo "make bench  - performance benchmarks P1-P7 (<= 15 min): table + bench/results/*.json"
 	@echo "make bench-quick - the same at small sizes (<= 2 min, CI): regression floors"
@@ -33,6 +34,11 @@ test: install
 
 test-fast: install
 	$(WITH_SERVICES) $(BIN)/pytest -q -x -m "not slow and not browser"
+
+# Reliability at full size (docs/reliability.md); `make test` runs the same tests at CI size.
+test-chaos: install
+	CHAOS_SIZE=full $(WITH_SERVICES) $(BIN)/pytest -s tests/reliability $(PYTEST_ARGS)
+	$(BIN)/python scripts/reliability_table.py
 
 lint: install
 	$(BIN)/ruff check .
