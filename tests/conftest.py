@@ -143,3 +143,15 @@ def smtp_server(settings):
     inbox.controller = controller
     yield inbox
     controller.stop()
+
+
+@pytest.fixture(autouse=True)
+def _login_failures_forgotten() -> Iterator[None]:
+    """Sign-in throttling counts failures in Redis for 15 minutes: each test starts with none counted."""
+    yield
+    from django.core.cache import cache
+
+    client = cache._cache.get_client()  # type: ignore[attr-defined]
+    keys = list(client.scan_iter(match="*login-fail:*", count=1000))
+    if keys:
+        client.delete(*keys)
