@@ -30,6 +30,7 @@ MAX_LOOP_DEPTH = 2
 MAX_POWER_EXPONENT = 64
 _STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
 _LOOP_SOURCES = (nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Const)
+_RESERVED_NAMES = {"self", "caller", "varargs", "kwargs", "loop"}
 _TAG_NAMES = {"Assign": "set", "AssignBlock": "set", "FilterBlock": "filter", "CallBlock": "call",
               "FromImport": "from", "ExprStmt": "do", "ScopedEvalContextModifier": "autoescape"}
 
@@ -79,6 +80,9 @@ _bounded_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr
 def _structure_problem(template_ast: nodes.Template) -> str | None:
     """What a template may contain: text, output, `if` and `for` over a variable, at most two loops deep."""
     def walk(node: nodes.Node, depth: int) -> str | None:
+        if isinstance(node, nodes.Name) and node.name in _RESERVED_NAMES:
+            # Jinja's own objects, defined in every template: not documented variables, so not reachable.
+            return f"{node.name} is not a documented variable"
         if isinstance(node, nodes.Stmt) and not isinstance(node, _STATEMENTS):
             tag = _TAG_NAMES.get(type(node).__name__, type(node).__name__.lower())
             return f"{{% {tag} %}} is not available in notice templates"
