@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
 
-REFUSED_MESSAGE = "Too many failed sign-in attempts. Wait {minutes} minutes, then try again."
+REFUSED_MESSAGE = "Too many failed sign-in attempts. Try again in {minutes} minutes at the latest."
 
 
 def client_address(request: HttpRequest) -> str:
