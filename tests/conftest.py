@@ -149,9 +149,12 @@ def smtp_server(settings):
 def _login_failures_forgotten() -> Iterator[None]:
     """Sign-in throttling counts failures in Redis for 15 minutes: each test starts with none counted."""
     yield
+    from django.conf import settings
     from django.core.cache import cache
 
     client = cache._cache.get_client()  # type: ignore[attr-defined]
-    keys = list(client.scan_iter(match="*login-fail:*", count=1000))
+    # make_key: "<schema>:<KEY_PREFIX>:<version>:<key>" — only this test run's prefix.
+    prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
+    keys = list(client.scan_iter(match=f"*:{prefix}:*:login-fail:*", count=1000))
     if keys:
         client.delete(*keys)
