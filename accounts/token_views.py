@@ -3,11 +3,13 @@ once, revoke. Administrators on an agency, billing support on the platform (ROLE
 
 from __future__ import annotations
 
+import uuid
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -35,7 +37,11 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     form = TokenForm(initial={"owner": str(actor.pk)}, owners=owners)
     created_secret = None
     if request.method == "POST" and request.POST.get("action") == "revoke":
-        token = get_object_or_404(api_token_list(actor=actor), public_id=request.POST.get("token"))  # type: ignore[arg-type]
+        try:  # a revoke of anything but one of the listed tokens' ids is "not found", never an error
+            public_id = uuid.UUID(str(request.POST.get("token", "")))
+        except ValueError:
+            raise Http404 from None
+        token = get_object_or_404(api_token_list(actor=actor), public_id=public_id)  # type: ignore[arg-type]
         api_token_revoke(actor=actor, token=token, now=timezone.now())  # type: ignore[arg-type]
         messages.success(request, f"Token “{token.name}” revoked. It no longer works.")
         return redirect("api-tokens")

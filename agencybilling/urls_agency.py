@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, reverse_lazy
 
 from accounts import token_views
+from accounts.login import ThrottledLoginView
 from agencybilling import views
 from web import agency, portal
 
@@ -11,7 +12,7 @@ urlpatterns = [
     path("", agency.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("branding/logo", agency.agency_logo, name="agency-logo"),
-    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("invite/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
         template_name="registration/invite_accept.html", success_url=reverse_lazy("invite-done")),

@@ -4,6 +4,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from accounts import token_views
+from accounts.login import ThrottledLoginView
 from agencybilling import views
 from billing.webhooks import stripe_webhook
 from web import console
@@ -11,7 +12,7 @@ from web import console
 urlpatterns = [
     path("", console.console_home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("login/", auth_views.LoginView.as_view(template_name="registration/login.html"), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("clients/", console.client_search, name="console-search"),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from api.agency import admin, billing, clients
+from api.docs import ApiDocsView, ApiRedocView
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(urlconf="agencybilling.urls_agency"), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", ApiRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("me/", admin.MeApi.as_view()),
     path("clients/", clients.ClientsApi.as_view()),
     path("clients/<str:client_id>/", clients.ClientApi.as_view()),

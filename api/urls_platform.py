@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from api.agency import admin
+from api.docs import ApiDocsView, ApiRedocView
 from api.platform import views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(urlconf="agencybilling.urls_platform"), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", ApiRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("me/", admin.MeApi.as_view()),
     path("api-tokens/", admin.TokensApi.as_view()),
     path("api-tokens/<str:token_id>/", admin.TokenApi.as_view()),

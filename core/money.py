@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import MIN_EMIN, Decimal, InvalidOperation, localcontext
 
 from core.errors import ApplicationError
 
@@ -32,6 +32,9 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 }
 
 MAX_RATE_BP = 10_000  # 100 %
+# The largest amount accepted as input, in minor units: what every JSON client represents exactly (the API's
+# integer bound) and far inside PostgreSQL's bigint, so sums of many such amounts still fit.
+MAX_AMOUNT_MINOR = 2**53 - 1
 
 
 class UnknownCurrency(ApplicationError):
@@ -84,13 +87,22 @@ class Money:
             raise ApplicationError(f"{value!r} is not an amount.", code="invalid_amount") from None
         if not decimal.is_finite():
             raise ApplicationError(f"{value!r} is not an amount.", code="invalid_amount")
+        # Bounded before scaling: "1e999999999" or 5,000 nines would otherwise overflow the decimal context or
+        # build an integer no column can hold.
+        if decimal.is_zero():
+            return cls(0, currency)
+        if decimal.adjusted() + exponent > len(str(MAX_AMOUNT_MINOR)):
+            raise ApplicationError("The amount is too large.", code="amount_too_large")
         with localcontext() as context:
             # Enough precision that scaling never rounds: the amount is parsed exactly or refused.
             context.prec = max(28, len(decimal.as_tuple().digits) + exponent + 2)
+            context.Emin = MIN_EMIN  # "1e-999999999" must stay a fraction, not underflow to 0
             scaled = decimal.scaleb(exponent)
         if scaled != scaled.to_integral_value():
             raise ApplicationError(f"{value} has more than {exponent} decimal places for {currency}.",
                                    code="invalid_amount")
+        if abs(scaled) > MAX_AMOUNT_MINOR:
+            raise ApplicationError("The amount is too large.", code="amount_too_large")
         return cls(int(scaled), currency)
 
     def to_decimal(self) -> Decimal:

@@ -538,6 +538,9 @@ def agency_logo(request: HttpRequest) -> HttpResponse:
         raise Http404 from None
     response = HttpResponse(data, content_type=mimetypes.guess_type(agency.logo.name)[0] or "image/png")
     response["Cache-Control"] = "public, max-age=300"
+    # Opened on its own, an image is a document of this origin: it may run nothing and load nothing.
+    response["Content-Security-Policy"] = ("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
+                                           "sandbox")
     return response
 
 

@@ -11,7 +11,7 @@ from accounts.models import AGENCY_STAFF_ROLES, Role, User
 from clients.models import BILLING_DAYS, Client, TaxRate
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.errors import ApplicationError
-from core.money import Money, currency_exponent
+from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor
 from notifications.rendering import MAX_TEMPLATE_LENGTH
 
 
@@ -31,6 +31,9 @@ class MoneyField(forms.CharField):
         try:
             amount = Money.from_decimal(text, self.currency).amount_minor
         except ApplicationError as exc:
+            if exc.code == "amount_too_large":
+                largest = format_minor(MAX_AMOUNT_MINOR, self.currency)
+                raise forms.ValidationError(f"Enter an amount of at most {largest}.", code="too_large") from None
             if "decimal places" in exc.message:
                 raise forms.ValidationError(f"Use at most {currency_exponent(self.currency)} decimal places.",
                                             code="precision") from None

@@ -18,6 +18,22 @@ from web.access import business_today, client_view
 from web.agency import parse_month, pdf_response
 from web.forms import SandboxPaymentMethodForm, StripePaymentMethodForm
 
+# Stripe.js and the card frame it opens, allowed on the payment-method page only and only with a Stripe key
+# (Stripe's documented CSP requirements for Elements).
+STRIPE_CSP = {
+    "script-src": ["https://js.stripe.com"],
+    "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com"],
+    "connect-src": ["https://api.stripe.com"],
+}
+
+
+def _with_stripe_csp(response: HttpResponse) -> HttpResponse:
+    policy = {name: list(values) for name, values in settings.SECURE_CSP.items()}
+    for name, sources in STRIPE_CSP.items():
+        policy[name] = [*policy.get(name, policy["default-src"]), *sources]
+    response._csp_config = policy  # type: ignore[attr-defined] - read by Django's CSP middleware
+    return response
+
 
 @client_view
 def service_overview(request: HttpRequest) -> HttpResponse:
@@ -76,6 +92,7 @@ def payment_method(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Payment method saved. It will be charged on the billing date.")
                 return redirect("portal-payment-method")
         status = 400
-    return render(request, "portal/payment_method.html", {
+    response = render(request, "portal/payment_method.html", {
         "client": client, "form": form, "stripe_key": stripe_key,
         "payment_method": client.payment_methods.filter(removed_at__isnull=True).first()}, status=status)
+    return _with_stripe_csp(response) if stripe_key else response

@@ -109,3 +109,18 @@ def sign_in(page, url: str, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture
+def page(page):
+    """Every browser test fails if Chromium reports a Content-Security-Policy violation (a blocked script,
+    style or frame): the policy is enforced, so a violation is a broken page."""
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            violations.append(f"{page.url} ({message.location}): {message.text}")
+
+    page.on("console", on_console)
+    yield page
+    assert not violations, "\n".join(violations)

@@ -212,3 +212,13 @@ def test_email_template_live_preview_shows_a_real_clients_data(page, site, scena
     expect(page.get_by_test_id("preview-subject")).to_have_text(f"Thanks, {scenario.paying.name}!")
     page.get_by_role("button", name="Save template").click()
     expect(page.locator(".messages")).to_contain_text("Template saved.")
+
+
+def test_R7_api_reference_pages_render_under_their_content_security_policy(page, site, scenario):
+    """Swagger UI and Redoc load only this site's scripts (the page fixture fails on any CSP violation)."""
+    sign_in(page, site("alpha", "/login/"), scenario.admin.email)
+    page.goto(site("alpha", "/api/v1/docs/"))
+    expect(page.locator(".swagger-ui .title").first).to_contain_text("agencybilling API", timeout=15_000)
+    page.goto(site("alpha", "/api/v1/redoc/"))
+    expect(page.locator("redoc h1, #redoc-container h1, h1").first).to_contain_text("agencybilling API",
+                                                                                    timeout=15_000)
