@@ -8,6 +8,8 @@ from rest_framework import serializers
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.utils.urls import replace_query_param
 
+from core.parsing import whole_number
+
 SALT = "api.cursor"
 
 
@@ -22,9 +24,10 @@ class ApiCursorPagination(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        size = whole_number(raw, max_digits=3)
+        if size is None or not 1 <= size <= self.max_page_size:
             raise serializers.ValidationError({"limit": [f"Give a whole number from 1 to {self.max_page_size}."]})
-        return int(raw)
+        return size
 
     def get_ordering(self, request, queryset, view):
         fields = getattr(view, "ordering_fields", ())

@@ -10,6 +10,7 @@ from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 
 from api.exceptions import PayloadTooLarge
+from core.parsing import whole_number
 
 
 def _reject_constant(name: str) -> Any:
@@ -21,7 +22,8 @@ class JSONParser(parsers.JSONParser):
         limit = settings.API_MAX_BODY_BYTES
         request = (parser_context or {}).get("request")
         declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and str(declared).isdigit() and int(declared) > limit:
+        size = whole_number(declared, max_digits=30)
+        if size is not None and size > limit:
             raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:

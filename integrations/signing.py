@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from core.parsing import whole_number
+
 SIGNATURE_HEADER = "Agencybilling-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 
@@ -27,8 +29,8 @@ def signature_verify(*, header: str, secret: str, body: bytes, now: int,
     timestamp, signatures = None, []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
-            timestamp = int(value)
+        if name == "t" and (parsed := whole_number(value, max_digits=12)) is not None:
+            timestamp = parsed
         elif name == "v1":
             signatures.append(value)
     if timestamp is None or not signatures or abs(now - timestamp) > tolerance:

@@ -12,6 +12,7 @@ from clients.models import BILLING_DAYS, Client, TaxRate
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor
+from core.parsing import whole_number
 from notifications.rendering import MAX_TEMPLATE_LENGTH
 
 
@@ -93,9 +94,10 @@ class ClientConfigForm(ServiceForm):
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit() or not 1 <= int(part) <= 28:
+            day = whole_number(part, max_digits=2)
+            if day is None or not 1 <= day <= 28:
                 raise forms.ValidationError("Give days from 1 to 28, separated by commas.")
-            days.append(int(part))
+            days.append(day)
         return sorted(set(days))
 
 

@@ -32,6 +32,7 @@ from billing.models import Charge, RequestKind, SupportRequest
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError, Conflict
+from core.parsing import whole_number
 from tenants.models import Agency, PartnerPlan
 from tenants.selectors import agency_business_date
 from tenants.services import agency_create, partner_plan_create, plan_assign
@@ -142,8 +143,8 @@ class PlanApi(ApiView):
     @extend_schema(operation_id="partner_plans_retrieve", parameters=[PLAN_ID], responses=PlanOutput,
                    summary="A partner plan")
     def get(self, request, plan_id):
-        plan = PartnerPlan.objects.filter(pk=plan_id).first() if str(plan_id).isdigit() and \
-            int(plan_id) < 2**63 else None
+        pk = whole_number(str(plan_id))
+        plan = PartnerPlan.objects.filter(pk=pk).first() if pk is not None else None
         if plan is None:
             raise NotFound()
         return Response(PlanOutput(plan).data)

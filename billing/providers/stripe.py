@@ -33,6 +33,7 @@ from billing.providers.base import (
     SavedPaymentMethod,
 )
 from billing.providers.ratelimit import RateLimiter
+from core.parsing import whole_number
 
 API_VERSION = "2026-10-28.endive"  # pinned: responses are parsed for this version only
 
@@ -66,8 +67,9 @@ def _signed_at(header: str) -> int:
     """The `t=` timestamp of a Stripe-Signature header (already verified to be present and signed)."""
     for part in header.split(","):
         key, _, value = part.partition("=")
-        if key.strip() == "t" and value.strip().isdigit():
-            return int(value)
+        timestamp = whole_number(value.strip(), max_digits=12)
+        if key.strip() == "t" and timestamp is not None:
+            return timestamp
     return 0
 
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client as HttpClient
 from django_tenants.utils import schema_context
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
@@ -51,6 +51,7 @@ NASTY = [
     "90071992547409.92", "NaN", "sNaN", "Infinity", "-Infinity", "0x10", "1,2,3", "12.345", "１２", "١٢٣",
     "nul\x00byte", "<script>alert(1)</script>", "{{ 7*7 }}", "'; DROP TABLE clients_client; --", "é" * 300,
     "a" * 20_001, "29", "0, 29", "5;;28", "-5", "1" * 30, "2147483648", "9223372036854775808", "None", "[]",
+    "²", "①", "5, ²",  # str.isdigit() says yes, int() says no
 ]
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)  # the client encodes UTF-8
 JUNK = st.one_of(TEXT, st.sampled_from(NASTY), st.integers(min_value=-(2**70), max_value=2**70).map(str))
@@ -110,6 +111,8 @@ def test_R6_PLAN_2_client_configuration_bad_input_is_a_field_error_and_changes_n
     @HYPOTHESIS
     @given(price=JUNK, taxes=st.lists(st.one_of(JUNK, st.just(tax_id)), max_size=3), day=JUNK, autopay=JUNK,
            salesperson=JUNK)
+    @example(price="1", taxes=[], day="", autopay="9" * 5000, salesperson="")  # over int()'s 4,300 digits
+    @example(price="1", taxes=[], day="²", autopay="5, ²", salesperson="²")
     def post(price, taxes, day, autopay, salesperson):
         _post(http, path, {"license_price": price, "taxes": taxes, "billing_day": day, "autopay_days": autopay,
                            "salesperson": salesperson})
