@@ -28,7 +28,7 @@ def _value(value: object) -> str:
 
 
 def _sort_key(path: Path) -> tuple[int, str]:
-    name = path.stem
+    name = path.stem.upper()
     digits = "".join(ch for ch in name[1:3] if ch.isdigit())
     return (int(digits) if name.startswith("R") and digits else 99, name)
 
