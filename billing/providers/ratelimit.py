@@ -11,6 +11,11 @@ The margin (3 %) is there because a request reaches the server some milliseconds
 amount (a thread waiting for the CPU or the GIL): the server counts arrivals per second, and two slots a bit
 more than a second apart could otherwise arrive within one second. Up to ~30 ms of such jitter is absorbed.
 
+Late wake-ups: a thread that wakes up more than half the margin after its slot (a busy machine can hold a
+sleeping thread back for tens of milliseconds) does not send late, which would bunch its request with the
+next ones; it gives the slot up and reserves a new one. A slot given up is a request not sent, never one
+too many: the rate stays at most R, and the late wake-ups cost only the slots they miss.
+
 - `LocalRateLimiter`: the threads of one process.
 - `RedisRateLimiter`: every process and worker that uses the same provider account, through one Redis key
   (an atomic Lua script on Redis's own clock, so hosts with skewed clocks still agree).
@@ -45,6 +50,7 @@ class LocalRateLimiter:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.rate = rate
         self.spacing = _spacing(rate, window, margin)
+        self.tolerance = margin * window / 2
         self._last: float | None = None
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
@@ -58,10 +64,14 @@ class LocalRateLimiter:
             return slot - now
 
     def acquire(self) -> float:
-        delay = self.reserve()
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+        started = self._clock()
+        while True:
+            delay = self.reserve()
+            target = self._clock() + delay
+            if delay > 0:
+                self._sleep(delay)
+            if self._clock() - target <= self.tolerance:
+                return self._clock() - started
 
 
 # KEYS[1]: the last reserved slot (microseconds, Redis clock); ARGV[1]: spacing in microseconds.
@@ -85,6 +95,7 @@ class RedisRateLimiter:
         self.rate = rate
         self.key = key
         self.spacing = _spacing(rate, window, margin)
+        self.tolerance = margin * window / 2
         self._spacing_us = int(self.spacing * 1_000_000)
         self._redis = client or redis.Redis.from_url(redis_url)
         self._script = self._redis.register_script(_RESERVE_LUA)
@@ -93,7 +104,12 @@ class RedisRateLimiter:
         self._redis.delete(self.key)
 
     def acquire(self) -> float:
-        delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
-        if delay > 0:
-            time.sleep(delay)
-        return delay
+        started = time.monotonic()
+        while True:
+            delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
+            # The slot is at most `delay` after the script ran, so at most `delay` after it answered.
+            target = time.monotonic() + delay
+            if delay > 0:
+                time.sleep(delay)
+            if time.monotonic() - target <= self.tolerance:
+                return time.monotonic() - started
