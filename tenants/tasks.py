@@ -22,6 +22,29 @@ def agency_ping(*, schema_name: str) -> dict:
     return {"schema": connection.schema_name, "clients": Client.objects.count()}
 
 
+@shared_task(name="tenants.tasks.spare_schemas_refill")
+def spare_schemas_refill() -> dict:
+    """After each agency creation and hourly: keep TENANT_SPARE_SCHEMAS migrated spare schemas ready."""
+    from django.db import OperationalError
+
+    from tenants.spares import spare_schemas_refill as refill
+
+    try:
+        with connection.cursor() as cursor:
+            # One refill at a time (several creations in a row each enqueue one).
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext('tenants.spare_schemas_refill'))")
+            if not cursor.fetchone()[0]:
+                return {"skipped": "another refill is running"}
+        try:
+            return refill()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext('tenants.spare_schemas_refill'))")
+    except OperationalError:
+        logger.exception("refilling the spare schemas failed")
+        raise
+
+
 @shared_task(name="tenants.tasks.billing_clock_tick")
 def billing_clock_tick() -> dict:
     """Beat's one frequent tick: enqueue one task per agency whose local date has moved on (CYC-5)."""
