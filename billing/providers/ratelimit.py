@@ -12,13 +12,10 @@ amount (a thread waiting for the CPU or the GIL): the server counts arrivals per
 more than a second apart could otherwise arrive within one second. Up to ~30 ms of such jitter is absorbed.
 
 Late wake-ups: a thread that wakes up more than half the margin after its slot (a busy machine can hold a
-sleeping thread back for tens of milliseconds) does not send late, which would bunch its request with the
-next ones; it gives the slot up and reserves a new one. A slot given up is a request not sent, never one
-too many: the rate stays at most R, and the late wake-ups cost only the slots they miss.
-
-- `LocalRateLimiter`: the threads of one process.
-- `RedisRateLimiter`: every process and worker that uses the same provider account, through one Redis key
-  (an atomic Lua script on Redis's own clock, so hosts with skewed clocks still agree).
+sleeping thread back for tens of milliseconds, or the reservation's reply can come back late) does not send
+late, which would bunch its request with the next ones; it gives the slot up and reserves a new one. A slot
+given up is a request not sent, never one too many: the rate stays at most R, and the late wake-ups cost only
+the slots they miss.
 """
 
 from __future__ import annotations
@@ -66,8 +63,10 @@ class LocalRateLimiter:
     def acquire(self) -> float:
         started = self._clock()
         while True:
+            asked = self._clock()
             delay = self.reserve()
-            target = self._clock() + delay
+            # The slot is at least `delay` after `asked`: lateness measured from there is never underestimated.
+            target = asked + delay
             if delay > 0:
                 self._sleep(delay)
             if self._clock() - target <= self.tolerance:
@@ -106,9 +105,11 @@ class RedisRateLimiter:
     def acquire(self) -> float:
         started = time.monotonic()
         while True:
+            asked = time.monotonic()
             delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
-            # The slot is at most `delay` after the script ran, so at most `delay` after it answered.
-            target = time.monotonic() + delay
+            # The slot is `delay` after the script ran, so at least `delay` after `asked`: a reply that comes
+            # back late (a busy Redis or GIL) counts as lateness, never hides it.
+            target = asked + delay
             if delay > 0:
                 time.sleep(delay)
             if time.monotonic() - target <= self.tolerance:
