@@ -221,6 +221,7 @@ def _collect(agency, server, rate: float, *, server_rate: float, client_rate: fl
     return {**figures, "wall_seconds": timer.seconds, "rounds": summaries, "client_429s": provider.rate_limited,
             "threads": _workers(client_rate), "charges_per_second": summaries[0]["paid"] / timer.seconds,
             "client_max_in_any_second": _window_max(limiter.slots), "client_sends": len(limiter.slots),
+            "slots_given_up": getattr(limiter.inner, "missed", None),
             "cpu_ms_per_charge": cpu * 1000 / max(1, summaries[0]["attempted"])}
 
 

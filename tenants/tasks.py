@@ -25,24 +25,19 @@ def agency_ping(*, schema_name: str) -> dict:
 @shared_task(name="tenants.tasks.spare_schemas_refill")
 def spare_schemas_refill() -> dict:
     """After each agency creation and hourly: keep TENANT_SPARE_SCHEMAS migrated spare schemas ready."""
-    from django.db import OperationalError
+    from django.core.cache import cache
 
     from tenants.spares import spare_schemas_refill as refill
 
+    # One refill at a time (several creations in a row each enqueue one). A cache lock rather than a
+    # PostgreSQL session lock: migrating a spare closes the database connection, which would release it.
+    lock = "tenants.spare_schemas_refill"
+    if not cache.add(lock, 1, timeout=900):
+        return {"skipped": "another refill is running"}
     try:
-        with connection.cursor() as cursor:
-            # One refill at a time (several creations in a row each enqueue one).
-            cursor.execute("SELECT pg_try_advisory_lock(hashtext('tenants.spare_schemas_refill'))")
-            if not cursor.fetchone()[0]:
-                return {"skipped": "another refill is running"}
-        try:
-            return refill()
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext('tenants.spare_schemas_refill'))")
-    except OperationalError:
-        logger.exception("refilling the spare schemas failed")
-        raise
+        return refill()
+    finally:
+        cache.delete(lock)
 
 
 @shared_task(name="tenants.tasks.billing_clock_tick")

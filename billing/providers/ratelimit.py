@@ -48,33 +48,36 @@ class LocalRateLimiter:
         self.rate = rate
         self.spacing = _spacing(rate, window, margin)
         self.tolerance = margin * window / 2
+        self.missed = 0  # slots given up by late wake-ups (diagnostics)
         self._last: float | None = None
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
 
-    def reserve(self) -> float:
-        """Reserve the next slot; returns how long to wait for it."""
+    def _reserve_slot(self) -> float:
         with self._lock:
             now = self._clock()
             slot = now if self._last is None else max(now, self._last + self.spacing)
             self._last = slot
-            return slot - now
+            return slot
+
+    def reserve(self) -> float:
+        """Reserve the next slot; returns how long to wait for it."""
+        return max(0.0, self._reserve_slot() - self._clock())
 
     def acquire(self) -> float:
         started = self._clock()
         while True:
-            asked = self._clock()
-            delay = self.reserve()
-            # The slot is at least `delay` after `asked`: lateness measured from there is never underestimated.
-            target = asked + delay
+            slot = self._reserve_slot()
+            delay = slot - self._clock()
             if delay > 0:
                 self._sleep(delay)
-            if self._clock() - target <= self.tolerance:
+            if self._clock() - slot <= self.tolerance:
                 return self._clock() - started
+            self.missed += 1
 
 
 # KEYS[1]: the last reserved slot (microseconds, Redis clock); ARGV[1]: spacing in microseconds.
-# Reserves the next slot and returns how many microseconds from now it is.
+# Reserves the next slot; returns Redis's time now and the slot, in microseconds.
 _RESERVE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -82,7 +85,7 @@ local spacing = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(now, last + spacing)
 redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', math.ceil((slot - now) / 1000) + 60000)
-return slot - now
+return {now, slot}
 """
 
 
@@ -95,6 +98,8 @@ class RedisRateLimiter:
         self.key = key
         self.spacing = _spacing(rate, window, margin)
         self.tolerance = margin * window / 2
+        self.missed = 0  # slots given up by late wake-ups (diagnostics)
+        self._offset = float("inf")
         self._spacing_us = int(self.spacing * 1_000_000)
         self._redis = client or redis.Redis.from_url(redis_url)
         self._script = self._redis.register_script(_RESERVE_LUA)
@@ -105,12 +110,15 @@ class RedisRateLimiter:
     def acquire(self) -> float:
         started = time.monotonic()
         while True:
-            asked = time.monotonic()
-            delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
-            # The slot is `delay` after the script ran, so at least `delay` after `asked`: a reply that comes
-            # back late (a busy Redis or GIL) counts as lateness, never hides it.
-            target = asked + delay
+            now_us, slot_us = (int(v) for v in self._script(keys=[self.key], args=[self._spacing_us]))
+            # Redis's clock in this process's terms: the smallest (local time after a reply - Redis time of
+            # that reservation) seen so far. A reply can be late, never early, so the smallest is the truest,
+            # and a late reply neither counts as a late send nor makes one look on time.
+            self._offset = min(self._offset, time.monotonic() - now_us / 1_000_000)
+            slot = slot_us / 1_000_000 + self._offset
+            delay = slot - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if time.monotonic() - target <= self.tolerance:
+            if time.monotonic() - slot <= self.tolerance:
                 return time.monotonic() - started
+            self.missed += 1

@@ -69,3 +69,19 @@ def test_TEN_1_without_spares_the_schema_is_migrated(settings, clean_spares):
         from clients.models import Client
 
         assert Client.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_TEN_1_the_refill_task_runs_one_at_a_time(settings, clean_spares):
+    from django.core.cache import cache
+
+    from tenants.tasks import spare_schemas_refill as task
+
+    settings.TENANT_SPARE_SCHEMAS = 1
+    cache.add("tenants.spare_schemas_refill", 1, timeout=60)
+    try:
+        assert task() == {"skipped": "another refill is running"}
+    finally:
+        cache.delete("tenants.spare_schemas_refill")
+    assert task() == {"ready": 1, "created": 1, "dropped": 0}
+    assert len(spare_schemas()) == 1

@@ -48,3 +48,34 @@ def test_a_small_delay_within_tolerance_still_sends():
     clock.oversleep = [limiter.tolerance / 2]
     limiter.acquire()
     assert abs(clock.now - (first + limiter.spacing + limiter.tolerance / 2)) < 1e-9
+
+
+def test_redis_limiter_threads_never_send_more_than_r_in_a_second():
+    import os
+    import threading
+    import time
+
+    from django.conf import settings
+
+    from billing.providers.ratelimit import RedisRateLimiter
+
+    limiter = RedisRateLimiter(40, redis_url=settings.REDIS_URL, key=f"test:ratelimit:{os.getpid()}")
+    limiter.reset()
+    sends: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(15):
+            limiter.acquire()
+            with lock:
+                sends.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    limiter.reset()
+    sends.sort()
+    assert len(sends) == 60
+    assert max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends) <= 40
