@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"P6 no-op migrate_schemas: {migrate['seconds']:.1f}s for {migrate['tenants']} schemas "
           f"({migrate['per_tenant'] * 1000:.0f} ms each) in {time.monotonic() - started:.0f}s", file=sys.stderr)
     # Quick (CI): regression floors with room for a busy machine; the full run holds the targets.
-    create_limit, migrate_limit = (3.0, 0.5) if args.quick else (1.0, 0.2)
+    # Create: a spare schema is renamed (0.06 s), migrating one took 1.5-2.5 s: 1 s catches a pool that stopped
+    # working. Migrate: with 33 schemas the command's start-up dominates, so the floor is relative to one
+    # schema's whole command (skipping up-to-date schemas: 0.05x measured; migrating each one: 0.14x).
+    create_limit, migrate_limit = (1.0, None) if args.quick else (1.0, 0.2)
     rows = [
         Row("P6-tick", f"beat tick, {count:,} agencies ({tick['due']} due): find + enqueue", "<= 1 s",
             round(tick["seconds"], 4), "s", passed=tick["seconds"] <= 1.0, baseline=round(tick["baseline_seconds"], 4),
@@ -177,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             + (f", django-tenants clone_schema {create['clone_schema_seconds']:.2f}s"
                if create["clone_schema_seconds"] else ""), details=create),
         Row("P6-migrate", f"no-op migrate_schemas, {migrate['tenants']:,} schemas: per tenant",
-            f"<= {migrate_limit:g} s", round(migrate["per_tenant"], 4), "s",
-            passed=migrate["per_tenant"] <= migrate_limit,
+            f"<= {migrate_limit:g} s" if migrate_limit else "<= 0.1x one schema's command",
+            round(migrate["per_tenant"], 4), "s", passed=migrate["per_tenant"] <= migrate_limit if migrate_limit
+            else migrate["per_tenant"] <= 0.1 * migrate["one_schema_seconds"],
             baseline=round(migrate["one_schema_seconds"], 3), baseline_what="one schema, whole command",
             ratio=round(migrate["per_tenant"] / migrate["one_schema_seconds"], 3),
             note=f"{migrate['seconds']:.0f}s in all", details=migrate),
