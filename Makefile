@@ -45,7 +45,8 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy core billing/providers
 
-# Benchmarks (docs/performance.md). BENCH_ARGS="--only P1 --profile" to run one row under the profiler.
+# Benchmarks (docs/performance.md). BENCH_ARGS="--only P1 --profile" to run one row under the profiler;
+# BENCH_ARGS="--scaling" for the Billing Overview at 1k, 2.5k, 5k and 10k clients.
 bench: install
 	$(WITH_SERVICES) $(BIN)/python -m bench.run $(BENCH_ARGS)
 

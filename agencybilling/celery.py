@@ -31,4 +31,8 @@ def _beat_schedule(sender, **kwargs):
             "task": "api.tasks.idempotency_expire",
             "schedule": 3600.0,
         },
+        "spare-schemas-refill": {
+            "task": "tenants.tasks.spare_schemas_refill",
+            "schedule": 3600.0,
+        },
     }

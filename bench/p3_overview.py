@@ -8,6 +8,11 @@ requests; server time p50/p95. The SQL of one request is captured on both agenci
 same for 50 and 5,000 clients, at most 15, with one `SET search_path`.
 
 Ceiling baseline, same run: `/healthz` (one `SELECT 1` and a Redis ping) through the same stack and client.
+
+`--scaling` (`make bench BENCH_ARGS="--only P3 --scaling"`): the same page for agencies of 1,000, 2,500, 5,000
+and 10,000 clients (12 months each), 20 timed requests each: p50/p95 and the query count per size, one row
+per size (docs/performance.md, scaling table). Not part of the 15-minute run: the set-up bills 222,000
+invoices.
 """
 
 from __future__ import annotations
@@ -89,12 +94,42 @@ def _timed(http, path: str, count: int) -> list[float]:
     return times
 
 
+SCALING_SIZES = [1000, 2500, 5000, 10000]
+
+
+def _scaling(args) -> int:
+    """One row per agency size: p50/p95 and queries of the same page (1k -> 10k clients)."""
+    rows = []
+    base = None
+    for size in SCALING_SIZES:
+        agency = _agency(f"p3s{size}", size)
+        http = _client(agency)
+        path = f"/billing/?month={MONTHS[-1]:%Y-%m}"
+        sql = _queries(http, path)
+        times = _timed(http, path, 20)
+        p50, p95 = percentile(times, 50), percentile(times, 95)
+        base = base or p50
+        print(f"P3 scaling {size} clients: p50 {p50 * 1000:.1f} ms p95 {p95 * 1000:.1f} ms, {len(sql)} queries",
+              file=sys.stderr)
+        rows.append(Row(f"P3-scale-{size}", f"Billing Overview, {size:,} clients x 12 months: server p50",
+                        "queries constant; time ~ flat or linear", round(p50 * 1000, 1), "ms",
+                        passed=len(sql) <= 15, baseline=round(base * 1000, 1),
+                        baseline_what=f"p50 at {SCALING_SIZES[0]:,} clients", ratio=round(p50 / base, 2),
+                        note=f"p95 {p95 * 1000:.1f} ms, {len(sql)} queries",
+                        details={"queries": len(sql), "times_ms": [round(t * 1000, 2) for t in times]}))
+    write_result("P3-scaling", rows, quick=False, out=args.out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = bench_args(__doc__.splitlines()[0], argv)
+    args = bench_args(__doc__.splitlines()[0], argv, extra=lambda parser: parser.add_argument(
+        "--scaling", action="store_true", help="The page at 1k, 2.5k, 5k and 10k clients."))
     django_setup()
     from bench.schemas import template_ensure
 
     template_ensure()
+    if args.scaling:
+        return _scaling(args)
     size = 1000 if args.quick else 5000
     large, small = _agency("p3big", size), _agency("p3small", 50)
     path = f"/billing/?month={MONTHS[-1]:%Y-%m}"

@@ -1,9 +1,9 @@
 """P5 — `GET /api/v1/invoices/` (50 per page) under gunicorn, loopback load at 16 connections.
 
 Method: an agency of 2,000 clients (quick: 500) billed for 3 months; an Administrator's API token (the
-API's own `api_token_create`). gunicorn serves the project (3 sync workers, 127.0.0.1, a free port); `wrk`
+API's own `api_token_create`). gunicorn serves the project (2 sync workers per core, 127.0.0.1, a free port); `wrk`
 (2 threads, 16 connections, keep-alive) requests the first page of invoices with the token for 10 s (quick:
-4 s) after a 2 s warm-up: requests/s, p95 latency, non-2xx answers. Every response is checked once before
+3 s) after a 2 s warm-up: requests/s, p95 latency, non-2xx answers. Every response is checked once before
 the load: 200, 50 invoices.
 
 Ceiling baseline, same run: the same gunicorn and wrk on `/healthz`, the project's minimal view (same
@@ -28,6 +28,9 @@ from datetime import date
 from bench.common import ROOT, Row, bench_args, django_setup, stop_process, write_result
 
 SLUG = "p5api"
+# Two sync workers per core: one can run Python while the other waits for PostgreSQL or Redis
+# (docs/performance.md, P5). BENCH_P5_WORKERS overrides it to compare.
+WORKERS = int(os.environ.get("BENCH_P5_WORKERS") or 2 * (os.cpu_count() or 2))
 MONTHS = [date(2027, 1, 1), date(2027, 2, 1), date(2027, 3, 1)]
 
 
@@ -102,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     if secret is None:
         return _not_measured("this build has no API (accounts.tokens missing)", args.quick, args.out)
     port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The API's per-token rate limit (600/minute by default) would answer most of the load with 429s: it is
+    # raised for the benchmark, the throttle itself still runs (one cache round trip per request).
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "API_RATE_LIMIT": "10000000/minute"}
     log = open(ROOT / "bench" / "results" / "P5-gunicorn.log", "wb")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "agencybilling.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "3", "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"],
+         "--workers", str(WORKERS), "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         items = page.get("results", page.get("data", []))
         if status != 200 or len(items) != 50:
             raise RuntimeError(f"/api/v1/invoices/ answered {status} with {len(items)} invoices: {body[:300]!r}")
-        seconds = 4 if args.quick else 10
+        seconds = 3 if args.quick else 10
         api = _wrk(f"{base}/api/v1/invoices/", auth, seconds)
         health = _wrk(f"{base}/healthz", host, seconds)
     finally:
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({share:.0%})", file=sys.stderr)
     # Quick (CI): a regression floor on the share of the minimal view (a busy machine slows both); the full
     # run holds the issue's targets.
-    floor = 0.15 if args.quick else 0.40
+    floor = 0.25 if args.quick else 0.40
     ok = api["non_2xx"] == 0 and api["socket_errors"] == 0 and share >= floor
     if not args.quick:
         ok = ok and api["rps"] >= 500 and p95 <= 50

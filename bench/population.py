@@ -119,7 +119,11 @@ def clients_populate(*, agency, count: int, activated_on: date, usage_period_sta
         PaymentMethod.objects.bulk_create(methods, batch_size=5000)
         SandboxPaymentMethod.objects.bulk_create(sandbox, batch_size=5000)  # public schema: shared books
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+            # This schema's tables only: a database-wide ANALYZE inside this transaction would lock every table
+            # of every schema (P6 leaves 1,000 of them) and run the server's shared lock table out.
+            cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [agency.schema_name])
+            tables = [row[0] for row in cursor.fetchall()]
+            cursor.execute("ANALYZE " + ", ".join(f'"{agency.schema_name}"."{t}"' for t in tables))
     return [c.pk for c in clients]
 
 

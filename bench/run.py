@@ -1,4 +1,4 @@
-"""Run the benchmarks and print the table: `python -m bench.run [--quick] [--only P1,P2] [--profile]`.
+"""Run the benchmarks and print the table: `python -m bench.run [--quick] [--only P1,P2] [--profile] [--scaling]`.
 
 `make bench` / `make bench-quick` run this under scripts/services.py, which provides PostgreSQL and Redis
 (private servers on loopback when DATABASE_URL / REDIS_URL are unset). The benchmarks use a database of
@@ -32,6 +32,7 @@ BENCHMARKS = [
     ("P6", "bench.p6_tenants", 600, 90),
     ("P7", "bench.p7_day", 420, 90),
 ]
+SCALING_LIMIT = 900
 
 
 def _prepare_database(env: dict[str, str]) -> None:
@@ -43,8 +44,8 @@ def _prepare_database(env: dict[str, str]) -> None:
 
 
 def _run_one(module: str, limit: int, quick: bool, profile: bool, env: dict[str, str],
-             out: Path) -> tuple[dict | None, str]:
-    cmd = [sys.executable, "-m", module, "--out", str(out)]
+             out: Path, extra: tuple[str, ...] = ()) -> tuple[dict | None, str]:
+    cmd = [sys.executable, "-m", module, "--out", str(out), *extra]
     if quick:
         cmd.append("--quick")
     if profile:
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="Comma-separated rows to run, e.g. P1,P2.")
     parser.add_argument("--profile", action="store_true", help="Profile the measured steps (pyinstrument).")
     parser.add_argument("--keep-database", action="store_true", help="Reuse the benchmark database as it is.")
+    parser.add_argument("--scaling", action="store_true",
+                        help="The 1k -> 10k client scaling rows (P3 only; P1's full run already covers its sizes).")
     args = parser.parse_args(argv)
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name):
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
            "CELERY_QUEUE": f"agencybilling-bench-{os.getpid()}"}
     env.pop("STRIPE_SECRET_KEY", None)
     selected = {part.strip().upper() for part in args.only.split(",")} if args.only else None
+    if args.scaling:
+        selected, args.quick = {"P3"}, False
     started = time.monotonic()
     if not args.keep_database:
         _prepare_database(env)
@@ -126,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     for row_id, module, full_limit, quick_limit in BENCHMARKS:
         if selected and row_id not in selected:
             continue
-        out = RESULTS / f"{row_id}{'-quick' if args.quick else ''}.json"
+        out = RESULTS / f"{row_id}{'-quick' if args.quick else ''}{'-scaling' if args.scaling else ''}.json"
         print(f"== {row_id} ({module})", file=sys.stderr, flush=True)
         t0 = time.monotonic()
-        document, error = _run_one(module, quick_limit if args.quick else full_limit, args.quick, args.profile,
-                                   env, out)
+        limit = SCALING_LIMIT if args.scaling else quick_limit if args.quick else full_limit
+        document, error = _run_one(module, limit, args.quick, args.profile, env, out,
+                                   ("--scaling",) if args.scaling else ())
         print(f"== {row_id} took {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
         if document is None:
             rows.append({"id": row_id, "what": module, "target": "", "figure": None, "unit": "", "baseline": None,
@@ -140,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     summary = {"quick": args.quick, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "seconds": round(elapsed, 1), "machine": machine(), "rows": rows}
-    name = "latest-quick.json" if args.quick else ("latest.json" if not selected else "latest-partial.json")
+    name = "latest-quick.json" if args.quick else ("latest-scaling.json" if args.scaling else
+                                                    "latest.json" if not selected else "latest-partial.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print()

@@ -40,21 +40,38 @@ def charge_payload(charge: Charge, attempt=None) -> dict:
 
 
 def charge_moved(charge: Charge, *, from_status: str, to_status: str) -> None:
-    """charge.paid on Paid; charge.failed for each failed attempt; charge.uncollectable on becoming Uncollectable."""
+    """charge.paid on Paid; charge.failed for each failed attempt; charge.uncollectable on becoming Uncollectable.
+
+    The latest attempt and the payload are read only when an endpoint listens (events_publish calls the item
+    function then): an agency without webhooks pays one query per move, not two (docs/performance.md, P7)."""
     if to_status not in (ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
         return
-    attempt = charge.attempts.order_by("-number").first()
+    latest: list = []
+
+    def attempt():
+        if not latest:
+            latest.append(charge.attempts.order_by("-number").first())
+        return latest[0]
+
     if to_status == ChargeStatus.PAID:
-        event_publish(kind=EventKind.CHARGE_PAID, key=f"charge.paid:{charge.public_id}",
-                      payload=charge_payload(charge, attempt))
+        events_publish(kind=EventKind.CHARGE_PAID, items=lambda: [
+            (f"charge.paid:{charge.public_id}", charge_payload(charge, attempt()))])
         return
-    if attempt is not None and attempt.outcome in FAILED_OUTCOMES:
-        event_publish(kind=EventKind.CHARGE_FAILED, key=f"charge.failed:{charge.public_id}:{attempt.number}",
-                      payload=charge_payload(charge, attempt))
+
+    def failed():
+        last = attempt()
+        if last is None or last.outcome not in FAILED_OUTCOMES:
+            return []
+        return [(f"charge.failed:{charge.public_id}:{last.number}", charge_payload(charge, last))]
+
+    events_publish(kind=EventKind.CHARGE_FAILED, items=failed)
     if to_status == ChargeStatus.UNCOLLECTABLE and from_status != ChargeStatus.UNCOLLECTABLE:
-        number = attempt.number if attempt else 0
-        event_publish(kind=EventKind.CHARGE_UNCOLLECTABLE, key=f"charge.uncollectable:{charge.public_id}:{number}",
-                      payload=charge_payload(charge, attempt))
+        def uncollectable():
+            last = attempt()
+            return [(f"charge.uncollectable:{charge.public_id}:{last.number if last else 0}",
+                     charge_payload(charge, last))]
+
+        events_publish(kind=EventKind.CHARGE_UNCOLLECTABLE, items=uncollectable)
 
 
 def payout_paid(payout: Payout, charges: list[Charge]) -> None:

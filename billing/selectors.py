@@ -217,17 +217,25 @@ def client_open_by_category(client: Client) -> dict[str, int]:
 
 def collection_status():
     """An invoice's collection status from its charges, in SQL: the first status present in the order of
-    `billing.overview.STATUS_PRECEDENCE` (the pages' rule), Scheduled when it has no charge yet. Returns the
-    expression and the per-status counts it reads, to be annotated first."""
-    from django.db.models import Case, CharField, Count, Value, When
+    `billing.overview.STATUS_PRECEDENCE` (the pages' rule), Scheduled when it has no charge yet.
+
+    A correlated subquery (one index lookup on the invoice's charges per row) rather than a join with a
+    GROUP BY: PostgreSQL evaluates it only for the rows a page returns, after the sort and limit, so a page
+    of 50 costs the same for 500 or 50,000 invoices. Written as SQL because building the equivalent
+    Case/When subquery expression cost more Python time per request than the query itself
+    (docs/performance.md, P5). Annotates querysets whose base table is the client invoice table."""
+    from django.db.models import CharField
+    from django.db.models.expressions import RawSQL
 
     from billing.base_models import ChargeStatus
+    from billing.models import Charge, Invoice
     from billing.overview import STATUS_PRECEDENCE
 
-    counts = {f"_n_{s.lower()}": Count("charges", filter=Q(charges__status=s)) for s in ChargeStatus.values}
-    expression = Case(*[When(**{f"_n_{s.lower()}__gt": 0}, then=Value(s)) for s in STATUS_PRECEDENCE],
-                      default=Value(ChargeStatus.SCHEDULED), output_field=CharField())
-    return expression, counts
+    sql = (f'COALESCE((SELECT c.status FROM "{Charge._meta.db_table}" c '
+           f'WHERE c.invoice_id = "{Invoice._meta.db_table}".id '
+           "ORDER BY array_position(%s::text[], c.status::text) LIMIT 1), %s)")
+    # Constant SQL (table names from the models); the statuses are parameters.
+    return RawSQL(sql, (list(STATUS_PRECEDENCE), str(ChargeStatus.SCHEDULED)), output_field=CharField())  # noqa: S611
 
 
 def invoice_list_for_user(*, user, month: date | None = None, status: str | None = None,
@@ -236,9 +244,8 @@ def invoice_list_for_user(*, user, month: date | None = None, status: str | None
     from billing.models import Invoice
     from clients.selectors import client_list_for_user
 
-    status_expression, counts = collection_status()
     invoices = (Invoice.objects.filter(client__in=client_list_for_user(user=user)).select_related("client")
-                .annotate(**counts).annotate(collection_status=status_expression))
+                .annotate(collection_status=collection_status()))
     if month is not None:
         invoices = invoices.filter(period_start__year=month.year, period_start__month=month.month)
     if client_public_id is not None:

@@ -178,7 +178,7 @@ def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[
             # Agency Invoiced clients are never charged (COL-1): their charges are built as such.
             status = ChargeStatus.AGENCY_INVOICED if terms.agency_invoiced else ChargeStatus.SCHEDULED
             charges.extend((uuid.uuid4(), now, now, installment, amount, currency, due, due, status, "", "",
-                            terms.client_id, invoice_id)
+                            terms.client_id, invoice_id, period.start)
                            for installment, due, amount in _installments(total_minor=total, terms=terms, today=today,
                                                                          billing_date=billing_date))
             one_time.extend((key, number) for key in draft.one_time_service_keys)
@@ -209,7 +209,7 @@ LINE_COLUMNS = ("invoice_id", "position", "category", "description", "quantity",
 LEDGER_COLUMNS = ("client_id", "invoice_id", "entry_type", "category", "amount_minor", "currency", "occurred_on",
                   "reference", "created_at")
 CHARGE_COLUMNS = ("public_id", "created_at", "updated_at", "installment", "amount_minor", "currency", "billing_date",
-                  "due_on", "status", "paid_reference", "payout_reference", "client_id", "invoice_id")
+                  "due_on", "status", "paid_reference", "payout_reference", "client_id", "invoice_id", "period_start")
 
 
 def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> tuple[AgencyInvoice | None, bool]:

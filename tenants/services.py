@@ -18,6 +18,7 @@ from tenants.models import (
     slug_validator,
     validate_time_zone,
 )
+from tenants.spares import spare_schema_claim
 
 
 def agency_domain(slug: str) -> str:
@@ -49,9 +50,20 @@ def agency_create(*, slug: str, name: str, time_zone: str = "UTC", currency: str
     with transaction.atomic():
         agency = Agency(schema_name=slug, name=name, time_zone=time_zone, currency=currency.upper(),
                         billing_day=billing_day)
+        # A spare schema migrated ahead of time becomes the agency's (tenants/spares.py); else it is migrated now.
+        if settings.TENANT_SPARE_SCHEMAS and spare_schema_claim(slug=slug):
+            agency.auto_create_schema = False
         agency.save()
         Domain.objects.create(domain=agency_domain(slug), tenant=agency, is_primary=True)
+        if settings.TENANT_SPARE_SCHEMAS:
+            transaction.on_commit(_spares_refill_later)
     return agency
+
+
+def _spares_refill_later() -> None:
+    from tenants.tasks import spare_schemas_refill
+
+    spare_schemas_refill.delay()
 
 
 def _amount_errors(value: object, field: str, errors: dict[str, list[str]]) -> None:

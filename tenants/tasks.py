@@ -22,6 +22,24 @@ def agency_ping(*, schema_name: str) -> dict:
     return {"schema": connection.schema_name, "clients": Client.objects.count()}
 
 
+@shared_task(name="tenants.tasks.spare_schemas_refill")
+def spare_schemas_refill() -> dict:
+    """After each agency creation and hourly: keep TENANT_SPARE_SCHEMAS migrated spare schemas ready."""
+    from django.core.cache import cache
+
+    from tenants.spares import spare_schemas_refill as refill
+
+    # One refill at a time (several creations in a row each enqueue one). A cache lock rather than a
+    # PostgreSQL session lock: migrating a spare closes the database connection, which would release it.
+    lock = "tenants.spare_schemas_refill"
+    if not cache.add(lock, 1, timeout=900):
+        return {"skipped": "another refill is running"}
+    try:
+        return refill()
+    finally:
+        cache.delete(lock)
+
+
 @shared_task(name="tenants.tasks.billing_clock_tick")
 def billing_clock_tick() -> dict:
     """Beat's one frequent tick: enqueue one task per agency whose local date has moved on (CYC-5)."""

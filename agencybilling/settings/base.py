@@ -59,6 +59,10 @@ PUBLIC_SCHEMA_URLCONF = "agencybilling.urls_platform"
 ROOT_URLCONF = "agencybilling.urls_agency"
 # One `SET search_path` per request instead of one per cursor.
 TENANT_LIMIT_SET_CALLS = True
+# migrate_schemas skips the agency schemas that already hold every migration (tenants/migration.py).
+GET_EXECUTOR_FUNCTION = "tenants.migration.get_executor"
+# Migrated spare schemas kept ready so creating an agency renames one instead of migrating (tenants/spares.py).
+TENANT_SPARE_SCHEMAS = env_int("TENANT_SPARE_SCHEMAS", 2)
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 MIDDLEWARE = [

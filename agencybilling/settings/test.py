@@ -22,3 +22,6 @@ WHITENOISE_AUTOREFRESH = True
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "100000/minute"}}  # noqa: F405
 WEBHOOK_ALLOW_PRIVATE_HOSTS = True
 WEBHOOK_TIMEOUT_SECONDS = 3
+
+# Tests create their agencies' schemas directly; the spare-schema pool is tested on its own (override_settings).
+TENANT_SPARE_SCHEMAS = 0

@@ -138,6 +138,10 @@ class ClientRef(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     name = serializers.CharField()
 
+    def to_representation(self, instance):
+        # The same two fields without a nested serializer's per-field machinery: this is read 50 times a page.
+        return {"id": str(instance.public_id), "name": instance.name}
+
 
 class InvoiceLineOutput(serializers.Serializer):
     position = serializers.IntegerField()
@@ -196,6 +200,10 @@ class InvoicesApi(ApiView):
     schema_tags = ("invoices",)
     ordering_fields = ("period_start", "number", "created_at")
     default_ordering = "-period_start"
+    # What InvoiceOutput and the cursor read: a page loads no other column (timestamps cost the most to load).
+    output_columns = ("public_id", "number", "client__public_id", "client__name", "period_start", "period_end",
+                      "issued_on", "due_on", "currency", "subtotal_minor", "tax_minor", "total_minor",
+                      "agency_invoiced", "created_at")
 
     class FilterSerializer(serializers.Serializer):
         month = MonthField(required=False, help_text="Invoices whose cycle starts in this month.")
@@ -209,7 +217,7 @@ class InvoicesApi(ApiView):
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         invoices = invoice_list_for_user(user=self.user, month=filters.get("month"), status=filters.get("status"),
-                                         client_public_id=filters.get("client"))
+                                         client_public_id=filters.get("client")).only(*self.output_columns)
         response = paginate(request=request, view=self, queryset=invoices, serializer_class=InvoiceOutput)
         return with_etag(request, response.data)
 

@@ -11,9 +11,11 @@ The margin (3 %) is there because a request reaches the server some milliseconds
 amount (a thread waiting for the CPU or the GIL): the server counts arrivals per second, and two slots a bit
 more than a second apart could otherwise arrive within one second. Up to ~30 ms of such jitter is absorbed.
 
-- `LocalRateLimiter`: the threads of one process.
-- `RedisRateLimiter`: every process and worker that uses the same provider account, through one Redis key
-  (an atomic Lua script on Redis's own clock, so hosts with skewed clocks still agree).
+Late wake-ups: a thread that wakes up more than half the margin after its slot (a busy machine can hold a
+sleeping thread back for tens of milliseconds, or the reservation's reply can come back late) does not send
+late, which would bunch its request with the next ones; it gives the slot up and reserves a new one. A slot
+given up is a request not sent, never one too many: the rate stays at most R, and the late wake-ups cost only
+the slots they miss.
 """
 
 from __future__ import annotations
@@ -45,27 +47,37 @@ class LocalRateLimiter:
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.rate = rate
         self.spacing = _spacing(rate, window, margin)
+        self.tolerance = margin * window / 2
+        self.missed = 0  # slots given up by late wake-ups (diagnostics)
         self._last: float | None = None
         self._lock = threading.Lock()
         self._clock, self._sleep = clock, sleep
 
-    def reserve(self) -> float:
-        """Reserve the next slot; returns how long to wait for it."""
+    def _reserve_slot(self) -> float:
         with self._lock:
             now = self._clock()
             slot = now if self._last is None else max(now, self._last + self.spacing)
             self._last = slot
-            return slot - now
+            return slot
+
+    def reserve(self) -> float:
+        """Reserve the next slot; returns how long to wait for it."""
+        return max(0.0, self._reserve_slot() - self._clock())
 
     def acquire(self) -> float:
-        delay = self.reserve()
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+        started = self._clock()
+        while True:
+            slot = self._reserve_slot()
+            delay = slot - self._clock()
+            if delay > 0:
+                self._sleep(delay)
+            if self._clock() - slot <= self.tolerance:
+                return self._clock() - started
+            self.missed += 1
 
 
 # KEYS[1]: the last reserved slot (microseconds, Redis clock); ARGV[1]: spacing in microseconds.
-# Reserves the next slot and returns how many microseconds from now it is.
+# Reserves the next slot; returns Redis's time now and the slot, in microseconds.
 _RESERVE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -73,7 +85,7 @@ local spacing = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = math.max(now, last + spacing)
 redis.call('SET', KEYS[1], string.format('%d', slot), 'PX', math.ceil((slot - now) / 1000) + 60000)
-return slot - now
+return {now, slot}
 """
 
 
@@ -85,6 +97,9 @@ class RedisRateLimiter:
         self.rate = rate
         self.key = key
         self.spacing = _spacing(rate, window, margin)
+        self.tolerance = margin * window / 2
+        self.missed = 0  # slots given up by late wake-ups (diagnostics)
+        self._offset = float("inf")
         self._spacing_us = int(self.spacing * 1_000_000)
         self._redis = client or redis.Redis.from_url(redis_url)
         self._script = self._redis.register_script(_RESERVE_LUA)
@@ -93,7 +108,17 @@ class RedisRateLimiter:
         self._redis.delete(self.key)
 
     def acquire(self) -> float:
-        delay = int(self._script(keys=[self.key], args=[self._spacing_us])) / 1_000_000
-        if delay > 0:
-            time.sleep(delay)
-        return delay
+        started = time.monotonic()
+        while True:
+            now_us, slot_us = (int(v) for v in self._script(keys=[self.key], args=[self._spacing_us]))
+            # Redis's clock in this process's terms: the smallest (local time after a reply - Redis time of
+            # that reservation) seen so far. A reply can be late, never early, so the smallest is the truest,
+            # and a late reply neither counts as a late send nor makes one look on time.
+            self._offset = min(self._offset, time.monotonic() - now_us / 1_000_000)
+            slot = slot_us / 1_000_000 + self._offset
+            delay = slot - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if time.monotonic() - slot <= self.tolerance:
+                return time.monotonic() - started
+            self.missed += 1

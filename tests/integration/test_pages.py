@@ -480,7 +480,8 @@ def _bulk_clients(count: int, month: date) -> None:
                                     for inv in invoices)
     statuses = [ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.SCHEDULED, ChargeStatus.UNCOLLECTABLE]
     Charge.objects.bulk_create(Charge(invoice=inv, client=inv.client, amount_minor=1000, currency="USD",
-                                      billing_date=month, due_on=month, status=statuses[i % 4])
+                                      billing_date=month, due_on=month, status=statuses[i % 4],
+                                      period_start=inv.period_start)
                                for i, inv in enumerate(invoices))
     # A real database has statistics (autovacuum keeps them); these rows sit in the test's own transaction,
     # which autovacuum cannot see, so analyse them here. Without statistics PostgreSQL plans the joins for
