@@ -79,3 +79,34 @@ def test_redis_limiter_threads_never_send_more_than_r_in_a_second():
     sends.sort()
     assert len(sends) == 60
     assert max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends) <= 40
+
+
+
+class SwitchedOutAfterWaking(FakeClock):
+    """After each sleep, the thread is switched out for `delay` between its first reading and the next."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay, self.pending = delay, []
+
+    def __call__(self) -> float:
+        if self.pending:
+            self.now += self.pending.pop(0)
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.pending = [0.0, self.delay]
+
+
+def test_the_time_granted_is_the_time_checked_against_the_slot():
+    clock = SwitchedOutAfterWaking(delay=0.0)
+    limiter = LocalRateLimiter(10, clock=clock, sleep=clock.sleep)
+    clock.delay = 2 * limiter.tolerance
+    granted = []
+    for _ in range(5):
+        started = clock()
+        granted.append(started + limiter.acquire())
+    slots = [granted[0] + n * limiter.spacing for n in range(5)]
+    # A second reading after the check would grant a time beyond the tolerance that was checked.
+    assert all(abs(grant - slot) <= limiter.tolerance for grant, slot in zip(granted, slots, strict=True))
