@@ -28,17 +28,22 @@ def client_address(request: HttpRequest) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def _user_key(username: str) -> str | None:
+    name = username.strip().lower()
+    return f"login-fail:user:{hashlib.sha256(name.encode()).hexdigest()[:32]}" if name else None
+
+
 def _keys(request: HttpRequest, username: str) -> list[tuple[str, int]]:
-    digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
     keys = [(f"login-fail:addr:{client_address(request)}", settings.LOGIN_FAILURES_PER_ADDRESS)]
-    if username.strip():
-        keys.insert(0, (f"login-fail:user:{digest}", settings.LOGIN_FAILURES_PER_USER))
+    if user_key := _user_key(username):
+        keys.insert(0, (user_key, settings.LOGIN_FAILURES_PER_USER))
     return keys
 
 
 def login_throttled(request: HttpRequest, username: str) -> bool:
-    counts = cache.get_many([key for key, _ in _keys(request, username)])
-    return any(counts.get(key, 0) >= limit for key, limit in _keys(request, username))
+    keys = _keys(request, username)
+    counts = cache.get_many([key for key, _ in keys])
+    return any(counts.get(key, 0) >= limit for key, limit in keys)
 
 
 def login_failure_record(request: HttpRequest, username: str) -> None:
@@ -52,14 +57,19 @@ def login_failure_record(request: HttpRequest, username: str) -> None:
 
 
 def login_success_record(request: HttpRequest, username: str) -> None:
-    cache.delete(_keys(request, username)[0][0])
+    if user_key := _user_key(username):
+        cache.delete(user_key)
+
+
+def _posted_username(request: HttpRequest) -> str:
+    return str(request.POST.get("username", ""))[:254]
 
 
 class ThrottledLoginView(LoginView):
     template_name = "registration/login.html"
 
     def post(self, request, *args, **kwargs):
-        username = str(request.POST.get("username", ""))[:254]
+        username = _posted_username(request)
         if login_throttled(request, username):
             logger.warning("sign-in refused: too many failures (schema %s, address %s)",
                            getattr(request.tenant, "schema_name", "?"), client_address(request))
@@ -75,9 +85,9 @@ class ThrottledLoginView(LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):
-        login_failure_record(self.request, str(self.request.POST.get("username", ""))[:254])
+        login_failure_record(self.request, _posted_username(self.request))
         return super().form_invalid(form)
 
     def form_valid(self, form):
-        login_success_record(self.request, str(self.request.POST.get("username", ""))[:254])
+        login_success_record(self.request, _posted_username(self.request))
         return super().form_valid(form)

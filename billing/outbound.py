@@ -3,6 +3,8 @@ payout events, published in the transaction of the change itself through `integr
 
 from __future__ import annotations
 
+import functools
+
 from billing.base_models import FAILED_OUTCOMES, ChargeStatus
 from billing.models import Charge, Invoice
 from billing.platform.models import Payout
@@ -46,12 +48,7 @@ def charge_moved(charge: Charge, *, from_status: str, to_status: str) -> None:
     function then): an agency without webhooks pays one query per move, not two (docs/performance.md, P7)."""
     if to_status not in (ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
         return
-    latest: list = []
-
-    def attempt():
-        if not latest:
-            latest.append(charge.attempts.order_by("-number").first())
-        return latest[0]
+    attempt = functools.cache(lambda: charge.attempts.order_by("-number").first())
 
     if to_status == ChargeStatus.PAID:
         events_publish(kind=EventKind.CHARGE_PAID, items=lambda: [

@@ -119,7 +119,7 @@ ENV = _env()
 
 
 def _compile(source: str):
-    """Parse, check the structure, compile. TemplateSyntaxError for both kinds of refusal, with the line."""
+    """Parse, check the structure, compile: TemplateSyntaxError (with the line) or SecurityError when refused."""
     if len(source) > MAX_TEMPLATE_LENGTH:
         raise SecurityError(f"a template longer than {MAX_TEMPLATE_LENGTH} characters")
     template_ast = ENV.parse(source)

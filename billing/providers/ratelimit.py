@@ -65,16 +65,23 @@ class LocalRateLimiter:
         return max(0.0, self._reserve_slot() - self._clock())
 
     def acquire(self) -> float:
-        started = self._clock()
-        while True:
-            slot = self._reserve_slot()
-            delay = slot - self._clock()
-            if delay > 0:
-                self._sleep(delay)
-            woke = self._clock()  # one reading for the check and the answer: a thread switch between two
-            if woke - slot <= self.tolerance:  # readings would hand out a slot later than the one checked
-                return woke - started
-            self.missed += 1
+        return _wait_for_slot(self, self._reserve_slot, clock=self._clock, sleep=self._sleep)
+
+
+def _wait_for_slot(limiter, reserve_slot: Callable[[], float], *, clock: Callable[[], float],
+                   sleep: Callable[[float], None]) -> float:
+    """Sleep until a reserved slot (in `clock`'s time); a wake-up later than the limiter's tolerance gives the
+    slot up and reserves another. Returns the seconds waited."""
+    started = clock()
+    while True:
+        slot = reserve_slot()
+        delay = slot - clock()
+        if delay > 0:
+            sleep(delay)
+        woke = clock()  # one reading for the check and the answer: a thread switch between two readings
+        if woke - slot <= limiter.tolerance:  # would hand out a slot later than the one checked
+            return woke - started
+        limiter.missed += 1
 
 
 # KEYS[1]: the last reserved slot (microseconds, Redis clock); ARGV[1]: spacing in microseconds.
@@ -117,21 +124,16 @@ class RedisRateLimiter:
             seconds, micros = self._redis.time()
             self._offset = min(self._offset, time.monotonic() - (seconds + micros / 1_000_000))
 
+    def _reserve_slot(self) -> float:
+        """The next slot, in this process's monotonic time."""
+        now_us, slot_us = (int(v) for v in self._script(keys=[self.key], args=[self._spacing_us]))
+        # Redis's clock in this process's terms: the smallest (local time after a reply - Redis time of that
+        # reservation) seen so far. A reply can be late, never early, so the smallest is the truest, and a
+        # late reply neither counts as a late send nor makes one look on time.
+        self._offset = min(self._offset, time.monotonic() - now_us / 1_000_000)
+        return slot_us / 1_000_000 + self._offset
+
     def acquire(self) -> float:
-        started = time.monotonic()
         if self._offset == float("inf"):
             self._calibrate()
-        while True:
-            now_us, slot_us = (int(v) for v in self._script(keys=[self.key], args=[self._spacing_us]))
-            # Redis's clock in this process's terms: the smallest (local time after a reply - Redis time of
-            # that reservation) seen so far. A reply can be late, never early, so the smallest is the truest,
-            # and a late reply neither counts as a late send nor makes one look on time.
-            self._offset = min(self._offset, time.monotonic() - now_us / 1_000_000)
-            slot = slot_us / 1_000_000 + self._offset
-            delay = slot - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            woke = time.monotonic()
-            if woke - slot <= self.tolerance:
-                return woke - started
-            self.missed += 1
+        return _wait_for_slot(self, self._reserve_slot, clock=time.monotonic, sleep=time.sleep)
