@@ -7,11 +7,11 @@ capabilities (any of) that ROLE-1 requires for it. A method without an entry in 
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, ClassVar
 
-from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpResponse
 from rest_framework import permissions, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -59,20 +59,17 @@ class ApiView(APIView):
         return has_capability(self.user, capability)
 
 
-def etag_for(data: Any) -> str:
-    digest = hashlib.sha256(json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True).encode()).hexdigest()
-    return f'"{digest[:32]}"'
-
-
 def if_none_match(request, etag: str) -> bool:
     header = request.headers.get("If-None-Match", "")
     candidates = {part.strip().removeprefix("W/") for part in header.split(",")}
     return etag in candidates or "*" in candidates
 
 
-def with_etag(request, data: Any, *, etag: str | None = None) -> Response:
-    """200 with an ETag, or 304 when the client already has this representation."""
-    etag = etag or etag_for(data)
+def with_etag(request, data: Any) -> HttpResponse:
+    """200 with an ETag (a digest of the JSON it sends), or 304 when the client already has this representation.
+    The body is rendered once, for the digest and the response alike."""
+    content = JSONRenderer().render(data)
+    etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
     if if_none_match(request, etag):
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-    return Response(data, headers={"ETag": etag})
+    return HttpResponse(content, content_type="application/json", headers={"ETag": etag})

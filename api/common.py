@@ -69,6 +69,8 @@ class MaskedAmountField(serializers.IntegerField):
 
 def query_filters(serializer_class: type[serializers.Serializer], request) -> dict:
     """Validate query parameters with a filter serializer; unknown parameters are ignored, bad values are 400."""
+    if not request.query_params:
+        return {}  # nothing to validate (the usual first page): no serializer to build
     known = {name: request.query_params.get(name) for name in serializer_class().fields
              if name in request.query_params}
     serializer = serializer_class(data=known)

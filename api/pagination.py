@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core import signing
 from rest_framework import serializers
 from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from core.parsing import whole_number
@@ -58,12 +59,22 @@ class ApiCursorPagination(CursorPagination):
         return replace_query_param(self.base_url, self.cursor_query_param, encoded)
 
 
-def paginate(*, request, view, queryset, serializer_class, context: dict | None = None):
+def paginate(*, request, view, queryset, serializer_class, context: dict | None = None) -> Response:
     """A paginated response of `serializer_class` over `queryset` (HackSoft's get_paginated_response)."""
+    return Response(_page(request, view, queryset, lambda rows: serializer_class(
+        rows, many=True, context={"request": request, **(context or {})}).data))
+
+
+def paginate_rows(*, request, view, queryset, write) -> dict:
+    """The same page and cursors as `paginate`, each row of a `values()` queryset (holding the ordering fields)
+    written by `write`, without a serializer."""
+    return _page(request, view, queryset, lambda rows: [write(row) for row in rows])
+
+
+def _page(request, view, queryset, write_page) -> dict:
     paginator = ApiCursorPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    data = serializer_class(page, many=True, context={"request": request, **(context or {})}).data
-    return paginator.get_paginated_response(data)
+    rows = paginator.paginate_queryset(queryset, request, view=view)
+    return {"next": paginator.get_next_link(), "previous": paginator.get_previous_link(), "results": write_page(rows)}
 
 
 def page_of(item_serializer: type[serializers.Serializer]) -> type[serializers.Serializer]:

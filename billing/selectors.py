@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -215,6 +216,7 @@ def client_open_by_category(client: Client) -> dict[str, int]:
 # --- what the API and the dashboard read, scoped to what the user may see (ROLE-1, TEN-2) --------------------
 
 
+@functools.cache
 def collection_status():
     """An invoice's collection status from its charges, in SQL: the first status present in the order of
     `billing.overview.STATUS_PRECEDENCE` (the pages' rule), Scheduled when it has no charge yet.
@@ -223,7 +225,10 @@ def collection_status():
     GROUP BY: PostgreSQL evaluates it only for the rows a page returns, after the sort and limit, so a page
     of 50 costs the same for 500 or 50,000 invoices. Written as SQL because building the equivalent
     Case/When subquery expression cost more Python time per request than the query itself
-    (docs/performance.md, P5). Annotates querysets whose base table is the client invoice table."""
+    (docs/performance.md, P5). Annotates querysets whose base table is the client invoice table.
+
+    One instance per process (expressions are copied when a query resolves them, never changed): its identity,
+    which Django computes through `inspect` whenever the query compares expressions, is then computed once."""
     from django.db.models import CharField
     from django.db.models.expressions import RawSQL
 
@@ -242,9 +247,9 @@ def invoice_list_for_user(*, user, month: date | None = None, status: str | None
                           client_public_id=None) -> QuerySet:
     """Client invoices the user may see, each annotated with `collection_status`."""
     from billing.models import Invoice
-    from clients.selectors import client_list_for_user
+    from clients.selectors import client_visibility
 
-    invoices = (Invoice.objects.filter(client__in=client_list_for_user(user=user)).select_related("client")
+    invoices = (Invoice.objects.filter(client_visibility(user=user, path="client__")).select_related("client")
                 .annotate(collection_status=collection_status()))
     if month is not None:
         invoices = invoices.filter(period_start__year=month.year, period_start__month=month.month)
@@ -258,9 +263,9 @@ def invoice_list_for_user(*, user, month: date | None = None, status: str | None
 def charge_list_for_user(*, user, month: date | None = None, status: str | None = None, client_public_id=None,
                          invoice_public_id=None) -> QuerySet:
     from billing.models import Charge
-    from clients.selectors import client_list_for_user
+    from clients.selectors import client_visibility
 
-    charges = (Charge.objects.filter(client__in=client_list_for_user(user=user))
+    charges = (Charge.objects.filter(client_visibility(user=user, path="client__"))
                .select_related("client", "invoice").prefetch_related("attempts"))
     if month is not None:
         charges = charges.filter(billing_date__year=month.year, billing_date__month=month.month)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from clients.models import Client
 
 
-def client_list_for_user(*, user: User) -> QuerySet[Client]:
-    """Clients the user may see (ROLE-1): salespeople see only the clients assigned to them."""
-    clients = Client.objects.select_related("salesperson")
+def client_visibility(*, user: User, path: str = "") -> Q:
+    """ROLE-1 as a condition on the clients reached by `path` (e.g. "client__" from an invoice): salespeople see
+    only the clients assigned to them, roles without billing access none. A condition rather than
+    `client__in=<client query>`, so lists of everything (the usual case) carry no subquery."""
     if sees_only_own_clients(user):
-        return clients.filter(salesperson=user)
+        return Q(**{f"{path}salesperson": user})
     if has_capability(user, Capability.VIEW_BILLING):
-        return clients
-    return clients.none()
+        return Q()
+    return Q(**{f"{path}pk__in": []})
+
+
+def client_list_for_user(*, user: User) -> QuerySet[Client]:
+    """Clients the user may see (ROLE-1)."""
+    return Client.objects.select_related("salesperson").filter(client_visibility(user=user))
 
 
 def client_search_for_user(*, user: User, search: str | None = None, agency_invoiced: bool | None = None,

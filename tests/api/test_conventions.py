@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context, tenant_context
@@ -15,6 +16,7 @@ from accounts.models import ApiToken, Role
 from billing.base_models import ChargeStatus
 from billing.models import Charge
 from billing.support import retry_run
+from clients.models import Client
 from tests.api.conftest import BILLING_DATE, api, populate, token_for
 from tests.conftest import make_user
 
@@ -76,6 +78,20 @@ def test_anonymous_calls_are_401(agency_a):
     assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
 
 
+def _forget_rate_counters(schema: str, token_ids) -> None:
+    with schema_context(schema):
+        for pk in token_ids:
+            keys = list(_redis().scan_iter(match=cache.make_key(f"rate:api:token:{pk}") + ":*"))
+            if keys:
+                _redis().delete(*keys)
+
+
+def _redis():
+    import redis
+
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
 def test_rate_limit_per_token_in_a_tenant_prefixed_cache(agency_a, agency_b, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "3/minute"}}
     first = api(agency_a, token_for(agency_a, "rl-one@alpha.test", Role.ADMINISTRATOR))
@@ -85,21 +101,78 @@ def test_rate_limit_per_token_in_a_tenant_prefixed_cache(agency_a, agency_b, set
         ids_a = list(ApiToken.objects.values_list("pk", flat=True))
     with schema_context(agency_b.schema_name):
         ids_b = list(ApiToken.objects.values_list("pk", flat=True))
-    for schema, ids in (("alpha", ids_a), ("beta", ids_b)):
-        with schema_context(schema):
-            cache.delete_many([f"throttle_api_token:{pk}" for pk in ids])
+    _forget_rate_counters("alpha", ids_a)
+    _forget_rate_counters("beta", ids_b)
     statuses = [first.get("/api/v1/me/").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     limited = first.get("/api/v1/me/")
-    assert limited.json()["code"] == "throttled" and int(limited["Retry-After"]) > 0
+    assert limited.json()["code"] == "throttled" and 0 < int(limited["Retry-After"]) <= 120
     assert second.get("/api/v1/me/").status_code == 200  # per token, not per agency or address
     assert other_agency.get("/api/v1/me/").status_code == 200
     # The counter lives under a key that carries the schema: the same token id in two agencies never collides.
     with schema_context("alpha"):
-        key_a = cache.make_key(f"throttle_api_token:{ids_a[0]}")
+        key_a = cache.make_key(f"rate:api:token:{ids_a[0]}")
+        assert list(_redis().scan_iter(match=key_a + ":*")), "the counter is kept under the schema's key"
     with schema_context("beta"):
-        key_b = cache.make_key(f"throttle_api_token:{ids_a[0]}")
+        key_b = cache.make_key(f"rate:api:token:{ids_a[0]}")
     assert key_a != key_b and "alpha" in key_a and "beta" in key_b
+
+
+def test_rate_limit_counts_concurrent_requests_exactly():
+    """The window is counted atomically in Redis: 8 threads asking 10 times each under a limit of 25 get exactly
+    25 grants (a read-then-write counter lets concurrent requests through on top of the limit)."""
+    import threading
+    import uuid
+
+    from api.throttling import window_allow
+
+    key = f"test:{uuid.uuid4().hex}"
+    grants: list[bool] = []
+    lock = threading.Lock()
+
+    def ask() -> None:
+        for _ in range(10):
+            decision = window_allow(key=key, limit=25, window=60)
+            with lock:
+                grants.append(decision.allowed)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert grants.count(True) == 25 and len(grants) == 80
+    refused = window_allow(key=key, limit=25, window=60)
+    # Refusals are not counted, and the wait is at most the rest of this window plus the next one.
+    assert not refused.allowed and 0 < refused.wait_seconds <= 120
+
+
+def test_invoice_list_rows_are_what_the_serializer_writes(agency_a):
+    """The list writes its rows without the serializer (performance); the serializer is the documented schema:
+    both must agree, for roles that see amounts and for those that see statuses only (ROLE-1)."""
+    import json
+
+    from rest_framework.utils.encoders import JSONEncoder
+
+    from api.agency.billing import InvoiceOutput
+    from billing.selectors import invoice_list_for_user
+
+    world = populate(agency_a)
+    for email, role in (("rows-admin@alpha.test", Role.ADMINISTRATOR), ("rows-jr@alpha.test", Role.JR_SALESPERSON)):
+        listed = api(agency_a, token_for(agency_a, email, role)).get("/api/v1/invoices/").json()["results"]
+        with tenant_context(agency_a):
+            from accounts.models import User
+
+            user = User.objects.get(email=email)
+            if role == Role.JR_SALESPERSON:
+                Client.objects.filter(pk=world.own_client.pk).update(salesperson=user)
+                listed = api(agency_a, token_for(agency_a, email, role)).get("/api/v1/invoices/").json()["results"]
+            request = type("Request", (), {"user": user})()
+            expected = [json.loads(json.dumps(InvoiceOutput(invoice, context={"request": request}).data,
+                                              cls=JSONEncoder))
+                        for invoice in invoice_list_for_user(user=user)]
+        assert listed and sorted(listed, key=lambda row: row["id"]) == sorted(expected, key=lambda row: row["id"]), role
+        assert role != Role.JR_SALESPERSON or all(row["total_minor"] is None for row in listed)
 
 
 def test_invoice_reads_carry_etags(agency_a):
