@@ -65,10 +65,12 @@ def paginate(*, request, view, queryset, serializer_class, context: dict | None 
         rows, many=True, context={"request": request, **(context or {})}).data))
 
 
-def paginate_rows(*, request, view, queryset, write) -> dict:
-    """The same page and cursors as `paginate`, each row of a `values()` queryset (holding the ordering fields)
-    written by `write`, without a serializer."""
-    return _page(request, view, queryset, lambda rows: [write(row) for row in rows])
+def paginate_rows(*, request, view, queryset, columns: tuple[str, ...], write) -> dict:
+    """The same page and cursors as `paginate`, read as `values(*columns)` (plus the field the page is ordered by,
+    which the cursor needs) and each row written by `write`, without a serializer."""
+    ordering = {name.lstrip("-") for name in ApiCursorPagination().get_ordering(request, queryset, view)}
+    rows = queryset.values(*columns, *sorted(ordering.difference(columns)))
+    return _page(request, view, rows, lambda page: [write(row) for row in page])
 
 
 def _page(request, view, queryset, write_page) -> dict:

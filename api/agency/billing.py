@@ -187,7 +187,7 @@ class InvoiceOutput(serializers.Serializer):
     # the detail's writer; tests/api/test_conventions.py checks that both write the same JSON.
     row_columns = ("public_id", "number", "client__public_id", "client__name", "collection_status", "period_start",
                    "period_end", "issued_on", "due_on", "currency", "subtotal_minor", "tax_minor", "total_minor",
-                   "agency_invoiced", "created_at")
+                   "agency_invoiced")
 
     @staticmethod
     def row(values: dict, *, amounts: bool) -> dict:
@@ -242,9 +242,9 @@ class InvoicesApi(ApiView):
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         invoices = invoice_list_for_user(user=self.user, month=filters.get("month"), status=filters.get("status"),
-                                         client_public_id=filters.get("client")).values(*InvoiceOutput.row_columns)
+                                         client_public_id=filters.get("client"))
         amounts = self.can(C.VIEW_AMOUNTS)
-        page = paginate_rows(request=request, view=self, queryset=invoices,
+        page = paginate_rows(request=request, view=self, queryset=invoices, columns=InvoiceOutput.row_columns,
                              write=lambda values: InvoiceOutput.row(values, amounts=amounts))
         return with_etag(request, page)
 
