@@ -27,7 +27,7 @@ import time
 import urllib.request
 from datetime import date
 
-from bench.common import ROOT, Row, bench_args, django_setup, stop_process, write_result
+from bench.common import ROOT, Row, bench_args, children_of, cpu_seconds, django_setup, stop_process, write_result
 
 SLUG = "p5api"
 # Two sync workers per core: one can run Python while the other waits for PostgreSQL or Redis
@@ -85,16 +85,22 @@ def _wrk(url: str, headers: dict[str, str], seconds: int) -> dict:
     return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
 
 
-def _interleaved(targets: dict[str, tuple[str, dict[str, str]]], *, slices: int, seconds: int) -> dict[str, dict]:
+def _interleaved(targets: dict[str, tuple[str, dict[str, str]]], *, slices: int, seconds: int,
+                 server_pid: int) -> dict[str, dict]:
     """Each target loaded for `slices` slices of `seconds`, taking turns, after a 2 s warm-up each: whatever
     else the shared machine does weighs on every target alike, so their ratio holds. Counts add up over the
-    slices; p50 is the median slice's, p95/p99/max the worst slice's (conservative)."""
+    slices; p50 is the median slice's, p95/p99/max the worst slice's (conservative). The gunicorn workers' CPU
+    time per request is measured around each slice: a figure the machine's other load barely moves."""
+    workers = children_of(server_pid)
     for url, headers in targets.values():
         _wrk(url, headers, 2)
     reports: dict[str, list[dict]] = {name: [] for name in targets}
     for _ in range(slices):
         for name, (url, headers) in targets.items():
-            reports[name].append(_wrk(url, headers, seconds))
+            before = cpu_seconds(workers)
+            report = _wrk(url, headers, seconds)
+            report["server_cpu_s"] = cpu_seconds(workers) - before
+            reports[name].append(report)
     merged = {}
     for name, runs in reports.items():
         total = {key: sum(run[key] for run in runs) for key in ("requests", "duration_us", "non_2xx", "socket_errors")}
@@ -103,6 +109,8 @@ def _interleaved(targets: dict[str, tuple[str, dict[str, str]]], *, slices: int,
             total[key] = max(run[key] for run in runs)
         total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
         total["slices_rps"] = [round(run["requests"] / (run["duration_us"] / 1e6), 1) for run in runs]
+        total["server_cpu_ms_per_request"] = round(sum(run["server_cpu_s"] for run in runs) * 1000
+                                                   / max(1, total["requests"]), 3)
         merged[name] = total
     return merged
 
@@ -155,14 +163,15 @@ def main(argv: list[str] | None = None) -> int:
         if status != 200 or len(items) != 50:
             raise RuntimeError(f"/api/v1/invoices/ answered {status} with {len(items)} invoices: {body[:300]!r}")
         measured = _interleaved({"api": (f"{base}/api/v1/invoices/", auth), "healthz": (f"{base}/healthz", host)},
-                                slices=3 if args.quick else 5, seconds=1 if args.quick else 2)
+                                slices=3 if args.quick else 5, seconds=1 if args.quick else 2, server_pid=server.pid)
         api, health = measured["api"], measured["healthz"]
     finally:
         stop_process(server)
     p95 = api["p95_us"] / 1000
     share = api["rps"] / health["rps"]
+    cpu_api, cpu_health = api["server_cpu_ms_per_request"], health["server_cpu_ms_per_request"]
     print(f"P5: {api['rps']:.0f} req/s, p95 {p95:.1f} ms, {api['non_2xx']} non-2xx; healthz {health['rps']:.0f} req/s "
-          f"({share:.0%})", file=sys.stderr)
+          f"({share:.0%}); gunicorn CPU per request {cpu_api:.2f} ms vs {cpu_health:.2f} ms", file=sys.stderr)
     # Quick (CI): a regression floor on the share of the minimal view (a busy machine slows both); the full
     # run holds the issue's targets.
     floor = 0.25 if args.quick else 0.40
@@ -174,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             (">= 500 req/s, p95 <= 50 ms, " if not args.quick else "") + f">= {floor:.0%} of a minimal view",
             round(api["rps"], 1), "req/s", passed=ok, baseline=round(health["rps"], 1),
             baseline_what="/healthz, same server", ratio=round(share, 3),
-            note=f"p95 {p95:.1f} ms, p50 {api['p50_us'] / 1000:.1f} ms, {api['non_2xx']} non-2xx",
+            note=f"p95 {p95:.1f} ms, p50 {api['p50_us'] / 1000:.1f} ms, {api['non_2xx']} non-2xx; server CPU "
+                 f"{cpu_api:.2f} ms/request ({cpu_health:.2f} for /healthz)",
             details={"api": api, "healthz": health}),
     ]
     write_result("P5", rows, quick=args.quick, out=args.out)
