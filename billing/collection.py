@@ -144,28 +144,128 @@ def _request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Payer) -> 
 # --- the state machine ----------------------------------------------------------------------------
 
 
-def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: date, actor: str = "",
-                attempt: AbstractAttempt | None = None, **fields) -> AbstractCharge:
-    """Move a locked charge to `to_status`, writing its history row in the same transaction."""
-    from_status = charge.status
+_LATEST_UNKNOWN: object = object()  # a move whose caller does not hold the charge's latest attempt: read it
+_UNREAD: object = object()
+
+
+class _Moves:
+    """What charge moves write besides the charge row: the history row, the notices (NOT-4, NOT-6) and the
+    outbound-webhook events. Gathered while a transaction moves one or many charges, written by `flush` in
+    one INSERT per table (and one send task for all the notices) before that transaction commits, so a move
+    and its history are still committed together or not at all. Every "only once" rule stays the database's:
+    the notices' unique key (NOT-7) and the events' unique key decide what a rerun adds.
+
+    The agency, its notice recipients and its webhook endpoints are read once per batch, not once per move."""
+
+    def __init__(self) -> None:
+        self.history: list = []
+        self.notices: list = []
+        self.events: dict[str, list[tuple[str, dict]]] = {}
+        self._endpoints: list | None = None
+        self._agency = _UNREAD
+        self._recipients: list[str] | None = None
+
+    def _agency_once(self):
+        if self._agency is _UNREAD:
+            self._agency = current_agency()
+        return self._agency
+
+    def _recipients_once(self) -> list[str]:
+        from billing.notices import agency_recipients
+
+        if self._recipients is None:
+            self._recipients = agency_recipients(self._agency_once())
+        return self._recipients
+
+    def _endpoints_once(self) -> list:
+        from integrations.services import endpoints_active
+
+        if self._endpoints is None:
+            self._endpoints = endpoints_active()
+        return self._endpoints
+
+    def moved(self, charge: AbstractCharge, *, from_status: str, to_status: str, reason: str, actor: str,
+              today: date, attempt=_LATEST_UNKNOWN) -> None:
+        self.history.append(_event_model(charge)(charge=charge, from_status=from_status, to_status=to_status,
+                                                 reason=reason, actor=actor, business_date=today))
+        if not isinstance(charge, Charge):
+            return
+        from billing.notices import charge_notice_drafts
+        from billing.outbound import charge_events
+
+        known = {} if attempt is _LATEST_UNKNOWN else {"attempt": attempt}
+        self.notices += charge_notice_drafts(charge, from_status=from_status, to_status=to_status, today=today,
+                                             agency=self._agency_once(), recipients=self._recipients_once, **known)
+        events = charge_events(charge, from_status=from_status, to_status=to_status,
+                               attempt=None if attempt is _LATEST_UNKNOWN else attempt)
+        if events and self._endpoints_once():
+            # Payloads are built now: a later move of the same charge in this batch must not change them.
+            for kind, items in events:
+                if any(endpoint.wants(kind) for endpoint in self._endpoints_once()):
+                    self.events.setdefault(kind, []).extend(items())
+
+    def flush(self) -> None:
+        from integrations.services import events_publish
+        from notifications.services import notices_enqueue
+
+        by_model: dict[type, list] = {}
+        for row in self.history:
+            by_model.setdefault(type(row), []).append(row)
+        for model, rows in by_model.items():
+            model.objects.bulk_create(rows)
+        notices_enqueue(drafts=self.notices)
+        for kind, items in self.events.items():
+            events_publish(kind=kind, items=items, endpoints=self._endpoints)
+        self.history, self.notices, self.events = [], [], {}
+
+
+def _check_transition(from_status: str, to_status: str) -> None:
     if to_status not in ALLOWED_TRANSITIONS[from_status]:
         raise IllegalTransition(f"A charge cannot go from {ChargeStatus(from_status).label} to "
                                 f"{ChargeStatus(to_status).label}.")
-    updated = type(charge).objects.filter(pk=charge.pk, status=from_status).update(status=to_status, **fields)
-    if updated != 1:
-        raise IllegalTransition("The charge changed while it was being updated; nothing was done.")
-    charge.status = to_status
-    for name, value in fields.items():
-        setattr(charge, name, value)
-    _event_model(charge).objects.create(charge=charge, from_status=from_status, to_status=to_status, reason=reason,
-                                        actor=actor, business_date=today)
-    if isinstance(charge, Charge):
-        from billing.notices import charge_notices
-        from billing.outbound import charge_moved
 
-        charge_notices(charge, from_status=from_status, to_status=to_status, today=today, attempt=attempt)
-        charge_moved(charge, from_status=from_status, to_status=to_status)  # outbound webhooks
+
+def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: date, actor: str = "",
+                attempt=_LATEST_UNKNOWN, moves: _Moves | None = None, **fields) -> AbstractCharge:
+    """Move a locked charge to `to_status`, writing its history row in the same transaction: at once, or with
+    the batch's other moves when `moves` is given (the caller flushes it before its transaction commits)."""
+    from_status = charge.status
+    _check_transition(from_status, to_status)
+    with transaction.atomic(savepoint=False):
+        updated = type(charge).objects.filter(pk=charge.pk, status=from_status).update(status=to_status, **fields)
+        if updated != 1:
+            raise IllegalTransition("The charge changed while it was being updated; nothing was done.")
+        charge.status = to_status
+        for name, value in fields.items():
+            setattr(charge, name, value)
+        recorder = moves or _Moves()
+        recorder.moved(charge, from_status=from_status, to_status=to_status, reason=reason, actor=actor, today=today,
+                       attempt=attempt)
+        if moves is None:
+            recorder.flush()
     return charge
+
+
+def _charges_paid(paid: list[tuple[Charge, AbstractAttempt, ChargeResult]], today: date, moves: _Moves) -> None:
+    """Move a batch of locked charges to Paid in one statement, each only from the status it was locked in
+    (the same conditional update as `_transition`, set-based); their moves go to `moves`."""
+    for charge, _, _ in paid:
+        _check_transition(charge.status, ChargeStatus.PAID)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Charge._meta.db_table} AS c SET status = %s, paid_on = %s, paid_reference = v.reference, "
+            "next_retry_on = NULL FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, from_status, reference) "
+            "WHERE c.id = v.id AND c.status = v.from_status",
+            [ChargeStatus.PAID, today, [c.pk for c, _, _ in paid], [c.status for c, _, _ in paid],
+             [a.gateway_reference for _, a, _ in paid]])
+        if cursor.rowcount != len(paid):
+            raise IllegalTransition("A charge changed while it was being updated; nothing was done.")
+    for charge, attempt, _ in paid:
+        from_status = charge.status
+        charge.status, charge.paid_on, charge.paid_reference = ChargeStatus.PAID, today, attempt.gateway_reference
+        charge.next_retry_on = None
+        moves.moved(charge, from_status=from_status, to_status=ChargeStatus.PAID, actor="", today=today,
+                    reason=f"Payment received (attempt {attempt.number})", attempt=attempt)
 
 
 def _locked(charge: AbstractCharge) -> AbstractCharge:
@@ -193,8 +293,9 @@ def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None
 
 
 def _apply_outcome(charge: AbstractCharge, attempt: AbstractAttempt, result: ChargeResult, today: date,
-                   actor: str = "") -> None:
-    """Record a provider result on a locked charge and its attempt (conditional: only once)."""
+                   actor: str = "", moves: _Moves | None = None, retries_enabled: bool | None = None) -> None:
+    """Record a provider result on a locked charge and its attempt (conditional: only once). `attempt` is the
+    charge's latest: a new attempt is never made while one is unresolved."""
     outcome = {Outcome.SUCCEEDED: AttemptOutcome.SUCCEEDED, Outcome.PENDING: AttemptOutcome.PENDING,
                Outcome.DECLINED: AttemptOutcome.DECLINED, Outcome.UNKNOWN: AttemptOutcome.UNKNOWN}[result.outcome]
     updated = type(attempt).objects.filter(pk=attempt.pk, outcome__in=UNRESOLVED_OUTCOMES).update(
@@ -209,13 +310,13 @@ def _apply_outcome(charge: AbstractCharge, attempt: AbstractAttempt, result: Cha
     if outcome == AttemptOutcome.UNKNOWN:
         return
     if outcome == AttemptOutcome.SUCCEEDED:
-        _mark_paid(charge, attempt, today, actor)
+        _mark_paid(charge, attempt, today, actor, moves=moves)
     elif outcome == AttemptOutcome.PENDING:
         if charge.status != ChargeStatus.PENDING:
             _transition(charge, ChargeStatus.PENDING, reason=f"Bank debit submitted (attempt {attempt.number})",
-                        today=today, actor=actor, next_retry_on=None)
+                        today=today, actor=actor, attempt=attempt, moves=moves, next_retry_on=None)
     else:
-        _mark_failed(charge, attempt, today, actor)
+        _mark_failed(charge, attempt, today, actor, moves=moves, latest=attempt, retries_enabled=retries_enabled)
 
 
 def _payouts_lock() -> None:
@@ -228,19 +329,20 @@ def _payouts_lock() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _mark_paid(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "") -> None:
+def _mark_paid(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "",
+               moves: _Moves | None = None) -> None:
     if charge.status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT):
         return
     if isinstance(charge, Charge):
         _payouts_lock()
     _transition(charge, ChargeStatus.PAID, reason=f"Payment received (attempt {attempt.number})", today=today,
-                actor=actor, paid_on=today, paid_reference=attempt.gateway_reference, next_retry_on=None)
+                actor=actor, moves=moves, paid_on=today, paid_reference=attempt.gateway_reference, next_retry_on=None)
     _post_payment(charge, today, attempt.gateway_reference)
     if isinstance(charge, Charge):
         # A payout reported before this payment (events out of order) still moves it to Paid Out.
         payout = _payout_for(charge)
         if payout is not None:
-            _paid_out(charge, payout)
+            _paid_out(charge, payout, moves=moves)
 
 
 def _payout_covers(payout: Payout, charge: AbstractCharge) -> bool:
@@ -274,23 +376,26 @@ def _payout_correct(charge: AbstractCharge, payout: Payout) -> int:
     return updated
 
 
-def _paid_out(charge: AbstractCharge, payout: Payout) -> int:
+def _paid_out(charge: AbstractCharge, payout: Payout, moves: _Moves | None = None) -> int:
     if charge.status != ChargeStatus.PAID:
         return 0
     _transition(charge, ChargeStatus.PAID_OUT, reason=f"Payout {payout.reference} paid", today=payout.arrival_on,
-                payout_reference=payout.reference, paid_out_on=payout.arrival_on)
+                moves=moves, payout_reference=payout.reference, paid_out_on=payout.arrival_on)
     return 1
 
 
-def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "") -> None:
-    retries_enabled = _retries_enabled(charge)
+def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "",
+                 moves: _Moves | None = None, latest=_LATEST_UNKNOWN, retries_enabled: bool | None = None) -> None:
+    """`latest`: the charge's latest attempt when the caller knows it is `attempt` (saves a query per notice)."""
+    retries_enabled = _retries_enabled(charge) if retries_enabled is None else retries_enabled
     failed = _failed_count(charge)
     why = f"Attempt {attempt.number} failed ({attempt.decline_code or 'declined'})"
     if failed >= MAX_FAILED_ATTEMPTS or not retries_enabled:
-        _transition(charge, ChargeStatus.UNCOLLECTABLE, today=today, actor=actor, next_retry_on=None,
+        _transition(charge, ChargeStatus.UNCOLLECTABLE, today=today, actor=actor, attempt=latest, moves=moves,
+                    next_retry_on=None,
                     reason=why + (": retries are off" if not retries_enabled else f": {failed} failures"))
         return
-    _transition(charge, ChargeStatus.RETRYING, reason=why, today=today, actor=actor,
+    _transition(charge, ChargeStatus.RETRYING, reason=why, today=today, actor=actor, attempt=latest, moves=moves,
                 next_retry_on=_next_retry(charge, failed, today))
 
 
@@ -416,6 +521,7 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
 
     started: list[_Started] = []
     settled: list[tuple[Charge, None]] = []
+    moves = _Moves()
     with transaction.atomic():
         charges = list(Charge.objects.select_for_update(of=("self",)).select_related("invoice", "client")
                        .filter(pk__in=charge_ids).order_by("id"))
@@ -431,9 +537,11 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
             if charge.status not in COLLECTIBLE or any(o in UNRESOLVED_OUTCOMES for _, o in previous):
                 logger.info("charge %s skipped: %s", charge.public_id, charge.status)
                 continue
+            # Without an earlier attempt the notices need not look for one.
+            latest = _LATEST_UNKNOWN if previous else None
             if charge.amount_minor == 0:
-                _transition(charge, ChargeStatus.PAID, reason="Nothing to collect", today=ctx.today,
-                            paid_on=ctx.today, next_retry_on=None)
+                _transition(charge, ChargeStatus.PAID, reason="Nothing to collect", today=ctx.today, attempt=latest,
+                            moves=moves, paid_on=ctx.today, next_retry_on=None)
                 settled.append((charge, None))
                 continue
             method = methods.get(charge.client_id)
@@ -441,7 +549,7 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
                 # COL-4: no payment method → Uncollectable at once, no retries.
                 if charge.status != ChargeStatus.UNCOLLECTABLE:
                     _transition(charge, ChargeStatus.UNCOLLECTABLE, reason="No payment method on file",
-                                today=ctx.today, next_retry_on=None)
+                                today=ctx.today, attempt=latest, moves=moves, next_retry_on=None)
                 settled.append((charge, None))
                 continue
             payer = Payer("client", charge.client.provider_customer_id, method, ctx.destination,
@@ -452,6 +560,7 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
                 amount_minor=charge.amount_minor, idempotency_key=f"cl-{charge.public_id.hex}-{number}",
                 payment_method_reference=method.reference)))
         ChargeAttempt.objects.bulk_create([attempt for _, _, attempt in new])
+        moves.flush()
     started = [_Started(charge, attempt, payer) for charge, payer, attempt in new]
     return started, settled
 
@@ -466,10 +575,12 @@ def _call(item: _Started, provider: PaymentProvider) -> ChargeResult:
 
 def _finish_batch(answers: list[tuple[_Started, ChargeResult]], ctx: _Context) -> list[tuple[Charge, AbstractAttempt]]:
     """Record a batch of provider answers in one transaction. Successes are written together (attempts, charges,
-    history, payments); any other outcome goes through the one-charge state machine."""
+    payments); any other outcome goes through the one-charge state machine. Every move's history row, notices
+    and outbound events are written together at the end (`_Moves`), in the same transaction."""
     from billing.ledger import payments_apply
 
     done: list[tuple[Charge, AbstractAttempt]] = []
+    moves = _Moves()
     with transaction.atomic():
         locked = {c.pk: c for c in Charge.objects.select_for_update(of=("self",)).select_related("invoice", "client")
                   .filter(pk__in=[item.charge.pk for item, _ in answers])}
@@ -479,15 +590,14 @@ def _finish_batch(answers: list[tuple[_Started, ChargeResult]], ctx: _Context) -
             if result.outcome == Outcome.SUCCEEDED and charge.status in COLLECTIBLE:
                 paid.append((charge, item.attempt, result))
             else:
-                _apply_outcome(charge, item.attempt, result, ctx.today)
+                _apply_outcome(charge, item.attempt, result, ctx.today, moves=moves,
+                               retries_enabled=ctx.retries_enabled)
             done.append((charge, item.attempt))
         if paid:
             recorded = _attempts_succeeded(paid)
             paid = [entry for entry in paid if entry[1].pk in recorded]
-            for charge, attempt, _ in paid:
-                _transition(charge, ChargeStatus.PAID, reason=f"Payment received (attempt {attempt.number})",
-                            today=ctx.today, paid_on=ctx.today, paid_reference=attempt.gateway_reference,
-                            next_retry_on=None, attempt=attempt)
+        if paid:
+            _charges_paid(paid, ctx.today, moves)
             payments_apply(items=[(charge.client, charge.amount_minor, charge.currency,
                                    charge.paid_reference or f"charge {charge.public_id}") for charge, _, _ in paid],
                            occurred_on=ctx.today, category_order=ctx.category_order)
@@ -498,7 +608,8 @@ def _finish_batch(answers: list[tuple[_Started, ChargeResult]], ctx: _Context) -
                 for charge, _, _ in paid:
                     payout = _payout_for(charge)
                     if payout is not None:
-                        _paid_out(charge, payout)
+                        _paid_out(charge, payout, moves=moves)
+        moves.flush()
     return done
 
 

@@ -3,6 +3,7 @@ transaction of the move itself so a rolled-back move sends nothing and a rerun s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from clients.models import Client
 from core.calendar import add_months
 from core.money import format_minor
 from notifications.catalog import NoticeKind
-from notifications.services import notice_enqueue
+from notifications.services import NoticeDraft, notice_enqueue
 from tenants.models import Agency
 from tenants.selectors import current_agency
 from tenants.services import agency_domain
@@ -39,15 +40,25 @@ def client_notice(*, client: Client, kind: str, period: str, number: int, contex
                    context=context, business_date=today)
 
 
-def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: date, attempt=None) -> None:
-    """`attempt`: the charge's latest attempt when the caller has it (saves a query)."""
+_NO_ATTEMPT = object()
+
+
+def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, today: date, attempt=_NO_ATTEMPT,
+                         agency: Agency | None = None,
+                         recipients: Callable[[], list[str]] | None = None) -> list[NoticeDraft]:
+    """The notices a charge's move sends, not yet queued. `attempt`: the charge's latest attempt (or None: it has
+    none) when the caller has it, else it is read; `agency` and `recipients` (the agency's addresses): when the
+    caller records many moves, so they are read once."""
+    if not ((to_status == ChargeStatus.PAID and charge.amount_minor > 0)
+            or to_status in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE)):
+        return []
     client = charge.client
     if client.agency_invoiced:
-        return  # COL-1: no payment emails
-    agency = current_agency()
+        return []  # COL-1: no payment emails
+    agency = agency or current_agency()
     if agency is None:
-        return
-    if attempt is None:
+        return []
+    if attempt is _NO_ATTEMPT:
         attempt = charge.attempts.order_by("-number").first()
     context = {
         **client_context(agency, client),
@@ -59,14 +70,16 @@ def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: d
     }
     period = f"{charge.invoice.number}/{charge.installment}"
     number = attempt.number if attempt else 1
+    drafts: list[NoticeDraft] = []
 
     def to_client(kind: str) -> None:
-        client_notice(client=client, kind=kind, period=period, number=number, context=context, today=today)
+        drafts.append(NoticeDraft(account=str(client.public_id), kind=kind, period=period, number=number,
+                                  to_email=client.email, context=context, business_date=today))
 
     def to_agency(kind: str) -> None:
-        for email in agency_recipients(agency):
-            notice_enqueue(account=f"agency:{email}", kind=kind, period=f"{client.public_id}/{period}",
-                           number=number, to_email=email, context=context, business_date=today)
+        for email in (recipients or (lambda: agency_recipients(agency)))():
+            drafts.append(NoticeDraft(account=f"agency:{email}", kind=kind, period=f"{client.public_id}/{period}",
+                                      number=number, to_email=email, context=context, business_date=today))
 
     if to_status == ChargeStatus.PAID and charge.amount_minor > 0:
         to_client(NoticeKind.PAYMENT_RECEIVED)
@@ -80,6 +93,7 @@ def charge_notices(charge: Charge, *, from_status: str, to_status: str, today: d
             to_agency(NoticeKind.AGENCY_CHARGE_UNCOLLECTABLE)
         else:  # a manual retry failed again
             to_client(NoticeKind.PAYMENT_FAILED)
+    return drafts
 
 
 def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:

@@ -4,6 +4,7 @@ payout events, published in the transaction of the change itself through `integr
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 from billing.base_models import FAILED_OUTCOMES, ChargeStatus
 from billing.models import Charge, Invoice
@@ -41,34 +42,38 @@ def charge_payload(charge: Charge, attempt=None) -> dict:
                 "gateway_reference": attempt.gateway_reference}}
 
 
-def charge_moved(charge: Charge, *, from_status: str, to_status: str) -> None:
-    """charge.paid on Paid; charge.failed for each failed attempt; charge.uncollectable on becoming Uncollectable.
+Items = Callable[[], list[tuple[str, dict]]]
 
-    The latest attempt and the payload are read only when an endpoint listens (events_publish calls the item
-    function then): an agency without webhooks pays one query per move, not two (docs/performance.md, P7)."""
+
+def charge_events(charge: Charge, *, from_status: str, to_status: str, attempt=None) -> list[tuple[str, Items]]:
+    """The events a charge's move publishes, as (kind, function returning its (key, payload) items): charge.paid
+    on Paid; charge.failed for each failed attempt; charge.uncollectable on becoming Uncollectable.
+
+    `attempt`: the charge's latest attempt when the caller has it; else it is read, and only when a function is
+    called, i.e. when an endpoint listens: an agency without webhooks pays nothing per move for this."""
     if to_status not in (ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
-        return
-    attempt = functools.cache(lambda: charge.attempts.order_by("-number").first())
+        return []
+    latest = functools.cache(lambda: attempt if attempt is not None else charge.attempts.order_by("-number").first())
 
     if to_status == ChargeStatus.PAID:
-        events_publish(kind=EventKind.CHARGE_PAID, items=lambda: [
-            (f"charge.paid:{charge.public_id}", charge_payload(charge, attempt()))])
-        return
+        return [(EventKind.CHARGE_PAID,
+                 lambda: [(f"charge.paid:{charge.public_id}", charge_payload(charge, latest()))])]
 
     def failed():
-        last = attempt()
+        last = latest()
         if last is None or last.outcome not in FAILED_OUTCOMES:
             return []
         return [(f"charge.failed:{charge.public_id}:{last.number}", charge_payload(charge, last))]
 
-    events_publish(kind=EventKind.CHARGE_FAILED, items=failed)
+    events: list[tuple[str, Items]] = [(EventKind.CHARGE_FAILED, failed)]
     if to_status == ChargeStatus.UNCOLLECTABLE and from_status != ChargeStatus.UNCOLLECTABLE:
         def uncollectable():
-            last = attempt()
+            last = latest()
             return [(f"charge.uncollectable:{charge.public_id}:{last.number if last else 0}",
                      charge_payload(charge, last))]
 
-        events_publish(kind=EventKind.CHARGE_UNCOLLECTABLE, items=uncollectable)
+        events.append((EventKind.CHARGE_UNCOLLECTABLE, uncollectable))
+    return events
 
 
 def payout_paid(payout: Payout, charges: list[Charge]) -> None:

@@ -179,15 +179,22 @@ def endpoint_remove(*, endpoint: WebhookEndpoint, now: datetime) -> None:
 # --- publishing ---------------------------------------------------------------------------------------------
 
 
-def events_publish(*, kind: str, items: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]]) -> int:
+def endpoints_active() -> list[WebhookEndpoint]:
+    """The endpoints events are delivered to (read once by a caller that publishes many kinds in a batch)."""
+    return list(WebhookEndpoint.objects.filter(is_active=True, removed_at__isnull=True))
+
+
+def events_publish(*, kind: str, items: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]],
+                   endpoints: list[WebhookEndpoint] | None = None) -> int:
     """Publish events of one kind: `items` are (key, payload), or a function returning them, called only when
-    an endpoint listens. Returns the number of deliveries queued.
+    an endpoint listens. `endpoints`: `endpoints_active()` when the caller has read them already. Returns the
+    number of deliveries queued.
 
     Without an active endpoint that wants this kind nothing is stored at all, so the billing run of an agency
     without webhooks pays one query per batch for this."""
     if kind not in EventKind.values:
         raise ValueError(f"unknown event kind {kind!r}")
-    endpoints = [e for e in WebhookEndpoint.objects.filter(is_active=True, removed_at__isnull=True) if e.wants(kind)]
+    endpoints = [e for e in (endpoints_active() if endpoints is None else endpoints) if e.wants(kind)]
     if not endpoints:
         return 0
     items = list(items() if callable(items) else items)

@@ -24,20 +24,36 @@ from notifications.rendering import Rendered, TemplateInvalid, render, render_de
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class NoticeDraft:
+    """A notice to queue: its key (account, kind, period, number — NOT-7), recipient and template variables."""
+
+    account: str
+    kind: str
+    period: str
+    number: int
+    to_email: str
+    context: dict
+    business_date: date
+
+
+def _rendered(kind: str, context: dict, custom: NoticeTemplate | None) -> tuple[Rendered, bool, str]:
+    """(subject and body, whether the default was used, the custom template's error). A custom template that
+    fails to render falls back to the default and the failure is recorded."""
+    if custom is None:
+        return render_default(kind=kind, context=context), True, ""
+    try:
+        return render(kind=kind, subject=custom.subject, body=custom.body, context=context), False, ""
+    except Exception as exc:  # noqa: BLE001 - a broken custom template must not stop the notice
+        return render_default(kind=kind, context=context), True, f"{exc}"[:1000]
+
+
 def notice_enqueue(*, account: str, kind: str, period: str, number: int = 1, to_email: str, context: dict,
                    business_date: date) -> Notice | None:
     """Render and store a notice; None when that (account, kind, period, number) was already queued.
 
     A custom template that fails to render falls back to the default and the failure is recorded."""
-    custom = NoticeTemplate.objects.filter(kind=kind).first()
-    used_default, error = custom is None, ""
-    if custom is not None:
-        try:
-            rendered = render(kind=kind, subject=custom.subject, body=custom.body, context=context)
-        except Exception as exc:  # noqa: BLE001 - a broken custom template must not stop the notice
-            rendered, used_default, error = render_default(kind=kind, context=context), True, f"{exc}"[:1000]
-    else:
-        rendered = render_default(kind=kind, context=context)
+    rendered, used_default, error = _rendered(kind, context, NoticeTemplate.objects.filter(kind=kind).first())
     try:
         with transaction.atomic():
             notice = Notice.objects.create(account=account, kind=kind, period=period, number=number,
@@ -47,14 +63,52 @@ def notice_enqueue(*, account: str, kind: str, period: str, number: int = 1, to_
     except IntegrityError:
         return None  # NOT-7: already sent (or queued) for this key
     schema_name = connection.schema_name  # type: ignore[attr-defined]
-    transaction.on_commit(lambda: _send_later(schema_name, notice.pk))
+    transaction.on_commit(lambda: _send_later(schema_name, [notice.pk]))
     return notice
 
 
-def _send_later(schema_name: str, notice_pk: int) -> None:
-    from notifications.tasks import notice_send
+def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
+    """`notice_enqueue` for many notices at once: the templates read once, the rows written by one INSERT that
+    skips every key already queued (the unique constraint decides, NOT-7 — also between two drafts of the same
+    batch), and one send task for all of them after commit. Returns the ids of the rows inserted, in order."""
+    if not drafts:
+        return []
+    custom = {t.kind: t for t in NoticeTemplate.objects.filter(kind__in={d.kind for d in drafts})}
+    columns: dict[str, list] = {name: [] for name in (
+        "account", "kind", "period", "number", "to_email", "subject", "body", "used_default", "template_error",
+        "business_date")}
+    for draft in drafts:
+        rendered, used_default, error = _rendered(draft.kind, draft.context, custom.get(draft.kind))
+        for name, value in (("account", draft.account), ("kind", draft.kind), ("period", draft.period),
+                            ("number", draft.number), ("to_email", draft.to_email),
+                            ("subject", rendered.subject[:500]), ("body", rendered.body),
+                            ("used_default", used_default), ("template_error", error),
+                            ("business_date", draft.business_date)):
+            columns[name].append(value)
+    types = {"number": "int[]", "used_default": "boolean[]", "business_date": "date[]"}
+    names = ", ".join(columns)
+    arrays = ", ".join(f"%s::{types.get(name, 'text[]')}" for name in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Notice._meta.db_table} ({names}, status, attempts, last_error, created_at) "
+            f"SELECT {names}, %s, 0, '', %s FROM unnest({arrays}) WITH ORDINALITY AS v({names}, position) "
+            "ORDER BY position ON CONFLICT (account, kind, period, number) DO NOTHING RETURNING id",
+            [OutboxStatus.PENDING, timezone.now(), *columns.values()])
+        inserted = [row[0] for row in cursor.fetchall()]
+    if inserted:
+        schema_name = connection.schema_name  # type: ignore[attr-defined]
+        transaction.on_commit(lambda: _send_later(schema_name, inserted))
+    return inserted
 
-    notice_send.delay(schema_name=schema_name, notice_pk=notice_pk)
+
+SEND_BATCH = 100  # notices per send task: one SMTP connection each
+
+
+def _send_later(schema_name: str, notice_pks: list[int]) -> None:
+    from notifications.tasks import notices_send
+
+    for start in range(0, len(notice_pks), SEND_BATCH):
+        notices_send.delay(schema_name=schema_name, notice_pks=notice_pks[start:start + SEND_BATCH])
 
 
 MAX_SEND_ATTEMPTS = 10
@@ -89,58 +143,97 @@ def _record(notice_pk: int, *, from_statuses: tuple[str, ...], **fields) -> int:
 
 
 def notice_deliver(*, notice_pk: int) -> str:
-    """Send one queued notice, at most once (NOT-7): claim, send, record.
+    """Send one queued notice, at most once (NOT-7): `notices_deliver` for one."""
+    return notices_deliver(notice_pks=[notice_pk])[notice_pk]
 
-    The claim (PENDING or FAILED → SENDING) is committed before the mail server is called, so two senders
-    never both send a notice, and a sender that dies mid-send leaves it SENDING: `outbox_sweep` later marks
-    it UNCERTAIN instead of sending it again. The connection to the mail server is opened before the claim,
-    so an unreachable server is a plain failure (FAILED, retried with backoff). A refusal by the server
-    (an SMTP error reply) is FAILED too; any other error mid-send (connection lost, timeout) may have
-    happened after the server took the message, so it is UNCERTAIN and is not retried."""
-    notice = Notice.objects.filter(pk=notice_pk).first()
-    if notice is None:
-        return "missing"
-    if notice.status not in (OutboxStatus.PENDING, OutboxStatus.FAILED):
-        return {OutboxStatus.SENT: "already sent", OutboxStatus.SENDING: "busy"}.get(notice.status, "uncertain")
-    if notice.attempts >= MAX_SEND_ATTEMPTS:
-        return "gave up"
-    mail = get_connection(fail_silently=False)
+
+_CLAIMABLE = (OutboxStatus.PENDING, OutboxStatus.FAILED)
+
+
+def _message(notice: Notice, mail) -> EmailMessage:
+    # A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail
+    # clients that de-duplicate by Message-ID show it once.
+    digest = hashlib.sha256(f"{connection.schema_name}:{notice_key(notice)}".encode()).hexdigest()[:32]  # type: ignore[attr-defined]
+    return EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [notice.to_email],
+                        headers={"X-Notice-Key": notice_key(notice),
+                                 "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"},
+                        connection=mail)
+
+
+def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
+    """Send queued notices over one connection to the mail server, each at most once (NOT-7): for each notice,
+    claim, send, record. Returns what became of each: sent, already sent, busy, uncertain, gave up, missing.
+
+    Each claim (PENDING or FAILED → SENDING) is committed on its own, just before that notice is handed to the
+    mail server, so two senders never both send a notice, and a sender that dies mid-batch leaves at most the
+    one notice it was sending SENDING (`outbox_sweep` later marks it UNCERTAIN instead of sending it again);
+    the notices after it are still PENDING and are sent by a later task. The connection is opened before the
+    first claim, so an unreachable server is a plain failure (FAILED, retried with backoff). A refusal by the
+    server (an SMTP error reply) is FAILED too; the batch goes on and the task raises at the end so the refused
+    ones are retried. Any other error mid-send (connection lost, timeout) may have happened after the server
+    took the message, so that notice is UNCERTAIN and not retried; the rest go over a new connection."""
+    results: dict[int, str] = {}
+    notices = Notice.objects.in_bulk(notice_pks)
+    todo: list[Notice] = []
+    for pk in notice_pks:
+        notice = notices.get(pk)
+        if notice is None:
+            results[pk] = "missing"
+        elif notice.status not in _CLAIMABLE:
+            results[pk] = {OutboxStatus.SENT: "already sent", OutboxStatus.SENDING: "busy"}.get(
+                notice.status, "uncertain")
+        elif notice.attempts >= MAX_SEND_ATTEMPTS:
+            results[pk] = "gave up"
+        else:
+            todo.append(notice)
+    refused: Exception | None = None
+    mail = None
     try:
-        mail.open()
-    except Exception as exc:
-        Notice.objects.filter(pk=notice_pk, status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED]).update(
-            status=OutboxStatus.FAILED, attempts=F("attempts") + 1, claimed_at=timezone.now(),
-            last_error=f"{type(exc).__name__}: {exc}"[:2000])
-        raise
-    try:
-        claimed = Notice.objects.filter(pk=notice_pk, status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED]).update(
-            status=OutboxStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now())
-        if not claimed:
-            return "busy"
-        # A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail
-        # clients that de-duplicate by Message-ID show it once.
-        digest = hashlib.sha256(f"{connection.schema_name}:{notice_key(notice)}".encode()).hexdigest()[:32]  # type: ignore[attr-defined]
-        message = EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [notice.to_email],
-                               headers={"X-Notice-Key": notice_key(notice),
-                                        "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"},
-                               connection=mail)
-        try:
-            message.send(fail_silently=False)
-        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
-            # The server answered "no": the message did not leave. Retried later.
-            _record(notice_pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.FAILED,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        except Exception as exc:  # noqa: BLE001 - it may have left: never send it again
-            logger.warning("notice %s may or may not have been sent: %s", notice_pk, exc)
-            _record(notice_pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.UNCERTAIN,
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000])
-            return "uncertain"
-        _record(notice_pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.SENT,
-                sent_at=timezone.now(), last_error="")
-        return "sent"
+        for position, notice in enumerate(todo):
+            if mail is None:
+                mail = get_connection(fail_silently=False)
+                try:
+                    mail.open()
+                except Exception as exc:
+                    # Nothing was claimed: every notice still to send failed this time (retried with backoff).
+                    Notice.objects.filter(pk__in=[n.pk for n in todo[position:]], status__in=_CLAIMABLE).update(
+                        status=OutboxStatus.FAILED, attempts=F("attempts") + 1, claimed_at=timezone.now(),
+                        last_error=f"{type(exc).__name__}: {exc}"[:2000])
+                    raise
+            results[notice.pk], error = _deliver_one(notice, mail)
+            if results[notice.pk] == "failed":
+                refused = refused or error
+            elif results[notice.pk] == "uncertain":
+                _close_quietly(mail)  # the connection is in an unknown state: the next notice gets a new one
+                mail = None
     finally:
-        _close_quietly(mail)
+        if mail is not None:
+            _close_quietly(mail)
+    if refused is not None:
+        raise refused  # the task is retried with backoff; what was sent meanwhile is "already sent" then
+    return results
+
+
+def _deliver_one(notice: Notice, mail) -> tuple[str, Exception | None]:
+    claimed = Notice.objects.filter(pk=notice.pk, status__in=_CLAIMABLE).update(
+        status=OutboxStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now())
+    if not claimed:
+        return "busy", None
+    try:
+        _message(notice, mail).send(fail_silently=False)
+    except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
+        # The server answered "no": the message did not leave. Retried later.
+        _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.FAILED,
+                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        return "failed", exc
+    except Exception as exc:  # noqa: BLE001 - it may have left: never send it again
+        logger.warning("notice %s may or may not have been sent: %s", notice.pk, exc)
+        _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.UNCERTAIN,
+                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        return "uncertain", None
+    _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.SENT, sent_at=timezone.now(),
+            last_error="")
+    return "sent", None
 
 
 @dataclass
@@ -164,7 +257,6 @@ def outbox_sweep(*, now: datetime, grace: timedelta, sending_timeout: timedelta,
     whose backoff has passed are enqueued again (a second enqueue is harmless: sending claims the row); a
     notice SENDING for longer than `sending_timeout` lost its sender mid-send and becomes UNCERTAIN."""
     schema_name = connection.schema_name  # type: ignore[attr-defined]
-    send = send or (lambda pk: _send_later(schema_name, pk))
     result = OutboxSweep()
     stale = Notice.objects.filter(status=OutboxStatus.SENDING, claimed_at__lt=now - sending_timeout)
     result.uncertain = stale.update(
@@ -181,8 +273,11 @@ def outbox_sweep(*, now: datetime, grace: timedelta, sending_timeout: timedelta,
         if status == OutboxStatus.PENDING or last + _retry_after(attempts) <= now:
             due.append(pk)
     Notice.objects.filter(pk__in=due).update(requeued_at=now)
-    for pk in due:
-        send(pk)
+    if send is None:
+        _send_later(schema_name, due)  # batches of SEND_BATCH, one task each
+    else:
+        for pk in due:
+            send(pk)
     result.requeued = len(due)
     if result.requeued or result.uncertain:
         logger.info("outbox sweep %s: %d re-enqueued, %d uncertain", schema_name, result.requeued, result.uncertain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -369,3 +370,30 @@ def test_provider_result_unknown_is_recorded_as_unknown(agency):
     with tenant_context(agency):
         attempt = charge_attempt(Charge.objects.get(client=client), today=date(2027, 1, 1), provider=AlwaysUnknown())
         assert attempt.outcome == AttemptOutcome.UNKNOWN
+
+
+def test_NOT_7_COL_2_a_batch_of_outcomes_is_recorded_with_a_few_statements_whatever_its_size(agency):
+    """History rows, notices, webhook endpoints and notice templates: written and read once per batch of answers,
+    not once per charge (docs/perf-notes-p2.md); each notice still once per key (NOT-7)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications.models import Notice
+
+    def recorded_statements(count: int, today: date) -> dict[str, int]:
+        for n in range(count):
+            _client(agency, f"Batch{today.month}x{n}", token=f"pm_card_visa:{today.month}-{n}", price=1000 + n)
+        billing_run(agency=agency, today=today)
+        with tenant_context(agency), CaptureQueriesContext(connection) as queries:
+            summary = collect_due(today=today, first_attempts=True, retries=False)
+        assert summary.paid >= count
+        tables = {"history": r"billing_chargeevent\b", "notices": r"notifications_notice\b",
+                  "templates": r"notifications_noticetemplate\b", "endpoints": r"integrations_webhookendpoint\b"}
+        return {name: sum(1 for q in queries.captured_queries if re.search(table, q["sql"]))
+                for name, table in tables.items()}
+
+    few = recorded_statements(3, date(2027, 1, 1))
+    many = recorded_statements(12, date(2027, 2, 1))
+    assert few == many, (few, many)
+    with schema_context(agency.schema_name):
+        assert Notice.objects.filter(kind="PAYMENT_RECEIVED").count() == Charge.objects.filter(status="PAID").count()

@@ -75,3 +75,87 @@ def test_TEN_2_notices_stay_in_their_agency(agency_a, agency_b, smtp_server):
     with schema_context(agency_b.schema_name):
         assert not Notice.objects.exists()
         assert _enqueue() is not None  # the same key in another agency is another notice
+
+
+def _draft(account="client-1", number=1, period="2027-01"):
+    from notifications.services import NoticeDraft
+
+    return NoticeDraft(account=account, kind=NoticeKind.PAYMENT_RECEIVED, period=period, number=number,
+                       to_email=f"{account}@acme.example", context=CONTEXT, business_date=date(2027, 1, 1))
+
+
+def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(agency_a, smtp_server,
+                                                                              django_capture_on_commit_callbacks):
+    from notifications.services import notices_enqueue
+
+    with schema_context(agency_a.schema_name):
+        first = _enqueue()
+        with django_capture_on_commit_callbacks() as callbacks:
+            inserted = notices_enqueue(drafts=[_draft(), _draft("client-2"), _draft("client-2"), _draft("client-3")])
+        assert len(inserted) == 2  # client-1's key was queued already; client-2's second draft is the same key
+        assert len(callbacks) == 1  # one send task for the batch
+        assert list(Notice.objects.order_by("id").values_list("account", flat=True)) == [
+            "client-1", "client-2", "client-3"]
+        assert Notice.objects.get(pk=inserted[0]).subject == "Payment received — thank you"
+        assert notices_enqueue(drafts=[_draft("client-2")]) == []
+        assert first.pk not in inserted
+
+
+def test_NOT_7_a_batch_is_sent_over_one_connection_and_an_uncertain_send_stops_only_that_notice(
+        agency_a, smtp_server, monkeypatch):
+    from django.core.mail import EmailMessage
+    from django.core.mail.backends.smtp import EmailBackend
+
+    from notifications.services import notices_deliver, notices_enqueue
+
+    opened = []
+    real_open, real_send = EmailBackend.open, EmailMessage.send
+
+    def counting_open(self):
+        if self.connection is None:  # the backend calls open() before every message; it connects once
+            opened.append(1)
+        return real_open(self)
+
+    def flaky_send(self, fail_silently=False):
+        if self.to == ["client-2@acme.example"]:
+            raise TimeoutError("timed out after the DATA command")  # the message may have left
+        return real_send(self, fail_silently)
+
+    monkeypatch.setattr(EmailBackend, "open", counting_open)
+    monkeypatch.setattr(EmailMessage, "send", flaky_send)
+    with schema_context(agency_a.schema_name):
+        pks = notices_enqueue(drafts=[_draft(f"client-{n}") for n in (1, 2, 3, 4)])
+        results = notices_deliver(notice_pks=pks)
+        assert list(results.values()) == ["sent", "uncertain", "sent", "sent"]
+        assert dict(Notice.objects.values_list("account", "status")) == {
+            "client-1": "SENT", "client-2": "UNCERTAIN", "client-3": "SENT", "client-4": "SENT"}
+        assert notices_deliver(notice_pks=pks) == dict.fromkeys(pks[:1], "already sent") | {
+            pks[1]: "uncertain", pks[2]: "already sent", pks[3]: "already sent"}  # a rerun sends nothing
+    assert len(opened) == 2  # one connection, and a new one after the uncertain send
+    assert sorted(m["To"] for m in smtp_server.messages) == [
+        "client-1@acme.example", "client-3@acme.example", "client-4@acme.example"]
+
+
+def test_NOT_4_a_refused_notice_in_a_batch_is_failed_and_retried_the_others_sent(agency_a, smtp_server, monkeypatch):
+    import smtplib
+
+    from django.core.mail import EmailMessage
+
+    from notifications.services import notices_deliver, notices_enqueue
+
+    real_send = EmailMessage.send
+
+    def refusing_send(self, fail_silently=False):
+        if self.to == ["client-1@acme.example"]:
+            raise smtplib.SMTPDataError(554, b"refused")
+        return real_send(self, fail_silently)
+
+    monkeypatch.setattr(EmailMessage, "send", refusing_send)
+    with schema_context(agency_a.schema_name):
+        pks = notices_enqueue(drafts=[_draft("client-1"), _draft("client-2")])
+        with pytest.raises(smtplib.SMTPDataError):
+            notices_deliver(notice_pks=pks)  # raised so that the task is retried with backoff
+        assert dict(Notice.objects.values_list("account", "status")) == {"client-1": "FAILED", "client-2": "SENT"}
+        monkeypatch.setattr(EmailMessage, "send", real_send)
+        assert notices_deliver(notice_pks=pks) == {pks[0]: "sent", pks[1]: "already sent"}
+    assert len(smtp_server.messages) == 2
