@@ -81,7 +81,7 @@ def _document(*, invoice, kind: str, issuer: dict, recipient: dict, branding: di
 
 
 def _branding(agency: Agency) -> dict:
-    return {"name": agency.name, "color": agency.brand_color or "#2f5bd3", "logo": _logo_data_uri(agency),
+    return {"name": agency.name, "color": agency.brand_color or DEFAULT_BRAND_COLOR, "logo": _logo_data_uri(agency),
             "address": agency.address}
 
 
@@ -111,22 +111,19 @@ def invoice_ua_css(source: str) -> str:
     return "\n".join(lines)
 
 
-def _renderer() -> tuple:
-    """A URL fetcher, a font configuration, the user-agent stylesheet, the parsed fixed stylesheet and the
-    HTML class per thread, kept across renders: WeasyPrint's defaults build the first two for every document
-    (loading the system's TLS certificates, initialising fontconfig) and the stylesheet was parsed each time,
-    most of a warm render (docs/performance.md, P4). Invoices only embed data: URIs and local files, so
-    nothing else may be fetched: no request leaves the server while rendering."""
-    kept = getattr(_fetchers, "kept", None)
-    if kept is None:
+class _Renderer:
+    """What every render of this thread shares: see `_renderer`."""
+
+    def __init__(self) -> None:
         from weasyprint import CSS, HTML
         from weasyprint.text.fonts import FontConfiguration
         from weasyprint.urls import URLFetcher
 
-        fetcher, fonts = URLFetcher(allowed_protocols=("data", "file")), FontConfiguration()
-        stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=fetcher, font_config=fonts)
+        self.fetcher, self.fonts = URLFetcher(allowed_protocols=("data", "file")), FontConfiguration()
+        self.stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=self.fetcher, font_config=self.fonts)
         ua = CSS(string=invoice_ua_css(files("weasyprint").joinpath("css", "html5_ua.css").read_text("utf-8")),
-                 url_fetcher=fetcher)
+                 url_fetcher=self.fetcher)
+        self._brands: dict[str, object] = {}
 
         class InvoiceHTML(HTML):
             # WeasyPrint has no public option for the user-agent stylesheet; this is the method its cascade
@@ -134,18 +131,47 @@ def _renderer() -> tuple:
             def _ua_stylesheets(self, forms=False):
                 return [ua]
 
-        kept = _fetchers.kept = (fetcher, fonts, stylesheet, InvoiceHTML)
+        self.html_class = InvoiceHTML
+
+    def brand_stylesheet(self, color: str):
+        """The agency's colour rules, parsed once per colour (a handful of colours per process in practice)."""
+        if not _BRAND_COLOR.match(color):
+            color = DEFAULT_BRAND_COLOR
+        sheet = self._brands.get(color)
+        if sheet is None:
+            from weasyprint import CSS
+
+            if len(self._brands) >= 256:
+                self._brands.clear()
+            sheet = self._brands[color] = CSS(string=BRAND_CSS.replace("BRAND", color), url_fetcher=self.fetcher)
+        return sheet
+
+
+def _renderer() -> _Renderer:
+    """A URL fetcher, a font configuration, the parsed stylesheets and the HTML class per thread, kept across
+    renders: WeasyPrint's defaults build the first two for every document (loading the system's TLS
+    certificates, initialising fontconfig) and the stylesheets were parsed each time, most of a warm render
+    (docs/performance.md, P4). Invoices only embed data: URIs and local files, so nothing else may be
+    fetched: no request leaves the server while rendering."""
+    kept = getattr(_fetchers, "kept", None)
+    if kept is None:
+        kept = _fetchers.kept = _Renderer()
     return kept
 
 
 INVOICE_CSS = settings.BASE_DIR / "templates" / "pdf" / "invoice.css"
+DEFAULT_BRAND_COLOR = "#2f5bd3"
+_BRAND_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+BRAND_CSS = (".bar { background: BRAND; } .agency-name { color: BRAND; } .lines th { border-bottom-color: BRAND; }"
+             " .totals tr.total td { border-top-color: BRAND; }")
 
 
 def render_pdf(context: dict) -> bytes:
     html = render_to_string("pdf/invoice.html", context)
-    fetcher, fonts, stylesheet, html_class = _renderer()
-    return html_class(string=html, base_url=str(settings.BASE_DIR), url_fetcher=fetcher).write_pdf(
-        stylesheets=[stylesheet], font_config=fonts)
+    renderer = _renderer()
+    stylesheets = [renderer.stylesheet, renderer.brand_stylesheet(context["branding"]["color"])]
+    return renderer.html_class(string=html, base_url=str(settings.BASE_DIR), url_fetcher=renderer.fetcher).write_pdf(
+        stylesheets=stylesheets, font_config=renderer.fonts)
 
 
 def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:

@@ -23,8 +23,9 @@ def test_invoice_html_cascade_uses_the_invoice_ua_stylesheet():
     """The override is a WeasyPrint method, not a public option: fail here if an upgrade stops calling it."""
     from weasyprint.css import get_all_computed_styles
 
-    fetcher, _fonts, _stylesheet, html_class = _renderer()
-    html = html_class(string="<p>Invoice <strong>1</strong></p>", url_fetcher=fetcher)
+    renderer = _renderer()
+    fetcher = renderer.fetcher
+    html = renderer.html_class(string="<p>Invoice <strong>1</strong></p>", url_fetcher=fetcher)
     style_for = get_all_computed_styles(html)
     pseudo = [pseudo_type for (_element, pseudo_type) in style_for._computed_styles if pseudo_type]
     assert pseudo == []
