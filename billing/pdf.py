@@ -11,11 +11,13 @@ change, so it is rendered fresh on each download and nothing is stored.
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import logging
 import mimetypes
+import re
 import threading
 from datetime import timedelta
+from importlib.resources import files
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -35,18 +37,24 @@ logger = logging.getLogger(__name__)
 PLATFORM_NAME = "agencybilling"
 
 
-def _logo_data_uri(agency: Agency) -> str:
-    """The logo inlined, so rendering needs no URL fetching and works with any storage backend."""
+LOGO_SCHEME = "invoice-logo:"
+
+
+def _logo(agency: Agency) -> tuple[str, tuple[bytes, str] | None]:
+    """The logo's URL for the invoice and its bytes and type. The URL names the content (its SHA-256) and the
+    renderer's URL fetcher answers it from memory, so rendering needs no URL fetching and works with any
+    storage backend. Not a data: URI in the HTML: the HTML parser read a large logo's base64 text character by
+    character (80 ms for a 550 KB PNG), and WeasyPrint keeps decoded images by URL (docs/performance.md, P4)."""
     if not agency.logo:
-        return ""
+        return "", None
     try:
         with agency.logo.open("rb") as handle:
             data = handle.read()
     except OSError:
         logger.warning("logo of agency %s is missing from storage", agency.schema_name)
-        return ""
+        return "", None
     mime = mimetypes.guess_type(agency.logo.name)[0] or "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return LOGO_SCHEME + hashlib.sha256(data).hexdigest(), (data, mime)
 
 
 def _money(amount_minor: int, currency: str) -> str:
@@ -79,41 +87,121 @@ def _document(*, invoice, kind: str, issuer: dict, recipient: dict, branding: di
 
 
 def _branding(agency: Agency) -> dict:
-    return {"name": agency.name, "color": agency.brand_color or "#2f5bd3", "logo": _logo_data_uri(agency),
-            "address": agency.address}
+    logo, logo_image = _logo(agency)
+    return {"name": agency.name, "color": agency.brand_color or DEFAULT_BRAND_COLOR, "logo": logo,
+            "logo_image": logo_image, "address": agency.address}
 
 
 _fetchers = threading.local()
 
+# WeasyPrint's user-agent stylesheet styles every element's ::marker and footnote/note pseudo-elements
+# (`::marker { … }`, `::footnote-call { … }`, …): the cascade then computes six pseudo-element styles for each
+# element of the invoice, which has no list items, footnotes or notes. The same stylesheet with those rules
+# kept only where they can apply (list items and <summary>) cut the style step by about 40 % (docs/performance.md,
+# P4); everything else in it is unchanged.
+_UNIVERSAL_PSEUDO_RULE = re.compile(r"^::([a-z-]+)\s*\{", re.MULTILINE)
 
-def _renderer() -> tuple:
-    """A URL fetcher, a font configuration and the parsed fixed stylesheet per thread, kept across renders:
-    WeasyPrint's defaults build the first two for every document (loading the system's TLS certificates,
-    initialising fontconfig) and the stylesheet was parsed each time, most of a warm render
-    (docs/performance.md, P4). Invoices only embed data: URIs and local files, so nothing else may be
-    fetched: no request leaves the server while rendering."""
+
+def invoice_ua_css(source: str) -> str:
+    """WeasyPrint's user-agent stylesheet without rules that give every element a pseudo-element style."""
+    found = _UNIVERSAL_PSEUDO_RULE.findall(source)
+    if "marker" not in found:
+        raise RuntimeError("WeasyPrint's user-agent stylesheet changed: review billing.pdf.invoice_ua_css")
+    lines = []
+    for line in source.splitlines():
+        match = _UNIVERSAL_PSEUDO_RULE.match(line)
+        if match is None:
+            lines.append(line)
+        elif match.group(1) == "marker":
+            lines.append("li::marker, summary::marker" + line[len("::marker"):])
+        # footnote and note pseudo-elements only exist for `float: footnote`, which invoices do not use
+    return "\n".join(lines)
+
+
+class _Renderer:
+    """What every render of this thread shares: see `_renderer`."""
+
+    def __init__(self) -> None:
+        from weasyprint import CSS, HTML
+        from weasyprint.text.fonts import FontConfiguration
+        from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+        class InvoiceURLFetcher(URLFetcher):
+            """data: and file: URLs, and the logo of the invoice being rendered from memory."""
+
+            def __init__(self) -> None:
+                super().__init__(allowed_protocols=("data", "file"))
+                self.logos: dict[str, tuple[bytes, str]] = {}
+
+            def fetch(self, url, headers=None):
+                if url.startswith(LOGO_SCHEME):
+                    data, mime = self.logos[url]
+                    return URLFetcherResponse(url, body=data, headers={"Content-Type": mime})
+                return super().fetch(url, headers)
+
+        self.fetcher, self.fonts = InvoiceURLFetcher(), FontConfiguration()
+        # Decoded images by URL (WeasyPrint's `cache` option); logo URLs name their content, so a kept entry
+        # is never stale. Bounded: emptied when it grows past a few agencies' logos.
+        self.images: dict = {}
+        self.stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=self.fetcher, font_config=self.fonts)
+        ua = CSS(string=invoice_ua_css(files("weasyprint").joinpath("css", "html5_ua.css").read_text("utf-8")),
+                 url_fetcher=self.fetcher)
+        self._brands: dict[str, object] = {}
+
+        class InvoiceHTML(HTML):
+            # WeasyPrint has no public option for the user-agent stylesheet; this is the method its cascade
+            # asks (weasyprint 70, pinned in requirements.lock; tests/unit/test_pdf.py checks it is used).
+            def _ua_stylesheets(self, forms=False):
+                return [ua]
+
+        self.html_class = InvoiceHTML
+
+    def brand_stylesheet(self, color: str):
+        """The agency's colour rules, parsed once per colour (a handful of colours per process in practice)."""
+        if not _BRAND_COLOR.match(color):
+            color = DEFAULT_BRAND_COLOR
+        sheet = self._brands.get(color)
+        if sheet is None:
+            from weasyprint import CSS
+
+            if len(self._brands) >= 256:
+                self._brands.clear()
+            sheet = self._brands[color] = CSS(string=BRAND_CSS.replace("BRAND", color), url_fetcher=self.fetcher)
+        return sheet
+
+
+def _renderer() -> _Renderer:
+    """A URL fetcher, a font configuration, the parsed stylesheets and the HTML class per thread, kept across
+    renders: WeasyPrint's defaults build the first two for every document (loading the system's TLS
+    certificates, initialising fontconfig) and the stylesheets were parsed each time, most of a warm render
+    (docs/performance.md, P4). Invoices only embed their logo, data: URIs and local files, so nothing else
+    may be fetched: no request leaves the server while rendering."""
     kept = getattr(_fetchers, "kept", None)
     if kept is None:
-        from weasyprint import CSS
-        from weasyprint.text.fonts import FontConfiguration
-        from weasyprint.urls import URLFetcher
-
-        fetcher, fonts = URLFetcher(allowed_protocols=("data", "file")), FontConfiguration()
-        stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=fetcher, font_config=fonts)
-        kept = _fetchers.kept = (fetcher, fonts, stylesheet)
+        kept = _fetchers.kept = _Renderer()
     return kept
 
 
 INVOICE_CSS = settings.BASE_DIR / "templates" / "pdf" / "invoice.css"
+DEFAULT_BRAND_COLOR = "#2f5bd3"
+_BRAND_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+BRAND_CSS = (".bar { background: BRAND; } .agency-name { color: BRAND; } .lines th { border-bottom-color: BRAND; }"
+             " .totals tr.total td { border-top-color: BRAND; }")
 
 
 def render_pdf(context: dict) -> bytes:
-    from weasyprint import HTML
-
     html = render_to_string("pdf/invoice.html", context)
-    fetcher, fonts, stylesheet = _renderer()
-    return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=fetcher).write_pdf(
-        stylesheets=[stylesheet], font_config=fonts)
+    renderer = _renderer()
+    branding = context["branding"]
+    if branding.get("logo_image"):
+        if len(renderer.fetcher.logos) >= 32:
+            renderer.fetcher.logos.clear()
+        renderer.fetcher.logos[branding["logo"]] = branding["logo_image"]
+    if len(renderer.images) >= 64:
+        renderer.images.clear()
+    stylesheets = [renderer.stylesheet, renderer.brand_stylesheet(branding["color"])]
+    return renderer.html_class(string=html, base_url=str(settings.BASE_DIR), url_fetcher=renderer.fetcher).write_pdf(
+        stylesheets=stylesheets, font_config=renderer.fonts, cache=renderer.images)
 
 
 def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts.models import Role, User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
+from billing.models import Invoice
 from clients.models import Client
 from tenants.models import Agency
 from tenants.selectors import agency_business_date
@@ -107,6 +108,17 @@ def visible_clients(user: User) -> QuerySet[Client]:
     if has_capability(user, Capability.VIEW_BILLING):
         return Client.objects.all()
     return Client.objects.none()
+
+
+def visible_invoices(user: User) -> QuerySet[Invoice]:
+    """The client invoices a staff user may see: the rule of `visible_clients` on the invoice's own client.
+    Not `client__in=visible_clients(user)`: for roles that see every client that is a join and a semi-join over
+    all clients, whose planning alone was a third of serving a stored PDF (docs/performance.md, P4)."""
+    if sees_only_own_clients(user):
+        return Invoice.objects.filter(client__salesperson=user)
+    if has_capability(user, Capability.VIEW_BILLING):
+        return Invoice.objects.all()
+    return Invoice.objects.none()
 
 
 def shows_amounts(user: User) -> bool:

@@ -23,7 +23,7 @@ from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from accounts.services import user_active_set, user_invite, user_role_set
 from billing.base_models import ChargeStatus
-from billing.models import BillingSettings, Charge, Invoice, PaymentMethod, RequestKind, SupportRequest
+from billing.models import BillingSettings, Charge, PaymentMethod, RequestKind, SupportRequest
 from billing.overview import (
     agency_invoice_for_month,
     attempt_count,
@@ -48,7 +48,7 @@ from notifications.models import NoticeTemplate
 from notifications.rendering import TemplateInvalid
 from notifications.selectors import notices_about_client
 from notifications.services import notice_preview, notice_template_reset, notice_template_save
-from web.access import business_today, shows_amounts, staff_view, visible_clients
+from web.access import business_today, shows_amounts, staff_view, visible_clients, visible_invoices
 from web.charts import build_chart
 from web.forms import (
     BillingSetupForm,
@@ -130,9 +130,9 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
 def client_invoice_pdf(request: HttpRequest, public_id) -> HttpResponse:
     """A client's invoice PDF: only for clients the user may see (404 otherwise, TEN-2); amounts are not for
     a Jr. Salesperson (ROLE-1)."""
-    invoice = get_object_or_404(Invoice.objects.select_related("client").filter(
-        client__in=visible_clients(request.user)), public_id=public_id)  # type: ignore[arg-type]
-    if not shows_amounts(request.user):  # type: ignore[arg-type]
+    user = request.user
+    invoice = get_object_or_404(visible_invoices(user), public_id=public_id)  # type: ignore[arg-type]
+    if not shows_amounts(user):  # type: ignore[arg-type]
         raise PermissionDenied("Your role sees statuses only.")
     return pdf_response(invoice_pdf(invoice=invoice, agency=request.tenant), pdf_filename(invoice))  # type: ignore[attr-defined]
 
