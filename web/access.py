@@ -18,9 +18,10 @@ from django.shortcuts import redirect
 from django.utils import timezone
 
 from accounts.models import Role, User
-from accounts.permissions import Capability, has_capability, sees_only_own_clients
+from accounts.permissions import Capability, has_capability
 from billing.models import Invoice
 from clients.models import Client
+from clients.selectors import client_visibility
 from tenants.models import Agency
 from tenants.selectors import agency_business_date
 
@@ -103,22 +104,14 @@ def portal_client(user: User) -> Client | None:
 
 def visible_clients(user: User) -> QuerySet[Client]:
     """The clients a staff user may see (ROLE-1: salespeople only their own)."""
-    if sees_only_own_clients(user):
-        return Client.objects.filter(salesperson=user)
-    if has_capability(user, Capability.VIEW_BILLING):
-        return Client.objects.all()
-    return Client.objects.none()
+    return Client.objects.filter(client_visibility(user=user))
 
 
 def visible_invoices(user: User) -> QuerySet[Invoice]:
-    """The client invoices a staff user may see: the rule of `visible_clients` on the invoice's own client.
-    Not `client__in=visible_clients(user)`: for roles that see every client that is a join and a semi-join over
-    all clients, whose planning alone was a third of serving a stored PDF (docs/performance.md, P4)."""
-    if sees_only_own_clients(user):
-        return Invoice.objects.filter(client__salesperson=user)
-    if has_capability(user, Capability.VIEW_BILLING):
-        return Invoice.objects.all()
-    return Invoice.objects.none()
+    """The client invoices a staff user may see: the same rule on the invoice's own client. Not
+    `client__in=visible_clients(user)`: for roles that see every client that is a join and a semi-join over all
+    clients, whose planning alone was a third of serving a stored PDF (docs/performance.md, P4)."""
+    return Invoice.objects.filter(client_visibility(user=user, path="client__"))
 
 
 def shows_amounts(user: User) -> bool:
