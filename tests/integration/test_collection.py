@@ -374,7 +374,7 @@ def test_provider_result_unknown_is_recorded_as_unknown(agency):
 
 def test_NOT_7_COL_2_a_batch_of_outcomes_is_recorded_with_a_few_statements_whatever_its_size(agency):
     """History rows, notices, webhook endpoints and notice templates: written and read once per batch of answers,
-    not once per charge (docs/perf-notes-p2.md); each notice still once per key (NOT-7)."""
+    not once per charge (docs/performance.md, P2); each notice still once per key (NOT-7)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
