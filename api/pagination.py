@@ -61,20 +61,20 @@ class ApiCursorPagination(CursorPagination):
 
 def paginate(*, request, view, queryset, serializer_class, context: dict | None = None) -> Response:
     """A paginated response of `serializer_class` over `queryset` (HackSoft's get_paginated_response)."""
-    return Response(_page(request, view, queryset, lambda rows: serializer_class(
+    return Response(_page(ApiCursorPagination(), request, view, queryset, lambda rows: serializer_class(
         rows, many=True, context={"request": request, **(context or {})}).data))
 
 
 def paginate_rows(*, request, view, queryset, columns: tuple[str, ...], write) -> dict:
     """The same page and cursors as `paginate`, read as `values(*columns)` (plus the field the page is ordered by,
     which the cursor needs) and each row written by `write`, without a serializer."""
-    ordering = {name.lstrip("-") for name in ApiCursorPagination().get_ordering(request, queryset, view)}
-    rows = queryset.values(*columns, *sorted(ordering.difference(columns)))
-    return _page(request, view, rows, lambda page: [write(row) for row in page])
-
-
-def _page(request, view, queryset, write_page) -> dict:
     paginator = ApiCursorPagination()
+    ordering = {name.lstrip("-") for name in paginator.get_ordering(request, queryset, view)}
+    rows = queryset.values(*columns, *sorted(ordering.difference(columns)))
+    return _page(paginator, request, view, rows, lambda page: [write(row) for row in page])
+
+
+def _page(paginator: ApiCursorPagination, request, view, queryset, write_page) -> dict:
     rows = paginator.paginate_queryset(queryset, request, view=view)
     return {"next": paginator.get_next_link(), "previous": paginator.get_previous_link(), "results": write_page(rows)}
 

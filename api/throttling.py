@@ -20,6 +20,8 @@ from django.core.cache import cache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.redis_clients import redis_client
+
 # KEYS[1]: the counter's base key. ARGV: window (seconds), limit. Redis's own clock places the windows, so every
 # app server agrees on them. Returns {allowed (1/0), milliseconds until a request would be allowed}.
 _WINDOW_LUA = """
@@ -54,16 +56,15 @@ class Decision:
 
 
 @functools.cache
-def _script():
-    import redis
-
-    return redis.Redis.from_url(settings.REDIS_URL).register_script(_WINDOW_LUA)
+def _script(url: str):
+    return redis_client(url).register_script(_WINDOW_LUA)
 
 
 def window_allow(*, key: str, limit: int, window: int) -> Decision:
     """Count one request under `key` if fewer than `limit` fall in the sliding window of `window` seconds.
     `key` is a cache key: it goes through the cache's key function (the schema prefix)."""
-    allowed, wait_ms = _script()(keys=[cache.make_and_validate_key(f"rate:{key}")], args=[window, limit])
+    script = _script(settings.REDIS_URL)
+    allowed, wait_ms = script(keys=[cache.make_and_validate_key(f"rate:{key}")], args=[window, limit])
     return Decision(allowed=bool(allowed), wait_seconds=int(wait_ms) / 1000)
 
 

@@ -110,6 +110,8 @@ class AttemptOutcome(models.TextChoices):
 
 UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN})
 FAILED_OUTCOMES = frozenset({AttemptOutcome.DECLINED, AttemptOutcome.SETTLEMENT_FAILED})
+# Passed for a charge's latest attempt when the caller does not hold it (None means: it has none): read it then.
+LATEST_ATTEMPT_UNKNOWN: object = object()
 
 
 class AbstractPaymentMethod(BaseModel):

@@ -11,6 +11,7 @@ account) and agency charges (public schema, the platform's own account).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import queue
@@ -26,6 +27,7 @@ from billing.base_models import (
     ALLOWED_TRANSITIONS,
     COLLECTIBLE,
     FAILED_OUTCOMES,
+    LATEST_ATTEMPT_UNKNOWN,
     UNRESOLVED_OUTCOMES,
     AbstractAttempt,
     AbstractCharge,
@@ -144,10 +146,6 @@ def _request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Payer) -> 
 # --- the state machine ----------------------------------------------------------------------------
 
 
-_LATEST_UNKNOWN: object = object()  # a move whose caller does not hold the charge's latest attempt: read it
-_UNREAD: object = object()
-
-
 class _Moves:
     """What charge moves write besides the charge row: the history row, the notices (NOT-4, NOT-6) and the
     outbound-webhook events. Gathered while a transaction moves one or many charges, written by `flush` in
@@ -161,31 +159,25 @@ class _Moves:
         self.history: list = []
         self.notices: list = []
         self.events: dict[str, list[tuple[str, dict]]] = {}
-        self._endpoints: list | None = None
-        self._agency = _UNREAD
-        self._recipients: list[str] | None = None
 
-    def _agency_once(self):
-        if self._agency is _UNREAD:
-            self._agency = current_agency()
-        return self._agency
+    @functools.cached_property
+    def agency(self):
+        return current_agency()
 
-    def _recipients_once(self) -> list[str]:
+    @functools.cached_property
+    def recipients(self) -> list[str]:
         from billing.notices import agency_recipients
 
-        if self._recipients is None:
-            self._recipients = agency_recipients(self._agency_once())
-        return self._recipients
+        return agency_recipients(self.agency)
 
-    def _endpoints_once(self) -> list:
+    @functools.cached_property
+    def endpoints(self) -> list:
         from integrations.services import endpoints_active
 
-        if self._endpoints is None:
-            self._endpoints = endpoints_active()
-        return self._endpoints
+        return endpoints_active()
 
     def moved(self, charge: AbstractCharge, *, from_status: str, to_status: str, reason: str, actor: str,
-              today: date, attempt=_LATEST_UNKNOWN) -> None:
+              today: date, attempt=LATEST_ATTEMPT_UNKNOWN) -> None:
         self.history.append(_event_model(charge)(charge=charge, from_status=from_status, to_status=to_status,
                                                  reason=reason, actor=actor, business_date=today))
         if not isinstance(charge, Charge):
@@ -193,15 +185,13 @@ class _Moves:
         from billing.notices import charge_notice_drafts
         from billing.outbound import charge_events
 
-        known = {} if attempt is _LATEST_UNKNOWN else {"attempt": attempt}
         self.notices += charge_notice_drafts(charge, from_status=from_status, to_status=to_status, today=today,
-                                             agency=self._agency_once(), recipients=self._recipients_once, **known)
-        events = charge_events(charge, from_status=from_status, to_status=to_status,
-                               attempt=None if attempt is _LATEST_UNKNOWN else attempt)
-        if events and self._endpoints_once():
+                                             attempt=attempt, agency=self.agency, recipients=lambda: self.recipients)
+        events = charge_events(charge, from_status=from_status, to_status=to_status, attempt=attempt)
+        if events and self.endpoints:
             # Payloads are built now: a later move of the same charge in this batch must not change them.
             for kind, items in events:
-                if any(endpoint.wants(kind) for endpoint in self._endpoints_once()):
+                if any(endpoint.wants(kind) for endpoint in self.endpoints):
                     self.events.setdefault(kind, []).extend(items())
 
     def flush(self) -> None:
@@ -215,7 +205,7 @@ class _Moves:
             model.objects.bulk_create(rows)
         notices_enqueue(drafts=self.notices)
         for kind, items in self.events.items():
-            events_publish(kind=kind, items=items, endpoints=self._endpoints)
+            events_publish(kind=kind, items=items, endpoints=self.endpoints)
         self.history, self.notices, self.events = [], [], {}
 
 
@@ -226,7 +216,7 @@ def _check_transition(from_status: str, to_status: str) -> None:
 
 
 def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: date, actor: str = "",
-                attempt=_LATEST_UNKNOWN, moves: _Moves | None = None, **fields) -> AbstractCharge:
+                attempt=LATEST_ATTEMPT_UNKNOWN, moves: _Moves | None = None, **fields) -> AbstractCharge:
     """Move a locked charge to `to_status`, writing its history row in the same transaction: at once, or with
     the batch's other moves when `moves` is given (the caller flushes it before its transaction commits)."""
     from_status = charge.status
@@ -385,7 +375,8 @@ def _paid_out(charge: AbstractCharge, payout: Payout, moves: _Moves | None = Non
 
 
 def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "",
-                 moves: _Moves | None = None, latest=_LATEST_UNKNOWN, retries_enabled: bool | None = None) -> None:
+                 moves: _Moves | None = None, latest=LATEST_ATTEMPT_UNKNOWN,
+                 retries_enabled: bool | None = None) -> None:
     """`latest`: the charge's latest attempt when the caller knows it is `attempt` (saves a query per notice)."""
     retries_enabled = _retries_enabled(charge) if retries_enabled is None else retries_enabled
     failed = _failed_count(charge)
@@ -538,7 +529,7 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
                 logger.info("charge %s skipped: %s", charge.public_id, charge.status)
                 continue
             # Without an earlier attempt the notices need not look for one.
-            latest = _LATEST_UNKNOWN if previous else None
+            latest = LATEST_ATTEMPT_UNKNOWN if previous else None
             if charge.amount_minor == 0:
                 _transition(charge, ChargeStatus.PAID, reason="Nothing to collect", today=ctx.today, attempt=latest,
                             moves=moves, paid_on=ctx.today, next_retry_on=None)

@@ -9,7 +9,7 @@ from datetime import date
 from django.conf import settings
 
 from accounts.models import Role, User
-from billing.base_models import ChargeStatus
+from billing.base_models import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from billing.models import Charge
 from clients.models import Client
 from core.calendar import add_months
@@ -40,11 +40,8 @@ def client_notice(*, client: Client, kind: str, period: str, number: int, contex
                    context=context, business_date=today)
 
 
-_NO_ATTEMPT = object()
-
-
-def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, today: date, attempt=_NO_ATTEMPT,
-                         agency: Agency | None = None,
+def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, today: date,
+                         attempt=LATEST_ATTEMPT_UNKNOWN, agency: Agency | None = None,
                          recipients: Callable[[], list[str]] | None = None) -> list[NoticeDraft]:
     """The notices a charge's move sends, not yet queued. `attempt`: the charge's latest attempt (or None: it has
     none) when the caller has it, else it is read; `agency` and `recipients` (the agency's addresses): when the
@@ -58,7 +55,7 @@ def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, to
     agency = agency or current_agency()
     if agency is None:
         return []
-    if attempt is _NO_ATTEMPT:
+    if attempt is LATEST_ATTEMPT_UNKNOWN:
         attempt = charge.attempts.order_by("-number").first()
     context = {
         **client_context(agency, client),

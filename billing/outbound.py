@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from billing.base_models import FAILED_OUTCOMES, ChargeStatus
+from billing.base_models import FAILED_OUTCOMES, LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from billing.models import Charge, Invoice
 from billing.platform.models import Payout
 from integrations.models import EventKind
@@ -45,7 +45,8 @@ def charge_payload(charge: Charge, attempt=None) -> dict:
 Items = Callable[[], list[tuple[str, dict]]]
 
 
-def charge_events(charge: Charge, *, from_status: str, to_status: str, attempt=None) -> list[tuple[str, Items]]:
+def charge_events(charge: Charge, *, from_status: str, to_status: str,
+                  attempt=LATEST_ATTEMPT_UNKNOWN) -> list[tuple[str, Items]]:
     """The events a charge's move publishes, as (kind, function returning its (key, payload) items): charge.paid
     on Paid; charge.failed for each failed attempt; charge.uncollectable on becoming Uncollectable.
 
@@ -53,7 +54,8 @@ def charge_events(charge: Charge, *, from_status: str, to_status: str, attempt=N
     called, i.e. when an endpoint listens: an agency without webhooks pays nothing per move for this."""
     if to_status not in (ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
         return []
-    latest = functools.cache(lambda: attempt if attempt is not None else charge.attempts.order_by("-number").first())
+    latest = functools.cache(lambda: charge.attempts.order_by("-number").first()
+                             if attempt is LATEST_ATTEMPT_UNKNOWN else attempt)
 
     if to_status == ChargeStatus.PAID:
         return [(EventKind.CHARGE_PAID,

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,21 +50,11 @@ def _rendered(kind: str, context: dict, custom: NoticeTemplate | None) -> tuple[
 
 def notice_enqueue(*, account: str, kind: str, period: str, number: int = 1, to_email: str, context: dict,
                    business_date: date) -> Notice | None:
-    """Render and store a notice; None when that (account, kind, period, number) was already queued.
-
-    A custom template that fails to render falls back to the default and the failure is recorded."""
-    rendered, used_default, error = _rendered(kind, context, NoticeTemplate.objects.filter(kind=kind).first())
-    try:
-        with transaction.atomic():
-            notice = Notice.objects.create(account=account, kind=kind, period=period, number=number,
-                                           to_email=to_email, subject=rendered.subject[:500], body=rendered.body,
-                                           used_default=used_default, template_error=error,
-                                           business_date=business_date)
-    except IntegrityError:
-        return None  # NOT-7: already sent (or queued) for this key
-    schema_name = connection.schema_name  # type: ignore[attr-defined]
-    transaction.on_commit(lambda: _send_later(schema_name, [notice.pk]))
-    return notice
+    """Render and store one notice (`notices_enqueue` for one); None when that (account, kind, period, number)
+    was already queued."""
+    inserted = notices_enqueue(drafts=[NoticeDraft(account=account, kind=kind, period=period, number=number,
+                                                   to_email=to_email, context=context, business_date=business_date)])
+    return Notice.objects.get(pk=inserted[0]) if inserted else None
 
 
 def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
