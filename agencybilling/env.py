@@ -53,7 +53,7 @@ def database_from_url(name: str, default: str | None = None) -> dict:
     # The product's working set lives in memory (or on SSD): a random page costs about what a sequential one
     # does, and PostgreSQL's default of 4 (a spinning disk) makes the planner read whole tables where a
     # covering index would do (docs/performance.md, P3). A URL's own `options` are kept and win.
-    options = config.setdefault("OPTIONS", {})
+    options: dict = config.setdefault("OPTIONS", {})
     options["options"] = " ".join(filter(None, ["-c random_page_cost=1.1", options.get("options", "")]))
     return config
 

@@ -1,82 +1,140 @@
-"""Cursor pagination: stable under inserts, opaque and signed (a forged cursor is a 400, never a query on
-arbitrary input). `?limit=` sets the page size (1–200), `?ordering=` one of the view's `ordering_fields`."""
+"""Keyset pagination: stable under inserts, opaque and signed (a forged cursor is a 400, never a query on
+arbitrary input). `?limit=` sets the page size (1–200), `?ordering=` one of the view's `ordering_fields`.
+
+Every page is ordered by the requested field and then the primary key, and a cursor holds the boundary row's
+(value, id): the next page is the rows after that pair, read from the index like the first. DRF's cursor
+pagination kept a position and an offset past the rows sharing it, which could not pass 1,000 rows of one value
+(a month's invoices of a large agency all share their period start) and read every skipped row again
+(docs/decisions.md, "API pagination")."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, datetime
+
 from django.core import signing
+from django.db.models import Q, QuerySet
 from rest_framework import serializers
-from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from core.parsing import whole_number
 
-SALT = "api.cursor"
+SALT = "api.keyset"
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
 
 
-class ApiCursorPagination(CursorPagination):
-    page_size = 50
-    max_page_size = 200
-    page_size_query_param = "limit"
-    cursor_query_param = "cursor"
-    ordering = "-created_at"
+@dataclass(frozen=True)
+class _Cursor:
+    value: str | int  # the boundary row's ordering value, as the cursor carries it
+    pk: int
+    backwards: bool  # the rows before the boundary (a `previous` link)
 
-    def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        size = whole_number(raw, max_digits=3)
-        if size is None or not 1 <= size <= self.max_page_size:
-            raise serializers.ValidationError({"limit": [f"Give a whole number from 1 to {self.max_page_size}."]})
-        return size
 
-    def get_ordering(self, request, queryset, view):
-        fields = getattr(view, "ordering_fields", ())
-        default = getattr(view, "default_ordering", self.ordering)
-        requested = request.query_params.get("ordering")
-        if requested is None:
-            return (default,) if isinstance(default, str) else tuple(default)
-        if requested.lstrip("-") not in fields:
-            raise serializers.ValidationError(
-                {"ordering": [f"Order by one of: {', '.join(fields) or 'nothing'} (prefix - for descending)."]})
-        return (requested,)
+def _page_size(request) -> int:
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return PAGE_SIZE
+    size = whole_number(raw, max_digits=3)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
+        raise serializers.ValidationError({"limit": [f"Give a whole number from 1 to {MAX_PAGE_SIZE}."]})
+    return size
 
-    def decode_cursor(self, request):
-        encoded = request.query_params.get(self.cursor_query_param)
-        if encoded is None:
-            return None
-        try:
-            offset, reverse, position = signing.loads(encoded, salt=SALT)
-            if type(offset) is not int or not 0 <= offset <= self.offset_cutoff or type(reverse) is not bool \
-                    or not (position is None or isinstance(position, str)):
-                raise ValueError
-        except (signing.BadSignature, ValueError, TypeError):
-            raise serializers.ValidationError({"cursor": ["Invalid cursor: use the next/previous links."]}) from None
-        return Cursor(offset=offset, reverse=reverse, position=position)
 
-    def encode_cursor(self, cursor):
-        encoded = signing.dumps([cursor.offset, cursor.reverse, cursor.position], salt=SALT)
-        return replace_query_param(self.base_url, self.cursor_query_param, encoded)
+def _ordering(request, view) -> str:
+    """The requested ordering ("field" or "-field"), one of the view's `ordering_fields`."""
+    fields = getattr(view, "ordering_fields", ())
+    requested = request.query_params.get("ordering")
+    if requested is None:
+        return getattr(view, "default_ordering", "-created_at")
+    if requested.lstrip("-") not in fields:
+        raise serializers.ValidationError(
+            {"ordering": [f"Order by one of: {', '.join(fields) or 'nothing'} (prefix - for descending)."]})
+    return requested
+
+
+def _decode(request) -> _Cursor | None:
+    encoded = request.query_params.get("cursor")
+    if encoded is None:
+        return None
+    try:
+        value, pk, backwards = signing.loads(encoded, salt=SALT)
+        if type(value) not in (str, int) or type(pk) is not int or type(backwards) is not bool:
+            raise ValueError
+    except (signing.BadSignature, ValueError, TypeError):
+        raise serializers.ValidationError({"cursor": ["Invalid cursor: use the next/previous links."]}) from None
+    return _Cursor(value, pk, backwards)
+
+
+def _plain(value) -> str | int:
+    """An ordering value as the cursor carries it (the database reads the ISO text back as a date/time)."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+@dataclass
+class Keyset:
+    """One page of `queryset` for this request: `rows` (model instances or `values()` dicts, in page order) and
+    the next/previous links."""
+
+    request: Request
+    field: str
+    descending: bool
+    size: int
+    cursor: _Cursor | None
+
+    @classmethod
+    def for_request(cls, request, view) -> Keyset:
+        ordering = _ordering(request, view)
+        return cls(request, ordering.lstrip("-"), ordering.startswith("-"), _page_size(request), _decode(request))
+
+    def page(self, queryset: QuerySet, *, value_of) -> tuple[list, str | None, str | None]:
+        """(rows, next link, previous link); `value_of(row, name)` reads a field of a row."""
+        cursor = self.cursor
+        # Reading backwards is reading forwards in the opposite order from the boundary, then flipping the page.
+        descending = self.descending != bool(cursor and cursor.backwards)
+        sign = "-" if descending else ""
+        ordered = queryset.order_by(f"{sign}{self.field}", f"{sign}pk")
+        if cursor is not None:
+            after = "lt" if descending else "gt"
+            ordered = ordered.filter(Q(**{f"{self.field}__{after}": cursor.value})
+                                     | Q(**{self.field: cursor.value, f"pk__{after}": cursor.pk}))
+        rows = list(ordered[:self.size + 1])
+        more = len(rows) > self.size
+        rows = rows[:self.size]
+        if cursor is not None and cursor.backwards:
+            rows.reverse()
+            has_next, has_previous = True, more
+        else:
+            has_next, has_previous = more, cursor is not None
+        link = self._link
+        return (rows,
+                link(value_of, rows[-1], backwards=False) if has_next and rows else None,
+                link(value_of, rows[0], backwards=True) if has_previous and rows else None)
+
+    def _link(self, value_of, row, *, backwards: bool) -> str:
+        encoded = signing.dumps([_plain(value_of(row, self.field)), value_of(row, "pk"), backwards], salt=SALT)
+        return replace_query_param(self.request.build_absolute_uri(), "cursor", encoded)
 
 
 def paginate(*, request, view, queryset, serializer_class, context: dict | None = None) -> Response:
     """A paginated response of `serializer_class` over `queryset` (HackSoft's get_paginated_response)."""
-    return Response(_page(ApiCursorPagination(), request, view, queryset, lambda rows: serializer_class(
-        rows, many=True, context={"request": request, **(context or {})}).data))
+    rows, next_link, previous_link = Keyset.for_request(request, view).page(queryset, value_of=getattr)
+    results = serializer_class(rows, many=True, context={"request": request, **(context or {})}).data
+    return Response({"next": next_link, "previous": previous_link, "results": results})
 
 
 def paginate_rows(*, request, view, queryset, columns: tuple[str, ...], write) -> dict:
-    """The same page and cursors as `paginate`, read as `values(*columns)` (plus the field the page is ordered by,
-    which the cursor needs) and each row written by `write`, without a serializer."""
-    paginator = ApiCursorPagination()
-    ordering = {name.lstrip("-") for name in paginator.get_ordering(request, queryset, view)}
-    rows = queryset.values(*columns, *sorted(ordering.difference(columns)))
-    return _page(paginator, request, view, rows, lambda page: [write(row) for row in page])
-
-
-def _page(paginator: ApiCursorPagination, request, view, queryset, write_page) -> dict:
-    rows = paginator.paginate_queryset(queryset, request, view=view)
-    return {"next": paginator.get_next_link(), "previous": paginator.get_previous_link(), "results": write_page(rows)}
+    """The same page and links as `paginate`, read as `values(*columns)` (plus the ordering field and the
+    primary key, which the cursor needs) and each row written by `write`, without a serializer."""
+    keyset = Keyset.for_request(request, view)
+    extra = sorted({keyset.field, "pk"}.difference(columns))
+    rows, next_link, previous_link = keyset.page(queryset.values(*columns, *extra),
+                                                 value_of=lambda row, name: row[name])
+    return {"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]}
 
 
 def page_of(item_serializer: type[serializers.Serializer]) -> type[serializers.Serializer]:
