@@ -50,11 +50,6 @@ def database_from_url(name: str, default: str | None = None) -> dict:
     config = dict(dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True))
     # django-tenants needs its schema-aware backend on top of PostgreSQL.
     config["ENGINE"] = "django_tenants.postgresql_backend"
-    # The product's working set lives in memory (or on SSD): a random page costs about what a sequential one
-    # does, and PostgreSQL's default of 4 (a spinning disk) makes the planner read whole tables where a
-    # covering index would do (docs/performance.md, P3). A URL's own `options` are kept and win.
-    options: dict = config.setdefault("OPTIONS", {})
-    options["options"] = " ".join(filter(None, ["-c random_page_cost=1.1", options.get("options", "")]))
     return config
 
 

@@ -76,18 +76,3 @@ def test_healthz_reports_a_down_broker(settings, agency_a):
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error") and response.json()["database"] == "ok"
 
-
-@pytest.mark.django_db
-def test_connections_plan_with_in_memory_page_costs(monkeypatch):
-    """The planner is told a random page costs about a sequential one (the Billing Overview's year of charges
-    is read from its covering index), and a DATABASE_URL's own options are kept after it."""
-    from django.db import connection
-
-    from agencybilling.env import database_from_url
-
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW random_page_cost")
-        assert cursor.fetchone()[0] == "1.1"
-    monkeypatch.setenv("TEST_EXTRA_DATABASE_URL", "postgres://u@127.0.0.1:5432/db?options=-c%20work_mem%3D8MB")
-    options = database_from_url("TEST_EXTRA_DATABASE_URL")["OPTIONS"]["options"]
-    assert options == "-c random_page_cost=1.1 -c work_mem=8MB"

@@ -97,6 +97,19 @@ def test_INV_2_chart_has_twelve_months_of_billed_collected_outstanding(scenario)
     assert f"February 2027 collected: {format_minor(collected, 'USD')} USD" in html
 
 
+def test_INV_2_twelve_month_totals_leave_the_planner_setting_as_they_found_it(scenario):
+    """The totals query is planned with an in-memory page cost; the connection's own setting comes back."""
+    from billing.overview import twelve_months
+
+    with schema_context("alpha"), connection.cursor() as cursor:
+        cursor.execute("SHOW random_page_cost")
+        before = cursor.fetchone()[0]
+        months = twelve_months(last_month=date(2027, 2, 1))
+        cursor.execute("SHOW random_page_cost")
+        assert cursor.fetchone()[0] == before != "1.1"
+    assert len(months) == 12 and months[-1].billed_minor > 0
+
+
 def test_INV_2_client_pdf_download_matches_invoice_numbers(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
     with schema_context("alpha"):
