@@ -12,6 +12,7 @@ account) and agency charges (public schema, the platform's own account).
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import logging
 import queue
@@ -680,6 +681,11 @@ def _collect_pipelined(batches: list[list[int]], ctx: _Context, workers: int, su
             answers.put((item, _call(item, ctx.provider)))
 
     threads = [threading.Thread(target=caller, name=f"collect-{n}", daemon=True) for n in range(workers)]
+    # The objects that exist now (Django's, the modules', the process's caches) are left out of cyclic garbage
+    # collection until the run ends: a full collection scanned them all and stopped every thread for ~100 ms
+    # at a time, and the callers' sends, held back and then released together, reached the provider bunched
+    # up, over its per-second limit (docs/performance.md, P2). The run's own garbage is still collected.
+    gc.freeze()
     for thread in threads:
         thread.start()
     pending = list(reversed(batches))
@@ -710,6 +716,7 @@ def _collect_pipelined(batches: list[list[int]], ctx: _Context, workers: int, su
             calls.put(None)
         for thread in threads:
             thread.join()
+        gc.unfreeze()
 
 
 def charge_retry_manual(charge: AbstractCharge, *, today: date, actor: str,

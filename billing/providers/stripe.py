@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+import requests
+import requests.adapters
 import stripe
 from stripe.params import (
     AccountCreateParams,
@@ -73,6 +76,40 @@ def _signed_at(header: str) -> int:
     return 0
 
 
+class _PacedAdapter(requests.adapters.HTTPAdapter):
+    """Waits for the rate limiter's slot just before the request goes on the wire, after the SDK and requests
+    have built it: a request building its parameters after its slot reached the server late by however long
+    its thread waited for the GIL, and requests held back together arrived together, more of them in one
+    second than the account allows (docs/performance.md, P2)."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        super().__init__()
+        self.limiter = limiter
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.limiter.acquire()
+        return super().send(request, *args, **kwargs)
+
+
+class _PacedRequestsClient(stripe.RequestsClient):
+    """The SDK's requests client, with one session per thread (as the SDK keeps them) that sends through a
+    `_PacedAdapter`."""
+
+    def __init__(self, *, timeout: float, limiter: RateLimiter) -> None:
+        super().__init__(timeout=timeout)
+        self.limiter = limiter
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, *,
+                _usage: list[str] | None = None) -> Any:
+        if getattr(self._thread_local, "session", None) is None:
+            session = requests.Session()
+            adapter = _PacedAdapter(self.limiter)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            self._thread_local.session = session
+        return super().request(method, url, headers, post_data)
+
+
 class StripeProvider:
     name = "stripe"
 
@@ -83,11 +120,12 @@ class StripeProvider:
             base_addresses={"api": api_base} if api_base else None,
             stripe_version=API_VERSION,
             max_network_retries=0,  # retries are ours: only with the same idempotency key
-            http_client=stripe.RequestsClient(timeout=timeout),
+            http_client=(_PacedRequestsClient(timeout=timeout, limiter=limiter) if limiter is not None
+                         else stripe.RequestsClient(timeout=timeout)),
         )
         self.rate_limit_retries = rate_limit_retries
-        # Every request waits for the limiter (the account's requests per second, shared by every worker);
-        # `concurrency` is how many charges collect_due keeps in flight at once.
+        # Every request waits for the limiter (the account's requests per second, shared by every worker) as it
+        # is sent; `concurrency` is how many charges collect_due keeps in flight at once.
         self.limiter = limiter
         self.concurrency = concurrency
         self.rate_limited = 0  # 429s answered, for monitoring and the benchmarks
@@ -96,8 +134,6 @@ class StripeProvider:
         """Call Stripe; answer 429 with exponential backoff and jitter (same request, same idempotency key)."""
         delay = 0.25
         for attempt in range(self.rate_limit_retries + 1):
-            if self.limiter is not None:
-                self.limiter.acquire()
             try:
                 return func(*args, **kwargs)
             except stripe.RateLimitError:

@@ -131,6 +131,30 @@ def test_rate_limit_429_answered_by_backoff(provider, server):
     assert time.monotonic() - started < 30
 
 
+def test_the_limiter_paces_each_request_as_it_is_sent_including_retries_after_429(server):
+    """Every HTTP request waits for its own slot, taken when the request is already built (the adapter's
+    transport): one slot per request the server received, 429'd ones and their retries included."""
+    from billing.providers.ratelimit import LocalRateLimiter
+
+    class Counting(LocalRateLimiter):
+        slots = 0
+
+        def acquire(self) -> float:
+            Counting.slots += 1
+            return super().acquire()
+
+    paced = StripeProvider(api_key="sk_test_adapter", api_base=server.url, timeout=5,
+                           limiter=Counting(1000))
+    customer, method = _customer_with(paced, "pm_card_visa", key="paced")
+    server.set_rate_limit(3)
+    server.clear_request_log()
+    Counting.slots = 0
+    results = [paced.charge_create(_request(paced, customer, method.reference, f"k-paced-{i}")) for i in range(6)]
+    assert all(r.outcome == Outcome.SUCCEEDED for r in results)
+    assert server.request_count(status=429) >= 1
+    assert Counting.slots == len(server.request_log) == 6 + server.request_count(status=429)
+
+
 @pytest.mark.django_db
 def test_COL_2_response_lost_after_the_charge_then_rerun_charges_once(provider, server, agency_a):
     """A timeout/5xx after Stripe made the charge: the attempt is Unknown, the rerun looks it up, one charge."""
