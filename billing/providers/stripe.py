@@ -80,7 +80,11 @@ class _PacedAdapter(requests.adapters.HTTPAdapter):
     """Waits for the rate limiter's slot just before the request goes on the wire, after the SDK and requests
     have built it: a request building its parameters after its slot reached the server late by however long
     its thread waited for the GIL, and requests held back together arrived together, more of them in one
-    second than the account allows (docs/performance.md, P2)."""
+    second than the account allows (docs/performance.md, P2).
+
+    A limiter that cannot be reached (Redis down) fails the request before it is sent; the SDK reports that as a
+    connection error naming the cause, and the attempt is recorded as unknown and looked up later, like any
+    connection failure."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         super().__init__()
