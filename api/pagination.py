@@ -110,10 +110,9 @@ class Keyset:
             has_next, has_previous = True, more
         else:
             has_next, has_previous = more, cursor is not None
-        link = self._link
         return (rows,
-                link(value_of, rows[-1], backwards=False) if has_next and rows else None,
-                link(value_of, rows[0], backwards=True) if has_previous and rows else None)
+                self._link(value_of, rows[-1], backwards=False) if has_next and rows else None,
+                self._link(value_of, rows[0], backwards=True) if has_previous and rows else None)
 
     def _link(self, value_of, row, *, backwards: bool) -> str:
         encoded = signing.dumps([_plain(value_of(row, self.field)), value_of(row, "pk"), backwards], salt=SALT)

@@ -128,9 +128,8 @@ class StripeProvider:
                          else stripe.RequestsClient(timeout=timeout)),
         )
         self.rate_limit_retries = rate_limit_retries
-        # Every request waits for the limiter (the account's requests per second, shared by every worker) as it
-        # is sent; `concurrency` is how many charges collect_due keeps in flight at once.
-        self.limiter = limiter
+        # Every request waits for the limiter (the account's requests per second, shared by every worker) in the
+        # transport, as it is sent; `concurrency` is how many charges collect_due keeps in flight at once.
         self.concurrency = concurrency
         self.rate_limited = 0  # 429s answered, for monitoring and the benchmarks
 

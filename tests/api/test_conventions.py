@@ -249,46 +249,52 @@ def test_schema_and_docs_are_served_without_a_cdn_to_signed_in_readers_only(agen
     assert asset.status_code == 200
 
 
-def test_keyset_pages_walk_rows_sharing_their_ordering_value_both_ways(agency_a):
-    """Rows that share the ordering value (a month's invoices share their period start) are each shown once,
-    forwards through `next` and back through `previous`: the cursor holds the boundary row's value and id."""
-    from datetime import date
-    from urllib.parse import parse_qs, urlsplit
-
+def _keyset_page(ordering: str, query: str):
+    """One Keyset page of the current schema's clients ordered by `ordering` (activation day), for `query`."""
     from rest_framework.request import Request
     from rest_framework.test import APIRequestFactory
 
     from api.pagination import Keyset
-    from clients.services import client_create
 
     class View:
         ordering_fields = ("activated_on",)
-        default_ordering = "-activated_on"
+        default_ordering = ordering
 
-    def page(query: str):
-        request = Request(APIRequestFactory().get(f"/api/v1/things/?{query}", HTTP_HOST="alpha.localhost"))
-        return Keyset.for_request(request, View()).page(Client.objects.all(), value_of=getattr)
+    request = Request(APIRequestFactory().get(f"/api/v1/things/?{query}", HTTP_HOST="alpha.localhost"))
+    return Keyset.for_request(request, View()).page(Client.objects.all(), value_of=getattr)
 
-    def query_of(link: str) -> str:
-        return "limit=3&cursor=" + parse_qs(urlsplit(link).query)["cursor"][0]
+
+def _following(link: str, limit: int) -> str:
+    """The query of a next/previous link, with the page size."""
+    from urllib.parse import parse_qs, urlsplit
+
+    return f"limit={limit}&cursor=" + parse_qs(urlsplit(link).query)["cursor"][0]
+
+
+def test_keyset_pages_walk_rows_sharing_their_ordering_value_both_ways(agency_a):
+    """Rows that share the ordering value (a month's invoices share their period start) are each shown once,
+    forwards through `next` and back through `previous`: the cursor holds the boundary row's value and id."""
+    from datetime import date
+
+    from clients.services import client_create
 
     with tenant_context(agency_a):
         for index in range(8):
             client_create(name=f"Tied {index}", email=f"tied{index}@example.com", activated_on=date(2026, 12, 1))
         client_create(name="Earlier", email="earlier@example.com", activated_on=date(2026, 11, 1))
         expected = list(Client.objects.order_by("-activated_on", "-pk").values_list("pk", flat=True))
-        forwards, pages, (rows, next_link, previous_link) = [], [], page("limit=3")
+        forwards, pages, (rows, next_link, previous_link) = [], [], _keyset_page("-activated_on", "limit=3")
         assert previous_link is None
         while True:
             forwards.extend(row.pk for row in rows)
             pages.append([row.pk for row in rows])
             if next_link is None:
                 break
-            rows, next_link, previous_link = page(query_of(next_link))
+            rows, next_link, previous_link = _keyset_page("-activated_on", _following(next_link, 3))
         assert forwards == expected and len(expected) == 9 and [len(p) for p in pages] == [3, 3, 3]
         backwards = []
         while previous_link is not None:
-            rows, _, previous_link = page(query_of(previous_link))
+            rows, _, previous_link = _keyset_page("-activated_on", _following(previous_link, 3))
             backwards.append([row.pk for row in rows])
         assert backwards == pages[-2::-1]
 
@@ -297,24 +303,13 @@ def test_keyset_pages_pass_a_thousand_rows_of_one_value(agency_a):
     """1,250 rows with one ordering value, 200 a page: every row once (an offset past the tied rows stopped at
     1,000)."""
     from datetime import date
-    from urllib.parse import parse_qs, urlsplit
-
-    from rest_framework.request import Request
-    from rest_framework.test import APIRequestFactory
-
-    from api.pagination import Keyset
-
-    class View:
-        ordering_fields = ("activated_on",)
-        default_ordering = "activated_on"
 
     with tenant_context(agency_a):
         Client.objects.bulk_create(Client(name=f"Bulk {n}", email=f"bulk{n}@example.com",
                                           activated_on=date(2026, 12, 1)) for n in range(1250))
         seen, query = [], "limit=200"
         while query:
-            request = Request(APIRequestFactory().get(f"/api/v1/things/?{query}", HTTP_HOST="alpha.localhost"))
-            rows, next_link, _ = Keyset.for_request(request, View()).page(Client.objects.all(), value_of=getattr)
+            rows, next_link, _ = _keyset_page("activated_on", query)
             seen.extend(row.pk for row in rows)
-            query = next_link and "limit=200&cursor=" + parse_qs(urlsplit(next_link).query)["cursor"][0]
+            query = next_link and _following(next_link, 200)
         assert seen == sorted(seen) and len(set(seen)) == Client.objects.count() == 1250
