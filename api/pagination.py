@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
+from api.compiled import compiled_rows
 from core.parsing import whole_number
 
 SALT = "api.keyset"
@@ -94,15 +95,24 @@ class Keyset:
     def page(self, queryset: QuerySet, *, value_of) -> tuple[list, str | None, str | None]:
         """(rows, next link, previous link); `value_of(row, name)` reads a field of a row."""
         cursor = self.cursor
+        rows = list(self.ordered(queryset, *(cursor.value, cursor.pk) if cursor else (None, None)))
+        return self.links(rows, value_of=value_of)
+
+    def ordered(self, queryset: QuerySet, boundary_value, boundary_pk) -> QuerySet:
+        """`queryset` in page order after the boundary row (none: from the start), a page and one row more."""
         # Reading backwards is reading forwards in the opposite order from the boundary, then flipping the page.
-        descending = self.descending != bool(cursor and cursor.backwards)
+        descending = self.descending != bool(self.cursor and self.cursor.backwards)
         sign = "-" if descending else ""
         ordered = queryset.order_by(f"{sign}{self.field}", f"{sign}pk")
-        if cursor is not None:
+        if boundary_pk is not None:
             after = "lt" if descending else "gt"
-            ordered = ordered.filter(Q(**{f"{self.field}__{after}": cursor.value})
-                                     | Q(**{self.field: cursor.value, f"pk__{after}": cursor.pk}))
-        rows = list(ordered[:self.size + 1])
+            ordered = ordered.filter(Q(**{f"{self.field}__{after}": boundary_value})
+                                     | Q(**{self.field: boundary_value, f"pk__{after}": boundary_pk}))
+        return ordered[:self.size + 1]
+
+    def links(self, rows: list, *, value_of) -> tuple[list, str | None, str | None]:
+        """The page out of `ordered`'s rows, in page order, and its next/previous links."""
+        cursor = self.cursor
         more = len(rows) > self.size
         rows = rows[:self.size]
         if cursor is not None and cursor.backwards:
@@ -126,13 +136,26 @@ def paginate(*, request, view, queryset, serializer_class, context: dict | None 
     return Response({"next": next_link, "previous": previous_link, "results": results})
 
 
-def paginate_rows(*, request, view, queryset, columns: tuple[str, ...], write) -> dict:
+def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict, columns: tuple[str, ...],
+                  write) -> dict:
     """The same page and links as `paginate`, read as `values(*columns)` (plus the ordering field and the
-    primary key, which the cursor needs) and each row written by `write`, without a serializer."""
+    primary key, which the cursor needs) and each row written by `write`, without a serializer.
+
+    The list is `queryset_of(**values)`, where `key` names everything else it depends on (user, filters); its
+    page query is compiled once per key and page shape and then run with each request's values
+    (`api.compiled`): building and compiling it cost more CPU than running it (docs/performance.md, P5)."""
     keyset = Keyset.for_request(request, view)
     extra = sorted({keyset.field, "pk"}.difference(columns))
-    rows, next_link, previous_link = keyset.page(queryset.values(*columns, *extra),
-                                                 value_of=lambda row, name: row[name])
+    cursor = keyset.cursor
+    boundary = {"boundary_value": model._meta.get_field(keyset.field).to_python(cursor.value) if cursor else None,
+                "boundary_pk": cursor.pk if cursor else None}
+
+    def build(*, boundary_value, boundary_pk, **list_values):
+        return keyset.ordered(queryset_of(**list_values).values(*columns, *extra), boundary_value, boundary_pk)
+
+    shape = (key, columns, keyset.field, keyset.descending, keyset.size, bool(cursor and cursor.backwards))
+    rows = compiled_rows(key=shape, values={**values, **boundary}, build=build)
+    rows, next_link, previous_link = keyset.links(rows, value_of=lambda row, name: row[name])
     return {"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]}
 
 

@@ -32,7 +32,7 @@ from api.fields import (
 from api.pagination import list_parameters, page_of, paginate, paginate_rows
 from api.schema import IF_NONE_MATCH, NOT_MODIFIED
 from billing.base_models import AttemptKind, AttemptOutcome, ChargeStatus
-from billing.models import BillingSettings, Charge, RequestKind, SupportRequest
+from billing.models import BillingSettings, Charge, Invoice, RequestKind, SupportRequest
 from billing.pdf import invoice_pdf, pdf_filename
 from billing.selectors import (
     billing_settings,
@@ -241,10 +241,16 @@ class InvoicesApi(ApiView):
                    summary="Client invoices, filtered by month, status, client")
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
-        invoices = invoice_list_for_user(user=self.user, month=filters.get("month"), status=filters.get("status"),
-                                         client_public_id=filters.get("client"))
+        user, month, status = self.user, filters.get("month"), filters.get("status")
         amounts = self.can(C.VIEW_AMOUNTS)
-        page = paginate_rows(request=request, view=self, queryset=invoices, columns=InvoiceOutput.row_columns,
+
+        def invoices(*, client_public_id):
+            return invoice_list_for_user(user=user, month=month, status=status, client_public_id=client_public_id)
+
+        # The key names what `invoices` depends on besides its values: the user (ROLE-1 visibility) and filters.
+        page = paginate_rows(request=request, view=self, model=Invoice, queryset_of=invoices,
+                             key=(user.pk, user.role, user.is_active, month, status),
+                             values={"client_public_id": filters.get("client")}, columns=InvoiceOutput.row_columns,
                              write=lambda values: InvoiceOutput.row(values, amounts=amounts))
         return with_etag(request, page)
 
