@@ -67,8 +67,8 @@ def if_none_match(request, etag: str) -> bool:
 
 def with_etag(request, data: Any) -> HttpResponse:
     """200 with an ETag (a digest of the JSON it sends), or 304 when the client already has this representation.
-    The body is rendered once, for the digest and the response alike."""
-    content = JSONRenderer().render(data)
+    The body is rendered once, for the digest and the response alike; `data` may be the JSON body already."""
+    content = data if isinstance(data, bytes) else JSONRenderer().render(data)
     etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
     if if_none_match(request, etag):
         return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import orjson
 from django.core import signing
 from django.db.models import Q, QuerySet
 from rest_framework import serializers
@@ -137,9 +138,9 @@ def paginate(*, request, view, queryset, serializer_class, context: dict | None 
 
 
 def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict, columns: tuple[str, ...],
-                  write) -> dict:
-    """The same page and links as `paginate`, read as `values(*columns)` (plus the ordering field and the
-    primary key, which the cursor needs) and each row written by `write`, without a serializer.
+                  write) -> bytes:
+    """The same page and links as `paginate`, as the JSON body: read as `values(*columns)` (plus the ordering
+    field and the primary key, which the cursor needs) and each row written by `write`, without a serializer.
 
     The list is `queryset_of(**values)`, where `key` names everything else it depends on (user, filters); its
     page query is compiled once per key and page shape and then run with each request's values
@@ -156,7 +157,8 @@ def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict
     shape = (key, columns, keyset.field, keyset.descending, keyset.size, bool(cursor and cursor.backwards))
     rows = compiled_rows(key=shape, values={**values, **boundary}, build=build)
     rows, next_link, previous_link = keyset.links(rows, value_of=lambda row, name: row[name])
-    return {"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]}
+    # orjson writes dates and UUIDs as the serializer does (ISO date, canonical UUID), so `write` need not.
+    return orjson.dumps({"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]})
 
 
 def page_of(item_serializer: type[serializers.Serializer]) -> type[serializers.Serializer]:

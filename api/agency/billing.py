@@ -191,18 +191,18 @@ class InvoiceOutput(serializers.Serializer):
 
     @staticmethod
     def row(values: dict, *, amounts: bool) -> dict:
-        """One invoice as the serializer writes it, from a `values(*row_columns)` dict; amounts are null for
-        roles that see statuses only (ROLE-1)."""
-        public_id = str(values["public_id"])
+        """One invoice as the serializer writes it, from a `values(*row_columns)` dict, for `paginate_rows` (which
+        writes the dates and UUIDs); amounts are null for roles that see statuses only (ROLE-1)."""
+        public_id = values["public_id"]
         return {
             "id": public_id,
             "number": values["number"],
-            "client": {"id": str(values["client__public_id"]), "name": values["client__name"]},
+            "client": {"id": values["client__public_id"], "name": values["client__name"]},
             "status": values["collection_status"],
-            "period_start": values["period_start"].isoformat(),
-            "period_end": values["period_end"].isoformat(),
-            "issued_on": values["issued_on"].isoformat(),
-            "due_on": values["due_on"].isoformat(),
+            "period_start": values["period_start"],
+            "period_end": values["period_end"],
+            "issued_on": values["issued_on"],
+            "due_on": values["due_on"],
             "currency": values["currency"],
             "subtotal_minor": values["subtotal_minor"] if amounts else None,
             "tax_minor": values["tax_minor"] if amounts else None,
