@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from accounts.models import AGENCY_STAFF_ROLES, ApiToken, Role, User, audit_record
 from accounts.permissions import Capability, has_capability
 from core.errors import ApplicationError, PermissionDenied
+from core.prepared import prepared_fetchall
 
 TOKEN_PREFIX = "abk_"
 PREFIX_LENGTH = 12  # "abk_" and 8 characters of the secret: enough to tell tokens apart in a list
@@ -112,11 +113,11 @@ def _active_token_with_user(digest: str) -> ApiToken | None:
     sql = (f'SELECT {columns} FROM "{ApiToken._meta.db_table}" t '
            f'JOIN "{User._meta.db_table}" u ON u."id" = t."user_id" '
            'WHERE t."digest" = %s AND t."revoked_at" IS NULL AND u."is_active"')
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [digest])  # constant SQL (names from the models); the digest is a parameter
-        row = cursor.fetchone()
-    if row is None:
+    # Constant SQL (names from the models); the digest is a parameter. Prepared: it runs on every API request.
+    rows = prepared_fetchall(sql, [digest])
+    if not rows:
         return None
+    row = rows[0]
     token = ApiToken.from_db(connection.alias, [f.attname for f in token_fields], row[:len(token_fields)])
     token.user = User.from_db(connection.alias, [f.attname for f in user_fields], row[len(token_fields):])
     return token

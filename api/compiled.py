@@ -29,6 +29,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
+from core.prepared import prepared_fetchall
+
 logger = logging.getLogger(__name__)
 
 MAX_TEMPLATES = 256
@@ -118,6 +120,4 @@ def compiled_rows(*, key: tuple, values: dict, build) -> list[dict]:
         if (fresh, list(fresh_params)) != (template.sql, params):
             raise AssertionError(f"compiled query of {key!r} differs from a fresh compilation: the key misses "
                                  "something `build` depends on")
-    with connection.cursor() as cursor:
-        cursor.execute(template.sql, params)
-        return [dict(zip(template.names, row, strict=True)) for row in cursor.fetchall()]
+    return [dict(zip(template.names, row, strict=True)) for row in prepared_fetchall(template.sql, params)]

@@ -120,6 +120,9 @@ CSRF_COOKIE_SAMESITE = "Lax"
 WSGI_APPLICATION = "agencybilling.wsgi.application"
 
 DATABASES = {"default": database_from_url("DATABASE_URL")}
+# The API's hottest reads run as prepared statements (core/prepared.py); off behind a transaction-mode PgBouncer
+# older than 1.21.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
