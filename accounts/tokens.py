@@ -3,6 +3,7 @@ platform), stored as a SHA-256 digest, shown once. Writes and reads on tokens li
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from datetime import datetime, timedelta
@@ -104,20 +105,27 @@ def api_token_authenticate(*, secret: str, now: datetime) -> ApiToken | None:
     return token
 
 
-def _active_token_with_user(digest: str) -> ApiToken | None:
-    """One indexed lookup, written as SQL: the same query through the ORM (select_related, filters on both
-    tables) cost more CPU to compile than to run, on every API request (docs/performance.md, P5)."""
+@functools.cache
+def _token_with_user_query() -> tuple[str, list[str], list[str]]:
+    """The lookup's SQL and the two models' field names, built once: they only depend on the models."""
     token_fields = ApiToken._meta.concrete_fields
     user_fields = User._meta.concrete_fields
     columns = ", ".join([*(f't."{f.column}"' for f in token_fields), *(f'u."{f.column}"' for f in user_fields)])
     sql = (f'SELECT {columns} FROM "{ApiToken._meta.db_table}" t '
            f'JOIN "{User._meta.db_table}" u ON u."id" = t."user_id" '
            'WHERE t."digest" = %s AND t."revoked_at" IS NULL AND u."is_active"')
+    return sql, [f.attname for f in token_fields], [f.attname for f in user_fields]
+
+
+def _active_token_with_user(digest: str) -> ApiToken | None:
+    """One indexed lookup, written as SQL: the same query through the ORM (select_related, filters on both
+    tables) cost more CPU to compile than to run, on every API request (docs/performance.md, P5)."""
+    sql, token_names, user_names = _token_with_user_query()
     # Constant SQL (names from the models); the digest is a parameter. Prepared: it runs on every API request.
     rows = prepared_fetchall(sql, [digest])
     if not rows:
         return None
     row = rows[0]
-    token = ApiToken.from_db(connection.alias, [f.attname for f in token_fields], row[:len(token_fields)])
-    token.user = User.from_db(connection.alias, [f.attname for f in user_fields], row[len(token_fields):])
+    token = ApiToken.from_db(connection.alias, token_names, row[:len(token_names)])
+    token.user = User.from_db(connection.alias, user_names, row[len(token_names):])
     return token

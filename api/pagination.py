@@ -95,9 +95,15 @@ class Keyset:
 
     def page(self, queryset: QuerySet, *, value_of) -> tuple[list, str | None, str | None]:
         """(rows, next link, previous link); `value_of(row, name)` reads a field of a row."""
-        cursor = self.cursor
-        rows = list(self.ordered(queryset, *(cursor.value, cursor.pk) if cursor else (None, None)))
+        rows = list(self.ordered(queryset, *self.boundary(queryset.model)))
         return self.links(rows, value_of=value_of)
+
+    def boundary(self, model) -> tuple:
+        """(ordering value, pk) of the cursor's boundary row, the value as `model`'s field holds it; (None, None)
+        without a cursor."""
+        if self.cursor is None:
+            return None, None
+        return model._meta.get_field(self.field).to_python(self.cursor.value), self.cursor.pk
 
     def ordered(self, queryset: QuerySet, boundary_value, boundary_pk) -> QuerySet:
         """`queryset` in page order after the boundary row (none: from the start), a page and one row more."""
@@ -147,15 +153,15 @@ def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict
     (`api.compiled`): building and compiling it cost more CPU than running it (docs/performance.md, P5)."""
     keyset = Keyset.for_request(request, view)
     extra = sorted({keyset.field, "pk"}.difference(columns))
-    cursor = keyset.cursor
-    boundary = {"boundary_value": model._meta.get_field(keyset.field).to_python(cursor.value) if cursor else None,
-                "boundary_pk": cursor.pk if cursor else None}
+    boundary_value, boundary_pk = keyset.boundary(model)
 
     def build(*, boundary_value, boundary_pk, **list_values):
         return keyset.ordered(queryset_of(**list_values).values(*columns, *extra), boundary_value, boundary_pk)
 
-    shape = (key, columns, keyset.field, keyset.descending, keyset.size, bool(cursor and cursor.backwards))
-    rows = compiled_rows(key=shape, values={**values, **boundary}, build=build)
+    backwards = bool(keyset.cursor and keyset.cursor.backwards)
+    shape = (key, columns, keyset.field, keyset.descending, keyset.size, backwards)
+    rows = compiled_rows(key=shape, values={**values, "boundary_value": boundary_value, "boundary_pk": boundary_pk},
+                         build=build)
     rows, next_link, previous_link = keyset.links(rows, value_of=lambda row, name: row[name])
     # orjson writes dates and UUIDs as the serializer does (ISO date, canonical UUID), so `write` need not.
     return orjson.dumps({"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]})
