@@ -42,6 +42,7 @@ test-chaos: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy core billing/providers
 

@@ -5,8 +5,16 @@ import os
 import sys
 
 # Commands that need the database at start: fail with one line rather than a traceback.
-NEEDS_DATABASE = {"runserver", "migrate", "migrate_schemas", "load_demo", "run_billing", "run_day", "simulate",
-                  "create_agency"}
+NEEDS_DATABASE = {
+    "runserver",
+    "migrate",
+    "migrate_schemas",
+    "load_demo",
+    "run_billing",
+    "run_day",
+    "simulate",
+    "create_agency",
+}
 
 
 def main() -> None:

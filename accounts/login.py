@@ -71,8 +71,11 @@ class ThrottledLoginView(LoginView):
     def post(self, request, *args, **kwargs):
         username = _posted_username(request)
         if login_throttled(request, username):
-            logger.warning("sign-in refused: too many failures (schema %s, address %s)",
-                           getattr(request.tenant, "schema_name", "?"), client_address(request))
+            logger.warning(
+                "sign-in refused: too many failures (schema %s, address %s)",
+                getattr(request.tenant, "schema_name", "?"),
+                client_address(request),
+            )
             # Bound without the password: it is never checked while the sign-in is refused.
             form = self.get_form_class()(request, data={"username": username})
             form.is_valid()

@@ -20,10 +20,16 @@ class Role(models.TextChoices):
     BILLING_SUPPORT = "BILLING_SUPPORT", "Billing support"
 
 
-AGENCY_STAFF_ROLES = frozenset({
-    Role.ADMINISTRATOR, Role.COMPANY_MANAGER, Role.SALES_MANAGER, Role.MARKETING_MANAGER,
-    Role.SALESPERSON, Role.JR_SALESPERSON,
-})
+AGENCY_STAFF_ROLES = frozenset(
+    {
+        Role.ADMINISTRATOR,
+        Role.COMPANY_MANAGER,
+        Role.SALES_MANAGER,
+        Role.MARKETING_MANAGER,
+        Role.SALESPERSON,
+        Role.JR_SALESPERSON,
+    }
+)
 
 
 class UserManager(BaseUserManager["User"]):
@@ -80,16 +86,30 @@ class AuditEntry(models.Model):
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
 
-def audit_record(*, actor: User | str | None, action: str, obj: models.Model, before: dict | None = None,
-                 after: dict | None = None, reason: str = "") -> AuditEntry:
+def audit_record(
+    *,
+    actor: User | str | None,
+    action: str,
+    obj: models.Model,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+) -> AuditEntry:
     """Write an audit row; call inside the transaction of the change it describes."""
     if isinstance(actor, User):
         name, role = actor.email, actor.role
     else:
         name, role = actor or "system", ""
-    return AuditEntry.objects.create(actor=name, actor_role=role, action=action, object_type=obj._meta.label,
-                                     object_id=str(getattr(obj, "public_id", obj.pk)), before=before or {},
-                                     after=after or {}, reason=reason)
+    return AuditEntry.objects.create(
+        actor=name,
+        actor_role=role,
+        action=action,
+        object_type=obj._meta.label,
+        object_id=str(getattr(obj, "public_id", obj.pk)),
+        before=before or {},
+        after=after or {},
+        reason=reason,
+    )
 
 
 class ApiToken(models.Model):

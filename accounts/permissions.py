@@ -8,19 +8,20 @@ from accounts.models import Role, User
 
 
 class Capability(StrEnum):
-    VIEW_BILLING = "view_billing"            # Billing Overview, invoices and PDFs (all clients)
-    VIEW_OWN_BILLING = "view_own_billing"    # ... of own clients only
-    VIEW_AMOUNTS = "view_amounts"            # amounts, not only statuses
+    VIEW_BILLING = "view_billing"  # Billing Overview, invoices and PDFs (all clients)
+    VIEW_OWN_BILLING = "view_own_billing"  # ... of own clients only
+    VIEW_AMOUNTS = "view_amounts"  # amounts, not only statuses
     EDIT_CLIENT_CONFIG = "edit_client_config"
-    REQUEST_SUPPORT = "request_support"      # request a retry / request Agency Invoiced
-    ADMINISTER = "administer"                # Billing Setup, email templates, users, API tokens
-    SUPPORT = "support"                      # billing support (platform)
+    REQUEST_SUPPORT = "request_support"  # request a retry / request Agency Invoiced
+    ADMINISTER = "administer"  # Billing Setup, email templates, users, API tokens
+    SUPPORT = "support"  # billing support (platform)
 
 
 C = Capability
 MATRIX: dict[str, frozenset[Capability]] = {
-    Role.ADMINISTRATOR: frozenset({C.VIEW_BILLING, C.VIEW_AMOUNTS, C.EDIT_CLIENT_CONFIG, C.REQUEST_SUPPORT,
-                                   C.ADMINISTER}),
+    Role.ADMINISTRATOR: frozenset(
+        {C.VIEW_BILLING, C.VIEW_AMOUNTS, C.EDIT_CLIENT_CONFIG, C.REQUEST_SUPPORT, C.ADMINISTER}
+    ),
     Role.COMPANY_MANAGER: frozenset({C.VIEW_BILLING, C.VIEW_AMOUNTS, C.EDIT_CLIENT_CONFIG, C.REQUEST_SUPPORT}),
     Role.SALES_MANAGER: frozenset({C.VIEW_BILLING, C.VIEW_AMOUNTS, C.EDIT_CLIENT_CONFIG}),
     Role.MARKETING_MANAGER: frozenset({C.VIEW_BILLING, C.VIEW_AMOUNTS}),

@@ -17,8 +17,16 @@ def _role_error(role: object) -> list[str]:
     return [] if role in AGENCY_ROLES else ["Choose one of the agency roles."]
 
 
-def user_invite(*, email: str, role: str, actor: User, first_name: str = "", last_name: str = "",
-                client=None, send: Callable[[User], None] | None = None) -> User:
+def user_invite(
+    *,
+    email: str,
+    role: str,
+    actor: User,
+    first_name: str = "",
+    last_name: str = "",
+    client=None,
+    send: Callable[[User], None] | None = None,
+) -> User:
     """Create an agency user with no password yet; `send(user)` runs after commit to email the link that
     lets them choose one. A CLIENT user is linked to exactly one client account (`client`)."""
     errors: dict[str, list[str]] = {}
@@ -39,20 +47,29 @@ def user_invite(*, email: str, role: str, actor: User, first_name: str = "", las
         raise ApplicationError("The user could not be invited.", fields=errors)
     try:
         with transaction.atomic():
-            user = User.objects.create_user(email, None, role=role, first_name=first_name.strip()[:150],
-                                            last_name=last_name.strip()[:150])
+            user = User.objects.create_user(
+                email, None, role=role, first_name=first_name.strip()[:150], last_name=last_name.strip()[:150]
+            )
             if client is not None:
                 from clients.models import ClientUser
 
                 ClientUser.objects.create(user=user, client=client)
-            audit_record(actor=actor, action="user.invite", obj=user,
-                         after={"email": email, "role": role,
-                                **({"client": str(client.public_id)} if client is not None else {})})
+            audit_record(
+                actor=actor,
+                action="user.invite",
+                obj=user,
+                after={
+                    "email": email,
+                    "role": role,
+                    **({"client": str(client.public_id)} if client is not None else {}),
+                },
+            )
             if send is not None:
                 transaction.on_commit(lambda: send(user))
     except IntegrityError:
-        raise ApplicationError("The user could not be invited.",
-                               fields={"email": ["A user with this email already exists."]}) from None
+        raise ApplicationError(
+            "The user could not be invited.", fields={"email": ["A user with this email already exists."]}
+        ) from None
     return user
 
 
@@ -62,16 +79,21 @@ def user_role_set(*, user: User, role: str, actor: User) -> User:
     if role_errors := _role_error(role):
         raise ApplicationError("The role could not be changed.", fields={"role": role_errors})
     if user.role == Role.CLIENT or role == Role.CLIENT:
-        raise ApplicationError("Client users are invited as such and keep their role.",
-                               fields={"role": ["Staff and client users cannot swap roles."]})
+        raise ApplicationError(
+            "Client users are invited as such and keep their role.",
+            fields={"role": ["Staff and client users cannot swap roles."]},
+        )
     with transaction.atomic():
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.role == role:
             return locked
-        if locked.role == Role.ADMINISTRATOR and not User.objects.filter(
-                role=Role.ADMINISTRATOR, is_active=True).exclude(pk=locked.pk).exists():
-            raise ApplicationError("The agency needs at least one administrator.",
-                                   fields={"role": ["This is the only administrator."]})
+        if (
+            locked.role == Role.ADMINISTRATOR
+            and not User.objects.filter(role=Role.ADMINISTRATOR, is_active=True).exclude(pk=locked.pk).exists()
+        ):
+            raise ApplicationError(
+                "The agency needs at least one administrator.", fields={"role": ["This is the only administrator."]}
+            )
         before = locked.role
         locked.role = role
         locked.save(update_fields=["role"])
@@ -87,12 +109,21 @@ def user_active_set(*, user: User, active: bool, actor: User) -> User:
         locked = User.objects.select_for_update().get(pk=user.pk)
         if locked.is_active == active:
             return locked
-        if not active and locked.role == Role.ADMINISTRATOR and not User.objects.filter(
-                role=Role.ADMINISTRATOR, is_active=True).exclude(pk=locked.pk).exists():
-            raise ApplicationError("The agency needs at least one administrator.",
-                                   fields={"active": ["This is the only administrator."]})
+        if (
+            not active
+            and locked.role == Role.ADMINISTRATOR
+            and not User.objects.filter(role=Role.ADMINISTRATOR, is_active=True).exclude(pk=locked.pk).exists()
+        ):
+            raise ApplicationError(
+                "The agency needs at least one administrator.", fields={"active": ["This is the only administrator."]}
+            )
         locked.is_active = active
         locked.save(update_fields=["is_active"])
-        audit_record(actor=actor, action="user.activate" if active else "user.deactivate", obj=locked,
-                     before={"is_active": not active}, after={"is_active": active})
+        audit_record(
+            actor=actor,
+            action="user.activate" if active else "user.deactivate",
+            obj=locked,
+            before={"is_active": not active},
+            after={"is_active": active},
+        )
     return locked

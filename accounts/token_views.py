@@ -50,8 +50,11 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             owner = next(u for u in owners if str(u.pk) == form.cleaned_data["owner"])
             try:
-                token, created_secret = api_token_create(actor=actor, name=form.cleaned_data["name"],  # type: ignore[arg-type]
-                                                         owner=owner)
+                token, created_secret = api_token_create(
+                    actor=actor,
+                    name=form.cleaned_data["name"],  # type: ignore[arg-type]
+                    owner=owner,
+                )
             except ApplicationError as exc:
                 for field, errors in exc.fields.items():
                     for error in errors:
@@ -60,5 +63,9 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
                 form = TokenForm(initial={"owner": str(actor.pk)}, owners=owners)
     tokens = api_token_list(actor=actor)  # type: ignore[arg-type]
     status = 400 if request.method == "POST" and form.errors else 200
-    return render(request, "settings/api_tokens.html",
-                  {"form": form, "tokens": tokens, "created_secret": created_secret}, status=status)
+    return render(
+        request,
+        "settings/api_tokens.html",
+        {"form": form, "tokens": tokens, "created_secret": created_secret},
+        status=status,
+    )

@@ -72,10 +72,19 @@ def api_token_create(*, actor: User, name: str, owner: User | None = None) -> tu
         raise ApplicationError("The API token could not be created.", fields=errors)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        token = ApiToken.objects.create(user=owner, name=name.strip(), prefix=secret[:PREFIX_LENGTH],
-                                        digest=token_digest(secret), created_by=actor.email)
-        audit_record(actor=actor, action="api_token.created", obj=token,
-                     after={"name": token.name, "owner": owner.email, "prefix": token.prefix})
+        token = ApiToken.objects.create(
+            user=owner,
+            name=name.strip(),
+            prefix=secret[:PREFIX_LENGTH],
+            digest=token_digest(secret),
+            created_by=actor.email,
+        )
+        audit_record(
+            actor=actor,
+            action="api_token.created",
+            obj=token,
+            after={"name": token.name, "owner": owner.email, "prefix": token.prefix},
+        )
     return token, secret
 
 
@@ -87,8 +96,9 @@ def api_token_revoke(*, actor: User, token: ApiToken, now: datetime) -> ApiToken
         updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now)
         token.refresh_from_db(fields=["revoked_at"])
         if updated:
-            audit_record(actor=actor, action="api_token.revoked", obj=token,
-                         before={"active": True}, after={"active": False})
+            audit_record(
+                actor=actor, action="api_token.revoked", obj=token, before={"active": True}, after={"active": False}
+            )
     return token
 
 
@@ -111,9 +121,11 @@ def _token_with_user_query() -> tuple[str, list[str], list[str]]:
     token_fields = ApiToken._meta.concrete_fields
     user_fields = User._meta.concrete_fields
     columns = ", ".join([*(f't."{f.column}"' for f in token_fields), *(f'u."{f.column}"' for f in user_fields)])
-    sql = (f'SELECT {columns} FROM "{ApiToken._meta.db_table}" t '
-           f'JOIN "{User._meta.db_table}" u ON u."id" = t."user_id" '
-           'WHERE t."digest" = %s AND t."revoked_at" IS NULL AND u."is_active"')
+    sql = (
+        f'SELECT {columns} FROM "{ApiToken._meta.db_table}" t '
+        f'JOIN "{User._meta.db_table}" u ON u."id" = t."user_id" '
+        'WHERE t."digest" = %s AND t."revoked_at" IS NULL AND u."is_active"'
+    )
     return sql, [f.attname for f in token_fields], [f.attname for f in user_fields]
 
 
@@ -126,6 +138,6 @@ def _active_token_with_user(digest: str) -> ApiToken | None:
     if not rows:
         return None
     row = rows[0]
-    token = ApiToken.from_db(connection.alias, token_names, row[:len(token_names)])
-    token.user = User.from_db(connection.alias, user_names, row[len(token_names):])
+    token = ApiToken.from_db(connection.alias, token_names, row[: len(token_names)])
+    token.user = User.from_db(connection.alias, user_names, row[len(token_names) :])
     return token

@@ -14,11 +14,18 @@ urlpatterns = [
     path("branding/logo", agency.agency_logo, name="agency-logo"),
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("invite/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(
-        template_name="registration/invite_accept.html", success_url=reverse_lazy("invite-done")),
-        name="invite-accept"),
-    path("invite/done/", auth_views.PasswordResetCompleteView.as_view(
-        template_name="registration/invite_done.html"), name="invite-done"),
+    path(
+        "invite/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            template_name="registration/invite_accept.html", success_url=reverse_lazy("invite-done")
+        ),
+        name="invite-accept",
+    ),
+    path(
+        "invite/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="registration/invite_done.html"),
+        name="invite-done",
+    ),
     # Agency dashboard
     path("billing/", agency.billing_overview, name="billing-overview"),
     path("invoices/<uuid:public_id>/pdf", agency.client_invoice_pdf, name="invoice-pdf"),
@@ -26,12 +33,21 @@ urlpatterns = [
     path("clients/", agency.client_list, name="client-list"),
     path("clients/<uuid:public_id>/", agency.client_detail, name="client-detail"),
     path("clients/<uuid:public_id>/services/", agency.service_line_create, name="service-line-create"),
-    path("clients/<uuid:public_id>/services/<uuid:line_id>/remove", agency.service_line_delete,
-         name="service-line-remove"),
-    path("clients/<uuid:public_id>/charges/<uuid:charge_id>/retry-request", agency.client_retry_request,
-         name="client-retry-request"),
-    path("clients/<uuid:public_id>/agency-invoiced-request", agency.client_agency_invoiced_request,
-         name="client-agency-invoiced-request"),
+    path(
+        "clients/<uuid:public_id>/services/<uuid:line_id>/remove",
+        agency.service_line_delete,
+        name="service-line-remove",
+    ),
+    path(
+        "clients/<uuid:public_id>/charges/<uuid:charge_id>/retry-request",
+        agency.client_retry_request,
+        name="client-retry-request",
+    ),
+    path(
+        "clients/<uuid:public_id>/agency-invoiced-request",
+        agency.client_agency_invoiced_request,
+        name="client-agency-invoiced-request",
+    ),
     path("setup/", agency.billing_setup, name="billing-setup"),
     path("email-templates/", agency.template_list, name="template-list"),
     path("email-templates/<str:kind>/", agency.template_edit, name="template-edit"),

@@ -29,4 +29,3 @@ def healthz(request: HttpRequest) -> JsonResponse:
         checks["broker"] = f"error: {type(exc).__name__}"
     healthy = all(v == "ok" for v in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
-

@@ -48,8 +48,11 @@ class ApiView(APIView):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "post" in cls.__dict__:
-            cls.post = idempotent(cls.__dict__["post"], atomic=cls.idempotency_atomic,  # type: ignore[attr-defined]
-                                  redact=cls.idempotency_redact)
+            cls.post = idempotent(
+                cls.__dict__["post"],
+                atomic=cls.idempotency_atomic,  # type: ignore[attr-defined]
+                redact=cls.idempotency_redact,
+            )
 
     @property
     def user(self) -> User:

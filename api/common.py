@@ -71,8 +71,7 @@ def query_filters(serializer_class: type[serializers.Serializer], request) -> di
     """Validate query parameters with a filter serializer; unknown parameters are ignored, bad values are 400."""
     if not request.query_params:
         return {}  # nothing to validate (the usual first page): no serializer to build
-    known = {name: request.query_params.get(name) for name in serializer_class().fields
-             if name in request.query_params}
+    known = {name: request.query_params.get(name) for name in serializer_class().fields if name in request.query_params}
     serializer = serializer_class(data=known)
     serializer.is_valid(raise_exception=True)
     return {key: value for key, value in serializer.validated_data.items() if value not in (None, "")}

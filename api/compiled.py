@@ -72,9 +72,12 @@ def _compile(queryset: QuerySet) -> tuple[str, tuple, tuple[str, ...], bool]:
     compiler = query.get_compiler(using=queryset.db)
     sql, params = compiler.as_sql()
     # As Django's ValuesIterable names the columns (`selected` keeps the order values() was given).
-    names = tuple(query.selected) if query.selected is not None else (
-        *query.extra_select, *query.values_select, *query.annotation_select)
-    fields = [column[0] for column in compiler.select[:compiler.col_count]]
+    names = (
+        tuple(query.selected)
+        if query.selected is not None
+        else (*query.extra_select, *query.values_select, *query.annotation_select)
+    )
+    fields = [column[0] for column in compiler.select[: compiler.col_count]]
     return sql, tuple(params), names, bool(compiler.get_converters(fields))
 
 
@@ -118,6 +121,8 @@ def compiled_rows(*, key: tuple, values: dict, build) -> list[dict]:
     if getattr(settings, "API_COMPILED_QUERY_CHECK", False):
         fresh, fresh_params, _, _ = _compile(build(**values))
         if (fresh, list(fresh_params)) != (template.sql, params):
-            raise AssertionError(f"compiled query of {key!r} differs from a fresh compilation: the key misses "
-                                 "something `build` depends on")
+            raise AssertionError(
+                f"compiled query of {key!r} differs from a fresh compilation: the key misses "
+                "something `build` depends on"
+            )
     return [dict(zip(template.names, row, strict=True)) for row in prepared_fetchall(template.sql, params)]

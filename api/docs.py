@@ -12,8 +12,13 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csp import csp_override
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 
-DOCS_CSP = {**settings.SECURE_CSP, "script-src": [CSP.SELF], "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
-            "font-src": [CSP.SELF, "data:"], "worker-src": [CSP.SELF, "blob:"]}
+DOCS_CSP = {
+    **settings.SECURE_CSP,
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "font-src": [CSP.SELF, "data:"],
+    "worker-src": [CSP.SELF, "blob:"],
+}
 
 
 @method_decorator(csp_override(DOCS_CSP), name="dispatch")

@@ -81,11 +81,13 @@ def _printable(text: str) -> str:
     return str(text).encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
-def error_response(*, code: str, message: str, status_code: int, fields: dict | None = None,
-                   headers: dict | None = None) -> Response:
+def error_response(
+    *, code: str, message: str, status_code: int, fields: dict | None = None, headers: dict | None = None
+) -> Response:
     clean = {_printable(name): [_printable(m) for m in messages] for name, messages in (fields or {}).items()}
-    return Response({"code": code, "message": _printable(message), "fields": clean}, status=status_code,
-                    headers=headers)
+    return Response(
+        {"code": code, "message": _printable(message), "fields": clean}, status=status_code, headers=headers
+    )
 
 
 def _message(detail: Any, default: str) -> str:
@@ -108,8 +110,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
         logger.exception("unhandled API error", exc_info=exc)
-        return error_response(code="server_error", message="Something went wrong on our side; it was logged.",
-                              status_code=500)
+        return error_response(
+            code="server_error", message="Something went wrong on our side; it was logged.", status_code=500
+        )
     headers: dict[str, str] = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
@@ -122,8 +125,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         message = "Please correct the fields listed." if fields else _message(exc.detail, "The request is not valid.")
         if set(fields) == {"non_field_errors"}:
             message = fields["non_field_errors"][0]
-        return error_response(code=code, message=message, status_code=exc.status_code, fields=fields,
-                              headers=headers)
+        return error_response(code=code, message=message, status_code=exc.status_code, fields=fields, headers=headers)
     detail = exc.detail
     message = _message(detail, str(exc.default_detail))
     if isinstance(exc, exceptions.PermissionDenied) and message.startswith("CSRF Failed"):

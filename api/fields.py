@@ -113,8 +113,10 @@ class StrictDateTimeField(serializers.DateTimeField):
 class StrictChoiceField(serializers.ChoiceField):
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str) or text_problem(data):
-            self.fail("invalid_choice", input=str(data)[:50] if isinstance(data, str) and not text_problem(data)
-                      else "this value")
+            self.fail(
+                "invalid_choice",
+                input=str(data)[:50] if isinstance(data, str) and not text_problem(data) else "this value",
+            )
         return super().to_internal_value(data)
 
 

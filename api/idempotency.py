@@ -42,8 +42,9 @@ def request_fingerprint(request) -> str:
 def _claim(request, key: str, fingerprint: str) -> tuple[bool, IdempotencyRecord]:
     try:
         with transaction.atomic():
-            record = IdempotencyRecord.objects.create(user=request.user, key=key, fingerprint=fingerprint,
-                                                      method=request.method, path=request.path[:2000])
+            record = IdempotencyRecord.objects.create(
+                user=request.user, key=key, fingerprint=fingerprint, method=request.method, path=request.path[:2000]
+            )
         return True, record
     except IntegrityError:
         return False, IdempotencyRecord.objects.get(user=request.user, key=key)
@@ -51,11 +52,14 @@ def _claim(request, key: str, fingerprint: str) -> tuple[bool, IdempotencyRecord
 
 def _replay(record: IdempotencyRecord, fingerprint: str) -> Response:
     if record.fingerprint != fingerprint:
-        raise IdempotencyConflict("This Idempotency-Key was already used with a different request. "
-                                  "Use a new key for a new request.")
+        raise IdempotencyConflict(
+            "This Idempotency-Key was already used with a different request. Use a new key for a new request."
+        )
     if record.status_code is None:
-        raise IdempotencyConflict("A request with this Idempotency-Key is still being processed; retry shortly.",
-                                  code="idempotency_key_in_use")
+        raise IdempotencyConflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            code="idempotency_key_in_use",
+        )
     return Response(record.body, status=record.status_code, headers={**record.headers, "Idempotent-Replayed": "true"})
 
 

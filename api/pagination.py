@@ -53,7 +53,8 @@ def _ordering(request, view) -> str:
         return getattr(view, "default_ordering", "-created_at")
     if requested.lstrip("-") not in fields:
         raise serializers.ValidationError(
-            {"ordering": [f"Order by one of: {', '.join(fields) or 'nothing'} (prefix - for descending)."]})
+            {"ordering": [f"Order by one of: {', '.join(fields) or 'nothing'} (prefix - for descending)."]}
+        )
     return requested
 
 
@@ -113,23 +114,27 @@ class Keyset:
         ordered = queryset.order_by(f"{sign}{self.field}", f"{sign}pk")
         if boundary_pk is not None:
             after = "lt" if descending else "gt"
-            ordered = ordered.filter(Q(**{f"{self.field}__{after}": boundary_value})
-                                     | Q(**{self.field: boundary_value, f"pk__{after}": boundary_pk}))
-        return ordered[:self.size + 1]
+            ordered = ordered.filter(
+                Q(**{f"{self.field}__{after}": boundary_value})
+                | Q(**{self.field: boundary_value, f"pk__{after}": boundary_pk})
+            )
+        return ordered[: self.size + 1]
 
     def links(self, rows: list, *, value_of) -> tuple[list, str | None, str | None]:
         """The page out of `ordered`'s rows, in page order, and its next/previous links."""
         cursor = self.cursor
         more = len(rows) > self.size
-        rows = rows[:self.size]
+        rows = rows[: self.size]
         if cursor is not None and cursor.backwards:
             rows.reverse()
             has_next, has_previous = True, more
         else:
             has_next, has_previous = more, cursor is not None
-        return (rows,
-                self._link(value_of, rows[-1], backwards=False) if has_next and rows else None,
-                self._link(value_of, rows[0], backwards=True) if has_previous and rows else None)
+        return (
+            rows,
+            self._link(value_of, rows[-1], backwards=False) if has_next and rows else None,
+            self._link(value_of, rows[0], backwards=True) if has_previous and rows else None,
+        )
 
     def _link(self, value_of, row, *, backwards: bool) -> str:
         encoded = signing.dumps([_plain(value_of(row, self.field)), value_of(row, "pk"), backwards], salt=SALT)
@@ -143,8 +148,9 @@ def paginate(*, request, view, queryset, serializer_class, context: dict | None 
     return Response({"next": next_link, "previous": previous_link, "results": results})
 
 
-def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict, columns: tuple[str, ...],
-                  write) -> bytes:
+def paginate_rows(
+    *, request, view, model, queryset_of, key: tuple, values: dict, columns: tuple[str, ...], write
+) -> bytes:
     """The same page and links as `paginate`, as the JSON body: read as `values(*columns)` (plus the ordering
     field and the primary key, which the cursor needs) and each row written by `write`, without a serializer.
 
@@ -160,8 +166,9 @@ def paginate_rows(*, request, view, model, queryset_of, key: tuple, values: dict
 
     backwards = bool(keyset.cursor and keyset.cursor.backwards)
     shape = (key, columns, keyset.field, keyset.descending, keyset.size, backwards)
-    rows = compiled_rows(key=shape, values={**values, "boundary_value": boundary_value, "boundary_pk": boundary_pk},
-                         build=build)
+    rows = compiled_rows(
+        key=shape, values={**values, "boundary_value": boundary_value, "boundary_pk": boundary_pk}, build=build
+    )
     rows, next_link, previous_link = keyset.links(rows, value_of=lambda row, name: row[name])
     # orjson writes dates and UUIDs as the serializer does (ISO date, canonical UUID), so `write` need not.
     return orjson.dumps({"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]})
@@ -173,11 +180,15 @@ def page_of(item_serializer: type[serializers.Serializer]) -> type[serializers.S
 
     base = re.sub(r"(Api|Serializer)(?=\.|$)", "", item_serializer.__qualname__).replace(".", "")
     name = f"{base}PageSerializer"
-    page = type(name, (serializers.Serializer,), {
-        "next": serializers.URLField(allow_null=True, help_text="The next page, or null."),
-        "previous": serializers.URLField(allow_null=True, help_text="The previous page, or null."),
-        "results": item_serializer(many=True),
-    })
+    page = type(
+        name,
+        (serializers.Serializer,),
+        {
+            "next": serializers.URLField(allow_null=True, help_text="The next page, or null."),
+            "previous": serializers.URLField(allow_null=True, help_text="The previous page, or null."),
+            "results": item_serializer(many=True),
+        },
+    )
     page.__qualname__ = name
     return page
 
@@ -187,11 +198,21 @@ def list_parameters(ordering_fields: tuple[str, ...] = ()) -> list:
 
     parameters = [
         OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description="From a next/previous link."),
-        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 200}, OpenApiParameter.QUERY,
-                         description="Page size, 1–200 (default 50)."),
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 200},
+            OpenApiParameter.QUERY,
+            description="Page size, 1–200 (default 50).",
+        ),
     ]
     if ordering_fields:
-        parameters.append(OpenApiParameter(
-            "ordering", str, OpenApiParameter.QUERY, enum=[*ordering_fields, *[f"-{f}" for f in ordering_fields]],
-            description="Sort by this field; prefix - for descending."))
+        parameters.append(
+            OpenApiParameter(
+                "ordering",
+                str,
+                OpenApiParameter.QUERY,
+                enum=[*ordering_fields, *[f"-{f}" for f in ordering_fields]],
+                description="Sort by this field; prefix - for descending.",
+            )
+        )
     return parameters

@@ -15,8 +15,11 @@ ERROR_SCHEMA = {
     "properties": {
         "code": {"type": "string", "description": "Stable, machine-readable error code."},
         "message": {"type": "string"},
-        "fields": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                   "description": "Field path → messages, e.g. records[2].quantity."},
+        "fields": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+            "description": "Field path → messages, e.g. records[2].quantity.",
+        },
     },
 }
 COMMON_ERRORS = {
@@ -33,15 +36,22 @@ COMMON_ERRORS = {
 }
 
 IDEMPOTENCY_PARAMETER = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
     "description": "Send the same key to retry safely: the first response is stored and replayed for the same "
-                   "body; the same key with another body answers 409. 1–255 printable ASCII characters.",
+    "body; the same key with another body answers 409. 1–255 printable ASCII characters.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x21-\\x7e]+$"},
 }
 ETAG_HEADER = {"ETag": {"schema": {"type": "string"}, "description": "Send it back as If-None-Match."}}
 ETAG_OPERATIONS = {"invoices_list", "invoices_retrieve", "invoices_pdf"}
-IF_NONE_MATCH = OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER, required=False,
-                                 description="An ETag from an earlier read: answers 304 when unchanged.")
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="An ETag from an earlier read: answers 304 when unchanged.",
+)
 NOT_MODIFIED = OpenApiResponse(description="Not modified since the ETag you sent.")
 
 
@@ -69,9 +79,13 @@ def postprocess_conventions(result, generator, request, public):
             for code, description in COMMON_ERRORS.items():
                 if code in ("413", "415") and method in ("get", "delete"):
                     continue
-                responses.setdefault(code, {"description": description,
-                                            "content": {"application/json": {
-                                                "schema": {"$ref": "#/components/schemas/Error"}}}})
+                responses.setdefault(
+                    code,
+                    {
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                )
             if operation.get("operationId") in ETAG_OPERATIONS:
                 for code in ("200", "304"):
                     if code in responses:

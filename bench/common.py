@@ -52,8 +52,9 @@ def ratio(figure: float | None, baseline: float | None) -> float | None:
     return figure / baseline
 
 
-def bench_args(description: str, argv: list[str] | None = None,
-               extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+def bench_args(
+    description: str, argv: list[str] | None = None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="Smaller sizes (CI): regression floors, not targets.")
     parser.add_argument("--out", type=Path, help="Write the JSON result here (default bench/results/<name>.json).")
@@ -63,13 +64,18 @@ def bench_args(description: str, argv: list[str] | None = None,
     return parser.parse_args(argv)
 
 
-def write_result(name: str, rows: list[Row], *, quick: bool, out: Path | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
+def write_result(
+    name: str, rows: list[Row], *, quick: bool, out: Path | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     path = out or RESULTS / f"{name}{'-quick' if quick else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
-        "benchmark": name, "quick": quick, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine(), "rows": [asdict(row) for row in rows], **(extra or {}),
+        "benchmark": name,
+        "quick": quick,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "rows": [asdict(row) for row in rows],
+        **(extra or {}),
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(json.dumps({"benchmark": name, "rows": [_short(row) for row in rows]}, default=str))
@@ -77,14 +83,24 @@ def write_result(name: str, rows: list[Row], *, quick: bool, out: Path | None = 
 
 
 def _short(row: Row) -> dict[str, Any]:
-    return {"id": row.id, "figure": row.figure, "unit": row.unit, "baseline": row.baseline, "ratio": row.ratio,
-            "passed": row.passed}
+    return {
+        "id": row.id,
+        "figure": row.figure,
+        "unit": row.unit,
+        "baseline": row.baseline,
+        "ratio": row.ratio,
+        "passed": row.passed,
+    }
 
 
 def machine() -> dict[str, Any]:
     load = os.getloadavg()
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_1m": round(load[0], 2),
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_1m": round(load[0], 2),
+        "platform": platform.platform(),
+    }
 
 
 # --- timing -------------------------------------------------------------------------------------------

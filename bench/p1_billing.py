@@ -74,8 +74,9 @@ def _copy_baseline(source, size: int, repeats: int = 3) -> dict:
     dumps: dict[str, bytes] = {}
     with connection.cursor() as cursor:
         raw = cursor.connection
-        cursor.execute(f'INSERT INTO "{target.schema_name}".clients_client SELECT * FROM '
-                       f'"{source.schema_name}".clients_client')
+        cursor.execute(
+            f'INSERT INTO "{target.schema_name}".clients_client SELECT * FROM "{source.schema_name}".clients_client'
+        )
         for table in TABLES:
             buffer = io.BytesIO()
             with raw.cursor().copy(f'COPY "{source.schema_name}".{table} TO STDOUT (FORMAT binary)') as copy:
@@ -120,11 +121,21 @@ def main(argv: list[str] | None = None) -> int:
         with profiled(args.profile and size == sizes[-1], f"P1-{size}"), Timer() as timer:
             result = billing_run(agency=agency, today=BILLING_DATE)
         checked = _check(agency, due)
-        runs.append({"clients": size, "invoices": result.invoices_built, "seconds": timer.seconds,
-                     "rate": result.invoices_built / timer.seconds,
-                     "us_per_invoice": timer.seconds / max(result.invoices_built, 1) * 1e6, **checked})
-        print(f"P1 {size} clients: {result.invoices_built} invoices in {timer.seconds:.2f}s "
-              f"({runs[-1]['rate']:.0f}/s) {checked['problems'] or 'ok'}", file=sys.stderr)
+        runs.append(
+            {
+                "clients": size,
+                "invoices": result.invoices_built,
+                "seconds": timer.seconds,
+                "rate": result.invoices_built / timer.seconds,
+                "us_per_invoice": timer.seconds / max(result.invoices_built, 1) * 1e6,
+                **checked,
+            }
+        )
+        print(
+            f"P1 {size} clients: {result.invoices_built} invoices in {timer.seconds:.2f}s "
+            f"({runs[-1]['rate']:.0f}/s) {checked['problems'] or 'ok'}",
+            file=sys.stderr,
+        )
         largest = agency
     top = runs[-1]
     copy = _copy_baseline(largest, top["invoices"])
@@ -137,17 +148,31 @@ def main(argv: list[str] | None = None) -> int:
     share_floor = 0.10 if args.quick else TARGET_COPY_SHARE
     growth_limit = 1.5 if args.quick else LINEARITY_LIMIT
     rows = [
-        Row("P1", f"billing date, {top['clients']:,} clients: invoices/s",
+        Row(
+            "P1",
+            f"billing date, {top['clients']:,} clients: invoices/s",
             (f">= {rate_floor:,.0f}/s and " if rate_floor else "") + f">= {share_floor:.0%} of COPY",
-            round(top["rate"], 1), "invoices/s",
+            round(top["rate"], 1),
+            "invoices/s",
             passed=not problems and top["rate"] >= rate_floor and share >= share_floor,
-            baseline=round(copy["rate"], 1), baseline_what="raw COPY of the same rows", ratio=round(share, 4),
-            note="; ".join(problems), details={"runs": runs, "copy": copy}),
-        Row("P1-growth", f"cost per invoice, {runs[0]['clients']:,} -> {top['clients']:,} clients",
-            f"<= {growth_limit}x (linear)", round(growth, 3), "x", passed=growth <= growth_limit,
-            baseline=round(runs[0]["us_per_invoice"], 1), baseline_what=f"us/invoice at {runs[0]['clients']:,}",
+            baseline=round(copy["rate"], 1),
+            baseline_what="raw COPY of the same rows",
+            ratio=round(share, 4),
+            note="; ".join(problems),
+            details={"runs": runs, "copy": copy},
+        ),
+        Row(
+            "P1-growth",
+            f"cost per invoice, {runs[0]['clients']:,} -> {top['clients']:,} clients",
+            f"<= {growth_limit}x (linear)",
+            round(growth, 3),
+            "x",
+            passed=growth <= growth_limit,
+            baseline=round(runs[0]["us_per_invoice"], 1),
+            baseline_what=f"us/invoice at {runs[0]['clients']:,}",
             ratio=round(growth, 3),
-            details={"us_per_invoice": {r["clients"]: round(r["us_per_invoice"], 1) for r in runs}}),
+            details={"us_per_invoice": {r["clients"]: round(r["us_per_invoice"], 1) for r in runs}},
+        ),
     ]
     write_result("P1", rows, quick=args.quick, out=args.out)
     return 0

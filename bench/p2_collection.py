@@ -42,9 +42,11 @@ def _workers(rate: float) -> int:
 
 def _customers(provider, count: int) -> list[tuple[str, str]]:
     """`count` customers with a saved Visa test card, made in parallel before the clock starts."""
+
     def one(n: int) -> tuple[str, str]:
-        customer = provider.customer_create(email=f"p2-{n}@bench.example", name=f"P2 client {n}",
-                                            idempotency_key=f"p2-cus-{n}")
+        customer = provider.customer_create(
+            email=f"p2-{n}@bench.example", name=f"P2 client {n}", idempotency_key=f"p2-cus-{n}"
+        )
         method = provider.payment_method_save(customer=customer, token="pm_card_visa")
         return customer, method.reference
 
@@ -64,8 +66,9 @@ def _agency(slug: str, customers: list[tuple[str, str]], account: str):
     from clients.models import Client
 
     agency = agency_fast_create(slug=slug, plan=bench_plan(), billing_day=1, connected_account_id=account)
-    plain = Mix(services_permille=500, one_time_permille=0, usage_permille=0, autopay_permille=0,
-                agency_invoiced_permille=0)
+    plain = Mix(
+        services_permille=500, one_time_permille=0, usage_permille=0, autopay_permille=0, agency_invoiced_permille=0
+    )
     ids = clients_populate(agency=agency, count=len(customers), activated_on=date(2027, 1, 1), mix=plain)
     with tenant_context(agency):
         by_id = Client.objects.in_bulk(ids)
@@ -73,9 +76,16 @@ def _agency(slug: str, customers: list[tuple[str, str]], account: str):
             by_id[client_id].provider_customer_id = customer
         Client.objects.bulk_update(by_id.values(), ["provider_customer_id"], batch_size=1000)
         PaymentMethod.objects.bulk_create(
-            PaymentMethod(client_id=client_id, reference=method, kind="card", fingerprint=f"{slug}-{client_id}",
-                          brand="visa", last4="4242")
-            for client_id, (_, method) in zip(ids, customers, strict=True))
+            PaymentMethod(
+                client_id=client_id,
+                reference=method,
+                kind="card",
+                fingerprint=f"{slug}-{client_id}",
+                brand="visa",
+                last4="4242",
+            )
+            for client_id, (_, method) in zip(ids, customers, strict=True)
+        )
     connection.set_schema_to_public()
     billing_run(agency=agency, today=BILLING_DATE)
     return agency
@@ -93,16 +103,27 @@ def _window_max(times: list[float], window: float = 1.0) -> int:
 
 
 def _server_figures(log: list[dict], schema: str | None = None) -> dict:
-    posts = [r for r in log if r["method"] == "POST" and r["path"] == "/v1/payment_intents"
-             and (schema is None or ((r.get("params") or {}).get("metadata") or {}).get("schema") == schema)]
+    posts = [
+        r
+        for r in log
+        if r["method"] == "POST"
+        and r["path"] == "/v1/payment_intents"
+        and (schema is None or ((r.get("params") or {}).get("metadata") or {}).get("schema") == schema)
+    ]
     every = sorted(r["started"] for r in log if r["path"].startswith("/v1/"))
     accepted = sorted(r["started"] for r in posts if r["status"] != 429)
     span = accepted[-1] - accepted[0] if len(accepted) > 1 else 0.0
     per_second = Counter(int(t - accepted[0]) for t in accepted) if accepted else Counter()
-    return {"requests": len(every), "payment_intent_posts": len(posts), "accepted": len(accepted),
-            "rate_limited": sum(1 for r in log if r["status"] == 429),
-            "sustained_rate": _sustained(accepted), "max_in_any_second": _window_max(every), "span_seconds": span,
-            "accepted_per_second": [per_second[n] for n in range(int(span) + 1)]}
+    return {
+        "requests": len(every),
+        "payment_intent_posts": len(posts),
+        "accepted": len(accepted),
+        "rate_limited": sum(1 for r in log if r["status"] == 429),
+        "sustained_rate": _sustained(accepted),
+        "max_in_any_second": _window_max(every),
+        "span_seconds": span,
+        "accepted_per_second": [per_second[n] for n in range(int(span) + 1)],
+    }
 
 
 def _sustained(times: list[float]) -> float:
@@ -128,14 +149,20 @@ def _exactly_once(agency, server, count: int) -> dict:
     succeeded = Counter(i["metadata"].get("charge") for i in intents if i["status"] == "succeeded")
     with tenant_context(agency):
         paid = Charge.objects.filter(status=ChargeStatus.PAID).count()
-        attempts_per_charge = Counter(ChargeAttempt.objects.values("charge_id").annotate(n=Count("id"))
-                                      .values_list("n", flat=True))
+        attempts_per_charge = Counter(
+            ChargeAttempt.objects.values("charge_id").annotate(n=Count("id")).values_list("n", flat=True)
+        )
         payments = LedgerEntry.objects.filter(entry_type=EntryType.PAYMENT).count()
     doubles = sum(1 for n in succeeded.values() if n > 1)
-    return {"charges": count, "paid": paid, "payments_in_ledger": payments,
-            "succeeded_on_server": sum(succeeded.values()), "charges_paid_twice_on_server": doubles,
-            "attempts_per_charge": dict(attempts_per_charge),
-            "ok": doubles == 0 and paid == count and payments == count and sum(succeeded.values()) == count}
+    return {
+        "charges": count,
+        "paid": paid,
+        "payments_in_ledger": payments,
+        "succeeded_on_server": sum(succeeded.values()),
+        "charges_paid_twice_on_server": doubles,
+        "attempts_per_charge": dict(attempts_per_charge),
+        "ok": doubles == 0 and paid == count and payments == count and sum(succeeded.values()) == count,
+    }
 
 
 class RecordingLimiter:
@@ -182,10 +209,17 @@ def _bare_loop(server, customers, rate: float, seconds: float) -> dict:
             if n is None:
                 return
             customer, method = customers[n % len(customers)]
-            provider.charge_create(ChargeRequest(
-                amount_minor=1000, currency="USD", customer=customer, payment_method=method,
-                idempotency_key=f"bare-{rate}-{n}-{os.getpid()}", business_date=BILLING_DATE,
-                metadata={"schema": "bare"}))
+            provider.charge_create(
+                ChargeRequest(
+                    amount_minor=1000,
+                    currency="USD",
+                    customer=customer,
+                    payment_method=method,
+                    idempotency_key=f"bare-{rate}-{n}-{os.getpid()}",
+                    business_date=BILLING_DATE,
+                    metadata={"schema": "bare"},
+                )
+            )
 
     threads = [threading.Thread(target=worker) for _ in range(_workers(rate))]
     for thread in threads:
@@ -195,16 +229,18 @@ def _bare_loop(server, customers, rate: float, seconds: float) -> dict:
     return _server_figures(server.request_log)
 
 
-def _collect(agency, server, rate: float, *, server_rate: float, client_rate: float, profile: bool = False,
-             rounds: int = 1) -> dict:
+def _collect(
+    agency, server, rate: float, *, server_rate: float, client_rate: float, profile: bool = False, rounds: int = 1
+) -> dict:
     from django_tenants.utils import tenant_context
 
     from billing.collection import collect_due
     from billing.providers.stripe import StripeProvider
 
     limiter = _limiter(client_rate, agency.schema_name)
-    provider = StripeProvider(api_key=API_KEY, api_base=server.url, timeout=30, limiter=limiter,
-                              concurrency=_workers(client_rate))
+    provider = StripeProvider(
+        api_key=API_KEY, api_base=server.url, timeout=30, limiter=limiter, concurrency=_workers(client_rate)
+    )
     server.set_rate_limit(server_rate)
     server.clear_request_log()
     summaries = []
@@ -218,11 +254,18 @@ def _collect(agency, server, rate: float, *, server_rate: float, client_rate: fl
                 break
     cpu = time.process_time() - cpu
     figures = _server_figures(server.request_log, agency.schema_name)
-    return {**figures, "wall_seconds": timer.seconds, "rounds": summaries, "client_429s": provider.rate_limited,
-            "threads": _workers(client_rate), "charges_per_second": summaries[0]["paid"] / timer.seconds,
-            "client_max_in_any_second": _window_max(limiter.slots), "client_sends": len(limiter.slots),
-            "slots_given_up": getattr(limiter.inner, "missed", None),
-            "cpu_ms_per_charge": cpu * 1000 / max(1, summaries[0]["attempted"])}
+    return {
+        **figures,
+        "wall_seconds": timer.seconds,
+        "rounds": summaries,
+        "client_429s": provider.rate_limited,
+        "threads": _workers(client_rate),
+        "charges_per_second": summaries[0]["paid"] / timer.seconds,
+        "client_max_in_any_second": _window_max(limiter.slots),
+        "client_sends": len(limiter.slots),
+        "slots_given_up": getattr(limiter.inner, "missed", None),
+        "cpu_ms_per_charge": cpu * 1000 / max(1, summaries[0]["attempted"]),
+    }
 
 
 def _backoff_checked(log: list[dict]) -> dict:
@@ -239,8 +282,11 @@ def _backoff_checked(log: list[dict]) -> dict:
                 gaps.append(second["started"] - (first["started"] + (first["duration_ms"] or 0) / 1000))
         if entries[-1]["status"] == 429:
             unanswered += 1
-    return {"retried_after_429": len(gaps), "min_backoff_seconds": min(gaps) if gaps else None,
-            "keys_left_on_429": unanswered}
+    return {
+        "retried_after_429": len(gaps),
+        "min_backoff_seconds": min(gaps) if gaps else None,
+        "keys_left_on_429": unanswered,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -258,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with StripeTestServer(max_lifetime=900, request_log_size=200_000) as server:
         setup = StripeProvider(api_key=API_KEY, api_base=server.url)
-        account = setup.connected_account_create(name="P2 agency", email="p2@bench.example",
-                                                 idempotency_key="p2-account")
+        account = setup.connected_account_create(
+            name="P2 agency", email="p2@bench.example", idempotency_key="p2-account"
+        )
         with Timer() as t_setup:
             customers = _customers(setup, count)
         print(f"P2 set-up: {count} customers with cards in {t_setup.seconds:.1f}s", file=sys.stderr)
@@ -270,10 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             run = _collect(agency, server, rate, server_rate=rate, client_rate=rate, profile=args.profile)
             once = _exactly_once(agency, server, charges)
             share = run["sustained_rate"] / rate
-            print(f"P2 R={rate}: {run['sustained_rate']:.1f} req/s ({share:.1%} of R), max sent in a second "
-                  f"{run['client_max_in_any_second']}, max arrived {run['max_in_any_second']}, "
-                  f"{run['rate_limited']} 429s, bare loop {bare['sustained_rate']:.1f}/s, "
-                  f"{run['cpu_ms_per_charge']:.1f} ms CPU/charge, exactly once: {once['ok']}", file=sys.stderr)
+            print(
+                f"P2 R={rate}: {run['sustained_rate']:.1f} req/s ({share:.1%} of R), max sent in a second "
+                f"{run['client_max_in_any_second']}, max arrived {run['max_in_any_second']}, "
+                f"{run['rate_limited']} 429s, bare loop {bare['sustained_rate']:.1f}/s, "
+                f"{run['cpu_ms_per_charge']:.1f} ms CPU/charge, exactly once: {once['ok']}",
+                file=sys.stderr,
+            )
             # Quick (CI): the product must keep up with the bare loop of the same run (a busy machine slows
             # both); the full run holds the 95 %-of-R target.
             floor = 0.95
@@ -288,34 +338,57 @@ def main(argv: list[str] | None = None) -> int:
                 problems.append("a 429 was not answered")
             if not once["ok"]:
                 problems.append("not exactly once")
-            rows.append(Row(
-                f"P2-R{rate}", f"collect {charges:,} charges, 300 ms, R={rate}/s: sustained req/s",
-                (">= 80% of bare loop" if args.quick else f">= {floor:.0%} of R") + ", max sent <= R/s, 0 doubles",
-                round(run["sustained_rate"], 2), "req/s",
-                passed=not problems, baseline=round(bare["sustained_rate"], 2),
-                baseline_what="bare limiter loop, no DB",
-                ratio=round(run["sustained_rate"] / bare["sustained_rate"], 3) if bare["sustained_rate"] else None,
-                note="; ".join(problems) or f"{share:.1%} of R; max {run['client_max_in_any_second']} sent, "
-                                           f"{run['max_in_any_second']} arrived in a second; "
-                                           f"{run['rate_limited']} 429s backed off; 0 doubles",
-                details={"run": run, "bare": bare, "exactly_once": once}))
+            rows.append(
+                Row(
+                    f"P2-R{rate}",
+                    f"collect {charges:,} charges, 300 ms, R={rate}/s: sustained req/s",
+                    (">= 80% of bare loop" if args.quick else f">= {floor:.0%} of R") + ", max sent <= R/s, 0 doubles",
+                    round(run["sustained_rate"], 2),
+                    "req/s",
+                    passed=not problems,
+                    baseline=round(bare["sustained_rate"], 2),
+                    baseline_what="bare limiter loop, no DB",
+                    ratio=round(run["sustained_rate"] / bare["sustained_rate"], 3) if bare["sustained_rate"] else None,
+                    note="; ".join(problems)
+                    or f"{share:.1%} of R; max {run['client_max_in_any_second']} sent, "
+                    f"{run['max_in_any_second']} arrived in a second; "
+                    f"{run['rate_limited']} 429s backed off; 0 doubles",
+                    details={"run": run, "bare": bare, "exactly_once": once},
+                )
+            )
         server_rate, client_rate, charges = overdrive
         agency = _agency("p2over", customers[:charges], account)
         run = _collect(agency, server, server_rate, server_rate=server_rate, client_rate=client_rate, rounds=3)
         log = server.request_log
         once = _exactly_once(agency, server, charges)
         backoff = _backoff_checked(log)
-        print(f"P2 overdrive: {run['rate_limited']} 429s, {backoff['retried_after_429']} retried after backoff, "
-              f"exactly once: {once['ok']}", file=sys.stderr)
-        ok = once["ok"] and run["rate_limited"] > 0 and backoff["retried_after_429"] > 0 \
+        print(
+            f"P2 overdrive: {run['rate_limited']} 429s, {backoff['retried_after_429']} retried after backoff, "
+            f"exactly once: {once['ok']}",
+            file=sys.stderr,
+        )
+        ok = (
+            once["ok"]
+            and run["rate_limited"] > 0
+            and backoff["retried_after_429"] > 0
             and (backoff["min_backoff_seconds"] or 0) >= 0.1
-        rows.append(Row(
-            "P2-429", f"client limiter {client_rate}/s vs server R={server_rate}/s: 429s answered by backoff",
-            "every charge paid once, 429s retried later", run["rate_limited"], "429s", passed=ok,
-            baseline=server_rate, baseline_what="server R", ratio=None,
-            note=f"{backoff['retried_after_429']} retried, min backoff {backoff['min_backoff_seconds'] or 0:.2f}s, "
-                 f"{once['paid']}/{charges} paid, {once['charges_paid_twice_on_server']} doubles",
-            details={"run": run, "exactly_once": once, "backoff": backoff}))
+        )
+        rows.append(
+            Row(
+                "P2-429",
+                f"client limiter {client_rate}/s vs server R={server_rate}/s: 429s answered by backoff",
+                "every charge paid once, 429s retried later",
+                run["rate_limited"],
+                "429s",
+                passed=ok,
+                baseline=server_rate,
+                baseline_what="server R",
+                ratio=None,
+                note=f"{backoff['retried_after_429']} retried, min backoff {backoff['min_backoff_seconds'] or 0:.2f}s, "
+                f"{once['paid']}/{charges} paid, {once['charges_paid_twice_on_server']} doubles",
+                details={"run": run, "exactly_once": once, "backoff": backoff},
+            )
+        )
         server.clear_faults()
     _purge_notice_queue()
     write_result("P2", rows, quick=args.quick, out=args.out)

@@ -35,10 +35,16 @@ def _setup(clients: int):
     from bench.schemas import agency_fast_create
     from billing.services import billing_run
 
-    agency = agency_fast_create(slug=SLUG, plan=bench_plan(), billing_day=1, address="1 Main Street\nSpringfield",
-                                email="billing@p4.example")
-    clients_populate(agency=agency, count=clients, activated_on=date(2027, 1, 1), usage_period_start=date(2027, 2, 1),
-                     mix=Mix(autopay_permille=0, agency_invoiced_permille=0))
+    agency = agency_fast_create(
+        slug=SLUG, plan=bench_plan(), billing_day=1, address="1 Main Street\nSpringfield", email="billing@p4.example"
+    )
+    clients_populate(
+        agency=agency,
+        count=clients,
+        activated_on=date(2027, 1, 1),
+        usage_period_start=date(2027, 2, 1),
+        mix=Mix(autopay_permille=0, agency_invoiced_permille=0),
+    )
     billing_run(agency=agency, today=BILLING_DATE)
     connection.set_schema_to_public()
     return agency
@@ -72,9 +78,17 @@ def _worker(ids: list[int]) -> None:
 
 def _batch(ids: list[int], processes: int = 2) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    workers = [subprocess.Popen([sys.executable, "-m", "bench.p4_pdf", "--worker", json.dumps(ids[n::processes])],
-                                cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-               for n in range(processes)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.p4_pdf", "--worker", json.dumps(ids[n::processes])],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
     try:
         for worker in workers:
             assert worker.stdout.readline().strip() == "ready"
@@ -154,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     with Timer():
         batch = _batch(batch_ids)
     render50, bare50, served50 = percentile(renders, 50), percentile(bare, 50), percentile(served, 50)
-    print(f"P4: render p50 {render50 * 1000:.1f} ms ({pages} page), bare {bare50 * 1000:.1f} ms; stored served p50 "
-          f"{served50 * 1000:.2f} ms; batch {batch['rate']:.1f} PDFs/s on {batch['processes']} processes",
-          file=sys.stderr)
+    print(
+        f"P4: render p50 {render50 * 1000:.1f} ms ({pages} page), bare {bare50 * 1000:.1f} ms; stored served p50 "
+        f"{served50 * 1000:.2f} ms; batch {batch['rate']:.1f} PDFs/s on {batch['processes']} processes",
+        file=sys.stderr,
+    )
     # Quick (CI): regression floors against the same run's baselines (a busy machine slows both sides);
     # the full run holds the targets.
     if args.quick:
@@ -168,19 +184,43 @@ def main(argv: list[str] | None = None) -> int:
         stored_ok, stored_target = served50 <= 0.005, "<= 5 ms"
         batch_ok, batch_target = batch["rate"] >= 20, ">= 20 PDFs/s"
     rows = [
-        Row("P4-render", "invoice PDF, warm render: p50", render_target, round(render50 * 1000, 1), "ms",
-            passed=render_ok and pages == 1, baseline=round(bare50 * 1000, 1),
-            baseline_what="WeasyPrint, one-paragraph page", ratio=round(render50 / bare50, 2),
+        Row(
+            "P4-render",
+            "invoice PDF, warm render: p50",
+            render_target,
+            round(render50 * 1000, 1),
+            "ms",
+            passed=render_ok and pages == 1,
+            baseline=round(bare50 * 1000, 1),
+            baseline_what="WeasyPrint, one-paragraph page",
+            ratio=round(render50 / bare50, 2),
             note=f"{pages} page(s), {richest.lines.count()} lines",
-            details={"times_ms": [round(t * 1000, 1) for t in renders]}),
-        Row("P4-stored", "stored invoice PDF served (HTTP view): p50", stored_target,
-            round(served50 * 1000, 2), "ms", passed=stored_ok, baseline=round(render50 * 1000, 1),
-            baseline_what="rendering it instead", ratio=round(served50 / render50, 3),
-            details={"times_ms": [round(t * 1000, 2) for t in served], "pdf": stored.pdf.name}),
-        Row("P4-batch", f"batch of {batch['count']} invoice PDFs on {batch['processes']} processes", batch_target,
-            round(batch["rate"], 1), "PDFs/s", passed=batch_ok,
-            baseline=round(batch["processes"] / render50, 1), baseline_what="2 / warm render time",
-            ratio=round(batch["rate"] / (batch["processes"] / render50), 2), details=batch),
+            details={"times_ms": [round(t * 1000, 1) for t in renders]},
+        ),
+        Row(
+            "P4-stored",
+            "stored invoice PDF served (HTTP view): p50",
+            stored_target,
+            round(served50 * 1000, 2),
+            "ms",
+            passed=stored_ok,
+            baseline=round(render50 * 1000, 1),
+            baseline_what="rendering it instead",
+            ratio=round(served50 / render50, 3),
+            details={"times_ms": [round(t * 1000, 2) for t in served], "pdf": stored.pdf.name},
+        ),
+        Row(
+            "P4-batch",
+            f"batch of {batch['count']} invoice PDFs on {batch['processes']} processes",
+            batch_target,
+            round(batch["rate"], 1),
+            "PDFs/s",
+            passed=batch_ok,
+            baseline=round(batch["processes"] / render50, 1),
+            baseline_what="2 / warm render time",
+            ratio=round(batch["rate"] / (batch["processes"] / render50), 2),
+            details=batch,
+        ),
     ]
     write_result("P4", rows, quick=args.quick, out=args.out)
     return 0

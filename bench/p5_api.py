@@ -57,8 +57,9 @@ def _setup(clients: int) -> str | None:
     except ImportError:
         return None
     agency = agency_fast_create(slug=SLUG, plan=bench_plan(), billing_day=1)
-    clients_populate(agency=agency, count=clients, activated_on=date(2026, 12, 1),
-                     mix=Mix(one_time_permille=0, usage_permille=0))
+    clients_populate(
+        agency=agency, count=clients, activated_on=date(2026, 12, 1), mix=Mix(one_time_permille=0, usage_permille=0)
+    )
     for month in MONTHS:
         billing_run(agency=agency, today=month)
     with tenant_context(agency):
@@ -85,8 +86,9 @@ def _wrk(url: str, headers: dict[str, str], seconds: int) -> dict:
     return json.loads(next(line for line in out.splitlines() if line.startswith("{")))
 
 
-def _interleaved(targets: dict[str, tuple[str, dict[str, str]]], *, slices: int, seconds: int,
-                 server_pid: int) -> dict[str, dict]:
+def _interleaved(
+    targets: dict[str, tuple[str, dict[str, str]]], *, slices: int, seconds: int, server_pid: int
+) -> dict[str, dict]:
     """Each target loaded for `slices` slices of `seconds`, taking turns, after a 2 s warm-up each: whatever
     else the shared machine does weighs on every target alike, so their ratio holds. Counts add up over the
     slices; p50 is the median slice's, p95/p99/max the worst slice's (conservative). The gunicorn workers' CPU
@@ -109,15 +111,25 @@ def _interleaved(targets: dict[str, tuple[str, dict[str, str]]], *, slices: int,
             total[key] = max(run[key] for run in runs)
         total["rps"] = total["requests"] / (total["duration_us"] / 1e6)
         total["slices_rps"] = [round(run["requests"] / (run["duration_us"] / 1e6), 1) for run in runs]
-        total["server_cpu_ms_per_request"] = round(sum(run["server_cpu_s"] for run in runs) * 1000
-                                                   / max(1, total["requests"]), 3)
+        total["server_cpu_ms_per_request"] = round(
+            sum(run["server_cpu_s"] for run in runs) * 1000 / max(1, total["requests"]), 3
+        )
         merged[name] = total
     return merged
 
 
 def _not_measured(why: str, quick: bool, out) -> int:
-    rows = [Row("P5", "GET /api/v1/invoices/ under gunicorn, 16 connections", ">= 500 req/s, p95 <= 50 ms, "
-                ">= 40% of a minimal view", None, "req/s", passed=None, note=why)]
+    rows = [
+        Row(
+            "P5",
+            "GET /api/v1/invoices/ under gunicorn, 16 connections",
+            ">= 500 req/s, p95 <= 50 ms, >= 40% of a minimal view",
+            None,
+            "req/s",
+            passed=None,
+            note=why,
+        )
+    ]
     write_result("P5", rows, quick=quick, out=out)
     return 0
 
@@ -139,9 +151,28 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "API_RATE_LIMIT": "10000000/minute"}
     log = open(ROOT / "bench" / "results" / "P5-gunicorn.log", "wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "agencybilling.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(WORKERS), "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "agencybilling.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WORKERS),
+            "--worker-class",
+            "sync",
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         host = {"Host": f"{SLUG}.localhost"}
@@ -162,16 +193,23 @@ def main(argv: list[str] | None = None) -> int:
         items = page.get("results", page.get("data", []))
         if status != 200 or len(items) != 50:
             raise RuntimeError(f"/api/v1/invoices/ answered {status} with {len(items)} invoices: {body[:300]!r}")
-        measured = _interleaved({"api": (f"{base}/api/v1/invoices/", auth), "healthz": (f"{base}/healthz", host)},
-                                slices=3 if args.quick else 5, seconds=1 if args.quick else 2, server_pid=server.pid)
+        measured = _interleaved(
+            {"api": (f"{base}/api/v1/invoices/", auth), "healthz": (f"{base}/healthz", host)},
+            slices=3 if args.quick else 5,
+            seconds=1 if args.quick else 2,
+            server_pid=server.pid,
+        )
         api, health = measured["api"], measured["healthz"]
     finally:
         stop_process(server)
     p95 = api["p95_us"] / 1000
     share = api["rps"] / health["rps"]
     cpu_api, cpu_health = api["server_cpu_ms_per_request"], health["server_cpu_ms_per_request"]
-    print(f"P5: {api['rps']:.0f} req/s, p95 {p95:.1f} ms, {api['non_2xx']} non-2xx; healthz {health['rps']:.0f} req/s "
-          f"({share:.0%}); gunicorn CPU per request {cpu_api:.2f} ms vs {cpu_health:.2f} ms", file=sys.stderr)
+    print(
+        f"P5: {api['rps']:.0f} req/s, p95 {p95:.1f} ms, {api['non_2xx']} non-2xx; healthz {health['rps']:.0f} req/s "
+        f"({share:.0%}); gunicorn CPU per request {cpu_api:.2f} ms vs {cpu_health:.2f} ms",
+        file=sys.stderr,
+    )
     # Quick (CI): a regression floor on the share of the minimal view (a busy machine slows both); the full
     # run holds the issue's targets.
     floor = 0.25 if args.quick else 0.40
@@ -179,13 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         ok = ok and api["rps"] >= 500 and p95 <= 50
     rows = [
-        Row("P5", "GET /api/v1/invoices/ (50/page), gunicorn, wrk 16 connections: req/s",
+        Row(
+            "P5",
+            "GET /api/v1/invoices/ (50/page), gunicorn, wrk 16 connections: req/s",
             (">= 500 req/s, p95 <= 50 ms, " if not args.quick else "") + f">= {floor:.0%} of a minimal view",
-            round(api["rps"], 1), "req/s", passed=ok, baseline=round(health["rps"], 1),
-            baseline_what="/healthz, same server", ratio=round(share, 3),
+            round(api["rps"], 1),
+            "req/s",
+            passed=ok,
+            baseline=round(health["rps"], 1),
+            baseline_what="/healthz, same server",
+            ratio=round(share, 3),
             note=f"p95 {p95:.1f} ms, p50 {api['p50_us'] / 1000:.1f} ms, {api['non_2xx']} non-2xx; server CPU "
-                 f"{cpu_api:.2f} ms/request ({cpu_health:.2f} for /healthz)",
-            details={"api": api, "healthz": health}),
+            f"{cpu_api:.2f} ms/request ({cpu_health:.2f} for /healthz)",
+            details={"api": api, "healthz": health},
+        ),
     ]
     write_result("P5", rows, quick=args.quick, out=args.out)
     return 0

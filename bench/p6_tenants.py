@@ -78,8 +78,14 @@ def _tick(repeats: int = 5) -> dict:
             cursor.execute("SELECT id, schema_name, time_zone, clock_date FROM tenants_agency")
             cursor.fetchall()
         baseline.append(timer.seconds)
-    return {"seconds": median(times), "times": times, "find_seconds": median(find_times), "due": len(due),
-            "enqueued": sent, "baseline_seconds": median(baseline)}
+    return {
+        "seconds": median(times),
+        "times": times,
+        "find_seconds": median(find_times),
+        "due": len(due),
+        "enqueued": sent,
+        "baseline_seconds": median(baseline),
+    }
 
 
 def _create_one(repeats: int = 3, compare: bool = True) -> dict:
@@ -120,9 +126,15 @@ def _create_one(repeats: int = 3, compare: bool = True) -> dict:
         replay.append(timer.seconds)
     with app.connection_for_write() as conn:  # the refills agency_create queued for a worker not running here
         conn.default_channel.queue_purge(app.conf.task_default_queue)
-    return {"seconds": median(product), "times": product, "migrated_seconds": median(migrated),
-            "migrated_times": migrated, "refill_seconds": median(refill),
-            "clone_schema_seconds": median(clone) if clone else None, "ddl_replay_seconds": median(replay)}
+    return {
+        "seconds": median(product),
+        "times": product,
+        "migrated_seconds": median(migrated),
+        "migrated_times": migrated,
+        "refill_seconds": median(refill),
+        "clone_schema_seconds": median(clone) if clone else None,
+        "ddl_replay_seconds": median(replay),
+    }
 
 
 def _migrate(env: dict[str, str]) -> dict:
@@ -137,8 +149,12 @@ def _migrate(env: dict[str, str]) -> dict:
         with Timer() as single:
             subprocess.run([*cmd, "--schema", "p6a0000"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         one.append(single.seconds)
-    return {"seconds": timer.seconds, "tenants": tenants, "per_tenant": timer.seconds / tenants,
-            "one_schema_seconds": min(one)}
+    return {
+        "seconds": timer.seconds,
+        "tenants": tenants,
+        "per_tenant": timer.seconds / tenants,
+        "one_schema_seconds": min(one),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,40 +168,76 @@ def main(argv: list[str] | None = None) -> int:
         _populate(count)
     print(f"P6 set-up: {count} agency schemas in {setup.seconds:.0f}s", file=sys.stderr)
     tick = _tick()
-    print(f"P6 tick: {tick['seconds']:.3f}s for {tick['due']} due agencies (find {tick['find_seconds']:.3f}s, "
-          f"raw read {tick['baseline_seconds']:.4f}s)", file=sys.stderr)
+    print(
+        f"P6 tick: {tick['seconds']:.3f}s for {tick['due']} due agencies (find {tick['find_seconds']:.3f}s, "
+        f"raw read {tick['baseline_seconds']:.4f}s)",
+        file=sys.stderr,
+    )
     create = _create_one(repeats=1 if args.quick else 3, compare=not args.quick)
-    print(f"P6 create one: agency_create {create['seconds']:.2f}s (spare schema), {create['migrated_seconds']:.2f}s "
-          f"migrating (pool off), clone_schema {create['clone_schema_seconds']}s, "
-          f"DDL replay {create['ddl_replay_seconds']:.2f}s", file=sys.stderr)
+    print(
+        f"P6 create one: agency_create {create['seconds']:.2f}s (spare schema), {create['migrated_seconds']:.2f}s "
+        f"migrating (pool off), clone_schema {create['clone_schema_seconds']}s, "
+        f"DDL replay {create['ddl_replay_seconds']:.2f}s",
+        file=sys.stderr,
+    )
     started = time.monotonic()
     migrate = _migrate(dict(os.environ))
-    print(f"P6 no-op migrate_schemas: {migrate['seconds']:.1f}s for {migrate['tenants']} schemas "
-          f"({migrate['per_tenant'] * 1000:.0f} ms each) in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    print(
+        f"P6 no-op migrate_schemas: {migrate['seconds']:.1f}s for {migrate['tenants']} schemas "
+        f"({migrate['per_tenant'] * 1000:.0f} ms each) in {time.monotonic() - started:.0f}s",
+        file=sys.stderr,
+    )
     # Quick (CI): regression floors with room for a busy machine; the full run holds the targets.
     # Create: a spare schema is renamed (0.06 s), migrating one took 1.5-2.5 s: 1 s catches a pool that stopped
     # working. Migrate: with 33 schemas the command's start-up dominates, so the floor is relative to one
     # schema's whole command (skipping up-to-date schemas: 0.05x measured; migrating each one: 0.14x).
     create_limit, migrate_limit = (1.0, None) if args.quick else (1.0, 0.2)
     rows = [
-        Row("P6-tick", f"beat tick, {count:,} agencies ({tick['due']} due): find + enqueue", "<= 1 s",
-            round(tick["seconds"], 4), "s", passed=tick["seconds"] <= 1.0, baseline=round(tick["baseline_seconds"], 4),
-            baseline_what="raw SQL read of the agency rows", ratio=round(tick["seconds"] / tick["baseline_seconds"], 1),
-            details=tick),
-        Row("P6-create", f"create one agency schema ({count:,} exist): agency_create", f"<= {create_limit:g} s",
-            round(create["seconds"], 3), "s", passed=create["seconds"] <= create_limit,
-            baseline=round(create["ddl_replay_seconds"], 3), baseline_what="DDL replay of a migrated schema",
+        Row(
+            "P6-tick",
+            f"beat tick, {count:,} agencies ({tick['due']} due): find + enqueue",
+            "<= 1 s",
+            round(tick["seconds"], 4),
+            "s",
+            passed=tick["seconds"] <= 1.0,
+            baseline=round(tick["baseline_seconds"], 4),
+            baseline_what="raw SQL read of the agency rows",
+            ratio=round(tick["seconds"] / tick["baseline_seconds"], 1),
+            details=tick,
+        ),
+        Row(
+            "P6-create",
+            f"create one agency schema ({count:,} exist): agency_create",
+            f"<= {create_limit:g} s",
+            round(create["seconds"], 3),
+            "s",
+            passed=create["seconds"] <= create_limit,
+            baseline=round(create["ddl_replay_seconds"], 3),
+            baseline_what="DDL replay of a migrated schema",
             ratio=round(create["seconds"] / create["ddl_replay_seconds"], 2),
             note=f"spare schema renamed; migrating instead {create['migrated_seconds']:.2f}s"
-            + (f", django-tenants clone_schema {create['clone_schema_seconds']:.2f}s"
-               if create["clone_schema_seconds"] else ""), details=create),
-        Row("P6-migrate", f"no-op migrate_schemas, {migrate['tenants']:,} schemas: per tenant",
+            + (
+                f", django-tenants clone_schema {create['clone_schema_seconds']:.2f}s"
+                if create["clone_schema_seconds"]
+                else ""
+            ),
+            details=create,
+        ),
+        Row(
+            "P6-migrate",
+            f"no-op migrate_schemas, {migrate['tenants']:,} schemas: per tenant",
             f"<= {migrate_limit:g} s" if migrate_limit else "<= 0.1x one schema's command",
-            round(migrate["per_tenant"], 4), "s", passed=migrate["per_tenant"] <= migrate_limit if migrate_limit
+            round(migrate["per_tenant"], 4),
+            "s",
+            passed=migrate["per_tenant"] <= migrate_limit
+            if migrate_limit
             else migrate["per_tenant"] <= 0.1 * migrate["one_schema_seconds"],
-            baseline=round(migrate["one_schema_seconds"], 3), baseline_what="one schema, whole command",
+            baseline=round(migrate["one_schema_seconds"], 3),
+            baseline_what="one schema, whole command",
             ratio=round(migrate["per_tenant"] / migrate["one_schema_seconds"], 3),
-            note=f"{migrate['seconds']:.0f}s in all", details=migrate),
+            note=f"{migrate['seconds']:.0f}s in all",
+            details=migrate,
+        ),
     ]
     write_result("P6", rows, quick=args.quick, out=args.out)
     return 0

@@ -24,15 +24,29 @@ def bench_plan():
     if existing:
         return existing
     return partner_plan_create(
-        name=PLAN_NAME, currency="USD", package_minimum_minor=50000, license_fee_minor=1500,
+        name=PLAN_NAME,
+        currency="USD",
+        package_minimum_minor=50000,
+        license_fee_minor=1500,
         products=[
-            {"code": "listings", "name": "Listings", "unit_price_minor": 10, "included_quantity": 100,
-             "overage_unit_price_minor": 7},
-            {"code": "reviews", "name": "Reviews", "unit_price_minor": 0, "included_quantity": 50,
-             "overage_unit_price_minor": 25},
+            {
+                "code": "listings",
+                "name": "Listings",
+                "unit_price_minor": 10,
+                "included_quantity": 100,
+                "overage_unit_price_minor": 7,
+            },
+            {
+                "code": "reviews",
+                "name": "Reviews",
+                "unit_price_minor": 0,
+                "included_quantity": 50,
+                "overage_unit_price_minor": 25,
+            },
         ],
         taxes=[{"name": "Platform tax", "rate_bp": 500}],
-        fees=[{"name": "Processing fee", "amount_minor": 999}])
+        fees=[{"name": "Processing fee", "amount_minor": 999}],
+    )
 
 
 @dataclass(frozen=True)
@@ -48,8 +62,16 @@ class Mix:
     payment_method_permille: int = 1000
 
 
-def clients_populate(*, agency, count: int, activated_on: date, usage_period_start: date | None = None,
-                     seed: int = 7, mix: Mix = Mix(), sandbox_cards: bool = False) -> list[int]:
+def clients_populate(
+    *,
+    agency,
+    count: int,
+    activated_on: date,
+    usage_period_start: date | None = None,
+    seed: int = 7,
+    mix: Mix = Mix(),
+    sandbox_cards: bool = False,
+) -> list[int]:
     """Create `count` clients in the agency's schema with the mix above; returns their ids.
 
     `sandbox_cards`: each client gets a saved Visa test card in the sandbox processor's books, the rows
@@ -65,22 +87,31 @@ def clients_populate(*, agency, count: int, activated_on: date, usage_period_sta
     with tenant_context(agency), transaction.atomic():
         taxes = list(TaxRate.objects.order_by("id"))
         if not taxes:
-            taxes = TaxRate.objects.bulk_create([TaxRate(name="State tax", rate_bp=625),
-                                                 TaxRate(name="City tax", rate_bp=200),
-                                                 TaxRate(name="County tax", rate_bp=150)])
+            taxes = TaxRate.objects.bulk_create(
+                [
+                    TaxRate(name="State tax", rate_bp=625),
+                    TaxRate(name="City tax", rate_bp=200),
+                    TaxRate(name="County tax", rate_bp=150),
+                ]
+            )
         start = Client.objects.count()
         clients = []
         for n in range(start, start + count):
             two_autopay = n % 1000 < mix.autopay_permille
-            clients.append(Client(
-                name=f"Client {n:05d}", email=f"client{n:05d}@{agency.schema_name}.example",
-                license_price_minor=rng.choice([4900, 9900, 14900, 19900, 24900]),
-                autopay_days=[agency.billing_day, 15] if two_autopay else [],
-                agency_invoiced=(n * 7) % 1000 < mix.agency_invoiced_permille,
-                agency_invoiced_reason="Billed by the agency directly" if (n * 7) % 1000 < mix.agency_invoiced_permille
-                else "",
-                provider_customer_id=f"cus_bench_{agency.schema_name}_{n}",
-                activated_on=activated_on))
+            clients.append(
+                Client(
+                    name=f"Client {n:05d}",
+                    email=f"client{n:05d}@{agency.schema_name}.example",
+                    license_price_minor=rng.choice([4900, 9900, 14900, 19900, 24900]),
+                    autopay_days=[agency.billing_day, 15] if two_autopay else [],
+                    agency_invoiced=(n * 7) % 1000 < mix.agency_invoiced_permille,
+                    agency_invoiced_reason="Billed by the agency directly"
+                    if (n * 7) % 1000 < mix.agency_invoiced_permille
+                    else "",
+                    provider_customer_id=f"cus_bench_{agency.schema_name}_{n}",
+                    activated_on=activated_on,
+                )
+            )
         Client.objects.bulk_create(clients, batch_size=2000)
         through = Client.taxes.through
         links, services, usage, methods, sandbox = [], [], [], [], []
@@ -90,29 +121,67 @@ def clients_populate(*, agency, count: int, activated_on: date, usage_period_sta
             if (n * 3) % 1000 < mix.two_taxes_permille:
                 links.append(through(client_id=client.pk, taxrate_id=taxes[2].pk))
             if (n * 11) % 1000 < mix.services_permille:
-                services.append(AgencyServiceLine(client=client, description="SEO retainer",
-                                                  amount_minor=rng.choice([15000, 25000, 40000])))
+                services.append(
+                    AgencyServiceLine(
+                        client=client, description="SEO retainer", amount_minor=rng.choice([15000, 25000, 40000])
+                    )
+                )
             if (n * 13) % 1000 < mix.one_time_permille:
-                services.append(AgencyServiceLine(client=client, description="Website set-up", recurrence="ONE_TIME",
-                                                  amount_minor=50000, taxable=False))
+                services.append(
+                    AgencyServiceLine(
+                        client=client,
+                        description="Website set-up",
+                        recurrence="ONE_TIME",
+                        amount_minor=50000,
+                        taxable=False,
+                    )
+                )
             if usage_period_start and (n * 17) % 1000 < mix.usage_permille:
                 for day in (3, 12, 21):
                     when = datetime(usage_period_start.year, usage_period_start.month, day, 12, tzinfo=UTC)
-                    usage.append(UsageRecord(client=client, product_code="listings", quantity=rng.randint(20, 60),
-                                             occurred_at=when, idempotency_key=f"u-{client.public_id}-{day}"))
+                    usage.append(
+                        UsageRecord(
+                            client=client,
+                            product_code="listings",
+                            quantity=rng.randint(20, 60),
+                            occurred_at=when,
+                            idempotency_key=f"u-{client.public_id}-{day}",
+                        )
+                    )
                 if n % 2:
-                    usage.append(UsageRecord(client=client, product_code="reviews", quantity=rng.randint(30, 90),
-                                             occurred_at=datetime(usage_period_start.year, usage_period_start.month,
-                                                                  8, tzinfo=UTC),
-                                             idempotency_key=f"r-{client.public_id}"))
+                    usage.append(
+                        UsageRecord(
+                            client=client,
+                            product_code="reviews",
+                            quantity=rng.randint(30, 90),
+                            occurred_at=datetime(usage_period_start.year, usage_period_start.month, 8, tzinfo=UTC),
+                            idempotency_key=f"r-{client.public_id}",
+                        )
+                    )
             if sandbox_cards and (n * 19) % 1000 < mix.payment_method_permille:
                 reference = f"pm_sbx_bench_{agency.schema_name}_{n}"
                 fingerprint = uuid.uuid5(uuid.NAMESPACE_URL, f"{agency.schema_name}/{n}").hex
-                methods.append(PaymentMethod(client=client, reference=reference, kind="card", fingerprint=fingerprint,
-                                             brand="visa", last4="4242"))
-                sandbox.append(SandboxPaymentMethod(reference=reference, customer=client.provider_customer_id,
-                                                    kind="card", token="pm_card_visa", fingerprint=fingerprint,
-                                                    brand="visa", last4="4242"))
+                methods.append(
+                    PaymentMethod(
+                        client=client,
+                        reference=reference,
+                        kind="card",
+                        fingerprint=fingerprint,
+                        brand="visa",
+                        last4="4242",
+                    )
+                )
+                sandbox.append(
+                    SandboxPaymentMethod(
+                        reference=reference,
+                        customer=client.provider_customer_id,
+                        kind="card",
+                        token="pm_card_visa",
+                        fingerprint=fingerprint,
+                        brand="visa",
+                        last4="4242",
+                    )
+                )
         through.objects.bulk_create(links, batch_size=5000)
         AgencyServiceLine.objects.bulk_create(services, batch_size=5000)
         UsageRecord.objects.bulk_create(usage, batch_size=5000)

@@ -39,12 +39,12 @@ def _prepare_database(env: dict[str, str]) -> None:
     from bench.schemas import database_recreate
 
     database_recreate(env["DATABASE_URL"])
-    subprocess.run([sys.executable, "manage.py", "migrate_schemas", "--shared", "-v0"], cwd=ROOT, env=env,
-                   check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate_schemas", "--shared", "-v0"], cwd=ROOT, env=env, check=True)
 
 
-def _run_one(module: str, limit: int, quick: bool, profile: bool, env: dict[str, str],
-             out: Path, extra: tuple[str, ...] = ()) -> tuple[dict | None, str]:
+def _run_one(
+    module: str, limit: int, quick: bool, profile: bool, env: dict[str, str], out: Path, extra: tuple[str, ...] = ()
+) -> tuple[dict | None, str]:
     cmd = [sys.executable, "-m", module, "--out", str(out), *extra]
     if quick:
         cmd.append("--quick")
@@ -90,15 +90,26 @@ def table(rows: list[dict]) -> str:
     body = []
     for row in rows:
         verdict = {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[row["passed"]]
-        body.append([row["id"], row["what"], row["target"], _fmt(row["figure"], row["unit"]),
-                     _fmt(row["baseline"]) + (f" ({row['baseline_what']})" if row.get("baseline_what") else ""),
-                     _fmt(row["ratio"]), verdict + (f": {row['note']}" if row.get("note") else "")])
+        body.append(
+            [
+                row["id"],
+                row["what"],
+                row["target"],
+                _fmt(row["figure"], row["unit"]),
+                _fmt(row["baseline"]) + (f" ({row['baseline_what']})" if row.get("baseline_what") else ""),
+                _fmt(row["ratio"]),
+                verdict + (f": {row['note']}" if row.get("note") else ""),
+            ]
+        )
     widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
     widths[-1] = 0
-    out = ["  ".join(str(cell).ljust(width) for cell, width in zip(header, widths, strict=True)).rstrip(),
-           "  ".join("-" * max(width, 6) for width in widths)]
-    out += ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-            for line in body]
+    out = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("-" * max(width, 6) for width in widths),
+    ]
+    out += [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in body
+    ]
     return "\n".join(out)
 
 
@@ -108,8 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="Comma-separated rows to run, e.g. P1,P2.")
     parser.add_argument("--profile", action="store_true", help="Profile the measured steps (pyinstrument).")
     parser.add_argument("--keep-database", action="store_true", help="Reuse the benchmark database as it is.")
-    parser.add_argument("--scaling", action="store_true",
-                        help="The 1k -> 10k client scaling rows (P3 only; P1's full run already covers its sizes).")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="The 1k -> 10k client scaling rows (P3 only; P1's full run already covers its sizes).",
+    )
     args = parser.parse_args(argv)
     for name in ("DATABASE_URL", "REDIS_URL"):
         if not os.environ.get(name):
@@ -117,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     from bench.schemas import bench_database_url
 
-    env = {**os.environ, "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"]),
-           "DJANGO_SETTINGS_MODULE": "agencybilling.settings.bench", "PYTHONPATH": str(ROOT),
-           "CELERY_QUEUE": f"agencybilling-bench-{os.getpid()}"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_database_url(os.environ["DATABASE_URL"]),
+        "DJANGO_SETTINGS_MODULE": "agencybilling.settings.bench",
+        "PYTHONPATH": str(ROOT),
+        "CELERY_QUEUE": f"agencybilling-bench-{os.getpid()}",
+    }
     env.pop("STRIPE_SECRET_KEY", None)
     selected = {part.strip().upper() for part in args.only.split(",")} if args.only else None
     if args.scaling:
@@ -135,28 +153,51 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {row_id} ({module})", file=sys.stderr, flush=True)
         t0 = time.monotonic()
         limit = SCALING_LIMIT if args.scaling else quick_limit if args.quick else full_limit
-        document, error = _run_one(module, limit, args.quick, args.profile, env, out,
-                                   ("--scaling",) if args.scaling else ())
+        document, error = _run_one(
+            module, limit, args.quick, args.profile, env, out, ("--scaling",) if args.scaling else ()
+        )
         print(f"== {row_id} took {time.monotonic() - t0:.0f}s", file=sys.stderr, flush=True)
         if document is None:
-            rows.append({"id": row_id, "what": module, "target": "", "figure": None, "unit": "", "baseline": None,
-                         "baseline_what": "", "ratio": None, "passed": False, "note": error})
+            rows.append(
+                {
+                    "id": row_id,
+                    "what": module,
+                    "target": "",
+                    "figure": None,
+                    "unit": "",
+                    "baseline": None,
+                    "baseline_what": "",
+                    "ratio": None,
+                    "passed": False,
+                    "note": error,
+                }
+            )
         else:
             rows.extend(document["rows"])
     elapsed = time.monotonic() - started
-    summary = {"quick": args.quick, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "seconds": round(elapsed, 1), "machine": machine(), "rows": rows}
-    name = "latest-quick.json" if args.quick else ("latest-scaling.json" if args.scaling else
-                                                    "latest.json" if not selected else "latest-partial.json")
+    summary = {
+        "quick": args.quick,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(elapsed, 1),
+        "machine": machine(),
+        "rows": rows,
+    }
+    name = (
+        "latest-quick.json"
+        if args.quick
+        else ("latest-scaling.json" if args.scaling else "latest.json" if not selected else "latest-partial.json")
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print()
     print(table(rows))
     failed = [row["id"] for row in rows if row["passed"] is False]
     unmeasured = [row["id"] for row in rows if row["passed"] is None]
-    print(f"\n{len(rows) - len(failed) - len(unmeasured)} passed, {len(failed)} failed, "
-          f"{len(unmeasured)} not measured in {elapsed:.0f}s ({'quick' if args.quick else 'full'}); "
-          f"results in bench/results/{name}")
+    print(
+        f"\n{len(rows) - len(failed) - len(unmeasured)} passed, {len(failed)} failed, "
+        f"{len(unmeasured)} not measured in {elapsed:.0f}s ({'quick' if args.quick else 'full'}); "
+        f"results in bench/results/{name}"
+    )
     return 1 if failed else 0
 
 

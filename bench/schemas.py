@@ -73,10 +73,27 @@ class SchemaTemplate:
         parts = urlparse(database_url)
         env = {**os.environ, "PGPASSWORD": parts.password or ""}
         dump = subprocess.run(
-            [_pg_dump(), "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432),
-             "-U", parts.username or "postgres", "-d", parts.path.lstrip("/"), "-n", schema, "--schema-only",
-             "--no-owner", "--no-privileges"],
-            check=True, capture_output=True, text=True, env=env).stdout
+            [
+                _pg_dump(),
+                "-h",
+                parts.hostname or "127.0.0.1",
+                "-p",
+                str(parts.port or 5432),
+                "-U",
+                parts.username or "postgres",
+                "-d",
+                parts.path.lstrip("/"),
+                "-n",
+                schema,
+                "--schema-only",
+                "--no-owner",
+                "--no-privileges",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        ).stdout
         lines = []
         for line in dump.splitlines():
             # psql meta-commands, and settings a server older than pg_dump does not know.
@@ -113,12 +130,12 @@ class SchemaTemplate:
         for table in self.data_tables:
             cursor.execute(f'INSERT INTO "{schema}"."{table}" SELECT * FROM "{source}"."{table}"')
             # Identity columns: move the sequence past the copied ids.
-            cursor.execute(
-                "SELECT pg_get_serial_sequence(%s, 'id')", [f'"{schema}"."{table}"'])
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [f'"{schema}"."{table}"'])
             sequence = cursor.fetchone()[0]
             if sequence:
-                cursor.execute(f'SELECT setval(%s, (SELECT COALESCE(MAX(id), 0) + 1 FROM "{schema}"."{table}"), '
-                               "false)", [sequence])
+                cursor.execute(
+                    f'SELECT setval(%s, (SELECT COALESCE(MAX(id), 0) + 1 FROM "{schema}"."{table}"), false)', [sequence]
+                )
 
 
 _template: SchemaTemplate | None = None
@@ -151,8 +168,16 @@ def template_ensure() -> SchemaTemplate:
     return _template
 
 
-def agency_fast_create(*, slug: str, name: str | None = None, time_zone: str = "UTC", currency: str = "USD",
-                       billing_day: int = 1, plan=None, **fields):
+def agency_fast_create(
+    *,
+    slug: str,
+    name: str | None = None,
+    time_zone: str = "UTC",
+    currency: str = "USD",
+    billing_day: int = 1,
+    plan=None,
+    **fields,
+):
     """An agency row, its domain and its schema copied from the template (see module docstring)."""
     from django.db import connection, transaction
 
@@ -162,8 +187,15 @@ def agency_fast_create(*, slug: str, name: str | None = None, time_zone: str = "
     template = template_ensure()
     connection.set_schema_to_public()
     with transaction.atomic():
-        agency = Agency(schema_name=slug, name=name or slug.title(), time_zone=time_zone, currency=currency,
-                        billing_day=billing_day, plan=plan, **fields)
+        agency = Agency(
+            schema_name=slug,
+            name=name or slug.title(),
+            time_zone=time_zone,
+            currency=currency,
+            billing_day=billing_day,
+            plan=plan,
+            **fields,
+        )
         agency.auto_create_schema = False
         agency.save()
         Domain.objects.create(domain=agency_domain(slug), tenant=agency, is_primary=True)
@@ -210,17 +242,21 @@ def _agencies_create(slugs: list[str], **fields) -> None:
     template = template_ensure()
     connection.set_schema_to_public()
     for start in range(0, len(slugs), CHUNK):
-        chunk = slugs[start:start + CHUNK]
+        chunk = slugs[start : start + CHUNK]
         with transaction.atomic():
             agencies = []
             for slug in chunk:
-                agency = Agency(schema_name=slug, name=fields.get("name", slug.title()),
-                                **{k: v for k, v in fields.items() if k != "name"})
+                agency = Agency(
+                    schema_name=slug,
+                    name=fields.get("name", slug.title()),
+                    **{k: v for k, v in fields.items() if k != "name"},
+                )
                 agency.auto_create_schema = False
                 agencies.append(agency)
             Agency.objects.bulk_create(agencies)
-            Domain.objects.bulk_create(Domain(domain=agency_domain(a.schema_name), tenant=a, is_primary=True)
-                                       for a in agencies)
+            Domain.objects.bulk_create(
+                Domain(domain=agency_domain(a.schema_name), tenant=a, is_primary=True) for a in agencies
+            )
             with connection.cursor() as cursor:
                 for slug in chunk:
                     template.create(cursor, slug, TEMPLATE_SLUG)

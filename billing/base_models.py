@@ -100,9 +100,9 @@ class AttemptKind(models.TextChoices):
 
 
 class AttemptOutcome(models.TextChoices):
-    STARTED = "STARTED", "Started"            # row written, provider call in flight (or the process died)
-    UNKNOWN = "UNKNOWN", "Unknown"            # timeout / 5xx: to be looked up before anything else
-    PENDING = "PENDING", "Pending"            # bank debit awaiting settlement
+    STARTED = "STARTED", "Started"  # row written, provider call in flight (or the process died)
+    UNKNOWN = "UNKNOWN", "Unknown"  # timeout / 5xx: to be looked up before anything else
+    PENDING = "PENDING", "Pending"  # bank debit awaiting settlement
     SUCCEEDED = "SUCCEEDED", "Succeeded"
     DECLINED = "DECLINED", "Declined"
     SETTLEMENT_FAILED = "SETTLEMENT_FAILED", "Settlement failed"
@@ -130,8 +130,9 @@ class AbstractPaymentMethod(BaseModel):
         return self.kind in {"sepa_debit", "us_bank_account"}
 
     def __str__(self) -> str:
-        label = {"card": self.brand.title() or "Card", "sepa_debit": "SEPA debit",
-                 "us_bank_account": "ACH debit"}.get(self.kind, self.kind)
+        label = {"card": self.brand.title() or "Card", "sepa_debit": "SEPA debit", "us_bank_account": "ACH debit"}.get(
+            self.kind, self.kind
+        )
         return f"{label} ···· {self.last4}"
 
 

@@ -41,8 +41,13 @@ class AgencyBusy(Exception):
     """Another worker holds this agency's clock."""
 
 
-def agency_days_run(*, agency: Agency, until: date, progress: Callable[[date, DayResult], None] | None = None,
-                    run: Callable[..., DayResult] = agency_day_run) -> list[date]:
+def agency_days_run(
+    *,
+    agency: Agency,
+    until: date,
+    progress: Callable[[date, DayResult], None] | None = None,
+    run: Callable[..., DayResult] = agency_day_run,
+) -> list[date]:
     """Run every day after the agency's clock up to `until`, in order. Returns the days run."""
     key = _lock_key(agency.schema_name)
     with connection.cursor() as cursor:
@@ -71,7 +76,8 @@ def agency_day_record(*, agency: Agency, day: date, run: Callable[..., DayResult
     result = run(agency=agency, today=day)
     # Never backwards: rerunning an old day by hand leaves the clock where it is.
     Agency.objects.filter(pk=agency.pk).filter(Q(clock_date__isnull=True) | Q(clock_date__lt=day)).update(
-        clock_date=day)
+        clock_date=day
+    )
     if agency.clock_date is None or agency.clock_date < day:
         agency.clock_date = day
     return result

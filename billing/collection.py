@@ -123,8 +123,14 @@ def _payer(charge: AbstractCharge) -> Payer:
     if isinstance(charge, Charge):
         client = charge.client
         method = PaymentMethod.objects.filter(client=client, removed_at__isnull=True).first()
-        return Payer("client", client.provider_customer_id, method, _destination(charge),
-                     _retries_enabled(charge), connection.schema_name)  # type: ignore[attr-defined]
+        return Payer(
+            "client",
+            client.provider_customer_id,
+            method,
+            _destination(charge),
+            _retries_enabled(charge),
+            connection.schema_name,
+        )  # type: ignore[attr-defined]
     assert isinstance(charge, AgencyCharge)
     method = AgencyPaymentMethod.objects.filter(agency=charge.agency, removed_at__isnull=True).first()
     return Payer("agency", charge.agency.platform_customer_id, method, None, True, "public")
@@ -136,12 +142,22 @@ def _event_model(charge: AbstractCharge):
 
 def _request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Payer) -> ChargeRequest:
     return ChargeRequest(
-        amount_minor=attempt.amount_minor, currency=charge.currency, customer=payer.customer,
-        payment_method=attempt.payment_method_reference, idempotency_key=attempt.idempotency_key,
-        business_date=attempt.attempted_on, destination=payer.destination,
+        amount_minor=attempt.amount_minor,
+        currency=charge.currency,
+        customer=payer.customer,
+        payment_method=attempt.payment_method_reference,
+        idempotency_key=attempt.idempotency_key,
+        business_date=attempt.attempted_on,
+        destination=payer.destination,
         description=f"Invoice {charge.invoice.number}",  # type: ignore[attr-defined]
-        metadata={"schema": payer.schema_name, "kind": payer.kind, "charge": str(charge.public_id),
-                  "attempt": attempt.idempotency_key, "invoice": charge.invoice.number})  # type: ignore[attr-defined]
+        metadata={
+            "schema": payer.schema_name,
+            "kind": payer.kind,
+            "charge": str(charge.public_id),
+            "attempt": attempt.idempotency_key,
+            "invoice": charge.invoice.number,
+        },
+    )  # type: ignore[attr-defined]
 
 
 # --- the state machine ----------------------------------------------------------------------------
@@ -177,17 +193,41 @@ class _Moves:
 
         return endpoints_active()
 
-    def moved(self, charge: AbstractCharge, *, from_status: str, to_status: str, reason: str, actor: str,
-              today: date, attempt=LATEST_ATTEMPT_UNKNOWN) -> None:
-        self.history.append(_event_model(charge)(charge=charge, from_status=from_status, to_status=to_status,
-                                                 reason=reason, actor=actor, business_date=today))
+    def moved(
+        self,
+        charge: AbstractCharge,
+        *,
+        from_status: str,
+        to_status: str,
+        reason: str,
+        actor: str,
+        today: date,
+        attempt=LATEST_ATTEMPT_UNKNOWN,
+    ) -> None:
+        self.history.append(
+            _event_model(charge)(
+                charge=charge,
+                from_status=from_status,
+                to_status=to_status,
+                reason=reason,
+                actor=actor,
+                business_date=today,
+            )
+        )
         if not isinstance(charge, Charge):
             return
         from billing.notices import charge_notice_drafts
         from billing.outbound import charge_events
 
-        self.notices += charge_notice_drafts(charge, from_status=from_status, to_status=to_status, today=today,
-                                             attempt=attempt, agency=self.agency, recipients=lambda: self.recipients)
+        self.notices += charge_notice_drafts(
+            charge,
+            from_status=from_status,
+            to_status=to_status,
+            today=today,
+            attempt=attempt,
+            agency=self.agency,
+            recipients=lambda: self.recipients,
+        )
         events = charge_events(charge, from_status=from_status, to_status=to_status, attempt=attempt)
         if events and self.endpoints:
             # Payloads are built now: a later move of the same charge in this batch must not change them.
@@ -212,12 +252,22 @@ class _Moves:
 
 def _check_transition(from_status: str, to_status: str) -> None:
     if to_status not in ALLOWED_TRANSITIONS[from_status]:
-        raise IllegalTransition(f"A charge cannot go from {ChargeStatus(from_status).label} to "
-                                f"{ChargeStatus(to_status).label}.")
+        raise IllegalTransition(
+            f"A charge cannot go from {ChargeStatus(from_status).label} to {ChargeStatus(to_status).label}."
+        )
 
 
-def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: date, actor: str = "",
-                attempt=LATEST_ATTEMPT_UNKNOWN, moves: _Moves | None = None, **fields) -> AbstractCharge:
+def _transition(
+    charge: AbstractCharge,
+    to_status: str,
+    *,
+    reason: str,
+    today: date,
+    actor: str = "",
+    attempt=LATEST_ATTEMPT_UNKNOWN,
+    moves: _Moves | None = None,
+    **fields,
+) -> AbstractCharge:
     """Move a locked charge to `to_status`, writing its history row in the same transaction: at once, or with
     the batch's other moves when `moves` is given (the caller flushes it before its transaction commits)."""
     from_status = charge.status
@@ -230,8 +280,15 @@ def _transition(charge: AbstractCharge, to_status: str, *, reason: str, today: d
         for name, value in fields.items():
             setattr(charge, name, value)
         recorder = moves or _Moves()
-        recorder.moved(charge, from_status=from_status, to_status=to_status, reason=reason, actor=actor, today=today,
-                       attempt=attempt)
+        recorder.moved(
+            charge,
+            from_status=from_status,
+            to_status=to_status,
+            reason=reason,
+            actor=actor,
+            today=today,
+            attempt=attempt,
+        )
         if moves is None:
             recorder.flush()
     return charge
@@ -247,16 +304,29 @@ def _charges_paid(paid: list[tuple[Charge, AbstractAttempt, ChargeResult]], toda
             f"UPDATE {Charge._meta.db_table} AS c SET status = %s, paid_on = %s, paid_reference = v.reference, "
             "next_retry_on = NULL FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, from_status, reference) "
             "WHERE c.id = v.id AND c.status = v.from_status",
-            [ChargeStatus.PAID, today, [c.pk for c, _, _ in paid], [c.status for c, _, _ in paid],
-             [a.gateway_reference for _, a, _ in paid]])
+            [
+                ChargeStatus.PAID,
+                today,
+                [c.pk for c, _, _ in paid],
+                [c.status for c, _, _ in paid],
+                [a.gateway_reference for _, a, _ in paid],
+            ],
+        )
         if cursor.rowcount != len(paid):
             raise IllegalTransition("A charge changed while it was being updated; nothing was done.")
     for charge, attempt, _ in paid:
         from_status = charge.status
         charge.status, charge.paid_on, charge.paid_reference = ChargeStatus.PAID, today, attempt.gateway_reference
         charge.next_retry_on = None
-        moves.moved(charge, from_status=from_status, to_status=ChargeStatus.PAID, actor="", today=today,
-                    reason=f"Payment received (attempt {attempt.number})", attempt=attempt)
+        moves.moved(
+            charge,
+            from_status=from_status,
+            to_status=ChargeStatus.PAID,
+            actor="",
+            today=today,
+            reason=f"Payment received (attempt {attempt.number})",
+            attempt=attempt,
+        )
 
 
 def _locked(charge: AbstractCharge) -> AbstractCharge:
@@ -265,12 +335,22 @@ def _locked(charge: AbstractCharge) -> AbstractCharge:
 
 def _post_payment(charge: AbstractCharge, today: date, reference: str) -> None:
     if isinstance(charge, Charge):
-        payment_apply(client=charge.client, amount_minor=charge.amount_minor, currency=charge.currency,
-                      occurred_on=today, reference=reference or f"charge {charge.public_id}")
+        payment_apply(
+            client=charge.client,
+            amount_minor=charge.amount_minor,
+            currency=charge.currency,
+            occurred_on=today,
+            reference=reference or f"charge {charge.public_id}",
+        )
     else:
         assert isinstance(charge, AgencyCharge)
-        agency_payment_apply(agency=charge.agency, amount_minor=charge.amount_minor, currency=charge.currency,
-                             occurred_on=today, reference=reference or f"charge {charge.public_id}")
+        agency_payment_apply(
+            agency=charge.agency,
+            amount_minor=charge.amount_minor,
+            currency=charge.currency,
+            occurred_on=today,
+            reference=reference or f"charge {charge.public_id}",
+        )
 
 
 def _failed_count(charge: AbstractCharge) -> int:
@@ -279,20 +359,38 @@ def _failed_count(charge: AbstractCharge) -> int:
 
 def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
     """RET-2: the 5th weekday after the billing date for the 2nd attempt, the 10th for the 3rd."""
-    candidates = [d for d in retry_dates(charge.billing_date)[failed - 1:] if d > today]
+    candidates = [d for d in retry_dates(charge.billing_date)[failed - 1 :] if d > today]
     return candidates[0] if candidates else None
 
 
-def _apply_outcome(charge: AbstractCharge, attempt: AbstractAttempt, result: ChargeResult, today: date,
-                   actor: str = "", moves: _Moves | None = None, retries_enabled: bool | None = None) -> None:
+def _apply_outcome(
+    charge: AbstractCharge,
+    attempt: AbstractAttempt,
+    result: ChargeResult,
+    today: date,
+    actor: str = "",
+    moves: _Moves | None = None,
+    retries_enabled: bool | None = None,
+) -> None:
     """Record a provider result on a locked charge and its attempt (conditional: only once). `attempt` is the
     charge's latest: a new attempt is never made while one is unresolved."""
-    outcome = {Outcome.SUCCEEDED: AttemptOutcome.SUCCEEDED, Outcome.PENDING: AttemptOutcome.PENDING,
-               Outcome.DECLINED: AttemptOutcome.DECLINED, Outcome.UNKNOWN: AttemptOutcome.UNKNOWN}[result.outcome]
-    updated = type(attempt).objects.filter(pk=attempt.pk, outcome__in=UNRESOLVED_OUTCOMES).update(
-        outcome=outcome, gateway_reference=result.reference or attempt.gateway_reference,
-        decline_code=result.decline_code, message=result.message[:240],
-        resolved_at=None if outcome == AttemptOutcome.UNKNOWN else timezone.now())
+    outcome = {
+        Outcome.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+        Outcome.PENDING: AttemptOutcome.PENDING,
+        Outcome.DECLINED: AttemptOutcome.DECLINED,
+        Outcome.UNKNOWN: AttemptOutcome.UNKNOWN,
+    }[result.outcome]
+    updated = (
+        type(attempt)
+        .objects.filter(pk=attempt.pk, outcome__in=UNRESOLVED_OUTCOMES)
+        .update(
+            outcome=outcome,
+            gateway_reference=result.reference or attempt.gateway_reference,
+            decline_code=result.decline_code,
+            message=result.message[:240],
+            resolved_at=None if outcome == AttemptOutcome.UNKNOWN else timezone.now(),
+        )
+    )
     if not updated:
         return  # another process recorded this attempt's outcome first
     attempt.outcome = outcome
@@ -304,8 +402,16 @@ def _apply_outcome(charge: AbstractCharge, attempt: AbstractAttempt, result: Cha
         _mark_paid(charge, attempt, today, actor, moves=moves)
     elif outcome == AttemptOutcome.PENDING:
         if charge.status != ChargeStatus.PENDING:
-            _transition(charge, ChargeStatus.PENDING, reason=f"Bank debit submitted (attempt {attempt.number})",
-                        today=today, actor=actor, attempt=attempt, moves=moves, next_retry_on=None)
+            _transition(
+                charge,
+                ChargeStatus.PENDING,
+                reason=f"Bank debit submitted (attempt {attempt.number})",
+                today=today,
+                actor=actor,
+                attempt=attempt,
+                moves=moves,
+                next_retry_on=None,
+            )
     else:
         _mark_failed(charge, attempt, today, actor, moves=moves, latest=attempt, retries_enabled=retries_enabled)
 
@@ -314,20 +420,33 @@ def _payouts_lock() -> None:
     """Serialize, within one agency, "a charge becomes Paid" with "a payout arrives" (held to the end of the
     transaction). Without it the two can run concurrently and neither sees the other: the charge is then
     credited to a later payout, or to none (found by the webhook storm test, R3)."""
-    key = int.from_bytes(hashlib.sha256(f"payouts:{connection.schema_name}".encode()).digest()[:8],  # type: ignore[attr-defined]
-                         "big", signed=True)
+    key = int.from_bytes(
+        hashlib.sha256(f"payouts:{connection.schema_name}".encode()).digest()[:8],  # type: ignore[attr-defined]
+        "big",
+        signed=True,
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
 
 
-def _mark_paid(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "",
-               moves: _Moves | None = None) -> None:
+def _mark_paid(
+    charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "", moves: _Moves | None = None
+) -> None:
     if charge.status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT):
         return
     if isinstance(charge, Charge):
         _payouts_lock()
-    _transition(charge, ChargeStatus.PAID, reason=f"Payment received (attempt {attempt.number})", today=today,
-                actor=actor, moves=moves, paid_on=today, paid_reference=attempt.gateway_reference, next_retry_on=None)
+    _transition(
+        charge,
+        ChargeStatus.PAID,
+        reason=f"Payment received (attempt {attempt.number})",
+        today=today,
+        actor=actor,
+        moves=moves,
+        paid_on=today,
+        paid_reference=attempt.gateway_reference,
+        next_retry_on=None,
+    )
     _post_payment(charge, today, attempt.gateway_reference)
     if isinstance(charge, Charge):
         # A payout reported before this payment (events out of order) still moves it to Paid Out.
@@ -348,8 +467,9 @@ def _payout_for(charge: AbstractCharge) -> Payout | None:
     """The payout that carried a paid charge: the one that names it (sandbox), else the earliest paid payout
     to its account arriving after it was paid (Stripe). "Earliest" makes the answer the same whatever order
     the payout events arrived in: a later payout seen first does not keep charges an earlier one carried."""
-    payouts = Payout.objects.filter(account=_destination(charge) or "-", status="paid").order_by("arrival_on",
-                                                                                                 "reference")
+    payouts = Payout.objects.filter(account=_destination(charge) or "-", status="paid").order_by(
+        "arrival_on", "reference"
+    )
     return next((payout for payout in payouts if _payout_covers(payout, charge)), None)
 
 
@@ -357,38 +477,72 @@ def _payout_correct(charge: AbstractCharge, payout: Payout) -> int:
     """A Paid Out charge credited to a later payout because an earlier payout's event came late: credit it
     to the right one. The status stays Paid Out; the correction is in the charge's history."""
     previous = charge.payout_reference
-    updated = type(charge).objects.filter(pk=charge.pk, status=ChargeStatus.PAID_OUT).update(
-        payout_reference=payout.reference, paid_out_on=payout.arrival_on)
+    updated = (
+        type(charge)
+        .objects.filter(pk=charge.pk, status=ChargeStatus.PAID_OUT)
+        .update(payout_reference=payout.reference, paid_out_on=payout.arrival_on)
+    )
     if updated:
         _event_model(charge).objects.create(
-            charge=charge, from_status=ChargeStatus.PAID_OUT, to_status=ChargeStatus.PAID_OUT,
+            charge=charge,
+            from_status=ChargeStatus.PAID_OUT,
+            to_status=ChargeStatus.PAID_OUT,
             reason=f"Payout {payout.reference} paid (was credited to {previous}: events arrived out of order)",
-            business_date=payout.arrival_on)
+            business_date=payout.arrival_on,
+        )
     return updated
 
 
 def _paid_out(charge: AbstractCharge, payout: Payout, moves: _Moves | None = None) -> int:
     if charge.status != ChargeStatus.PAID:
         return 0
-    _transition(charge, ChargeStatus.PAID_OUT, reason=f"Payout {payout.reference} paid", today=payout.arrival_on,
-                moves=moves, payout_reference=payout.reference, paid_out_on=payout.arrival_on)
+    _transition(
+        charge,
+        ChargeStatus.PAID_OUT,
+        reason=f"Payout {payout.reference} paid",
+        today=payout.arrival_on,
+        moves=moves,
+        payout_reference=payout.reference,
+        paid_out_on=payout.arrival_on,
+    )
     return 1
 
 
-def _mark_failed(charge: AbstractCharge, attempt: AbstractAttempt, today: date, actor: str = "",
-                 moves: _Moves | None = None, latest=LATEST_ATTEMPT_UNKNOWN,
-                 retries_enabled: bool | None = None) -> None:
+def _mark_failed(
+    charge: AbstractCharge,
+    attempt: AbstractAttempt,
+    today: date,
+    actor: str = "",
+    moves: _Moves | None = None,
+    latest=LATEST_ATTEMPT_UNKNOWN,
+    retries_enabled: bool | None = None,
+) -> None:
     """`latest`: the charge's latest attempt when the caller knows it is `attempt` (saves a query per notice)."""
     retries_enabled = _retries_enabled(charge) if retries_enabled is None else retries_enabled
     failed = _failed_count(charge)
     why = f"Attempt {attempt.number} failed ({attempt.decline_code or 'declined'})"
     if failed >= MAX_FAILED_ATTEMPTS or not retries_enabled:
-        _transition(charge, ChargeStatus.UNCOLLECTABLE, today=today, actor=actor, attempt=latest, moves=moves,
-                    next_retry_on=None,
-                    reason=why + (": retries are off" if not retries_enabled else f": {failed} failures"))
+        _transition(
+            charge,
+            ChargeStatus.UNCOLLECTABLE,
+            today=today,
+            actor=actor,
+            attempt=latest,
+            moves=moves,
+            next_retry_on=None,
+            reason=why + (": retries are off" if not retries_enabled else f": {failed} failures"),
+        )
         return
-    _transition(charge, ChargeStatus.RETRYING, reason=why, today=today, actor=actor, attempt=latest, moves=moves,
-                next_retry_on=_next_retry(charge, failed, today))
+    _transition(
+        charge,
+        ChargeStatus.RETRYING,
+        reason=why,
+        today=today,
+        actor=actor,
+        attempt=latest,
+        moves=moves,
+        next_retry_on=_next_retry(charge, failed, today),
+    )
 
 
 # --- attempts -------------------------------------------------------------------------------------
@@ -422,8 +576,14 @@ def attempts_resolve(charge: AbstractCharge, *, today: date, provider: PaymentPr
     return True
 
 
-def charge_attempt(charge: AbstractCharge, *, today: date, kind: str = AttemptKind.AUTOMATIC, actor: str = "",
-                   provider: PaymentProvider | None = None) -> AbstractAttempt | None:
+def charge_attempt(
+    charge: AbstractCharge,
+    *,
+    today: date,
+    kind: str = AttemptKind.AUTOMATIC,
+    actor: str = "",
+    provider: PaymentProvider | None = None,
+) -> AbstractAttempt | None:
     """Make one collection attempt on a charge (COL-2/3/4, RET-1..4). Returns the attempt, or None when no
     call was made (no payment method → Uncollectable at once; nothing to collect)."""
     provider = provider or get_provider()
@@ -439,20 +599,38 @@ def charge_attempt(charge: AbstractCharge, *, today: date, kind: str = AttemptKi
             raise AttemptUnresolved("An earlier attempt's outcome is still unknown; it must be resolved first.")
         payer = _payer(charge)
         if charge.amount_minor == 0:
-            _transition(charge, ChargeStatus.PAID, reason="Nothing to collect", today=today, actor=actor,
-                        paid_on=today, next_retry_on=None)
+            _transition(
+                charge,
+                ChargeStatus.PAID,
+                reason="Nothing to collect",
+                today=today,
+                actor=actor,
+                paid_on=today,
+                next_retry_on=None,
+            )
             return None
         if payer.payment_method is None:
             # COL-4: no payment method → Uncollectable at once, no retries.
             if charge.status != ChargeStatus.UNCOLLECTABLE:
-                _transition(charge, ChargeStatus.UNCOLLECTABLE, reason="No payment method on file", today=today,
-                            actor=actor, next_retry_on=None)
+                _transition(
+                    charge,
+                    ChargeStatus.UNCOLLECTABLE,
+                    reason="No payment method on file",
+                    today=today,
+                    actor=actor,
+                    next_retry_on=None,
+                )
             return None
         number = (charge.attempts.aggregate(n=Max("number"))["n"] or 0) + 1  # type: ignore[attr-defined]
         attempt = attempt_model.objects.create(
-            charge=charge, number=number, kind=kind, attempted_on=today, amount_minor=charge.amount_minor,
+            charge=charge,
+            number=number,
+            kind=kind,
+            attempted_on=today,
+            amount_minor=charge.amount_minor,
             idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{number}",
-            payment_method_reference=payer.payment_method.reference)
+            payment_method_reference=payer.payment_method.reference,
+        )
     request = _request(charge, attempt, payer)
     try:
         result = provider.charge_create(request)
@@ -471,8 +649,9 @@ def attempts_sweep(*, today: date, started_before: datetime, provider: PaymentPr
     Started or Unknown (a worker killed mid-call, a timeout) and are older than `started_before`, by asking
     the provider. The day's collection resolves them too; this covers the days in between."""
     provider = provider or get_provider()
-    stuck = Charge.objects.filter(attempts__outcome__in=UNRESOLVED_OUTCOMES,
-                                  attempts__created_at__lt=started_before).distinct()
+    stuck = Charge.objects.filter(
+        attempts__outcome__in=UNRESOLVED_OUTCOMES, attempts__created_at__lt=started_before
+    ).distinct()
     found = resolved = 0
     for charge in stuck:
         found += 1
@@ -515,13 +694,20 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
     settled: list[tuple[Charge, None]] = []
     moves = _Moves()
     with transaction.atomic():
-        charges = list(Charge.objects.select_for_update(of=("self",)).select_related("invoice", "client")
-                       .filter(pk__in=charge_ids).order_by("id"))
-        methods = {m.client_id: m for m in PaymentMethod.objects.filter(
-            client_id__in={c.client_id for c in charges}, removed_at__isnull=True)}
+        charges = list(
+            Charge.objects.select_for_update(of=("self",))
+            .select_related("invoice", "client")
+            .filter(pk__in=charge_ids)
+            .order_by("id")
+        )
+        methods = {
+            m.client_id: m
+            for m in PaymentMethod.objects.filter(client_id__in={c.client_id for c in charges}, removed_at__isnull=True)
+        }
         attempts: dict[int, list[tuple[int, str]]] = {}
-        for charge_id, number, outcome in ChargeAttempt.objects.filter(charge_id__in=[c.pk for c in charges]) \
-                .values_list("charge_id", "number", "outcome"):
+        for charge_id, number, outcome in ChargeAttempt.objects.filter(
+            charge_id__in=[c.pk for c in charges]
+        ).values_list("charge_id", "number", "outcome"):
             attempts.setdefault(charge_id, []).append((number, outcome))
         new: list[tuple[Charge, Payer, ChargeAttempt]] = []
         for charge in charges:
@@ -532,25 +718,57 @@ def _start_batch(charge_ids: list[int], ctx: _Context) -> tuple[list[_Started], 
             # Without an earlier attempt the notices need not look for one.
             latest = LATEST_ATTEMPT_UNKNOWN if previous else None
             if charge.amount_minor == 0:
-                _transition(charge, ChargeStatus.PAID, reason="Nothing to collect", today=ctx.today, attempt=latest,
-                            moves=moves, paid_on=ctx.today, next_retry_on=None)
+                _transition(
+                    charge,
+                    ChargeStatus.PAID,
+                    reason="Nothing to collect",
+                    today=ctx.today,
+                    attempt=latest,
+                    moves=moves,
+                    paid_on=ctx.today,
+                    next_retry_on=None,
+                )
                 settled.append((charge, None))
                 continue
             method = methods.get(charge.client_id)
             if method is None:
                 # COL-4: no payment method → Uncollectable at once, no retries.
                 if charge.status != ChargeStatus.UNCOLLECTABLE:
-                    _transition(charge, ChargeStatus.UNCOLLECTABLE, reason="No payment method on file",
-                                today=ctx.today, attempt=latest, moves=moves, next_retry_on=None)
+                    _transition(
+                        charge,
+                        ChargeStatus.UNCOLLECTABLE,
+                        reason="No payment method on file",
+                        today=ctx.today,
+                        attempt=latest,
+                        moves=moves,
+                        next_retry_on=None,
+                    )
                 settled.append((charge, None))
                 continue
-            payer = Payer("client", charge.client.provider_customer_id, method, ctx.destination,
-                          ctx.retries_enabled, ctx.schema_name)
+            payer = Payer(
+                "client",
+                charge.client.provider_customer_id,
+                method,
+                ctx.destination,
+                ctx.retries_enabled,
+                ctx.schema_name,
+            )
             number = max((n for n, _ in previous), default=0) + 1
-            new.append((charge, payer, ChargeAttempt(
-                charge=charge, number=number, kind=AttemptKind.AUTOMATIC, attempted_on=ctx.today,
-                amount_minor=charge.amount_minor, idempotency_key=f"cl-{charge.public_id.hex}-{number}",
-                payment_method_reference=method.reference)))
+            new.append(
+                (
+                    charge,
+                    payer,
+                    ChargeAttempt(
+                        charge=charge,
+                        number=number,
+                        kind=AttemptKind.AUTOMATIC,
+                        attempted_on=ctx.today,
+                        amount_minor=charge.amount_minor,
+                        idempotency_key=f"cl-{charge.public_id.hex}-{number}",
+                        payment_method_reference=method.reference,
+                    ),
+                )
+            )
         ChargeAttempt.objects.bulk_create([attempt for _, _, attempt in new])
         moves.flush()
     started = [_Started(charge, attempt, payer) for charge, payer, attempt in new]
@@ -574,25 +792,40 @@ def _finish_batch(answers: list[tuple[_Started, ChargeResult]], ctx: _Context) -
     done: list[tuple[Charge, AbstractAttempt]] = []
     moves = _Moves()
     with transaction.atomic():
-        locked = {c.pk: c for c in Charge.objects.select_for_update(of=("self",)).select_related("invoice", "client")
-                  .filter(pk__in=[item.charge.pk for item, _ in answers])}
+        locked = {
+            c.pk: c
+            for c in Charge.objects.select_for_update(of=("self",))
+            .select_related("invoice", "client")
+            .filter(pk__in=[item.charge.pk for item, _ in answers])
+        }
         paid: list[tuple[Charge, AbstractAttempt, ChargeResult]] = []
         for item, result in answers:
             charge = locked[item.charge.pk]
             if result.outcome == Outcome.SUCCEEDED and charge.status in COLLECTIBLE:
                 paid.append((charge, item.attempt, result))
             else:
-                _apply_outcome(charge, item.attempt, result, ctx.today, moves=moves,
-                               retries_enabled=ctx.retries_enabled)
+                _apply_outcome(
+                    charge, item.attempt, result, ctx.today, moves=moves, retries_enabled=ctx.retries_enabled
+                )
             done.append((charge, item.attempt))
         if paid:
             recorded = _attempts_succeeded(paid)
             paid = [entry for entry in paid if entry[1].pk in recorded]
         if paid:
             _charges_paid(paid, ctx.today, moves)
-            payments_apply(items=[(charge.client, charge.amount_minor, charge.currency,
-                                   charge.paid_reference or f"charge {charge.public_id}") for charge, _, _ in paid],
-                           occurred_on=ctx.today, category_order=ctx.category_order)
+            payments_apply(
+                items=[
+                    (
+                        charge.client,
+                        charge.amount_minor,
+                        charge.currency,
+                        charge.paid_reference or f"charge {charge.public_id}",
+                    )
+                    for charge, _, _ in paid
+                ],
+                occurred_on=ctx.today,
+                category_order=ctx.category_order,
+            )
             # A payout reported before these payments (events out of order): the same rule, under the same
             # lock, as one payment at a time (_mark_paid), so the carrier does not depend on timing.
             _payouts_lock()
@@ -616,8 +849,14 @@ def _attempts_succeeded(paid: list[tuple[Charge, AbstractAttempt, ChargeResult]]
             "decline_code = '', message = '', resolved_at = %s "
             "FROM unnest(%s::bigint[], %s::text[]) AS v(id, reference) "
             "WHERE a.id = v.id AND a.outcome = ANY(%s) RETURNING a.id",
-            [AttemptOutcome.SUCCEEDED, now, [a.pk for _, a, _ in paid],
-             [r.reference or a.gateway_reference for _, a, r in paid], list(UNRESOLVED_OUTCOMES)])
+            [
+                AttemptOutcome.SUCCEEDED,
+                now,
+                [a.pk for _, a, _ in paid],
+                [r.reference or a.gateway_reference for _, a, r in paid],
+                list(UNRESOLVED_OUTCOMES),
+            ],
+        )
         recorded = {row[0] for row in cursor.fetchall()}
     for _, attempt, result in paid:
         if attempt.pk in recorded:
@@ -630,16 +869,29 @@ def _attempts_succeeded(paid: list[tuple[Charge, AbstractAttempt, ChargeResult]]
 def _due_charge_ids(today: date, *, first_attempts: bool, retries: bool) -> list[int]:
     due: list[int] = []
     if first_attempts:
-        due += Charge.objects.filter(status=ChargeStatus.SCHEDULED, due_on__lte=today).order_by("id") \
+        due += (
+            Charge.objects.filter(status=ChargeStatus.SCHEDULED, due_on__lte=today)
+            .order_by("id")
             .values_list("id", flat=True)
+        )
     if retries:
-        due += Charge.objects.filter(status=ChargeStatus.RETRYING, next_retry_on__lte=today).order_by("id") \
+        due += (
+            Charge.objects.filter(status=ChargeStatus.RETRYING, next_retry_on__lte=today)
+            .order_by("id")
             .values_list("id", flat=True)
+        )
     return due
 
 
-def collect_due(*, today: date, provider: PaymentProvider | None = None, concurrency: int | None = None,
-                batch_size: int = 50, first_attempts: bool = True, retries: bool = True) -> CollectionSummary:
+def collect_due(
+    *,
+    today: date,
+    provider: PaymentProvider | None = None,
+    concurrency: int | None = None,
+    batch_size: int = 50,
+    first_attempts: bool = True,
+    retries: bool = True,
+) -> CollectionSummary:
     """Every client charge of the current agency that is due today: first attempts on their due date,
     automatic retries on their retry date (RET-2) — either or both. Also resolves attempts left unknown.
 
@@ -655,10 +907,16 @@ def collect_due(*, today: date, provider: PaymentProvider | None = None, concurr
     if not due:
         return summary
     settings_row = billing_settings()
-    ctx = _Context(today, provider, settings_row.retries_enabled, list(settings_row.category_order),
-                   _client_destination(), connection.schema_name)  # type: ignore[attr-defined]
+    ctx = _Context(
+        today,
+        provider,
+        settings_row.retries_enabled,
+        list(settings_row.category_order),
+        _client_destination(),
+        connection.schema_name,
+    )  # type: ignore[attr-defined]
     workers = concurrency if concurrency is not None else getattr(provider, "concurrency", 1)
-    batches = [due[start:start + batch_size] for start in range(0, len(due), batch_size)]
+    batches = [due[start : start + batch_size] for start in range(0, len(due), batch_size)]
     if workers <= 1:
         for batch in batches:
             started, settled = _start_batch(batch, ctx)
@@ -719,13 +977,15 @@ def _collect_pipelined(batches: list[list[int]], ctx: _Context, workers: int, su
         gc.unfreeze()
 
 
-def charge_retry_manual(charge: AbstractCharge, *, today: date, actor: str,
-                        provider: PaymentProvider | None = None) -> AbstractAttempt | None:
+def charge_retry_manual(
+    charge: AbstractCharge, *, today: date, actor: str, provider: PaymentProvider | None = None
+) -> AbstractAttempt | None:
     """RET-4: a manual retry of a Retrying or Uncollectable charge, run by billing support."""
     if charge.status not in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
-        raise IllegalTransition(f"Only a Retrying or Uncollectable charge can be retried; this one is "
-                                f"{ChargeStatus(charge.status).label}.",
-                                fields={"charge": ["This charge cannot be retried."]})
+        raise IllegalTransition(
+            f"Only a Retrying or Uncollectable charge can be retried; this one is {ChargeStatus(charge.status).label}.",
+            fields={"charge": ["This charge cannot be retried."]},
+        )
     return charge_attempt(charge, today=today, kind=AttemptKind.MANUAL, actor=actor, provider=provider)
 
 
@@ -733,8 +993,9 @@ def charge_mark_agency_invoiced(charge: AbstractCharge, *, today: date, actor: s
     with transaction.atomic():
         locked = _locked(charge)
         if locked.status in COLLECTIBLE:
-            _transition(locked, ChargeStatus.AGENCY_INVOICED, reason=reason, today=today, actor=actor,
-                        next_retry_on=None)
+            _transition(
+                locked, ChargeStatus.AGENCY_INVOICED, reason=reason, today=today, actor=actor, next_retry_on=None
+            )
 
 
 # --- provider events (webhooks, sandbox settlement and payouts) ----------------------------------
@@ -755,15 +1016,21 @@ def _attempt_for(reference: str, metadata: dict[str, str]):
 
 def _payout_apply(event: ProviderEvent) -> str:
     payout, _ = Payout.objects.get_or_create(
-        reference=event.reference, defaults={"account": event.account, "arrival_on": event.occurred_on,
-                                             "status": event.kind.split(".")[1],
-                                             "charge_references": list(event.charge_references)})
+        reference=event.reference,
+        defaults={
+            "account": event.account,
+            "arrival_on": event.occurred_on,
+            "status": event.kind.split(".")[1],
+            "charge_references": list(event.charge_references),
+        },
+    )
     if payout.status != "paid":
         return "payout failed"
     moved = corrected = 0
     # Paid charges it may carry, and Paid Out ones credited to a later payout that it may carry instead.
-    candidates = Charge.objects.filter(Q(status=ChargeStatus.PAID) | Q(
-        status=ChargeStatus.PAID_OUT, paid_out_on__gt=payout.arrival_on))
+    candidates = Charge.objects.filter(
+        Q(status=ChargeStatus.PAID) | Q(status=ChargeStatus.PAID_OUT, paid_out_on__gt=payout.arrival_on)
+    )
     for charge in candidates:
         if not _payout_covers(payout, charge):
             continue
@@ -793,18 +1060,24 @@ def provider_event_apply(event: ProviderEvent) -> str:
             if event.kind == "charge.succeeded":
                 if locked_attempt.outcome in (*UNRESOLVED_OUTCOMES, AttemptOutcome.PENDING):
                     type(attempt).objects.filter(pk=attempt.pk).update(
-                        outcome=AttemptOutcome.SUCCEEDED, gateway_reference=event.reference,
-                        resolved_at=timezone.now())
+                        outcome=AttemptOutcome.SUCCEEDED, gateway_reference=event.reference, resolved_at=timezone.now()
+                    )
                     locked_attempt.outcome = AttemptOutcome.SUCCEEDED
                     locked_attempt.gateway_reference = event.reference
                     _mark_paid(charge, locked_attempt, event.occurred_on)
                 return "paid"
             if locked_attempt.outcome in (*UNRESOLVED_OUTCOMES, AttemptOutcome.PENDING):
-                outcome = (AttemptOutcome.SETTLEMENT_FAILED if locked_attempt.outcome == AttemptOutcome.PENDING
-                           else AttemptOutcome.DECLINED)
+                outcome = (
+                    AttemptOutcome.SETTLEMENT_FAILED
+                    if locked_attempt.outcome == AttemptOutcome.PENDING
+                    else AttemptOutcome.DECLINED
+                )
                 type(attempt).objects.filter(pk=attempt.pk).update(
-                    outcome=outcome, gateway_reference=event.reference, decline_code=event.decline_code,
-                    resolved_at=timezone.now())
+                    outcome=outcome,
+                    gateway_reference=event.reference,
+                    decline_code=event.decline_code,
+                    resolved_at=timezone.now(),
+                )
                 locked_attempt.outcome = outcome
                 locked_attempt.decline_code = event.decline_code
                 if charge.status in (ChargeStatus.PENDING, ChargeStatus.SCHEDULED, ChargeStatus.RETRYING):

@@ -92,14 +92,16 @@ def agency_day_run(*, agency: Agency, today: date) -> DayResult:
         except Exception as exc:
             with tenant_context(agency):
                 message = f"{type(exc).__name__}: {exc}"[:2000]
-                AgencyDayStep.objects.filter(pk=record.pk).update(status="FAILED", error=message,
-                                                                  finished_at=timezone.now())
+                AgencyDayStep.objects.filter(pk=record.pk).update(
+                    status="FAILED", error=message, finished_at=timezone.now()
+                )
                 AgencyDay.objects.filter(pk=day.pk).update(error=f"{step}: {message}"[:2000])
             raise
         setattr(result, attribute, outcome)
         with tenant_context(agency):
-            AgencyDayStep.objects.filter(pk=record.pk).update(status=RunStatus.DONE, counts=_counts(outcome),
-                                                              error="", finished_at=timezone.now())
+            AgencyDayStep.objects.filter(pk=record.pk).update(
+                status=RunStatus.DONE, counts=_counts(outcome), error="", finished_at=timezone.now()
+            )
     with tenant_context(agency):
         AgencyDay.objects.filter(pk=day.pk).update(status=RunStatus.DONE, error="")
     return result

@@ -96,12 +96,27 @@ def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) ->
         included = min(quantity, price.included_quantity)
         over = quantity - included
         if included:
-            lines.append(DraftLine(BillingCategory.PRODUCTS, price.name, included, price.unit_price_minor,
-                                   included * price.unit_price_minor, taxable=True))
+            lines.append(
+                DraftLine(
+                    BillingCategory.PRODUCTS,
+                    price.name,
+                    included,
+                    price.unit_price_minor,
+                    included * price.unit_price_minor,
+                    taxable=True,
+                )
+            )
         if over:
-            lines.append(DraftLine(BillingCategory.OVERAGE, f"{price.name} — overage", over,
-                                   price.overage_unit_price_minor, over * price.overage_unit_price_minor,
-                                   taxable=True))
+            lines.append(
+                DraftLine(
+                    BillingCategory.OVERAGE,
+                    f"{price.name} — overage",
+                    over,
+                    price.overage_unit_price_minor,
+                    over * price.overage_unit_price_minor,
+                    taxable=True,
+                )
+            )
     return lines
 
 
@@ -113,45 +128,93 @@ def tax_lines(lines: Sequence[DraftLine], taxes: Iterable[TaxSpec]) -> list[Draf
         if not taxable:
             break
         amount = sum(tax_minor(line.amount_minor, tax.rate_bp) for line in taxable)
-        result.append(DraftLine(BillingCategory.TAXES_FEES, f"{tax.name} ({_rate_label(tax.rate_bp)})", 1,
-                                amount, amount, taxable=False))
+        result.append(
+            DraftLine(
+                BillingCategory.TAXES_FEES, f"{tax.name} ({_rate_label(tax.rate_bp)})", 1, amount, amount, taxable=False
+            )
+        )
     return result
 
 
-def draft_client_invoice(*, currency: str, period: Period, license_price_minor: int,
-                         services: Sequence[ServiceSpec], usage: Sequence[DraftLine],
-                         taxes: Sequence[TaxSpec]) -> InvoiceDraft:
+def draft_client_invoice(
+    *,
+    currency: str,
+    period: Period,
+    license_price_minor: int,
+    services: Sequence[ServiceSpec],
+    usage: Sequence[DraftLine],
+    taxes: Sequence[TaxSpec],
+) -> InvoiceDraft:
     """The client invoice of CYC-2 (b): license and agency services for `period` in advance, the closed
     cycle's usage, then the client's taxes."""
     lines: list[DraftLine] = []
     if license_price_minor:
-        lines.append(DraftLine(BillingCategory.LICENSE, f"License {period.label()}", 1, license_price_minor,
-                               license_price_minor, taxable=True))
+        lines.append(
+            DraftLine(
+                BillingCategory.LICENSE,
+                f"License {period.label()}",
+                1,
+                license_price_minor,
+                license_price_minor,
+                taxable=True,
+            )
+        )
     for service in services:
-        lines.append(DraftLine(BillingCategory.AGENCY_SERVICES, service.description, 1, service.amount_minor,
-                               service.amount_minor, taxable=service.taxable))
+        lines.append(
+            DraftLine(
+                BillingCategory.AGENCY_SERVICES,
+                service.description,
+                1,
+                service.amount_minor,
+                service.amount_minor,
+                taxable=service.taxable,
+            )
+        )
     lines.extend(usage)
     lines.extend(tax_lines(lines, taxes))
     one_time = tuple(s.key for s in services if s.one_time)
     return InvoiceDraft(currency, period, tuple(lines), one_time)
 
 
-def draft_agency_invoice(*, currency: str, period: Period, active_clients: int, license_fee_minor: int,
-                         package_minimum_minor: int, usage: Sequence[DraftLine], taxes: Sequence[TaxSpec],
-                         fees: Sequence[tuple[str, int]]) -> InvoiceDraft:
+def draft_agency_invoice(
+    *,
+    currency: str,
+    period: Period,
+    active_clients: int,
+    license_fee_minor: int,
+    package_minimum_minor: int,
+    usage: Sequence[DraftLine],
+    taxes: Sequence[TaxSpec],
+    fees: Sequence[tuple[str, int]],
+) -> InvoiceDraft:
     """The agency invoice of CYC-2 (a), in arrears: license fees of the clients active in the cycle, the
     cycle's usage, a top-up to the package minimum when they fall short, the plan's taxes, then fees."""
     lines: list[DraftLine] = []
     if active_clients and license_fee_minor:
-        lines.append(DraftLine(BillingCategory.LICENSE, f"Client licenses {period.label()}", active_clients,
-                               license_fee_minor, active_clients * license_fee_minor, taxable=True))
+        lines.append(
+            DraftLine(
+                BillingCategory.LICENSE,
+                f"Client licenses {period.label()}",
+                active_clients,
+                license_fee_minor,
+                active_clients * license_fee_minor,
+                taxable=True,
+            )
+        )
     lines.extend(usage)
     charged = sum(line.amount_minor for line in lines)
     if charged < package_minimum_minor:
         top_up = package_minimum_minor - charged
-        lines.append(DraftLine(BillingCategory.OTHER,
-                               f"Partner package minimum ({format_minor(package_minimum_minor, currency)})",
-                               1, top_up, top_up, taxable=True))
+        lines.append(
+            DraftLine(
+                BillingCategory.OTHER,
+                f"Partner package minimum ({format_minor(package_minimum_minor, currency)})",
+                1,
+                top_up,
+                top_up,
+                taxable=True,
+            )
+        )
     lines.extend(tax_lines(lines, taxes))
     for name, amount in fees:
         lines.append(DraftLine(BillingCategory.TAXES_FEES, name, 1, amount, amount, taxable=False))

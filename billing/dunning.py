@@ -49,25 +49,35 @@ def overdue_evaluate(*, agency: Agency, today: date) -> OverdueSummary:
     overdue_ids = {client_id for client_id, amount in past_due.items() if _is_overdue(amount, settings)}
     summary = OverdueSummary()
     with transaction.atomic():
-        summary.cleared = Client.objects.filter(overdue_since__isnull=False).exclude(id__in=overdue_ids).update(
-            overdue_since=None)
+        summary.cleared = (
+            Client.objects.filter(overdue_since__isnull=False).exclude(id__in=overdue_ids).update(overdue_since=None)
+        )
         summary.flagged = Client.objects.filter(id__in=overdue_ids, overdue_since__isnull=True).update(
-            overdue_since=today)
+            overdue_since=today
+        )
         for client in Client.objects.filter(id__in=overdue_ids, agency_invoiced=False).order_by("id"):
             assert client.overdue_since is not None
             if client.overdue_since != today:
                 summary.still_overdue += 1
-            dates = follow_up_dates(client.overdue_since, settings.overdue_second_after_days,
-                                    settings.overdue_third_after_days)
+            dates = follow_up_dates(
+                client.overdue_since, settings.overdue_second_after_days, settings.overdue_third_after_days
+            )
             for number, day in enumerate(dates, start=1):
                 if day != today:
                     continue
-                client_notice(client=client, kind=NoticeKind.ACCOUNT_OVERDUE, period=client.overdue_since.isoformat(),
-                              number=number, today=today, context={
-                                  **client_context(agency, client),
-                                  "past_due": format_minor(past_due[client.pk].amount_minor, agency.currency),
-                                  "billing_date": past_due[client.pk].oldest.isoformat(),
-                                  "notice_number": str(number)})
+                client_notice(
+                    client=client,
+                    kind=NoticeKind.ACCOUNT_OVERDUE,
+                    period=client.overdue_since.isoformat(),
+                    number=number,
+                    today=today,
+                    context={
+                        **client_context(agency, client),
+                        "past_due": format_minor(past_due[client.pk].amount_minor, agency.currency),
+                        "billing_date": past_due[client.pk].oldest.isoformat(),
+                        "notice_number": str(number),
+                    },
+                )
                 summary.notices += 1
     return summary
 

@@ -45,6 +45,11 @@ CREATE TRIGGER {allocation_table}_append_only BEFORE UPDATE OR DELETE ON {alloca
 
 def drop_sql(*, invoice_table: str, line_table: str, ledger_table: str, allocation_table: str) -> str:
     return "\n".join(
-        f"DROP TRIGGER IF EXISTS {name} ON {table};" for name, table in [
-            (f"{invoice_table}_immutable", invoice_table), (f"{line_table}_immutable", line_table),
-            (f"{ledger_table}_append_only", ledger_table), (f"{allocation_table}_append_only", allocation_table)])
+        f"DROP TRIGGER IF EXISTS {name} ON {table};"
+        for name, table in [
+            (f"{invoice_table}_immutable", invoice_table),
+            (f"{line_table}_immutable", line_table),
+            (f"{ledger_table}_append_only", ledger_table),
+            (f"{allocation_table}_append_only", allocation_table),
+        ]
+    )

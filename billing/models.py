@@ -46,8 +46,9 @@ class BillingSettings(models.Model):
 class UsageRecord(BaseModel):
     """Usage of a product (PLAN-3) by the agency itself (client null) or by one client."""
 
-    client = models.ForeignKey("clients.Client", null=True, blank=True, on_delete=models.PROTECT,
-                               related_name="usage_records")
+    client = models.ForeignKey(
+        "clients.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_records"
+    )
     product_code = models.SlugField(max_length=40)
     quantity = models.BigIntegerField()
     occurred_at = models.DateTimeField()
@@ -91,8 +92,7 @@ class InvoiceLine(AbstractInvoiceLine):
 
 class LedgerEntry(AbstractLedgerEntry):
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="ledger_entries")
-    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="ledger_entries")
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
 
     class Meta(AbstractLedgerEntry.Meta):
         indexes = [models.Index(fields=["client", "category"])]
@@ -134,8 +134,11 @@ class PaymentMethod(AbstractPaymentMethod):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["client"], condition=models.Q(removed_at__isnull=True),
-                                    name="one_active_payment_method_per_client"),
+            models.UniqueConstraint(
+                fields=["client"],
+                condition=models.Q(removed_at__isnull=True),
+                name="one_active_payment_method_per_client",
+            ),
         ]
 
 
@@ -152,11 +155,15 @@ class Charge(AbstractCharge):
         constraints = [
             models.UniqueConstraint(fields=["invoice", "installment"], name="charge_once_per_installment"),
         ]
-        indexes = [models.Index(fields=["status", "due_on"]), models.Index(fields=["status", "next_retry_on"]),
-                   # Covering: the twelve-month totals and a month's summary read these three columns of a
-                   # year of charges with an index-only scan (docs/performance.md, P3).
-                   models.Index(fields=["period_start", "status"], include=["amount_minor"],
-                                name="charge_month_status_amount")]
+        indexes = [
+            models.Index(fields=["status", "due_on"]),
+            models.Index(fields=["status", "next_retry_on"]),
+            # Covering: the twelve-month totals and a month's summary read these three columns of a
+            # year of charges with an index-only scan (docs/performance.md, P3).
+            models.Index(
+                fields=["period_start", "status"], include=["amount_minor"], name="charge_month_status_amount"
+            ),
+        ]
 
 
 class ChargeAttempt(AbstractAttempt):
@@ -190,8 +197,12 @@ class SupportRequest(BaseModel):
     class Meta:
         constraints = [
             # One open request per client, kind and charge: asking twice does not queue the work twice.
-            models.UniqueConstraint(fields=["kind", "client", "charge"], condition=models.Q(status="OPEN"),
-                                    nulls_distinct=False, name="support_request_open_once"),
+            models.UniqueConstraint(
+                fields=["kind", "client", "charge"],
+                condition=models.Q(status="OPEN"),
+                nulls_distinct=False,
+                name="support_request_open_once",
+            ),
         ]
 
 

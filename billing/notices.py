@@ -29,25 +29,45 @@ def agency_recipients(agency: Agency) -> list[str]:
 
 def client_context(agency: Agency, client: Client) -> dict:
     """The variables every client notice has (notifications.catalog.COMMON)."""
-    return {"agency_name": agency.name, "client_name": client.name, "currency": agency.currency,
-            "portal_url": f"{settings.SITE_SCHEME}://{agency_domain(agency.schema_name)}"
-                          f"{settings.SITE_PORT_SUFFIX}/portal/"}
+    return {
+        "agency_name": agency.name,
+        "client_name": client.name,
+        "currency": agency.currency,
+        "portal_url": f"{settings.SITE_SCHEME}://{agency_domain(agency.schema_name)}"
+        f"{settings.SITE_PORT_SUFFIX}/portal/",
+    }
 
 
 def client_notice(*, client: Client, kind: str, period: str, number: int, context: dict, today: date) -> None:
     """Queue one notice to a client (at most once per client, kind, period and number — NOT-7)."""
-    notice_enqueue(account=str(client.public_id), kind=kind, period=period, number=number, to_email=client.email,
-                   context=context, business_date=today)
+    notice_enqueue(
+        account=str(client.public_id),
+        kind=kind,
+        period=period,
+        number=number,
+        to_email=client.email,
+        context=context,
+        business_date=today,
+    )
 
 
-def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, today: date,
-                         attempt=LATEST_ATTEMPT_UNKNOWN, agency: Agency | None = None,
-                         recipients: Callable[[], list[str]] | None = None) -> list[NoticeDraft]:
+def charge_notice_drafts(
+    charge: Charge,
+    *,
+    from_status: str,
+    to_status: str,
+    today: date,
+    attempt=LATEST_ATTEMPT_UNKNOWN,
+    agency: Agency | None = None,
+    recipients: Callable[[], list[str]] | None = None,
+) -> list[NoticeDraft]:
     """The notices a charge's move sends, not yet queued. `attempt`: the charge's latest attempt (or None: it has
     none) when the caller has it, else it is read; `agency` and `recipients` (the agency's addresses): when the
     caller records many moves, so they are read once."""
-    if not ((to_status == ChargeStatus.PAID and charge.amount_minor > 0)
-            or to_status in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE)):
+    if not (
+        (to_status == ChargeStatus.PAID and charge.amount_minor > 0)
+        or to_status in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE)
+    ):
         return []
     client = charge.client
     if client.agency_invoiced:
@@ -60,7 +80,8 @@ def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, to
     context = {
         **client_context(agency, client),
         "amount": format_minor(charge.amount_minor, charge.currency),
-        "invoice_number": charge.invoice.number, "paid_on": (charge.paid_on or today).isoformat(),
+        "invoice_number": charge.invoice.number,
+        "paid_on": (charge.paid_on or today).isoformat(),
         "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
         "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
         "attempt_number": str(attempt.number if attempt else 0),
@@ -70,13 +91,31 @@ def charge_notice_drafts(charge: Charge, *, from_status: str, to_status: str, to
     drafts: list[NoticeDraft] = []
 
     def to_client(kind: str) -> None:
-        drafts.append(NoticeDraft(account=str(client.public_id), kind=kind, period=period, number=number,
-                                  to_email=client.email, context=context, business_date=today))
+        drafts.append(
+            NoticeDraft(
+                account=str(client.public_id),
+                kind=kind,
+                period=period,
+                number=number,
+                to_email=client.email,
+                context=context,
+                business_date=today,
+            )
+        )
 
     def to_agency(kind: str) -> None:
         for email in (recipients or (lambda: agency_recipients(agency)))():
-            drafts.append(NoticeDraft(account=f"agency:{email}", kind=kind, period=f"{client.public_id}/{period}",
-                                      number=number, to_email=email, context=context, business_date=today))
+            drafts.append(
+                NoticeDraft(
+                    account=f"agency:{email}",
+                    kind=kind,
+                    period=f"{client.public_id}/{period}",
+                    number=number,
+                    to_email=email,
+                    context=context,
+                    business_date=today,
+                )
+            )
 
     if to_status == ChargeStatus.PAID and charge.amount_minor > 0:
         to_client(NoticeKind.PAYMENT_RECEIVED)
@@ -111,8 +150,13 @@ def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:
     settings_row = billing_settings()
     for offset in (0, 1):  # this month's invoice, or next month's once this month's billing date has passed
         month = add_months(today.replace(day=1), offset)
-        dates = month_dates(autopay_days=client.autopay_days, billing_day=client.billing_day or agency.billing_day,
-                            year=month.year, month=month.month, settings=settings_row)
+        dates = month_dates(
+            autopay_days=client.autopay_days,
+            billing_day=client.billing_day or agency.billing_day,
+            year=month.year,
+            month=month.month,
+            settings=settings_row,
+        )
         if dates.billing_date >= today:
             break
     draft = invoice_preview(agency=agency, client=client, billing_date=dates.billing_date)
@@ -121,23 +165,33 @@ def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:
     attempt = charge.attempts.order_by("-number").first() if charge else None
     past_due = past_due_by_client(due_before=today, client_ids=[client.pk]).get(client.pk)
     method = client.payment_methods.filter(removed_at__isnull=True).first()
-    context.update({
-        # The statement is dated the day the invoice is built; the other notices name the billing date.
-        "billing_date": (dates.build_date if kind == NoticeKind.UPCOMING_STATEMENT else dates.billing_date).isoformat(),
-        "statement_total": format_minor(draft.total_minor, currency),
-        "open_balance": format_minor(balance, currency),
-        "amount_due": format_minor(draft.total_minor + max(balance, 0), currency),
-        "lines": [{"description": line.description, "amount": format_minor(line.amount_minor, currency)}
-                  for line in draft.lines],
-        "notice_number": "1",
-        "payment_method": str(method) if method else "no payment method on file",
-        "past_due": format_minor(past_due.amount_minor if past_due else draft.total_minor, currency),
-    })
+    context.update(
+        {
+            # The statement is dated the day the invoice is built; the other notices name the billing date.
+            "billing_date": (
+                dates.build_date if kind == NoticeKind.UPCOMING_STATEMENT else dates.billing_date
+            ).isoformat(),
+            "statement_total": format_minor(draft.total_minor, currency),
+            "open_balance": format_minor(balance, currency),
+            "amount_due": format_minor(draft.total_minor + max(balance, 0), currency),
+            "lines": [
+                {"description": line.description, "amount": format_minor(line.amount_minor, currency)}
+                for line in draft.lines
+            ],
+            "notice_number": "1",
+            "payment_method": str(method) if method else "no payment method on file",
+            "past_due": format_minor(past_due.amount_minor if past_due else draft.total_minor, currency),
+        }
+    )
     if charge is not None:
-        context.update({
-            "amount": format_minor(charge.amount_minor, currency), "invoice_number": charge.invoice.number,
-            "paid_on": (charge.paid_on or today).isoformat(),
-            "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
-            "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
-            "attempt_number": str(attempt.number if attempt else 1)})
+        context.update(
+            {
+                "amount": format_minor(charge.amount_minor, currency),
+                "invoice_number": charge.invoice.number,
+                "paid_on": (charge.paid_on or today).isoformat(),
+                "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
+                "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
+                "attempt_number": str(attempt.number if attempt else 1),
+            }
+        )
     return {name: context[name] for name in CATALOG[kind].variables}

@@ -22,8 +22,15 @@ from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 
 S = ChargeStatus
 # How an invoice with several charges (installments) reads: the first status present in this order.
-STATUS_PRECEDENCE: tuple[str, ...] = (S.UNCOLLECTABLE, S.RETRYING, S.PENDING, S.SCHEDULED, S.AGENCY_INVOICED,
-                                      S.PAID, S.PAID_OUT)
+STATUS_PRECEDENCE: tuple[str, ...] = (
+    S.UNCOLLECTABLE,
+    S.RETRYING,
+    S.PENDING,
+    S.SCHEDULED,
+    S.AGENCY_INVOICED,
+    S.PAID,
+    S.PAID_OUT,
+)
 # Statuses that will not change any more as far as the invoice document is concerned.
 SETTLED = frozenset({S.PAID, S.PAID_OUT, S.AGENCY_INVOICED})
 COLLECTED = (S.PAID, S.PAID_OUT)
@@ -63,8 +70,9 @@ def lines_by_category(lines: Iterable, order: Iterable[str] | None = None) -> tu
         else:
             groups.setdefault(line.category, []).append(line)
     ordered = [c for c in order if c in groups] + [c for c in groups if c not in order]
-    return [LineGroup(c, BillingCategory(c).label, groups[c], sum(x.amount_minor for x in groups[c]))
-            for c in ordered], taxes
+    return [
+        LineGroup(c, BillingCategory(c).label, groups[c], sum(x.amount_minor for x in groups[c])) for c in ordered
+    ], taxes
 
 
 def month_start(day: date) -> date:
@@ -78,8 +86,12 @@ def month_invoices(month: date) -> QuerySet[Invoice]:
 
 def agency_invoice_for_month(*, agency_id: int, month: date) -> AgencyInvoice | None:
     """The agency's own invoice billed in the month (in arrears, for the cycle before)."""
-    return (AgencyInvoice.objects.filter(agency_id=agency_id, due_on__gte=month, due_on__lt=add_months(month, 1))
-            .prefetch_related("charges").order_by("due_on").first())
+    return (
+        AgencyInvoice.objects.filter(agency_id=agency_id, due_on__gte=month, due_on__lt=add_months(month, 1))
+        .prefetch_related("charges")
+        .order_by("due_on")
+        .first()
+    )
 
 
 @dataclass
@@ -97,17 +109,37 @@ def month_charges(*, month: date, clients: QuerySet | None = None) -> QuerySet[C
     charges = Charge.objects.filter(period_start__gte=month, period_start__lt=add_months(month, 1))
     if clients is not None:
         charges = charges.filter(client__in=clients)
-    return (charges.select_related("client", "invoice")
-            .only("public_id", "installment", "amount_minor", "currency", "status", "due_on", "next_retry_on",
-                  "paid_on", "client__name", "client__public_id", "invoice__number", "invoice__public_id")
-            .annotate(attempt_count=attempt_count()).order_by("client__name", "installment", "id"))
+    return (
+        charges.select_related("client", "invoice")
+        .only(
+            "public_id",
+            "installment",
+            "amount_minor",
+            "currency",
+            "status",
+            "due_on",
+            "next_retry_on",
+            "paid_on",
+            "client__name",
+            "client__public_id",
+            "invoice__number",
+            "invoice__public_id",
+        )
+        .annotate(attempt_count=attempt_count())
+        .order_by("client__name", "installment", "id")
+    )
 
 
 def attempt_count():
     """Attempts per charge as a correlated subquery: an index lookup per row shown, no GROUP BY over the
     joined tables (which a planner without statistics can turn into a very slow join)."""
-    attempts = (ChargeAttempt.objects.filter(charge=OuterRef("pk")).order_by().values("charge")
-                .annotate(n=Count("id")).values("n"))
+    attempts = (
+        ChargeAttempt.objects.filter(charge=OuterRef("pk"))
+        .order_by()
+        .values("charge")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
     return Coalesce(Subquery(attempts, output_field=IntegerField()), Value(0))
 
 
@@ -183,5 +215,7 @@ def months_with_invoices(clients: QuerySet | None = None) -> tuple[date | None, 
     if clients is not None:
         invoices = invoices.filter(client__in=clients)
     bounds = invoices.order_by().aggregate(first=Min("period_start"), last=Max("period_start"))
-    return (month_start(bounds["first"]) if bounds["first"] else None,
-            month_start(bounds["last"]) if bounds["last"] else None)
+    return (
+        month_start(bounds["first"]) if bounds["first"] else None,
+        month_start(bounds["last"]) if bounds["last"] else None,
+    )

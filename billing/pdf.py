@@ -61,35 +61,56 @@ def _money(amount_minor: int, currency: str) -> str:
     return format_minor(amount_minor, currency)
 
 
-def _document(*, invoice, kind: str, issuer: dict, recipient: dict, branding: dict, category_order: list[str],
-              statuses: list[str]) -> dict:
+def _document(
+    *, invoice, kind: str, issuer: dict, recipient: dict, branding: dict, category_order: list[str], statuses: list[str]
+) -> dict:
     lines = list(invoice.lines.all())
     groups, taxes = lines_by_category(lines, category_order)
     status = invoice_status(statuses)
     currency = invoice.currency
 
     def row(line) -> dict:
-        return {"description": line.description, "quantity": line.quantity,
-                "unit": _money(line.unit_amount_minor, currency), "amount": _money(line.amount_minor, currency)}
+        return {
+            "description": line.description,
+            "quantity": line.quantity,
+            "unit": _money(line.unit_amount_minor, currency),
+            "amount": _money(line.amount_minor, currency),
+        }
 
     return {
-        "kind": kind, "number": invoice.number, "currency": currency,
-        "period_start": invoice.period_start, "period_last_day": invoice.period_end - timedelta(days=1),
-        "issued_on": invoice.issued_on, "due_on": invoice.due_on,
-        "statuses": statuses, "status": status, "status_label": ChargeStatus(status).label,
-        "groups": [{"label": g.label, "lines": [row(x) for x in g.lines], "total": _money(g.total_minor, currency)}
-                   for g in groups],
+        "kind": kind,
+        "number": invoice.number,
+        "currency": currency,
+        "period_start": invoice.period_start,
+        "period_last_day": invoice.period_end - timedelta(days=1),
+        "issued_on": invoice.issued_on,
+        "due_on": invoice.due_on,
+        "statuses": statuses,
+        "status": status,
+        "status_label": ChargeStatus(status).label,
+        "groups": [
+            {"label": g.label, "lines": [row(x) for x in g.lines], "total": _money(g.total_minor, currency)}
+            for g in groups
+        ],
         "taxes": [row(x) for x in taxes],
-        "subtotal": _money(invoice.subtotal_minor, currency), "tax": _money(invoice.tax_minor, currency),
+        "subtotal": _money(invoice.subtotal_minor, currency),
+        "tax": _money(invoice.tax_minor, currency),
         "total": _money(invoice.total_minor, currency),
-        "issuer": issuer, "recipient": recipient, "branding": branding,
+        "issuer": issuer,
+        "recipient": recipient,
+        "branding": branding,
     }
 
 
 def _branding(agency: Agency) -> dict:
     logo, logo_image = _logo(agency)
-    return {"name": agency.name, "color": agency.brand_color or DEFAULT_BRAND_COLOR, "logo": logo,
-            "logo_image": logo_image, "address": agency.address}
+    return {
+        "name": agency.name,
+        "color": agency.brand_color or DEFAULT_BRAND_COLOR,
+        "logo": logo,
+        "logo_image": logo_image,
+        "address": agency.address,
+    }
 
 
 _fetchers = threading.local()
@@ -113,7 +134,7 @@ def invoice_ua_css(source: str) -> str:
         if match is None:
             lines.append(line)
         elif match.group(1) == "marker":
-            lines.append("li::marker, summary::marker" + line[len("::marker"):])
+            lines.append("li::marker, summary::marker" + line[len("::marker") :])
         # footnote and note pseudo-elements only exist for `float: footnote`, which invoices do not use
     return "\n".join(lines)
 
@@ -144,8 +165,10 @@ class _Renderer:
         # is never stale. Bounded: emptied when it grows past a few agencies' logos.
         self.images: dict = {}
         self.stylesheet = CSS(filename=str(INVOICE_CSS), url_fetcher=self.fetcher, font_config=self.fonts)
-        ua = CSS(string=invoice_ua_css(files("weasyprint").joinpath("css", "html5_ua.css").read_text("utf-8")),
-                 url_fetcher=self.fetcher)
+        ua = CSS(
+            string=invoice_ua_css(files("weasyprint").joinpath("css", "html5_ua.css").read_text("utf-8")),
+            url_fetcher=self.fetcher,
+        )
         self._brands: dict[str, object] = {}
 
         class InvoiceHTML(HTML):
@@ -185,8 +208,10 @@ def _renderer() -> _Renderer:
 INVOICE_CSS = settings.BASE_DIR / "templates" / "pdf" / "invoice.css"
 DEFAULT_BRAND_COLOR = "#2f5bd3"
 _BRAND_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-BRAND_CSS = (".bar { background: BRAND; } .agency-name { color: BRAND; } .lines th { border-bottom-color: BRAND; }"
-             " .totals tr.total td { border-top-color: BRAND; }")
+BRAND_CSS = (
+    ".bar { background: BRAND; } .agency-name { color: BRAND; } .lines th { border-bottom-color: BRAND; }"
+    " .totals tr.total td { border-top-color: BRAND; }"
+)
 
 
 def render_pdf(context: dict) -> bytes:
@@ -201,26 +226,35 @@ def render_pdf(context: dict) -> bytes:
         renderer.images.clear()
     stylesheets = [renderer.stylesheet, renderer.brand_stylesheet(branding["color"])]
     return renderer.html_class(string=html, base_url=str(settings.BASE_DIR), url_fetcher=renderer.fetcher).write_pdf(
-        stylesheets=stylesheets, font_config=renderer.fonts, cache=renderer.images)
+        stylesheets=stylesheets, font_config=renderer.fonts, cache=renderer.images
+    )
 
 
 def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:
     order = list(BillingSettings.objects.values_list("category_order", flat=True).first() or [])
     client = invoice.client
     return _document(
-        invoice=invoice, kind="client", branding=_branding(agency),
+        invoice=invoice,
+        kind="client",
+        branding=_branding(agency),
         issuer={"name": agency.name, "address": agency.address, "email": agency.email},
         recipient={"name": client.name, "email": client.email, "address": ""},
-        category_order=order, statuses=[c.status for c in invoice.charges.all()])
+        category_order=order,
+        statuses=[c.status for c in invoice.charges.all()],
+    )
 
 
 def agency_invoice_context(invoice: AgencyInvoice) -> dict:
     agency = invoice.agency
     return _document(
-        invoice=invoice, kind="agency", branding=_branding(agency),
+        invoice=invoice,
+        kind="agency",
+        branding=_branding(agency),
         issuer={"name": f"{PLATFORM_NAME} platform", "address": "", "email": settings.DEFAULT_FROM_EMAIL},
         recipient={"name": agency.name, "email": agency.email, "address": agency.address},
-        category_order=[], statuses=[c.status for c in invoice.charges.all()])
+        category_order=[],
+        statuses=[c.status for c in invoice.charges.all()],
+    )
 
 
 def _stored_or_render(*, invoice, model: type[Model], name: str, context_factory) -> bytes:
@@ -260,15 +294,22 @@ def invoice_pdf(*, invoice: Invoice, agency: Agency | None = None) -> bytes:
     if agency is None:
         raise RuntimeError("invoice_pdf needs the invoice's agency schema")
     schema = connection.schema_name  # type: ignore[attr-defined]
-    return _stored_or_render(invoice=invoice, model=Invoice, name=f"invoices/{schema}/{invoice.number}.pdf",
-                             context_factory=lambda: client_invoice_context(invoice, agency))
+    return _stored_or_render(
+        invoice=invoice,
+        model=Invoice,
+        name=f"invoices/{schema}/{invoice.number}.pdf",
+        context_factory=lambda: client_invoice_context(invoice, agency),
+    )
 
 
 def agency_invoice_pdf(*, invoice: AgencyInvoice) -> bytes:
     """The PDF of an agency (platform) invoice."""
-    return _stored_or_render(invoice=invoice, model=AgencyInvoice,
-                             name=f"agency-invoices/{invoice.agency.schema_name}/{invoice.number}.pdf",
-                             context_factory=lambda: agency_invoice_context(invoice))
+    return _stored_or_render(
+        invoice=invoice,
+        model=AgencyInvoice,
+        name=f"agency-invoices/{invoice.agency.schema_name}/{invoice.number}.pdf",
+        context_factory=lambda: agency_invoice_context(invoice),
+    )
 
 
 def pdf_filename(invoice) -> str:

@@ -42,18 +42,25 @@ class MonthDates:
     upcoming_payment: date
 
 
-def month_dates(*, autopay_days: list[int], billing_day: int, year: int, month: int,
-                settings: BillingSettings) -> MonthDates:
+def month_dates(
+    *, autopay_days: list[int], billing_day: int, year: int, month: int, settings: BillingSettings
+) -> MonthDates:
     build_day, bill_day = invoice_days(autopay_days=autopay_days, billing_day=billing_day)
     build_date, billing_date = date(year, month, build_day), date(year, month, bill_day)
-    first = statement_date(autopay_days=autopay_days, billing_day=billing_day, year=year, month=month,
-                           days_before=settings.statement_days_before)
+    first = statement_date(
+        autopay_days=autopay_days,
+        billing_day=billing_day,
+        year=year,
+        month=month,
+        days_before=settings.statement_days_before,
+    )
     follow_ups = follow_up_dates(first, settings.statement_second_after_days, settings.statement_third_after_days)
     # A follow-up only makes sense while the statement is still upcoming.
     statements = tuple(day for day in follow_ups if day < build_date)
     installments = len(set(autopay_days)) if len(set(autopay_days)) >= 2 else 1
-    return MonthDates(build_date, billing_date, installments, statements,
-                      billing_date - timedelta(days=UPCOMING_PAYMENT_DAYS_BEFORE))
+    return MonthDates(
+        build_date, billing_date, installments, statements, billing_date - timedelta(days=UPCOMING_PAYMENT_DAYS_BEFORE)
+    )
 
 
 @dataclass
@@ -81,8 +88,13 @@ def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> 
             continue
         for offset in range(MONTHS_AHEAD):
             month = add_months(today.replace(day=1), offset)
-            dates = month_dates(autopay_days=row["autopay_days"], billing_day=row["billing_day"] or agency.billing_day,
-                                year=month.year, month=month.month, settings=settings)
+            dates = month_dates(
+                autopay_days=row["autopay_days"],
+                billing_day=row["billing_day"] or agency.billing_day,
+                year=month.year,
+                month=month.month,
+                settings=settings,
+            )
             if not billable_on(row, dates.billing_date):
                 continue
             for number, day in enumerate(dates.statements, start=1):
@@ -94,8 +106,10 @@ def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> 
 
 
 def _line_items(draft: InvoiceDraft) -> list[dict[str, str]]:
-    return [{"description": line.description, "amount": format_minor(line.amount_minor, draft.currency)}
-            for line in draft.lines]
+    return [
+        {"description": line.description, "amount": format_minor(line.amount_minor, draft.currency)}
+        for line in draft.lines
+    ]
 
 
 def _previews(agency: Agency, items: list[_Due]) -> dict[tuple[int, date], InvoiceDraft]:
@@ -114,18 +128,27 @@ def _scheduled_on(items: list[_Due]) -> dict[tuple[int, date], int]:
     autopay date), per (client, billing date)."""
     if not items:
         return {}
-    rows = (Charge.objects.filter(client_id__in=[i.client_id for i in items], status=ChargeStatus.SCHEDULED,
-                                  due_on__in={i.dates.billing_date for i in items})
-            .values("client_id", "due_on").annotate(total=Sum("amount_minor")).order_by())
+    rows = (
+        Charge.objects.filter(
+            client_id__in=[i.client_id for i in items],
+            status=ChargeStatus.SCHEDULED,
+            due_on__in={i.dates.billing_date for i in items},
+        )
+        .values("client_id", "due_on")
+        .annotate(total=Sum("amount_minor"))
+        .order_by()
+    )
     return {(row["client_id"], row["due_on"]): row["total"] for row in rows}
 
 
 def _built(items: list[_Due]) -> set[tuple[int, date]]:
     if not items:
         return set()
-    return set(Invoice.objects.filter(client_id__in=[i.client_id for i in items],
-                                      period_start__in={i.dates.billing_date for i in items})
-               .values_list("client_id", "period_start"))
+    return set(
+        Invoice.objects.filter(
+            client_id__in=[i.client_id for i in items], period_start__in={i.dates.billing_date for i in items}
+        ).values_list("client_id", "period_start")
+    )
 
 
 def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
@@ -150,13 +173,22 @@ def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
         if amount_due <= 0:  # NOT-1: only when the upcoming statement is above zero
             summary.skipped_zero += 1
             continue
-        client_notice(client=client, kind=NoticeKind.UPCOMING_STATEMENT, period=item.dates.billing_date.isoformat(),
-                      number=item.number, today=today, context={
-                          **client_context(agency, client), "billing_date": item.dates.build_date.isoformat(),
-                          "statement_total": format_minor(draft.total_minor, currency),
-                          "open_balance": format_minor(balance, currency),
-                          "amount_due": format_minor(amount_due, currency), "lines": _line_items(draft),
-                          "notice_number": str(item.number)})
+        client_notice(
+            client=client,
+            kind=NoticeKind.UPCOMING_STATEMENT,
+            period=item.dates.billing_date.isoformat(),
+            number=item.number,
+            today=today,
+            context={
+                **client_context(agency, client),
+                "billing_date": item.dates.build_date.isoformat(),
+                "statement_total": format_minor(draft.total_minor, currency),
+                "open_balance": format_minor(balance, currency),
+                "amount_due": format_minor(amount_due, currency),
+                "lines": _line_items(draft),
+                "notice_number": str(item.number),
+            },
+        )
         summary.statements += 1
         summary.by_number[item.number] = summary.by_number.get(item.number, 0) + 1
 
@@ -174,10 +206,18 @@ def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
             summary.skipped_zero += 1
             continue
         client = clients[item.client_id]
-        client_notice(client=client, kind=NoticeKind.UPCOMING_PAYMENT, period=item.dates.billing_date.isoformat(),
-                      number=1, today=today, context={
-                          **client_context(agency, client), "billing_date": item.dates.billing_date.isoformat(),
-                          "amount_due": format_minor(amount, currency),
-                          "payment_method": methods.get(item.client_id, "no payment method on file")})
+        client_notice(
+            client=client,
+            kind=NoticeKind.UPCOMING_PAYMENT,
+            period=item.dates.billing_date.isoformat(),
+            number=1,
+            today=today,
+            context={
+                **client_context(agency, client),
+                "billing_date": item.dates.billing_date.isoformat(),
+                "amount_due": format_minor(amount, currency),
+                "payment_method": methods.get(item.client_id, "no payment method on file"),
+            },
+        )
         summary.payments += 1
     return summary

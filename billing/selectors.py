@@ -36,8 +36,10 @@ def period_bounds(period: Period, time_zone: str) -> tuple[datetime, datetime]:
 def plan_prices(plan: PartnerPlan | None) -> dict[str, ProductPrice]:
     if plan is None:
         return {}
-    return {p.code: ProductPrice(p.code, p.name, p.unit_price_minor, p.included_quantity,
-                                 p.overage_unit_price_minor) for p in plan.products.all()}
+    return {
+        p.code: ProductPrice(p.code, p.name, p.unit_price_minor, p.included_quantity, p.overage_unit_price_minor)
+        for p in plan.products.all()
+    }
 
 
 def billing_settings() -> BillingSettings:
@@ -48,9 +50,9 @@ def billing_settings() -> BillingSettings:
 def billable_clients() -> list[dict]:
     """Clients that get invoices of their own: not members billed through a group's primary (PLAN-4)."""
     return list(
-        Client.objects.filter(Q(group__isnull=True) | Q(group__primary_id=F("id")))
-        .values("id", "billing_day", "autopay_days", "activated_on", "deactivated_on", "agency_invoiced",
-                "overdue_since")
+        Client.objects.filter(Q(group__isnull=True) | Q(group__primary_id=F("id"))).values(
+            "id", "billing_day", "autopay_days", "activated_on", "deactivated_on", "agency_invoiced", "overdue_since"
+        )
     )
 
 
@@ -58,8 +60,9 @@ def clients_due(*, agency: Agency, today: date) -> list[DueClient]:
     """Clients whose invoice is built today, with their billing date (CYC-1, CYC-4)."""
     due = []
     for row in billable_clients():
-        build_day, bill_day = invoice_days(autopay_days=row["autopay_days"],
-                                           billing_day=row["billing_day"] or agency.billing_day)
+        build_day, bill_day = invoice_days(
+            autopay_days=row["autopay_days"], billing_day=row["billing_day"] or agency.billing_day
+        )
         if build_day != today.day:
             continue
         billing_date = today.replace(day=bill_day)
@@ -76,12 +79,15 @@ def billable_on(row: dict, billing_date: date) -> bool:
     return row["deactivated_on"] is None or row["deactivated_on"] > billing_date
 
 
-def usage_by_account(*, client_ids: list[int] | None, period: Period,
-                     time_zone: str) -> dict[int | None, dict[str, int]]:
+def usage_by_account(
+    *, client_ids: list[int] | None, period: Period, time_zone: str
+) -> dict[int | None, dict[str, int]]:
     """Summed usage per account and product in a cycle. client_ids None: every account, agency included."""
     start, end = period_bounds(period, time_zone)
-    sql = (f"SELECT client_id, product_code, SUM(quantity) FROM {UsageRecord._meta.db_table} "
-           "WHERE occurred_at >= %s AND occurred_at < %s")
+    sql = (
+        f"SELECT client_id, product_code, SUM(quantity) FROM {UsageRecord._meta.db_table} "
+        "WHERE occurred_at >= %s AND occurred_at < %s"
+    )
     params: list[Any] = [start, end]
     if client_ids is not None:
         # One array parameter, not one parameter per id: batches of the billing run pass thousands.
@@ -98,9 +104,12 @@ def usage_by_account(*, client_ids: list[int] | None, period: Period,
 def group_members_of(primary_ids: list[int]) -> dict[int, int]:
     """{member id: primary id} for the groups these clients are the primary of (PLAN-4)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT c.id, g.primary_id FROM {Client._meta.db_table} c "
-                       f"JOIN {ClientGroup._meta.db_table} g ON g.id = c.group_id "
-                       "WHERE g.primary_id = ANY(%s) AND c.id <> g.primary_id", [list(primary_ids)])
+        cursor.execute(
+            f"SELECT c.id, g.primary_id FROM {Client._meta.db_table} c "
+            f"JOIN {ClientGroup._meta.db_table} g ON g.id = c.group_id "
+            "WHERE g.primary_id = ANY(%s) AND c.id <> g.primary_id",
+            [list(primary_ids)],
+        )
         return dict(cursor.fetchall())
 
 
@@ -110,8 +119,11 @@ def invoiced_clients(*, client_ids: list[int], period_start: date) -> set[int]:
     # table its statistics still say empty, and the planner's sequential scan then compares every row with
     # every id in the array (14 ms a batch at 10,000 invoices; docs/performance.md, P1).
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT i.client_id FROM unnest(%s::bigint[]) AS ids(id) JOIN {Invoice._meta.db_table} i "
-                       "ON i.client_id = ids.id AND i.period_start = %s", [list(client_ids), period_start])
+        cursor.execute(
+            f"SELECT i.client_id FROM unnest(%s::bigint[]) AS ids(id) JOIN {Invoice._meta.db_table} i "
+            "ON i.client_id = ids.id AND i.period_start = %s",
+            [list(client_ids), period_start],
+        )
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -134,36 +146,55 @@ def client_terms(client_ids: list[int]) -> list[ClientTerms]:
     services: dict[int, list[ServiceSpec]] = defaultdict(list)
     taxes: dict[int, list[TaxSpec]] = defaultdict(list)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT client_id, id, description, amount_minor, taxable, recurrence "
-                       f"FROM {AgencyServiceLine._meta.db_table} WHERE client_id = ANY(%s) AND removed_at IS NULL "
-                       "ORDER BY id", [ids])
+        cursor.execute(
+            f"SELECT client_id, id, description, amount_minor, taxable, recurrence "
+            f"FROM {AgencyServiceLine._meta.db_table} WHERE client_id = ANY(%s) AND removed_at IS NULL "
+            "ORDER BY id",
+            [ids],
+        )
         for client_id, key, description, amount, taxable, recurrence in cursor.fetchall():
-            services[client_id].append(ServiceSpec(description, amount, taxable,
-                                                   recurrence == ServiceRecurrence.ONE_TIME, key))
-        cursor.execute(f"SELECT l.client_id, t.name, t.rate_bp FROM {Client.taxes.through._meta.db_table} l "
-                       f"JOIN {TaxRate._meta.db_table} t ON t.id = l.taxrate_id WHERE l.client_id = ANY(%s) "
-                       "ORDER BY t.id", [ids])
+            services[client_id].append(
+                ServiceSpec(description, amount, taxable, recurrence == ServiceRecurrence.ONE_TIME, key)
+            )
+        cursor.execute(
+            f"SELECT l.client_id, t.name, t.rate_bp FROM {Client.taxes.through._meta.db_table} l "
+            f"JOIN {TaxRate._meta.db_table} t ON t.id = l.taxrate_id WHERE l.client_id = ANY(%s) "
+            "ORDER BY t.id",
+            [ids],
+        )
         for client_id, name, rate_bp in cursor.fetchall():
             taxes[client_id].append(TaxSpec(name, rate_bp))
-        cursor.execute(f"SELECT id, license_price_minor, agency_invoiced, autopay_days FROM {Client._meta.db_table} "
-                       "WHERE id = ANY(%s) ORDER BY id", [ids])
+        cursor.execute(
+            f"SELECT id, license_price_minor, agency_invoiced, autopay_days FROM {Client._meta.db_table} "
+            "WHERE id = ANY(%s) ORDER BY id",
+            [ids],
+        )
         rows = cursor.fetchall()
-    return [ClientTerms(pk, price, invoiced, tuple(autopay or ()), tuple(services[pk]), tuple(taxes[pk]))
-            for pk, price, invoiced, autopay in rows]
+    return [
+        ClientTerms(pk, price, invoiced, tuple(autopay or ()), tuple(services[pk]), tuple(taxes[pk]))
+        for pk, price, invoiced, autopay in rows
+    ]
 
 
 def pooled_usage(*, period: Period, time_zone: str) -> dict[str, int]:
     """All usage of the agency and its clients in a cycle, per product (for the agency invoice)."""
     start, end = period_bounds(period, time_zone)
-    rows = (UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
-            .values("product_code").annotate(quantity=Sum("quantity")).order_by())
+    rows = (
+        UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values("product_code")
+        .annotate(quantity=Sum("quantity"))
+        .order_by()
+    )
     return {row["product_code"]: row["quantity"] for row in rows}
 
 
 def clients_active_during(period: Period) -> int:
     """Clients active at any time in the cycle (license fees, CYC-2 a)."""
-    return Client.objects.filter(activated_on__lt=period.end).filter(
-        Q(deactivated_on__isnull=True) | Q(deactivated_on__gt=period.start)).count()
+    return (
+        Client.objects.filter(activated_on__lt=period.end)
+        .filter(Q(deactivated_on__isnull=True) | Q(deactivated_on__gt=period.start))
+        .count()
+    )
 
 
 def client_balance(client: Client) -> int:
@@ -180,8 +211,12 @@ def open_charges(entries: QuerySet) -> list[tuple[Any, int]]:
 
 def balances(client_ids: list[int]) -> dict[int, int]:
     """Ledger balance per client (MON-4), one query."""
-    rows = (LedgerEntry.objects.filter(client_id__in=client_ids).values("client_id")
-            .annotate(total=Sum("amount_minor")).order_by())
+    rows = (
+        LedgerEntry.objects.filter(client_id__in=client_ids)
+        .values("client_id")
+        .annotate(total=Sum("amount_minor"))
+        .order_by()
+    )
     return {row["client_id"]: row["total"] for row in rows}
 
 
@@ -194,17 +229,23 @@ class PastDue:
 def past_due_by_client(*, due_before: date, client_ids: list[int] | None = None) -> dict[int, PastDue]:
     """What is still open of charges dated before `due_before`, per client with something open (DUN-1).
     Agency Invoiced clients pay the agency directly and are never past due here (COL-1)."""
-    charges = LedgerEntry.objects.filter(entry_type=EntryType.CHARGE, occurred_on__lt=due_before,
-                                         client__agency_invoiced=False)
+    charges = LedgerEntry.objects.filter(
+        entry_type=EntryType.CHARGE, occurred_on__lt=due_before, client__agency_invoiced=False
+    )
     if client_ids is not None:
         charges = charges.filter(client_id__in=client_ids)
-    rows = (charges.annotate(paid=Coalesce(Sum("allocations_received__amount_minor"), 0))
-            .filter(amount_minor__gt=F("paid")).values_list("client_id", "amount_minor", "paid", "occurred_on"))
+    rows = (
+        charges.annotate(paid=Coalesce(Sum("allocations_received__amount_minor"), 0))
+        .filter(amount_minor__gt=F("paid"))
+        .values_list("client_id", "amount_minor", "paid", "occurred_on")
+    )
     result: dict[int, PastDue] = {}
     for client_id, amount, paid, occurred_on in rows:
         previous = result.get(client_id)
-        result[client_id] = PastDue(amount - paid + (previous.amount_minor if previous else 0),
-                                    min(occurred_on, previous.oldest) if previous else occurred_on)
+        result[client_id] = PastDue(
+            amount - paid + (previous.amount_minor if previous else 0),
+            min(occurred_on, previous.oldest) if previous else occurred_on,
+        )
     return result
 
 
@@ -239,21 +280,27 @@ def collection_status():
     from billing.models import Charge, Invoice
     from billing.overview import STATUS_PRECEDENCE
 
-    sql = (f'COALESCE((SELECT c.status FROM "{Charge._meta.db_table}" c '
-           f'WHERE c.invoice_id = "{Invoice._meta.db_table}".id '
-           "ORDER BY array_position(%s::text[], c.status::text) LIMIT 1), %s)")
+    sql = (
+        f'COALESCE((SELECT c.status FROM "{Charge._meta.db_table}" c '
+        f'WHERE c.invoice_id = "{Invoice._meta.db_table}".id '
+        "ORDER BY array_position(%s::text[], c.status::text) LIMIT 1), %s)"
+    )
     # Constant SQL (table names from the models); the statuses are parameters.
     return RawSQL(sql, (list(STATUS_PRECEDENCE), str(ChargeStatus.SCHEDULED)), output_field=CharField())  # noqa: S611
 
 
-def invoice_list_for_user(*, user, month: date | None = None, status: str | None = None,
-                          client_public_id=None) -> QuerySet:
+def invoice_list_for_user(
+    *, user, month: date | None = None, status: str | None = None, client_public_id=None
+) -> QuerySet:
     """Client invoices the user may see, each annotated with `collection_status`."""
     from billing.models import Invoice
     from clients.selectors import client_visibility
 
-    invoices = (Invoice.objects.filter(client_visibility(user=user, path="client__")).select_related("client")
-                .annotate(collection_status=collection_status()))
+    invoices = (
+        Invoice.objects.filter(client_visibility(user=user, path="client__"))
+        .select_related("client")
+        .annotate(collection_status=collection_status())
+    )
     if month is not None:
         invoices = invoices.filter(period_start__year=month.year, period_start__month=month.month)
     if client_public_id is not None:
@@ -263,13 +310,17 @@ def invoice_list_for_user(*, user, month: date | None = None, status: str | None
     return invoices
 
 
-def charge_list_for_user(*, user, month: date | None = None, status: str | None = None, client_public_id=None,
-                         invoice_public_id=None) -> QuerySet:
+def charge_list_for_user(
+    *, user, month: date | None = None, status: str | None = None, client_public_id=None, invoice_public_id=None
+) -> QuerySet:
     from billing.models import Charge
     from clients.selectors import client_visibility
 
-    charges = (Charge.objects.filter(client_visibility(user=user, path="client__"))
-               .select_related("client", "invoice").prefetch_related("attempts"))
+    charges = (
+        Charge.objects.filter(client_visibility(user=user, path="client__"))
+        .select_related("client", "invoice")
+        .prefetch_related("attempts")
+    )
     if month is not None:
         charges = charges.filter(billing_date__year=month.year, billing_date__month=month.month)
     if status:
@@ -281,8 +332,15 @@ def charge_list_for_user(*, user, month: date | None = None, status: str | None 
     return charges
 
 
-def usage_list_for_user(*, user, agency: Agency, month: date | None = None, client_public_id=None,
-                        agency_only: bool = False, product_code: str | None = None) -> QuerySet:
+def usage_list_for_user(
+    *,
+    user,
+    agency: Agency,
+    month: date | None = None,
+    client_public_id=None,
+    agency_only: bool = False,
+    product_code: str | None = None,
+) -> QuerySet:
     """Usage records the user may see: the agency's own (no client) only for those who see every client."""
     from accounts.permissions import sees_only_own_clients
     from clients.selectors import client_list_for_user
@@ -302,6 +360,8 @@ def usage_list_for_user(*, user, agency: Agency, month: date | None = None, clie
     if month is not None:
         start = month.replace(day=1)
         end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
-        records = records.filter(occurred_at__gte=period_bounds(Period(start, end), agency.time_zone)[0],
-                                 occurred_at__lt=period_bounds(Period(start, end), agency.time_zone)[1])
+        records = records.filter(
+            occurred_at__gte=period_bounds(Period(start, end), agency.time_zone)[0],
+            occurred_at__lt=period_bounds(Period(start, end), agency.time_zone)[1],
+        )
     return records

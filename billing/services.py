@@ -82,11 +82,17 @@ class BillingRunResult:
 # --- drafting from the database ----------------------------------------------------------------------
 
 
-def _client_draft(*, terms: ClientTerms, billing_date: date, currency: str, prices: dict[str, ProductPrice],
-                  usage: dict[str, int]) -> InvoiceDraft:
+def _client_draft(
+    *, terms: ClientTerms, billing_date: date, currency: str, prices: dict[str, ProductPrice], usage: dict[str, int]
+) -> InvoiceDraft:
     return draft_client_invoice(
-        currency=currency, period=cycle_starting(billing_date), license_price_minor=terms.license_price_minor,
-        services=terms.services, usage=usage_lines(prices, usage), taxes=terms.taxes)
+        currency=currency,
+        period=cycle_starting(billing_date),
+        license_price_minor=terms.license_price_minor,
+        services=terms.services,
+        usage=usage_lines(prices, usage),
+        taxes=terms.taxes,
+    )
 
 
 def _group_usage(client_ids: list[int], period: Period, time_zone: str) -> dict[int, dict[str, int]]:
@@ -112,9 +118,16 @@ def invoice_previews(*, agency: Agency, client_ids: list[int], billing_date: dat
     """The invoices `billing_run` would build on `billing_date`, per client id, in a few queries."""
     usage = _group_usage(client_ids, cycle_closed_by(billing_date), agency.time_zone)
     prices = plan_prices(agency.plan)
-    return {terms.client_id: _client_draft(terms=terms, billing_date=billing_date, currency=agency.currency,
-                                           prices=prices, usage=usage.get(terms.client_id, {}))
-            for terms in client_terms(client_ids)}
+    return {
+        terms.client_id: _client_draft(
+            terms=terms,
+            billing_date=billing_date,
+            currency=agency.currency,
+            prices=prices,
+            usage=usage.get(terms.client_id, {}),
+        )
+        for terms in client_terms(client_ids)
+    }
 
 
 # --- writing -----------------------------------------------------------------------------------------
@@ -125,8 +138,9 @@ def _ledger_rows(draft: InvoiceDraft) -> list[tuple[str, int]]:
     return [(category, amount) for category, amount in draft.by_category().items() if amount]
 
 
-def _installments(*, total_minor: int, terms: ClientTerms, today: date,
-                  billing_date: date) -> list[tuple[int, date, int]]:
+def _installments(
+    *, total_minor: int, terms: ClientTerms, today: date, billing_date: date
+) -> list[tuple[int, date, int]]:
     """(installment, due date, amount) to collect: one on the billing date, or one per autopay date split
     evenly with the last taking the remainder (CYC-4)."""
     days = sorted(set(terms.autopay_days))
@@ -136,13 +150,27 @@ def _installments(*, total_minor: int, terms: ClientTerms, today: date,
 
 
 def _line_kwargs(position: int, line: DraftLine) -> dict:
-    return {"position": position, "category": line.category, "description": line.description[:240],
-            "quantity": line.quantity, "unit_amount_minor": line.unit_amount_minor,
-            "amount_minor": line.amount_minor, "taxable": line.taxable}
+    return {
+        "position": position,
+        "category": line.category,
+        "description": line.description[:240],
+        "quantity": line.quantity,
+        "unit_amount_minor": line.unit_amount_minor,
+        "amount_minor": line.amount_minor,
+        "taxable": line.taxable,
+    }
 
 
-def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[int], today: date,
-                        prices: dict[str, ProductPrice], now: datetime, result: BillingRunResult) -> None:
+def _build_client_batch(
+    *,
+    agency: Agency,
+    billing_date: date,
+    client_ids: list[int],
+    today: date,
+    prices: dict[str, ProductPrice],
+    now: datetime,
+    result: BillingRunResult,
+) -> None:
     """Invoices, lines, ledger charges and charges of a batch of clients, in one transaction.
 
     Written with COPY rather than the ORM: at 10,000 clients the per-row cost of model instances and
@@ -166,24 +194,75 @@ def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[
         invoice_ids = bulk.ids_reserve(Invoice, len(all_terms))
         invoices, lines, entries, charges, one_time = [], [], [], [], []
         for offset, terms in enumerate(all_terms):
-            draft = _client_draft(terms=terms, billing_date=billing_date, currency=currency, prices=prices,
-                                  usage=usage.get(terms.client_id, {}))
+            draft = _client_draft(
+                terms=terms,
+                billing_date=billing_date,
+                currency=currency,
+                prices=prices,
+                usage=usage.get(terms.client_id, {}),
+            )
             invoice_id, number = invoice_ids[offset], f"{agency.invoice_prefix}-{first + offset:06d}"
             total = draft.total_minor
-            invoices.append((invoice_id, uuid.uuid4(), now, now, number, period.start, period.end, today,
-                             billing_date, currency, draft.subtotal_minor, draft.tax_minor, total, "",
-                             terms.agency_invoiced, terms.client_id))
-            lines.extend((invoice_id, position, line.category, line.description[:240], line.quantity,
-                          line.unit_amount_minor, line.amount_minor, line.taxable)
-                         for position, line in enumerate(draft.lines, start=1))
-            entries.extend((terms.client_id, invoice_id, EntryType.CHARGE, category, amount, currency, billing_date,
-                            number, now) for category, amount in _ledger_rows(draft))
+            invoices.append(
+                (
+                    invoice_id,
+                    uuid.uuid4(),
+                    now,
+                    now,
+                    number,
+                    period.start,
+                    period.end,
+                    today,
+                    billing_date,
+                    currency,
+                    draft.subtotal_minor,
+                    draft.tax_minor,
+                    total,
+                    "",
+                    terms.agency_invoiced,
+                    terms.client_id,
+                )
+            )
+            lines.extend(
+                (
+                    invoice_id,
+                    position,
+                    line.category,
+                    line.description[:240],
+                    line.quantity,
+                    line.unit_amount_minor,
+                    line.amount_minor,
+                    line.taxable,
+                )
+                for position, line in enumerate(draft.lines, start=1)
+            )
+            entries.extend(
+                (terms.client_id, invoice_id, EntryType.CHARGE, category, amount, currency, billing_date, number, now)
+                for category, amount in _ledger_rows(draft)
+            )
             # Agency Invoiced clients are never charged (COL-1): their charges are built as such.
             status = ChargeStatus.AGENCY_INVOICED if terms.agency_invoiced else ChargeStatus.SCHEDULED
-            charges.extend((uuid.uuid4(), now, now, installment, amount, currency, due, due, status, "", "",
-                            terms.client_id, invoice_id, period.start)
-                           for installment, due, amount in _installments(total_minor=total, terms=terms, today=today,
-                                                                         billing_date=billing_date))
+            charges.extend(
+                (
+                    uuid.uuid4(),
+                    now,
+                    now,
+                    installment,
+                    amount,
+                    currency,
+                    due,
+                    due,
+                    status,
+                    "",
+                    "",
+                    terms.client_id,
+                    invoice_id,
+                    period.start,
+                )
+                for installment, due, amount in _installments(
+                    total_minor=total, terms=terms, today=today, billing_date=billing_date
+                )
+            )
             one_time.extend((key, number) for key in draft.one_time_service_keys)
             result.add_total(currency, total)
         bulk.copy_rows(Invoice, INVOICE_COLUMNS, invoices)
@@ -198,21 +277,68 @@ def _build_client_batch(*, agency: Agency, billing_date: date, client_ids: list[
                     f"UPDATE {AgencyServiceLine._meta.db_table} AS s SET removed_at = %s, updated_at = %s, "
                     "billed_on_invoice = v.number FROM unnest(%s::bigint[], %s::text[]) AS v(id, number) "
                     "WHERE s.id = v.id",
-                    [now, now, [key for key, _ in one_time], [number for _, number in one_time]])
+                    [now, now, [key for key, _ in one_time], [number for _, number in one_time]],
+                )
         sequence.next_number = first + len(invoices)
         sequence.save(update_fields=["next_number"])
         result.invoices_built += len(invoices)
 
 
-INVOICE_COLUMNS = ("id", "public_id", "created_at", "updated_at", "number", "period_start", "period_end", "issued_on",
-                   "due_on", "currency", "subtotal_minor", "tax_minor", "total_minor", "pdf", "agency_invoiced",
-                   "client_id")
-LINE_COLUMNS = ("invoice_id", "position", "category", "description", "quantity", "unit_amount_minor", "amount_minor",
-                "taxable")
-LEDGER_COLUMNS = ("client_id", "invoice_id", "entry_type", "category", "amount_minor", "currency", "occurred_on",
-                  "reference", "created_at")
-CHARGE_COLUMNS = ("public_id", "created_at", "updated_at", "installment", "amount_minor", "currency", "billing_date",
-                  "due_on", "status", "paid_reference", "payout_reference", "client_id", "invoice_id", "period_start")
+INVOICE_COLUMNS = (
+    "id",
+    "public_id",
+    "created_at",
+    "updated_at",
+    "number",
+    "period_start",
+    "period_end",
+    "issued_on",
+    "due_on",
+    "currency",
+    "subtotal_minor",
+    "tax_minor",
+    "total_minor",
+    "pdf",
+    "agency_invoiced",
+    "client_id",
+)
+LINE_COLUMNS = (
+    "invoice_id",
+    "position",
+    "category",
+    "description",
+    "quantity",
+    "unit_amount_minor",
+    "amount_minor",
+    "taxable",
+)
+LEDGER_COLUMNS = (
+    "client_id",
+    "invoice_id",
+    "entry_type",
+    "category",
+    "amount_minor",
+    "currency",
+    "occurred_on",
+    "reference",
+    "created_at",
+)
+CHARGE_COLUMNS = (
+    "public_id",
+    "created_at",
+    "updated_at",
+    "installment",
+    "amount_minor",
+    "currency",
+    "billing_date",
+    "due_on",
+    "status",
+    "paid_reference",
+    "payout_reference",
+    "client_id",
+    "invoice_id",
+    "period_start",
+)
 
 
 def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> tuple[AgencyInvoice | None, bool]:
@@ -229,31 +355,60 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
             return existing, False
         prices = plan_prices(plan)
         draft = draft_agency_invoice(
-            currency=plan.currency, period=period, active_clients=clients_active_during(period),
-            license_fee_minor=plan.license_fee_minor, package_minimum_minor=plan.package_minimum_minor,
+            currency=plan.currency,
+            period=period,
+            active_clients=clients_active_during(period),
+            license_fee_minor=plan.license_fee_minor,
+            package_minimum_minor=plan.package_minimum_minor,
             usage=usage_lines(prices, pooled_usage(period=period, time_zone=agency.time_zone)),
             taxes=[TaxSpec(t.name, t.rate_bp) for t in plan.taxes.all()],
-            fees=[(f.name, f.amount_minor) for f in plan.fees.all()])
+            fees=[(f.name, f.amount_minor) for f in plan.fees.all()],
+        )
         invoice = AgencyInvoice.objects.create(
-            agency=agency, number=f"P-{agency.invoice_prefix}-{sequence.next_number:06d}",
-            period_start=period.start, period_end=period.end, issued_on=today, due_on=billing_date,
-            currency=plan.currency, subtotal_minor=draft.subtotal_minor, tax_minor=draft.tax_minor,
-            total_minor=draft.total_minor)
-        AgencyInvoiceLine.objects.bulk_create(AgencyInvoiceLine(invoice=invoice, **_line_kwargs(pos, line))
-                                              for pos, line in enumerate(draft.lines, start=1))
+            agency=agency,
+            number=f"P-{agency.invoice_prefix}-{sequence.next_number:06d}",
+            period_start=period.start,
+            period_end=period.end,
+            issued_on=today,
+            due_on=billing_date,
+            currency=plan.currency,
+            subtotal_minor=draft.subtotal_minor,
+            tax_minor=draft.tax_minor,
+            total_minor=draft.total_minor,
+        )
+        AgencyInvoiceLine.objects.bulk_create(
+            AgencyInvoiceLine(invoice=invoice, **_line_kwargs(pos, line))
+            for pos, line in enumerate(draft.lines, start=1)
+        )
         AgencyLedgerEntry.objects.bulk_create(
-            AgencyLedgerEntry(agency=agency, invoice=invoice, entry_type=EntryType.CHARGE, category=cat,
-                              amount_minor=amount, currency=plan.currency, occurred_on=billing_date,
-                              reference=invoice.number) for cat, amount in _ledger_rows(draft))
-        AgencyCharge.objects.create(invoice=invoice, agency=agency, amount_minor=invoice.total_minor,
-                                    currency=invoice.currency, billing_date=billing_date, due_on=billing_date)
+            AgencyLedgerEntry(
+                agency=agency,
+                invoice=invoice,
+                entry_type=EntryType.CHARGE,
+                category=cat,
+                amount_minor=amount,
+                currency=plan.currency,
+                occurred_on=billing_date,
+                reference=invoice.number,
+            )
+            for cat, amount in _ledger_rows(draft)
+        )
+        AgencyCharge.objects.create(
+            invoice=invoice,
+            agency=agency,
+            amount_minor=invoice.total_minor,
+            currency=invoice.currency,
+            billing_date=billing_date,
+            due_on=billing_date,
+        )
         sequence.next_number += 1
         sequence.save(update_fields=["next_number"])
     return invoice, True
 
 
-def billing_run(*, agency: Agency, today: date, batch_size: int = BATCH_SIZE,
-                progress: Callable[[int, int], None] | None = None) -> BillingRunResult:
+def billing_run(
+    *, agency: Agency, today: date, batch_size: int = BATCH_SIZE, progress: Callable[[int, int], None] | None = None
+) -> BillingRunResult:
     """The billing step of `today` for one agency. Safe to rerun and to run concurrently (CYC-3)."""
     result = BillingRunResult(agency=agency.schema_name, run_date=today)
     with tenant_context(agency):
@@ -277,16 +432,30 @@ def billing_run(*, agency: Agency, today: date, batch_size: int = BATCH_SIZE,
             progress(0, len(due))
         for billing_date, ids in sorted(by_date.items()):
             for start in range(0, len(ids), batch_size):
-                batch = ids[start:start + batch_size]
-                _build_client_batch(agency=agency, billing_date=billing_date, client_ids=batch, today=today,
-                                    prices=prices, now=now, result=result)
+                batch = ids[start : start + batch_size]
+                _build_client_batch(
+                    agency=agency,
+                    billing_date=billing_date,
+                    client_ids=batch,
+                    today=today,
+                    prices=prices,
+                    now=now,
+                    result=result,
+                )
                 done += len(batch)
                 if progress:
                     progress(done, len(due))
         BillingRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.DONE, finished_at=timezone.now(),
+            status=RunStatus.DONE,
+            finished_at=timezone.now(),
             invoices_built=F("invoices_built") + result.invoices_built,
-            agency_invoice_built=bool(result.agency_invoice_number and not result.agency_invoice_existed))
-    logger.info("billing run %s %s: %d built, %d existing", agency.schema_name, today, result.invoices_built,
-                result.invoices_existing)
+            agency_invoice_built=bool(result.agency_invoice_number and not result.agency_invoice_existed),
+        )
+    logger.info(
+        "billing run %s %s: %d built, %d existing",
+        agency.schema_name,
+        today,
+        result.invoices_built,
+        result.invoices_existing,
+    )
     return result

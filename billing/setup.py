@@ -14,9 +14,17 @@ from core.categories import validate_category_order
 from core.errors import ApplicationError
 from tenants.models import Agency, brand_color_validator
 
-SETTINGS_FIELDS = ("grace_period_days", "overdue_threshold_minor", "statement_days_before",
-                   "statement_second_after_days", "statement_third_after_days", "overdue_second_after_days",
-                   "overdue_third_after_days", "retries_enabled", "category_order")
+SETTINGS_FIELDS = (
+    "grace_period_days",
+    "overdue_threshold_minor",
+    "statement_days_before",
+    "statement_second_after_days",
+    "statement_third_after_days",
+    "overdue_second_after_days",
+    "overdue_third_after_days",
+    "retries_enabled",
+    "category_order",
+)
 AGENCY_FIELDS = ("billing_day", "time_zone", "brand_color", "address", "email")
 MAX_DAYS = 60
 
@@ -38,14 +46,20 @@ def billing_setup_update(*, agency: Agency, actor: User, values: dict) -> Billin
     for field in ("grace_period_days", "statement_days_before"):
         if field in values:
             _days(values[field], field, errors)
-    for field in ("statement_second_after_days", "statement_third_after_days", "overdue_second_after_days",
-                  "overdue_third_after_days"):
+    for field in (
+        "statement_second_after_days",
+        "statement_third_after_days",
+        "overdue_second_after_days",
+        "overdue_third_after_days",
+    ):
         if field in values:
             _days(values[field], field, errors, optional=True)
             if values[field] == 0:
                 errors[field] = ["Leave empty for no such notice, or give at least 1 day."]
-    for second, third in (("statement_second_after_days", "statement_third_after_days"),
-                          ("overdue_second_after_days", "overdue_third_after_days")):
+    for second, third in (
+        ("statement_second_after_days", "statement_third_after_days"),
+        ("overdue_second_after_days", "overdue_third_after_days"),
+    ):
         if values.get(third) is not None and values.get(second, "unset") is None:
             errors.setdefault(third, []).append("A third notice needs a second one.")
     if "overdue_threshold_minor" in values:
@@ -127,8 +141,11 @@ def _svg_problem(data: bytes) -> str | None:
             texts.append(value)
         for text in texts:
             lowered = text.lower().replace(" ", "")
-            if "@import" in lowered or "javascript:" in lowered or \
-                    any(not ref.startswith(("#", "'#", '"#')) for ref in lowered.split("url(")[1:]):
+            if (
+                "@import" in lowered
+                or "javascript:" in lowered
+                or any(not ref.startswith(("#", "'#", '"#')) for ref in lowered.split("url(")[1:])
+            ):
                 return "An SVG logo cannot refer to other files or addresses."
     return None
 
@@ -161,6 +178,7 @@ def agency_logo_set(*, agency: Agency, actor: User, upload) -> Agency:
         previous = agency.logo.name if agency.logo else ""
         agency.logo.save(f"{agency.schema_name}/logo.{extension}", upload, save=False)
         Agency.objects.filter(pk=agency.pk).update(logo=agency.logo.name)
-        audit_record(actor=actor, action="branding.logo", obj=agency, before={"logo": previous},
-                     after={"logo": agency.logo.name})
+        audit_record(
+            actor=actor, action="branding.logo", obj=agency, before={"logo": previous}, after={"logo": agency.logo.name}
+        )
     return agency

@@ -28,8 +28,9 @@ def _require_support(user: User) -> None:
 
 def client_is_configured(client: Client) -> bool:
     """Fully configured apart from a payment method: a contact email and a price to bill."""
-    return bool(client.email) and (client.license_price_minor > 0 or client.service_lines.filter(
-        removed_at__isnull=True).exists())
+    return bool(client.email) and (
+        client.license_price_minor > 0 or client.service_lines.filter(removed_at__isnull=True).exists()
+    )
 
 
 def agency_invoiced_request(*, client: Client, user: User, reason: str) -> SupportRequest:
@@ -37,22 +38,29 @@ def agency_invoiced_request(*, client: Client, user: User, reason: str) -> Suppo
     if client.agency_invoiced:
         raise ApplicationError("This client is already Agency Invoiced.", code="already_agency_invoiced")
     if not client_is_configured(client):
-        raise ApplicationError("Configure the client (email and a license price or an Agency Services line) "
-                               "before requesting Agency Invoiced.", code="client_not_configured",
-                               fields={"client": ["The client is not fully configured."]})
+        raise ApplicationError(
+            "Configure the client (email and a license price or an Agency Services line) "
+            "before requesting Agency Invoiced.",
+            code="client_not_configured",
+            fields={"client": ["The client is not fully configured."]},
+        )
     if not reason.strip():
         raise ApplicationError("Say why the client should be Agency Invoiced.", fields={"reason": ["Required."]})
-    return _open_request(kind=RequestKind.AGENCY_INVOICED, client=client, requested_by=user.email,
-                         reason=reason.strip())
+    return _open_request(
+        kind=RequestKind.AGENCY_INVOICED, client=client, requested_by=user.email, reason=reason.strip()
+    )
 
 
 def retry_request(*, charge: Charge, user: User, reason: str = "") -> SupportRequest:
     _require(user, Capability.REQUEST_SUPPORT, "request a retry")
     if charge.status not in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE):
-        raise IllegalTransition(f"Only a Retrying or Uncollectable charge can be retried; this one is "
-                                f"{ChargeStatus(charge.status).label}.", fields={"charge": ["Cannot be retried."]})
-    return _open_request(kind=RequestKind.RETRY, client=charge.client, charge=charge, requested_by=user.email,
-                         reason=reason.strip())
+        raise IllegalTransition(
+            f"Only a Retrying or Uncollectable charge can be retried; this one is {ChargeStatus(charge.status).label}.",
+            fields={"charge": ["Cannot be retried."]},
+        )
+    return _open_request(
+        kind=RequestKind.RETRY, client=charge.client, charge=charge, requested_by=user.email, reason=reason.strip()
+    )
 
 
 def _open_request(**fields) -> SupportRequest:
@@ -61,13 +69,15 @@ def _open_request(**fields) -> SupportRequest:
         with transaction.atomic():
             return SupportRequest.objects.create(**fields)
     except IntegrityError:
-        raise ApplicationError("This has already been requested; billing support will handle it.",
-                               code="already_requested") from None
+        raise ApplicationError(
+            "This has already been requested; billing support will handle it.", code="already_requested"
+        ) from None
 
 
 def _close_requests(client: Client, kind: str, user: User) -> None:
     SupportRequest.objects.filter(client=client, kind=kind, status="OPEN").update(
-        status="DONE", resolved_by=user.email, resolved_at=timezone.now())
+        status="DONE", resolved_by=user.email, resolved_at=timezone.now()
+    )
 
 
 def agency_invoiced_set(*, client: Client, user: User, reason: str, today: date) -> Client:
@@ -76,8 +86,11 @@ def agency_invoiced_set(*, client: Client, user: User, reason: str, today: date)
     if not reason or not reason.strip():
         raise ApplicationError("A reason is required.", fields={"reason": ["Required."]})
     if not client_is_configured(client):
-        raise ApplicationError("The client is not fully configured yet.", code="client_not_configured",
-                               fields={"client": ["Configure the client first."]})
+        raise ApplicationError(
+            "The client is not fully configured yet.",
+            code="client_not_configured",
+            fields={"client": ["Configure the client first."]},
+        )
     with transaction.atomic():
         locked = Client.objects.select_for_update().get(pk=client.pk)
         before = {"agency_invoiced": locked.agency_invoiced}
@@ -85,8 +98,14 @@ def agency_invoiced_set(*, client: Client, user: User, reason: str, today: date)
         locked.save(update_fields=["agency_invoiced", "agency_invoiced_reason", "updated_at"])
         for charge in Charge.objects.filter(client=locked, status__in=COLLECTIBLE):
             charge_mark_agency_invoiced(charge, today=today, actor=user.email, reason=f"Agency Invoiced: {reason}")
-        audit_record(actor=user, action="client.agency_invoiced.set", obj=locked, before=before,
-                     after={"agency_invoiced": True}, reason=reason.strip())
+        audit_record(
+            actor=user,
+            action="client.agency_invoiced.set",
+            obj=locked,
+            before=before,
+            after={"agency_invoiced": True},
+            reason=reason.strip(),
+        )
         _close_requests(locked, RequestKind.AGENCY_INVOICED, user)
     return locked
 
@@ -100,8 +119,14 @@ def agency_invoiced_clear(*, client: Client, user: User, reason: str) -> Client:
         locked = Client.objects.select_for_update().get(pk=client.pk)
         locked.agency_invoiced, locked.agency_invoiced_reason = False, ""
         locked.save(update_fields=["agency_invoiced", "agency_invoiced_reason", "updated_at"])
-        audit_record(actor=user, action="client.agency_invoiced.clear", obj=locked,
-                     before={"agency_invoiced": True}, after={"agency_invoiced": False}, reason=reason.strip())
+        audit_record(
+            actor=user,
+            action="client.agency_invoiced.clear",
+            obj=locked,
+            before={"agency_invoiced": True},
+            after={"agency_invoiced": False},
+            reason=reason.strip(),
+        )
     return locked
 
 
@@ -110,8 +135,15 @@ def retry_run(*, charge: Charge, user: User, today: date):
     _require_support(user)
     attempt = charge_retry_manual(charge, today=today, actor=user.email)
     with transaction.atomic():
-        audit_record(actor=user, action="charge.retry", obj=charge, reason="manual retry",
-                     after={"attempt": attempt.number if attempt else None,
-                            "outcome": attempt.outcome if attempt else "no attempt"})
+        audit_record(
+            actor=user,
+            action="charge.retry",
+            obj=charge,
+            reason="manual retry",
+            after={
+                "attempt": attempt.number if attempt else None,
+                "outcome": attempt.outcome if attempt else "no attempt",
+            },
+        )
         _close_requests(charge.client, RequestKind.RETRY, user)
     return attempt

@@ -53,19 +53,33 @@ def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, 
     with transaction.atomic():
         before = set(UsageRecord.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
         UsageRecord.objects.bulk_create(
-            [UsageRecord(client=i.client, product_code=i.product_code, quantity=i.quantity,
-                         occurred_at=i.occurred_at, idempotency_key=i.idempotency_key) for i in items],
-            ignore_conflicts=True)
+            [
+                UsageRecord(
+                    client=i.client,
+                    product_code=i.product_code,
+                    quantity=i.quantity,
+                    occurred_at=i.occurred_at,
+                    idempotency_key=i.idempotency_key,
+                )
+                for i in items
+            ],
+            ignore_conflicts=True,
+        )
         stored = {r.idempotency_key: r for r in UsageRecord.objects.filter(idempotency_key__in=keys)}
         for item in items:
             record = stored[item.idempotency_key]
-            same = (record.client_id == (item.client.pk if item.client else None)
-                    and record.product_code == item.product_code and record.quantity == item.quantity
-                    and record.occurred_at == item.occurred_at)
+            same = (
+                record.client_id == (item.client.pk if item.client else None)
+                and record.product_code == item.product_code
+                and record.quantity == item.quantity
+                and record.occurred_at == item.occurred_at
+            )
             if not same:
-                raise Conflict(f"Idempotency key {item.idempotency_key!r} was already used with a different "
-                               "usage record.", code="idempotency_conflict",
-                               fields={"idempotency_key": ["Already used with different data."]})
+                raise Conflict(
+                    f"Idempotency key {item.idempotency_key!r} was already used with a different usage record.",
+                    code="idempotency_conflict",
+                    fields={"idempotency_key": ["Already used with different data."]},
+                )
     return len(items) - len(before), len(before)
 
 

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
     try:
-        event = StripeProvider.webhook_verify(payload=request.body,
-                                              signature=request.headers.get("Stripe-Signature", ""),
-                                              secret=settings.STRIPE_WEBHOOK_SECRET)
+        event = StripeProvider.webhook_verify(
+            payload=request.body,
+            signature=request.headers.get("Stripe-Signature", ""),
+            secret=settings.STRIPE_WEBHOOK_SECRET,
+        )
     except ProviderError as exc:
         return JsonResponse({"code": exc.code, "message": str(exc), "fields": {}}, status=400)
     event_id = event.get("id") or ""
@@ -33,8 +35,9 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"code": "invalid_payload", "message": "The event has no id.", "fields": {}}, status=400)
     try:
         with transaction.atomic():
-            stored = WebhookEvent.objects.create(event_id=event_id, event_type=event.get("type", ""),
-                                                 account=event.get("account") or "", payload=event)
+            stored = WebhookEvent.objects.create(
+                event_id=event_id, event_type=event.get("type", ""), account=event.get("account") or "", payload=event
+            )
     except IntegrityError:
         return JsonResponse({"status": "duplicate"})  # delivered before: nothing to do
     from billing.tasks import webhook_process
@@ -81,8 +84,10 @@ def webhook_sweep(*, now: datetime, grace: timedelta) -> int:
 
     due = []
     for pk, status, attempts, received_at in WebhookEvent.objects.filter(
-            status__in=[WebhookStatus.RECEIVED, WebhookStatus.FAILED], attempts__lt=WEBHOOK_MAX_ATTEMPTS,
-            received_at__lt=now - grace).values_list("pk", "status", "attempts", "received_at"):
+        status__in=[WebhookStatus.RECEIVED, WebhookStatus.FAILED],
+        attempts__lt=WEBHOOK_MAX_ATTEMPTS,
+        received_at__lt=now - grace,
+    ).values_list("pk", "status", "attempts", "received_at"):
         if status == WebhookStatus.RECEIVED or received_at + grace * 2 ** min(attempts, 12) <= now:
             due.append(pk)
     for pk in due:

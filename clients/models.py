@@ -39,8 +39,9 @@ class ClientGroup(BaseModel):
 class Client(BaseModel):
     name = models.CharField(max_length=200)
     email = models.EmailField()
-    salesperson = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="clients")
+    salesperson = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="clients"
+    )
     # Configuration (PLAN-2)
     license_price_minor = models.BigIntegerField(default=0)
     taxes = models.ManyToManyField(TaxRate, blank=True, related_name="clients")
@@ -63,11 +64,13 @@ class Client(BaseModel):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(condition=models.Q(license_price_minor__gte=0), name="client_price_gte_0"),
-            models.CheckConstraint(condition=models.Q(billing_day__isnull=True) |
-                                   models.Q(billing_day__gte=1, billing_day__lte=28),
-                                   name="client_billing_day_1_28"),
-            models.CheckConstraint(condition=models.Q(autopay_days__contained_by=BILLING_DAYS),
-                                   name="client_autopay_days_1_28"),
+            models.CheckConstraint(
+                condition=models.Q(billing_day__isnull=True) | models.Q(billing_day__gte=1, billing_day__lte=28),
+                name="client_billing_day_1_28",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(autopay_days__contained_by=BILLING_DAYS), name="client_autopay_days_1_28"
+            ),
         ]
         # name: the Billing Overview's Client Charges page is sorted by client name; with the index a page
         # of 50 reads ~50 clients in order instead of sorting every charge of the month (docs/performance.md).
@@ -94,8 +97,7 @@ class AgencyServiceLine(BaseModel):
     client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="service_lines")
     description = models.CharField(max_length=200)
     amount_minor = models.BigIntegerField()
-    recurrence = models.CharField(max_length=16, choices=ServiceRecurrence.choices,
-                                  default=ServiceRecurrence.RECURRING)
+    recurrence = models.CharField(max_length=16, choices=ServiceRecurrence.choices, default=ServiceRecurrence.RECURRING)
     taxable = models.BooleanField(default=True)
     removed_at = models.DateTimeField(null=True, blank=True)
     billed_on_invoice = models.CharField(max_length=40, blank=True)

@@ -25,8 +25,9 @@ def client_list_for_user(*, user: User) -> QuerySet[Client]:
     return Client.objects.select_related("salesperson").filter(client_visibility(user=user))
 
 
-def client_search_for_user(*, user: User, search: str | None = None, agency_invoiced: bool | None = None,
-                           salesperson_email: str | None = None) -> QuerySet[Client]:
+def client_search_for_user(
+    *, user: User, search: str | None = None, agency_invoiced: bool | None = None, salesperson_email: str | None = None
+) -> QuerySet[Client]:
     clients = client_list_for_user(user=user)
     if search:
         clients = clients.filter(name__icontains=search)

@@ -48,9 +48,17 @@ def tax_rate_create(*, name: str, rate_bp: int) -> TaxRate:
     return TaxRate.objects.create(name=name.strip(), rate_bp=rate_bp)
 
 
-def client_create(*, name: str, email: str, activated_on: date, license_price_minor: int = 0,
-                  salesperson: User | None = None, billing_day: int | None = None,
-                  autopay_days: list[int] | None = None, taxes: list[TaxRate] | None = None) -> Client:
+def client_create(
+    *,
+    name: str,
+    email: str,
+    activated_on: date,
+    license_price_minor: int = 0,
+    salesperson: User | None = None,
+    billing_day: int | None = None,
+    autopay_days: list[int] | None = None,
+    taxes: list[TaxRate] | None = None,
+) -> Client:
     errors: dict[str, list[str]] = {}
     if not name or not name.strip():
         errors["name"] = ["A name is required."]
@@ -64,24 +72,39 @@ def client_create(*, name: str, email: str, activated_on: date, license_price_mi
     _raise(errors)
     with transaction.atomic():
         client = Client.objects.create(
-            name=name.strip(), email=email.strip().lower(), activated_on=activated_on,
-            license_price_minor=license_price_minor, salesperson=salesperson, billing_day=billing_day,
-            autopay_days=sorted(set(autopay_days or [])))
+            name=name.strip(),
+            email=email.strip().lower(),
+            activated_on=activated_on,
+            license_price_minor=license_price_minor,
+            salesperson=salesperson,
+            billing_day=billing_day,
+            autopay_days=sorted(set(autopay_days or [])),
+        )
         if taxes:
             client.taxes.set(taxes)
     return client
 
 
 def _configuration(client: Client) -> dict:
-    return {"license_price_minor": client.license_price_minor, "billing_day": client.billing_day,
-            "autopay_days": list(client.autopay_days),
-            "salesperson": client.salesperson.email if client.salesperson_id else None,  # type: ignore[union-attr]
-            "taxes": sorted(t.name for t in client.taxes.all()) if client.pk else []}
+    return {
+        "license_price_minor": client.license_price_minor,
+        "billing_day": client.billing_day,
+        "autopay_days": list(client.autopay_days),
+        "salesperson": client.salesperson.email if client.salesperson_id else None,  # type: ignore[union-attr]
+        "taxes": sorted(t.name for t in client.taxes.all()) if client.pk else [],
+    }
 
 
-def client_configure(*, client: Client, license_price_minor: object = _UNSET, taxes: object = _UNSET,
-                     billing_day: object = _UNSET, autopay_days: object = _UNSET,
-                     salesperson: object = _UNSET, actor: User | str | None = None) -> Client:
+def client_configure(
+    *,
+    client: Client,
+    license_price_minor: object = _UNSET,
+    taxes: object = _UNSET,
+    billing_day: object = _UNSET,
+    autopay_days: object = _UNSET,
+    salesperson: object = _UNSET,
+    actor: User | str | None = None,
+) -> Client:
     """Change the Client Configuration (PLAN-2). Only the arguments given are changed; the change is
     audited with the configuration before and after."""
     errors: dict[str, list[str]] = {}
@@ -111,14 +134,25 @@ def client_configure(*, client: Client, license_price_minor: object = _UNSET, ta
             client.taxes.set(taxes)  # type: ignore[arg-type]
         after = _configuration(client)
         if after != before:
-            audit_record(actor=actor, action="client.configure", obj=client,
-                         before={k: v for k, v in before.items() if after[k] != v},
-                         after={k: v for k, v in after.items() if before[k] != v})
+            audit_record(
+                actor=actor,
+                action="client.configure",
+                obj=client,
+                before={k: v for k, v in before.items() if after[k] != v},
+                after={k: v for k, v in after.items() if before[k] != v},
+            )
     return client
 
 
-def service_line_add(*, client: Client, description: str, amount_minor: int, one_time: bool = False,
-                     taxable: bool = True, actor: User | str | None = None) -> AgencyServiceLine:
+def service_line_add(
+    *,
+    client: Client,
+    description: str,
+    amount_minor: int,
+    one_time: bool = False,
+    taxable: bool = True,
+    actor: User | str | None = None,
+) -> AgencyServiceLine:
     errors: dict[str, list[str]] = {}
     if not description or not description.strip():
         errors["description"] = ["A description is required."]
@@ -126,12 +160,24 @@ def service_line_add(*, client: Client, description: str, amount_minor: int, one
     _raise(errors)
     with transaction.atomic():
         line = AgencyServiceLine.objects.create(
-            client=client, description=description.strip(), amount_minor=amount_minor, taxable=taxable,
-            recurrence=ServiceRecurrence.ONE_TIME if one_time else ServiceRecurrence.RECURRING)
+            client=client,
+            description=description.strip(),
+            amount_minor=amount_minor,
+            taxable=taxable,
+            recurrence=ServiceRecurrence.ONE_TIME if one_time else ServiceRecurrence.RECURRING,
+        )
         if actor is not None:
-            audit_record(actor=actor, action="client.service_line.add", obj=client,
-                         after={"description": line.description, "amount_minor": amount_minor,
-                                "recurrence": line.recurrence, "taxable": taxable})
+            audit_record(
+                actor=actor,
+                action="client.service_line.add",
+                obj=client,
+                after={
+                    "description": line.description,
+                    "amount_minor": amount_minor,
+                    "recurrence": line.recurrence,
+                    "taxable": taxable,
+                },
+            )
     return line
 
 
@@ -139,10 +185,15 @@ def service_line_remove(*, line: AgencyServiceLine, actor: User | str | None) ->
     """Stop billing an Agency Services line from the next invoice; invoices already built keep it."""
     with transaction.atomic():
         updated = AgencyServiceLine.objects.filter(pk=line.pk, removed_at__isnull=True).update(
-            removed_at=timezone.now())
+            removed_at=timezone.now()
+        )
         if updated:
-            audit_record(actor=actor, action="client.service_line.remove", obj=line.client,
-                         before={"description": line.description, "amount_minor": line.amount_minor})
+            audit_record(
+                actor=actor,
+                action="client.service_line.remove",
+                obj=line.client,
+                before={"description": line.description, "amount_minor": line.amount_minor},
+            )
     line.refresh_from_db()
     return line
 
@@ -152,15 +203,19 @@ def client_group_create(*, name: str, primary: Client, members: list[Client]) ->
     switched to Agency Invoiced."""
     others = [m for m in members if m.pk != primary.pk]
     if not others:
-        raise ApplicationError("A group needs at least one account besides the primary.",
-                               fields={"members": ["Choose at least one other client."]})
+        raise ApplicationError(
+            "A group needs at least one account besides the primary.",
+            fields={"members": ["Choose at least one other client."]},
+        )
     if any(m.group_id for m in [primary, *others]):
-        raise ApplicationError("A client can belong to only one group.",
-                               fields={"members": ["One of these clients is already in a group."]})
+        raise ApplicationError(
+            "A client can belong to only one group.",
+            fields={"members": ["One of these clients is already in a group."]},
+        )
     with transaction.atomic():
         group = ClientGroup.objects.create(name=name, primary=primary)
         Client.objects.filter(pk=primary.pk).update(group=group)
         Client.objects.filter(pk__in=[m.pk for m in others]).update(
-            group=group, agency_invoiced=True, agency_invoiced_reason=f"Billed through group {name}")
+            group=group, agency_invoiced=True, agency_invoiced_reason=f"Billed through group {name}"
+        )
     return group
-

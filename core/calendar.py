@@ -15,8 +15,11 @@ def validate_billing_day(day: object) -> int:
     from core.errors import ApplicationError
 
     if type(day) is not int or not MIN_BILLING_DAY <= day <= MAX_BILLING_DAY:
-        raise ApplicationError("The billing day must be a whole number from 1 to 28.", code="invalid_billing_day",
-                               fields={"billing_day": ["Must be between 1 and 28."]})
+        raise ApplicationError(
+            "The billing day must be a whole number from 1 to 28.",
+            code="invalid_billing_day",
+            fields={"billing_day": ["Must be between 1 and 28."]},
+        )
     return day
 
 
@@ -121,8 +124,9 @@ def invoice_days(*, autopay_days: list[int] | tuple[int, ...], billing_day: int)
     return billing_day, billing_day
 
 
-def statement_date(*, autopay_days: list[int] | tuple[int, ...], billing_day: int, year: int, month: int,
-                   days_before: int) -> date:
+def statement_date(
+    *, autopay_days: list[int] | tuple[int, ...], billing_day: int, year: int, month: int, days_before: int
+) -> date:
     """The day the Upcoming Statement for the month's invoice goes out.
 
     NOT-1: `days_before` days before the billing date. NOT-2, several autopay days: that many days before

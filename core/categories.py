@@ -21,7 +21,9 @@ def validate_category_order(order: list[str] | tuple[str, ...]) -> list[str]:
     from core.errors import ApplicationError
 
     if sorted(order) != sorted(DEFAULT_CATEGORY_ORDER):
-        raise ApplicationError("The category order must list each billing category exactly once.",
-                               code="invalid_category_order",
-                               fields={"category_order": [f"Use each of {', '.join(DEFAULT_CATEGORY_ORDER)} once."]})
+        raise ApplicationError(
+            "The category order must list each billing category exactly once.",
+            code="invalid_category_order",
+            fields={"category_order": [f"Use each of {', '.join(DEFAULT_CATEGORY_ORDER)} once."]},
+        )
     return list(order)

@@ -49,8 +49,10 @@ def currency_exponent(currency: str) -> int:
     try:
         return CURRENCY_EXPONENTS[currency]
     except (KeyError, TypeError):
-        raise UnknownCurrency(f"Unknown currency {currency!r}: use an ISO-4217 code such as USD or EUR.",
-                              fields={"currency": [f"Unknown currency {currency!r}."]}) from None
+        raise UnknownCurrency(
+            f"Unknown currency {currency!r}: use an ISO-4217 code such as USD or EUR.",
+            fields={"currency": [f"Unknown currency {currency!r}."]},
+        ) from None
 
 
 def _check_int(value: object, what: str) -> int:
@@ -99,8 +101,9 @@ class Money:
             context.Emin = MIN_EMIN  # "1e-999999999" must stay a fraction, not underflow to 0
             scaled = decimal.scaleb(exponent)
         if scaled != scaled.to_integral_value():
-            raise ApplicationError(f"{value} has more than {exponent} decimal places for {currency}.",
-                                   code="invalid_amount")
+            raise ApplicationError(
+                f"{value} has more than {exponent} decimal places for {currency}.", code="invalid_amount"
+            )
         if abs(scaled) > MAX_AMOUNT_MINOR:
             raise ApplicationError("The amount is too large.", code="amount_too_large")
         return cls(int(scaled), currency)
@@ -174,8 +177,11 @@ def format_minor(amount_minor: int, currency: str) -> str:
 
 def validate_rate_bp(rate_bp: object) -> int:
     if type(rate_bp) is not int or not 0 <= rate_bp <= MAX_RATE_BP:
-        raise ApplicationError("A tax rate must be between 0 and 100 % (0–10000 basis points).",
-                               code="invalid_tax_rate", fields={"rate_bp": ["Must be between 0 and 10000."]})
+        raise ApplicationError(
+            "A tax rate must be between 0 and 100 % (0–10000 basis points).",
+            code="invalid_tax_rate",
+            fields={"rate_bp": ["Must be between 0 and 10000."]},
+        )
     return rate_bp
 
 
@@ -203,6 +209,14 @@ def split_evenly(amount_minor: int, parts: int) -> list[int]:
 
 
 __all__ = [
-    "CURRENCY_EXPONENTS", "CurrencyMismatch", "Money", "UnknownCurrency", "currency_exponent",
-    "format_minor", "money_sum", "split_evenly", "tax_minor", "validate_rate_bp",
+    "CURRENCY_EXPONENTS",
+    "CurrencyMismatch",
+    "Money",
+    "UnknownCurrency",
+    "currency_exponent",
+    "format_minor",
+    "money_sum",
+    "split_evenly",
+    "tax_minor",
+    "validate_rate_bp",
 ]

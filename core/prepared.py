@@ -23,8 +23,7 @@ _NEVER = 2**62
 class _PreparingCursor(ServerBindingCursor):  # type: ignore[misc]
     """Django's server-side binding cursor, preparing what it executes."""
 
-    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
-                binary: bool | None = None):
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, binary: bool | None = None):
         return super().execute(query, params, prepare=True, binary=binary)  # type: ignore[misc]
 
 

@@ -30,9 +30,7 @@ class AgencyTask(TenantTask):
             )
         sent_from = getattr(connection, "schema_name", None)
         if sent_from not in (schema_name, get_public_schema_name()):
-            raise MissingTenantError(
-                f"task {self.name} was sent from schema {sent_from!r} for schema {schema_name!r}"
-            )
+            raise MissingTenantError(f"task {self.name} was sent from schema {sent_from!r} for schema {schema_name!r}")
         tenant = get_tenant_model().objects.get(schema_name=schema_name)
         with tenant_context(tenant):
             return super().__call__(*args, **kwargs)

@@ -11,8 +11,9 @@ def endpoint_list() -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.filter(removed_at__isnull=True)
 
 
-def delivery_list(*, endpoint: WebhookEndpoint | None = None, status: str | None = None,
-                  kind: str | None = None) -> QuerySet[WebhookDelivery]:
+def delivery_list(
+    *, endpoint: WebhookEndpoint | None = None, status: str | None = None, kind: str | None = None
+) -> QuerySet[WebhookDelivery]:
     deliveries = WebhookDelivery.objects.select_related("endpoint", "event")
     if endpoint is not None:
         deliveries = deliveries.filter(endpoint=endpoint)

@@ -91,7 +91,8 @@ def _address_to_connect(url: str) -> tuple[str | None, str]:
     if not addresses:
         return None, "The host name cannot be resolved."
     if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS and any(
-            not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses
+    ):
         return None, "The URL points at a private or local address."
     return addresses[0], ""
 
@@ -102,8 +103,9 @@ def _kinds_errors(kinds: object) -> list[str]:
     return []
 
 
-def endpoint_create(*, url: str, description: str = "", event_kinds: list[str] | None = None,
-                    created_by: str = "") -> tuple[WebhookEndpoint, str]:
+def endpoint_create(
+    *, url: str, description: str = "", event_kinds: list[str] | None = None, created_by: str = ""
+) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint; returns it and its signing secret (shown to the agency once)."""
     errors: dict[str, list[str]] = {}
     if url_errors := _url_errors(url):
@@ -115,24 +117,35 @@ def endpoint_create(*, url: str, description: str = "", event_kinds: list[str] |
     if errors:
         raise ApplicationError("The webhook endpoint could not be saved.", fields=errors)
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    endpoint = WebhookEndpoint.objects.create(url=url, description=description.strip(),
-                                              event_kinds=sorted(set(event_kinds or [])), secret=secret,
-                                              created_by=created_by)
+    endpoint = WebhookEndpoint.objects.create(
+        url=url,
+        description=description.strip(),
+        event_kinds=sorted(set(event_kinds or [])),
+        secret=secret,
+        created_by=created_by,
+    )
     return endpoint, secret
 
 
 _UNSET: Any = object()
 
 
-def endpoint_update(*, endpoint: WebhookEndpoint, url: str = _UNSET, description: str = _UNSET,
-                    event_kinds: list[str] = _UNSET, is_active: bool = _UNSET) -> WebhookEndpoint:
+def endpoint_update(
+    *,
+    endpoint: WebhookEndpoint,
+    url: str = _UNSET,
+    description: str = _UNSET,
+    event_kinds: list[str] = _UNSET,
+    is_active: bool = _UNSET,
+) -> WebhookEndpoint:
     errors: dict[str, list[str]] = {}
     if url is not _UNSET and (url_errors := _url_errors(url)):
         errors["url"] = url_errors
     if event_kinds is not _UNSET and (kinds_errors := _kinds_errors(event_kinds)):
         errors["event_kinds"] = kinds_errors
-    if description is not _UNSET and (not isinstance(description, str) or len(description) > 200
-                                      or not _text_ok(description)):
+    if description is not _UNSET and (
+        not isinstance(description, str) or len(description) > 200 or not _text_ok(description)
+    ):
         errors["description"] = ["At most 200 characters."]
     if is_active is not _UNSET and type(is_active) is not bool:
         errors["is_active"] = ["true or false."]
@@ -153,13 +166,15 @@ def endpoint_update(*, endpoint: WebhookEndpoint, url: str = _UNSET, description
 MAX_SECRET_OVERLAP = timedelta(days=7)
 
 
-def endpoint_secret_roll(*, endpoint: WebhookEndpoint, now: datetime,
-                         previous_valid_for: timedelta = timedelta(hours=24)) -> str:
+def endpoint_secret_roll(
+    *, endpoint: WebhookEndpoint, now: datetime, previous_valid_for: timedelta = timedelta(hours=24)
+) -> str:
     """Give the endpoint a new signing secret and return it (shown once). The old one keeps signing deliveries
     for `previous_valid_for` (0: stops at once, e.g. after a leak), at most a week; rolling again replaces it."""
     if not timedelta(0) <= previous_valid_for <= MAX_SECRET_OVERLAP:
-        raise ApplicationError("The webhook secret could not be rolled.",
-                               fields={"previous_valid_for_hours": ["Between 0 and 168 hours."]})
+        raise ApplicationError(
+            "The webhook secret could not be rolled.", fields={"previous_valid_for_hours": ["Between 0 and 168 hours."]}
+        )
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         locked = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
@@ -184,8 +199,12 @@ def endpoints_active() -> list[WebhookEndpoint]:
     return list(WebhookEndpoint.objects.filter(is_active=True, removed_at__isnull=True))
 
 
-def events_publish(*, kind: str, items: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]],
-                   endpoints: list[WebhookEndpoint] | None = None) -> int:
+def events_publish(
+    *,
+    kind: str,
+    items: Iterable[tuple[str, dict]] | Callable[[], Iterable[tuple[str, dict]]],
+    endpoints: list[WebhookEndpoint] | None = None,
+) -> int:
     """Publish events of one kind: `items` are (key, payload), or a function returning them, called only when
     an endpoint listens. `endpoints`: `endpoints_active()` when the caller has read them already. Returns the
     number of deliveries queued.
@@ -200,15 +219,24 @@ def events_publish(*, kind: str, items: Iterable[tuple[str, dict]] | Callable[[]
     items = list(items() if callable(items) else items)
     if not items:
         return 0
-    OutboundEvent.objects.bulk_create([OutboundEvent(kind=kind, key=key, payload=payload) for key, payload in items],
-                                      ignore_conflicts=True)
+    OutboundEvent.objects.bulk_create(
+        [OutboundEvent(kind=kind, key=key, payload=payload) for key, payload in items], ignore_conflicts=True
+    )
     events = list(OutboundEvent.objects.filter(key__in=[key for key, _ in items]))
     now = timezone.now()
     WebhookDelivery.objects.bulk_create(
-        [WebhookDelivery(endpoint=endpoint, event=event, next_attempt_at=now) for event in events
-         for endpoint in endpoints], ignore_conflicts=True)
-    queued = list(WebhookDelivery.objects.filter(event__in=events, endpoint__in=endpoints, attempt_count=0,
-                                                 status=DeliveryStatus.PENDING).values_list("pk", flat=True))
+        [
+            WebhookDelivery(endpoint=endpoint, event=event, next_attempt_at=now)
+            for event in events
+            for endpoint in endpoints
+        ],
+        ignore_conflicts=True,
+    )
+    queued = list(
+        WebhookDelivery.objects.filter(
+            event__in=events, endpoint__in=endpoints, attempt_count=0, status=DeliveryStatus.PENDING
+        ).values_list("pk", flat=True)
+    )
     schema_name = connection.schema_name  # type: ignore[attr-defined]
     transaction.on_commit(lambda: _send_later(schema_name, queued))
     return len(queued)
@@ -222,8 +250,9 @@ def _send_later(schema_name: str, delivery_pks: list[int], countdown: int = 0, m
     from integrations.tasks import webhook_deliver
 
     for pk in delivery_pks:
-        webhook_deliver.apply_async(kwargs={"schema_name": schema_name, "delivery_pk": pk, "manual": manual},
-                                    countdown=countdown)
+        webhook_deliver.apply_async(
+            kwargs={"schema_name": schema_name, "delivery_pk": pk, "manual": manual}, countdown=countdown
+        )
 
 
 # --- delivering ------------------------------------------------------------------------------------------
@@ -236,8 +265,12 @@ class AttemptResult:
 
 
 def event_body(event: OutboundEvent) -> bytes:
-    document = {"id": str(event.public_id), "type": event.kind, "created": event.created_at.isoformat(),
-                "data": event.payload}
+    document = {
+        "id": str(event.public_id),
+        "type": event.kind,
+        "created": event.created_at.isoformat(),
+        "data": event.payload,
+    }
     return json.dumps(document, cls=DjangoJSONEncoder, separators=(",", ":"), sort_keys=True).encode()
 
 
@@ -257,14 +290,22 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, s
     timeout = urllib3.Timeout(total=settings.WEBHOOK_TIMEOUT_SECONDS)
     pool: urllib3.HTTPConnectionPool
     if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, parts.port or 443, timeout=timeout, retries=False,
-                                           server_hostname=parts.hostname, assert_hostname=parts.hostname,
-                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            parts.port or 443,
+            timeout=timeout,
+            retries=False,
+            server_hostname=parts.hostname,
+            assert_hostname=parts.hostname,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+        )
     else:
         pool = urllib3.HTTPConnectionPool(address, parts.port or 80, timeout=timeout, retries=False)
     try:
-        response = pool.urlopen("POST", target, body=body, headers={**headers, "Host": parts.netloc},
-                                redirect=False, retries=False)
+        response = pool.urlopen(
+            "POST", target, body=body, headers={**headers, "Host": parts.netloc}, redirect=False, retries=False
+        )
     except urllib3.exceptions.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500], ""
     finally:
@@ -278,8 +319,12 @@ def delivery_attempt(*, delivery_pk: int, now: datetime, manual: bool = False) -
     RETRY_DELAYS until MAX_ATTEMPTS automatic attempts have failed. Safe to run twice: a delivery that already
     succeeded is not sent again, and the row is locked while sending so two workers never both send it."""
     with transaction.atomic():
-        delivery = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-                    .select_related("endpoint", "event").filter(pk=delivery_pk).first())
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("endpoint", "event")
+            .filter(pk=delivery_pk)
+            .first()
+        )
         if delivery is None:
             return AttemptResult("busy", None)
         if not manual:
@@ -294,22 +339,33 @@ def delivery_attempt(*, delivery_pk: int, now: datetime, manual: bool = False) -
         else:
             body = event_body(delivery.event)
             timestamp = int(now.timestamp())
-            headers = {"Content-Type": "application/json", "User-Agent": "agencybilling-webhooks/1",
-                       "Agencybilling-Event-Id": str(delivery.event.public_id),
-                       "Agencybilling-Event-Type": delivery.event.kind,
-                       "Agencybilling-Delivery-Id": str(delivery.public_id),
-                       "Agencybilling-Delivery-Attempt": str(number),
-                       SIGNATURE_HEADER: signature_header(secrets=endpoint.signing_secrets(now), timestamp=timestamp,
-                                                          body=body)}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "agencybilling-webhooks/1",
+                "Agencybilling-Event-Id": str(delivery.event.public_id),
+                "Agencybilling-Event-Type": delivery.event.kind,
+                "Agencybilling-Delivery-Id": str(delivery.public_id),
+                "Agencybilling-Delivery-Attempt": str(number),
+                SIGNATURE_HEADER: signature_header(
+                    secrets=endpoint.signing_secrets(now), timestamp=timestamp, body=body
+                ),
+            }
             started = time.monotonic()
             status_code, error, excerpt = _post(endpoint.url, body, headers)
             elapsed = int((time.monotonic() - started) * 1000)
         succeeded = status_code is not None and 200 <= status_code < 300
         if status_code is not None and not succeeded:
             error = f"HTTP {status_code}"
-        DeliveryAttempt.objects.create(delivery=delivery, number=number, manual=manual, requested_at=now,
-                                       duration_ms=elapsed, status_code=status_code, error=error,
-                                       response_excerpt=excerpt)
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            manual=manual,
+            requested_at=now,
+            duration_ms=elapsed,
+            status_code=status_code,
+            error=error,
+            response_excerpt=excerpt,
+        )
         delivery.attempt_count = number
         delivery.last_status_code, delivery.last_error = status_code, error
         retry_in = None
@@ -327,16 +383,28 @@ def delivery_attempt(*, delivery_pk: int, now: datetime, manual: bool = False) -
                 retry_in = RETRY_DELAYS[failures - 1]
                 delivery.status = DeliveryStatus.RETRYING
                 delivery.next_attempt_at = now + timedelta(seconds=retry_in)
-        delivery.save(update_fields=["status", "attempt_count", "last_status_code", "last_error", "delivered_at",
-                                     "next_attempt_at", "updated_at"])
+        delivery.save(
+            update_fields=[
+                "status",
+                "attempt_count",
+                "last_status_code",
+                "last_error",
+                "delivered_at",
+                "next_attempt_at",
+                "updated_at",
+            ]
+        )
     return AttemptResult(delivery.status, retry_in)
 
 
 def delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
     """Send a delivery again now, whatever its status (the agency's receiver lost it, or was down)."""
     if not delivery.endpoint.is_active or delivery.endpoint.removed_at is not None:
-        raise ApplicationError("The endpoint is disabled; enable it before redelivering.",
-                               code="endpoint_disabled", fields={"endpoint": ["Disabled."]})
+        raise ApplicationError(
+            "The endpoint is disabled; enable it before redelivering.",
+            code="endpoint_disabled",
+            fields={"endpoint": ["Disabled."]},
+        )
     schema_name = connection.schema_name  # type: ignore[attr-defined]
     transaction.on_commit(lambda: _send_later(schema_name, [delivery.pk], manual=True))
     return delivery

@@ -19,12 +19,17 @@ def signature_compute(*, secret: str, timestamp: int, body: bytes) -> str:
 
 def signature_header(*, secrets: list[str], timestamp: int, body: bytes) -> str:
     """One v1 per secret (two while a rolled secret's predecessor lasts), as Stripe does during a roll."""
-    return ",".join([f"t={timestamp}", *(f"v1={signature_compute(secret=secret, timestamp=timestamp, body=body)}"
-                                         for secret in secrets)])
+    return ",".join(
+        [
+            f"t={timestamp}",
+            *(f"v1={signature_compute(secret=secret, timestamp=timestamp, body=body)}" for secret in secrets),
+        ]
+    )
 
 
-def signature_verify(*, header: str, secret: str, body: bytes, now: int,
-                     tolerance: int = DEFAULT_TOLERANCE_SECONDS) -> bool:
+def signature_verify(
+    *, header: str, secret: str, body: bytes, now: int, tolerance: int = DEFAULT_TOLERANCE_SECONDS
+) -> bool:
     """True when one of the header's v1 signatures matches and its timestamp is within `tolerance` of `now`."""
     timestamp, signatures = None, []
     for part in header.split(","):

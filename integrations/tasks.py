@@ -12,6 +12,7 @@ from integrations.services import delivery_attempt
 def webhook_deliver(*, schema_name: str, delivery_pk: int, manual: bool = False) -> str:
     result = delivery_attempt(delivery_pk=delivery_pk, now=timezone.now(), manual=manual)
     if result.retry_in is not None:
-        webhook_deliver.apply_async(kwargs={"schema_name": schema_name, "delivery_pk": delivery_pk},
-                                    countdown=result.retry_in)
+        webhook_deliver.apply_async(
+            kwargs={"schema_name": schema_name, "delivery_pk": delivery_pk}, countdown=result.retry_in
+        )
     return result.status

@@ -38,47 +38,78 @@ class NoticeSpec:
 
 CATALOG: dict[str, NoticeSpec] = {
     NoticeKind.UPCOMING_STATEMENT: NoticeSpec(
-        {**COMMON, "billing_date": "The billing date (YYYY-MM-DD)", "statement_total": "Invoice to be built",
-         "open_balance": "Balance still open", "amount_due": "Statement total plus open balance",
-         "lines": "List of {description, amount} of the upcoming invoice", "notice_number": "1, 2 or 3"},
+        {
+            **COMMON,
+            "billing_date": "The billing date (YYYY-MM-DD)",
+            "statement_total": "Invoice to be built",
+            "open_balance": "Balance still open",
+            "amount_due": "Statement total plus open balance",
+            "lines": "List of {description, amount} of the upcoming invoice",
+            "notice_number": "1, 2 or 3",
+        },
         "Your upcoming statement from {{ agency_name }}",
         "Hello {{ client_name }},\n\nYour next statement is dated {{ billing_date }}.\n"
         "{% for line in lines %}- {{ line.description }}: {{ line.amount }} {{ currency }}\n{% endfor %}"
         "Statement: {{ statement_total }} {{ currency }}. Open balance: {{ open_balance }} {{ currency }}.\n"
-        "Amount due: {{ amount_due }} {{ currency }}.\n\nDetails: {{ portal_url }}\n\n{{ agency_name }}"),
+        "Amount due: {{ amount_due }} {{ currency }}.\n\nDetails: {{ portal_url }}\n\n{{ agency_name }}",
+    ),
     NoticeKind.UPCOMING_PAYMENT: NoticeSpec(
-        {**COMMON, "billing_date": "The billing date (YYYY-MM-DD)", "amount_due": "Amount that will be charged",
-         "payment_method": "e.g. Visa ···· 4242"},
+        {
+            **COMMON,
+            "billing_date": "The billing date (YYYY-MM-DD)",
+            "amount_due": "Amount that will be charged",
+            "payment_method": "e.g. Visa ···· 4242",
+        },
         "Payment of {{ amount_due }} {{ currency }} on {{ billing_date }}",
         "Hello {{ client_name }},\n\nOn {{ billing_date }} we will charge {{ amount_due }} {{ currency }} to "
-        "{{ payment_method }}.\n\n{{ agency_name }}"),
+        "{{ payment_method }}.\n\n{{ agency_name }}",
+    ),
     NoticeKind.PAYMENT_RECEIVED: NoticeSpec(
         {**COMMON, "amount": "Amount received", "invoice_number": "Invoice number", "paid_on": "Date"},
         "Payment received — thank you",
         "Hello {{ client_name }},\n\nWe received {{ amount }} {{ currency }} for invoice {{ invoice_number }} "
-        "on {{ paid_on }}.\n\n{{ agency_name }}"),
+        "on {{ paid_on }}.\n\n{{ agency_name }}",
+    ),
     NoticeKind.PAYMENT_FAILED: NoticeSpec(
-        {**COMMON, "amount": "Amount attempted", "invoice_number": "Invoice number",
-         "next_retry_on": "Next automatic attempt, or empty", "reason": "Why it failed"},
+        {
+            **COMMON,
+            "amount": "Amount attempted",
+            "invoice_number": "Invoice number",
+            "next_retry_on": "Next automatic attempt, or empty",
+            "reason": "Why it failed",
+        },
         "Your payment of {{ amount }} {{ currency }} failed",
         "Hello {{ client_name }},\n\nWe could not collect {{ amount }} {{ currency }} for invoice "
         "{{ invoice_number }} ({{ reason }}).\n{% if next_retry_on %}We will try again on {{ next_retry_on }}.\n"
-        "{% endif %}Please update your payment method: {{ portal_url }}\n\n{{ agency_name }}"),
+        "{% endif %}Please update your payment method: {{ portal_url }}\n\n{{ agency_name }}",
+    ),
     NoticeKind.ACCOUNT_OVERDUE: NoticeSpec(
-        {**COMMON, "past_due": "Past-due balance", "billing_date": "The billing date it was due",
-         "notice_number": "1, 2 or 3"},
+        {
+            **COMMON,
+            "past_due": "Past-due balance",
+            "billing_date": "The billing date it was due",
+            "notice_number": "1, 2 or 3",
+        },
         "Your account is overdue",
         "Hello {{ client_name }},\n\nYour account has a past-due balance of {{ past_due }} {{ currency }} "
-        "(due {{ billing_date }}).\nPlease pay it here: {{ portal_url }}\n\n{{ agency_name }}"),
+        "(due {{ billing_date }}).\nPlease pay it here: {{ portal_url }}\n\n{{ agency_name }}",
+    ),
     NoticeKind.AGENCY_CHARGE_FAILED: NoticeSpec(
-        {**COMMON, "amount": "Amount attempted", "invoice_number": "Invoice number", "reason": "Why it failed",
-         "attempt_number": "Attempt number"},
+        {
+            **COMMON,
+            "amount": "Amount attempted",
+            "invoice_number": "Invoice number",
+            "reason": "Why it failed",
+            "attempt_number": "Attempt number",
+        },
         "Charge failed: {{ client_name }}",
         "Attempt {{ attempt_number }} to collect {{ amount }} {{ currency }} from {{ client_name }} "
-        "(invoice {{ invoice_number }}) failed: {{ reason }}."),
+        "(invoice {{ invoice_number }}) failed: {{ reason }}.",
+    ),
     NoticeKind.AGENCY_CHARGE_UNCOLLECTABLE: NoticeSpec(
         {**COMMON, "amount": "Amount", "invoice_number": "Invoice number", "reason": "Why"},
         "Uncollectable: {{ client_name }}",
         "The charge of {{ amount }} {{ currency }} to {{ client_name }} (invoice {{ invoice_number }}) is now "
-        "Uncollectable: {{ reason }}. No further automatic attempts will be made."),
+        "Uncollectable: {{ reason }}. No further automatic attempts will be made.",
+    ),
 }

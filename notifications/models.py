@@ -51,6 +51,9 @@ class Notice(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["account", "kind", "period", "number"],
-                                               name="notice_once_per_account_kind_period_number")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "kind", "period", "number"], name="notice_once_per_account_kind_period_number"
+            )
+        ]
         indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["account"])]

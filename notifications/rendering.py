@@ -24,15 +24,22 @@ from core.errors import ApplicationError
 from notifications.catalog import CATALOG
 
 MAX_TEMPLATE_LENGTH = 20_000
-MAX_VALUE_CHARS = 10_000     # the longest text or list an expression may build
-MAX_OUTPUT_CHARS = 100_000   # the longest rendered subject or body
+MAX_VALUE_CHARS = 10_000  # the longest text or list an expression may build
+MAX_OUTPUT_CHARS = 100_000  # the longest rendered subject or body
 MAX_LOOP_DEPTH = 2
 MAX_POWER_EXPONENT = 64
 _STATEMENTS = (nodes.Template, nodes.Output, nodes.If, nodes.For)
 _LOOP_SOURCES = (nodes.Name, nodes.Getattr, nodes.Getitem, nodes.Const)
 _RESERVED_NAMES = {"self", "caller", "varargs", "kwargs", "loop"}
-_TAG_NAMES = {"Assign": "set", "AssignBlock": "set", "FilterBlock": "filter", "CallBlock": "call",
-              "FromImport": "from", "ExprStmt": "do", "ScopedEvalContextModifier": "autoescape"}
+_TAG_NAMES = {
+    "Assign": "set",
+    "AssignBlock": "set",
+    "FilterBlock": "filter",
+    "CallBlock": "call",
+    "FromImport": "from",
+    "ExprStmt": "do",
+    "ScopedEvalContextModifier": "autoescape",
+}
 
 
 def _sized(value):
@@ -59,8 +66,11 @@ class _Env(ImmutableSandboxedEnvironment):
             return left**right
         if operator == "*":
             for count, item in ((left, right), (right, left)):
-                if isinstance(item, (str, list, tuple)) and isinstance(count, int) \
-                        and len(item) * max(count, 0) > MAX_VALUE_CHARS:
+                if (
+                    isinstance(item, (str, list, tuple))
+                    and isinstance(count, int)
+                    and len(item) * max(count, 0) > MAX_VALUE_CHARS
+                ):
                     raise SecurityError(f"a value longer than {MAX_VALUE_CHARS} characters")
             return left * right
         return _sized(left + right)
@@ -79,6 +89,7 @@ _bounded_replace.jinja_pass_arg = do_replace.jinja_pass_arg  # type: ignore[attr
 
 def _structure_problem(template_ast: nodes.Template) -> str | None:
     """What a template may contain: text, output, `if` and `for` over a variable, at most two loops deep."""
+
     def walk(node: nodes.Node, depth: int) -> str | None:
         if isinstance(node, nodes.Name) and node.name in _RESERVED_NAMES:
             # Jinja's own objects, defined in every template: not documented variables, so not reachable.
@@ -106,12 +117,28 @@ def _structure_problem(template_ast: nodes.Template) -> str | None:
 def _env() -> _Env:
     env = _Env(undefined=StrictUndefined, autoescape=False, trim_blocks=False)
     env.globals.clear()
-    allowed_filters = {"upper", "lower", "title", "capitalize", "trim", "default", "length", "join", "round",
-                       "replace", "truncate", "first", "last"}
+    allowed_filters = {
+        "upper",
+        "lower",
+        "title",
+        "capitalize",
+        "trim",
+        "default",
+        "length",
+        "join",
+        "round",
+        "replace",
+        "truncate",
+        "first",
+        "last",
+    }
     env.filters = {name: f for name, f in env.filters.items() if name in allowed_filters}
     env.filters["replace"] = _bounded_replace
-    env.tests = {name: t for name, t in env.tests.items() if name in {"defined", "undefined", "none", "number",
-                                                                      "string", "eq", "ne"}}
+    env.tests = {
+        name: t
+        for name, t in env.tests.items()
+        if name in {"defined", "undefined", "none", "number", "string", "eq", "ne"}
+    }
     return env
 
 
@@ -193,8 +220,10 @@ def sample_context(variables: dict[str, str]) -> dict:
 def render(*, kind: str, subject: str, body: str, context: dict) -> Rendered:
     """Render with the given variables only (unknown variables and unsafe access raise)."""
     allowed = {name: context[name] for name in CATALOG[kind].variables if name in context}
-    return Rendered(_render_bounded(_compiled(subject), allowed).strip().replace("\n", " "),
-                    _render_bounded(_compiled(body), allowed))
+    return Rendered(
+        _render_bounded(_compiled(subject), allowed).strip().replace("\n", " "),
+        _render_bounded(_compiled(body), allowed),
+    )
 
 
 def render_default(*, kind: str, context: dict) -> Rendered:

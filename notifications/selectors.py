@@ -15,8 +15,9 @@ from notifications.models import Notice, NoticeTemplate
 def notices_about_client(*, client_public_id: str) -> QuerySet[Notice]:
     """One client's notice log, newest first: what was sent to the client, and the agency's notices about its
     charges (their period starts with the client's id)."""
-    return (Notice.objects.filter(Q(account=client_public_id) | Q(period__startswith=f"{client_public_id}/"))
-            .order_by("-business_date", "-id"))
+    return Notice.objects.filter(Q(account=client_public_id) | Q(period__startswith=f"{client_public_id}/")).order_by(
+        "-business_date", "-id"
+    )
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,16 @@ def notice_template_effective(*, kind: str) -> EffectiveTemplate:
         raise NotFound("No such notice.")
     spec = CATALOG[kind]
     custom = NoticeTemplate.objects.filter(kind=kind).first()
-    return EffectiveTemplate(kind=kind, label=NoticeKind(kind).label,
-                             subject=custom.subject if custom else spec.subject,
-                             body=custom.body if custom else spec.body, is_default=custom is None,
-                             variables=dict(spec.variables), updated_by=custom.updated_by if custom else "",
-                             updated_at=custom.updated_at if custom else None)
+    return EffectiveTemplate(
+        kind=kind,
+        label=NoticeKind(kind).label,
+        subject=custom.subject if custom else spec.subject,
+        body=custom.body if custom else spec.body,
+        is_default=custom is None,
+        variables=dict(spec.variables),
+        updated_by=custom.updated_by if custom else "",
+        updated_at=custom.updated_at if custom else None,
+    )
 
 
 def notice_templates_effective() -> list[EffectiveTemplate]:

@@ -48,12 +48,24 @@ def _rendered(kind: str, context: dict, custom: NoticeTemplate | None) -> tuple[
         return render_default(kind=kind, context=context), True, f"{exc}"[:1000]
 
 
-def notice_enqueue(*, account: str, kind: str, period: str, number: int = 1, to_email: str, context: dict,
-                   business_date: date) -> Notice | None:
+def notice_enqueue(
+    *, account: str, kind: str, period: str, number: int = 1, to_email: str, context: dict, business_date: date
+) -> Notice | None:
     """Render and store one notice (`notices_enqueue` for one); None when that (account, kind, period, number)
     was already queued."""
-    inserted = notices_enqueue(drafts=[NoticeDraft(account=account, kind=kind, period=period, number=number,
-                                                   to_email=to_email, context=context, business_date=business_date)])
+    inserted = notices_enqueue(
+        drafts=[
+            NoticeDraft(
+                account=account,
+                kind=kind,
+                period=period,
+                number=number,
+                to_email=to_email,
+                context=context,
+                business_date=business_date,
+            )
+        ]
+    )
     return Notice.objects.get(pk=inserted[0]) if inserted else None
 
 
@@ -64,16 +76,35 @@ def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
     if not drafts:
         return []
     custom = {t.kind: t for t in NoticeTemplate.objects.filter(kind__in={d.kind for d in drafts})}
-    columns: dict[str, list] = {name: [] for name in (
-        "account", "kind", "period", "number", "to_email", "subject", "body", "used_default", "template_error",
-        "business_date")}
+    columns: dict[str, list] = {
+        name: []
+        for name in (
+            "account",
+            "kind",
+            "period",
+            "number",
+            "to_email",
+            "subject",
+            "body",
+            "used_default",
+            "template_error",
+            "business_date",
+        )
+    }
     for draft in drafts:
         rendered, used_default, error = _rendered(draft.kind, draft.context, custom.get(draft.kind))
-        for name, value in (("account", draft.account), ("kind", draft.kind), ("period", draft.period),
-                            ("number", draft.number), ("to_email", draft.to_email),
-                            ("subject", rendered.subject[:500]), ("body", rendered.body),
-                            ("used_default", used_default), ("template_error", error),
-                            ("business_date", draft.business_date)):
+        for name, value in (
+            ("account", draft.account),
+            ("kind", draft.kind),
+            ("period", draft.period),
+            ("number", draft.number),
+            ("to_email", draft.to_email),
+            ("subject", rendered.subject[:500]),
+            ("body", rendered.body),
+            ("used_default", used_default),
+            ("template_error", error),
+            ("business_date", draft.business_date),
+        ):
             columns[name].append(value)
     types = {"number": "int[]", "used_default": "boolean[]", "business_date": "date[]"}
     names = ", ".join(columns)
@@ -83,7 +114,8 @@ def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
             f"INSERT INTO {Notice._meta.db_table} ({names}, status, attempts, last_error, created_at) "
             f"SELECT {names}, %s, 0, '', %s FROM unnest({arrays}) WITH ORDINALITY AS v({names}, position) "
             "ORDER BY position ON CONFLICT (account, kind, period, number) DO NOTHING RETURNING id",
-            [OutboxStatus.PENDING, timezone.now(), *columns.values()])
+            [OutboxStatus.PENDING, timezone.now(), *columns.values()],
+        )
         inserted = [row[0] for row in cursor.fetchall()]
     if inserted:
         schema_name = connection.schema_name  # type: ignore[attr-defined]
@@ -98,7 +130,7 @@ def _send_later(schema_name: str, notice_pks: list[int]) -> None:
     from notifications.tasks import notices_send
 
     for start in range(0, len(notice_pks), SEND_BATCH):
-        notices_send.delay(schema_name=schema_name, notice_pks=notice_pks[start:start + SEND_BATCH])
+        notices_send.delay(schema_name=schema_name, notice_pks=notice_pks[start : start + SEND_BATCH])
 
 
 MAX_SEND_ATTEMPTS = 10
@@ -144,10 +176,14 @@ def _message(notice: Notice, mail) -> EmailMessage:
     # A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail
     # clients that de-duplicate by Message-ID show it once.
     digest = hashlib.sha256(f"{connection.schema_name}:{notice_key(notice)}".encode()).hexdigest()[:32]  # type: ignore[attr-defined]
-    return EmailMessage(notice.subject, notice.body, settings.DEFAULT_FROM_EMAIL, [notice.to_email],
-                        headers={"X-Notice-Key": notice_key(notice),
-                                 "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"},
-                        connection=mail)
+    return EmailMessage(
+        notice.subject,
+        notice.body,
+        settings.DEFAULT_FROM_EMAIL,
+        [notice.to_email],
+        headers={"X-Notice-Key": notice_key(notice), "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"},
+        connection=mail,
+    )
 
 
 def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
@@ -171,7 +207,8 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
             results[pk] = "missing"
         elif notice.status not in _CLAIMABLE:
             results[pk] = {OutboxStatus.SENT: "already sent", OutboxStatus.SENDING: "busy"}.get(
-                notice.status, "uncertain")
+                notice.status, "uncertain"
+            )
         elif notice.attempts >= MAX_SEND_ATTEMPTS:
             results[pk] = "gave up"
         else:
@@ -187,8 +224,11 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
                 except Exception as exc:
                     # Nothing was claimed: every notice still to send failed this time (retried with backoff).
                     Notice.objects.filter(pk__in=[n.pk for n in todo[position:]], status__in=_CLAIMABLE).update(
-                        status=OutboxStatus.FAILED, attempts=F("attempts") + 1, claimed_at=timezone.now(),
-                        last_error=f"{type(exc).__name__}: {exc}"[:2000])
+                        status=OutboxStatus.FAILED,
+                        attempts=F("attempts") + 1,
+                        claimed_at=timezone.now(),
+                        last_error=f"{type(exc).__name__}: {exc}"[:2000],
+                    )
                     raise
             results[notice.pk], error = _deliver_one(notice, mail)
             if results[notice.pk] == "failed":
@@ -206,23 +246,37 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
 
 def _deliver_one(notice: Notice, mail) -> tuple[str, Exception | None]:
     claimed = Notice.objects.filter(pk=notice.pk, status__in=_CLAIMABLE).update(
-        status=OutboxStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now())
+        status=OutboxStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now()
+    )
     if not claimed:
         return "busy", None
     try:
         _message(notice, mail).send(fail_silently=False)
     except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
         # The server answered "no": the message did not leave. Retried later.
-        _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.FAILED,
-                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        _record(
+            notice.pk,
+            from_statuses=(OutboxStatus.SENDING,),
+            status=OutboxStatus.FAILED,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
         return "failed", exc
     except Exception as exc:  # noqa: BLE001 - it may have left: never send it again
         logger.warning("notice %s may or may not have been sent: %s", notice.pk, exc)
-        _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.UNCERTAIN,
-                last_error=f"{type(exc).__name__}: {exc}"[:2000])
+        _record(
+            notice.pk,
+            from_statuses=(OutboxStatus.SENDING,),
+            status=OutboxStatus.UNCERTAIN,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
         return "uncertain", None
-    _record(notice.pk, from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.SENT, sent_at=timezone.now(),
-            last_error="")
+    _record(
+        notice.pk,
+        from_statuses=(OutboxStatus.SENDING,),
+        status=OutboxStatus.SENT,
+        sent_at=timezone.now(),
+        last_error="",
+    )
     return "sent", None
 
 
@@ -237,8 +291,9 @@ def _retry_after(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def outbox_sweep(*, now: datetime, grace: timedelta, sending_timeout: timedelta,
-                 send: Callable[[int], None] | None = None) -> OutboxSweep:
+def outbox_sweep(
+    *, now: datetime, grace: timedelta, sending_timeout: timedelta, send: Callable[[int], None] | None = None
+) -> OutboxSweep:
     """Re-enqueue what was committed but never sent, in the current agency schema.
 
     A notice's send task can be lost: the worker died between the commit and the after-commit enqueue, the
@@ -251,14 +306,20 @@ def outbox_sweep(*, now: datetime, grace: timedelta, sending_timeout: timedelta,
     stale = Notice.objects.filter(status=OutboxStatus.SENDING, claimed_at__lt=now - sending_timeout)
     result.uncertain = stale.update(
         status=OutboxStatus.UNCERTAIN,
-        last_error="The sender stopped while sending; not sent again so that it is never sent twice.")
+        last_error="The sender stopped while sending; not sent again so that it is never sent twice.",
+    )
     due = []
     # Once enqueued again, a notice waits another grace period before the next re-enqueue: a long but
     # healthy queue is not flooded with copies.
-    for pk, status, attempts, claimed_at, created_at in Notice.objects.filter(
-            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED], attempts__lt=MAX_SEND_ATTEMPTS,
-            created_at__lt=now - grace).exclude(requeued_at__gte=now - grace).values_list(
-            "pk", "status", "attempts", "claimed_at", "created_at"):
+    for pk, status, attempts, claimed_at, created_at in (
+        Notice.objects.filter(
+            status__in=[OutboxStatus.PENDING, OutboxStatus.FAILED],
+            attempts__lt=MAX_SEND_ATTEMPTS,
+            created_at__lt=now - grace,
+        )
+        .exclude(requeued_at__gte=now - grace)
+        .values_list("pk", "status", "attempts", "claimed_at", "created_at")
+    ):
         last = claimed_at or created_at
         if status == OutboxStatus.PENDING or last + _retry_after(attempts) <= now:
             due.append(pk)
@@ -284,10 +345,16 @@ def notice_template_save(*, kind: str, subject: str, body: str, actor) -> Notice
         current = NoticeTemplate.objects.select_for_update().filter(kind=kind).first()
         before = {"subject": current.subject, "body": current.body} if current else {}
         template, _ = NoticeTemplate.objects.update_or_create(
-            kind=kind, defaults={"subject": subject, "body": body,
-                                 "updated_by": getattr(actor, "email", "") or str(actor or "")})
-        audit_record(actor=actor, action="notice_template.save", obj=template, before=before,
-                     after={"subject": subject, "body": body})
+            kind=kind,
+            defaults={"subject": subject, "body": body, "updated_by": getattr(actor, "email", "") or str(actor or "")},
+        )
+        audit_record(
+            actor=actor,
+            action="notice_template.save",
+            obj=template,
+            before=before,
+            after={"subject": subject, "body": body},
+        )
     return template
 
 
@@ -297,8 +364,12 @@ def notice_template_reset(*, kind: str, actor) -> None:
         template = NoticeTemplate.objects.select_for_update().filter(kind=kind).first()
         if template is None:
             return
-        audit_record(actor=actor, action="notice_template.reset", obj=template,
-                     before={"subject": template.subject, "body": template.body})
+        audit_record(
+            actor=actor,
+            action="notice_template.reset",
+            obj=template,
+            before={"subject": template.subject, "body": template.body},
+        )
         template.delete()
 
 

@@ -19,8 +19,10 @@ PORT = os.environ.get("DEMO_PORT", "8000")
 
 
 def main() -> int:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE",
-                                                                   "agencybilling.settings.local")}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "agencybilling.settings.local"),
+    }
     local = ROOT / ".local"
     local.mkdir(exist_ok=True)
     for step in (["migrate_schemas", "--executor", "standard", "-v", "0"], ["load_demo"]):
@@ -30,10 +32,34 @@ def main() -> int:
 
     commands = {
         "web": [PY, "manage.py", "runserver", f"127.0.0.1:{PORT}", "--noreload"],
-        "worker": [PY, "-m", "celery", "-A", "agencybilling", "worker", "--loglevel", "INFO",
-                   "--concurrency", "2", "--hostname", "demo@%h"],
-        "beat": [PY, "-m", "celery", "-A", "agencybilling", "beat", "--loglevel", "INFO",
-                 "--schedule", str(local / "celerybeat-schedule"), "--pidfile", ""],
+        "worker": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "agencybilling",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+            "--hostname",
+            "demo@%h",
+        ],
+        "beat": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "agencybilling",
+            "beat",
+            "--loglevel",
+            "INFO",
+            "--schedule",
+            str(local / "celerybeat-schedule"),
+            "--pidfile",
+            "",
+        ],
     }
     procs: dict[str, subprocess.Popen] = {}
     stopping = False

@@ -38,8 +38,10 @@ def table(directory: Path) -> str:
     for path in sorted(directory.glob("*.json"), key=_sort_key):
         figures = json.loads(path.read_text())
         shown = "; ".join(f"{key} = {_value(value)}" for key, value in sorted(figures.items()) if key not in SKIP)
-        rows.append(f"| {figures.get('test', path.stem)} | {figures.get('size', '?')} | "
-                    f"{figures.get('recorded_at', '?')} | {shown.replace('|', '/')} |")
+        rows.append(
+            f"| {figures.get('test', path.stem)} | {figures.get('size', '?')} | "
+            f"{figures.get('recorded_at', '?')} | {shown.replace('|', '/')} |"
+        )
     return "\n".join(rows)
 
 
@@ -48,8 +50,10 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=ROOT / ".local" / "reliability")
     args = parser.parse_args()
     if not any(args.dir.glob("*.json")):
-        print(f"error: no figures in {args.dir}: run `make test-chaos` (or the tests in tests/reliability) first",
-              file=sys.stderr)
+        print(
+            f"error: no figures in {args.dir}: run `make test-chaos` (or the tests in tests/reliability) first",
+            file=sys.stderr,
+        )
         return 1
     print(table(args.dir))
     return 0

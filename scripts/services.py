@@ -109,8 +109,11 @@ def _ensure_system_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin", name],
+            check=True,
+            capture_output=True,
+        )
 
 
 def _make_traversable(path: Path, recursive: bool = True) -> None:
@@ -157,19 +160,49 @@ def ensure_postgres(started: Started) -> str:
             shutil.chown(data, system_user, system_user)
         log("initialising a private PostgreSQL cluster in .local/postgres")
         subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-sync", "--no-instructions"],
-            check=True, stdout=subprocess.DEVNULL, **_run_as(system_user),
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            **_run_as(system_user),
         )
 
     data.chmod(0o700)
     port = free_port()
     logfile = open(LOCAL / "postgres.log", "ab")
     proc = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data),
-         "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
-        stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True, **_run_as(system_user),
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-k",
+            str(data),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **_run_as(system_user),
     )
     started.procs.append(("PostgreSQL", proc.pid, signal.SIGINT))
     port_file.write_text(str(port))
@@ -181,8 +214,12 @@ def ensure_postgres(started: Started) -> str:
             break
         time.sleep(0.1)
     psql = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAq"]
-    exists = subprocess.run(psql + ["-c", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    exists = subprocess.run(
+        psql + ["-c", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     if not exists:
         subprocess.run(psql + ["-c", f"CREATE DATABASE {DB_NAME}"], check=True)
     log(f"started PostgreSQL on 127.0.0.1:{port} (pid {proc.pid})")
@@ -204,9 +241,26 @@ def ensure_redis(started: Started) -> str:
     port = free_port()
     logfile = open(LOCAL / "redis.log", "ab")
     proc = subprocess.Popen(
-        [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(rdir), "--daemonize", "no", "--pidfile", str(pid_file)],
-        stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(binary),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(rdir),
+            "--daemonize",
+            "no",
+            "--pidfile",
+            str(pid_file),
+        ],
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     started.procs.append(("Redis", proc.pid, signal.SIGTERM))
     port_file.write_text(str(port))

@@ -29,10 +29,12 @@ def pending_schemas(schemas: list[str], *, database: str = "default") -> list[st
         with_table = {row[0] for row in cursor.fetchall()}
         candidates = [schema for schema in schemas if schema in with_table]
         for start in range(0, len(candidates), CHUNK):
-            chunk = candidates[start:start + CHUNK]
+            chunk = candidates[start : start + CHUNK]
             sql = " UNION ALL ".join(
                 f"SELECT %s, count(*) FROM {connection.ops.quote_name(schema)}.django_migrations "
-                "WHERE app || '.' || name = ANY(%s)" for schema in chunk)
+                "WHERE app || '.' || name = ANY(%s)"
+                for schema in chunk
+            )
             params: list = []
             for schema in chunk:
                 params += [schema, expected]
@@ -52,10 +54,14 @@ def get_executor(codename: str | None = None):
             agencies = [schema for schema in tenants if schema != self.PUBLIC_SCHEMA_NAME]
             todo = set(pending_schemas(agencies, database=self.options.get("database") or self.TENANT_DB_ALIAS))
             if int(self.options.get("verbosity", 1)) >= 1 and len(agencies) > 1:
-                print(f"{len(agencies) - len(todo)} of {len(agencies)} agency schemas already hold every migration; "
-                      f"migrating {len(todo)}.", flush=True)
+                print(
+                    f"{len(agencies) - len(todo)} of {len(agencies)} agency schemas already hold every migration; "
+                    f"migrating {len(todo)}.",
+                    flush=True,
+                )
             return super().run_migrations(
-                tenants=[schema for schema in tenants if schema == self.PUBLIC_SCHEMA_NAME or schema in todo])
+                tenants=[schema for schema in tenants if schema == self.PUBLIC_SCHEMA_NAME or schema in todo]
+            )
 
     SkipUpToDateExecutor.codename = base.codename
     return SkipUpToDateExecutor

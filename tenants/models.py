@@ -57,9 +57,10 @@ class PlanProduct(models.Model):
         ordering = ["code"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "code"], name="plan_product_code_unique"),
-            models.CheckConstraint(condition=models.Q(unit_price_minor__gte=0, included_quantity__gte=0,
-                                                      overage_unit_price_minor__gte=0),
-                                   name="plan_product_non_negative"),
+            models.CheckConstraint(
+                condition=models.Q(unit_price_minor__gte=0, included_quantity__gte=0, overage_unit_price_minor__gte=0),
+                name="plan_product_non_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,8 +118,9 @@ class Agency(TenantMixin):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(billing_day__gte=1, billing_day__lte=28),
-                                   name="agency_billing_day_1_28"),
+            models.CheckConstraint(
+                condition=models.Q(billing_day__gte=1, billing_day__lte=28), name="agency_billing_day_1_28"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,8 +25,9 @@ def agency_domain(slug: str) -> str:
     return f"{slug}.{settings.BASE_DOMAIN}"
 
 
-def agency_create(*, slug: str, name: str, time_zone: str = "UTC", currency: str = "USD",
-                  billing_day: int = 1) -> Agency:
+def agency_create(
+    *, slug: str, name: str, time_zone: str = "UTC", currency: str = "USD", billing_day: int = 1
+) -> Agency:
     """Create an agency, its schema (migrated) and its domain `<slug>.<BASE_DOMAIN>`."""
     errors: dict[str, list[str]] = {}
     try:
@@ -48,8 +49,9 @@ def agency_create(*, slug: str, name: str, time_zone: str = "UTC", currency: str
     if errors:
         raise ApplicationError("The agency could not be created.", fields=errors)
     with transaction.atomic():
-        agency = Agency(schema_name=slug, name=name, time_zone=time_zone, currency=currency.upper(),
-                        billing_day=billing_day)
+        agency = Agency(
+            schema_name=slug, name=name, time_zone=time_zone, currency=currency.upper(), billing_day=billing_day
+        )
         # A spare schema migrated ahead of time becomes the agency's (tenants/spares.py); else it is migrated now.
         if settings.TENANT_SPARE_SCHEMAS and spare_schema_claim(slug=slug):
             agency.auto_create_schema = False
@@ -73,9 +75,16 @@ def _amount_errors(value: object, field: str, errors: dict[str, list[str]]) -> N
         errors.setdefault(field, []).append("The amount cannot be negative.")
 
 
-def partner_plan_create(*, name: str, currency: str, package_minimum_minor: int, license_fee_minor: int,
-                        products: list[dict] | None = None, taxes: list[dict] | None = None,
-                        fees: list[dict] | None = None) -> PartnerPlan:
+def partner_plan_create(
+    *,
+    name: str,
+    currency: str,
+    package_minimum_minor: int,
+    license_fee_minor: int,
+    products: list[dict] | None = None,
+    taxes: list[dict] | None = None,
+    fees: list[dict] | None = None,
+) -> PartnerPlan:
     """Create a partner plan (PLAN-1). products: {code, name, unit_price_minor, included_quantity,
     overage_unit_price_minor}; taxes: {name, rate_bp}; fees: {name, amount_minor}."""
     errors: dict[str, list[str]] = {}
@@ -105,25 +114,38 @@ def partner_plan_create(*, name: str, currency: str, package_minimum_minor: int,
     if errors:
         raise ApplicationError("The partner plan could not be created.", fields=errors)
     with transaction.atomic():
-        plan = PartnerPlan.objects.create(name=name.strip(), currency=currency,
-                                          package_minimum_minor=package_minimum_minor,
-                                          license_fee_minor=license_fee_minor)
-        PlanProduct.objects.bulk_create(PlanProduct(plan=plan, code=p["code"], name=p.get("name", p["code"]),
-                                                    unit_price_minor=p.get("unit_price_minor", 0),
-                                                    included_quantity=p.get("included_quantity", 0),
-                                                    overage_unit_price_minor=p.get("overage_unit_price_minor", 0))
-                                        for p in products or [])
+        plan = PartnerPlan.objects.create(
+            name=name.strip(),
+            currency=currency,
+            package_minimum_minor=package_minimum_minor,
+            license_fee_minor=license_fee_minor,
+        )
+        PlanProduct.objects.bulk_create(
+            PlanProduct(
+                plan=plan,
+                code=p["code"],
+                name=p.get("name", p["code"]),
+                unit_price_minor=p.get("unit_price_minor", 0),
+                included_quantity=p.get("included_quantity", 0),
+                overage_unit_price_minor=p.get("overage_unit_price_minor", 0),
+            )
+            for p in products or []
+        )
         PlanTax.objects.bulk_create(PlanTax(plan=plan, name=t["name"], rate_bp=t["rate_bp"]) for t in taxes or [])
-        PlanFee.objects.bulk_create(PlanFee(plan=plan, name=f["name"], amount_minor=f["amount_minor"])
-                                    for f in fees or [])
+        PlanFee.objects.bulk_create(
+            PlanFee(plan=plan, name=f["name"], amount_minor=f["amount_minor"]) for f in fees or []
+        )
     return plan
 
 
 def plan_assign(*, agency: Agency, plan: PartnerPlan) -> Agency:
     """Assign a partner plan; it must be in the agency's currency (one currency per agency, MON-1)."""
     if plan.currency != agency.currency:
-        raise ApplicationError(f"The plan is in {plan.currency} but the agency bills in {agency.currency}.",
-                               code="currency_mismatch", fields={"plan": ["Choose a plan in the agency's currency."]})
+        raise ApplicationError(
+            f"The plan is in {plan.currency} but the agency bills in {agency.currency}.",
+            code="currency_mismatch",
+            fields={"plan": ["Choose a plan in the agency's currency."]},
+        )
     Agency.objects.filter(pk=agency.pk).update(plan=plan)
     agency.plan = plan
     return agency

@@ -70,8 +70,9 @@ def spare_schema_claim(*, slug: str) -> bool:
             cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [name])
             if cursor.fetchone() is None or pending_schemas([name]):
                 continue  # taken meanwhile, or older than the latest migrations (the refill replaces it)
-            cursor.execute(f"ALTER SCHEMA {connection.ops.quote_name(name)} RENAME TO "
-                           f"{connection.ops.quote_name(slug)}")
+            cursor.execute(
+                f"ALTER SCHEMA {connection.ops.quote_name(name)} RENAME TO {connection.ops.quote_name(slug)}"
+            )
         return True
     return False
 

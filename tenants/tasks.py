@@ -104,8 +104,9 @@ def agency_sweep(*, schema_name: str) -> dict:
 
     now = timezone.now()
     grace = timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
-    outbox = outbox_sweep(now=now, grace=grace,
-                          sending_timeout=timedelta(seconds=settings.OUTBOX_SENDING_TIMEOUT_SECONDS))
+    outbox = outbox_sweep(
+        now=now, grace=grace, sending_timeout=timedelta(seconds=settings.OUTBOX_SENDING_TIMEOUT_SECONDS)
+    )
     agency = Agency.objects.get(schema_name=schema_name)
     attempts: dict = {"skipped": "day running"}
     with connection.cursor() as cursor:

@@ -15,15 +15,29 @@ def standard_plan(name: str = "Standard") -> PartnerPlan:
     if existing:
         return existing
     return partner_plan_create(
-        name=name, currency="USD", package_minimum_minor=20000, license_fee_minor=2500,
+        name=name,
+        currency="USD",
+        package_minimum_minor=20000,
+        license_fee_minor=2500,
         products=[
-            {"code": "listings", "name": "Listings", "unit_price_minor": 10, "included_quantity": 100,
-             "overage_unit_price_minor": 7},
-            {"code": "reviews", "name": "Reviews", "unit_price_minor": 0, "included_quantity": 50,
-             "overage_unit_price_minor": 25},
+            {
+                "code": "listings",
+                "name": "Listings",
+                "unit_price_minor": 10,
+                "included_quantity": 100,
+                "overage_unit_price_minor": 7,
+            },
+            {
+                "code": "reviews",
+                "name": "Reviews",
+                "unit_price_minor": 0,
+                "included_quantity": 50,
+                "overage_unit_price_minor": 25,
+            },
         ],
         taxes=[{"name": "Platform tax", "rate_bp": 500}],
-        fees=[{"name": "Processing fee", "amount_minor": 999}])
+        fees=[{"name": "Processing fee", "amount_minor": 999}],
+    )
 
 
 def with_plan(agency: Agency, plan: PartnerPlan | None = None) -> Agency:

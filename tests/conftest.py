@@ -22,8 +22,9 @@ def ensure_agency(slug: str) -> Agency:
     connection.set_schema_to_public()
     agency = Agency.objects.filter(schema_name=slug).first()
     if agency is None:
-        agency = Agency(schema_name=slug, name=f"{slug.title()} Agency", time_zone="America/New_York",
-                        currency="USD", billing_day=1)
+        agency = Agency(
+            schema_name=slug, name=f"{slug.title()} Agency", time_zone="America/New_York", currency="USD", billing_day=1
+        )
         if schema_exists(slug):
             agency.auto_create_schema = False
         agency.save()
@@ -36,7 +37,8 @@ def truncate_tenant_tables(slug: str) -> None:
     connection.set_schema_to_public()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'django_migrations'", [slug])
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'django_migrations'", [slug]
+        )
         tables = [row[0] for row in cursor.fetchall()]
         if tables:
             cursor.execute("TRUNCATE " + ", ".join(f'"{slug}"."{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
@@ -51,9 +53,11 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 
 def _agency_fixture(request: pytest.FixtureRequest, slug: str) -> Agency:
-    transactional = bool({"transactional_db", "live_server"} & set(request.fixturenames)) or \
-        request.node.get_closest_marker("django_db") is not None and \
-        request.node.get_closest_marker("django_db").kwargs.get("transaction", False)
+    transactional = (
+        bool({"transactional_db", "live_server"} & set(request.fixturenames))
+        or request.node.get_closest_marker("django_db") is not None
+        and request.node.get_closest_marker("django_db").kwargs.get("transaction", False)
+    )
     if transactional:
         request.getfixturevalue("transactional_db")
         request.addfinalizer(lambda: truncate_tenant_tables(slug))

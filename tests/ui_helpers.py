@@ -41,14 +41,15 @@ class Scenario:
     admin: object
     junior: object
     seller: object
-    paying: Client      # card that pays: Paid
-    declining: Client   # card that declines: Retrying
+    paying: Client  # card that pays: Paid
+    declining: Client  # card that declines: Retrying
     junior_client: Client  # assigned to the Jr. Salesperson, no payment method: Uncollectable
     months: list[date]
 
 
-def billed_agency(agency, *, months: tuple[date, ...] = (date(2027, 1, 1), date(2027, 2, 1)),
-                  password: str = "pw-correct-horse-9") -> Scenario:
+def billed_agency(
+    agency, *, months: tuple[date, ...] = (date(2027, 1, 1), date(2027, 2, 1)), password: str = "pw-correct-horse-9"
+) -> Scenario:
     """Three clients billed and collected on each of `months` (billing day 1)."""
     agency = with_plan(agency)
     if not agency.connected_account_id:
@@ -60,14 +61,29 @@ def billed_agency(agency, *, months: tuple[date, ...] = (date(2027, 1, 1), date(
     tag = agency.schema_name
     with schema_context(agency.schema_name):
         tax = tax_rate_create(name="State sales tax", rate_bp=825)
-        paying = client_create(name=f"Paying Plumbing {tag.title()}", email=f"pay@{tag}.example",
-                               activated_on=date(2026, 12, 1), license_price_minor=19900, taxes=[tax],
-                               salesperson=seller)
+        paying = client_create(
+            name=f"Paying Plumbing {tag.title()}",
+            email=f"pay@{tag}.example",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=19900,
+            taxes=[tax],
+            salesperson=seller,
+        )
         service_line_add(client=paying, description="Social media management", amount_minor=25000)
-        declining = client_create(name=f"Declining Dental {tag.title()}", email=f"decline@{tag}.example",
-                                  activated_on=date(2026, 12, 1), license_price_minor=9900, salesperson=seller)
-        junior_client = client_create(name=f"Junior Juice {tag.title()}", email=f"junior@{tag}.example",
-                                      activated_on=date(2026, 12, 1), license_price_minor=4900, salesperson=junior)
+        declining = client_create(
+            name=f"Declining Dental {tag.title()}",
+            email=f"decline@{tag}.example",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=9900,
+            salesperson=seller,
+        )
+        junior_client = client_create(
+            name=f"Junior Juice {tag.title()}",
+            email=f"junior@{tag}.example",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=4900,
+            salesperson=junior,
+        )
         payment_method_attach(client=paying, token=f"pm_card_visa:{tag}-paying")
         payment_method_attach(client=declining, token=f"pm_card_visa_chargeDeclined:{tag}-declining")
     for month in months:

@@ -109,20 +109,30 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
     page = Paginator(charges, PAGE_SIZE).get_page(request.GET.get("page"))
     latest = max(filter(None, [today_month, last]))
     context = {
-        "month": month, "status": status, "page": page, "summary": summary, "amounts": amounts, "own": own,
+        "month": month,
+        "status": status,
+        "page": page,
+        "summary": summary,
+        "amounts": amounts,
+        "own": own,
         "currency": agency.currency,
         "prev_month": add_months(month, -1) if first is not None and first < month else None,
         "next_month": add_months(month, 1) if month < latest else None,
-        "statuses": [(s, ChargeStatus(s).label, summary.by_status.get(s, {}).get("count", 0))
-                     for s in ChargeStatus.values],
-        "agency_invoice": (agency_invoice_for_month(agency_id=agency.pk, month=month)
-                           if has_capability(user, C.VIEW_BILLING) else None),  # type: ignore[arg-type]
+        "statuses": [
+            (s, ChargeStatus(s).label, summary.by_status.get(s, {}).get("count", 0)) for s in ChargeStatus.values
+        ],
+        "agency_invoice": (
+            agency_invoice_for_month(agency_id=agency.pk, month=month) if has_capability(user, C.VIEW_BILLING) else None
+        ),  # type: ignore[arg-type]
         "chart": build_chart(twelve_months(last_month=month, clients=scope), agency.currency) if amounts else None,
     }
     if context["agency_invoice"] is not None:
         context["agency_invoice_status"] = invoice_status(c.status for c in context["agency_invoice"].charges.all())
-    template = "agency/_charges.html" if _is_htmx(request) and request.headers.get("HX-Target") == "charges" \
+    template = (
+        "agency/_charges.html"
+        if _is_htmx(request) and request.headers.get("HX-Target") == "charges"
         else "agency/overview.html"
+    )
     return render(request, template, context)
 
 
@@ -139,8 +149,9 @@ def client_invoice_pdf(request: HttpRequest, public_id) -> HttpResponse:
 
 @staff_view(C.VIEW_BILLING)
 def agency_invoice_pdf_view(request: HttpRequest, public_id) -> HttpResponse:
-    invoice = get_object_or_404(AgencyInvoice.objects.select_related("agency"), public_id=public_id,
-                                agency_id=request.tenant.pk)  # type: ignore[attr-defined]
+    invoice = get_object_or_404(
+        AgencyInvoice.objects.select_related("agency"), public_id=public_id, agency_id=request.tenant.pk
+    )  # type: ignore[attr-defined]
     return pdf_response(agency_invoice_pdf(invoice=invoice), pdf_filename(invoice))
 
 
@@ -150,59 +161,95 @@ def agency_invoice_pdf_view(request: HttpRequest, public_id) -> HttpResponse:
 @staff_view(SEE_BILLING)
 def client_list(request: HttpRequest) -> HttpResponse:
     form = SearchForm(request.GET or None)
-    clients = visible_clients(request.user).select_related("salesperson").annotate(  # type: ignore[arg-type]
-        has_method=Exists(PaymentMethod.objects.filter(client=OuterRef("pk"), removed_at__isnull=True)))
+    clients = (
+        visible_clients(request.user)
+        .select_related("salesperson")
+        .annotate(  # type: ignore[arg-type]
+            has_method=Exists(PaymentMethod.objects.filter(client=OuterRef("pk"), removed_at__isnull=True))
+        )
+    )
     query = form.cleaned_data.get("q", "") if form.is_valid() else ""
     if query:
         clients = clients.filter(Q(name__icontains=query) | Q(email__icontains=query))
     page = Paginator(clients.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
-    return render(request, "agency/client_list.html", {
-        "form": form, "page": page, "query": query, "amounts": shows_amounts(request.user),  # type: ignore[arg-type]
-        "currency": request.tenant.currency})  # type: ignore[attr-defined]
+    return render(
+        request,
+        "agency/client_list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query,
+            "amounts": shows_amounts(request.user),  # type: ignore[arg-type]
+            "currency": request.tenant.currency,
+        },
+    )  # type: ignore[attr-defined]
 
 
 def _client_for(request: HttpRequest, public_id) -> Client:
-    return get_object_or_404(visible_clients(request.user).select_related("salesperson", "group"),  # type: ignore[arg-type]
-                             public_id=public_id)
+    return get_object_or_404(
+        visible_clients(request.user).select_related("salesperson", "group"),  # type: ignore[arg-type]
+        public_id=public_id,
+    )
 
 
 def _config_initial(client: Client, currency: str) -> dict:
     from core.money import format_minor
 
-    return {"license_price": format_minor(client.license_price_minor, currency),
-            "taxes": list(client.taxes.all()), "billing_day": client.billing_day,
-            "autopay_days": ", ".join(str(d) for d in client.autopay_days), "salesperson": client.salesperson}
+    return {
+        "license_price": format_minor(client.license_price_minor, currency),
+        "taxes": list(client.taxes.all()),
+        "billing_day": client.billing_day,
+        "autopay_days": ", ".join(str(d) for d in client.autopay_days),
+        "salesperson": client.salesperson,
+    }
 
 
-def _client_page(request: HttpRequest, client: Client, *, config_form=None, line_form=None, reason_form=None,
-                 status: int = 200) -> HttpResponse:
+def _client_page(
+    request: HttpRequest, client: Client, *, config_form=None, line_form=None, reason_form=None, status: int = 200
+) -> HttpResponse:
     agency, user = request.tenant, request.user  # type: ignore[attr-defined]
     can_edit = has_capability(user, C.EDIT_CLIENT_CONFIG)  # type: ignore[arg-type]
     if config_form is None:
-        config_form = ClientConfigForm(initial=_config_initial(client, agency.currency), currency=agency.currency,
-                                       agency_billing_day=agency.billing_day)
+        config_form = ClientConfigForm(
+            initial=_config_initial(client, agency.currency),
+            currency=agency.currency,
+            agency_billing_day=agency.billing_day,
+        )
     if not can_edit:
         for f in config_form.fields.values():
             f.disabled = True
-    charges = list(client.charges.select_related("invoice").annotate(attempt_count=attempt_count())
-                   .order_by("-due_on", "-installment")[:12])
+    charges = list(
+        client.charges.select_related("invoice")
+        .annotate(attempt_count=attempt_count())
+        .order_by("-due_on", "-installment")[:12]
+    )
     requests = list(SupportRequest.objects.filter(client=client, status="OPEN"))
     retry_requested = {r.charge_id for r in requests if r.kind == RequestKind.RETRY}
-    return render(request, "agency/client_detail.html", {
-        "client": client, "config_form": config_form, "can_edit": can_edit,
-        "can_request": has_capability(user, C.REQUEST_SUPPORT),  # type: ignore[arg-type]
-        "amounts": shows_amounts(user), "currency": agency.currency,  # type: ignore[arg-type]
-        "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
-        "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
-        "reason_form": reason_form or ReasonForm(),
-        "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
-        "charges": charges, "retry_requested": retry_requested,
-        "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
-        "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
-        # The notice log carries amounts, so it is for the roles that see them (as the API's notices list).
-        "notices": list(notices_about_client(client_public_id=str(client.public_id))[:20])
-        if shows_amounts(user) else [],  # type: ignore[arg-type]
-    }, status=status)
+    return render(
+        request,
+        "agency/client_detail.html",
+        {
+            "client": client,
+            "config_form": config_form,
+            "can_edit": can_edit,
+            "can_request": has_capability(user, C.REQUEST_SUPPORT),  # type: ignore[arg-type]
+            "amounts": shows_amounts(user),
+            "currency": agency.currency,  # type: ignore[arg-type]
+            "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
+            "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
+            "reason_form": reason_form or ReasonForm(),
+            "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
+            "charges": charges,
+            "retry_requested": retry_requested,
+            "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
+            "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
+            # The notice log carries amounts, so it is for the roles that see them (as the API's notices list).
+            "notices": list(notices_about_client(client_public_id=str(client.public_id))[:20])
+            if shows_amounts(user)
+            else [],  # type: ignore[arg-type]
+        },
+        status=status,
+    )
 
 
 @staff_view(SEE_BILLING)
@@ -217,9 +264,15 @@ def client_detail(request: HttpRequest, public_id) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            client_configure(client=client, license_price_minor=data["license_price"], taxes=list(data["taxes"]),
-                             billing_day=data["billing_day"], autopay_days=data["autopay_days"],
-                             salesperson=data["salesperson"], actor=request.user)  # type: ignore[arg-type]
+            client_configure(
+                client=client,
+                license_price_minor=data["license_price"],
+                taxes=list(data["taxes"]),
+                billing_day=data["billing_day"],
+                autopay_days=data["autopay_days"],
+                salesperson=data["salesperson"],
+                actor=request.user,
+            )  # type: ignore[arg-type]
         except ApplicationError as exc:
             form.apply_error(exc)
         else:
@@ -230,10 +283,19 @@ def client_detail(request: HttpRequest, public_id) -> HttpResponse:
 
 def _lines_partial(request: HttpRequest, client: Client, line_form=None, status: int = 200) -> HttpResponse:
     agency = request.tenant  # type: ignore[attr-defined]
-    return render(request, "agency/_service_lines.html", {
-        "client": client, "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
-        "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
-        "can_edit": True, "amounts": True, "currency": agency.currency}, status=status)
+    return render(
+        request,
+        "agency/_service_lines.html",
+        {
+            "client": client,
+            "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
+            "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
+            "can_edit": True,
+            "amounts": True,
+            "currency": agency.currency,
+        },
+        status=status,
+    )
 
 
 @require_POST
@@ -243,9 +305,14 @@ def service_line_create(request: HttpRequest, public_id) -> HttpResponse:
     form = ServiceLineForm(request.POST, currency=request.tenant.currency)  # type: ignore[attr-defined]
     if form.is_valid():
         try:
-            service_line_add(client=client, description=form.cleaned_data["description"],
-                             amount_minor=form.cleaned_data["amount"], one_time=form.cleaned_data["one_time"],
-                             taxable=form.cleaned_data["taxable"], actor=request.user)  # type: ignore[arg-type]
+            service_line_add(
+                client=client,
+                description=form.cleaned_data["description"],
+                amount_minor=form.cleaned_data["amount"],
+                one_time=form.cleaned_data["one_time"],
+                taxable=form.cleaned_data["taxable"],
+                actor=request.user,
+            )  # type: ignore[arg-type]
         except ApplicationError as exc:
             form.apply_error(exc)
         else:
@@ -293,8 +360,11 @@ def client_agency_invoiced_request(request: HttpRequest, public_id) -> HttpRespo
     form = ReasonForm(request.POST)
     if form.is_valid():
         try:
-            agency_invoiced_request(client=client, user=request.user,  # type: ignore[arg-type]
-                                    reason=form.cleaned_data["reason"])
+            agency_invoiced_request(
+                client=client,
+                user=request.user,  # type: ignore[arg-type]
+                reason=form.cleaned_data["reason"],
+            )
         except ApplicationError as exc:
             form.apply_error(exc)
         else:
@@ -310,7 +380,8 @@ def _setup_initial(agency, settings: BillingSettings) -> dict:
     from core.money import format_minor
 
     initial = {
-        "billing_day": agency.billing_day, "time_zone": agency.time_zone,
+        "billing_day": agency.billing_day,
+        "time_zone": agency.time_zone,
         "grace_period_days": settings.grace_period_days,
         "overdue_threshold": format_minor(settings.overdue_threshold_minor, agency.currency),
         "statement_days_before": settings.statement_days_before,
@@ -318,8 +389,10 @@ def _setup_initial(agency, settings: BillingSettings) -> dict:
         "statement_third_after_days": settings.statement_third_after_days,
         "overdue_second_after_days": settings.overdue_second_after_days,
         "overdue_third_after_days": settings.overdue_third_after_days,
-        "retries_enabled": settings.retries_enabled, "brand_color": agency.brand_color,
-        "address": agency.address, "email": agency.email,
+        "retries_enabled": settings.retries_enabled,
+        "brand_color": agency.brand_color,
+        "address": agency.address,
+        "email": agency.email,
     }
     order = list(settings.category_order) or list(DEFAULT_CATEGORY_ORDER)
     for position, category in enumerate(order, start=1):
@@ -336,10 +409,23 @@ def billing_setup(request: HttpRequest) -> HttpResponse:
         form = BillingSetupForm(request.POST, request.FILES, currency=agency.currency)
         if form.is_valid():
             data = form.cleaned_data
-            values = {k: data[k] for k in (
-                "billing_day", "time_zone", "grace_period_days", "statement_days_before",
-                "statement_second_after_days", "statement_third_after_days", "overdue_second_after_days",
-                "overdue_third_after_days", "retries_enabled", "brand_color", "address", "email")}
+            values = {
+                k: data[k]
+                for k in (
+                    "billing_day",
+                    "time_zone",
+                    "grace_period_days",
+                    "statement_days_before",
+                    "statement_second_after_days",
+                    "statement_third_after_days",
+                    "overdue_second_after_days",
+                    "overdue_third_after_days",
+                    "retries_enabled",
+                    "brand_color",
+                    "address",
+                    "email",
+                )
+            }
             values["overdue_threshold_minor"] = data["overdue_threshold"]
             values["category_order"] = [data[f"category_{i}"] for i in range(1, len(DEFAULT_CATEGORY_ORDER) + 1)]
             try:
@@ -408,8 +494,9 @@ def template_edit(request: HttpRequest, kind: str) -> HttpResponse:
         form = TemplateForm(request.POST)
         if form.is_valid():
             try:
-                notice_template_save(kind=kind, subject=form.cleaned_data["subject"],
-                                     body=form.cleaned_data["body"], actor=request.user)
+                notice_template_save(
+                    kind=kind, subject=form.cleaned_data["subject"], body=form.cleaned_data["body"], actor=request.user
+                )
             except ApplicationError as exc:
                 form.apply_error(exc)
             else:
@@ -417,8 +504,12 @@ def template_edit(request: HttpRequest, kind: str) -> HttpResponse:
                 return redirect("template-edit", kind=kind)
         status = 400
     else:
-        form = TemplateForm(initial={"subject": custom.subject if custom else spec.subject,
-                                     "body": custom.body if custom else spec.body})
+        form = TemplateForm(
+            initial={
+                "subject": custom.subject if custom else spec.subject,
+                "body": custom.body if custom else spec.body,
+            }
+        )
     context = {"kind": kind, "label": NoticeKind(kind).label, "spec": spec, "form": form, "custom": custom}
     if form.is_bound:
         form.is_valid()
@@ -445,9 +536,14 @@ def plan_summary(request: HttpRequest) -> HttpResponse:
     plan = agency.plan
     context = {"plan": plan, "currency": plan.currency if plan else agency.currency}
     if plan is not None:
-        context.update({"products": list(plan.products.all()), "taxes": list(plan.taxes.all()),
-                        "fees": list(plan.fees.all()),
-                        "active_clients": Client.objects.filter(deactivated_on__isnull=True).count()})
+        context.update(
+            {
+                "products": list(plan.products.all()),
+                "taxes": list(plan.taxes.all()),
+                "fees": list(plan.fees.all()),
+                "active_clients": Client.objects.filter(deactivated_on__isnull=True).count(),
+            }
+        )
     return render(request, "agency/plan.html", context)
 
 
@@ -459,11 +555,20 @@ def _send_invite(request: HttpRequest):
     base = request.build_absolute_uri("/")[:-1]
 
     def send(user: User) -> None:
-        link = base + reverse("invite-accept", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-                                                        "token": default_token_generator.make_token(user)})
-        send_mail(f"You are invited to {agency_name} billing",
-                  f"Hello,\n\nYou have been invited to {agency_name}'s billing as {user.get_role_display()}.\n"  # type: ignore[attr-defined]
-                  f"Choose your password here: {link}\n\nThe link works once.\n", None, [user.email])
+        link = base + reverse(
+            "invite-accept",
+            kwargs={
+                "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                "token": default_token_generator.make_token(user),
+            },
+        )
+        send_mail(
+            f"You are invited to {agency_name} billing",
+            f"Hello,\n\nYou have been invited to {agency_name}'s billing as {user.get_role_display()}.\n"  # type: ignore[attr-defined]
+            f"Choose your password here: {link}\n\nThe link works once.\n",
+            None,
+            [user.email],
+        )
 
     return send
 
@@ -477,19 +582,27 @@ def user_list(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = form.cleaned_data
             try:
-                user_invite(email=data["email"], role=data["role"], actor=request.user,  # type: ignore[arg-type]
-                            first_name=data["first_name"], last_name=data["last_name"], client=data["client"],
-                            send=_send_invite(request))
+                user_invite(
+                    email=data["email"],
+                    role=data["role"],
+                    actor=request.user,  # type: ignore[arg-type]
+                    first_name=data["first_name"],
+                    last_name=data["last_name"],
+                    client=data["client"],
+                    send=_send_invite(request),
+                )
             except ApplicationError as exc:
                 form.apply_error(exc)
             else:
                 messages.success(request, f"Invitation sent to {data['email'].strip().lower()}.")
                 return redirect("user-list")
         status = 400
-    users = User.objects.filter(role__in=[*AGENCY_STAFF_ROLES, "CLIENT"]).select_related("client_link__client") \
+    users = (
+        User.objects.filter(role__in=[*AGENCY_STAFF_ROLES, "CLIENT"])
+        .select_related("client_link__client")
         .order_by("role", "email")
-    return render(request, "agency/users.html", {"users": users, "form": form, "role_form": RoleForm()},
-                  status=status)
+    )
+    return render(request, "agency/users.html", {"users": users, "form": form, "role_form": RoleForm()}, status=status)
 
 
 @require_POST
@@ -539,8 +652,9 @@ def agency_logo(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(data, content_type=mimetypes.guess_type(agency.logo.name)[0] or "image/png")
     response["Cache-Control"] = "public, max-age=300"
     # Opened on its own, an image is a document of this origin: it may run nothing and load nothing.
-    response["Content-Security-Policy"] = ("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; "
-                                           "sandbox")
+    response["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox"
+    )
     return response
 
 

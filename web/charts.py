@@ -28,10 +28,10 @@ class Chart:
     width: int
     height: int
     bars: list[Bar]
-    months: list[tuple[int, str]]       # (x of the label's centre, "Jan")
-    gridlines: list[tuple[int, str]]    # (y, amount label)
+    months: list[tuple[int, str]]  # (x of the label's centre, "Jan")
+    gridlines: list[tuple[int, str]]  # (y, amount label)
     baseline: int
-    rows: list[dict]                    # the same numbers as a table, for screen readers and small screens
+    rows: list[dict]  # the same numbers as a table, for screen readers and small screens
 
 
 def _nice_ceiling(value: int) -> int:
@@ -55,12 +55,23 @@ def build_chart(months: list[MonthTotals], currency: str) -> Chart:
     bars, labels, rows = [], [], []
     for index, month in enumerate(months):
         x0 = LEFT + index * slot + (slot - bar_w * 3) // 2
-        values = {"billed": month.billed_minor, "collected": month.collected_minor,
-                  "outstanding": month.outstanding_minor}
+        values = {
+            "billed": month.billed_minor,
+            "collected": month.collected_minor,
+            "outstanding": month.outstanding_minor,
+        }
         for offset, (key, name) in enumerate(SERIES):
             height = values[key] * plot_h // top
-            bars.append(Bar(x0 + offset * bar_w, TOP + plot_h - height, bar_w - 1, height, key,
-                            f"{month.month:%B %Y} {name.lower()}: {format_minor(values[key], currency)} {currency}"))
+            bars.append(
+                Bar(
+                    x0 + offset * bar_w,
+                    TOP + plot_h - height,
+                    bar_w - 1,
+                    height,
+                    key,
+                    f"{month.month:%B %Y} {name.lower()}: {format_minor(values[key], currency)} {currency}",
+                )
+            )
         labels.append((LEFT + index * slot + slot // 2, month.month.strftime("%b")))
         rows.append({"month": month.month, **{k: format_minor(v, currency) for k, v in values.items()}})
     grid = [(TOP + plot_h - plot_h * i // 4, format_minor(top * i // 4, currency)) for i in range(5)]

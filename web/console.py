@@ -42,11 +42,13 @@ def console_home(request: HttpRequest) -> HttpResponse:
     open_requests = []
     for agency in agencies:
         with schema_context(agency.schema_name):
-            for req in SupportRequest.objects.filter(status="OPEN").select_related("client", "charge") \
-                    .order_by("created_at"):
+            for req in (
+                SupportRequest.objects.filter(status="OPEN").select_related("client", "charge").order_by("created_at")
+            ):
                 open_requests.append({"agency": agency, "request": req, "client": req.client, "charge": req.charge})
-    return render(request, "console/home.html", {"agencies": agencies, "open_requests": open_requests,
-                                                 "form": SearchForm()})
+    return render(
+        request, "console/home.html", {"agencies": agencies, "open_requests": open_requests, "form": SearchForm()}
+    )
 
 
 @support_view
@@ -58,8 +60,9 @@ def client_search(request: HttpRequest) -> HttpResponse:
     if query:
         for agency in Agency.objects.all():
             with schema_context(agency.schema_name):
-                found = Client.objects.filter(Q(name__icontains=query) | Q(email__icontains=query)) \
-                    .order_by("name")[:SEARCH_LIMIT]
+                found = Client.objects.filter(Q(name__icontains=query) | Q(email__icontains=query)).order_by("name")[
+                    :SEARCH_LIMIT
+                ]
                 results.extend({"agency": agency, "client": c} for c in found)
             if len(results) >= SEARCH_LIMIT * 4:
                 break
@@ -67,14 +70,21 @@ def client_search(request: HttpRequest) -> HttpResponse:
 
 
 def _client_context(agency: Agency, client: Client) -> dict:
-    charges = list(client.charges.select_related("invoice").annotate(attempt_count=attempt_count())
-                   .prefetch_related("attempts").order_by("-due_on", "-installment")[:12])
+    charges = list(
+        client.charges.select_related("invoice")
+        .annotate(attempt_count=attempt_count())
+        .prefetch_related("attempts")
+        .order_by("-due_on", "-installment")[:12]
+    )
     return {
-        "agency": agency, "client": client, "charges": charges,
+        "agency": agency,
+        "client": client,
+        "charges": charges,
         "requests": list(SupportRequest.objects.filter(client=client).order_by("-created_at")[:10]),
         "audit": list(AuditEntry.objects.filter(object_id=str(client.public_id))[:20]),
         "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
-        "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE), "currency": agency.currency,
+        "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
+        "currency": agency.currency,
     }
 
 
@@ -102,8 +112,12 @@ def client_agency_invoiced(request: HttpRequest, slug: str, public_id) -> HttpRe
                     agency_invoiced_clear(client=client, user=request.user, reason=form.cleaned_data["reason"])  # type: ignore[arg-type]
                     messages.success(request, f"{client.name} is no longer Agency Invoiced.")
                 else:
-                    agency_invoiced_set(client=client, user=request.user, reason=form.cleaned_data["reason"],  # type: ignore[arg-type]
-                                        today=business_today(agency))
+                    agency_invoiced_set(
+                        client=client,
+                        user=request.user,
+                        reason=form.cleaned_data["reason"],  # type: ignore[arg-type]
+                        today=business_today(agency),
+                    )
                     messages.success(request, f"{client.name} is now Agency Invoiced.")
             except ApplicationError as exc:
                 form.apply_error(exc)
@@ -137,13 +151,17 @@ def charge_retry(request: HttpRequest, slug: str, public_id, charge_id) -> HttpR
 def invoices(request: HttpRequest) -> HttpResponse:
     """Every agency's invoices (the platform's invoices to agencies), newest first."""
     agency_slug = request.GET.get("agency", "")
-    invoices = AgencyInvoice.objects.select_related("agency").prefetch_related("charges").order_by(
-        "-period_start", "agency__name")
+    invoices = (
+        AgencyInvoice.objects.select_related("agency")
+        .prefetch_related("charges")
+        .order_by("-period_start", "agency__name")
+    )
     if agency_slug:
         invoices = invoices.filter(agency__schema_name=agency_slug)
     page = Paginator(invoices, 50).get_page(request.GET.get("page"))
-    return render(request, "console/invoices.html", {"page": page, "agencies": Agency.objects.all(),
-                                                     "agency_slug": agency_slug})
+    return render(
+        request, "console/invoices.html", {"page": page, "agencies": Agency.objects.all(), "agency_slug": agency_slug}
+    )
 
 
 @support_view
@@ -152,14 +170,23 @@ def agency_detail(request: HttpRequest, slug: str) -> HttpResponse:
     agency = _agency(slug)
     month = parse_month(request.GET.get("month")) or business_today(agency).replace(day=1)
     with schema_context(agency.schema_name):
-        client_invoices = list(month_invoices(month).select_related("client").prefetch_related("charges")
-                               .order_by("number")[:200])
+        client_invoices = list(
+            month_invoices(month).select_related("client").prefetch_related("charges").order_by("number")[:200]
+        )
     from core.calendar import add_months
 
-    return render(request, "console/agency.html", {
-        "agency": agency, "month": month, "client_invoices": client_invoices,
-        "prev_month": add_months(month, -1), "next_month": add_months(month, 1),
-        "agency_invoices": AgencyInvoice.objects.filter(agency=agency).prefetch_related("charges")[:24]})
+    return render(
+        request,
+        "console/agency.html",
+        {
+            "agency": agency,
+            "month": month,
+            "client_invoices": client_invoices,
+            "prev_month": add_months(month, -1),
+            "next_month": add_months(month, 1),
+            "agency_invoices": AgencyInvoice.objects.filter(agency=agency).prefetch_related("charges")[:24],
+        },
+    )
 
 
 @support_view
@@ -200,5 +227,8 @@ def audit_trail(request: HttpRequest) -> HttpResponse:
             rows = rows.filter(action__icontains=action)
         entries.extend({"agency": None, "entry": e} for e in rows[:200])
     entries.sort(key=lambda item: (item["entry"].created_at, item["entry"].pk), reverse=True)
-    return render(request, "console/audit.html", {"entries": entries[:300], "agencies": Agency.objects.all(),
-                                                  "slug": slug, "action": action})
+    return render(
+        request,
+        "console/audit.html",
+        {"entries": entries[:300], "agencies": Agency.objects.all(), "slug": slug, "action": action},
+    )

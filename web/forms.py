@@ -36,8 +36,9 @@ class MoneyField(forms.CharField):
                 largest = format_minor(MAX_AMOUNT_MINOR, self.currency)
                 raise forms.ValidationError(f"Enter an amount of at most {largest}.", code="too_large") from None
             if "decimal places" in exc.message:
-                raise forms.ValidationError(f"Use at most {currency_exponent(self.currency)} decimal places.",
-                                            code="precision") from None
+                raise forms.ValidationError(
+                    f"Use at most {currency_exponent(self.currency)} decimal places.", code="precision"
+                ) from None
             raise forms.ValidationError(f"Enter an amount such as {example}.", code="invalid") from None
         if amount < 0 and not self.allow_negative:
             raise forms.ValidationError("The amount cannot be negative.", code="negative")
@@ -70,13 +71,16 @@ class ClientConfigForm(ServiceForm):
     field_map = {"license_price_minor": "license_price"}
 
     license_price = MoneyField(label="Monthly license price", required=True)
-    taxes = forms.ModelMultipleChoiceField(queryset=TaxRate.objects.none(), required=False,
-                                           widget=forms.CheckboxSelectMultiple, label="Taxes that apply")
-    billing_day = forms.TypedChoiceField(label="Billing day", choices=(), coerce=int, empty_value=None,
-                                         required=False)
-    autopay_days = forms.CharField(label="Autopay days", required=False,
-                                   help_text="Several days of the month, e.g. 5, 28: the balance is split evenly "
-                                             "across them. Leave empty to charge once on the billing day.")
+    taxes = forms.ModelMultipleChoiceField(
+        queryset=TaxRate.objects.none(), required=False, widget=forms.CheckboxSelectMultiple, label="Taxes that apply"
+    )
+    billing_day = forms.TypedChoiceField(label="Billing day", choices=(), coerce=int, empty_value=None, required=False)
+    autopay_days = forms.CharField(
+        label="Autopay days",
+        required=False,
+        help_text="Several days of the month, e.g. 5, 28: the balance is split evenly "
+        "across them. Leave empty to charge once on the billing day.",
+    )
     salesperson = forms.ModelChoiceField(queryset=User.objects.none(), required=False, label="Salesperson")
 
     def __init__(self, *args, currency: str, agency_billing_day: int, **kwargs):
@@ -85,7 +89,8 @@ class ClientConfigForm(ServiceForm):
         self.fields["taxes"].queryset = TaxRate.objects.all()  # type: ignore[attr-defined]
         self.fields["billing_day"].choices = day_choices(f"Agency default ({agency_billing_day})")  # type: ignore[attr-defined]
         self.fields["salesperson"].queryset = User.objects.filter(  # type: ignore[attr-defined]
-            role__in=AGENCY_STAFF_ROLES, is_active=True).order_by("email")
+            role__in=AGENCY_STAFF_ROLES, is_active=True
+        ).order_by("email")
 
     def clean_autopay_days(self) -> list[int]:
         text = self.cleaned_data.get("autopay_days") or ""
@@ -121,27 +126,55 @@ class ReasonForm(ServiceForm):
 class BillingSetupForm(ServiceForm):
     field_map = {"overdue_threshold_minor": "overdue_threshold"}
 
-    billing_day = forms.TypedChoiceField(label="Billing day", choices=day_choices(), coerce=int,
-                                         help_text="Day of the month the agency's cycle is billed (1–28).")
+    billing_day = forms.TypedChoiceField(
+        label="Billing day",
+        choices=day_choices(),
+        coerce=int,
+        help_text="Day of the month the agency's cycle is billed (1–28).",
+    )
     time_zone = forms.ChoiceField(label="Time zone", help_text="Billing days are this time zone's calendar days.")
-    grace_period_days = forms.IntegerField(label="Grace period", min_value=0, max_value=60,
-                                           help_text="Days after the billing date before an unpaid balance is overdue.")
-    overdue_threshold = MoneyField(label="Overdue threshold",
-                                   help_text="An account is overdue only when its past-due balance is at least this.")
-    statement_days_before = forms.IntegerField(label="Upcoming Statement", min_value=0, max_value=60,
-                                               help_text="Days before the billing date.")
-    statement_second_after_days = forms.IntegerField(label="Second Upcoming Statement", required=False, min_value=1,
-                                                     max_value=60, help_text="Days after the first; empty for none.")
-    statement_third_after_days = forms.IntegerField(label="Third Upcoming Statement", required=False, min_value=1,
-                                                    max_value=60, help_text="Days after the second; empty for none.")
-    overdue_second_after_days = forms.IntegerField(label="Second Account Overdue", required=False, min_value=1,
-                                                   max_value=60, help_text="Days after the first; empty for none.")
-    overdue_third_after_days = forms.IntegerField(label="Third Account Overdue", required=False, min_value=1,
-                                                  max_value=60, help_text="Days after the second; empty for none.")
-    retries_enabled = forms.BooleanField(label="Retry failed autopay payments (5th and 10th weekday)",
-                                         required=False)
-    brand_color = forms.CharField(label="Brand colour", max_length=7,
-                                  widget=forms.TextInput(attrs={"type": "color"}))
+    grace_period_days = forms.IntegerField(
+        label="Grace period",
+        min_value=0,
+        max_value=60,
+        help_text="Days after the billing date before an unpaid balance is overdue.",
+    )
+    overdue_threshold = MoneyField(
+        label="Overdue threshold", help_text="An account is overdue only when its past-due balance is at least this."
+    )
+    statement_days_before = forms.IntegerField(
+        label="Upcoming Statement", min_value=0, max_value=60, help_text="Days before the billing date."
+    )
+    statement_second_after_days = forms.IntegerField(
+        label="Second Upcoming Statement",
+        required=False,
+        min_value=1,
+        max_value=60,
+        help_text="Days after the first; empty for none.",
+    )
+    statement_third_after_days = forms.IntegerField(
+        label="Third Upcoming Statement",
+        required=False,
+        min_value=1,
+        max_value=60,
+        help_text="Days after the second; empty for none.",
+    )
+    overdue_second_after_days = forms.IntegerField(
+        label="Second Account Overdue",
+        required=False,
+        min_value=1,
+        max_value=60,
+        help_text="Days after the first; empty for none.",
+    )
+    overdue_third_after_days = forms.IntegerField(
+        label="Third Account Overdue",
+        required=False,
+        min_value=1,
+        max_value=60,
+        help_text="Days after the second; empty for none.",
+    )
+    retries_enabled = forms.BooleanField(label="Retry failed autopay payments (5th and 10th weekday)", required=False)
+    brand_color = forms.CharField(label="Brand colour", max_length=7, widget=forms.TextInput(attrs={"type": "color"}))
     address = forms.CharField(label="Postal address", required=False, widget=forms.Textarea(attrs={"rows": 3}))
     email = forms.EmailField(label="Billing email", required=False)
     logo = forms.FileField(label="Logo (PNG, JPEG or SVG)", required=False)
@@ -149,12 +182,15 @@ class BillingSetupForm(ServiceForm):
     def __init__(self, *args, currency: str, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["overdue_threshold"] = MoneyField(
-            label=f"Overdue threshold ({currency})", currency=currency,
-            help_text="An account is overdue only when its past-due balance is at least this.")
+            label=f"Overdue threshold ({currency})",
+            currency=currency,
+            help_text="An account is overdue only when its past-due balance is at least this.",
+        )
         self.fields["time_zone"].choices = [(z, z) for z in sorted(zoneinfo.available_timezones())]  # type: ignore[attr-defined]
         for position in range(1, len(DEFAULT_CATEGORY_ORDER) + 1):
             self.fields[f"category_{position}"] = forms.ChoiceField(
-                label=f"{position}.", choices=BillingCategory.choices)
+                label=f"{position}.", choices=BillingCategory.choices
+            )
 
     def category_fields(self):
         return [self[f"category_{i}"] for i in range(1, len(DEFAULT_CATEGORY_ORDER) + 1)]
@@ -166,10 +202,18 @@ class BillingSetupForm(ServiceForm):
 
 
 class TemplateForm(ServiceForm):
-    subject = forms.CharField(label="Subject", max_length=500, required=False,
-                              widget=forms.TextInput(attrs={"class": "wide", "spellcheck": "false"}))
-    body = forms.CharField(label="Body", max_length=MAX_TEMPLATE_LENGTH, required=False,
-                           widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "code"}))
+    subject = forms.CharField(
+        label="Subject",
+        max_length=500,
+        required=False,
+        widget=forms.TextInput(attrs={"class": "wide", "spellcheck": "false"}),
+    )
+    body = forms.CharField(
+        label="Body",
+        max_length=MAX_TEMPLATE_LENGTH,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "spellcheck": "false", "class": "code"}),
+    )
     client = forms.ModelChoiceField(queryset=Client.objects.none(), required=False, label="Preview with client")
 
     def __init__(self, *args, **kwargs):
@@ -186,8 +230,14 @@ class InviteForm(ServiceForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["role"].choices = [("", "Choose a role"), *((r.value, r.label) for r in Role  # type: ignore[attr-defined]
-                                       if r in AGENCY_STAFF_ROLES or r == Role.CLIENT)]
+        self.fields["role"].choices = [
+            ("", "Choose a role"),
+            *(
+                (r.value, r.label)
+                for r in Role  # type: ignore[attr-defined]
+                if r in AGENCY_STAFF_ROLES or r == Role.CLIENT
+            ),
+        ]
         self.fields["client"].queryset = Client.objects.order_by("name")  # type: ignore[attr-defined]
 
 

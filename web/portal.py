@@ -46,12 +46,22 @@ def service_overview(request: HttpRequest) -> HttpResponse:
         today_month = business_today(agency).replace(day=1)
         past = [d.replace(day=1) for d in bounds if d.replace(day=1) <= today_month]
         month = past[-1] if past else (bounds[-1].replace(day=1) if bounds else today_month)
-    invoice = (month_invoices(month).filter(client=client).prefetch_related("lines", "charges")
-               .order_by("period_start").first())
-    context = {"client": client, "month": month, "invoice": invoice, "currency": agency.currency,
-               "prev_month": add_months(month, -1) if bounds and bounds[0].replace(day=1) < month else None,
-               "next_month": add_months(month, 1) if bounds and bounds[-1].replace(day=1) > month else None,
-               "payment_method": client.payment_methods.filter(removed_at__isnull=True).first()}
+    invoice = (
+        month_invoices(month)
+        .filter(client=client)
+        .prefetch_related("lines", "charges")
+        .order_by("period_start")
+        .first()
+    )
+    context = {
+        "client": client,
+        "month": month,
+        "invoice": invoice,
+        "currency": agency.currency,
+        "prev_month": add_months(month, -1) if bounds and bounds[0].replace(day=1) < month else None,
+        "next_month": add_months(month, 1) if bounds and bounds[-1].replace(day=1) > month else None,
+        "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
+    }
     if invoice is not None:
         order = BillingSettings.objects.values_list("category_order", flat=True).first()
         context["groups"], context["taxes"] = lines_by_category(invoice.lines.all(), order)
@@ -92,7 +102,15 @@ def payment_method(request: HttpRequest) -> HttpResponse:
                 messages.success(request, "Payment method saved. It will be charged on the billing date.")
                 return redirect("portal-payment-method")
         status = 400
-    response = render(request, "portal/payment_method.html", {
-        "client": client, "form": form, "stripe_key": stripe_key,
-        "payment_method": client.payment_methods.filter(removed_at__isnull=True).first()}, status=status)
+    response = render(
+        request,
+        "portal/payment_method.html",
+        {
+            "client": client,
+            "form": form,
+            "stripe_key": stripe_key,
+            "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
+        },
+        status=status,
+    )
     return _with_stripe_csp(response) if stripe_key else response

@@ -63,15 +63,25 @@ class MeApi(ApiView):
         agency = serializers.CharField(allow_null=True, help_text="The agency's slug; null on the platform host.")
         authenticated_by = serializers.ChoiceField(choices=["token", "session"])
 
-    @extend_schema(operation_id="me_retrieve", responses=OutputSerializer,
-                   summary="The caller: email, role and what ROLE-1 lets it do")
+    @extend_schema(
+        operation_id="me_retrieve",
+        responses=OutputSerializer,
+        summary="The caller: email, role and what ROLE-1 lets it do",
+    )
     def get(self, request):
         tenant = request.tenant
         agency = None if tenant.schema_name == "public" else tenant.schema_name
-        return Response(self.OutputSerializer({
-            "email": self.user.email, "role": self.user.role,
-            "capabilities": sorted(MATRIX.get(self.user.role, ())), "agency": agency,
-            "authenticated_by": "token" if isinstance(request.auth, ApiToken) else "session"}).data)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "email": self.user.email,
+                    "role": self.user.role,
+                    "capabilities": sorted(MATRIX.get(self.user.role, ())),
+                    "agency": agency,
+                    "authenticated_by": "token" if isinstance(request.auth, ApiToken) else "session",
+                }
+            ).data
+        )
 
 
 # --- email templates -------------------------------------------------------------------------------------
@@ -103,8 +113,11 @@ class TemplatesApi(ApiView):
     capabilities = {"get": ADMIN}
     schema_tags = ("email templates",)
 
-    @extend_schema(operation_id="email_templates_list", responses=TemplateOutput(many=True),
-                   summary="Every notice template, custom or default, with its documented variables")
+    @extend_schema(
+        operation_id="email_templates_list",
+        responses=TemplateOutput(many=True),
+        summary="Every notice template, custom or default, with its documented variables",
+    )
     def get(self, request):
         return Response(TemplateOutput(notice_templates_effective(), many=True).data)
 
@@ -113,22 +126,35 @@ class TemplateApi(ApiView):
     capabilities = {"get": ADMIN, "put": ADMIN, "delete": ADMIN}
     schema_tags = ("email templates",)
 
-    @extend_schema(operation_id="email_templates_retrieve", parameters=[KIND_PARAMETER], responses=TemplateOutput,
-                   summary="One notice template")
+    @extend_schema(
+        operation_id="email_templates_retrieve",
+        parameters=[KIND_PARAMETER],
+        responses=TemplateOutput,
+        summary="One notice template",
+    )
     def get(self, request, kind):
         return Response(TemplateOutput(notice_template_effective(kind=_kind_or_404(kind))).data)
 
-    @extend_schema(operation_id="email_templates_save", parameters=[KIND_PARAMETER], request=TemplateInput,
-                   responses=TemplateOutput,
-                   summary="Save the agency's version (checked in the sandbox; errors name the line)")
+    @extend_schema(
+        operation_id="email_templates_save",
+        parameters=[KIND_PARAMETER],
+        request=TemplateInput,
+        responses=TemplateOutput,
+        summary="Save the agency's version (checked in the sandbox; errors name the line)",
+    )
     def put(self, request, kind):
         kind = _kind_or_404(kind)
         data = validated(TemplateInput, request)
         notice_template_save(kind=kind, subject=data["subject"], body=data["body"], actor=self.user)
         return Response(TemplateOutput(notice_template_effective(kind=kind)).data)
 
-    @extend_schema(operation_id="email_templates_reset", parameters=[KIND_PARAMETER], request=None,
-                   responses={200: TemplateOutput}, summary="Go back to the shipped default")
+    @extend_schema(
+        operation_id="email_templates_reset",
+        parameters=[KIND_PARAMETER],
+        request=None,
+        responses={200: TemplateOutput},
+        summary="Go back to the shipped default",
+    )
     def delete(self, request, kind):
         kind = _kind_or_404(kind)
         notice_template_reset(kind=kind, actor=self.user)
@@ -143,13 +169,19 @@ class TemplatePreviewApi(ApiView):
         subject = serializers.CharField()
         body = serializers.CharField()
 
-    @extend_schema(operation_id="email_templates_preview", parameters=[KIND_PARAMETER], request=TemplateInput,
-                   responses=OutputSerializer, summary="Render a draft with sample values (nothing is saved)")
+    @extend_schema(
+        operation_id="email_templates_preview",
+        parameters=[KIND_PARAMETER],
+        request=TemplateInput,
+        responses=OutputSerializer,
+        summary="Render a draft with sample values (nothing is saved)",
+    )
     def post(self, request, kind):
         kind = _kind_or_404(kind)
         data = validated(TemplateInput, request)
-        rendered = notice_preview(kind=kind, subject=data["subject"], body=data["body"],
-                                  context=sample_context(CATALOG[kind].variables))
+        rendered = notice_preview(
+            kind=kind, subject=data["subject"], body=data["body"], context=sample_context(CATALOG[kind].variables)
+        )
         return Response({"subject": rendered.subject, "body": rendered.body})
 
 
@@ -169,8 +201,10 @@ class TokenOutput(serializers.Serializer):
 
 
 class TokenCreatedOutput(TokenOutput):
-    secret = serializers.CharField(allow_null=True, help_text="Shown this once; only a digest is stored "
-                                   "(null when an Idempotency-Key replays the response).")
+    secret = serializers.CharField(
+        allow_null=True,
+        help_text="Shown this once; only a digest is stored (null when an Idempotency-Key replays the response).",
+    )
 
 
 TOKEN_ADMINS = (C.ADMINISTER, C.SUPPORT)
@@ -187,14 +221,23 @@ class TokensApi(ApiView):
         name = StrictCharField(max_length=100)
         owner = StrictEmailField(required=False, help_text="The user the token acts as (default: you).")
 
-    @extend_schema(operation_id="api_tokens_list", parameters=list_parameters(ordering_fields),
-                   responses=page_of(TokenOutput), summary="API tokens (never their secrets)")
+    @extend_schema(
+        operation_id="api_tokens_list",
+        parameters=list_parameters(ordering_fields),
+        responses=page_of(TokenOutput),
+        summary="API tokens (never their secrets)",
+    )
     def get(self, request):
-        return paginate(request=request, view=self, queryset=api_token_list(actor=self.user),
-                        serializer_class=TokenOutput)
+        return paginate(
+            request=request, view=self, queryset=api_token_list(actor=self.user), serializer_class=TokenOutput
+        )
 
-    @extend_schema(operation_id="api_tokens_create", request=CreateInputSerializer,
-                   responses={201: TokenCreatedOutput}, summary="Create a token; its secret is in this response only")
+    @extend_schema(
+        operation_id="api_tokens_create",
+        request=CreateInputSerializer,
+        responses={201: TokenCreatedOutput},
+        summary="Create a token; its secret is in this response only",
+    )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
         owner = self.user
@@ -211,8 +254,13 @@ class TokenApi(ApiView):
     capabilities = {"delete": TOKEN_ADMINS}
     schema_tags = ("account",)
 
-    @extend_schema(operation_id="api_tokens_revoke", parameters=[path_uuid("token_id")], request=None,
-                   responses={204: None}, summary="Revoke a token (it stops working at once)")
+    @extend_schema(
+        operation_id="api_tokens_revoke",
+        parameters=[path_uuid("token_id")],
+        request=None,
+        responses={204: None},
+        summary="Revoke a token (it stops working at once)",
+    )
     def delete(self, request, token_id):
         token = api_token_list(actor=self.user).filter(public_id=uuid_or_404(token_id)).first()
         if token is None:
@@ -228,16 +276,19 @@ class EndpointOutput(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     url = serializers.CharField()
     description = serializers.CharField()
-    event_kinds = serializers.ListField(child=serializers.ChoiceField(choices=EventKind.choices),
-                                        help_text="Empty: every kind.")
+    event_kinds = serializers.ListField(
+        child=serializers.ChoiceField(choices=EventKind.choices), help_text="Empty: every kind."
+    )
     is_active = serializers.BooleanField()
     created_by = serializers.CharField()
     created_at = serializers.DateTimeField()
 
 
 class EndpointCreatedOutput(EndpointOutput):
-    secret = serializers.CharField(allow_null=True, help_text="The signing secret, shown this once (null when an "
-                                   "Idempotency-Key replays the response).")
+    secret = serializers.CharField(
+        allow_null=True,
+        help_text="The signing secret, shown this once (null when an Idempotency-Key replays the response).",
+    )
 
 
 def endpoint_or_404(endpoint_id: str) -> WebhookEndpoint:
@@ -255,24 +306,47 @@ class EndpointsApi(ApiView):
     class CreateInputSerializer(StrictSerializer):
         url = pattern_field(URL_PATTERN, "Enter an http(s) URL.", max_length=500)
         description = StrictCharField(max_length=200, required=False, allow_blank=True, default="")
-        event_kinds = StrictListField(child=StrictChoiceField(choices=EventKind.choices), required=False,
-                                      default=list, max_length=10, help_text="Empty: every kind.")
+        event_kinds = StrictListField(
+            child=StrictChoiceField(choices=EventKind.choices),
+            required=False,
+            default=list,
+            max_length=10,
+            help_text="Empty: every kind.",
+        )
 
-    @extend_schema(operation_id="webhook_endpoints_list", responses=EndpointOutput(many=True),
-                   summary="Registered webhook endpoints")
+    @extend_schema(
+        operation_id="webhook_endpoints_list",
+        responses=EndpointOutput(many=True),
+        summary="Registered webhook endpoints",
+    )
     def get(self, request):
         return Response(EndpointOutput(endpoint_list(), many=True).data)
 
-    @extend_schema(operation_id="webhook_endpoints_create", request=CreateInputSerializer,
-                   responses={201: EndpointCreatedOutput},
-                   summary="Register an endpoint; the response carries its signing secret, once",
-                   examples=[OpenApiExample("Invoices only", request_only=True, value={
-                       "url": "https://hooks.example.com/agencybilling", "description": "Accounting sync",
-                       "event_kinds": ["invoice.finalized"]})])
+    @extend_schema(
+        operation_id="webhook_endpoints_create",
+        request=CreateInputSerializer,
+        responses={201: EndpointCreatedOutput},
+        summary="Register an endpoint; the response carries its signing secret, once",
+        examples=[
+            OpenApiExample(
+                "Invoices only",
+                request_only=True,
+                value={
+                    "url": "https://hooks.example.com/agencybilling",
+                    "description": "Accounting sync",
+                    "event_kinds": ["invoice.finalized"],
+                },
+            )
+        ],
+    )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
-        endpoint, secret = endpoint_create(url=data["url"], description=data["description"],
-                                           event_kinds=data["event_kinds"], created_by=self.user.email)
+        endpoint, secret = endpoint_create(
+            url=data["url"],
+            description=data["description"],
+            event_kinds=data["event_kinds"],
+            created_by=self.user.email,
+        )
         return Response({**EndpointOutput(endpoint).data, "secret": secret}, status=status.HTTP_201_CREATED)
 
 
@@ -283,24 +357,37 @@ class EndpointApi(ApiView):
     class UpdateInputSerializer(StrictSerializer):
         url = pattern_field(URL_PATTERN, "Enter an http(s) URL.", max_length=500, required=False)
         description = StrictCharField(max_length=200, required=False, allow_blank=True)
-        event_kinds = StrictListField(child=StrictChoiceField(choices=EventKind.choices), required=False,
-                                      max_length=10)
+        event_kinds = StrictListField(child=StrictChoiceField(choices=EventKind.choices), required=False, max_length=10)
         is_active = StrictBooleanField(required=False)
 
-    @extend_schema(operation_id="webhook_endpoints_retrieve", parameters=[path_uuid("endpoint_id")],
-                   responses=EndpointOutput, summary="A webhook endpoint")
+    @extend_schema(
+        operation_id="webhook_endpoints_retrieve",
+        parameters=[path_uuid("endpoint_id")],
+        responses=EndpointOutput,
+        summary="A webhook endpoint",
+    )
     def get(self, request, endpoint_id):
         return Response(EndpointOutput(endpoint_or_404(endpoint_id)).data)
 
-    @extend_schema(operation_id="webhook_endpoints_update", parameters=[path_uuid("endpoint_id")],
-                   request=UpdateInputSerializer, responses=EndpointOutput, summary="Change or pause an endpoint")
+    @extend_schema(
+        operation_id="webhook_endpoints_update",
+        parameters=[path_uuid("endpoint_id")],
+        request=UpdateInputSerializer,
+        responses=EndpointOutput,
+        summary="Change or pause an endpoint",
+    )
     def patch(self, request, endpoint_id):
         endpoint = endpoint_or_404(endpoint_id)
         changes = validated(self.UpdateInputSerializer, request)
         return Response(EndpointOutput(endpoint_update(endpoint=endpoint, **changes)).data)
 
-    @extend_schema(operation_id="webhook_endpoints_remove", parameters=[path_uuid("endpoint_id")], request=None,
-                   responses={204: None}, summary="Remove an endpoint (its delivery log stays)")
+    @extend_schema(
+        operation_id="webhook_endpoints_remove",
+        parameters=[path_uuid("endpoint_id")],
+        request=None,
+        responses={204: None},
+        summary="Remove an endpoint (its delivery log stays)",
+    )
     def delete(self, request, endpoint_id):
         endpoint_remove(endpoint=endpoint_or_404(endpoint_id), now=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -313,25 +400,39 @@ class SecretRollApi(ApiView):
 
     class InputSerializer(StrictSerializer):
         previous_valid_for_hours = StrictIntegerField(
-            min_value=0, max_value=168, required=False, default=24,
+            min_value=0,
+            max_value=168,
+            required=False,
+            default=24,
             help_text="How long the old secret still signs deliveries (a second v1 in the signature header); "
-                      "0 stops it at once.")
+            "0 stops it at once.",
+        )
 
     class OutputSerializer(serializers.Serializer):
-        secret = serializers.CharField(allow_null=True, help_text="The new signing secret, shown this once (null "
-                                       "when an Idempotency-Key replays the response).")
+        secret = serializers.CharField(
+            allow_null=True,
+            help_text="The new signing secret, shown this once (null when an Idempotency-Key replays the response).",
+        )
         previous_secret_expires_at = serializers.DateTimeField(allow_null=True)
 
-    @extend_schema(operation_id="webhook_endpoints_roll_secret", parameters=[path_uuid("endpoint_id")],
-                   request=InputSerializer, responses={200: OutputSerializer},
-                   summary="Roll the signing secret; the old one keeps signing for a while (default 24 h)")
+    @extend_schema(
+        operation_id="webhook_endpoints_roll_secret",
+        parameters=[path_uuid("endpoint_id")],
+        request=InputSerializer,
+        responses={200: OutputSerializer},
+        summary="Roll the signing secret; the old one keeps signing for a while (default 24 h)",
+    )
     def post(self, request, endpoint_id):
         endpoint = endpoint_or_404(endpoint_id)
         data = validated(self.InputSerializer, request)
-        secret = endpoint_secret_roll(endpoint=endpoint, now=timezone.now(),
-                                      previous_valid_for=timedelta(hours=data["previous_valid_for_hours"]))
-        return Response(self.OutputSerializer({"secret": secret, "previous_secret_expires_at":
-                                               endpoint.previous_secret_expires_at}).data)
+        secret = endpoint_secret_roll(
+            endpoint=endpoint, now=timezone.now(), previous_valid_for=timedelta(hours=data["previous_valid_for_hours"])
+        )
+        return Response(
+            self.OutputSerializer(
+                {"secret": secret, "previous_secret_expires_at": endpoint.previous_secret_expires_at}
+            ).data
+        )
 
 
 class DeliveryAttemptOutput(serializers.Serializer):
@@ -382,17 +483,21 @@ class DeliveriesApi(ApiView):
         status = serializers.ChoiceField(choices=DeliveryStatus.choices, required=False)
         event_type = serializers.ChoiceField(choices=EventKind.choices, required=False)
 
-    @extend_schema(operation_id="webhook_deliveries_list",
-                   parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(DeliveryOutput), summary="The delivery log")
+    @extend_schema(
+        operation_id="webhook_deliveries_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(DeliveryOutput),
+        summary="The delivery log",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         endpoint = None
         if filters.get("endpoint"):
             endpoint = WebhookEndpoint.objects.filter(public_id=filters["endpoint"]).first()
             if endpoint is None:
-                return paginate(request=request, view=self, queryset=WebhookDelivery.objects.none(),
-                                serializer_class=DeliveryOutput)
+                return paginate(
+                    request=request, view=self, queryset=WebhookDelivery.objects.none(), serializer_class=DeliveryOutput
+                )
         deliveries = delivery_list(endpoint=endpoint, status=filters.get("status"), kind=filters.get("event_type"))
         return paginate(request=request, view=self, queryset=deliveries, serializer_class=DeliveryOutput)
 
@@ -401,8 +506,12 @@ class DeliveryApi(ApiView):
     capabilities = {"get": ADMIN}
     schema_tags = ("webhooks",)
 
-    @extend_schema(operation_id="webhook_deliveries_retrieve", parameters=[path_uuid("delivery_id")],
-                   responses=DeliveryDetailOutput, summary="A delivery with its payload and every attempt")
+    @extend_schema(
+        operation_id="webhook_deliveries_retrieve",
+        parameters=[path_uuid("delivery_id")],
+        responses=DeliveryDetailOutput,
+        summary="A delivery with its payload and every attempt",
+    )
     def get(self, request, delivery_id):
         return Response(DeliveryDetailOutput(delivery_or_404(delivery_id)).data)
 
@@ -411,9 +520,13 @@ class RedeliverApi(ApiView):
     capabilities = {"post": ADMIN}
     schema_tags = ("webhooks",)
 
-    @extend_schema(operation_id="webhook_deliveries_redeliver", parameters=[path_uuid("delivery_id")],
-                   request=EmptyInput, responses={202: DeliveryOutput},
-                   summary="Send the event again now (one manual attempt, recorded in the log)")
+    @extend_schema(
+        operation_id="webhook_deliveries_redeliver",
+        parameters=[path_uuid("delivery_id")],
+        request=EmptyInput,
+        responses={202: DeliveryOutput},
+        summary="Send the event again now (one manual attempt, recorded in the log)",
+    )
     def post(self, request, delivery_id):
         delivery = delivery_or_404(delivery_id)
         validated(EmptyInput, request)

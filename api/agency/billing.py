@@ -60,8 +60,9 @@ MAX_USAGE_RECORDS = 1000
 
 class UsageRecordOutput(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
-    client = serializers.UUIDField(source="client.public_id", allow_null=True, default=None,
-                                   help_text="null: the agency's own usage.")
+    client = serializers.UUIDField(
+        source="client.public_id", allow_null=True, default=None, help_text="null: the agency's own usage."
+    )
     product_code = serializers.CharField()
     quantity = serializers.IntegerField()
     occurred_at = serializers.DateTimeField()
@@ -70,13 +71,18 @@ class UsageRecordOutput(serializers.Serializer):
 
 
 class UsageRecordInput(StrictSerializer):
-    client = StrictUUIDField(required=False, allow_null=True, default=None,
-                             help_text="The client's id; omit or null for the agency's own usage.")
+    client = StrictUUIDField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="The client's id; omit or null for the agency's own usage.",
+    )
     product_code = pattern_field(CODE_PATTERN, "Letters, digits, - and _ only.", max_length=40)
     quantity = StrictIntegerField(min_value=1)
     occurred_at = StrictDateTimeField()
-    idempotency_key = StrictCharField(max_length=120, help_text="Unique per usage record: resending it stores "
-                                      "nothing new.")
+    idempotency_key = StrictCharField(
+        max_length=120, help_text="Unique per usage record: resending it stores nothing new."
+    )
 
 
 class UsageRecordsApi(ApiView):
@@ -88,8 +94,7 @@ class UsageRecordsApi(ApiView):
     class FilterSerializer(serializers.Serializer):
         month = MonthField(required=False, help_text="Usage that occurred in this month (agency time).")
         client = serializers.UUIDField(required=False)
-        agency_only = serializers.BooleanField(required=False, default=False,
-                                               help_text="Only the agency's own usage.")
+        agency_only = serializers.BooleanField(required=False, default=False, help_text="Only the agency's own usage.")
         product_code = serializers.CharField(required=False, max_length=40)
 
     class BulkInputSerializer(StrictSerializer):
@@ -99,36 +104,74 @@ class UsageRecordsApi(ApiView):
         created = serializers.IntegerField()
         already_present = serializers.IntegerField()
 
-    @extend_schema(operation_id="usage_records_list", parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(UsageRecordOutput), summary="Usage records")
+    @extend_schema(
+        operation_id="usage_records_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(UsageRecordOutput),
+        summary="Usage records",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
-        records = usage_list_for_user(user=self.user, agency=request.tenant, month=filters.get("month"),
-                                      client_public_id=filters.get("client"),
-                                      agency_only=bool(filters.get("agency_only")),
-                                      product_code=filters.get("product_code"))
+        records = usage_list_for_user(
+            user=self.user,
+            agency=request.tenant,
+            month=filters.get("month"),
+            client_public_id=filters.get("client"),
+            agency_only=bool(filters.get("agency_only")),
+            product_code=filters.get("product_code"),
+        )
         return paginate(request=request, view=self, queryset=records, serializer_class=UsageRecordOutput)
 
-    @extend_schema(operation_id="usage_records_bulk_create", request=BulkInputSerializer,
-                   responses={201: BulkOutputSerializer, 200: BulkOutputSerializer},
-                   summary="Record usage in bulk (idempotent per record key)",
-                   examples=[OpenApiExample("Agency usage", request_only=True, value={"records": [
-                       {"client": None, "product_code": "listings", "quantity": 25,
-                        "occurred_at": "2027-01-05T10:00:00Z", "idempotency_key": "crm-2027-01-05-0001"}]})])
+    @extend_schema(
+        operation_id="usage_records_bulk_create",
+        request=BulkInputSerializer,
+        responses={201: BulkOutputSerializer, 200: BulkOutputSerializer},
+        summary="Record usage in bulk (idempotent per record key)",
+        examples=[
+            OpenApiExample(
+                "Agency usage",
+                request_only=True,
+                value={
+                    "records": [
+                        {
+                            "client": None,
+                            "product_code": "listings",
+                            "quantity": 25,
+                            "occurred_at": "2027-01-05T10:00:00Z",
+                            "idempotency_key": "crm-2027-01-05-0001",
+                        }
+                    ]
+                },
+            )
+        ],
+    )
     def post(self, request):
         data = validated(self.BulkInputSerializer, request)
         records = data["records"]
         ids = {r["client"] for r in records if r["client"] is not None}
         clients = {c.public_id: c for c in Client.objects.filter(public_id__in=ids)}
-        errors = {f"records[{i}].client": ["No such client."] for i, r in enumerate(records)
-                  if r["client"] is not None and r["client"] not in clients}
+        errors = {
+            f"records[{i}].client": ["No such client."]
+            for i, r in enumerate(records)
+            if r["client"] is not None and r["client"] not in clients
+        }
         if errors:
             raise ApplicationError("The usage records are not valid.", fields=errors)
-        items = [UsageInput(product_code=r["product_code"], quantity=r["quantity"], occurred_at=r["occurred_at"],
-                            idempotency_key=r["idempotency_key"], client=clients.get(r["client"])) for r in records]
+        items = [
+            UsageInput(
+                product_code=r["product_code"],
+                quantity=r["quantity"],
+                occurred_at=r["occurred_at"],
+                idempotency_key=r["idempotency_key"],
+                client=clients.get(r["client"]),
+            )
+            for r in records
+        ]
         created, present = usage_record_bulk(agency=request.tenant, items=items)
-        return Response({"created": created, "already_present": present},
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            {"created": created, "already_present": present},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 # --- invoices ------------------------------------------------------------------------------------------------
@@ -166,8 +209,11 @@ class InvoiceOutput(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     number = serializers.CharField()
     client = ClientRef()
-    status = serializers.ChoiceField(source="collection_status", choices=ChargeStatus.choices,
-                                     help_text="The collection status, from the invoice's charges.")
+    status = serializers.ChoiceField(
+        source="collection_status",
+        choices=ChargeStatus.choices,
+        help_text="The collection status, from the invoice's charges.",
+    )
     period_start = serializers.DateField()
     period_end = serializers.DateField(help_text="Exclusive: the next cycle's first day.")
     issued_on = serializers.DateField()
@@ -185,9 +231,22 @@ class InvoiceOutput(serializers.Serializer):
     # The list writes its rows from `values()` with `row` below instead: a page of 50 through the serializer's
     # per-field machinery cost more CPU than its SQL (docs/performance.md, P5). This class stays the schema and
     # the detail's writer; tests/api/test_conventions.py checks that both write the same JSON.
-    row_columns = ("public_id", "number", "client__public_id", "client__name", "collection_status", "period_start",
-                   "period_end", "issued_on", "due_on", "currency", "subtotal_minor", "tax_minor", "total_minor",
-                   "agency_invoiced")
+    row_columns = (
+        "public_id",
+        "number",
+        "client__public_id",
+        "client__name",
+        "collection_status",
+        "period_start",
+        "period_end",
+        "issued_on",
+        "due_on",
+        "currency",
+        "subtotal_minor",
+        "tax_minor",
+        "total_minor",
+        "agency_invoiced",
+    )
 
     @staticmethod
     def row(values: dict, *, amounts: bool) -> dict:
@@ -235,10 +294,12 @@ class InvoicesApi(ApiView):
         status = serializers.ChoiceField(choices=ChargeStatus.choices, required=False)
         client = serializers.UUIDField(required=False)
 
-    @extend_schema(operation_id="invoices_list",
-                   parameters=[FilterSerializer, *list_parameters(ordering_fields), IF_NONE_MATCH],
-                   responses={200: page_of(InvoiceOutput), 304: NOT_MODIFIED},
-                   summary="Client invoices, filtered by month, status, client")
+    @extend_schema(
+        operation_id="invoices_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields), IF_NONE_MATCH],
+        responses={200: page_of(InvoiceOutput), 304: NOT_MODIFIED},
+        summary="Client invoices, filtered by month, status, client",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         user, month, status = self.user, filters.get("month"), filters.get("status")
@@ -248,10 +309,16 @@ class InvoicesApi(ApiView):
             return invoice_list_for_user(user=user, month=month, status=status, client_public_id=client_public_id)
 
         # The key names what `invoices` depends on besides its values: the user (ROLE-1 visibility) and filters.
-        page = paginate_rows(request=request, view=self, model=Invoice, queryset_of=invoices,
-                             key=(user.pk, user.role, user.is_active, month, status),
-                             values={"client_public_id": filters.get("client")}, columns=InvoiceOutput.row_columns,
-                             write=lambda values: InvoiceOutput.row(values, amounts=amounts))
+        page = paginate_rows(
+            request=request,
+            view=self,
+            model=Invoice,
+            queryset_of=invoices,
+            key=(user.pk, user.role, user.is_active, month, status),
+            values={"client_public_id": filters.get("client")},
+            columns=InvoiceOutput.row_columns,
+            write=lambda values: InvoiceOutput.row(values, amounts=amounts),
+        )
         return with_etag(request, page)
 
 
@@ -259,9 +326,12 @@ class InvoiceApi(ApiView):
     capabilities = {"get": VIEW}
     schema_tags = ("invoices",)
 
-    @extend_schema(operation_id="invoices_retrieve", parameters=[path_uuid("invoice_id"), IF_NONE_MATCH],
-                   responses={200: InvoiceDetailOutput, 304: NOT_MODIFIED},
-                   summary="An invoice with its lines and charges (ETag)")
+    @extend_schema(
+        operation_id="invoices_retrieve",
+        parameters=[path_uuid("invoice_id"), IF_NONE_MATCH],
+        responses={200: InvoiceDetailOutput, 304: NOT_MODIFIED},
+        summary="An invoice with its lines and charges (ETag)",
+    )
     def get(self, request, invoice_id):
         invoice = invoice_or_404(self.user, invoice_id)
         invoice = invoice_list_for_user(user=self.user).prefetch_related("lines", "charges").get(pk=invoice.pk)
@@ -276,9 +346,12 @@ class InvoicePdfApi(ApiView):
         # A client asking for application/pdf gets the PDF; errors are always the JSON error shape.
         return super().perform_content_negotiation(request, force=True)
 
-    @extend_schema(operation_id="invoices_pdf", parameters=[path_uuid("invoice_id"), IF_NONE_MATCH],
-                   responses={(200, "application/pdf"): OpenApiTypes.BINARY, 304: NOT_MODIFIED},
-                   summary="The invoice PDF (INV-1), with an ETag")
+    @extend_schema(
+        operation_id="invoices_pdf",
+        parameters=[path_uuid("invoice_id"), IF_NONE_MATCH],
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, 304: NOT_MODIFIED},
+        summary="The invoice PDF (INV-1), with an ETag",
+    )
     def get(self, request, invoice_id):
         if not self.can(C.VIEW_AMOUNTS):
             raise PermissionDenied("Your role sees statuses only: no PDFs.")  # ROLE-1: Jr. Salesperson
@@ -287,8 +360,11 @@ class InvoicePdfApi(ApiView):
         etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
         if if_none_match(request, etag):
             return HttpResponse(status=304, headers={"ETag": etag})
-        return HttpResponse(data, content_type="application/pdf", headers={
-            "ETag": etag, "Content-Disposition": f'attachment; filename="{pdf_filename(invoice)}"'})
+        return HttpResponse(
+            data,
+            content_type="application/pdf",
+            headers={"ETag": etag, "Content-Disposition": f'attachment; filename="{pdf_filename(invoice)}"'},
+        )
 
 
 # --- charges -------------------------------------------------------------------------------------------------
@@ -355,13 +431,21 @@ class ChargesApi(ApiView):
         client = serializers.UUIDField(required=False)
         invoice = serializers.UUIDField(required=False)
 
-    @extend_schema(operation_id="charges_list", parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(ChargeOutput), summary="Client charges with their attempts")
+    @extend_schema(
+        operation_id="charges_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(ChargeOutput),
+        summary="Client charges with their attempts",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
-        charges = charge_list_for_user(user=self.user, month=filters.get("month"), status=filters.get("status"),
-                                       client_public_id=filters.get("client"),
-                                       invoice_public_id=filters.get("invoice"))
+        charges = charge_list_for_user(
+            user=self.user,
+            month=filters.get("month"),
+            status=filters.get("status"),
+            client_public_id=filters.get("client"),
+            invoice_public_id=filters.get("invoice"),
+        )
         return paginate(request=request, view=self, queryset=charges, serializer_class=ChargeOutput)
 
 
@@ -369,8 +453,12 @@ class ChargeApi(ApiView):
     capabilities = {"get": VIEW}
     schema_tags = ("charges",)
 
-    @extend_schema(operation_id="charges_retrieve", parameters=[path_uuid("charge_id")], responses=ChargeDetailOutput,
-                   summary="A charge with its attempts and status history")
+    @extend_schema(
+        operation_id="charges_retrieve",
+        parameters=[path_uuid("charge_id")],
+        responses=ChargeDetailOutput,
+        summary="A charge with its attempts and status history",
+    )
     def get(self, request, charge_id):
         charge = charge_or_404(self.user, charge_id)
         charge = charge_list_for_user(user=self.user).prefetch_related("events").get(pk=charge.pk)
@@ -401,9 +489,13 @@ class RetryRequestsApi(ApiView):
     capabilities = {"post": (C.REQUEST_SUPPORT,)}
     schema_tags = ("support",)
 
-    @extend_schema(operation_id="retry_requests_create", parameters=[path_uuid("charge_id")], request=ReasonInput,
-                   responses={201: SupportRequestOutput},
-                   summary="Ask billing support to retry a Retrying or Uncollectable charge (RET-4)")
+    @extend_schema(
+        operation_id="retry_requests_create",
+        parameters=[path_uuid("charge_id")],
+        request=ReasonInput,
+        responses={201: SupportRequestOutput},
+        summary="Ask billing support to retry a Retrying or Uncollectable charge (RET-4)",
+    )
     def post(self, request, charge_id):
         charge = charge_or_404(self.user, charge_id)
         data = validated(ReasonInput, request)
@@ -418,9 +510,13 @@ class AgencyInvoicedRequestsApi(ApiView):
     class InputSerializer(StrictSerializer):
         reason = StrictCharField(max_length=2000)
 
-    @extend_schema(operation_id="agency_invoiced_requests_create", parameters=[path_uuid("client_id")],
-                   request=InputSerializer, responses={201: SupportRequestOutput},
-                   summary="Ask billing support to switch a client to Agency Invoiced (COL-1)")
+    @extend_schema(
+        operation_id="agency_invoiced_requests_create",
+        parameters=[path_uuid("client_id")],
+        request=InputSerializer,
+        responses={201: SupportRequestOutput},
+        summary="Ask billing support to switch a client to Agency Invoiced (COL-1)",
+    )
     def post(self, request, client_id):
         client = client_or_404(self.user, client_id)
         data = validated(self.InputSerializer, request)
@@ -438,13 +534,17 @@ class SupportRequestsApi(ApiView):
         status = serializers.ChoiceField(choices=["OPEN", "DONE", "REJECTED"], required=False)
         kind = serializers.ChoiceField(choices=RequestKind.choices, required=False)
 
-    @extend_schema(operation_id="support_requests_list",
-                   parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(SupportRequestOutput), summary="Retry and Agency Invoiced requests")
+    @extend_schema(
+        operation_id="support_requests_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(SupportRequestOutput),
+        summary="Retry and Agency Invoiced requests",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         requests = SupportRequest.objects.filter(client_visibility(user=self.user, path="client__")).select_related(
-            "client", "charge")
+            "client", "charge"
+        )
         if filters.get("status"):
             requests = requests.filter(status=filters["status"])
         if filters.get("kind"):
@@ -485,8 +585,12 @@ class NoticesApi(ApiView):
         client = serializers.UUIDField(required=False)
         month = MonthField(required=False, help_text="Notices of this month (business date).")
 
-    @extend_schema(operation_id="notices_list", parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(NoticeOutput), summary="The notices log (emails queued and sent)")
+    @extend_schema(
+        operation_id="notices_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(NoticeOutput),
+        summary="The notices log (emails queued and sent)",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         notices = Notice.objects.all()
@@ -508,8 +612,10 @@ class NoticesApi(ApiView):
 class BillingSettingsOutput(serializers.Serializer):
     billing_day = serializers.IntegerField(help_text="The agency's billing day, 1–28 (CYC-1).")
     time_zone = serializers.CharField(help_text="Billing days are this zone's calendar days (CYC-5).")
-    category_order = serializers.ListField(child=serializers.ChoiceField(choices=BillingCategory.choices),
-                                           help_text="Payments apply to open balances in this order (COL-6).")
+    category_order = serializers.ListField(
+        child=serializers.ChoiceField(choices=BillingCategory.choices),
+        help_text="Payments apply to open balances in this order (COL-6).",
+    )
     grace_period_days = serializers.IntegerField()
     overdue_threshold_minor = serializers.IntegerField()
     statement_days_before = serializers.IntegerField()
@@ -540,8 +646,12 @@ class BillingSettingsApi(ApiView):
     class UpdateInputSerializer(StrictSerializer):
         billing_day = StrictIntegerField(required=False, min_value=1, max_value=28)
         time_zone = StrictCharField(required=False, max_length=64)
-        category_order = StrictListField(child=StrictChoiceField(choices=BillingCategory.choices), required=False,
-                                         max_length=6, help_text="Each billing category exactly once.")
+        category_order = StrictListField(
+            child=StrictChoiceField(choices=BillingCategory.choices),
+            required=False,
+            max_length=6,
+            help_text="Each billing category exactly once.",
+        )
         grace_period_days = _days()
         overdue_threshold_minor = StrictIntegerField(required=False, min_value=0)
         statement_days_before = _days()
@@ -554,14 +664,18 @@ class BillingSettingsApi(ApiView):
         address = StrictCharField(required=False, allow_blank=True, max_length=1000)
         email = StrictEmailField(required=False, allow_blank=True)
 
-    @extend_schema(operation_id="billing_settings_retrieve", responses=BillingSettingsOutput,
-                   summary="The Billing Setup")
+    @extend_schema(
+        operation_id="billing_settings_retrieve", responses=BillingSettingsOutput, summary="The Billing Setup"
+    )
     def get(self, request):
         return Response(BillingSettingsOutput(_setup(request.tenant, billing_settings())).data)
 
-    @extend_schema(operation_id="billing_settings_update", request=UpdateInputSerializer,
-                   responses=BillingSettingsOutput,
-                   summary="Change the Billing Setup (only the fields sent; applies from the next billing day)")
+    @extend_schema(
+        operation_id="billing_settings_update",
+        request=UpdateInputSerializer,
+        responses=BillingSettingsOutput,
+        summary="Change the Billing Setup (only the fields sent; applies from the next billing day)",
+    )
     def patch(self, request):
         values = validated(self.UpdateInputSerializer, request)
         settings = billing_setup_update(agency=request.tenant, actor=self.user, values=values)

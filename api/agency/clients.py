@@ -121,33 +121,54 @@ class ClientsApi(ApiView):
         license_price_minor = AmountField(required=False, default=0)
         salesperson = StrictEmailField(required=False, allow_null=True, default=None)
         billing_day = StrictIntegerField(required=False, allow_null=True, default=None, min_value=1, max_value=28)
-        autopay_days = StrictListField(child=StrictIntegerField(min_value=1, max_value=28), required=False,
-                                       max_length=28, default=list)
-        taxes = StrictListField(child=StrictUUIDField(), required=False, max_length=50, default=list,
-                                help_text="Tax rate ids.")
+        autopay_days = StrictListField(
+            child=StrictIntegerField(min_value=1, max_value=28), required=False, max_length=28, default=list
+        )
+        taxes = StrictListField(
+            child=StrictUUIDField(), required=False, max_length=50, default=list, help_text="Tax rate ids."
+        )
         activated_on = StrictDateField(required=False, help_text="Default: today in the agency's time zone.")
 
-    @extend_schema(operation_id="clients_list", parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(ClientOutput), summary="List clients (salespeople: their own)")
+    @extend_schema(
+        operation_id="clients_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(ClientOutput),
+        summary="List clients (salespeople: their own)",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
-        clients = client_search_for_user(user=self.user, search=filters.get("search"),
-                                         agency_invoiced=filters.get("agency_invoiced"),
-                                         salesperson_email=filters.get("salesperson"))
+        clients = client_search_for_user(
+            user=self.user,
+            search=filters.get("search"),
+            agency_invoiced=filters.get("agency_invoiced"),
+            salesperson_email=filters.get("salesperson"),
+        )
         return paginate(request=request, view=self, queryset=_client_queryset(clients), serializer_class=ClientOutput)
 
-    @extend_schema(operation_id="clients_create", request=CreateInputSerializer, responses={201: ClientOutput},
-                   summary="Create a client with its configuration")
+    @extend_schema(
+        operation_id="clients_create",
+        request=CreateInputSerializer,
+        responses={201: ClientOutput},
+        summary="Create a client with its configuration",
+    )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
-        client = client_create(name=data["name"], email=data["email"],
-                               activated_on=data.get("activated_on") or agency_today(request),
-                               license_price_minor=data["license_price_minor"],
-                               salesperson=_salesperson(data["salesperson"]), billing_day=data["billing_day"],
-                               autopay_days=data["autopay_days"], taxes=_taxes(data["taxes"]))
+        client = client_create(
+            name=data["name"],
+            email=data["email"],
+            activated_on=data.get("activated_on") or agency_today(request),
+            license_price_minor=data["license_price_minor"],
+            salesperson=_salesperson(data["salesperson"]),
+            billing_day=data["billing_day"],
+            autopay_days=data["autopay_days"],
+            taxes=_taxes(data["taxes"]),
+        )
         client = _client_queryset(Client.objects).get(pk=client.pk)
-        return Response(ClientOutput(client, context={"request": request}).data, status=status.HTTP_201_CREATED,
-                        headers={"Location": f"/api/v1/clients/{client.public_id}/"})
+        return Response(
+            ClientOutput(client, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/clients/{client.public_id}/"},
+        )
 
 
 class ClientApi(ApiView):
@@ -158,20 +179,30 @@ class ClientApi(ApiView):
         license_price_minor = AmountField(required=False)
         salesperson = StrictEmailField(required=False, allow_null=True)
         billing_day = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=28)
-        autopay_days = StrictListField(child=StrictIntegerField(min_value=1, max_value=28), required=False,
-                                       max_length=28)
+        autopay_days = StrictListField(
+            child=StrictIntegerField(min_value=1, max_value=28), required=False, max_length=28
+        )
         taxes = StrictListField(child=StrictUUIDField(), required=False, max_length=50)
 
-    @extend_schema(operation_id="clients_retrieve", parameters=[path_uuid("client_id")],
-                   responses=ClientOutput, summary="A client and its configuration")
+    @extend_schema(
+        operation_id="clients_retrieve",
+        parameters=[path_uuid("client_id")],
+        responses=ClientOutput,
+        summary="A client and its configuration",
+    )
     def get(self, request, client_id):
         client = client_or_404(self.user, client_id)
-        return Response(ClientOutput(_client_queryset(Client.objects).get(pk=client.pk),
-                                     context={"request": request}).data)
+        return Response(
+            ClientOutput(_client_queryset(Client.objects).get(pk=client.pk), context={"request": request}).data
+        )
 
-    @extend_schema(operation_id="clients_configure", parameters=[path_uuid("client_id")],
-                   request=ConfigureInputSerializer, responses=ClientOutput,
-                   summary="Change the Client Configuration (only the fields sent)")
+    @extend_schema(
+        operation_id="clients_configure",
+        parameters=[path_uuid("client_id")],
+        request=ConfigureInputSerializer,
+        responses=ClientOutput,
+        summary="Change the Client Configuration (only the fields sent)",
+    )
     def patch(self, request, client_id):
         client = client_or_404(self.user, client_id)
         serializer = self.ConfigureInputSerializer(data=request.data)
@@ -182,8 +213,9 @@ class ClientApi(ApiView):
         if "taxes" in changes:
             changes["taxes"] = _taxes(changes["taxes"])
         client_configure(client=client, actor=self.user, **changes)
-        return Response(ClientOutput(_client_queryset(Client.objects).get(pk=client.pk),
-                                     context={"request": request}).data)
+        return Response(
+            ClientOutput(_client_queryset(Client.objects).get(pk=client.pk), context={"request": request}).data
+        )
 
 
 class ServiceLinesApi(ApiView):
@@ -193,20 +225,29 @@ class ServiceLinesApi(ApiView):
     class AddInputSerializer(StrictSerializer):
         description = StrictCharField(max_length=200)
         amount_minor = AmountField()
-        one_time = StrictBooleanField(required=False, default=False,
-                                      help_text="Billed once, then removed automatically (PLAN-2).")
+        one_time = StrictBooleanField(
+            required=False, default=False, help_text="Billed once, then removed automatically (PLAN-2)."
+        )
         taxable = StrictBooleanField(required=False, default=True)
 
-    @extend_schema(operation_id="service_lines_list", parameters=[path_uuid("client_id")],
-                   responses=ServiceLineOutput(many=True), summary="The client's Agency Services lines")
+    @extend_schema(
+        operation_id="service_lines_list",
+        parameters=[path_uuid("client_id")],
+        responses=ServiceLineOutput(many=True),
+        summary="The client's Agency Services lines",
+    )
     def get(self, request, client_id):
         client = client_or_404(self.user, client_id)
         lines = AgencyServiceLine.objects.filter(client=client, removed_at__isnull=True)
         return Response(ServiceLineOutput(lines, many=True, context={"request": request}).data)
 
-    @extend_schema(operation_id="service_lines_create", parameters=[path_uuid("client_id")],
-                   request=AddInputSerializer, responses={201: ServiceLineOutput},
-                   summary="Add an Agency Services line")
+    @extend_schema(
+        operation_id="service_lines_create",
+        parameters=[path_uuid("client_id")],
+        request=AddInputSerializer,
+        responses={201: ServiceLineOutput},
+        summary="Add an Agency Services line",
+    )
     def post(self, request, client_id):
         client = client_or_404(self.user, client_id)
         serializer = self.AddInputSerializer(data=request.data)
@@ -219,12 +260,18 @@ class ServiceLineApi(ApiView):
     capabilities = {"delete": EDIT}
     schema_tags = ("clients",)
 
-    @extend_schema(operation_id="service_lines_remove", parameters=[path_uuid("client_id"), path_uuid("line_id")],
-                   request=None, responses={204: None}, summary="Remove an Agency Services line from future invoices")
+    @extend_schema(
+        operation_id="service_lines_remove",
+        parameters=[path_uuid("client_id"), path_uuid("line_id")],
+        request=None,
+        responses={204: None},
+        summary="Remove an Agency Services line from future invoices",
+    )
     def delete(self, request, client_id, line_id):
         client = client_or_404(self.user, client_id)
-        line = AgencyServiceLine.objects.filter(client=client, public_id=uuid_or_404(line_id),
-                                                removed_at__isnull=True).first()
+        line = AgencyServiceLine.objects.filter(
+            client=client, public_id=uuid_or_404(line_id), removed_at__isnull=True
+        ).first()
         if line is None:
             raise NotFound()
         service_line_remove(line=line, actor=self.user)
@@ -245,10 +292,22 @@ class PaymentMethodOutput(serializers.Serializer):
 def payment_method_state(client: Client) -> dict:
     method = PaymentMethod.objects.filter(client=client, removed_at__isnull=True).first()
     if method is None:
-        return {"has_payment_method": False, "kind": None, "brand": None, "last4": None, "label": None,
-                "added_at": None}
-    return {"has_payment_method": True, "kind": method.kind, "brand": method.brand or None,
-            "last4": method.last4 or None, "label": str(method), "added_at": method.created_at}
+        return {
+            "has_payment_method": False,
+            "kind": None,
+            "brand": None,
+            "last4": None,
+            "label": None,
+            "added_at": None,
+        }
+    return {
+        "has_payment_method": True,
+        "kind": method.kind,
+        "brand": method.brand or None,
+        "last4": method.last4 or None,
+        "label": str(method),
+        "added_at": method.created_at,
+    }
 
 
 class PaymentMethodApi(ApiView):
@@ -257,19 +316,29 @@ class PaymentMethodApi(ApiView):
     idempotency_atomic = False  # the processor is called: the key is claimed and committed first
 
     class AttachInputSerializer(StrictSerializer):
-        token = StrictCharField(max_length=120, help_text="A payment-method token from the processor "
-                                "(Stripe.js), e.g. pm_card_visa in the sandbox.")
+        token = StrictCharField(
+            max_length=120,
+            help_text="A payment-method token from the processor (Stripe.js), e.g. pm_card_visa in the sandbox.",
+        )
 
-    @extend_schema(operation_id="payment_method_retrieve", parameters=[path_uuid("client_id")],
-                   responses=PaymentMethodOutput, summary="Payment-method state of a client")
+    @extend_schema(
+        operation_id="payment_method_retrieve",
+        parameters=[path_uuid("client_id")],
+        responses=PaymentMethodOutput,
+        summary="Payment-method state of a client",
+    )
     def get(self, request, client_id):
         client = client_or_404(self.user, client_id)
         return Response(PaymentMethodOutput(payment_method_state(client)).data)
 
-    @extend_schema(operation_id="payment_method_attach", parameters=[path_uuid("client_id")],
-                   request=AttachInputSerializer, responses={201: PaymentMethodOutput},
-                   summary="Save (or replace) the client's payment method from a processor token",
-                   examples=[OpenApiExample("Sandbox Visa", request_only=True, value={"token": "pm_card_visa"})])
+    @extend_schema(
+        operation_id="payment_method_attach",
+        parameters=[path_uuid("client_id")],
+        request=AttachInputSerializer,
+        responses={201: PaymentMethodOutput},
+        summary="Save (or replace) the client's payment method from a processor token",
+        examples=[OpenApiExample("Sandbox Visa", request_only=True, value={"token": "pm_card_visa"})],
+    )
     def post(self, request, client_id):
         client = client_or_404(self.user, client_id)
         serializer = self.AttachInputSerializer(data=request.data)
@@ -277,8 +346,9 @@ class PaymentMethodApi(ApiView):
         try:
             payment_method_attach(client=client, token=serializer.validated_data["token"], actor=self.user)
         except ProviderError as exc:
-            raise ApplicationError(f"The processor refused the request: {exc}", code="provider_error",
-                                   fields={"token": [str(exc)]}) from None
+            raise ApplicationError(
+                f"The processor refused the request: {exc}", code="provider_error", fields={"token": [str(exc)]}
+            ) from None
         return Response(PaymentMethodOutput(payment_method_state(client)).data, status=status.HTTP_201_CREATED)
 
 
@@ -294,8 +364,12 @@ class TaxRatesApi(ApiView):
     def get(self, request):
         return Response(TaxRateOutput(TaxRate.objects.all(), many=True).data)
 
-    @extend_schema(operation_id="tax_rates_create", request=CreateInputSerializer, responses={201: TaxRateOutput},
-                   summary="Create a tax rate")
+    @extend_schema(
+        operation_id="tax_rates_create",
+        request=CreateInputSerializer,
+        responses={201: TaxRateOutput},
+        summary="Create a tax rate",
+    )
     def post(self, request):
         serializer = self.CreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

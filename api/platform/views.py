@@ -41,8 +41,12 @@ SUPPORT = (C.SUPPORT,)
 # Patterns rather than enums: the services check the actual code and zone lists (and say which are valid).
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$"
-SLUG = OpenApiParameter("slug", {"type": "string", "pattern": "^[a-z][a-z0-9]{1,39}$"}, OpenApiParameter.PATH,
-                        description="The agency's slug (its schema name).")
+SLUG = OpenApiParameter(
+    "slug",
+    {"type": "string", "pattern": "^[a-z][a-z0-9]{1,39}$"},
+    OpenApiParameter.PATH,
+    description="The agency's slug (its schema name).",
+)
 PLAN_ID = OpenApiParameter("plan_id", int, OpenApiParameter.PATH)
 
 
@@ -119,15 +123,35 @@ class PlansApi(ApiView):
         plans = PartnerPlan.objects.prefetch_related("products", "taxes", "fees")
         return Response(PlanOutput(plans, many=True).data)
 
-    @extend_schema(operation_id="partner_plans_create", request=CreateInputSerializer, responses={201: PlanOutput},
-                   summary="Create a partner plan (PLAN-1)",
-                   examples=[OpenApiExample("Standard", request_only=True, value={
-                       "name": "Standard 2027", "currency": "USD", "package_minimum_minor": 20000,
-                       "license_fee_minor": 2500,
-                       "products": [{"code": "listings", "name": "Listings", "unit_price_minor": 10,
-                                     "included_quantity": 100, "overage_unit_price_minor": 7}],
-                       "taxes": [{"name": "Platform tax", "rate_bp": 500}],
-                       "fees": [{"name": "Processing fee", "amount_minor": 999}]})])
+    @extend_schema(
+        operation_id="partner_plans_create",
+        request=CreateInputSerializer,
+        responses={201: PlanOutput},
+        summary="Create a partner plan (PLAN-1)",
+        examples=[
+            OpenApiExample(
+                "Standard",
+                request_only=True,
+                value={
+                    "name": "Standard 2027",
+                    "currency": "USD",
+                    "package_minimum_minor": 20000,
+                    "license_fee_minor": 2500,
+                    "products": [
+                        {
+                            "code": "listings",
+                            "name": "Listings",
+                            "unit_price_minor": 10,
+                            "included_quantity": 100,
+                            "overage_unit_price_minor": 7,
+                        }
+                    ],
+                    "taxes": [{"name": "Platform tax", "rate_bp": 500}],
+                    "fees": [{"name": "Processing fee", "amount_minor": 999}],
+                },
+            )
+        ],
+    )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
         if PartnerPlan.objects.filter(name=data["name"].strip()).exists():
@@ -140,8 +164,9 @@ class PlanApi(ApiView):
     capabilities = {"get": SUPPORT}
     schema_tags = ("partner plans",)
 
-    @extend_schema(operation_id="partner_plans_retrieve", parameters=[PLAN_ID], responses=PlanOutput,
-                   summary="A partner plan")
+    @extend_schema(
+        operation_id="partner_plans_retrieve", parameters=[PLAN_ID], responses=PlanOutput, summary="A partner plan"
+    )
     def get(self, request, plan_id):
         pk = whole_number(str(plan_id))
         plan = PartnerPlan.objects.filter(pk=pk).first() if pk is not None else None
@@ -178,26 +203,54 @@ class AgenciesApi(ApiView):
     default_ordering = "created_at"
 
     class CreateInputSerializer(StrictSerializer):
-        slug = pattern_field(SLUG_PATTERN, "Use 2–40 lowercase letters or digits, starting with a letter.",
-                             max_length=40, help_text="2–40 lowercase letters or digits, starting with a letter.")
+        slug = pattern_field(
+            SLUG_PATTERN,
+            "Use 2–40 lowercase letters or digits, starting with a letter.",
+            max_length=40,
+            help_text="2–40 lowercase letters or digits, starting with a letter.",
+        )
         name = StrictCharField(max_length=200)
-        time_zone = pattern_field(TIME_ZONE_PATTERN, "An IANA time zone such as Europe/Paris.", max_length=64,
-                                  required=False, default="UTC")
-        currency = pattern_field(CURRENCY_PATTERN, "An ISO-4217 code such as USD.", max_length=3, required=False,
-                                 default="USD")
+        time_zone = pattern_field(
+            TIME_ZONE_PATTERN, "An IANA time zone such as Europe/Paris.", max_length=64, required=False, default="UTC"
+        )
+        currency = pattern_field(
+            CURRENCY_PATTERN, "An ISO-4217 code such as USD.", max_length=3, required=False, default="USD"
+        )
         billing_day = StrictIntegerField(min_value=1, max_value=28, required=False, default=1)
 
-    @extend_schema(operation_id="agencies_list", parameters=list_parameters(ordering_fields),
-                   responses=page_of(AgencyOutput), summary="Agencies")
+    @extend_schema(
+        operation_id="agencies_list",
+        parameters=list_parameters(ordering_fields),
+        responses=page_of(AgencyOutput),
+        summary="Agencies",
+    )
     def get(self, request):
-        return paginate(request=request, view=self, queryset=Agency.objects.exclude(schema_name="public"),
-                        serializer_class=AgencyOutput)
+        return paginate(
+            request=request,
+            view=self,
+            queryset=Agency.objects.exclude(schema_name="public"),
+            serializer_class=AgencyOutput,
+        )
 
-    @extend_schema(operation_id="agencies_create", request=CreateInputSerializer, responses={201: AgencyOutput},
-                   summary="Create an agency: its schema and its domain",
-                   examples=[OpenApiExample("Agency", request_only=True, value={
-                       "slug": "acme", "name": "Acme Marketing", "time_zone": "America/New_York", "currency": "USD",
-                       "billing_day": 1})])
+    @extend_schema(
+        operation_id="agencies_create",
+        request=CreateInputSerializer,
+        responses={201: AgencyOutput},
+        summary="Create an agency: its schema and its domain",
+        examples=[
+            OpenApiExample(
+                "Agency",
+                request_only=True,
+                value={
+                    "slug": "acme",
+                    "name": "Acme Marketing",
+                    "time_zone": "America/New_York",
+                    "currency": "USD",
+                    "billing_day": 1,
+                },
+            )
+        ],
+    )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
         agency = agency_create(**data)
@@ -215,8 +268,13 @@ class AgencyApi(ApiView):
     def get(self, request, slug):
         return Response(AgencyOutput(agency_or_404(slug)).data)
 
-    @extend_schema(operation_id="agencies_update", parameters=[SLUG], request=UpdateInputSerializer,
-                   responses=AgencyOutput, summary="Assign a partner plan")
+    @extend_schema(
+        operation_id="agencies_update",
+        parameters=[SLUG],
+        request=UpdateInputSerializer,
+        responses=AgencyOutput,
+        summary="Assign a partner plan",
+    )
     def patch(self, request, slug):
         agency = agency_or_404(slug)
         data = validated(self.UpdateInputSerializer, request)
@@ -249,9 +307,12 @@ class AgencyClientsApi(ApiView):
         agency_invoiced = serializers.BooleanField(required=False, allow_null=True, default=None)
         search = serializers.CharField(required=False, max_length=200)
 
-    @extend_schema(operation_id="agency_clients_list",
-                   parameters=[SLUG, FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(SupportClientOutput), summary="An agency's clients")
+    @extend_schema(
+        operation_id="agency_clients_list",
+        parameters=[SLUG, FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(SupportClientOutput),
+        summary="An agency's clients",
+    )
     def get(self, request, slug):
         agency = agency_or_404(slug)
         filters = query_filters(self.FilterSerializer, request)
@@ -272,9 +333,13 @@ class AgencyInvoicedApi(ApiView):
         agency_invoiced = StrictBooleanField(help_text="true: switch to Agency Invoiced; false: clear it.")
         reason = StrictCharField(max_length=2000, help_text="Why; kept in the audit log.")
 
-    @extend_schema(operation_id="agency_invoiced_set", parameters=[SLUG, path_uuid("client_id")],
-                   request=InputSerializer, responses=SupportClientOutput,
-                   summary="Set or clear Agency Invoiced on a client, with a reason (COL-1)")
+    @extend_schema(
+        operation_id="agency_invoiced_set",
+        parameters=[SLUG, path_uuid("client_id")],
+        request=InputSerializer,
+        responses=SupportClientOutput,
+        summary="Set or clear Agency Invoiced on a client, with a reason (COL-1)",
+    )
     def post(self, request, slug, client_id):
         agency = agency_or_404(slug)
         data = validated(self.InputSerializer, request)
@@ -283,8 +348,12 @@ class AgencyInvoicedApi(ApiView):
             if client is None:
                 raise NotFound()
             if data["agency_invoiced"]:
-                client = agency_invoiced_set(client=client, user=self.user, reason=data["reason"],
-                                             today=agency_business_date(agency, timezone.now()))
+                client = agency_invoiced_set(
+                    client=client,
+                    user=self.user,
+                    reason=data["reason"],
+                    today=agency_business_date(agency, timezone.now()),
+                )
             else:
                 client = agency_invoiced_clear(client=client, user=self.user, reason=data["reason"])
             return Response(SupportClientOutput(client).data)
@@ -314,9 +383,12 @@ class AgencySupportRequestsApi(ApiView):
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["OPEN", "DONE", "REJECTED"], required=False)
 
-    @extend_schema(operation_id="agency_support_requests_list",
-                   parameters=[SLUG, FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(AgencySupportRequestOutput), summary="What the agency asked billing support")
+    @extend_schema(
+        operation_id="agency_support_requests_list",
+        parameters=[SLUG, FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(AgencySupportRequestOutput),
+        summary="What the agency asked billing support",
+    )
     def get(self, request, slug):
         agency = agency_or_404(slug)
         filters = query_filters(self.FilterSerializer, request)
@@ -324,8 +396,7 @@ class AgencySupportRequestsApi(ApiView):
             requests = SupportRequest.objects.select_related("client", "charge")
             if filters.get("status"):
                 requests = requests.filter(status=filters["status"])
-            return paginate(request=request, view=self, queryset=requests,
-                            serializer_class=AgencySupportRequestOutput)
+            return paginate(request=request, view=self, queryset=requests, serializer_class=AgencySupportRequestOutput)
 
 
 class RetryRunApi(ApiView):
@@ -339,21 +410,30 @@ class RetryRunApi(ApiView):
         attempt_number = serializers.IntegerField(allow_null=True)
         outcome = serializers.CharField(allow_null=True)
 
-    @extend_schema(operation_id="charge_retry_run", parameters=[SLUG, path_uuid("charge_id")], request=EmptyInput,
-                   responses=OutputSerializer, summary="Run a manual retry of a charge now (RET-4)")
+    @extend_schema(
+        operation_id="charge_retry_run",
+        parameters=[SLUG, path_uuid("charge_id")],
+        request=EmptyInput,
+        responses=OutputSerializer,
+        summary="Run a manual retry of a charge now (RET-4)",
+    )
     def post(self, request, slug, charge_id):
         agency = agency_or_404(slug)
         validated(EmptyInput, request)
         with tenant_context(agency):
-            charge = Charge.objects.select_related("client", "invoice").filter(
-                public_id=uuid_or_404(charge_id)).first()
+            charge = Charge.objects.select_related("client", "invoice").filter(public_id=uuid_or_404(charge_id)).first()
             if charge is None:
                 raise NotFound()
             attempt = retry_run(charge=charge, user=self.user, today=agency_business_date(agency, timezone.now()))
             charge.refresh_from_db()
-            return Response({"charge": charge.public_id, "status": charge.status,
-                             "attempt_number": attempt.number if attempt else None,
-                             "outcome": attempt.outcome if attempt else None})
+            return Response(
+                {
+                    "charge": charge.public_id,
+                    "status": charge.status,
+                    "attempt_number": attempt.number if attempt else None,
+                    "outcome": attempt.outcome if attempt else None,
+                }
+            )
 
 
 # --- audit log -----------------------------------------------------------------------------------------------
@@ -378,13 +458,20 @@ class AuditLogApi(ApiView):
     default_ordering = "-created_at"
 
     class FilterSerializer(serializers.Serializer):
-        agency = serializers.RegexField(r"^[a-z][a-z0-9]{1,39}$", required=False,
-                                        help_text="Read this agency's log; without it, the platform's own.")
+        agency = serializers.RegexField(
+            r"^[a-z][a-z0-9]{1,39}$",
+            required=False,
+            help_text="Read this agency's log; without it, the platform's own.",
+        )
         action = serializers.CharField(required=False, max_length=80)
         object_id = serializers.CharField(required=False, max_length=64)
 
-    @extend_schema(operation_id="audit_log_list", parameters=[FilterSerializer, *list_parameters(ordering_fields)],
-                   responses=page_of(AuditEntryOutput), summary="Who changed what, and why")
+    @extend_schema(
+        operation_id="audit_log_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(AuditEntryOutput),
+        summary="Who changed what, and why",
+    )
     def get(self, request):
         filters = query_filters(self.FilterSerializer, request)
         schema = agency_or_404(filters["agency"]).schema_name if filters.get("agency") else "public"

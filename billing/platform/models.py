@@ -35,8 +35,9 @@ class AgencyInvoiceLine(AbstractInvoiceLine):
 
 class AgencyLedgerEntry(AbstractLedgerEntry):
     agency = models.ForeignKey("tenants.Agency", on_delete=models.PROTECT, related_name="ledger_entries")
-    invoice = models.ForeignKey(AgencyInvoice, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="ledger_entries")
+    invoice = models.ForeignKey(
+        AgencyInvoice, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries"
+    )
 
     class Meta(AbstractLedgerEntry.Meta):
         indexes = [models.Index(fields=["agency", "category"])]
@@ -139,8 +140,11 @@ class AgencyPaymentMethod(AbstractPaymentMethod):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["agency"], condition=models.Q(removed_at__isnull=True),
-                                    name="one_active_payment_method_per_agency"),
+            models.UniqueConstraint(
+                fields=["agency"],
+                condition=models.Q(removed_at__isnull=True),
+                name="one_active_payment_method_per_agency",
+            ),
         ]
 
 

@@ -22,8 +22,9 @@ def stripe_rate_limiter() -> RateLimiter | None:
     if rate < 0:
         return None
     if rate == 0:
-        rate = DEFAULT_LIVE_RATE if settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) \
-            else DEFAULT_TEST_RATE
+        rate = (
+            DEFAULT_LIVE_RATE if settings.STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_")) else DEFAULT_TEST_RATE
+        )
     if not settings.REDIS_URL:
         return LocalRateLimiter(rate)
     account = hashlib.sha256(settings.STRIPE_SECRET_KEY.encode()).hexdigest()[:16]
@@ -37,8 +38,12 @@ def get_provider() -> PaymentProvider:
     if settings.PAYMENT_PROVIDER == "stripe":
         from billing.providers.stripe import StripeProvider
 
-        return StripeProvider(api_key=settings.STRIPE_SECRET_KEY, api_base=settings.STRIPE_API_BASE or None,
-                              limiter=stripe_rate_limiter(), concurrency=settings.COLLECTION_CONCURRENCY)
+        return StripeProvider(
+            api_key=settings.STRIPE_SECRET_KEY,
+            api_base=settings.STRIPE_API_BASE or None,
+            limiter=stripe_rate_limiter(),
+            concurrency=settings.COLLECTION_CONCURRENCY,
+        )
     from billing.providers.sandbox import SandboxProvider
 
     return SandboxProvider()

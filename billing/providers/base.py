@@ -11,9 +11,9 @@ from typing import Protocol
 
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"
-    PENDING = "pending"      # bank debit submitted, settlement awaited (COL-3)
-    DECLINED = "declined"    # a definite failure: the money did not move
-    UNKNOWN = "unknown"      # timeout, 5xx, connection lost: must be looked up before any new attempt
+    PENDING = "pending"  # bank debit submitted, settlement awaited (COL-3)
+    DECLINED = "declined"  # a definite failure: the money did not move
+    UNKNOWN = "unknown"  # timeout, 5xx, connection lost: must be looked up before any new attempt
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,15 @@ def _spacing(rate: float, window: float, margin: float) -> float:
 
 
 class LocalRateLimiter:
-    def __init__(self, rate: float, *, window: float = 1.0, margin: float = DEFAULT_MARGIN,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        window: float = 1.0,
+        margin: float = DEFAULT_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.rate = rate
         self.spacing = _spacing(rate, window, margin)
         self.tolerance = margin * window / 2
@@ -68,8 +75,9 @@ class LocalRateLimiter:
         return _wait_for_slot(self, self._reserve_slot, clock=self._clock, sleep=self._sleep)
 
 
-def _wait_for_slot(limiter, reserve_slot: Callable[[], float], *, clock: Callable[[], float],
-                   sleep: Callable[[float], None]) -> float:
+def _wait_for_slot(
+    limiter, reserve_slot: Callable[[], float], *, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> float:
     """Sleep until a reserved slot (in `clock`'s time); a wake-up later than the limiter's tolerance gives the
     slot up and reserves another. Returns the seconds waited."""
     started = clock()
@@ -98,8 +106,16 @@ return {now, slot}
 
 
 class RedisRateLimiter:
-    def __init__(self, rate: float, *, redis_url: str, key: str, window: float = 1.0,
-                 margin: float = DEFAULT_MARGIN, client: Any = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        redis_url: str,
+        key: str,
+        window: float = 1.0,
+        margin: float = DEFAULT_MARGIN,
+        client: Any = None,
+    ) -> None:
         import redis
 
         self.rate = rate

@@ -89,8 +89,15 @@ class SandboxProvider:
             raise ProviderError(f"Unknown test payment method {given!r}.", code="resource_missing")
         reference = _ref("pm")
         fingerprint = _fingerprint(secret)
-        SandboxPaymentMethod.objects.create(reference=reference, customer=customer, kind=kind, token=token,
-                                            fingerprint=fingerprint, brand=brand, last4=last4)
+        SandboxPaymentMethod.objects.create(
+            reference=reference,
+            customer=customer,
+            kind=kind,
+            token=token,
+            fingerprint=fingerprint,
+            brand=brand,
+            last4=last4,
+        )
         return SavedPaymentMethod(reference, kind, fingerprint, brand, last4)
 
     @staticmethod
@@ -119,11 +126,20 @@ class SandboxProvider:
         try:
             with transaction.atomic():
                 intent = SandboxPaymentIntent.objects.create(
-                    reference=_ref("pi"), idempotency_key=request.idempotency_key, customer=request.customer,
-                    payment_method=request.payment_method, destination=request.destination or "",
-                    amount_minor=request.amount_minor, currency=request.currency, status=status,
-                    decline_code=decline, created_on=request.business_date, settles_on=settles_on,
-                    available_on=available_on, metadata=request.metadata)
+                    reference=_ref("pi"),
+                    idempotency_key=request.idempotency_key,
+                    customer=request.customer,
+                    payment_method=request.payment_method,
+                    destination=request.destination or "",
+                    amount_minor=request.amount_minor,
+                    currency=request.currency,
+                    status=status,
+                    decline_code=decline,
+                    created_on=request.business_date,
+                    settles_on=settles_on,
+                    available_on=available_on,
+                    metadata=request.metadata,
+                )
         except IntegrityError:
             # Same idempotency key: the original outcome, nothing new (as Stripe does).
             intent = SandboxPaymentIntent.objects.get(idempotency_key=request.idempotency_key)
@@ -143,15 +159,27 @@ class SandboxProvider:
                 failure = TEST_BANK_ACCOUNTS.get(method.token, ("", ""))[1]
                 if failure:
                     intent.status, intent.decline_code = "failed", failure
-                    events.append(ProviderEvent("charge.failed", intent.reference, settled_on,
-                                                decline_code=failure, metadata=intent.metadata))
+                    events.append(
+                        ProviderEvent(
+                            "charge.failed",
+                            intent.reference,
+                            settled_on,
+                            decline_code=failure,
+                            metadata=intent.metadata,
+                        )
+                    )
                 else:
                     intent.status, intent.available_on = "succeeded", settled_on
-                    events.append(ProviderEvent("charge.succeeded", intent.reference, settled_on,
-                                                metadata=intent.metadata))
+                    events.append(
+                        ProviderEvent("charge.succeeded", intent.reference, settled_on, metadata=intent.metadata)
+                    )
                 intent.save(update_fields=["status", "decline_code", "available_on"])
-            ready = (SandboxPaymentIntent.objects.select_for_update()
-                     .filter(status="succeeded", payout="").exclude(destination="").order_by("id"))
+            ready = (
+                SandboxPaymentIntent.objects.select_for_update()
+                .filter(status="succeeded", payout="")
+                .exclude(destination="")
+                .order_by("id")
+            )
             batches: dict[tuple[str, date, str], list[SandboxPaymentIntent]] = {}
             for intent in ready:
                 assert intent.available_on is not None
@@ -159,10 +187,21 @@ class SandboxProvider:
                 if arrival <= today:
                     batches.setdefault((intent.destination, arrival, intent.currency), []).append(intent)
             for (destination, arrival, currency), intents in sorted(batches.items()):
-                payout = SandboxPayout.objects.create(reference=_ref("po"), destination=destination,
-                                                      amount_minor=sum(i.amount_minor for i in intents),
-                                                      currency=currency, arrival_on=arrival)
+                payout = SandboxPayout.objects.create(
+                    reference=_ref("po"),
+                    destination=destination,
+                    amount_minor=sum(i.amount_minor for i in intents),
+                    currency=currency,
+                    arrival_on=arrival,
+                )
                 SandboxPaymentIntent.objects.filter(pk__in=[i.pk for i in intents]).update(payout=payout.reference)
-                events.append(ProviderEvent("payout.paid", payout.reference, arrival, account=destination,
-                                            charge_references=tuple(i.reference for i in intents)))
+                events.append(
+                    ProviderEvent(
+                        "payout.paid",
+                        payout.reference,
+                        arrival,
+                        account=destination,
+                        charge_references=tuple(i.reference for i in intents),
+                    )
+                )
         return events

@@ -103,8 +103,15 @@ class _PacedRequestsClient(stripe.RequestsClient):
         super().__init__(timeout=timeout)
         self.limiter = limiter
 
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, *,
-                _usage: list[str] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any = None,
+        *,
+        _usage: list[str] | None = None,
+    ) -> Any:
         if getattr(self._thread_local, "session", None) is None:
             session = requests.Session()
             adapter = _PacedAdapter(self.limiter)
@@ -117,15 +124,26 @@ class _PacedRequestsClient(stripe.RequestsClient):
 class StripeProvider:
     name = "stripe"
 
-    def __init__(self, *, api_key: str, api_base: str | None = None, timeout: float = 20.0,
-                 rate_limit_retries: int = 5, limiter: RateLimiter | None = None, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        api_base: str | None = None,
+        timeout: float = 20.0,
+        rate_limit_retries: int = 5,
+        limiter: RateLimiter | None = None,
+        concurrency: int = 1,
+    ) -> None:
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
             stripe_version=API_VERSION,
             max_network_retries=0,  # retries are ours: only with the same idempotency key
-            http_client=(_PacedRequestsClient(timeout=timeout, limiter=limiter) if limiter is not None
-                         else stripe.RequestsClient(timeout=timeout)),
+            http_client=(
+                _PacedRequestsClient(timeout=timeout, limiter=limiter)
+                if limiter is not None
+                else stripe.RequestsClient(timeout=timeout)
+            ),
         )
         self.rate_limit_retries = rate_limit_retries
         # Every request waits for the limiter (the account's requests per second, shared by every worker) in the
@@ -154,14 +172,16 @@ class StripeProvider:
 
     def customer_create(self, *, email: str, name: str, idempotency_key: str) -> str:
         params: CustomerCreateParams = {"email": email, "name": name}
-        customer = self._call(self.client.v1.customers.create, params=params,
-                              options={"idempotency_key": idempotency_key})
+        customer = self._call(
+            self.client.v1.customers.create, params=params, options={"idempotency_key": idempotency_key}
+        )
         return customer.id
 
     def connected_account_create(self, *, name: str, email: str, idempotency_key: str) -> str:
         params: AccountCreateParams = {"type": "express", "email": email, "business_profile": {"name": name}}
-        account = self._call(self.client.v1.accounts.create, params=params,
-                             options={"idempotency_key": idempotency_key})
+        account = self._call(
+            self.client.v1.accounts.create, params=params, options={"idempotency_key": idempotency_key}
+        )
         return account.id
 
     def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
@@ -171,14 +191,19 @@ class StripeProvider:
         except stripe.CardError as exc:
             raise ProviderError(exc.user_message or "The card was refused.", code=exc.code or "card_error") from None
         except stripe.InvalidRequestError as exc:
-            raise ProviderError(exc.user_message or "Unknown payment method.",
-                                code=exc.code or "invalid_request") from None
+            raise ProviderError(
+                exc.user_message or "Unknown payment method.", code=exc.code or "invalid_request"
+            ) from None
         method = _plain(method)
         kind = method.get("type", "card")
         details = method.get(kind) or {}
-        return SavedPaymentMethod(reference=method["id"], kind=kind, fingerprint=details.get("fingerprint") or "",
-                                  brand=details.get("brand") or details.get("bank_name") or "",
-                                  last4=details.get("last4") or "")
+        return SavedPaymentMethod(
+            reference=method["id"],
+            kind=kind,
+            fingerprint=details.get("fingerprint") or "",
+            brand=details.get("brand") or details.get("bank_name") or "",
+            last4=details.get("last4") or "",
+        )
 
     # --- charges -----------------------------------------------------------------------------------
 
@@ -199,8 +224,11 @@ class StripeProvider:
 
     def charge_create(self, request: ChargeRequest) -> ChargeResult:
         try:
-            intent = self._call(self.client.v1.payment_intents.create, params=self._params(request),
-                                options={"idempotency_key": request.idempotency_key})
+            intent = self._call(
+                self.client.v1.payment_intents.create,
+                params=self._params(request),
+                options={"idempotency_key": request.idempotency_key},
+            )
         except stripe.CardError as exc:
             error = _plain(exc.error)
             reference = _plain(error.get("payment_intent")).get("id", "")
@@ -252,9 +280,13 @@ class StripeProvider:
             return ProviderEvent("charge.succeeded", obj.get("id", ""), created, metadata=obj.get("metadata") or {})
         if kind == "payment_intent.payment_failed":
             error = obj.get("last_payment_error") or {}
-            return ProviderEvent("charge.failed", obj.get("id", ""), created,
-                                 decline_code=error.get("decline_code") or error.get("code") or "failed",
-                                 metadata=obj.get("metadata") or {})
+            return ProviderEvent(
+                "charge.failed",
+                obj.get("id", ""),
+                created,
+                decline_code=error.get("decline_code") or error.get("code") or "failed",
+                metadata=obj.get("metadata") or {},
+            )
         if kind in ("payout.paid", "payout.failed"):
             arrival = obj.get("arrival_date")
             day = datetime.fromtimestamp(arrival, tz=UTC).date() if arrival else created

@@ -27,12 +27,18 @@ BILLING_DATE = date(2027, 1, 1)
 def token_for(agency, email: str, role: str) -> str:
     """A user of `role` in the agency's schema (or public for None) and a fresh API token of theirs."""
     with schema_context(agency.schema_name if agency else "public"):
-        user = User.objects.filter(email=email).first() or User.objects.create_user(email, "pw-correct-horse-9",
-                                                                                     role=role)
+        user = User.objects.filter(email=email).first() or User.objects.create_user(
+            email, "pw-correct-horse-9", role=role
+        )
         admin_role = Role.BILLING_SUPPORT if agency is None else Role.ADMINISTRATOR
-        actor = user if user.role == admin_role else (
-            User.objects.filter(role=admin_role).first()
-            or User.objects.create_user(f"token-admin@{agency.schema_name}.test", "x", role=admin_role))
+        actor = (
+            user
+            if user.role == admin_role
+            else (
+                User.objects.filter(role=admin_role).first()
+                or User.objects.create_user(f"token-admin@{agency.schema_name}.test", "x", role=admin_role)
+            )
+        )
         _, secret = api_token_create(actor=actor, name=f"test {role}", owner=user)
     return secret
 
@@ -79,20 +85,31 @@ def populate(agency, *, with_webhook: bool = True) -> World:
     agency.save(update_fields=["connected_account_id"])
     world = World(agency)
     with tenant_context(agency):
-        seller = User.objects.create_user(f"seller@{agency.schema_name}.test", "pw-correct-horse-9",
-                                          role=Role.SALESPERSON)
+        seller = User.objects.create_user(
+            f"seller@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.SALESPERSON
+        )
         admin = User.objects.filter(role=Role.ADMINISTRATOR).first() or User.objects.create_user(
-            f"admin@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR)
+            f"admin@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR
+        )
         rate = tax_rate_create(name="Sales tax", rate_bp=825)
-        client = client_create(name=f"{agency.name} Client", email=f"client@{agency.schema_name}.example",
-                               activated_on=date(2026, 12, 1), license_price_minor=19900, taxes=[rate],
-                               salesperson=seller)
+        client = client_create(
+            name=f"{agency.name} Client",
+            email=f"client@{agency.schema_name}.example",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=19900,
+            taxes=[rate],
+            salesperson=seller,
+        )
         line = service_line_add(client=client, description="SEO retainer", amount_minor=5000)
         payment_method_attach(client=client, token=f"pm_card_visa_chargeDeclined:{agency.schema_name}")
         usage(agency, client, "listings", 120, at(date(2026, 12, 15)), f"{agency.schema_name}-u1")
         # No salesperson and no payment method: Uncollectable at once (COL-4), invisible to salespeople.
-        other = client_create(name=f"{agency.name} House Account", email=f"house@{agency.schema_name}.example",
-                              activated_on=date(2026, 12, 1), license_price_minor=10000)
+        other = client_create(
+            name=f"{agency.name} House Account",
+            email=f"house@{agency.schema_name}.example",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=10000,
+        )
         other_line = service_line_add(client=other, description="Reporting", amount_minor=2500)
         if with_webhook:
             endpoint, _ = endpoint_create(url="http://127.0.0.1:9/hooks", created_by=admin.email)
@@ -101,11 +118,16 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         charge = Charge.objects.get(client=client)
         retry_request(charge=charge, user=admin, reason="client updated card")
         invoice = Invoice.objects.get(client=client)
-        world.ids.update({
-            "client_id": str(client.public_id), "line_id": str(line.public_id), "invoice_id": str(invoice.public_id),
-            "charge_id": str(charge.public_id), "tax_rate_id": str(rate.public_id),
-            "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
-        })
+        world.ids.update(
+            {
+                "client_id": str(client.public_id),
+                "line_id": str(line.public_id),
+                "invoice_id": str(invoice.public_id),
+                "charge_id": str(charge.public_id),
+                "tax_rate_id": str(rate.public_id),
+                "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
+            }
+        )
         if with_webhook:
             world.ids["endpoint_id"] = str(endpoint.public_id)
             world.ids["delivery_id"] = str(WebhookDelivery.objects.filter(endpoint=endpoint).first().public_id)
@@ -113,9 +135,11 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         world.ids["token_id"] = str(world_token.public_id)
         world.other_client = other
         world.other_ids = {
-            "client_id": str(other.public_id), "line_id": str(other_line.public_id),
+            "client_id": str(other.public_id),
+            "line_id": str(other_line.public_id),
             "invoice_id": str(Invoice.objects.get(client=other).public_id),
-            "charge_id": str(Charge.objects.get(client=other).public_id)}
+            "charge_id": str(Charge.objects.get(client=other).public_id),
+        }
         world.salesperson = seller
         world.own_client = client
     return world

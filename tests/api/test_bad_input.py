@@ -89,8 +89,9 @@ def _check(http, method, url, body, schemas, ignore=()):
             continue
         if response.status_code != status or set(error) != {"code", "message", "fields"}:
             problems.append((label, response.status_code, error))
-        elif field is not None and not any(key == field or key.startswith(field) or field.startswith(key)
-                                           for key in error["fields"]):
+        elif field is not None and not any(
+            key == field or key.startswith(field) or field.startswith(key) for key in error["fields"]
+        ):
             problems.append((label, "field not named", error["fields"]))
     assert not problems, problems[:10]
     assert not changed(before, row_counts(*schemas), ignore=ignore), "a refused request stored something"
@@ -121,13 +122,20 @@ def test_bad_input_on_platform_writes_is_4xx_and_stores_nothing(agency_a, method
 EXOTIC = "Zoë 🚀 שלום e\u0301 ✓ 中文 \u200b"
 
 
-@pytest.mark.parametrize(("path", "body", "read", "field"), [
-    ("/api/v1/clients/", {"name": EXOTIC, "email": "zoe@example.com"}, None, "name"),
-    ("/api/v1/tax-rates/", {"name": EXOTIC, "rate_bp": 100}, None, "name"),
-    ("/api/v1/api-tokens/", {"name": EXOTIC}, None, "name"),
-    ("/api/v1/webhook-endpoints/", {"url": "https://hooks.example.com/x", "description": EXOTIC}, None,
-     "description"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "read", "field"),
+    [
+        ("/api/v1/clients/", {"name": EXOTIC, "email": "zoe@example.com"}, None, "name"),
+        ("/api/v1/tax-rates/", {"name": EXOTIC, "rate_bp": 100}, None, "name"),
+        ("/api/v1/api-tokens/", {"name": EXOTIC}, None, "name"),
+        (
+            "/api/v1/webhook-endpoints/",
+            {"url": "https://hooks.example.com/x", "description": EXOTIC},
+            None,
+            "description",
+        ),
+    ],
+)
 def test_valid_unicode_is_stored_exactly(agency_a, path, body, read, field):
     http = api(agency_a, token_for(agency_a, "uni-admin@alpha.test", Role.ADMINISTRATOR))
     response = http.post(path, body, format="json")
@@ -147,8 +155,11 @@ def test_unicode_in_a_template_round_trips(agency_a):
 def test_a_template_reaching_outside_the_sandbox_is_refused_with_its_line(agency_a):
     http = api(agency_a, token_for(agency_a, "uni-admin@alpha.test", Role.ADMINISTRATOR))
     before = row_counts("alpha")
-    response = http.put("/api/v1/email-templates/PAYMENT_FAILED/",
-                        {"subject": "ok", "body": "line one\n{{ ''.__class__.__mro__ }}\n{% if %}"}, format="json")
+    response = http.put(
+        "/api/v1/email-templates/PAYMENT_FAILED/",
+        {"subject": "ok", "body": "line one\n{{ ''.__class__.__mro__ }}\n{% if %}"},
+        format="json",
+    )
     assert response.status_code == 400
     assert "body" in response.json()["fields"] and "Line" in response.json()["fields"]["body"][0]
     assert not changed(before, row_counts("alpha"), ignore=("accounts_apitoken",))

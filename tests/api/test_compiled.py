@@ -25,8 +25,15 @@ def _no_templates():
 
 def _clients(agency, count: int, *, activated_on: date = date(2026, 12, 1)) -> list[int]:
     with tenant_context(agency):
-        return [client_create(name=f"{agency.schema_name} client {i}", email=f"c{i}@{agency.schema_name}.example",
-                              activated_on=activated_on, license_price_minor=1000).pk for i in range(count)]
+        return [
+            client_create(
+                name=f"{agency.schema_name} client {i}",
+                email=f"c{i}@{agency.schema_name}.example",
+                activated_on=activated_on,
+                license_price_minor=1000,
+            ).pk
+            for i in range(count)
+        ]
 
 
 def _after(*, after_pk=None, clients=None):

@@ -68,8 +68,9 @@ def test_session_calls_need_the_csrf_token(agency_a):
     assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
     browser.get("/settings/api-tokens/")  # any page sets the CSRF cookie
     csrf = browser.cookies["csrftoken"].value
-    accepted = browser.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 100},
-                            content_type="application/json", HTTP_X_CSRFTOKEN=csrf)
+    accepted = browser.post(
+        "/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 100}, content_type="application/json", HTTP_X_CSRFTOKEN=csrf
+    )
     assert accepted.status_code == 201
 
 
@@ -168,9 +169,10 @@ def test_invoice_list_rows_are_what_the_serializer_writes(agency_a):
                 Client.objects.filter(pk=world.own_client.pk).update(salesperson=user)
                 listed = api(agency_a, token_for(agency_a, email, role)).get("/api/v1/invoices/").json()["results"]
             request = type("Request", (), {"user": user})()
-            expected = [json.loads(json.dumps(InvoiceOutput(invoice, context={"request": request}).data,
-                                              cls=JSONEncoder))
-                        for invoice in invoice_list_for_user(user=user)]
+            expected = [
+                json.loads(json.dumps(InvoiceOutput(invoice, context={"request": request}).data, cls=JSONEncoder))
+                for invoice in invoice_list_for_user(user=user)
+            ]
         assert listed and sorted(listed, key=lambda row: row["id"]) == sorted(expected, key=lambda row: row["id"]), role
         assert role != Role.JR_SALESPERSON or all(row["total_minor"] is None for row in listed)
 
@@ -204,10 +206,16 @@ def test_cursor_pagination_walks_every_row_once(agency_a):
     populate(agency_a)
     http = api(agency_a, token_for(agency_a, "page-admin@alpha.test", Role.ADMINISTRATOR))
     for index in range(7):
-        assert http.post("/api/v1/tax-rates/", {"name": f"Tax {index}", "rate_bp": index}, format="json"
-                         ).status_code == 201
-        assert http.post("/api/v1/clients/", {"name": f"Client {index:02d}", "email": f"c{index}@example.com"},
-                         format="json").status_code == 201
+        assert (
+            http.post("/api/v1/tax-rates/", {"name": f"Tax {index}", "rate_bp": index}, format="json").status_code
+            == 201
+        )
+        assert (
+            http.post(
+                "/api/v1/clients/", {"name": f"Client {index:02d}", "email": f"c{index}@example.com"}, format="json"
+            ).status_code
+            == 201
+        )
     seen, url = [], "/api/v1/clients/?limit=3&ordering=-name"
     while url:
         page = http.get(url).json()
@@ -218,7 +226,8 @@ def test_cursor_pagination_walks_every_row_once(agency_a):
     for limit in ("0", "²", "9" * 5000, "-1", "1.0"):
         assert http.get(f"/api/v1/clients/?limit={limit}").status_code == 400, limit
     assert http.get("/api/v1/clients/?ordering=email").json()["fields"] == {
-        "ordering": ["Order by one of: name, created_at (prefix - for descending)."]}
+        "ordering": ["Order by one of: name, created_at (prefix - for descending)."]
+    }
     searched = http.get("/api/v1/clients/?search=client 0").json()["results"]
     assert {row["name"] for row in searched} == {f"Client {i:02d}" for i in range(7)}
 
@@ -305,8 +314,9 @@ def test_keyset_pages_pass_a_thousand_rows_of_one_value(agency_a):
     from datetime import date
 
     with tenant_context(agency_a):
-        Client.objects.bulk_create(Client(name=f"Bulk {n}", email=f"bulk{n}@example.com",
-                                          activated_on=date(2026, 12, 1)) for n in range(1250))
+        Client.objects.bulk_create(
+            Client(name=f"Bulk {n}", email=f"bulk{n}@example.com", activated_on=date(2026, 12, 1)) for n in range(1250)
+        )
         seen, query = [], "limit=200"
         while query:
             rows, next_link, _ = _keyset_page("activated_on", query)

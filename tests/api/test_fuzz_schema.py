@@ -27,12 +27,23 @@ from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+]
 # Bounded so the whole run takes about a minute on two shared cores.
-FUZZ = settings(max_examples=12, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 agency_schema = schemathesis.openapi.from_dict(AGENCY_DOCUMENT)
@@ -63,8 +74,12 @@ def agency_api(agency_a, agency_b):
 @pytest.fixture
 def platform_api(agency_a):
     world = populate(agency_a)
-    ids = {"slug": "alpha", "client_id": world.ids["client_id"], "charge_id": world.ids["charge_id"],
-           "plan_id": str(agency_a.plan_id)}
+    ids = {
+        "slug": "alpha",
+        "client_id": world.ids["client_id"],
+        "charge_id": world.ids["charge_id"],
+        "plan_id": str(agency_a.plan_id),
+    }
     return token_for(None, "fuzz-support@platform.test", Role.BILLING_SUPPORT), ids
 
 
@@ -81,7 +96,6 @@ def test_served_schema_is_the_fuzzed_one(agency_a, agency, document):
 
 SEEN: dict[str, Counter] = defaultdict(Counter)
 _turn = itertools.count()
-
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,8 +117,7 @@ def _call(case, base_url: str, secret: str, ids: dict[str, str]):
     if positive and case.headers and next(_turn) % 3:
         # Generated keys repeat ("0"), which mostly exercises the 409 of a reused key; drop most of them.
         case.headers = {k: v for k, v in case.headers.items() if k != "Idempotency-Key"}
-    response = case.call_and_validate(base_url=base_url, headers={"Authorization": f"Bearer {secret}"},
-                                      checks=CHECKS)
+    response = case.call_and_validate(base_url=base_url, headers={"Authorization": f"Bearer {secret}"}, checks=CHECKS)
     SEEN[f"{case.method} {case.path}"][response.status_code] += 1
 
 

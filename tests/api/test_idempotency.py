@@ -84,8 +84,9 @@ def test_a_refused_request_does_not_keep_the_key(agency_a):
 def test_a_malformed_key_is_refused(agency_a, key):
     http = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
     before = row_counts("alpha")
-    response = http.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 2000}, format="json",
-                         HTTP_IDEMPOTENCY_KEY=key)
+    response = http.post(
+        "/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 2000}, format="json", HTTP_IDEMPOTENCY_KEY=key
+    )
     assert response.status_code == 400 and "Idempotency-Key" in response.json()["fields"]
     assert not changed(before, row_counts("alpha"), ignore=("accounts_apitoken",))
 
@@ -116,8 +117,10 @@ def test_keys_expire_after_24_hours_in_every_schema(agency_a):
     body = {"name": "VAT", "rate_bp": 2000}
     assert agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="old").status_code == 201
     assert agency.post("/api/v1/tax-rates/", body, format="json", HTTP_IDEMPOTENCY_KEY="new").status_code == 201
-    assert platform.post("/api/v1/api-tokens/", {"name": "ci"}, format="json",
-                         HTTP_IDEMPOTENCY_KEY="old").status_code == 201
+    assert (
+        platform.post("/api/v1/api-tokens/", {"name": "ci"}, format="json", HTTP_IDEMPOTENCY_KEY="old").status_code
+        == 201
+    )
     day_ago = timezone.now() - timedelta(hours=24, minutes=1)
     with schema_context("alpha"):
         IdempotencyRecord.objects.filter(key="old").update(created_at=day_ago)

@@ -17,12 +17,12 @@ R = Role
 STAFF = {R.ADMINISTRATOR, R.COMPANY_MANAGER, R.SALES_MANAGER, R.MARKETING_MANAGER, R.SALESPERSON, R.JR_SALESPERSON}
 EVERYONE = STAFF | {R.CLIENT}
 # SPEC ROLE-1, row by row.
-OVERVIEW = STAFF                                                          # Billing Overview, clients, invoices
+OVERVIEW = STAFF  # Billing Overview, clients, invoices
 OVERVIEW_ALL = {R.ADMINISTRATOR, R.COMPANY_MANAGER, R.SALES_MANAGER, R.MARKETING_MANAGER}  # all clients
-WITH_AMOUNTS = STAFF - {R.JR_SALESPERSON}                                 # PDFs carry amounts
-CONFIGURE = {R.ADMINISTRATOR, R.COMPANY_MANAGER, R.SALES_MANAGER}         # Edit Client Configuration
-REQUEST = {R.ADMINISTRATOR, R.COMPANY_MANAGER}                            # request retry / Agency Invoiced
-ADMIN = {R.ADMINISTRATOR}                                                 # Billing Setup, templates, tokens
+WITH_AMOUNTS = STAFF - {R.JR_SALESPERSON}  # PDFs carry amounts
+CONFIGURE = {R.ADMINISTRATOR, R.COMPANY_MANAGER, R.SALES_MANAGER}  # Edit Client Configuration
+REQUEST = {R.ADMINISTRATOR, R.COMPANY_MANAGER}  # request retry / Agency Invoiced
+ADMIN = {R.ADMINISTRATOR}  # Billing Setup, templates, tokens
 
 AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/me/"): EVERYONE,
@@ -97,8 +97,12 @@ def test_ROLE_1_each_role_gets_exactly_the_matrix_on_the_agency_api(agency_a, ro
 @pytest.mark.parametrize(("role", "allowed"), [(Role.BILLING_SUPPORT, True), (Role.CLIENT, False)])
 def test_ROLE_1_only_billing_support_uses_the_platform_api(agency_a, role, allowed):
     world = populate(agency_a)
-    ids = {"client_id": world.ids["client_id"], "charge_id": world.ids["charge_id"], "plan_id": str(agency_a.plan_id),
-           "token_id": "00000000-0000-4000-8000-000000000000"}
+    ids = {
+        "client_id": world.ids["client_id"],
+        "charge_id": world.ids["charge_id"],
+        "plan_id": str(agency_a.plan_id),
+        "token_id": "00000000-0000-4000-8000-000000000000",
+    }
     http = authed(None, f"platform-{role.lower()}@platform.test", role)
     wrong = []
     for method, path in _operations(PLATFORM_DOCUMENT):

@@ -15,7 +15,7 @@ from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT, operations
 pytestmark = pytest.mark.django_db
 
 OPERATIONS = operations(AGENCY_DOCUMENT)
-OBJECT_OPERATIONS = [(m, p) for m, p in OPERATIONS if "{" in p and p.replace("{kind}", "") .count("{")]
+OBJECT_OPERATIONS = [(m, p) for m, p in OPERATIONS if "{" in p and p.replace("{kind}", "").count("{")]
 LIST_OPERATIONS = [(m, p) for m, p in OPERATIONS if m == "get" and "{" not in p]
 
 
@@ -34,8 +34,7 @@ def test_TEN_2_every_object_of_another_agency_is_404(agency_a, agency_b):
     for method, path in OBJECT_OPERATIONS:
         response = _call(http, method, fill(path, theirs.ids))
         body = response.content.decode()
-        if response.status_code != 404 or any(value in body for value in theirs.ids.values()) \
-                or agency_b.name in body:
+        if response.status_code != 404 or any(value in body for value in theirs.ids.values()) or agency_b.name in body:
             leaks.append((method, path, response.status_code, body[:200]))
         elif json.loads(body) != {"code": "not_found", "message": "Not found.", "fields": {}}:
             leaks.append((method, path, "body", body[:200]))
@@ -51,8 +50,12 @@ def test_TEN_2_lists_never_show_another_agencys_objects(agency_a, agency_b):
     theirs = populate(agency_b)
     http = api(agency_a, token_for(agency_a, "ten2-admin@alpha.test", Role.ADMINISTRATOR))
     for method, path in LIST_OPERATIONS:
-        for query in ("", f"?client={theirs.ids['client_id']}", f"?invoice={theirs.ids['invoice_id']}",
-                      f"?endpoint={theirs.ids['endpoint_id']}"):
+        for query in (
+            "",
+            f"?client={theirs.ids['client_id']}",
+            f"?invoice={theirs.ids['invoice_id']}",
+            f"?endpoint={theirs.ids['endpoint_id']}",
+        ):
             response = http.get(path + query)
             assert response.status_code in (200, 400), (path, query, response.status_code)
             body = response.content.decode()

@@ -31,8 +31,10 @@ def test_create_use_and_revoke_a_token_from_the_page(agency_a, agency_slug):
     browser = login_client(agency, "page-admin@x.test")
     page = browser.get("/settings/api-tokens/")
     assert page.status_code == 200 and "No tokens yet." in page.content.decode()
-    created = browser.post("/settings/api-tokens/", {"action": "create", "name": "CRM sync",
-                                                      "owner": str(page.context["form"].initial["owner"])})
+    created = browser.post(
+        "/settings/api-tokens/",
+        {"action": "create", "name": "CRM sync", "owner": str(page.context["form"].initial["owner"])},
+    )
     assert created.status_code == 200
     secret = _secret(created.content.decode())
     with schema_context(agency.schema_name if agency else "public"):
@@ -54,8 +56,7 @@ def test_an_administrator_can_make_a_token_for_a_salesperson_which_acts_as_one(a
     browser = login_client(agency_a, "page-admin@alpha.test")
     options = browser.get("/settings/api-tokens/").context["form"].fields["owner"].choices
     assert "portal@alpha.test" not in str(options)  # client users get no tokens
-    created = browser.post("/settings/api-tokens/", {"action": "create", "name": "Seller CRM",
-                                                      "owner": str(seller.pk)})
+    created = browser.post("/settings/api-tokens/", {"action": "create", "name": "Seller CRM", "owner": str(seller.pk)})
     http = api(agency_a, _secret(created.content.decode()))
     assert http.get("/api/v1/me/").json()["role"] == Role.SALESPERSON
     assert http.get("/api/v1/billing-settings/").status_code == 403

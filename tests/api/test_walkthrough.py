@@ -18,8 +18,10 @@ from accounts.models import Role
 from tests.billing_helpers import with_plan
 from tests.conftest import make_user
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")),
-                                                   reason="the walkthrough needs curl and jq")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="the walkthrough needs curl and jq"),
+]
 
 
 def walkthrough_script() -> str:
@@ -39,15 +41,18 @@ def test_the_api_walkthrough_works_as_written(live_server, agency_a, tmp_path):
     env = {
         **os.environ,
         "API": live_server.url.replace("://localhost", "://alpha.localhost") + "/api/v1",
-        "AGENCY": "alpha", "ADMIN_EMAIL": "admin@alpha.test",
+        "AGENCY": "alpha",
+        "ADMIN_EMAIL": "admin@alpha.test",
         "MANAGE": f"{sys.executable} {settings.BASE_DIR / 'manage.py'}",
         "DJANGO_SETTINGS_MODULE": "agencybilling.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-                        f"{db['PORT'] or 5432}/{db['NAME']}",
-        "CELERY_TASK_ALWAYS_EAGER": "true", "EMAIL_URL": "locmem://",
+        f"{db['PORT'] or 5432}/{db['NAME']}",
+        "CELERY_TASK_ALWAYS_EAGER": "true",
+        "EMAIL_URL": "locmem://",
     }
-    run = subprocess.run(["bash", "-c", walkthrough_script()], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run(
+        ["bash", "-c", walkthrough_script()], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     output = run.stdout
     assert run.returncode == 0, f"{output}\n{run.stderr}"
     assert '{"email":"admin@alpha.test","role":"ADMINISTRATOR"}' in output

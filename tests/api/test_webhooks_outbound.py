@@ -81,18 +81,22 @@ def _register(agency, url, kinds=()):
 
 def _clients(agency):
     with schema_context(agency.schema_name):
-        paying = client_create(name="Paying", email="paying@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=10000)
+        paying = client_create(
+            name="Paying", email="paying@example.com", activated_on=date(2026, 12, 1), license_price_minor=10000
+        )
         payment_method_attach(client=paying, token="pm_card_visa:hooks")
-        declined = client_create(name="Declined", email="declined@example.com", activated_on=date(2026, 12, 1),
-                                 license_price_minor=20000)
+        declined = client_create(
+            name="Declined", email="declined@example.com", activated_on=date(2026, 12, 1), license_price_minor=20000
+        )
         payment_method_attach(client=declined, token="pm_card_visa_chargeDeclined:hooks")
-        client_create(name="No Card", email="nocard@example.com", activated_on=date(2026, 12, 1),
-                      license_price_minor=5000)
+        client_create(
+            name="No Card", email="nocard@example.com", activated_on=date(2026, 12, 1), license_price_minor=5000
+        )
 
 
-def test_events_are_signed_and_cover_invoices_charges_and_payouts(agency, receiver, eager_tasks,
-                                                                 django_capture_on_commit_callbacks):
+def test_events_are_signed_and_cover_invoices_charges_and_payouts(
+    agency, receiver, eager_tasks, django_capture_on_commit_callbacks
+):
     _, endpoint = _register(agency, receiver.url)
     _clients(agency)
     day = date(2027, 1, 1)
@@ -120,10 +124,10 @@ def test_events_are_signed_and_cover_invoices_charges_and_payouts(agency, receiv
         header = request["headers"][SIGNATURE_HEADER]
         assert signature_verify(header=header, secret=endpoint["secret"], body=request["body"], now=now)
         assert not signature_verify(header=header, secret="whsec_wrong", body=request["body"], now=now)
-        assert not signature_verify(header=header, secret=endpoint["secret"], body=request["body"] + b" ",
-                                    now=now)
-        assert not signature_verify(header=header, secret=endpoint["secret"], body=request["body"],
-                                    now=now + 3600)  # a replay an hour later is refused
+        assert not signature_verify(header=header, secret=endpoint["secret"], body=request["body"] + b" ", now=now)
+        assert not signature_verify(
+            header=header, secret=endpoint["secret"], body=request["body"], now=now + 3600
+        )  # a replay an hour later is refused
     assert len({e["id"] for e in events}) == len(events)
     with schema_context(agency.schema_name):
         assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {DeliveryStatus.SUCCEEDED}
@@ -141,13 +145,13 @@ def test_a_rerun_publishes_nothing_twice(agency, receiver, eager_tasks, django_c
         assert OutboundEvent.objects.count() == 3  # only the kinds someone listens to are stored
 
 
-def test_failed_deliveries_are_retried_with_backoff_then_given_up(agency, receiver, eager_tasks,
-                                                                 django_capture_on_commit_callbacks):
+def test_failed_deliveries_are_retried_with_backoff_then_given_up(
+    agency, receiver, eager_tasks, django_capture_on_commit_callbacks
+):
     http, _ = _register(agency, receiver.url, ["invoice.finalized"])
     receiver.script = [500] * (MAX_ATTEMPTS + 5)
     with schema_context(agency.schema_name):
-        client_create(name="Solo", email="solo@example.com", activated_on=date(2026, 12, 1),
-                      license_price_minor=100)
+        client_create(name="Solo", email="solo@example.com", activated_on=date(2026, 12, 1), license_price_minor=100)
     with django_capture_on_commit_callbacks(execute=True):
         agency_day_run(agency=agency, today=date(2027, 1, 1))
     with schema_context(agency.schema_name):
@@ -162,8 +166,7 @@ def test_failed_deliveries_are_retried_with_backoff_then_given_up(agency, receiv
             assert result.status == DeliveryStatus.RETRYING and result.retry_in == delay
             delivery.refresh_from_db()
             assert delivery.attempt_count == number and delivery.next_attempt_at == now + timedelta(seconds=delay)
-            assert delivery_attempt(delivery_pk=delivery.pk, now=now + timedelta(seconds=delay - 1)).status \
-                == "not due"
+            assert delivery_attempt(delivery_pk=delivery.pk, now=now + timedelta(seconds=delay - 1)).status == "not due"
             now += timedelta(seconds=delay)
         final = delivery_attempt(delivery_pk=delivery.pk, now=now)
         assert final.status == DeliveryStatus.FAILED and final.retry_in is None
@@ -214,16 +217,26 @@ def test_endpoint_urls_are_checked(agency, settings):
         response = http.post("/api/v1/webhook-endpoints/", {"url": url}, format="json")
         assert response.status_code == 400 and "url" in response.json()["fields"], url
     settings.WEBHOOK_ALLOW_PRIVATE_HOSTS = False  # production: https to public addresses only
-    for url in ("http://hooks.example.com/x", "https://127.0.0.1/x", "https://10.1.2.3/x", "https://localhost/x",
-                "https://[::1]/x", "https://169.254.169.254/latest/meta-data"):
+    for url in (
+        "http://hooks.example.com/x",
+        "https://127.0.0.1/x",
+        "https://10.1.2.3/x",
+        "https://localhost/x",
+        "https://[::1]/x",
+        "https://169.254.169.254/latest/meta-data",
+    ):
         response = http.post("/api/v1/webhook-endpoints/", {"url": url}, format="json")
         assert response.status_code == 400 and "url" in response.json()["fields"], url
 
 
 def test_a_disabled_endpoint_is_not_called(agency, receiver, eager_tasks, django_capture_on_commit_callbacks):
     http, endpoint = _register(agency, receiver.url, ["invoice.finalized"])
-    assert http.patch(f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False},
-                      format="json").json()["is_active"] is False
+    assert (
+        http.patch(f"/api/v1/webhook-endpoints/{endpoint['id']}/", {"is_active": False}, format="json").json()[
+            "is_active"
+        ]
+        is False
+    )
     _clients(agency)
     with django_capture_on_commit_callbacks(execute=True):
         agency_day_run(agency=agency, today=date(2027, 1, 1))
@@ -244,8 +257,7 @@ def test_delivery_timestamps_use_the_attempt_time(agency, receiver):
         delivery_attempt(delivery_pk=delivery.pk, now=later)
     header = receiver.requests[0]["headers"][SIGNATURE_HEADER]
     assert header.startswith(f"t={int(later.timestamp())},v1=")
-    assert signature_verify(header=header, secret=secret, body=receiver.requests[0]["body"],
-                            now=int(later.timestamp()))
+    assert signature_verify(header=header, secret=secret, body=receiver.requests[0]["body"], now=int(later.timestamp()))
 
 
 def test_rolling_the_secret_signs_with_both_until_the_old_one_expires(agency, receiver):

@@ -30,8 +30,9 @@ def pytest_collection_modifyitems(config, items):
     for item in browser_items:
         item.add_marker(pytest.mark.browser)
         if not Path(CHROMIUM).exists():
-            item.add_marker(pytest.mark.skip(reason=f"Chromium is not installed at {CHROMIUM} "
-                                                    "(apt-get install chromium)"))
+            item.add_marker(
+                pytest.mark.skip(reason=f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+            )
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -45,9 +46,19 @@ def _async_unsafe_allowed():
 
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
-    return {**browser_type_launch_args, "executable_path": shutil.which(CHROMIUM) or CHROMIUM,
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]}
+    return {
+        **browser_type_launch_args,
+        "executable_path": shutil.which(CHROMIUM) or CHROMIUM,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            "--disable-quic",
+        ],
+    }
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +81,10 @@ def site(live_server):
 # axe-core rules of WCAG 2.1 levels A and AA; a page may have no violation of impact "serious" or "critical"
 # (contrast, names of controls and links, labels, landmarks, ARIA misuse). Minor and moderate findings are
 # recorded in artifacts/accessibility.json for a person to review.
-AXE_OPTIONS = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
-               "resultTypes": ["violations"]}
+AXE_OPTIONS = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
 BLOCKING_IMPACTS = ("serious", "critical")
 
 
@@ -83,11 +96,21 @@ def accessibility_violations(page, name: str) -> list[str]:
     found = Axe().run(page, options=AXE_OPTIONS).response["violations"]
     report = SCREENSHOTS.parent / "accessibility.json"
     pages = json.loads(report.read_text()) if report.exists() else {}
-    pages[name] = [{"id": v["id"], "impact": v["impact"], "nodes": len(v["nodes"]),
-                    "targets": [n["target"] for n in v["nodes"][:5]]} for v in found]
+    pages[name] = [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "nodes": len(v["nodes"]),
+            "targets": [n["target"] for n in v["nodes"][:5]],
+        }
+        for v in found
+    ]
     report.write_text(json.dumps(pages, indent=1))
-    return [f"{name}: {v['id']} ({v['impact']}) on {[n['target'] for n in v['nodes'][:3]]}: {v['help']}"
-            for v in found if v["impact"] in BLOCKING_IMPACTS]
+    return [
+        f"{name}: {v['id']} ({v['impact']}) on {[n['target'] for n in v['nodes'][:3]]}: {v['help']}"
+        for v in found
+        if v["impact"] in BLOCKING_IMPACTS
+    ]
 
 
 def screenshot(page, name: str) -> None:

@@ -144,8 +144,10 @@ def test_COL_1_support_sets_agency_invoiced_and_the_agency_sees_the_new_status(p
     row = agency_page.locator("#charges tbody tr", has_text=scenario.declining.name)
     expect(row.locator(".badge")).to_have_text("Agency Invoiced")
     with schema_context("alpha"):
-        assert Charge.objects.get(client=scenario.declining, due_on=date(2027, 2, 1)).status == \
-            ChargeStatus.AGENCY_INVOICED
+        assert (
+            Charge.objects.get(client=scenario.declining, due_on=date(2027, 2, 1)).status
+            == ChargeStatus.AGENCY_INVOICED
+        )
 
 
 def test_TEN_2_agency_a_user_cannot_open_pages_or_pdfs_of_agency_b(page, site, scenario, agency_b):
@@ -220,5 +222,4 @@ def test_R7_api_reference_pages_render_under_their_content_security_policy(page,
     page.goto(site("alpha", "/api/v1/docs/"))
     expect(page.locator(".swagger-ui .title").first).to_contain_text("agencybilling API", timeout=15_000)
     page.goto(site("alpha", "/api/v1/redoc/"))
-    expect(page.locator("redoc h1, #redoc-container h1, h1").first).to_contain_text("agencybilling API",
-                                                                                    timeout=15_000)
+    expect(page.locator("redoc h1, #redoc-container h1, h1").first).to_contain_text("agencybilling API", timeout=15_000)

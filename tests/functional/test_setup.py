@@ -50,20 +50,33 @@ def demo_database():
 @pytest.mark.slow
 def test_demo_serves_login_page_and_ctrl_c_stops_everything(demo_database):
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": demo_database, "DEMO_PORT": str(port),
-           "REDIS_URL": os.environ["REDIS_URL"], "CELERY_QUEUE": f"demo-check-{port}",
-           "DJANGO_SETTINGS_MODULE": "agencybilling.settings.local"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": demo_database,
+        "DEMO_PORT": str(port),
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "CELERY_QUEUE": f"demo-check-{port}",
+        "DJANGO_SETTINGS_MODULE": "agencybilling.settings.local",
+    }
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "scripts/demo.py"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/demo.py"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     body = ""
     try:
         # A fresh database: migrations, ~3 months of demo history through the sandbox, then the servers.
         # About 20 s on an idle 2-core machine; the budget leaves room for a busy CI runner.
         while time.monotonic() - started < DEMO_BUDGET_S:
             try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/",
-                                                 headers={"Host": f"demo.localhost:{port}"})
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/", headers={"Host": f"demo.localhost:{port}"}
+                )
                 with urllib.request.urlopen(request, timeout=2) as response:  # follows the redirect to /login/
                     body = response.read().decode()
                     break
@@ -109,12 +122,28 @@ def test_docker_compose_file_is_valid(tmp_path):
 
 def test_configured_servers_are_used_and_nothing_is_started(tmp_path):
     """With DATABASE_URL and REDIS_URL set, the set-up starts no server of its own."""
-    env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "REDIS_URL": os.environ["REDIS_URL"],
-           "AGENCYBILLING_LOCAL_DIR": str(tmp_path / "local")}
-    result = subprocess.run([sys.executable, "scripts/services.py", "run", "--", sys.executable, "-c",
-                             "import os; print(os.environ['DATABASE_URL'] == os.environ['EXPECTED'])"],
-                            cwd=ROOT, env={**env, "EXPECTED": env["DATABASE_URL"]}, capture_output=True, text=True,
-                            timeout=60)
+    env = {
+        **os.environ,
+        "DATABASE_URL": os.environ["DATABASE_URL"],
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "AGENCYBILLING_LOCAL_DIR": str(tmp_path / "local"),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/services.py",
+            "run",
+            "--",
+            sys.executable,
+            "-c",
+            "import os; print(os.environ['DATABASE_URL'] == os.environ['EXPECTED'])",
+        ],
+        cwd=ROOT,
+        env={**env, "EXPECTED": env["DATABASE_URL"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
     assert "using DATABASE_URL from the environment" in result.stderr
@@ -126,11 +155,19 @@ def test_configured_servers_are_used_and_nothing_is_started(tmp_path):
 def test_private_servers_are_started_and_stopped_when_nothing_is_configured(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["AGENCYBILLING_LOCAL_DIR"] = str(tmp_path / "local")
-    probe = ("import os, psycopg, redis; "
-             "psycopg.connect(os.environ['DATABASE_URL']).close(); "
-             "print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())")
-    result = subprocess.run([sys.executable, "scripts/services.py", "run", "--", sys.executable, "-c", probe],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    probe = (
+        "import os, psycopg, redis; "
+        "psycopg.connect(os.environ['DATABASE_URL']).close(); "
+        "print(redis.Redis.from_url(os.environ['REDIS_URL']).ping())"
+    )
+    result = subprocess.run(
+        [sys.executable, "scripts/services.py", "run", "--", sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
     assert "started PostgreSQL" in result.stderr and "stopped PostgreSQL" in result.stderr

@@ -152,10 +152,20 @@ class StripeTestServer:
         if self.running:
             return self
         self._log = tempfile.TemporaryFile(prefix="stripe-test-server-")
-        cmd = [sys.executable, "-u", os.path.abspath(__file__), "--port", str(self._port),
-               "--parent-pid", str(os.getpid()), "--config", json.dumps(self._config)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                      close_fds=True)
+        cmd = [
+            sys.executable,
+            "-u",
+            os.path.abspath(__file__),
+            "--port",
+            str(self._port),
+            "--parent-pid",
+            str(os.getpid()),
+            "--config",
+            json.dumps(self._config),
+        ]
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, close_fds=True
+        )
         self._finalizer = weakref.finalize(self, _terminate, self._proc, self._log)
         try:
             self.port = self._wait_ready()
@@ -208,8 +218,9 @@ class StripeTestServer:
     # ---------------------------------------------------------------------------------------------- plumbing
     def _call(self, method: str, path: str, payload: dict | None = None, timeout: float = 30.0) -> Any:
         data = json.dumps(payload).encode() if payload is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 body = resp.read()
@@ -217,13 +228,18 @@ class StripeTestServer:
             raise RuntimeError(f"{method} {path} -> {e.code}: {e.read().decode(errors='replace')}") from None
         return json.loads(body) if body else None
 
-    def client(self, api_key: str = "sk_test_harness", *, stripe_account: str | None = None,
-               max_network_retries: int = 0) -> Any:
+    def client(
+        self, api_key: str = "sk_test_harness", *, stripe_account: str | None = None, max_network_retries: int = 0
+    ) -> Any:
         """A `stripe.StripeClient` pointed at this server."""
         import stripe
 
-        return stripe.StripeClient(api_key, base_addresses={"api": self.url, "connect": self.url, "files": self.url},
-                                   stripe_account=stripe_account, max_network_retries=max_network_retries)
+        return stripe.StripeClient(
+            api_key,
+            base_addresses={"api": self.url, "connect": self.url, "files": self.url},
+            stripe_account=stripe_account,
+            max_network_retries=max_network_retries,
+        )
 
     # ---------------------------------------------------------------------------------------------- state
     def reset(self, *, keep_webhooks: bool = True) -> None:
@@ -235,8 +251,15 @@ class StripeTestServer:
         return self._call("POST", "/_test/config", settings)
 
     # ---------------------------------------------------------------------------------------------- webhooks
-    def add_webhook(self, url: str, secret: str, events: list[str] | None = None, *, connect: bool | None = None,
-                    endpoint_id: str = "default") -> None:
+    def add_webhook(
+        self,
+        url: str,
+        secret: str,
+        events: list[str] | None = None,
+        *,
+        connect: bool | None = None,
+        endpoint_id: str = "default",
+    ) -> None:
         """Register (or replace) a webhook endpoint. `connect=True`: only events of connected accounts (they carry
         `account`), `False`: only platform events, `None`: both. `url` must be on loopback."""
         payload: dict[str, Any] = {"url": url, "secret": secret}
@@ -273,12 +296,26 @@ class StripeTestServer:
         """Answer 429 `rate_limit` once more than `per_second` /v1 requests arrived in the last second (None: off)."""
         self._call("POST", "/_test/faults", {"rate_limit": per_second})
 
-    def inject_errors(self, count: int = 1, *, status: int = 500, path_prefix: str | None = None,
-                      method: str | None = None, after: bool = False) -> None:
+    def inject_errors(
+        self,
+        count: int = 1,
+        *,
+        status: int = 500,
+        path_prefix: str | None = None,
+        method: str | None = None,
+        after: bool = False,
+    ) -> None:
         """Make the next `count` matching /v1 requests fail with `status`. `after=True`: the request is executed
         (and its idempotent result saved) before the error is returned, like a response lost on the way back."""
-        self._call("POST", "/_test/faults", {"errors": [{"count": count, "status": status, "path_prefix": path_prefix,
-                                                         "method": method, "after": after}]})
+        self._call(
+            "POST",
+            "/_test/faults",
+            {
+                "errors": [
+                    {"count": count, "status": status, "path_prefix": path_prefix, "method": method, "after": after}
+                ]
+            },
+        )
 
     def clear_faults(self) -> None:
         self._call("POST", "/_test/faults", {"latency": 0, "rate_limit": None, "errors": None})
@@ -293,12 +330,16 @@ class StripeTestServer:
         stripe_account, api_key, replayed."""
         return self._call("GET", "/_test/requests")["data"]
 
-    def request_count(self, method: str | None = None, path_prefix: str | None = None,
-                      status: int | None = None) -> int:
-        return sum(1 for r in self.request_log
-                   if (method is None or r["method"] == method.upper())
-                   and (path_prefix is None or r["path"].startswith(path_prefix))
-                   and (status is None or r["status"] == status))
+    def request_count(
+        self, method: str | None = None, path_prefix: str | None = None, status: int | None = None
+    ) -> int:
+        return sum(
+            1
+            for r in self.request_log
+            if (method is None or r["method"] == method.upper())
+            and (path_prefix is None or r["path"].startswith(path_prefix))
+            and (status is None or r["status"] == status)
+        )
 
     def clear_request_log(self) -> None:
         self._call("DELETE", "/_test/requests")
@@ -309,12 +350,14 @@ class StripeTestServer:
         `outcome` ("succeeded" / "failed") forces it. Returns one row per settled charge."""
         return self._call("POST", "/_test/settle", {"payment_intent": payment_intent, "outcome": outcome})["settled"]
 
-    def pay_out(self, account: str | None = None, *, currency: str | None = None,
-                failure_code: str | None = None) -> list[dict]:
+    def pay_out(
+        self, account: str | None = None, *, currency: str | None = None, failure_code: str | None = None
+    ) -> list[dict]:
         """Pay out the available balance of a connected account (all of them when None): payout.created, then
         payout.paid (or payout.failed) events carrying `account`. Returns the payouts."""
-        return self._call("POST", "/_test/payouts", {"account": account, "currency": currency,
-                                                     "failure_code": failure_code})["payouts"]
+        return self._call(
+            "POST", "/_test/payouts", {"account": account, "currency": currency, "failure_code": failure_code}
+        )["payouts"]
 
     def balances(self) -> dict[str, dict[str, int]]:
         """Available balance per account ("platform" for the platform) and currency."""
@@ -521,8 +564,11 @@ def _emit(type_: str, obj: Any) -> Event:
 @contextlib.contextmanager
 def _background_context(account: str | None):
     """Context for work not caused by an API request (settlement, payouts): no request id, given account."""
-    tokens = [(_ctx_account, _ctx_account.set(account)), (_ctx_request_id, _ctx_request_id.set(None)),
-              (_ctx_idem, _ctx_idem.set(None))]
+    tokens = [
+        (_ctx_account, _ctx_account.set(account)),
+        (_ctx_request_id, _ctx_request_id.set(None)),
+        (_ctx_idem, _ctx_idem.set(None)),
+    ]
     try:
         yield
     finally:
@@ -547,14 +593,13 @@ def _created_filter(created: Any) -> Any:
     return lambda obj: all(fn(obj.created, v) for fn, v in checks)
 
 
-def _list_of(url: str, objects: list, limit: Any = None, starting_after: Any = None,
-             ending_before: Any = None) -> List:
+def _list_of(url: str, objects: list, limit: Any = None, starting_after: Any = None, ending_before: Any = None) -> List:
     """A localstripe List, newest first like Stripe."""
     objects = list(reversed(objects))  # the store keeps insertion (= creation) order
     if ending_before:
         ids = [o.id for o in objects]
         if ending_before in ids:
-            objects = objects[:ids.index(ending_before)]
+            objects = objects[: ids.index(ending_before)]
     li = List(url, limit=limit, starting_after=starting_after)
     li._list = objects
     return li
@@ -598,8 +643,11 @@ CARD_DECLINES = {  # number -> (code, decline_code, message); attaching these fa
     "4000000000009979": ("card_declined", "stolen_card", "Your card was declined."),
     "4000000000000069": ("expired_card", "expired_card", "Your card has expired."),
     "4000000000000127": ("incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect."),
-    "4000000000000119": ("processing_error", "processing_error",
-                         "An error occurred while processing your card. Try again in a little bit."),
+    "4000000000000119": (
+        "processing_error",
+        "processing_error",
+        "An error occurred while processing your card. Try again in a little bit.",
+    ),
     "4242424242424241": ("incorrect_number", "incorrect_number", "Your card number is incorrect."),
     "4100000000000019": ("card_declined", "fraudulent", "Your card was declined."),
     "4000000000000341": GENERIC_DECLINE,
@@ -607,10 +655,19 @@ CARD_DECLINES = {  # number -> (code, decline_code, message); attaching these fa
     "4000008400001629": GENERIC_DECLINE,
 }
 CHARGE_ONLY_DECLINES = {"4000000000000341", "4000008260003178", "4000008400001629"}
-AUTH_REQUIRED = {"4000002500003155", "4000002760003184", "4000008260003178", "4000000000003220",
-                 "4000000000003063", "4000008400001629"}
-AUTH_REQUIRED_DECLINE = ("authentication_required", "authentication_required",
-                         "Your card was declined. This transaction requires authentication.")
+AUTH_REQUIRED = {
+    "4000002500003155",
+    "4000002760003184",
+    "4000008260003178",
+    "4000000000003220",
+    "4000000000003063",
+    "4000008400001629",
+}
+AUTH_REQUIRED_DECLINE = (
+    "authentication_required",
+    "authentication_required",
+    "Your card was declined. This transaction requires authentication.",
+)
 
 # ACH (us_bank_account) test account numbers, routing 110000000: failure code on settlement.
 ACH_FAILURES = {
@@ -636,8 +693,13 @@ DEBIT_FAILURE_MESSAGES = {
     "debit_not_authorized": "The customer has notified their bank that this payment was unauthorized.",
     "invalid_currency": "The customer's bank account does not support this currency.",
 }
-PAYOUT_FAILURES = {"111111116": "no_account", "111111113": "account_closed", "222222227": "insufficient_funds",
-                   "333333335": "debit_not_authorized", "444444440": "invalid_currency"}
+PAYOUT_FAILURES = {
+    "111111116": "no_account",
+    "111111113": "account_closed",
+    "222222227": "insufficient_funds",
+    "333333335": "debit_not_authorized",
+    "444444440": "invalid_currency",
+}
 PAYOUT_FAILURE_MESSAGES = {
     "no_account": "The bank account details on file are probably incorrect. No bank account could be located.",
     "account_closed": "The bank account has been closed.",
@@ -648,8 +710,28 @@ PAYOUT_FAILURE_MESSAGES = {
 }
 MIN_AMOUNTS = {"usd": 50, "eur": 50, "cad": 50, "aud": 50, "chf": 50, "gbp": 30}
 COUNTRY_CURRENCY = {"US": "usd", "CA": "cad", "GB": "gbp", "AU": "aud", "JP": "jpy", "CH": "chf", "NZ": "nzd"}
-EURO_COUNTRIES = {"AT", "BE", "CY", "DE", "EE", "ES", "FI", "FR", "GR", "HR", "IE", "IT", "LT", "LU", "LV", "MT",
-                  "NL", "PT", "SI", "SK"}
+EURO_COUNTRIES = {
+    "AT",
+    "BE",
+    "CY",
+    "DE",
+    "EE",
+    "ES",
+    "FI",
+    "FR",
+    "GR",
+    "HR",
+    "IE",
+    "IT",
+    "LT",
+    "LU",
+    "LV",
+    "MT",
+    "NL",
+    "PT",
+    "SI",
+    "SK",
+}
 STATEMENT_DESCRIPTOR_FORBIDDEN = set("<>\\'\"*")
 
 
@@ -700,10 +782,17 @@ def _check_statement_descriptor(value: Any, param: str, minimum: int) -> str | N
     value = _blank_to_none(value)
     if value is None:
         return None
-    if (not isinstance(value, str) or not minimum <= len(value) <= 22 or not re.search("[A-Za-z]", value)
-            or STATEMENT_DESCRIPTOR_FORBIDDEN & set(value)):
-        raise _invalid(param, f"Invalid {param}: it must be {minimum} to 22 characters long, contain at least one "
-                              "letter and none of < > \\ ' \" *.")
+    if (
+        not isinstance(value, str)
+        or not minimum <= len(value) <= 22
+        or not re.search("[A-Za-z]", value)
+        or STATEMENT_DESCRIPTOR_FORBIDDEN & set(value)
+    ):
+        raise _invalid(
+            param,
+            f"Invalid {param}: it must be {minimum} to 22 characters long, contain at least one "
+            "letter and none of < > \\ ' \" *.",
+        )
     return value
 
 
@@ -715,13 +804,41 @@ def _check_statement_descriptor(value: Any, param: str, minimum: int) -> str | N
 class Account(StripeObject):
     object = "account"
     _id_prefix = "acct_"
-    _fields = ("type", "country", "email", "business_type", "capabilities", "metadata", "business_profile",
-               "company", "individual", "tos_acceptance", "external_account", "default_currency", "settings",
-               "controller")
+    _fields = (
+        "type",
+        "country",
+        "email",
+        "business_type",
+        "capabilities",
+        "metadata",
+        "business_profile",
+        "company",
+        "individual",
+        "tos_acceptance",
+        "external_account",
+        "default_currency",
+        "settings",
+        "controller",
+    )
 
-    def __init__(self, type=None, country=None, email=None, business_type=None, capabilities=None, metadata=None,
-                 business_profile=None, company=None, individual=None, tos_acceptance=None, external_account=None,
-                 default_currency=None, settings=None, controller=None, **kwargs):
+    def __init__(
+        self,
+        type=None,
+        country=None,
+        email=None,
+        business_type=None,
+        capabilities=None,
+        metadata=None,
+        business_profile=None,
+        company=None,
+        individual=None,
+        tos_acceptance=None,
+        external_account=None,
+        default_currency=None,
+        settings=None,
+        controller=None,
+        **kwargs,
+    ):
         if kwargs:
             raise _unknown(kwargs)
         if type not in (None, "standard", "express", "custom"):
@@ -729,8 +846,13 @@ class Account(StripeObject):
         country = (country or "US").upper()
         if len(country) != 2:
             raise _invalid("country")
-        for name, value in (("capabilities", capabilities), ("metadata", metadata), ("settings", settings),
-                            ("business_profile", business_profile), ("controller", controller)):
+        for name, value in (
+            ("capabilities", capabilities),
+            ("metadata", metadata),
+            ("settings", settings),
+            ("business_profile", business_profile),
+            ("controller", controller),
+        ):
             if value is not None and not isinstance(value, dict):
                 raise _invalid(name)
         super().__init__()
@@ -742,16 +864,24 @@ class Account(StripeObject):
         self.company = company
         self.individual = individual
         self.controller = controller
-        self.default_currency = (default_currency or COUNTRY_CURRENCY.get(country)
-                                 or ("eur" if country in EURO_COUNTRIES else "usd")).lower()
+        self.default_currency = (
+            default_currency or COUNTRY_CURRENCY.get(country) or ("eur" if country in EURO_COUNTRIES else "usd")
+        ).lower()
         self.capabilities = {}
         self._set_capabilities(capabilities or {})
         self.metadata = metadata or {}
         self.charges_enabled = True
         self.payouts_enabled = True
         self.details_submitted = True
-        self.requirements = {"currently_due": [], "eventually_due": [], "past_due": [], "pending_verification": [],
-                             "disabled_reason": None, "current_deadline": None, "errors": []}
+        self.requirements = {
+            "currently_due": [],
+            "eventually_due": [],
+            "past_due": [],
+            "pending_verification": [],
+            "disabled_reason": None,
+            "current_deadline": None,
+            "errors": [],
+        }
         self.settings = settings or {"payouts": {"schedule": {"interval": "manual"}}}
         self.tos_acceptance = tos_acceptance or {}
         self._bank = None
@@ -759,8 +889,11 @@ class Account(StripeObject):
 
     def _set_capabilities(self, capabilities: dict) -> None:
         for name, value in capabilities.items():
-            requested = _to_bool(value.get("requested"), f"capabilities[{name}][requested]") \
-                if isinstance(value, dict) else True
+            requested = (
+                _to_bool(value.get("requested"), f"capabilities[{name}][requested]")
+                if isinstance(value, dict)
+                else True
+            )
             self.capabilities[name] = "active" if requested is not False else "inactive"
 
     def _set_external_account(self, external_account: Any) -> None:
@@ -775,17 +908,31 @@ class Account(StripeObject):
             number, routing, currency, country = "000123456789", "110000000", self.default_currency, self.country
         else:
             raise _invalid("external_account")
-        self._bank = {"id": "ba_" + random_id(24), "object": "bank_account", "account": self.id,
-                      "bank_name": "STRIPE TEST BANK", "country": country, "currency": currency,
-                      "default_for_currency": True, "fingerprint": fingerprint(routing + ":" + number),
-                      "last4": number[-4:], "routing_number": routing, "status": "new",
-                      "_account_number": number}
+        self._bank = {
+            "id": "ba_" + random_id(24),
+            "object": "bank_account",
+            "account": self.id,
+            "bank_name": "STRIPE TEST BANK",
+            "country": country,
+            "currency": currency,
+            "default_for_currency": True,
+            "fingerprint": fingerprint(routing + ":" + number),
+            "last4": number[-4:],
+            "routing_number": routing,
+            "status": "new",
+            "_account_number": number,
+        }
 
     @property
     def external_accounts(self):
         data = [{k: v for k, v in self._bank.items() if not k.startswith("_")}] if self._bank else []
-        return {"object": "list", "data": data, "has_more": False, "total_count": len(data),
-                "url": f"/v1/accounts/{self.id}/external_accounts"}
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "total_count": len(data),
+            "url": f"/v1/accounts/{self.id}/external_accounts",
+        }
 
     @classmethod
     def _api_update(cls, id, **data):
@@ -822,8 +969,17 @@ class Transfer(StripeObject):
     object = "transfer"
     _id_prefix = "tr_"
 
-    def __init__(self, amount=None, currency=None, destination=None, description=None, metadata=None,
-                 source_transaction=None, transfer_group=None, **kwargs):
+    def __init__(
+        self,
+        amount=None,
+        currency=None,
+        destination=None,
+        description=None,
+        metadata=None,
+        source_transaction=None,
+        transfer_group=None,
+        **kwargs,
+    ):
         if kwargs:
             raise _unknown(kwargs)
         if amount is None:
@@ -859,29 +1015,52 @@ class Transfer(StripeObject):
     @property
     def reversals(self):
         data = [store["transfer_reversal:" + r]._export() for r in self._reversals]
-        return {"object": "list", "data": data, "has_more": False, "total_count": len(data),
-                "url": f"/v1/transfers/{self.id}/reversals"}
+        return {
+            "object": "list",
+            "data": data,
+            "has_more": False,
+            "total_count": len(data),
+            "url": f"/v1/transfers/{self.id}/reversals",
+        }
 
     @classmethod
     def _api_create(cls, **data):
         if not data.get("source_transaction") and data.get("currency") and data.get("amount") is not None:
             amount = _to_int(data["amount"], "amount")
             if amount > _available(None, str(data["currency"])):
-                raise _StripeError(400, "You have insufficient available funds in your Stripe account. Try adding "
-                                        "funds directly to your available balance.", code="balance_insufficient")
+                raise _StripeError(
+                    400,
+                    "You have insufficient available funds in your Stripe account. Try adding "
+                    "funds directly to your available balance.",
+                    code="balance_insufficient",
+                )
         return cls(**data)
 
     @classmethod
-    def _api_list_all(cls, url, destination=None, transfer_group=None, created=None, limit=None,
-                      starting_after=None, ending_before=None):
+    def _api_list_all(
+        cls,
+        url,
+        destination=None,
+        transfer_group=None,
+        created=None,
+        limit=None,
+        starting_after=None,
+        ending_before=None,
+    ):
         keep = _created_filter(created)
-        objs = [t for t in _objects("transfer") if keep(t) and (destination is None or t.destination == destination)
-                and (transfer_group is None or t.transfer_group == transfer_group)]
+        objs = [
+            t
+            for t in _objects("transfer")
+            if keep(t)
+            and (destination is None or t.destination == destination)
+            and (transfer_group is None or t.transfer_group == transfer_group)
+        ]
         return _list_of(url, objs, limit, starting_after, ending_before)
 
     @classmethod
-    def _api_create_reversal(cls, id, amount=None, metadata=None, description=None, refund_application_fee=None,
-                             **kwargs):
+    def _api_create_reversal(
+        cls, id, amount=None, metadata=None, description=None, refund_application_fee=None, **kwargs
+    ):
         if kwargs:
             raise _unknown(kwargs)
         transfer = cls._api_retrieve(id)
@@ -919,8 +1098,19 @@ class HarnessPayout(StripeObject):
     object = "payout"
     _id_prefix = "po_"
 
-    def __init__(self, amount=None, currency=None, description=None, metadata=None, statement_descriptor=None,
-                 method=None, source_type=None, destination=None, _automatic=False, **kwargs):
+    def __init__(
+        self,
+        amount=None,
+        currency=None,
+        description=None,
+        metadata=None,
+        statement_descriptor=None,
+        method=None,
+        source_type=None,
+        destination=None,
+        _automatic=False,
+        **kwargs,
+    ):
         if kwargs:
             raise _unknown(kwargs)
         if amount is None:
@@ -935,8 +1125,12 @@ class HarnessPayout(StripeObject):
             raise _invalid("method")
         account = _ctx_account.get()
         if amount > _available(account, currency):
-            raise _StripeError(400, "You have insufficient funds in your Stripe account for this transfer. Your "
-                                    f"{currency} balance is too low.", code="balance_insufficient")
+            raise _StripeError(
+                400,
+                "You have insufficient funds in your Stripe account for this transfer. Your "
+                f"{currency} balance is too low.",
+                code="balance_insufficient",
+            )
         acct = _account_obj(account) if account else None
         super().__init__()
         self.amount = amount
@@ -945,8 +1139,9 @@ class HarnessPayout(StripeObject):
         self.automatic = bool(_automatic)
         self.balance_transaction = "txn_" + random_id(24)
         self.description = description
-        self.destination = destination or (acct._bank["id"] if acct is not None and acct._bank else
-                                           "ba_" + random_id(24))
+        self.destination = destination or (
+            acct._bank["id"] if acct is not None and acct._bank else "ba_" + random_id(24)
+        )
         self.failure_balance_transaction = None
         self.failure_code = None
         self.failure_message = None
@@ -970,8 +1165,9 @@ class HarnessPayout(StripeObject):
         if failure_code:
             self.status = "failed"
             self.failure_code = failure_code
-            self.failure_message = PAYOUT_FAILURE_MESSAGES.get(failure_code, PAYOUT_FAILURE_MESSAGES[
-                "could_not_process"])
+            self.failure_message = PAYOUT_FAILURE_MESSAGES.get(
+                failure_code, PAYOUT_FAILURE_MESSAGES["could_not_process"]
+            )
             self.failure_balance_transaction = "txn_" + random_id(24)
             _credit(self._account, self.currency, self.amount)
             _emit("payout.failed", self)
@@ -1013,12 +1209,25 @@ def _billing_details(value: Any) -> dict:
         raise _invalid("billing_details")
     value = value or {}
     address = value.get("address") or {}
-    return {"address": {k: address.get(k) for k in ("city", "country", "line1", "line2", "postal_code", "state")},
-            "email": value.get("email"), "name": value.get("name"), "phone": value.get("phone")}
+    return {
+        "address": {k: address.get(k) for k in ("city", "country", "line1", "line2", "postal_code", "state")},
+        "email": value.get("email"),
+        "name": value.get("name"),
+        "phone": value.get("phone"),
+    }
 
 
-def _pm_init(self, type=None, billing_details=None, card=None, sepa_debit=None, us_bank_account=None,
-             metadata=None, allow_redisplay=None, **kwargs):
+def _pm_init(
+    self,
+    type=None,
+    billing_details=None,
+    card=None,
+    sepa_debit=None,
+    us_bank_account=None,
+    metadata=None,
+    allow_redisplay=None,
+    **kwargs,
+):
     if kwargs:
         raise _unknown(kwargs)
     if type is None:
@@ -1033,19 +1242,30 @@ def _pm_init(self, type=None, billing_details=None, card=None, sepa_debit=None, 
         if not number:
             raise _missing("card[number]")
         if not number.isdigit() or not 13 <= len(number) <= 19:
-            raise _StripeError(402, "Your card number is incorrect.", type="card_error", code="incorrect_number",
-                               param="number")
+            raise _StripeError(
+                402, "Your card number is incorrect.", type="card_error", code="incorrect_number", param="number"
+            )
         exp_month = _to_int(card.get("exp_month"), "card[exp_month]")
         exp_year = _to_int(card.get("exp_year"), "card[exp_year]")
         if 0 < exp_year < 100:
             exp_year += 2000
         if not 1 <= exp_month <= 12:
-            raise _StripeError(402, "Your card's expiration month is invalid.", type="card_error",
-                               code="invalid_expiry_month", param="exp_month")
+            raise _StripeError(
+                402,
+                "Your card's expiration month is invalid.",
+                type="card_error",
+                code="invalid_expiry_month",
+                param="exp_month",
+            )
         now = time.gmtime()
         if not (now.tm_year, now.tm_mon) <= (exp_year, exp_month) or exp_year > now.tm_year + 50:
-            raise _StripeError(402, "Your card's expiration year is invalid.", type="card_error",
-                               code="invalid_expiry_year", param="exp_year")
+            raise _StripeError(
+                402,
+                "Your card's expiration year is invalid.",
+                type="card_error",
+                code="invalid_expiry_year",
+                param="exp_year",
+            )
         unexpected = set(card) - {"number", "exp_month", "exp_year", "cvc"}
         if unexpected:
             raise _unknown({f"card[{sorted(unexpected)[0]}]": None})
@@ -1071,11 +1291,15 @@ def _pm_init(self, type=None, billing_details=None, card=None, sepa_debit=None, 
             if not account_number:
                 raise _missing("us_bank_account[account_number]")
             if not _aba_ok(routing):
-                raise _invalid("us_bank_account[routing_number]", "Routing number must have 9 digits and be valid.",
-                               code="routing_number_invalid")
+                raise _invalid(
+                    "us_bank_account[routing_number]",
+                    "Routing number must have 9 digits and be valid.",
+                    code="routing_number_invalid",
+                )
             if not account_number.isdigit() or not 4 <= len(account_number) <= 17:
-                raise _invalid("us_bank_account[account_number]", "Invalid account number.",
-                               code="account_number_invalid")
+                raise _invalid(
+                    "us_bank_account[account_number]", "Invalid account number.", code="account_number_invalid"
+                )
         holder_type = us_bank_account.get("account_holder_type") or "individual"
         account_type = us_bank_account.get("account_type") or "checking"
         if holder_type not in ("individual", "company"):
@@ -1097,38 +1321,67 @@ def _pm_init(self, type=None, billing_details=None, card=None, sepa_debit=None, 
         self._card_number = number
         brand = _card_brand(number)
         self.card = {
-            "brand": brand, "display_brand": brand, "country": "US", "exp_month": exp_month, "exp_year": exp_year,
-            "fingerprint": fingerprint(number), "funding": "debit" if number in ("4000056655665556",
-                                                                              "5200828282828210") else "credit",
-            "last4": number[-4:], "checks": {"address_line1_check": None, "address_postal_code_check": None,
-                                             "cvc_check": "pass" if card.get("cvc") else None},
-            "networks": {"available": [brand], "preferred": None}, "three_d_secure_usage": {"supported": True},
-            "wallet": None, "generated_from": None,
+            "brand": brand,
+            "display_brand": brand,
+            "country": "US",
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "fingerprint": fingerprint(number),
+            "funding": "debit" if number in ("4000056655665556", "5200828282828210") else "credit",
+            "last4": number[-4:],
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": "pass" if card.get("cvc") else None,
+            },
+            "networks": {"available": [brand], "preferred": None},
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+            "generated_from": None,
         }
     elif type == "sepa_debit":
         self._sepa_debit_iban = iban
-        self.sepa_debit = {"bank_code": iban[4:12], "branch_code": "", "country": iban[:2],
-                           "fingerprint": fingerprint(iban), "last4": iban[-4:], "generated_from": None}
+        self.sepa_debit = {
+            "bank_code": iban[4:12],
+            "branch_code": "",
+            "country": iban[:2],
+            "fingerprint": fingerprint(iban),
+            "last4": iban[-4:],
+            "generated_from": None,
+        }
     else:
         self._routing_number = routing
         self._account_number = account_number
         self.us_bank_account = {
-            "account_holder_type": holder_type, "account_type": account_type, "bank_name": "STRIPE TEST BANK",
+            "account_holder_type": holder_type,
+            "account_type": account_type,
+            "bank_name": "STRIPE TEST BANK",
             "financial_connections_account": us_bank_account.get("financial_connections_account"),
-            "fingerprint": fingerprint(routing + ":" + account_number), "last4": account_number[-4:],
-            "networks": {"preferred": "ach", "supported": ["ach"]}, "routing_number": routing,
+            "fingerprint": fingerprint(routing + ":" + account_number),
+            "last4": account_number[-4:],
+            "networks": {"preferred": "ach", "supported": ["ach"]},
+            "routing_number": routing,
             "status_details": {},
         }
 
 
 def _pm_canonical(cls, id):
     if id in CARD_TEST_PAYMENT_METHODS:
-        return PaymentMethod(type="card", card={"number": CARD_TEST_PAYMENT_METHODS[id], "exp_month": "12",
-                                                "exp_year": str(time.gmtime().tm_year + 3), "cvc": "123"})
+        return PaymentMethod(
+            type="card",
+            card={
+                "number": CARD_TEST_PAYMENT_METHODS[id],
+                "exp_month": "12",
+                "exp_year": str(time.gmtime().tm_year + 3),
+                "cvc": "123",
+            },
+        )
     if id in ACH_TEST_PAYMENT_METHODS:
-        return PaymentMethod(type="us_bank_account", billing_details={"name": "Jenny Rosen"},
-                             us_bank_account={"routing_number": "110000000",
-                                              "account_number": ACH_TEST_PAYMENT_METHODS[id]})
+        return PaymentMethod(
+            type="us_bank_account",
+            billing_details={"name": "Jenny Rosen"},
+            us_bank_account={"routing_number": "110000000", "account_number": ACH_TEST_PAYMENT_METHODS[id]},
+        )
     return None
 
 
@@ -1149,8 +1402,11 @@ def _pm_charging_is_declined(self):
 def _pm_list(cls, url, customer=None, type=None, limit=None, starting_after=None, ending_before=None):
     if customer is not None:
         Customer._api_retrieve(customer)
-    objs = [pm for pm in _objects("payment_method")
-            if (customer is None or pm.customer == customer) and (type is None or pm.type == type)]
+    objs = [
+        pm
+        for pm in _objects("payment_method")
+        if (customer is None or pm.customer == customer) and (type is None or pm.type == type)
+    ]
     return _list_of(url, objs, limit, starting_after, ending_before)
 
 
@@ -1166,8 +1422,11 @@ def _pm_api_attach(cls, id, customer=None, **kwargs):
     obj = PaymentMethod._api_retrieve(id)
     Customer._api_retrieve(customer)
     if obj.customer and obj.customer != customer:
-        raise _StripeError(400, "The payment method you provided has already been attached to a customer.",
-                           code="payment_method_unexpected_state")
+        raise _StripeError(
+            400,
+            "The payment method you provided has already been attached to a customer.",
+            code="payment_method_unexpected_state",
+        )
     if obj._attaching_is_declined():
         code, decline_code, message = _decline_info(obj)
         raise _card_error(message, code, decline_code, payment_method=obj._export())
@@ -1180,8 +1439,15 @@ def _pm_api_attach(cls, id, customer=None, **kwargs):
 def _customer_payment_methods(id, type=None, limit=None, starting_after=None, ending_before=None, **kwargs):
     if kwargs:
         raise _unknown(kwargs)
-    return _pm_list(PaymentMethod, f"/v1/customers/{id}/payment_methods", customer=id, type=type, limit=limit,
-                    starting_after=starting_after, ending_before=ending_before)
+    return _pm_list(
+        PaymentMethod,
+        f"/v1/customers/{id}/payment_methods",
+        customer=id,
+        type=type,
+        limit=limit,
+        starting_after=starting_after,
+        ending_before=ending_before,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ charges
@@ -1197,9 +1463,13 @@ def _charge_set_auth_failure(self):
     self.failure_code = code
     self.failure_message = message
     self._decline_code = decline_code
-    self.outcome = {"network_status": "declined_by_network", "reason": decline_code, "risk_level": "normal",
-                    "seller_message": "The bank did not return any further details with this decline.",
-                    "type": "issuer_declined"}
+    self.outcome = {
+        "network_status": "declined_by_network",
+        "reason": decline_code,
+        "risk_level": "normal",
+        "seller_message": "The bank did not return any further details with this decline.",
+        "type": "issuer_declined",
+    }
 
 
 def _charge_raise_failure(self):
@@ -1230,8 +1500,13 @@ def _charge_initialize(self, on_success=None, on_failure_now=None, on_failure_la
             on_failure_now()
         return
     self.status = "succeeded"
-    self.outcome = {"network_status": "approved_by_network", "reason": None, "risk_level": "normal",
-                    "seller_message": "Payment complete.", "type": "authorized"}
+    self.outcome = {
+        "network_status": "approved_by_network",
+        "reason": None,
+        "risk_level": "normal",
+        "seller_message": "Payment complete.",
+        "type": "authorized",
+    }
     if self.captured:
         self._trigger_payment(on_success)
 
@@ -1255,22 +1530,45 @@ def _settle_charge(charge_id: str, outcome: str | None = None) -> dict | None:
             charge.failure_code = failure
             charge.failure_message = DEBIT_FAILURE_MESSAGES.get(failure, "The payment failed.")
             charge._decline_code = None
-            charge.outcome = {"network_status": "declined_by_network", "reason": failure, "risk_level": "normal",
-                              "seller_message": charge.failure_message, "type": "issuer_declined"}
+            charge.outcome = {
+                "network_status": "declined_by_network",
+                "reason": failure,
+                "risk_level": "normal",
+                "seller_message": charge.failure_message,
+                "type": "issuer_declined",
+            }
             _emit("charge.failed", charge)
             if on_failure_later:
                 on_failure_later()
         else:
-            txn = BalanceTransaction(amount=charge.amount, currency=charge.currency, description=charge.description,
-                                     exchange_rate=1.0, reporting_category="charge", source=charge.id, type="charge")
+            txn = BalanceTransaction(
+                amount=charge.amount,
+                currency=charge.currency,
+                description=charge.description,
+                exchange_rate=1.0,
+                reporting_category="charge",
+                source=charge.id,
+                type="charge",
+            )
             charge.balance_transaction = txn.id
             charge.status = "succeeded"
-            charge.outcome = {"network_status": "approved_by_network", "reason": None, "risk_level": "normal",
-                              "seller_message": "Payment complete.", "type": "authorized"}
+            charge.outcome = {
+                "network_status": "approved_by_network",
+                "reason": None,
+                "risk_level": "normal",
+                "seller_message": "Payment complete.",
+                "type": "authorized",
+            }
             if charge.captured and on_success:
                 on_success()
-    return {"charge": charge.id, "payment_intent": charge.payment_intent, "status": charge.status,
-            "failure_code": charge.failure_code, "amount": charge.amount, "currency": charge.currency}
+    return {
+        "charge": charge.id,
+        "payment_intent": charge.payment_intent,
+        "status": charge.status,
+        "failure_code": charge.failure_code,
+        "amount": charge.amount,
+        "currency": charge.currency,
+    }
 
 
 def _charge_api_create(cls, **data):
@@ -1284,8 +1582,7 @@ def _charge_api_create(cls, **data):
 def _charge_refunds(self):
     """localstripe scans the whole store for a charge's refunds on every export: index them instead."""
     li = List("/v1/charges/" + self.id + "/refunds")
-    li._list = [store["refund:" + r] for r in reversed(S.refunds_by_charge.get(self.id, ()))
-                if "refund:" + r in store]
+    li._list = [store["refund:" + r] for r in reversed(S.refunds_by_charge.get(self.id, ())) if "refund:" + r in store]
     return li
 
 
@@ -1299,40 +1596,73 @@ def _charge_payment_method_details(self):
         return None
     details = {"type": pm.type}
     if pm.type == "card":
-        details["card"] = {k: pm.card[k] for k in ("brand", "country", "exp_month", "exp_year", "fingerprint",
-                                                    "funding", "last4", "network") if k in pm.card}
+        details["card"] = {
+            k: pm.card[k]
+            for k in ("brand", "country", "exp_month", "exp_year", "fingerprint", "funding", "last4", "network")
+            if k in pm.card
+        }
     elif pm.type == "sepa_debit":
         details["sepa_debit"] = dict(pm.sepa_debit)
     elif pm.type == "us_bank_account":
-        details["us_bank_account"] = {k: pm.us_bank_account[k] for k in (
-            "account_holder_type", "account_type", "bank_name", "fingerprint", "last4", "routing_number")}
+        details["us_bank_account"] = {
+            k: pm.us_bank_account[k]
+            for k in ("account_holder_type", "account_type", "bank_name", "fingerprint", "last4", "routing_number")
+        }
     return details
 
 
-def _charge_list(cls, url, customer=None, payment_intent=None, transfer_group=None, created=None, limit=None,
-                 starting_after=None, ending_before=None):
+def _charge_list(
+    cls,
+    url,
+    customer=None,
+    payment_intent=None,
+    transfer_group=None,
+    created=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+):
     keep = _created_filter(created)
     account = _ctx_account.get()
-    objs = [c for c in _objects("charge") if keep(c) and getattr(c, "_account", None) == account
-            and (customer is None or c.customer == customer)
-            and (payment_intent is None or c.payment_intent == payment_intent)
-            and (transfer_group is None or c.transfer_group == transfer_group)]
+    objs = [
+        c
+        for c in _objects("charge")
+        if keep(c)
+        and getattr(c, "_account", None) == account
+        and (customer is None or c.customer == customer)
+        and (payment_intent is None or c.payment_intent == payment_intent)
+        and (transfer_group is None or c.transfer_group == transfer_group)
+    ]
     return _list_of(url, objs, limit, starting_after, ending_before)
 
 
 # ------------------------------------------------------------------------------------------------ payment intents
 # Create params localstripe refuses as "Unexpected": stored on the PaymentIntent (and echoed) ...
 PI_EXTRA = {
-    "description": None, "setup_future_usage": None, "transfer_data": None, "on_behalf_of": None,
-    "application_fee_amount": None, "statement_descriptor": None, "statement_descriptor_suffix": None,
-    "receipt_email": None, "transfer_group": None, "shipping": None, "confirmation_method": "automatic",
+    "description": None,
+    "setup_future_usage": None,
+    "transfer_data": None,
+    "on_behalf_of": None,
+    "application_fee_amount": None,
+    "statement_descriptor": None,
+    "statement_descriptor_suffix": None,
+    "receipt_email": None,
+    "transfer_group": None,
+    "shipping": None,
+    "confirmation_method": "automatic",
     "automatic_payment_methods": None,
 }
 # ... accepted and not echoed ...
 PI_IGNORED = ("payment_method_configuration", "payment_method_data")
 # ... and accepted on create only with confirm=true.
-PI_CONFIRM_ONLY = ("mandate", "mandate_data", "return_url", "error_on_requires_action", "use_stripe_sdk",
-                   "radar_options")
+PI_CONFIRM_ONLY = (
+    "mandate",
+    "mandate_data",
+    "return_url",
+    "error_on_requires_action",
+    "use_stripe_sdk",
+    "radar_options",
+)
 PM_TYPES = ("card", "sepa_debit", "us_bank_account", "link", "ideal", "bancontact", "acss_debit", "bacs_debit")
 
 _orig = {}
@@ -1363,21 +1693,30 @@ def _validate_pi_extras(extras: dict, amount: Any, currency: Any) -> None:
         if fee < 0 or (amount is not None and fee > _to_int(amount, "amount")):
             raise _invalid("application_fee_amount", "application_fee_amount must be between 0 and the amount.")
         if extras.get("transfer_data") is None and not _ctx_account.get():
-            raise _StripeError(400, "Can only apply an application_fee_amount when the PaymentIntent is attempting a "
-                                    "direct payment (using an OAuth key or Stripe-Account header) or destination "
-                                    "payment (using `transfer_data[destination]`).", param="application_fee_amount")
+            raise _StripeError(
+                400,
+                "Can only apply an application_fee_amount when the PaymentIntent is attempting a "
+                "direct payment (using an OAuth key or Stripe-Account header) or destination "
+                "payment (using `transfer_data[destination]`).",
+                param="application_fee_amount",
+            )
         if (extras.get("transfer_data") or {}).get("amount") is not None:
-            raise _StripeError(400, "You cannot specify both `application_fee_amount` and `transfer_data[amount]`.",
-                               param="application_fee_amount")
+            raise _StripeError(
+                400,
+                "You cannot specify both `application_fee_amount` and `transfer_data[amount]`.",
+                param="application_fee_amount",
+            )
     extras["application_fee_amount"] = fee
     sfu = _blank_to_none(extras.get("setup_future_usage"))
     if sfu not in (None, "on_session", "off_session"):
         raise _invalid("setup_future_usage")
     extras["setup_future_usage"] = sfu
-    extras["statement_descriptor"] = _check_statement_descriptor(extras.get("statement_descriptor"),
-                                                                 "statement_descriptor", 5)
-    extras["statement_descriptor_suffix"] = _check_statement_descriptor(extras.get("statement_descriptor_suffix"),
-                                                                        "statement_descriptor_suffix", 1)
+    extras["statement_descriptor"] = _check_statement_descriptor(
+        extras.get("statement_descriptor"), "statement_descriptor", 5
+    )
+    extras["statement_descriptor_suffix"] = _check_statement_descriptor(
+        extras.get("statement_descriptor_suffix"), "statement_descriptor_suffix", 1
+    )
     if extras.get("description") is not None and not isinstance(extras["description"], str):
         raise _invalid("description")
     if extras.get("confirmation_method") not in (None, "automatic", "manual"):
@@ -1395,8 +1734,12 @@ def _pi_init(self, **data):
     data["currency"] = currency
     amount = _to_int(amount, "amount")
     if amount < MIN_AMOUNTS.get(currency, 1):
-        raise _StripeError(400, f"Amount must be at least {MIN_AMOUNTS.get(currency, 1)} {currency} (in the "
-                                "smallest currency unit)", code="amount_too_small", param="amount")
+        raise _StripeError(
+            400,
+            f"Amount must be at least {MIN_AMOUNTS.get(currency, 1)} {currency} (in the smallest currency unit)",
+            code="amount_too_small",
+            param="amount",
+        )
     _validate_pi_extras(extras, amount, currency)
     pmt = data.get("payment_method_types")
     if pmt is not None:
@@ -1412,8 +1755,9 @@ def _pi_init(self, **data):
         try:
             Customer._api_retrieve(data["customer"])
         except UserError:
-            raise _StripeError(400, f"No such customer: '{data['customer']}'", code="resource_missing",
-                               param="customer") from None
+            raise _StripeError(
+                400, f"No such customer: '{data['customer']}'", code="resource_missing", param="customer"
+            ) from None
     pm_data = extras.pop("payment_method_data", None)
     if pm_data is not None:
         if not isinstance(pm_data, dict):
@@ -1448,8 +1792,7 @@ def _pi_api_create(cls, confirm=None, off_session=None, **data):
         first = next(iter(confirm_params))
         raise _StripeError(400, f"You may only specify `{first}` when `confirm` is true.", param=first)
     obj = cls(**data)
-    obj._error_on_requires_action = _to_bool(confirm_params.get("error_on_requires_action"),
-                                             "error_on_requires_action")
+    obj._error_on_requires_action = _to_bool(confirm_params.get("error_on_requires_action"), "error_on_requires_action")
     obj._mandate = confirm_params.get("mandate")
     _emit("payment_intent.created", obj)
     if confirm:
@@ -1460,31 +1803,49 @@ def _pi_api_create(cls, confirm=None, off_session=None, **data):
 
 def _pi_check_payment_method(self, pm) -> None:
     if self._explicit_pmt and pm.type not in self.payment_method_types:
-        raise _StripeError(400, f"The PaymentMethod provided ({pm.type}) is not allowed for this PaymentIntent. "
-                                "Please attach a PaymentMethod of one of the following types: "
-                                f"{', '.join(self.payment_method_types)}. Alternatively update the allowed "
-                                f"payment_method_types for this PaymentIntent to include \"{pm.type}\".",
-                           code="payment_intent_invalid_parameter", param="payment_method")
+        raise _StripeError(
+            400,
+            f"The PaymentMethod provided ({pm.type}) is not allowed for this PaymentIntent. "
+            "Please attach a PaymentMethod of one of the following types: "
+            f"{', '.join(self.payment_method_types)}. Alternatively update the allowed "
+            f'payment_method_types for this PaymentIntent to include "{pm.type}".',
+            code="payment_intent_invalid_parameter",
+            param="payment_method",
+        )
     required = {"us_bank_account": "usd", "sepa_debit": "eur"}.get(pm.type)
     if required and self.currency != required:
-        raise _StripeError(400, f"The currency provided ({self.currency}) is invalid. Payments with {pm.type} "
-                                f"support the following currencies: {required}.",
-                           code="payment_intent_invalid_parameter", param="currency")
+        raise _StripeError(
+            400,
+            f"The currency provided ({self.currency}) is invalid. Payments with {pm.type} "
+            f"support the following currencies: {required}.",
+            code="payment_intent_invalid_parameter",
+            param="currency",
+        )
     if pm.customer and self.customer and pm.customer != self.customer:
-        raise _StripeError(400, f"The provided PaymentMethod {pm.id} belongs to the Customer {pm.customer}. Please "
-                                "use the Customer ID that this PaymentMethod belongs to.", param="payment_method")
+        raise _StripeError(
+            400,
+            f"The provided PaymentMethod {pm.id} belongs to the Customer {pm.customer}. Please "
+            "use the Customer ID that this PaymentMethod belongs to.",
+            param="payment_method",
+        )
     if pm.customer and not self.customer:
-        raise _StripeError(400, f"The PaymentMethod {pm.id} belongs to the Customer {pm.customer}. Please include "
-                                "the Customer in the `customer` parameter on the PaymentIntent.",
-                           param="payment_method")
+        raise _StripeError(
+            400,
+            f"The PaymentMethod {pm.id} belongs to the Customer {pm.customer}. Please include "
+            "the Customer in the `customer` parameter on the PaymentIntent.",
+            param="payment_method",
+        )
 
 
 def _pi_confirm(self, on_failure_now):
     self._authentication_failed = False
     if not self.payment_method:
-        raise _StripeError(400, "You cannot confirm this PaymentIntent because it's missing a payment method. "
-                                "Update it with a payment method and then confirm it again.",
-                           code="payment_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            "You cannot confirm this PaymentIntent because it's missing a payment method. "
+            "Update it with a payment method and then confirm it again.",
+            code="payment_intent_unexpected_state",
+        )
     pm = PaymentMethod._api_retrieve(self.payment_method)
     self._check_payment_method(pm)
     if pm._requires_authentication():
@@ -1494,8 +1855,10 @@ def _pi_confirm(self, on_failure_now):
         elif self._off_session or self._error_on_requires_action:
             self._force_failure = AUTH_REQUIRED_DECLINE
         else:
-            self.next_action = {"type": "use_stripe_sdk",
-                                "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""}}
+            self.next_action = {
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""},
+            }
             _emit("payment_intent.requires_action", self)
             return
     self._create_charge(on_failure_now=on_failure_now)
@@ -1503,11 +1866,20 @@ def _pi_confirm(self, on_failure_now):
 
 def _pi_create_charge(self, on_failure_now):
     if self.status != "requires_confirmation":
-        raise _StripeError(400, f"This PaymentIntent's status is {self.status}; it cannot be confirmed.",
-                           code="payment_intent_unexpected_state")
-    charge = Charge(amount=self.amount, currency=self.currency, customer=self.customer, source=self.payment_method,
-                    capture=(self.capture_method != "manual"), description=self.description,
-                    metadata=dict(self.metadata or {}))
+        raise _StripeError(
+            400,
+            f"This PaymentIntent's status is {self.status}; it cannot be confirmed.",
+            code="payment_intent_unexpected_state",
+        )
+    charge = Charge(
+        amount=self.amount,
+        currency=self.currency,
+        customer=self.customer,
+        source=self.payment_method,
+        capture=(self.capture_method != "manual"),
+        description=self.description,
+        metadata=dict(self.metadata or {}),
+    )
     charge.payment_intent = self.id
     charge.transfer_data = self.transfer_data
     charge.application_fee_amount = self.application_fee_amount
@@ -1540,8 +1912,13 @@ def _pi_on_success(self):
         if self.transfer_data:
             amount = self.transfer_data.get("amount")
             amount = self.amount - fee if amount is None else amount
-            transfer = Transfer(amount=amount, currency=currency, destination=self.transfer_data["destination"],
-                                source_transaction=charge.id, transfer_group=self.transfer_group)
+            transfer = Transfer(
+                amount=amount,
+                currency=currency,
+                destination=self.transfer_data["destination"],
+                source_transaction=charge.id,
+                transfer_group=self.transfer_group,
+            )
             charge.transfer = transfer.id
             charge.destination = self.transfer_data["destination"]
     if fee:
@@ -1561,21 +1938,34 @@ def _pi_report_failure(self):
         ls.Invoice._api_retrieve(self.invoice)._on_payment_failure_now()
     charge = self.latest_charge
     pm = PaymentMethod._api_retrieve(charge.payment_method)
-    raise _card_error(charge.failure_message, charge.failure_code, getattr(charge, "_decline_code", None),
-                      charge=charge.id, payment_intent=self._export(), payment_method=pm._export())
+    raise _card_error(
+        charge.failure_message,
+        charge.failure_code,
+        getattr(charge, "_decline_code", None),
+        charge=charge.id,
+        payment_intent=self._export(),
+        payment_method=pm._export(),
+    )
 
 
 def _pi_last_payment_error(self):
     if self._authentication_failed:
-        return {"code": "payment_intent_authentication_failure", "type": "invalid_request_error",
-                "message": "The provided PaymentMethod has failed authentication."}
+        return {
+            "code": "payment_intent_authentication_failure",
+            "type": "invalid_request_error",
+            "message": "The provided PaymentMethod has failed authentication.",
+        }
     charge = self.latest_charge
     if charge is not None and charge.status == "failed":
         pm = PaymentMethod._api_retrieve(charge.payment_method)
-        return {"charge": charge.id, "code": charge.failure_code,
-                "decline_code": getattr(charge, "_decline_code", None), "message": charge.failure_message,
-                "type": "card_error" if pm.type == "card" else "invalid_request_error",
-                "payment_method": pm._export()}
+        return {
+            "charge": charge.id,
+            "code": charge.failure_code,
+            "decline_code": getattr(charge, "_decline_code", None),
+            "message": charge.failure_message,
+            "type": "card_error" if pm.type == "card" else "invalid_request_error",
+            "payment_method": pm._export(),
+        }
     return None
 
 
@@ -1592,24 +1982,47 @@ def _pi_export(self, expand=None):
     return out
 
 
-def _pi_api_confirm(cls, id, payment_method=None, off_session=None, payment_method_data=None, client_secret=None,
-                    setup_future_usage=None, receipt_email=None, capture_method=None, payment_method_types=None,
-                    error_on_requires_action=None, mandate=None, mandate_data=None, return_url=None,
-                    payment_method_options=None, use_stripe_sdk=None, shipping=None, radar_options=None, **kwargs):
+def _pi_api_confirm(
+    cls,
+    id,
+    payment_method=None,
+    off_session=None,
+    payment_method_data=None,
+    client_secret=None,
+    setup_future_usage=None,
+    receipt_email=None,
+    capture_method=None,
+    payment_method_types=None,
+    error_on_requires_action=None,
+    mandate=None,
+    mandate_data=None,
+    return_url=None,
+    payment_method_options=None,
+    use_stripe_sdk=None,
+    shipping=None,
+    radar_options=None,
+    **kwargs,
+):
     if kwargs:
         raise _unknown(kwargs)
     off_session = _to_bool(off_session, "off_session") if off_session not in ("one_off", "recurring") else True
     obj = cls._api_retrieve(id)
     if client_secret is not None and client_secret != obj.client_secret:
-        raise _StripeError(400, "The client_secret provided does not match the client_secret associated with the "
-                                "PaymentIntent.", param="client_secret")
+        raise _StripeError(
+            400,
+            "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
+            param="client_secret",
+        )
     if payment_method_data is not None:
         if not isinstance(payment_method_data, dict):
             raise _invalid("payment_method_data")
         payment_method = PaymentMethod(**payment_method_data).id
     if obj.status not in ("requires_payment_method", "requires_confirmation"):
-        raise _StripeError(400, f"This PaymentIntent's status is {obj.status}; it cannot be confirmed.",
-                           code="payment_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            f"This PaymentIntent's status is {obj.status}; it cannot be confirmed.",
+            code="payment_intent_unexpected_state",
+        )
     if payment_method:
         obj.payment_method = _resolve_pm(payment_method).id
     if obj.latest_charge is not None and obj.latest_charge.status == "failed":
@@ -1646,8 +2059,11 @@ def _pi_api_cancel(cls, id, cancellation_reason=None, **kwargs):
         raise _invalid("cancellation_reason")
     obj = cls._api_retrieve(id)
     if obj.status not in ("requires_payment_method", "requires_capture", "requires_confirmation", "requires_action"):
-        raise _StripeError(400, f"You cannot cancel this PaymentIntent because it has a status of {obj.status}.",
-                           code="payment_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            f"You cannot cancel this PaymentIntent because it has a status of {obj.status}.",
+            code="payment_intent_unexpected_state",
+        )
     obj._canceled = True
     obj.next_action = None
     obj.canceled_at = int(time.time())
@@ -1659,10 +2075,23 @@ def _pi_api_cancel(cls, id, cancellation_reason=None, **kwargs):
 def _pi_api_update(cls, id, **data):
     obj = cls._api_retrieve(id)
     if obj.status in ("processing", "succeeded", "canceled"):
-        raise _StripeError(400, f"This PaymentIntent's status is {obj.status}; it cannot be updated.",
-                           code="payment_intent_unexpected_state")
-    extras = {k: data[k] for k in ("transfer_data", "application_fee_amount", "on_behalf_of", "setup_future_usage",
-                                   "statement_descriptor", "statement_descriptor_suffix") if k in data}
+        raise _StripeError(
+            400,
+            f"This PaymentIntent's status is {obj.status}; it cannot be updated.",
+            code="payment_intent_unexpected_state",
+        )
+    extras = {
+        k: data[k]
+        for k in (
+            "transfer_data",
+            "application_fee_amount",
+            "on_behalf_of",
+            "setup_future_usage",
+            "statement_descriptor",
+            "statement_descriptor_suffix",
+        )
+        if k in data
+    }
     if extras:
         merged = {k: getattr(obj, k) for k in ("transfer_data", "application_fee_amount", "on_behalf_of")}
         merged.update(extras)
@@ -1685,14 +2114,27 @@ def _pi_api_update(cls, id, **data):
 def _pi_list(cls, url, customer=None, created=None, limit=None, starting_after=None, ending_before=None):
     keep = _created_filter(created)
     account = _ctx_account.get()
-    objs = [p for p in _objects("payment_intent") if keep(p) and getattr(p, "_account", None) == account
-            and (customer is None or p.customer == customer)]
+    objs = [
+        p
+        for p in _objects("payment_intent")
+        if keep(p) and getattr(p, "_account", None) == account and (customer is None or p.customer == customer)
+    ]
     return _list_of(url, objs, limit, starting_after, ending_before)
 
 
 # ------------------------------------------------------------------------------------------------ refunds
-def _refund_init(self, charge=None, payment_intent=None, amount=None, metadata=None, reason=None,
-                 refund_application_fee=None, reverse_transfer=None, instructions_email=None, **kwargs):
+def _refund_init(
+    self,
+    charge=None,
+    payment_intent=None,
+    amount=None,
+    metadata=None,
+    reason=None,
+    refund_application_fee=None,
+    reverse_transfer=None,
+    instructions_email=None,
+    **kwargs,
+):
     if kwargs:
         raise _unknown(kwargs)
     if reason not in (None, "", "duplicate", "fraudulent", "requested_by_customer"):
@@ -1702,23 +2144,38 @@ def _refund_init(self, charge=None, payment_intent=None, amount=None, metadata=N
     if payment_intent is not None:
         pi = PaymentIntent._api_retrieve(payment_intent)
         if pi.latest_charge is None:
-            raise _StripeError(400, f"This PaymentIntent ({payment_intent}) does not have a successful charge to "
-                                    "refund.", code="charge_not_refundable")
+            raise _StripeError(
+                400,
+                f"This PaymentIntent ({payment_intent}) does not have a successful charge to refund.",
+                code="charge_not_refundable",
+            )
         charge_obj = pi.latest_charge
     elif charge is not None:
         charge_obj = Charge._api_retrieve(charge)
     else:
-        raise _StripeError(400, "One of the following params should be provided for this request: payment_intent "
-                                "or charge.", code="parameter_missing")
+        raise _StripeError(
+            400,
+            "One of the following params should be provided for this request: payment_intent or charge.",
+            code="parameter_missing",
+        )
     remaining = charge_obj.amount - charge_obj.amount_refunded
     if charge_obj.status == "succeeded" and remaining <= 0:
         raise _StripeError(400, f"Charge {charge_obj.id} has already been refunded.", code="charge_already_refunded")
     refund_amount = remaining if amount in (None, "") else _to_int(amount, "amount")
     if refund_amount > remaining:
-        raise _StripeError(400, f"Refund amount ({refund_amount}) is greater than unrefunded amount on charge "
-                                f"({remaining})", code="amount_too_large", param="amount")
-    _orig["refund_init"](self, charge=None if payment_intent else charge, payment_intent=payment_intent,
-                         amount=refund_amount, metadata=metadata)
+        raise _StripeError(
+            400,
+            f"Refund amount ({refund_amount}) is greater than unrefunded amount on charge ({remaining})",
+            code="amount_too_large",
+            param="amount",
+        )
+    _orig["refund_init"](
+        self,
+        charge=None if payment_intent else charge,
+        payment_intent=payment_intent,
+        amount=refund_amount,
+        metadata=metadata,
+    )
     S.refunds_by_charge.setdefault(charge_obj.id, []).append(self.id)
     self.payment_intent = self.payment_intent or charge_obj.payment_intent
     self.reason = reason or None
@@ -1733,8 +2190,9 @@ def _refund_init(self, charge=None, payment_intent=None, amount=None, metadata=N
     transfer_id = getattr(charge_obj, "transfer", None)
     if reverse_transfer and transfer_id:
         transfer = store["transfer:" + transfer_id]
-        reversal = min(round(transfer.amount * refund_amount / charge_obj.amount),
-                       transfer.amount - transfer.amount_reversed)
+        reversal = min(
+            round(transfer.amount * refund_amount / charge_obj.amount), transfer.amount - transfer.amount_reversed
+        )
         if reversal > 0:
             self.transfer_reversal = TransferReversal(transfer, reversal, source_refund=self.id).id
     _emit("refund.created", self)
@@ -1742,13 +2200,31 @@ def _refund_init(self, charge=None, payment_intent=None, amount=None, metadata=N
 
 
 # ------------------------------------------------------------------------------------------------ setup intents
-SI_EXTRA = ("description", "mandate_data", "on_behalf_of", "return_url", "automatic_payment_methods",
-            "payment_method_options", "single_use", "flow_directions", "attach_to_self", "use_stripe_sdk",
-            "payment_method_configuration")
+SI_EXTRA = (
+    "description",
+    "mandate_data",
+    "on_behalf_of",
+    "return_url",
+    "automatic_payment_methods",
+    "payment_method_options",
+    "single_use",
+    "flow_directions",
+    "attach_to_self",
+    "use_stripe_sdk",
+    "payment_method_configuration",
+)
 
 
-def _si_init(self, customer=None, usage=None, payment_method_types=None, metadata=None, payment_method=None,
-             payment_method_data=None, **kwargs):
+def _si_init(
+    self,
+    customer=None,
+    usage=None,
+    payment_method_types=None,
+    metadata=None,
+    payment_method=None,
+    payment_method_data=None,
+    **kwargs,
+):
     extras = {k: kwargs.pop(k) for k in list(kwargs) if k in SI_EXTRA}
     if kwargs:
         raise _unknown(kwargs)
@@ -1763,8 +2239,9 @@ def _si_init(self, customer=None, usage=None, payment_method_types=None, metadat
         try:
             Customer._api_retrieve(customer)
         except UserError:
-            raise _StripeError(400, f"No such customer: '{customer}'", code="resource_missing",
-                               param="customer") from None
+            raise _StripeError(
+                400, f"No such customer: '{customer}'", code="resource_missing", param="customer"
+            ) from None
     pm = None
     if payment_method_data is not None:
         pm = PaymentMethod(**payment_method_data)
@@ -1794,29 +2271,50 @@ def _si_api_create(cls, confirm=None, **data):
 
 def _si_do_confirm(obj) -> None:
     if obj.status not in ("requires_payment_method", "requires_confirmation"):
-        raise _StripeError(400, f"This SetupIntent's status is {obj.status}; it cannot be confirmed.",
-                           code="setup_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            f"This SetupIntent's status is {obj.status}; it cannot be confirmed.",
+            code="setup_intent_unexpected_state",
+        )
     if not obj.payment_method:
-        raise _StripeError(400, "You cannot confirm this SetupIntent because it's missing a payment method.",
-                           code="setup_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            "You cannot confirm this SetupIntent because it's missing a payment method.",
+            code="setup_intent_unexpected_state",
+        )
     pm = PaymentMethod._api_retrieve(obj.payment_method)
     if obj._explicit_pmt and pm.type not in obj.payment_method_types:
-        raise _StripeError(400, f"The PaymentMethod provided ({pm.type}) is not allowed for this SetupIntent.",
-                           code="setup_intent_invalid_parameter", param="payment_method")
+        raise _StripeError(
+            400,
+            f"The PaymentMethod provided ({pm.type}) is not allowed for this SetupIntent.",
+            code="setup_intent_invalid_parameter",
+            param="payment_method",
+        )
     if obj.customer and pm.customer and pm.customer != obj.customer:
-        raise _StripeError(400, "The payment method you provided has already been attached to a customer.",
-                           code="payment_method_unexpected_state", param="payment_method")
+        raise _StripeError(
+            400,
+            "The payment method you provided has already been attached to a customer.",
+            code="payment_method_unexpected_state",
+            param="payment_method",
+        )
     if pm._attaching_is_declined():
         code, decline_code, message = _decline_info(pm)
         obj.status = "requires_payment_method"
-        obj.last_setup_error = {"code": code, "decline_code": decline_code, "message": message,
-                                "type": "card_error", "payment_method": pm._export()}
+        obj.last_setup_error = {
+            "code": code,
+            "decline_code": decline_code,
+            "message": message,
+            "type": "card_error",
+            "payment_method": pm._export(),
+        }
         _emit("setup_intent.setup_failed", obj)
         raise _card_error(message, code, decline_code, setup_intent=obj._export(), payment_method=pm._export())
     if pm._requires_authentication():
         obj.status = "requires_action"
-        obj.next_action = {"type": "use_stripe_sdk",
-                           "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""}}
+        obj.next_action = {
+            "type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""},
+        }
         _emit("setup_intent.requires_action", obj)
         return
     obj.status = "succeeded"
@@ -1830,8 +2328,18 @@ def _si_do_confirm(obj) -> None:
     _emit("setup_intent.succeeded", obj)
 
 
-def _si_api_confirm(cls, id, payment_method=None, payment_method_data=None, client_secret=None, use_stripe_sdk=None,
-                    mandate_data=None, return_url=None, payment_method_options=None, **kwargs):
+def _si_api_confirm(
+    cls,
+    id,
+    payment_method=None,
+    payment_method_data=None,
+    client_secret=None,
+    use_stripe_sdk=None,
+    mandate_data=None,
+    return_url=None,
+    payment_method_options=None,
+    **kwargs,
+):
     if kwargs:
         raise _unknown(kwargs)
     obj = cls._api_retrieve(id)
@@ -1852,8 +2360,11 @@ def _si_api_cancel(cls, id, cancellation_reason=None, client_secret=None, use_st
         raise _unknown(kwargs)
     obj = cls._api_retrieve(id)
     if obj.status in ("succeeded", "canceled", "processing"):
-        raise _StripeError(400, f"This SetupIntent's status is {obj.status}; it cannot be canceled.",
-                           code="setup_intent_unexpected_state")
+        raise _StripeError(
+            400,
+            f"This SetupIntent's status is {obj.status}; it cannot be canceled.",
+            code="setup_intent_unexpected_state",
+        )
     obj.status = "canceled"
     obj.next_action = None
     obj.cancellation_reason = cancellation_reason
@@ -1862,8 +2373,7 @@ def _si_api_cancel(cls, id, cancellation_reason=None, client_secret=None, use_st
 
 
 # ------------------------------------------------------------------------------------------------ misc patches
-CUSTOMER_EXTRA = ("shipping", "tax_exempt", "invoice_prefix", "test_clock", "tax", "next_invoice_sequence",
-                  "validate")
+CUSTOMER_EXTRA = ("shipping", "tax_exempt", "invoice_prefix", "test_clock", "tax", "next_invoice_sequence", "validate")
 
 
 def _customer_init(self, **data):
@@ -1891,7 +2401,7 @@ def _so_api_retrieve(cls, id):
 
 def _user_error_init(self, code, message=None, contents=None):
     if code == 400 and message and message.startswith("Unexpected ") and not contents:
-        first = message[len("Unexpected "):].split(", ")[0]
+        first = message[len("Unexpected ") :].split(", ")[0]
         message = f"Received unknown parameter: {first}"
         contents = {"code": "parameter_unknown", "param": first}
     elif code == 404 and message == "Not Found" and not contents:
@@ -1909,21 +2419,35 @@ def _event_init(self, type, data):
     self.pending_webhooks = sum(1 for wid in S.webhooks if _endpoint_wants(wid, self))
 
 
-def _event_list(cls, url, type=None, created=None, limit=None, starting_after=None, ending_before=None,
-                types=None):
+def _event_list(cls, url, type=None, created=None, limit=None, starting_after=None, ending_before=None, types=None):
     keep = _created_filter(created)
     wanted = set(types) if isinstance(types, list) else None
-    objs = [e for e in _objects("event") if keep(e) and (type is None or e.type == type)
-            and (wanted is None or e.type in wanted)]
+    objs = [
+        e
+        for e in _objects("event")
+        if keep(e) and (type is None or e.type == type) and (wanted is None or e.type in wanted)
+    ]
     return _list_of(url, objs, limit, starting_after, ending_before)
 
 
-def _payout_list(cls, url, status=None, created=None, arrival_date=None, destination=None, limit=None,
-                 starting_after=None, ending_before=None):
+def _payout_list(
+    cls,
+    url,
+    status=None,
+    created=None,
+    arrival_date=None,
+    destination=None,
+    limit=None,
+    starting_after=None,
+    ending_before=None,
+):
     keep = _created_filter(created)
     account = _ctx_account.get()
-    objs = [p for p in _objects("payout") if keep(p) and getattr(p, "_account", None) == account
-            and (status is None or p.status == status)]
+    objs = [
+        p
+        for p in _objects("payout")
+        if keep(p) and getattr(p, "_account", None) == account and (status is None or p.status == status)
+    ]
     return _list_of(url, objs, limit, starting_after, ending_before)
 
 
@@ -1937,10 +2461,18 @@ def _install() -> None:
     ls.schedule_webhook = _schedule_event
     ls_webhooks.schedule_webhook = _schedule_event
 
-    _orig.update(so_init=StripeObject.__init__, user_error_init=UserError.__init__, event_init=Event.__init__,
-                 pi_init=PaymentIntent.__init__, pi_on_success=PaymentIntent._on_success,
-                 pi_export=PaymentIntent._export, refund_init=Refund.__init__, si_init=SetupIntent.__init__,
-                 customer_init=Customer.__init__, charge_api_create=Charge._api_create)
+    _orig.update(
+        so_init=StripeObject.__init__,
+        user_error_init=UserError.__init__,
+        event_init=Event.__init__,
+        pi_init=PaymentIntent.__init__,
+        pi_on_success=PaymentIntent._on_success,
+        pi_export=PaymentIntent._export,
+        refund_init=Refund.__init__,
+        si_init=SetupIntent.__init__,
+        customer_init=Customer.__init__,
+        charge_api_create=Charge._api_create,
+    )
     StripeObject.__init__ = _so_init
     StripeObject._api_retrieve = classmethod(_so_api_retrieve)
     UserError.__init__ = _user_error_init
@@ -1964,10 +2496,18 @@ def _install() -> None:
     Charge.payment_method_details = property(_charge_payment_method_details)
     Charge.refunds = property(_charge_refunds)
     Charge.amount_refunded = property(_charge_amount_refunded)
-    Charge.amount_captured = property(lambda self: self.amount if self.captured and self.status == "succeeded"
-                                      else 0)
-    for name in ("transfer_data", "application_fee_amount", "application_fee", "on_behalf_of", "transfer_group",
-                 "transfer", "destination", "statement_descriptor_suffix", "outcome"):
+    Charge.amount_captured = property(lambda self: self.amount if self.captured and self.status == "succeeded" else 0)
+    for name in (
+        "transfer_data",
+        "application_fee_amount",
+        "application_fee",
+        "on_behalf_of",
+        "transfer_group",
+        "transfer",
+        "destination",
+        "statement_descriptor_suffix",
+        "outcome",
+    ):
         setattr(Charge, name, None)
 
     PaymentIntent.__init__ = _pi_init
@@ -2027,8 +2567,16 @@ def _enqueue_delivery(endpoint_id: str, event_id: str, event_type: str, account:
         queue = S.webhook_queues[endpoint_id] = asyncio.Queue()
         S.webhook_workers[endpoint_id] = asyncio.ensure_future(_webhook_worker(endpoint_id, queue))
     S.pending_deliveries += 1
-    queue.put_nowait({"event_id": event_id, "type": event_type, "account": account, "payload": payload,
-                      "not_before": time.monotonic() + S.webhook_delay, "attempt": 1})
+    queue.put_nowait(
+        {
+            "event_id": event_id,
+            "type": event_type,
+            "account": account,
+            "payload": payload,
+            "not_before": time.monotonic() + S.webhook_delay,
+            "attempt": 1,
+        }
+    )
 
 
 async def _webhook_worker(endpoint_id: str, queue: asyncio.Queue) -> None:
@@ -2054,22 +2602,36 @@ async def _attempt_delivery(endpoint_id: str, item: dict) -> None:
         return
     timestamp = int(time.time())
     signature = hmac.new(hook["secret"].encode(), b"%d." % timestamp + item["payload"], hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "Stripe/1.0 (+https://stripe.com)",
-               "Stripe-Signature": f"t={timestamp},v1={signature}"}
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "Stripe/1.0 (+https://stripe.com)",
+        "Stripe-Signature": f"t={timestamp},v1={signature}",
+    }
     status, error = None, None
     started = time.monotonic()
     try:
         assert S.session is not None
-        async with S.session.post(hook["url"], data=item["payload"], headers=headers,
-                                  timeout=aiohttp.ClientTimeout(total=S.webhook_timeout)) as resp:
+        async with S.session.post(
+            hook["url"], data=item["payload"], headers=headers, timeout=aiohttp.ClientTimeout(total=S.webhook_timeout)
+        ) as resp:
             status = resp.status
             await resp.read()
     except (aiohttp.ClientError, TimeoutError) as e:
         error = f"{type(e).__name__}: {e}"
-    S.deliveries.append({"endpoint": endpoint_id, "url": hook["url"], "event_id": item["event_id"],
-                         "type": item["type"], "account": item["account"], "attempt": item["attempt"],
-                         "status": status, "error": error, "at": time.time(),
-                         "duration_ms": round((time.monotonic() - started) * 1000, 1)})
+    S.deliveries.append(
+        {
+            "endpoint": endpoint_id,
+            "url": hook["url"],
+            "event_id": item["event_id"],
+            "type": item["type"],
+            "account": item["account"],
+            "attempt": item["attempt"],
+            "status": status,
+            "error": error,
+            "at": time.time(),
+            "duration_ms": round((time.monotonic() - started) * 1000, 1),
+        }
+    )
     if status is not None and 200 <= status < 300:
         S.pending_deliveries -= 1
         return
@@ -2119,10 +2681,13 @@ def _api_key(request: web.Request) -> str | None:
 
 def _error_response(status: int) -> web.Response:
     if status == 429:
-        body = {"code": "rate_limit", "type": "invalid_request_error",
-                "message": "Request rate limit exceeded. Learn more about rate limits here "
-                           "https://stripe.com/docs/rate-limits.",
-                "doc_url": "https://stripe.com/docs/error-codes/rate-limit"}
+        body = {
+            "code": "rate_limit",
+            "type": "invalid_request_error",
+            "message": "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits.",
+            "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+        }
     elif status >= 500:
         body = {"type": "api_error", "message": "An unknown error occurred (injected by the test server)."}
     else:
@@ -2141,11 +2706,20 @@ async def _log_mw(request: web.Request, handler: Any) -> web.StreamResponse:
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             params = await ls_server.get_post_data(request, remove_auth=False)
             params = dict(params) if params else {}
-    entry = {"id": request_id, "method": request.method, "path": request.path, "query": dict(request.query),
-             "params": params, "started": time.time(), "status": None, "duration_ms": None,
-             "idempotency_key": request.headers.get("Idempotency-Key"),
-             "stripe_account": request.headers.get("Stripe-Account"), "api_key": _api_key(request),
-             "replayed": False}
+    entry = {
+        "id": request_id,
+        "method": request.method,
+        "path": request.path,
+        "query": dict(request.query),
+        "params": params,
+        "started": time.time(),
+        "status": None,
+        "duration_ms": None,
+        "idempotency_key": request.headers.get("Idempotency-Key"),
+        "stripe_account": request.headers.get("Stripe-Account"),
+        "api_key": _api_key(request),
+        "replayed": False,
+    }
     S.request_log.append(entry)
     started = time.monotonic()
     response = await handler(request)
@@ -2166,20 +2740,35 @@ async def _error_mw(request: web.Request, handler: Any) -> web.StreamResponse:
         match = re.search(r"unexpected keyword argument '([^']+)'", str(e))
         if match is None:
             traceback.print_exc()
-            return _json({"error": {"type": "api_error", "message": f"Internal error in the Stripe test server: {e}"}},
-                         500)
+            return _json(
+                {"error": {"type": "api_error", "message": f"Internal error in the Stripe test server: {e}"}}, 500
+            )
         return _unknown({match.group(1): None}).to_response()
     except web.HTTPException as e:
         if e.status in (404, 405) and (_is_api(request) or request.path.startswith("/_test/")):
-            return _json({"error": {"type": "invalid_request_error",
-                                    "message": f"Unrecognized request URL ({request.method}: {request.path}). "
-                                               "Please see https://stripe.com/docs or we can help at "
-                                               "https://support.stripe.com/."}}, status=404)
+            return _json(
+                {
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"Unrecognized request URL ({request.method}: {request.path}). "
+                        "Please see https://stripe.com/docs or we can help at "
+                        "https://support.stripe.com/.",
+                    }
+                },
+                status=404,
+            )
         raise
     except Exception:  # noqa: BLE001 - a harness bug must come back as Stripe's api_error, with a traceback
         traceback.print_exc()
-        return _json({"error": {"type": "api_error", "message": "Internal error in the Stripe test server: "
-                                                                + traceback.format_exc(limit=1).strip()}}, 500)
+        return _json(
+            {
+                "error": {
+                    "type": "api_error",
+                    "message": "Internal error in the Stripe test server: " + traceback.format_exc(limit=1).strip(),
+                }
+            },
+            500,
+        )
 
 
 @web.middleware
@@ -2201,8 +2790,11 @@ async def _fault_mw(request: web.Request, handler: Any) -> web.StreamResponse:
         return _error_response(429)
     injected = None
     for rule in S.errors:
-        if rule["count"] > 0 and (not rule.get("path_prefix") or request.path.startswith(rule["path_prefix"])) \
-                and (not rule.get("method") or rule["method"].upper() == request.method):
+        if (
+            rule["count"] > 0
+            and (not rule.get("path_prefix") or request.path.startswith(rule["path_prefix"]))
+            and (not rule.get("method") or rule["method"].upper() == request.method)
+        ):
             rule["count"] -= 1
             injected = rule
             break
@@ -2215,9 +2807,16 @@ async def _fault_mw(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
-SCOPED_COLLECTIONS = {"payment_intents": "payment_intent", "charges": "charge", "customers": "customer",
-                      "payment_methods": "payment_method", "payouts": "payout", "refunds": "refund",
-                      "setup_intents": "setup_intent", "transfers": "transfer"}
+SCOPED_COLLECTIONS = {
+    "payment_intents": "payment_intent",
+    "charges": "charge",
+    "customers": "customer",
+    "payment_methods": "payment_method",
+    "payouts": "payout",
+    "refunds": "refund",
+    "setup_intents": "setup_intent",
+    "transfers": "transfer",
+}
 
 
 @web.middleware
@@ -2228,20 +2827,30 @@ async def _context_mw(request: web.Request, handler: Any) -> web.StreamResponse:
     api_key = _api_key(request)
     if account and api_key and _account_obj(account) is None:
         masked = api_key[:8] + "*" * 4 + api_key[-4:] if len(api_key) > 12 else api_key
-        raise _StripeError(403, f"The provided key '{masked}' does not have access to account '{account}' (or that "
-                                "account does not exist). Application access may have been revoked.",
-                           code="account_invalid")
+        raise _StripeError(
+            403,
+            f"The provided key '{masked}' does not have access to account '{account}' (or that "
+            "account does not exist). Application access may have been revoked.",
+            code="account_invalid",
+        )
     parts = request.path.strip("/").split("/")
-    if len(parts) >= 3 and parts[1] in SCOPED_COLLECTIONS and request.method in ("GET", "POST", "DELETE") \
-            and parts[2] != "search":
+    if (
+        len(parts) >= 3
+        and parts[1] in SCOPED_COLLECTIONS
+        and request.method in ("GET", "POST", "DELETE")
+        and parts[2] != "search"
+    ):
         obj = store.get(SCOPED_COLLECTIONS[parts[1]] + ":" + parts[2])
         if obj is not None and getattr(obj, "_account", None) != account:
-            raise _StripeError(404, f"No such {SCOPED_COLLECTIONS[parts[1]]}: '{parts[2]}'",
-                               code="resource_missing", param="id")
-    tokens = [(_ctx_account, _ctx_account.set(account)),
-              (_ctx_idem, _ctx_idem.set(request.headers.get("Idempotency-Key"))),
-              (_ctx_request_id, _ctx_request_id.set(request.get("request_id"))),
-              (_ctx_version, _ctx_version.set(request.headers.get("Stripe-Version")))]
+            raise _StripeError(
+                404, f"No such {SCOPED_COLLECTIONS[parts[1]]}: '{parts[2]}'", code="resource_missing", param="id"
+            )
+    tokens = [
+        (_ctx_account, _ctx_account.set(account)),
+        (_ctx_idem, _ctx_idem.set(request.headers.get("Idempotency-Key"))),
+        (_ctx_request_id, _ctx_request_id.set(request.get("request_id"))),
+        (_ctx_version, _ctx_version.set(request.headers.get("Stripe-Version"))),
+    ]
     try:
         return await handler(request)
     finally:
@@ -2268,21 +2877,36 @@ async def _idempotency_mw(request: web.Request, handler: Any) -> web.StreamRespo
     saved = S.idem.get(scope)
     if saved is not None:
         if saved["endpoint"] != f"{request.method} {request.path}":
-            raise _StripeError(400, "Keys for idempotent requests can only be used for the same endpoint they were "
-                                    f"first used for ('{saved['endpoint']}' vs '{request.method} {request.path}'). "
-                                    f"Try using a key other than '{key}' if you meant to execute a different "
-                                    "request.", type="idempotency_error")
+            raise _StripeError(
+                400,
+                "Keys for idempotent requests can only be used for the same endpoint they were "
+                f"first used for ('{saved['endpoint']}' vs '{request.method} {request.path}'). "
+                f"Try using a key other than '{key}' if you meant to execute a different "
+                "request.",
+                type="idempotency_error",
+            )
         if saved["fingerprint"] != fp:
-            raise _StripeError(400, "Keys for idempotent requests can only be used with the same parameters they "
-                                    f"were first used with. Try using a key other than '{key}' if you meant to "
-                                    "execute a different request.", type="idempotency_error")
-        return web.Response(status=saved["status"], body=saved["body"], content_type="application/json",
-                            headers={"Idempotent-Replayed": "true", "Original-Request": saved["request_id"],
-                                     "Idempotency-Key": key})
+            raise _StripeError(
+                400,
+                "Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                "execute a different request.",
+                type="idempotency_error",
+            )
+        return web.Response(
+            status=saved["status"],
+            body=saved["body"],
+            content_type="application/json",
+            headers={"Idempotent-Replayed": "true", "Original-Request": saved["request_id"], "Idempotency-Key": key},
+        )
     if scope in S.idem_inflight:
-        raise _StripeError(409, "There is currently another in-progress request using this Idempotent Key (that "
-                                "probably means you submitted twice, and the other request is still going through): "
-                                f"{key}. Please try again later.", code="idempotency_key_in_use")
+        raise _StripeError(
+            409,
+            "There is currently another in-progress request using this Idempotent Key (that "
+            "probably means you submitted twice, and the other request is still going through): "
+            f"{key}. Please try again later.",
+            code="idempotency_key_in_use",
+        )
     S.idem_inflight.add(scope)
     try:
         try:
@@ -2294,9 +2918,13 @@ async def _idempotency_mw(request: web.Request, handler: Any) -> web.StreamRespo
     # Stripe saves the result once the endpoint started executing (successes, declines, 5xx), not for requests
     # rejected up front (bad parameters, missing objects, auth, rate limits, conflicts).
     if response.status < 300 or response.status == 402 or response.status >= 500:
-        S.idem[scope] = {"endpoint": f"{request.method} {request.path}", "fingerprint": fp,
-                         "status": response.status, "body": response.body,
-                         "request_id": request.get("request_id")}
+        S.idem[scope] = {
+            "endpoint": f"{request.method} {request.path}",
+            "fingerprint": fp,
+            "status": response.status,
+            "body": response.body,
+            "request_id": request.get("request_id"),
+        }
         while len(S.idem) > S.idem_max:
             S.idem.popitem(last=False)
     response.headers["Idempotency-Key"] = key
@@ -2321,8 +2949,10 @@ async def _balance(request: web.Request) -> web.Response:
     if not currencies:
         acct = _account_obj(account) if account else None
         currencies = [acct.default_currency if acct is not None else "usd"]
-    available = [{"amount": _available(account, c), "currency": c, "source_types": {"card": _available(account, c)}}
-                 for c in currencies]
+    available = [
+        {"amount": _available(account, c), "currency": c, "source_types": {"card": _available(account, c)}}
+        for c in currencies
+    ]
     pending = [{"amount": 0, "currency": c, "source_types": {"card": 0}} for c in currencies]
     body = {"object": "balance", "available": available, "pending": pending, "livemode": False}
     if account is None:
@@ -2334,10 +2964,21 @@ async def _own_account(request: web.Request) -> web.Response:
     account = request.headers.get("Stripe-Account")
     if account:
         return _json(_account_obj(account)._export())
-    return _json({"id": "acct_platform0000000", "object": "account", "type": "standard", "country": "US",
-                  "default_currency": "usd", "charges_enabled": True, "payouts_enabled": True,
-                  "details_submitted": True, "email": "platform@example.com", "livemode": False,
-                  "settings": {"dashboard": {"display_name": "Stripe test server platform"}}})
+    return _json(
+        {
+            "id": "acct_platform0000000",
+            "object": "account",
+            "type": "standard",
+            "country": "US",
+            "default_currency": "usd",
+            "charges_enabled": True,
+            "payouts_enabled": True,
+            "details_submitted": True,
+            "email": "platform@example.com",
+            "livemode": False,
+            "settings": {"dashboard": {"display_name": "Stripe test server platform"}},
+        }
+    )
 
 
 async def _account_link(request: web.Request) -> web.Response:
@@ -2350,9 +2991,15 @@ async def _account_link(request: web.Request) -> web.Response:
         raise _invalid("type")
     now = int(time.time())
     base = f"{request.scheme}://{request.host}"
-    return _json({"object": "account_link", "created": now, "expires_at": now + 300,
-                  "url": f"{base}/_test/onboarding/{account}?return_url="
-                         + urllib.parse.quote(str(data.get("return_url") or ""))})
+    return _json(
+        {
+            "object": "account_link",
+            "created": now,
+            "expires_at": now + 300,
+            "url": f"{base}/_test/onboarding/{account}?return_url="
+            + urllib.parse.quote(str(data.get("return_url") or "")),
+        }
+    )
 
 
 async def _login_link(request: web.Request) -> web.Response:
@@ -2369,8 +3016,10 @@ async def _onboarding(request: web.Request) -> web.Response:
     return web.Response(text="Stripe test server: onboarding complete.")
 
 
-SEARCH_RE = re.compile(r"""\s*(?:(metadata)\[['"]([^'"]+)['"]\]|([a-z_]+))\s*(:|>=|<=|>|<)\s*"""
-                       r"""(?:['"]([^'"]*)['"]|(\S+))""")
+SEARCH_RE = re.compile(
+    r"""\s*(?:(metadata)\[['"]([^'"]+)['"]\]|([a-z_]+))\s*(:|>=|<=|>|<)\s*"""
+    r"""(?:['"]([^'"]*)['"]|(\S+))"""
+)
 
 
 def _search_handler(object_name: str) -> Any:
@@ -2406,9 +3055,16 @@ def _search_handler(object_name: str) -> Any:
 
         objs = [o for o in reversed(_objects(object_name)) if getattr(o, "_account", None) == account and matches(o)]
         limit = _to_int(request.query.get("limit", 10), "limit")
-        return _json({"object": "search_result", "data": [o._export() for o in objs[:limit]],
-                      "has_more": len(objs) > limit, "next_page": None, "url": request.path,
-                      "total_count": len(objs)})
+        return _json(
+            {
+                "object": "search_result",
+                "data": [o._export() for o in objs[:limit]],
+                "has_more": len(objs) > limit,
+                "next_page": None,
+                "url": request.path,
+                "total_count": len(objs),
+            }
+        )
 
     return handler
 
@@ -2465,8 +3121,12 @@ async def _config(request: web.Request) -> web.Response:
         S.webhook_retries = int(data["webhook_retries"])
     if "bank_settle_delay" in data:
         S.bank_settle_delay = None if data["bank_settle_delay"] is None else float(data["bank_settle_delay"])
-    return _json({k: getattr(S, k) for k in ("webhook_delay", "webhook_retries", "webhook_backoff", "webhook_timeout",
-                                             "bank_settle_delay")})
+    return _json(
+        {
+            k: getattr(S, k)
+            for k in ("webhook_delay", "webhook_retries", "webhook_backoff", "webhook_timeout", "bank_settle_delay")
+        }
+    )
 
 
 async def _faults(request: web.Request) -> web.Response:
@@ -2481,9 +3141,16 @@ async def _faults(request: web.Request) -> web.Response:
             if data["errors"] is None:
                 S.errors = []
             else:
-                S.errors.extend({"count": int(r.get("count", 1)), "status": int(r.get("status", 500)),
-                                 "path_prefix": r.get("path_prefix"), "method": r.get("method"),
-                                 "after": bool(r.get("after"))} for r in data["errors"])
+                S.errors.extend(
+                    {
+                        "count": int(r.get("count", 1)),
+                        "status": int(r.get("status", 500)),
+                        "path_prefix": r.get("path_prefix"),
+                        "method": r.get("method"),
+                        "after": bool(r.get("after")),
+                    }
+                    for r in data["errors"]
+                )
     return _json({"latency": S.latency, "rate_limit": S.rate_limit, "errors": S.errors})
 
 
@@ -2514,8 +3181,10 @@ async def _test_payouts(request: web.Request) -> web.Response:
         _require_account(account, "account")
         accounts = [account]
     else:
-        accounts = sorted({a for (a, _c), amount in S.ledger.items() if a and amount > 0}
-                          | {p._account for p in _objects("payout") if p.status == "pending" and p._account})
+        accounts = sorted(
+            {a for (a, _c), amount in S.ledger.items() if a and amount > 0}
+            | {p._account for p in _objects("payout") if p.status == "pending" and p._account}
+        )
     payouts = []
     for acct in accounts:
         with _background_context(acct):
@@ -2538,15 +3207,24 @@ async def _test_balances(request: web.Request) -> web.Response:
 
 
 def _charge_row(charge: Any) -> dict:
-    return {"id": charge.id, "payment_intent": charge.payment_intent, "status": charge.status,
-            "amount": charge.amount, "currency": charge.currency, "amount_refunded": charge.amount_refunded,
-            "failure_code": charge.failure_code, "metadata": dict(charge.metadata or {}),
-            "payment_method": charge.payment_method, "transfer": getattr(charge, "transfer", None),
-            "account": getattr(charge, "_account", None), "created": charge.created}
+    return {
+        "id": charge.id,
+        "payment_intent": charge.payment_intent,
+        "status": charge.status,
+        "amount": charge.amount,
+        "currency": charge.currency,
+        "amount_refunded": charge.amount_refunded,
+        "failure_code": charge.failure_code,
+        "metadata": dict(charge.metadata or {}),
+        "payment_method": charge.payment_method,
+        "transfer": getattr(charge, "transfer", None),
+        "account": getattr(charge, "_account", None),
+        "created": charge.created,
+    }
 
 
 def _metadata_filter(query: Any) -> dict[str, str]:
-    return {k[len("metadata["):-1]: v for k, v in query.items() if k.startswith("metadata[") and k.endswith("]")}
+    return {k[len("metadata[") : -1]: v for k, v in query.items() if k.startswith("metadata[") and k.endswith("]")}
 
 
 async def _test_payment_intents(request: web.Request) -> web.Response:
@@ -2556,16 +3234,29 @@ async def _test_payment_intents(request: web.Request) -> web.Response:
         if any((pi.metadata or {}).get(k) != v for k, v in wanted.items()):
             continue
         charges = [store["charge:" + c] for c in pi._charges if "charge:" + c in store]
-        rows.append({"id": pi.id, "status": pi.status, "amount": pi.amount, "currency": pi.currency,
-                     "customer": pi.customer, "payment_method": pi.payment_method,
-                     "metadata": dict(pi.metadata or {}), "description": pi.description,
-                     "idempotency_key": pi._idempotency_key, "request_id": pi._request_id,
-                     "transfer_data": pi.transfer_data, "application_fee_amount": pi.application_fee_amount,
-                     "on_behalf_of": pi.on_behalf_of, "account": pi._account, "created": pi.created,
-                     "latest_charge": pi.latest_charge.id if pi.latest_charge else None,
-                     "amount_refunded": sum(c.amount_refunded for c in charges),
-                     "last_payment_error": (pi.last_payment_error or {}).get("code"),
-                     "charges": [_charge_row(c) for c in charges]})
+        rows.append(
+            {
+                "id": pi.id,
+                "status": pi.status,
+                "amount": pi.amount,
+                "currency": pi.currency,
+                "customer": pi.customer,
+                "payment_method": pi.payment_method,
+                "metadata": dict(pi.metadata or {}),
+                "description": pi.description,
+                "idempotency_key": pi._idempotency_key,
+                "request_id": pi._request_id,
+                "transfer_data": pi.transfer_data,
+                "application_fee_amount": pi.application_fee_amount,
+                "on_behalf_of": pi.on_behalf_of,
+                "account": pi._account,
+                "created": pi.created,
+                "latest_charge": pi.latest_charge.id if pi.latest_charge else None,
+                "amount_refunded": sum(c.amount_refunded for c in charges),
+                "last_payment_error": (pi.last_payment_error or {}).get("code"),
+                "charges": [_charge_row(c) for c in charges],
+            }
+        )
     return _json({"data": rows})
 
 
@@ -2615,8 +3306,9 @@ async def _health(request: web.Request) -> web.Response:
 
 
 def _build_app() -> web.Application:
-    app = web.Application(middlewares=[_log_mw, _error_mw, _fault_mw, _context_mw, _idempotency_mw,
-                                       ls_server.error_middleware, _auth_mw])
+    app = web.Application(
+        middlewares=[_log_mw, _error_mw, _fault_mw, _context_mw, _idempotency_mw, ls_server.error_middleware, _auth_mw]
+    )
     extra = ls_server.api_extra
     mine: list[tuple[str, str, Any]] = [
         # Connect

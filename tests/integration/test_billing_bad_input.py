@@ -31,13 +31,17 @@ def _refused(fn, field: str) -> ApplicationError:
 
 def test_PLAN_2_negative_license_price_is_refused(agency_a):
     with schema_context(agency_a.schema_name):
-        _refused(lambda: client_create(name="X", email="x@example.com", activated_on=date(2027, 1, 1),
-                                       license_price_minor=-1), "license_price_minor")
+        _refused(
+            lambda: client_create(
+                name="X", email="x@example.com", activated_on=date(2027, 1, 1), license_price_minor=-1
+            ),
+            "license_price_minor",
+        )
         assert not Client.objects.exists()
-        client = client_create(name="Y", email="y@example.com", activated_on=date(2027, 1, 1),
-                               license_price_minor=500)
-        _refused(lambda: client_configure(client=client, license_price_minor=-100, billing_day=3),
-                 "license_price_minor")
+        client = client_create(name="Y", email="y@example.com", activated_on=date(2027, 1, 1), license_price_minor=500)
+        _refused(
+            lambda: client_configure(client=client, license_price_minor=-100, billing_day=3), "license_price_minor"
+        )
         client.refresh_from_db()
         assert (client.license_price_minor, client.billing_day) == (500, None)
         _refused(lambda: service_line_add(client=client, description="Ads", amount_minor=-5), "amount_minor")
@@ -47,14 +51,19 @@ def test_PLAN_2_negative_license_price_is_refused(agency_a):
 @pytest.mark.parametrize("value", [1.5, "100", True, None])
 def test_MON_1_amounts_must_be_integer_minor_units(agency_a, value):
     with schema_context(agency_a.schema_name):
-        _refused(lambda: client_create(name="X", email="x@example.com", activated_on=date(2027, 1, 1),
-                                       license_price_minor=value), "license_price_minor")
+        _refused(
+            lambda: client_create(
+                name="X", email="x@example.com", activated_on=date(2027, 1, 1), license_price_minor=value
+            ),
+            "license_price_minor",
+        )
         assert not Client.objects.exists()
 
 
 def test_MON_1_unknown_currency_is_refused():
-    _refused(lambda: partner_plan_create(name="P", currency="XYZ", package_minimum_minor=0, license_fee_minor=0),
-             "currency")
+    _refused(
+        lambda: partner_plan_create(name="P", currency="XYZ", package_minimum_minor=0, license_fee_minor=0), "currency"
+    )
     _refused(lambda: agency_create(slug="zeta", name="Zeta", currency="EURO"), "currency")
     assert not PartnerPlan.objects.exists() and not Agency.objects.filter(schema_name="zeta").exists()
 
@@ -64,43 +73,72 @@ def test_MON_2_tax_rate_over_100_percent_is_refused(agency_a, rate):
     with schema_context(agency_a.schema_name):
         _refused(lambda: tax_rate_create(name="Too much", rate_bp=rate), "rate_bp")
         assert not TaxRate.objects.exists()
-    _refused(lambda: partner_plan_create(name="P", currency="USD", package_minimum_minor=0, license_fee_minor=0,
-                                         taxes=[{"name": "T", "rate_bp": rate}]), "taxes[0].rate_bp")
+    _refused(
+        lambda: partner_plan_create(
+            name="P",
+            currency="USD",
+            package_minimum_minor=0,
+            license_fee_minor=0,
+            taxes=[{"name": "T", "rate_bp": rate}],
+        ),
+        "taxes[0].rate_bp",
+    )
     assert not PartnerPlan.objects.exists()
 
 
 @pytest.mark.parametrize("day", [0, 29, -3, 31])
 def test_CYC_1_billing_day_outside_1_to_28_is_refused(agency_a, day):
     with schema_context(agency_a.schema_name):
-        _refused(lambda: client_create(name="X", email="x@example.com", activated_on=date(2027, 1, 1),
-                                       billing_day=day), "billing_day")
-        _refused(lambda: client_create(name="X", email="x@example.com", activated_on=date(2027, 1, 1),
-                                       autopay_days=[5, day]), "autopay_days")
+        _refused(
+            lambda: client_create(name="X", email="x@example.com", activated_on=date(2027, 1, 1), billing_day=day),
+            "billing_day",
+        )
+        _refused(
+            lambda: client_create(
+                name="X", email="x@example.com", activated_on=date(2027, 1, 1), autopay_days=[5, day]
+            ),
+            "autopay_days",
+        )
         assert not Client.objects.exists()
     _refused(lambda: agency_create(slug="zeta", name="Zeta", billing_day=day), "billing_day")
 
 
 def test_PLAN_1_negative_plan_prices_are_refused():
-    _refused(lambda: partner_plan_create(
-        name="P", currency="USD", package_minimum_minor=-1, license_fee_minor=0), "package_minimum_minor")
-    _refused(lambda: partner_plan_create(
-        name="P", currency="USD", package_minimum_minor=0, license_fee_minor=0,
-        products=[{"code": "a", "unit_price_minor": -5}]), "products[0].unit_price_minor")
+    _refused(
+        lambda: partner_plan_create(name="P", currency="USD", package_minimum_minor=-1, license_fee_minor=0),
+        "package_minimum_minor",
+    )
+    _refused(
+        lambda: partner_plan_create(
+            name="P",
+            currency="USD",
+            package_minimum_minor=0,
+            license_fee_minor=0,
+            products=[{"code": "a", "unit_price_minor": -5}],
+        ),
+        "products[0].unit_price_minor",
+    )
     assert not PartnerPlan.objects.exists()
 
 
 def test_PLAN_3_usage_for_an_unknown_product_is_refused(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
-        _refused(lambda: usage_record_bulk(agency=agency, items=[UsageInput("telepathy", 3, WHEN, "k1")]),
-                 "product_code")
-        _refused(lambda: usage_record_bulk(agency=agency, items=[UsageInput("listings", 0, WHEN, "k1")]),
-                 "quantity")
-        _refused(lambda: usage_record_bulk(agency=agency, items=[
-            UsageInput("listings", 1, datetime(2027, 1, 1, 12), "k1")]), "occurred_at")
+        _refused(
+            lambda: usage_record_bulk(agency=agency, items=[UsageInput("telepathy", 3, WHEN, "k1")]), "product_code"
+        )
+        _refused(lambda: usage_record_bulk(agency=agency, items=[UsageInput("listings", 0, WHEN, "k1")]), "quantity")
+        _refused(
+            lambda: usage_record_bulk(agency=agency, items=[UsageInput("listings", 1, datetime(2027, 1, 1, 12), "k1")]),
+            "occurred_at",
+        )
         # In a batch, one bad record refuses the whole batch.
-        _refused(lambda: usage_record_bulk(agency=agency, items=[
-            UsageInput("listings", 1, WHEN, "ok"), UsageInput("nope", 1, WHEN, "bad")]), "records[1].product_code")
+        _refused(
+            lambda: usage_record_bulk(
+                agency=agency, items=[UsageInput("listings", 1, WHEN, "ok"), UsageInput("nope", 1, WHEN, "bad")]
+            ),
+            "records[1].product_code",
+        )
         assert not UsageRecord.objects.exists()
 
 
@@ -118,7 +156,8 @@ def test_PLAN_3_same_idempotency_key_other_payload_is_a_conflict_and_changes_not
     with schema_context(agency.schema_name):
         usage_record_bulk(agency=agency, items=[UsageInput("listings", 5, WHEN, "k")])
         with pytest.raises(Conflict) as excinfo:
-            usage_record_bulk(agency=agency, items=[UsageInput("listings", 6, WHEN, "new"),
-                                                    UsageInput("listings", 9, WHEN, "k")])
+            usage_record_bulk(
+                agency=agency, items=[UsageInput("listings", 6, WHEN, "new"), UsageInput("listings", 9, WHEN, "k")]
+            )
         assert excinfo.value.code == "idempotency_conflict"
         assert list(UsageRecord.objects.values_list("idempotency_key", "quantity")) == [("k", 5)]

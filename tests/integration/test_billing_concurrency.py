@@ -43,8 +43,12 @@ def test_CYC_3_two_concurrent_runs_build_each_invoice_once(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         for index in range(40):
-            client_create(name=f"Client {index}", email=f"c{index}@example.com", activated_on=date(2026, 12, 1),
-                          license_price_minor=1000 + index)
+            client_create(
+                name=f"Client {index}",
+                email=f"c{index}@example.com",
+                activated_on=date(2026, 12, 1),
+                license_price_minor=1000 + index,
+            )
     results = _race(agency, date(2027, 1, 1))
     # The runs serialize on the number sequence: between them, each invoice is built exactly once.
     assert sum(r.invoices_built for r in results) == 40
@@ -61,8 +65,13 @@ def test_CYC_3_four_concurrent_runs_over_two_dates(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         for index in range(12):
-            client_create(name=f"Client {index}", email=f"c{index}@example.com", activated_on=date(2026, 12, 1),
-                          license_price_minor=500, billing_day=1 if index % 2 else 2)
+            client_create(
+                name=f"Client {index}",
+                email=f"c{index}@example.com",
+                activated_on=date(2026, 12, 1),
+                license_price_minor=500,
+                billing_day=1 if index % 2 else 2,
+            )
     _race(agency, date(2027, 1, 1), runners=3)
     _race(agency, date(2027, 1, 2), runners=3)
     with schema_context(agency.schema_name):

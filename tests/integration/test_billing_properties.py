@@ -27,27 +27,39 @@ pytestmark = pytest.mark.django_db
 amounts = st.integers(min_value=0, max_value=5_000_000)
 products = st.lists(st.tuples(amounts, st.integers(0, 500), amounts), min_size=1, max_size=3)
 client_specs = st.lists(
-    st.fixed_dictionaries({
-        "price": amounts,
-        "services": st.lists(st.tuples(amounts, st.booleans(), st.booleans()), max_size=3),
-        "usage": st.lists(st.tuples(st.integers(0, 2), st.integers(1, 2000)), max_size=4),
-        "taxes": st.lists(st.integers(0, 3), max_size=3, unique=True),
-        "payments": st.lists(st.integers(1, 3_000_000), max_size=3),
-    }), min_size=1, max_size=4)
+    st.fixed_dictionaries(
+        {
+            "price": amounts,
+            "services": st.lists(st.tuples(amounts, st.booleans(), st.booleans()), max_size=3),
+            "usage": st.lists(st.tuples(st.integers(0, 2), st.integers(1, 2000)), max_size=4),
+            "taxes": st.lists(st.integers(0, 3), max_size=3, unique=True),
+            "payments": st.lists(st.integers(1, 3_000_000), max_size=3),
+        }
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 class _Rollback(Exception):
     pass
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
-@given(plan_products=products, minimum=amounts, license_fee=amounts,
-       tax_rates=st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
-       plan_taxes=st.lists(st.integers(0, 10_000), max_size=2), clients=client_specs,
-       order=st.permutations(DEFAULT_CATEGORY_ORDER))
-def test_MON_2_MON_4_COL_6_random_billing_is_exact(agency_a, plan_products, minimum, license_fee, tax_rates,
-                                                   plan_taxes, clients, order):
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    plan_products=products,
+    minimum=amounts,
+    license_fee=amounts,
+    tax_rates=st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
+    plan_taxes=st.lists(st.integers(0, 10_000), max_size=2),
+    clients=client_specs,
+    order=st.permutations(DEFAULT_CATEGORY_ORDER),
+)
+def test_MON_2_MON_4_COL_6_random_billing_is_exact(
+    agency_a, plan_products, minimum, license_fee, tax_rates, plan_taxes, clients, order
+):
     try:
         with transaction.atomic():
             _one_example(agency_a, plan_products, minimum, license_fee, tax_rates, plan_taxes, clients, order)
@@ -58,10 +70,22 @@ def test_MON_2_MON_4_COL_6_random_billing_is_exact(agency_a, plan_products, mini
 
 def _one_example(agency, plan_products, minimum, license_fee, tax_rates, plan_taxes, clients, order):
     plan = partner_plan_create(
-        name="Random", currency="USD", package_minimum_minor=minimum, license_fee_minor=license_fee,
-        products=[{"code": f"p{i}", "name": f"P{i}", "unit_price_minor": unit, "included_quantity": included,
-                   "overage_unit_price_minor": over} for i, (unit, included, over) in enumerate(plan_products)],
-        taxes=[{"name": f"T{i}", "rate_bp": rate} for i, rate in enumerate(plan_taxes)])
+        name="Random",
+        currency="USD",
+        package_minimum_minor=minimum,
+        license_fee_minor=license_fee,
+        products=[
+            {
+                "code": f"p{i}",
+                "name": f"P{i}",
+                "unit_price_minor": unit,
+                "included_quantity": included,
+                "overage_unit_price_minor": over,
+            }
+            for i, (unit, included, over) in enumerate(plan_products)
+        ],
+        taxes=[{"name": f"T{i}", "rate_bp": rate} for i, rate in enumerate(plan_taxes)],
+    )
     agency = plan_assign(agency=agency, plan=plan)
     with schema_context(agency.schema_name):
         BillingSettings.objects.update(category_order=list(order))
@@ -69,11 +93,17 @@ def _one_example(agency, plan_products, minimum, license_fee, tax_rates, plan_ta
         created = []
         items = []
         for index, spec in enumerate(clients):
-            client = client_create(name=f"C{index}", email=f"c{index}@example.com", activated_on=date(2026, 12, 1),
-                                   license_price_minor=spec["price"], taxes=[taxes[i] for i in spec["taxes"]])
+            client = client_create(
+                name=f"C{index}",
+                email=f"c{index}@example.com",
+                activated_on=date(2026, 12, 1),
+                license_price_minor=spec["price"],
+                taxes=[taxes[i] for i in spec["taxes"]],
+            )
             for amount, one_time, taxable in spec["services"]:
-                service_line_add(client=client, description="Svc", amount_minor=amount, one_time=one_time,
-                                 taxable=taxable)
+                service_line_add(
+                    client=client, description="Svc", amount_minor=amount, one_time=one_time, taxable=taxable
+                )
             for n, (product, quantity) in enumerate(spec["usage"]):
                 code = f"p{product % len(plan_products)}"
                 items.append(UsageInput(code, quantity, datetime(2026, 12, 15, tzinfo=UTC), f"{index}-{n}", client))
@@ -104,12 +134,18 @@ def _one_example(agency, plan_products, minimum, license_fee, tax_rates, plan_ta
             for n, amount in enumerate(spec["payments"]):
                 expected_order = [c.pk for c, _ in open_charges_in_order(client, list(order))]
                 open_before = {c.pk: open_amount for c, open_amount in open_charges_in_order(client, list(order))}
-                payment = payment_apply(client=client, amount_minor=amount, currency="USD",
-                                        occurred_on=date(2027, 2, 2), reference=f"pay-{n}")
-                touched = list(Allocation.objects.filter(payment=payment).order_by("id")
-                               .values_list("charge_id", "amount_minor"))
+                payment = payment_apply(
+                    client=client,
+                    amount_minor=amount,
+                    currency="USD",
+                    occurred_on=date(2027, 2, 2),
+                    reference=f"pay-{n}",
+                )
+                touched = list(
+                    Allocation.objects.filter(payment=payment).order_by("id").values_list("charge_id", "amount_minor")
+                )
                 # COL-6: a prefix of the ordered open charges, every one but the last paid in full.
-                assert [pk for pk, _ in touched] == expected_order[:len(touched)]
+                assert [pk for pk, _ in touched] == expected_order[: len(touched)]
                 for pk, applied in touched[:-1]:
                     assert applied == open_before[pk]
                 assert sum(a for _, a in touched) == min(amount, sum(open_before.values()))

@@ -29,8 +29,13 @@ def agency(agency_a):
 
 def _client(agency, name="Acme", price=10000, **kwargs):
     with schema_context(agency.schema_name):
-        return client_create(name=name, email=f"{name.lower()}@example.com", activated_on=date(2026, 12, 10),
-                             license_price_minor=price, **kwargs)
+        return client_create(
+            name=name,
+            email=f"{name.lower()}@example.com",
+            activated_on=date(2026, 12, 10),
+            license_price_minor=price,
+            **kwargs,
+        )
 
 
 def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(agency):
@@ -48,9 +53,9 @@ def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(
         ("LICENSE", 2, 2500, 5000),
         ("PRODUCTS", 100, 10, 1000),
         ("OVERAGE", 30, 7, 210),
-        ("PRODUCTS", 50, 0, 0),        # reviews: 50 included at a unit price of 0
+        ("PRODUCTS", 50, 0, 0),  # reviews: 50 included at a unit price of 0
         ("OVERAGE", 10, 25, 250),
-        ("OTHER", 1, 13540, 13540),    # top-up to the 200.00 package minimum: 20000 - 6460
+        ("OTHER", 1, 13540, 13540),  # top-up to the 200.00 package minimum: 20000 - 6460
         # 5 % per taxable line, half-up: 250 + 50 + 10.5→11 + 0 + 12.5→13 + 677 = 1001
         ("TAXES_FEES", 1, 1001, 1001),
         ("TAXES_FEES", 1, 999, 999),
@@ -70,7 +75,10 @@ def test_CYC_2_client_invoice_in_advance_plus_closed_cycle_usage(agency):
     with schema_context(agency.schema_name):
         invoice = Invoice.objects.get(client=client)
         assert (invoice.period_start, invoice.period_end, invoice.due_on) == (
-            date(2027, 1, 1), date(2027, 2, 1), date(2027, 1, 1))
+            date(2027, 1, 1),
+            date(2027, 2, 1),
+            date(2027, 1, 1),
+        )
         lines = [(line.category, line.description, line.amount_minor) for line in invoice.lines.all()]
         assert lines == [
             ("LICENSE", "License 2027-01-01 – 2027-01-31", 19900),
@@ -113,9 +121,18 @@ def test_CYC_3_unique_constraint_refuses_a_second_invoice_for_the_period(agency)
     billing_run(agency=agency, today=date(2027, 1, 1))
     with schema_context(agency.schema_name), pytest.raises(IntegrityError), transaction.atomic():
         original = Invoice.objects.get(client=client)
-        Invoice.objects.create(client=client, number="X-1", period_start=original.period_start,
-                               period_end=original.period_end, issued_on=original.issued_on,
-                               due_on=original.due_on, currency="USD", subtotal_minor=0, tax_minor=0, total_minor=0)
+        Invoice.objects.create(
+            client=client,
+            number="X-1",
+            period_start=original.period_start,
+            period_end=original.period_end,
+            issued_on=original.issued_on,
+            due_on=original.due_on,
+            currency="USD",
+            subtotal_minor=0,
+            tax_minor=0,
+            total_minor=0,
+        )
 
 
 def test_INV_1_numbers_are_sequential_without_gaps_across_days(agency):
@@ -170,18 +187,24 @@ def test_COL_6_payments_follow_the_agency_category_order_oldest_first(agency):
     client = _client(agency, price=10000, taxes=[tax])
     with schema_context(agency.schema_name):
         service_line_add(client=client, description="Ads", amount_minor=3000)
-        BillingSettings.objects.update(category_order=["TAXES_FEES", "AGENCY_SERVICES", "LICENSE", "PRODUCTS",
-                                                       "OVERAGE", "OTHER"])
+        BillingSettings.objects.update(
+            category_order=["TAXES_FEES", "AGENCY_SERVICES", "LICENSE", "PRODUCTS", "OVERAGE", "OTHER"]
+        )
     billing_run(agency=agency, today=date(2027, 1, 1))
     billing_run(agency=agency, today=date(2027, 2, 1))
     with schema_context(agency.schema_name):
         # 1300 + 1300 taxes (Jan then Feb), then 3000 of January's services, then 400 of February's.
-        payment_apply(client=client, amount_minor=6000, currency="USD", occurred_on=date(2027, 2, 2),
-                      reference="pay-1")
-        applied = [(a.charge.category, a.charge.occurred_on.month, a.amount_minor)
-                   for a in Allocation.objects.select_related("charge").order_by("id")]
-        assert applied == [("TAXES_FEES", 1, 1300), ("TAXES_FEES", 2, 1300), ("AGENCY_SERVICES", 1, 3000),
-                           ("AGENCY_SERVICES", 2, 400)]
+        payment_apply(client=client, amount_minor=6000, currency="USD", occurred_on=date(2027, 2, 2), reference="pay-1")
+        applied = [
+            (a.charge.category, a.charge.occurred_on.month, a.amount_minor)
+            for a in Allocation.objects.select_related("charge").order_by("id")
+        ]
+        assert applied == [
+            ("TAXES_FEES", 1, 1300),
+            ("TAXES_FEES", 2, 1300),
+            ("AGENCY_SERVICES", 1, 3000),
+            ("AGENCY_SERVICES", 2, 400),
+        ]
         assert client_balance(client) == 2 * 14300 - 6000
         assert client_open_by_category(client) == {"AGENCY_SERVICES": 2600, "LICENSE": 20000}
         assert LedgerEntry.objects.get(reference="pay-1").entry_type == EntryType.PAYMENT
@@ -253,7 +276,8 @@ def test_preview_equals_what_the_run_builds(agency):
         invoice = Invoice.objects.get(client=client)
         assert draft.total_minor == invoice.total_minor
         assert [(line.category, line.amount_minor) for line in draft.lines] == list(
-            invoice.lines.values_list("category", "amount_minor"))
+            invoice.lines.values_list("category", "amount_minor")
+        )
 
 
 def test_inactive_and_future_clients_get_no_invoice(agency):

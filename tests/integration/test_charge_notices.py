@@ -59,8 +59,11 @@ def test_COL_4_no_payment_method_notifies_client_and_agency(agency):
     _client(agency, "Nocard", token=None)
     run_day(agency, date(2027, 1, 1))
     kinds = [(kind, email) for kind, _n, email, _d in _notices(agency)]
-    assert kinds == [("PAYMENT_FAILED", "nocard@example.com"), ("AGENCY_CHARGE_FAILED", "owner@alpha.test"),
-                     ("AGENCY_CHARGE_UNCOLLECTABLE", "owner@alpha.test")]
+    assert kinds == [
+        ("PAYMENT_FAILED", "nocard@example.com"),
+        ("AGENCY_CHARGE_FAILED", "owner@alpha.test"),
+        ("AGENCY_CHARGE_UNCOLLECTABLE", "owner@alpha.test"),
+    ]
 
 
 def test_COL_1_agency_invoiced_client_gets_no_payment_email(agency):

@@ -22,7 +22,10 @@ def test_CYC_5_due_days_follow_the_agency_local_calendar(agency_a):
     # 03:00 UTC on 2 Jan is still 1 Jan in New York.
     agency_a.clock_date = date(2026, 12, 29)
     assert due_days(agency_a, datetime(2027, 1, 2, 3, 0, tzinfo=UTC)) == [
-        date(2026, 12, 30), date(2026, 12, 31), date(2027, 1, 1)]
+        date(2026, 12, 30),
+        date(2026, 12, 31),
+        date(2027, 1, 1),
+    ]
     agency_a.time_zone = "Asia/Tokyo"  # already 2 Jan at noon there
     assert due_days(agency_a, datetime(2027, 1, 2, 3, 0, tzinfo=UTC))[-1] == date(2027, 1, 2)
     agency_a.clock_date = None  # a new agency starts today, it does not bill the past
@@ -33,8 +36,9 @@ def test_CYC_5_missed_days_are_caught_up_in_date_order(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         client_create(name="Early", email="e@example.com", activated_on=date(2026, 12, 1), license_price_minor=100)
-        client_create(name="Mid", email="m@example.com", activated_on=date(2026, 12, 1), license_price_minor=100,
-                      billing_day=3)
+        client_create(
+            name="Mid", email="m@example.com", activated_on=date(2026, 12, 1), license_price_minor=100, billing_day=3
+        )
     Agency.objects.filter(pk=agency.pk).update(clock_date=date(2026, 12, 31))
     agency.refresh_from_db()
     seen = []
@@ -44,9 +48,12 @@ def test_CYC_5_missed_days_are_caught_up_in_date_order(agency_a):
     assert agency.clock_date == date(2027, 1, 4)
     with schema_context(agency.schema_name):
         assert list(AgencyDay.objects.order_by("day").values_list("day", "status")) == [
-            (date(2027, 1, d), "DONE") for d in (1, 2, 3, 4)]
+            (date(2027, 1, d), "DONE") for d in (1, 2, 3, 4)
+        ]
         assert list(Invoice.objects.order_by("number").values_list("issued_on", flat=True)) == [
-            date(2027, 1, 1), date(2027, 1, 3)]
+            date(2027, 1, 1),
+            date(2027, 1, 3),
+        ]
     # Running again finds nothing to do.
     assert agency_days_run(agency=agency, until=date(2027, 1, 4)) == []
 
@@ -56,8 +63,14 @@ def test_CYC_3_a_second_runner_of_the_same_agency_is_refused(agency_a):
     from django.conf import settings
 
     db = settings.DATABASES["default"]
-    other = psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], password=db["PASSWORD"] or None,
-                            dbname=connection.settings_dict["NAME"], autocommit=True)
+    other = psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"],
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=connection.settings_dict["NAME"],
+        autocommit=True,
+    )
     try:
         other.execute("SELECT pg_advisory_lock(%s)", [_lock_key(agency_a.schema_name)])
         Agency.objects.filter(pk=agency_a.pk).update(clock_date=date(2026, 12, 31))
@@ -94,12 +107,13 @@ def test_simulate_walks_every_day_with_a_summary(agency_a):
     with schema_context(agency.schema_name):
         client_create(name="Sim", email="s@example.com", activated_on=date(2026, 12, 1), license_price_minor=4000)
     out = io.StringIO()
-    call_command("simulate", "--start", "2027-01-01", "--end", "2027-01-03", "--agency", "alpha", "--quiet",
-                 stdout=out)
+    call_command("simulate", "--start", "2027-01-01", "--end", "2027-01-03", "--agency", "alpha", "--quiet", stdout=out)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     assert len(lines) == 3
     # No payment method on file: Uncollectable at once, no attempt (COL-4).
-    assert lines[0] == ("2027-01-01 alpha: notices: 0 statements, 0 upcoming payments; 1 invoices + agency invoice "
-                        "P-ALPHA-000001; due: 0 attempts: 0 paid, 0 pending, 0 failed, 1 uncollectable; "
-                        "0 processor events")
+    assert lines[0] == (
+        "2027-01-01 alpha: notices: 0 statements, 0 upcoming payments; 1 invoices + agency invoice "
+        "P-ALPHA-000001; due: 0 attempts: 0 paid, 0 pending, 0 failed, 1 uncollectable; "
+        "0 processor events"
+    )
     assert lines[1].startswith("2027-01-02 alpha: notices: 0 statements, 0 upcoming payments; 0 invoices; due: 0")

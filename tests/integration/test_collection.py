@@ -37,8 +37,13 @@ def agency(agency_a):
 
 def _client(agency, name="Acme", token="pm_card_visa", **kwargs):
     with schema_context(agency.schema_name):
-        client = client_create(name=name, email=f"{name.lower()}@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=kwargs.pop("price", 10000), **kwargs)
+        client = client_create(
+            name=name,
+            email=f"{name.lower()}@example.com",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=kwargs.pop("price", 10000),
+            **kwargs,
+        )
         if token:
             payment_method_attach(client=client, token=token)
         return client
@@ -61,8 +66,11 @@ def _charge(agency, client):
 
 def _attempts(agency, client):
     with schema_context(agency.schema_name):
-        return list(ChargeAttempt.objects.filter(charge__client=client).order_by("number")
-                    .values_list("number", "attempted_on", "outcome", "kind"))
+        return list(
+            ChargeAttempt.objects.filter(charge__client=client)
+            .order_by("number")
+            .values_list("number", "attempted_on", "outcome", "kind")
+        )
 
 
 def test_COL_2_autopay_card_success_is_paid_and_ledger_settled(agency):
@@ -322,9 +330,14 @@ def test_COL_2_crash_before_the_call_resends_the_same_attempt_once(agency):
     with tenant_context(agency):
         charge = Charge.objects.get(client=client)
         # A process died after writing the attempt row and before calling the processor.
-        ChargeAttempt.objects.create(charge=charge, number=1, attempted_on=date(2027, 1, 1),
-                                     amount_minor=charge.amount_minor, idempotency_key="cl-crashed-1",
-                                     payment_method_reference=client.payment_methods.get().reference)
+        ChargeAttempt.objects.create(
+            charge=charge,
+            number=1,
+            attempted_on=date(2027, 1, 1),
+            amount_minor=charge.amount_minor,
+            idempotency_key="cl-crashed-1",
+            payment_method_reference=client.payment_methods.get().reference,
+        )
         collect_due(today=date(2027, 1, 1))
         collect_due(today=date(2027, 1, 1))
         assert Charge.objects.get(pk=charge.pk).status == ChargeStatus.PAID
@@ -387,10 +400,16 @@ def test_NOT_7_COL_2_a_batch_of_outcomes_is_recorded_with_a_few_statements_whate
         with tenant_context(agency), CaptureQueriesContext(connection) as queries:
             summary = collect_due(today=today, first_attempts=True, retries=False)
         assert summary.paid >= count
-        tables = {"history": r"billing_chargeevent\b", "notices": r"notifications_notice\b",
-                  "templates": r"notifications_noticetemplate\b", "endpoints": r"integrations_webhookendpoint\b"}
-        return {name: sum(1 for q in queries.captured_queries if re.search(table, q["sql"]))
-                for name, table in tables.items()}
+        tables = {
+            "history": r"billing_chargeevent\b",
+            "notices": r"notifications_notice\b",
+            "templates": r"notifications_noticetemplate\b",
+            "endpoints": r"integrations_webhookendpoint\b",
+        }
+        return {
+            name: sum(1 for q in queries.captured_queries if re.search(table, q["sql"]))
+            for name, table in tables.items()
+        }
 
     few = recorded_statements(3, date(2027, 1, 1))
     many = recorded_statements(12, date(2027, 2, 1))

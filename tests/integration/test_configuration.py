@@ -17,8 +17,9 @@ def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     # tests allow async-unsafe ORM calls in their process, which production must never inherit).
     unset = {"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE"}
     base = {k: v for k, v in os.environ.items() if k not in unset}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def _one_clear_line(result: subprocess.CompletedProcess, variable: str) -> None:
@@ -50,9 +51,17 @@ def test_malformed_email_url_is_one_line():
 
 
 def test_production_settings_pass_check_deploy():
-    result = _manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "DJANGO_SETTINGS_MODULE": "agencybilling.settings.production",
-        "SECRET_KEY": "k3y-" + "x9Qz" * 16, "BASE_DOMAIN": "billing.example.com"})
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DJANGO_SETTINGS_MODULE": "agencybilling.settings.production",
+            "SECRET_KEY": "k3y-" + "x9Qz" * 16,
+            "BASE_DOMAIN": "billing.example.com",
+        },
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -75,4 +84,3 @@ def test_healthz_reports_a_down_broker(settings, agency_a):
     response = host_client(agency_a).get("/healthz")
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error") and response.json()["database"] == "ok"
-

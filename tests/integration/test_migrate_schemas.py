@@ -30,8 +30,10 @@ def test_TEN_1_a_schema_without_migrations_table_is_pending():
 def test_TEN_1_the_executor_runs_migrate_only_for_pending_schemas(agency_a, agency_b, monkeypatch):
     ran: list[str] = []
     executor_class = get_executor("standard")
-    monkeypatch.setattr("django_tenants.migration_executors.standard.run_migrations",
-                        lambda args, options, codename, schema_name, **kw: ran.append(schema_name))
+    monkeypatch.setattr(
+        "django_tenants.migration_executors.standard.run_migrations",
+        lambda args, options, codename, schema_name, **kw: ran.append(schema_name),
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM beta.django_migrations WHERE {LAST}")
     executor_class([], {"verbosity": 0}).run_migrations(tenants=["public", "alpha", "beta"])

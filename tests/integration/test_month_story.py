@@ -46,10 +46,18 @@ def story(agency_a, smtp_server, eager_tasks):
     agency.save(update_fields=["connected_account_id", "email"])
     support = make_user(None, "support@platform.test", Role.BILLING_SUPPORT)
     with schema_context(agency.schema_name):
-        BillingSettings.objects.update_or_create(singleton=True, defaults={
-            "statement_days_before": 10, "statement_second_after_days": 3, "statement_third_after_days": 2,
-            "grace_period_days": 10, "overdue_threshold_minor": 5000,
-            "overdue_second_after_days": 5, "overdue_third_after_days": 5})
+        BillingSettings.objects.update_or_create(
+            singleton=True,
+            defaults={
+                "statement_days_before": 10,
+                "statement_second_after_days": 3,
+                "statement_third_after_days": 2,
+                "grace_period_days": 10,
+                "overdue_threshold_minor": 5000,
+                "overdue_second_after_days": 5,
+                "overdue_third_after_days": 5,
+            },
+        )
         clients = {}
         for name, token, extra in [
             ("payer", "pm_card_visa", {}),
@@ -59,34 +67,55 @@ def story(agency_a, smtp_server, eager_tasks):
             ("invoiced", "pm_card_amex", {}),
             ("twice", "pm_card_mastercard", {"autopay_days": [5, 28]}),
         ]:
-            client = client_create(name=name.title(), email=f"{name}@client.test", activated_on=D(2026, 12, 1),
-                                   license_price_minor=10000, **extra)
+            client = client_create(
+                name=name.title(),
+                email=f"{name}@client.test",
+                activated_on=D(2026, 12, 1),
+                license_price_minor=10000,
+                **extra,
+            )
             payment_method_attach(client=client, token=token)
             clients[name] = client
-        agency_invoiced_set(client=clients["invoiced"], user=support, reason="Pays by wire to the agency",
-                            today=D(2026, 12, 15))
+        agency_invoiced_set(
+            client=clients["invoiced"], user=support, reason="Pays by wire to the agency", today=D(2026, 12, 15)
+        )
     return agency, clients, smtp_server
 
 
 def _notices(agency, to_email):
     with schema_context(agency.schema_name):
-        return [(kind, number, day) for kind, number, day in Notice.objects.filter(to_email=to_email)
-                .order_by("business_date", "id").values_list("kind", "number", "business_date")]
+        return [
+            (kind, number, day)
+            for kind, number, day in Notice.objects.filter(to_email=to_email)
+            .order_by("business_date", "id")
+            .values_list("kind", "number", "business_date")
+        ]
 
 
 def _attempts(agency, client):
     with schema_context(agency.schema_name):
-        return list(ChargeAttempt.objects.filter(charge__client=client).order_by("attempted_on", "id")
-                    .values_list("attempted_on", "outcome"))
+        return list(
+            ChargeAttempt.objects.filter(charge__client=client)
+            .order_by("attempted_on", "id")
+            .values_list("attempted_on", "outcome")
+        )
 
 
 def _statement_and_payment_notices(feb_too=True):
     """What every collectible client on the 1st gets before each billing date (NOT-1, NOT-3, NOT-5)."""
-    notices = [("UPCOMING_STATEMENT", 1, D(2026, 12, 22)), ("UPCOMING_STATEMENT", 2, D(2026, 12, 25)),
-               ("UPCOMING_STATEMENT", 3, D(2026, 12, 27)), ("UPCOMING_PAYMENT", 1, D(2026, 12, 30))]
+    notices = [
+        ("UPCOMING_STATEMENT", 1, D(2026, 12, 22)),
+        ("UPCOMING_STATEMENT", 2, D(2026, 12, 25)),
+        ("UPCOMING_STATEMENT", 3, D(2026, 12, 27)),
+        ("UPCOMING_PAYMENT", 1, D(2026, 12, 30)),
+    ]
     if feb_too:
-        notices += [("UPCOMING_STATEMENT", 1, D(2027, 1, 22)), ("UPCOMING_STATEMENT", 2, D(2027, 1, 25)),
-                    ("UPCOMING_STATEMENT", 3, D(2027, 1, 27)), ("UPCOMING_PAYMENT", 1, D(2027, 1, 30))]
+        notices += [
+            ("UPCOMING_STATEMENT", 1, D(2027, 1, 22)),
+            ("UPCOMING_STATEMENT", 2, D(2027, 1, 25)),
+            ("UPCOMING_STATEMENT", 3, D(2027, 1, 27)),
+            ("UPCOMING_PAYMENT", 1, D(2027, 1, 30)),
+        ]
     return notices
 
 
@@ -109,18 +138,29 @@ def test_NOT_1_to_7_DUN_1_a_month_of_notices_and_attempts_on_their_exact_dates(s
     assert _attempts(agency, clients["payer"]) == [(D(2027, 1, 1), "SUCCEEDED")]
 
     # Declined on the 1st, card replaced, paid by the retry on the 5th weekday (RET-1, RET-2).
-    assert _notices(agency, "replaced@client.test") == _in_order(before + [
-        ("PAYMENT_FAILED", 1, D(2027, 1, 1)), ("PAYMENT_RECEIVED", 2, D(2027, 1, 8))])
+    assert _notices(agency, "replaced@client.test") == _in_order(
+        before + [("PAYMENT_FAILED", 1, D(2027, 1, 1)), ("PAYMENT_RECEIVED", 2, D(2027, 1, 8))]
+    )
     assert _attempts(agency, clients["replaced"]) == [(D(2027, 1, 1), "DECLINED"), (D(2027, 1, 8), "SUCCEEDED")]
 
     # Never pays: retries on the 5th and 10th weekdays, Uncollectable after the third failure (RET-3);
     # overdue once the 10-day grace has passed (flagged the 12th), follow-ups 5 and 5 days later (DUN-1, NOT-5).
-    assert _notices(agency, "never@client.test") == _in_order(before + [
-        ("PAYMENT_FAILED", 1, D(2027, 1, 1)), ("PAYMENT_FAILED", 2, D(2027, 1, 8)),
-        ("ACCOUNT_OVERDUE", 1, D(2027, 1, 12)), ("PAYMENT_FAILED", 3, D(2027, 1, 15)),
-        ("ACCOUNT_OVERDUE", 2, D(2027, 1, 17)), ("ACCOUNT_OVERDUE", 3, D(2027, 1, 22))])
+    assert _notices(agency, "never@client.test") == _in_order(
+        before
+        + [
+            ("PAYMENT_FAILED", 1, D(2027, 1, 1)),
+            ("PAYMENT_FAILED", 2, D(2027, 1, 8)),
+            ("ACCOUNT_OVERDUE", 1, D(2027, 1, 12)),
+            ("PAYMENT_FAILED", 3, D(2027, 1, 15)),
+            ("ACCOUNT_OVERDUE", 2, D(2027, 1, 17)),
+            ("ACCOUNT_OVERDUE", 3, D(2027, 1, 22)),
+        ]
+    )
     assert _attempts(agency, clients["never"]) == [
-        (D(2027, 1, 1), "DECLINED"), (D(2027, 1, 8), "DECLINED"), (D(2027, 1, 15), "DECLINED")]
+        (D(2027, 1, 1), "DECLINED"),
+        (D(2027, 1, 8), "DECLINED"),
+        (D(2027, 1, 15), "DECLINED"),
+    ]
 
     # Bank debit: Pending on the 1st, settled two business days later (COL-3).
     assert _notices(agency, "bank@client.test") == _in_order(before + [("PAYMENT_RECEIVED", 1, D(2027, 1, 5))])
@@ -134,17 +174,24 @@ def test_NOT_1_to_7_DUN_1_a_month_of_notices_and_attempts_on_their_exact_dates(s
     # invoice is built on the 5th and half is charged on each autopay date; Upcoming Payment two days
     # before the billing date (the 28th). February's statement again the day after the 28th.
     assert _notices(agency, "twice@client.test") == [
-        ("UPCOMING_STATEMENT", 1, D(2026, 12, 29)), ("UPCOMING_STATEMENT", 2, D(2027, 1, 1)),
-        ("UPCOMING_STATEMENT", 3, D(2027, 1, 3)), ("PAYMENT_RECEIVED", 1, D(2027, 1, 5)),
-        ("UPCOMING_PAYMENT", 1, D(2027, 1, 26)), ("PAYMENT_RECEIVED", 1, D(2027, 1, 28)),
-        ("UPCOMING_STATEMENT", 1, D(2027, 1, 29))]
+        ("UPCOMING_STATEMENT", 1, D(2026, 12, 29)),
+        ("UPCOMING_STATEMENT", 2, D(2027, 1, 1)),
+        ("UPCOMING_STATEMENT", 3, D(2027, 1, 3)),
+        ("PAYMENT_RECEIVED", 1, D(2027, 1, 5)),
+        ("UPCOMING_PAYMENT", 1, D(2027, 1, 26)),
+        ("PAYMENT_RECEIVED", 1, D(2027, 1, 28)),
+        ("UPCOMING_STATEMENT", 1, D(2027, 1, 29)),
+    ]
     assert _attempts(agency, clients["twice"]) == [(D(2027, 1, 5), "SUCCEEDED"), (D(2027, 1, 28), "SUCCEEDED")]
 
     # The agency hears of each failure and of the Uncollectable (NOT-6).
     assert _notices(agency, AGENCY_EMAIL) == [
-        ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)), ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)),
-        ("AGENCY_CHARGE_FAILED", 2, D(2027, 1, 8)), ("AGENCY_CHARGE_FAILED", 3, D(2027, 1, 15)),
-        ("AGENCY_CHARGE_UNCOLLECTABLE", 3, D(2027, 1, 15))]
+        ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)),
+        ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)),
+        ("AGENCY_CHARGE_FAILED", 2, D(2027, 1, 8)),
+        ("AGENCY_CHARGE_FAILED", 3, D(2027, 1, 15)),
+        ("AGENCY_CHARGE_UNCOLLECTABLE", 3, D(2027, 1, 15)),
+    ]
 
     with schema_context(agency.schema_name):
         statuses = {c.client.name: c.status for c in Charge.objects.select_related("client")}
@@ -181,7 +228,8 @@ def test_DUN_1_paying_clears_the_overdue_flag_and_stops_the_follow_ups(story):
     with schema_context(agency.schema_name):
         assert Client.objects.get(pk=clients["never"].pk).overdue_since is None
     assert [n for n in _notices(agency, "never@client.test") if n[0] == "ACCOUNT_OVERDUE"] == [
-        ("ACCOUNT_OVERDUE", 1, D(2027, 1, 12))]
+        ("ACCOUNT_OVERDUE", 1, D(2027, 1, 12))
+    ]
 
 
 def test_DUN_1_below_the_threshold_is_not_overdue(story):

@@ -48,18 +48,30 @@ def test_SSTI_payloads_are_refused_on_save_and_nothing_is_stored(agency_a, admin
 def test_a_syntax_error_is_refused_with_its_line_number(agency_a, admin):
     with schema_context(agency_a.schema_name):
         with pytest.raises(TemplateInvalid) as refused:
-            notice_template_save(kind=NoticeKind.PAYMENT_FAILED, subject="Failed",
-                                 body="Hello {{ client_name }},\n\nline two\n{% if amount %}no end", actor=admin)
+            notice_template_save(
+                kind=NoticeKind.PAYMENT_FAILED,
+                subject="Failed",
+                body="Hello {{ client_name }},\n\nline two\n{% if amount %}no end",
+                actor=admin,
+            )
         assert refused.value.fields["body"][0].startswith("Line 4:")
         assert not NoticeTemplate.objects.exists()
 
 
 def test_save_is_audited_and_reset_returns_to_the_default(agency_a, admin):
     with schema_context(agency_a.schema_name):
-        notice_template_save(kind=NoticeKind.PAYMENT_RECEIVED, subject="Paid: {{ amount }} {{ currency }}",
-                             body="Thanks {{ client_name }}.", actor=admin)
-        notice_template_save(kind=NoticeKind.PAYMENT_RECEIVED, subject="Paid {{ amount }}",
-                             body="Thanks again {{ client_name }}.", actor=admin)
+        notice_template_save(
+            kind=NoticeKind.PAYMENT_RECEIVED,
+            subject="Paid: {{ amount }} {{ currency }}",
+            body="Thanks {{ client_name }}.",
+            actor=admin,
+        )
+        notice_template_save(
+            kind=NoticeKind.PAYMENT_RECEIVED,
+            subject="Paid {{ amount }}",
+            body="Thanks again {{ client_name }}.",
+            actor=admin,
+        )
         assert NoticeTemplate.objects.get().subject == "Paid {{ amount }}"
         audit = list(AuditEntry.objects.order_by("id").values_list("actor", "action", "before", "after"))
         assert audit[0][:2] == ("admin@alpha.test", "notice_template.save") and audit[0][2] == {}
@@ -72,15 +84,19 @@ def test_save_is_audited_and_reset_returns_to_the_default(agency_a, admin):
 def test_preview_uses_the_clients_real_upcoming_statement(agency_a, admin):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
-        client = client_create(name="Preview Co", email="p@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=12345)
+        client = client_create(
+            name="Preview Co", email="p@example.com", activated_on=date(2026, 12, 1), license_price_minor=12345
+        )
         context = notice_preview_context(client=client, kind=NoticeKind.UPCOMING_STATEMENT, today=date(2027, 1, 20))
         assert set(context) == set(CATALOG[NoticeKind.UPCOMING_STATEMENT].variables)
         assert context["client_name"] == "Preview Co" and context["billing_date"] == "2027-02-01"
         assert context["statement_total"] == "123.45"
-        rendered = notice_preview(kind=NoticeKind.UPCOMING_STATEMENT, subject="{{ client_name }}: {{ amount_due }}",
-                                  body="{% for l in lines %}{{ l.description }}={{ l.amount }};{% endfor %}",
-                                  context=context)
+        rendered = notice_preview(
+            kind=NoticeKind.UPCOMING_STATEMENT,
+            subject="{{ client_name }}: {{ amount_due }}",
+            body="{% for l in lines %}{{ l.description }}={{ l.amount }};{% endfor %}",
+            context=context,
+        )
         assert rendered.subject == "Preview Co: 123.45"
         assert "=123.45;" in rendered.body
         with pytest.raises(TemplateInvalid):

@@ -14,17 +14,32 @@ from notifications.services import notice_deliver, notice_enqueue
 
 pytestmark = pytest.mark.django_db
 
-CONTEXT = {"agency_name": "Alpha Agency", "client_name": "Acme", "currency": "USD", "portal_url": "http://p/",
-           "amount": "42.00", "invoice_number": "ALPHA-000001", "paid_on": "2027-01-01"}
+CONTEXT = {
+    "agency_name": "Alpha Agency",
+    "client_name": "Acme",
+    "currency": "USD",
+    "portal_url": "http://p/",
+    "amount": "42.00",
+    "invoice_number": "ALPHA-000001",
+    "paid_on": "2027-01-01",
+}
 
 
 def _enqueue(number=1, period="2027-01"):
-    return notice_enqueue(account="client-1", kind=NoticeKind.PAYMENT_RECEIVED, period=period, number=number,
-                          to_email="ap@acme.example", context=CONTEXT, business_date=date(2027, 1, 1))
+    return notice_enqueue(
+        account="client-1",
+        kind=NoticeKind.PAYMENT_RECEIVED,
+        period=period,
+        number=number,
+        to_email="ap@acme.example",
+        context=CONTEXT,
+        business_date=date(2027, 1, 1),
+    )
 
 
-def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(agency_a, smtp_server,
-                                                                 django_capture_on_commit_callbacks, eager_tasks):
+def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(
+    agency_a, smtp_server, django_capture_on_commit_callbacks, eager_tasks
+):
     with schema_context(agency_a.schema_name):
         with django_capture_on_commit_callbacks(execute=True):
             first = _enqueue()
@@ -58,8 +73,11 @@ def test_NOT_4_failed_smtp_is_recorded_then_sent_on_retry(agency_a, smtp_server,
 
 def test_custom_template_used_and_broken_one_falls_back_to_default(agency_a, smtp_server):
     with schema_context(agency_a.schema_name):
-        NoticeTemplate.objects.create(kind=NoticeKind.PAYMENT_RECEIVED, subject="Thanks {{ client_name }}!",
-                                      body="Got {{ amount }} {{ currency }}.")
+        NoticeTemplate.objects.create(
+            kind=NoticeKind.PAYMENT_RECEIVED,
+            subject="Thanks {{ client_name }}!",
+            body="Got {{ amount }} {{ currency }}.",
+        )
         custom = _enqueue(number=1)
         assert (custom.subject, custom.body, custom.used_default) == ("Thanks Acme!", "Got 42.00 USD.", False)
         # A template saved before a variable was removed, say: rendering fails → the default, recorded.
@@ -80,12 +98,20 @@ def test_TEN_2_notices_stay_in_their_agency(agency_a, agency_b, smtp_server):
 def _draft(account="client-1", number=1, period="2027-01"):
     from notifications.services import NoticeDraft
 
-    return NoticeDraft(account=account, kind=NoticeKind.PAYMENT_RECEIVED, period=period, number=number,
-                       to_email=f"{account}@acme.example", context=CONTEXT, business_date=date(2027, 1, 1))
+    return NoticeDraft(
+        account=account,
+        kind=NoticeKind.PAYMENT_RECEIVED,
+        period=period,
+        number=number,
+        to_email=f"{account}@acme.example",
+        context=CONTEXT,
+        business_date=date(2027, 1, 1),
+    )
 
 
-def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(agency_a, smtp_server,
-                                                                              django_capture_on_commit_callbacks):
+def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(
+    agency_a, smtp_server, django_capture_on_commit_callbacks
+):
     from notifications.services import notices_enqueue
 
     with schema_context(agency_a.schema_name):
@@ -95,14 +121,18 @@ def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(a
         assert len(inserted) == 2  # client-1's key was queued already; client-2's second draft is the same key
         assert len(callbacks) == 1  # one send task for the batch
         assert list(Notice.objects.order_by("id").values_list("account", flat=True)) == [
-            "client-1", "client-2", "client-3"]
+            "client-1",
+            "client-2",
+            "client-3",
+        ]
         assert Notice.objects.get(pk=inserted[0]).subject == "Payment received — thank you"
         assert notices_enqueue(drafts=[_draft("client-2")]) == []
         assert first.pk not in inserted
 
 
 def test_NOT_7_a_batch_is_sent_over_one_connection_and_an_uncertain_send_stops_only_that_notice(
-        agency_a, smtp_server, monkeypatch):
+    agency_a, smtp_server, monkeypatch
+):
     from django.core.mail import EmailMessage
     from django.core.mail.backends.smtp import EmailBackend
 
@@ -128,12 +158,22 @@ def test_NOT_7_a_batch_is_sent_over_one_connection_and_an_uncertain_send_stops_o
         results = notices_deliver(notice_pks=pks)
         assert list(results.values()) == ["sent", "uncertain", "sent", "sent"]
         assert dict(Notice.objects.values_list("account", "status")) == {
-            "client-1": "SENT", "client-2": "UNCERTAIN", "client-3": "SENT", "client-4": "SENT"}
+            "client-1": "SENT",
+            "client-2": "UNCERTAIN",
+            "client-3": "SENT",
+            "client-4": "SENT",
+        }
         assert notices_deliver(notice_pks=pks) == dict.fromkeys(pks[:1], "already sent") | {
-            pks[1]: "uncertain", pks[2]: "already sent", pks[3]: "already sent"}  # a rerun sends nothing
+            pks[1]: "uncertain",
+            pks[2]: "already sent",
+            pks[3]: "already sent",
+        }  # a rerun sends nothing
     assert len(opened) == 2  # one connection, and a new one after the uncertain send
     assert sorted(m["To"] for m in smtp_server.messages) == [
-        "client-1@acme.example", "client-3@acme.example", "client-4@acme.example"]
+        "client-1@acme.example",
+        "client-3@acme.example",
+        "client-4@acme.example",
+    ]
 
 
 def test_NOT_4_a_refused_notice_in_a_batch_is_failed_and_retried_the_others_sent(agency_a, smtp_server, monkeypatch):

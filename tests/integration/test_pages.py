@@ -36,8 +36,11 @@ def _field_error(html: str, field_id: str) -> str:
     """The error paragraph tied to an input by aria-describedby, or ''."""
     match = re.search(rf'<p class="field-error" id="{field_id}_error"[^>]*>(.*?)</p>', html, re.S)
     if match:
-        assert re.search(rf'id="{field_id}"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="{field_id}"', html) \
-            or f'aria-describedby="{field_id}_error"' in html or f'{field_id}_error"' in html
+        assert (
+            re.search(rf'id="{field_id}"[^>]*aria-invalid="true"|aria-invalid="true"[^>]*id="{field_id}"', html)
+            or f'aria-describedby="{field_id}_error"' in html
+            or f'{field_id}_error"' in html
+        )
     return match.group(1).strip() if match else ""
 
 
@@ -75,8 +78,9 @@ def test_INV_2_status_filter_and_htmx_partial(scenario):
     with schema_context("alpha"):
         paid_status = Charge.objects.get(client=scenario.paying, due_on=date(2027, 1, 1)).status
     assert paid_status == ChargeStatus.PAID_OUT  # paid, then paid out 3 business days later (PAY-2)
-    partial = http.get(f"/billing/?month=2027-01&status={paid_status}", HTTP_HX_REQUEST="true",
-                       HTTP_HX_TARGET="charges")
+    partial = http.get(
+        f"/billing/?month=2027-01&status={paid_status}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="charges"
+    )
     body = partial.content.decode()
     assert body.lstrip().startswith('<div id="charges">') and "<html" not in body
     assert scenario.paying.name in body and scenario.declining.name not in body
@@ -148,14 +152,16 @@ def test_ROLE_1_salesperson_sees_own_clients_with_amounts(scenario):
     assert "Your invoice from the platform" not in html  # the agency's own invoice is not theirs to see
 
 
-@pytest.mark.parametrize("role, config, request_buttons, admin_pages", [
-    (Role.ADMINISTRATOR, True, True, True),
-    (Role.COMPANY_MANAGER, True, True, False),
-    (Role.SALES_MANAGER, True, False, False),
-    (Role.MARKETING_MANAGER, False, False, False),
-])
-def test_ROLE_1_matrix_on_client_configuration_and_admin_pages(scenario, role, config, request_buttons,
-                                                               admin_pages):
+@pytest.mark.parametrize(
+    "role, config, request_buttons, admin_pages",
+    [
+        (Role.ADMINISTRATOR, True, True, True),
+        (Role.COMPANY_MANAGER, True, True, False),
+        (Role.SALES_MANAGER, True, False, False),
+        (Role.MARKETING_MANAGER, False, False, False),
+    ],
+)
+def test_ROLE_1_matrix_on_client_configuration_and_admin_pages(scenario, role, config, request_buttons, admin_pages):
     email = f"{role.lower()}@alpha.test"
     make_user(scenario.agency, email, role)
     http = login_client(scenario.agency, email)
@@ -179,9 +185,16 @@ def test_PLAN_2_configuration_saved_and_audited(scenario):
         from clients.models import TaxRate
 
         tax = TaxRate.objects.get()
-    response = http.post(f"/clients/{scenario.declining.public_id}/", {
-        "license_price": "149.50", "taxes": [str(tax.pk)], "billing_day": "15", "autopay_days": "5, 28",
-        "salesperson": str(scenario.seller.pk)})
+    response = http.post(
+        f"/clients/{scenario.declining.public_id}/",
+        {
+            "license_price": "149.50",
+            "taxes": [str(tax.pk)],
+            "billing_day": "15",
+            "autopay_days": "5, 28",
+            "salesperson": str(scenario.seller.pk),
+        },
+    )
     assert response.status_code == 302
     with schema_context("alpha"):
         client = Client.objects.get(pk=scenario.declining.pk)
@@ -194,8 +207,10 @@ def test_PLAN_2_configuration_saved_and_audited(scenario):
 
 def test_PLAN_2_negative_price_is_refused_next_to_the_field_and_input_kept(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
-    response = http.post(f"/clients/{scenario.declining.public_id}/", {
-        "license_price": "-5.00", "billing_day": "", "autopay_days": "5, 40"})
+    response = http.post(
+        f"/clients/{scenario.declining.public_id}/",
+        {"license_price": "-5.00", "billing_day": "", "autopay_days": "5, 40"},
+    )
     assert response.status_code == 400
     html = response.content.decode()
     assert _field_error(html, "id_license_price") == "The amount cannot be negative."
@@ -231,8 +246,7 @@ def test_RET_4_COL_1_agency_requests_reach_billing_support(scenario):
         charge = Charge.objects.get(client=scenario.declining, due_on=date(2027, 2, 1))
         assert charge.status == ChargeStatus.RETRYING
     http.post(f"/clients/{scenario.declining.public_id}/charges/{charge.public_id}/retry-request")
-    again = http.post(f"/clients/{scenario.declining.public_id}/charges/{charge.public_id}/retry-request",
-                      follow=True)
+    again = http.post(f"/clients/{scenario.declining.public_id}/charges/{charge.public_id}/retry-request", follow=True)
     assert "already been requested" in again.content.decode()
     missing_reason = http.post(f"/clients/{scenario.declining.public_id}/agency-invoiced-request", {"reason": ""})
     assert missing_reason.status_code == 400
@@ -250,10 +264,21 @@ def test_RET_4_COL_1_agency_requests_reach_billing_support(scenario):
 
 
 def _setup_post(**overrides):
-    data = {"billing_day": "1", "time_zone": "America/New_York", "grace_period_days": "10",
-            "overdue_threshold": "100.00", "statement_days_before": "10", "statement_second_after_days": "3",
-            "statement_third_after_days": "", "overdue_second_after_days": "", "overdue_third_after_days": "",
-            "retries_enabled": "on", "brand_color": "#224488", "address": "1 Main St", "email": "billing@alpha.test"}
+    data = {
+        "billing_day": "1",
+        "time_zone": "America/New_York",
+        "grace_period_days": "10",
+        "overdue_threshold": "100.00",
+        "statement_days_before": "10",
+        "statement_second_after_days": "3",
+        "statement_third_after_days": "",
+        "overdue_second_after_days": "",
+        "overdue_third_after_days": "",
+        "retries_enabled": "on",
+        "brand_color": "#224488",
+        "address": "1 Main St",
+        "email": "billing@alpha.test",
+    }
     for i, category in enumerate(["OTHER", "LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES"], 1):
         data[f"category_{i}"] = category
     data.update(overrides)
@@ -274,8 +299,9 @@ def test_billing_setup_saves_every_setting_and_audits(scenario):
 
 def test_billing_setup_threshold_not_a_number_is_refused_and_input_kept(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
-    response = http.post("/setup/", _setup_post(overdue_threshold="ten dollars", grace_period_days="-3",
-                                                 category_2="OTHER"))
+    response = http.post(
+        "/setup/", _setup_post(overdue_threshold="ten dollars", grace_period_days="-3", category_2="OTHER")
+    )
     assert response.status_code == 400
     html = response.content.decode()
     assert _field_error(html, "id_overdue_threshold") == "Enter an amount such as 199.00."
@@ -286,15 +312,17 @@ def test_billing_setup_threshold_not_a_number_is_refused_and_input_kept(scenario
     # The category order must use each category once: refused by the service, shown next to the list.
     response = http.post("/setup/", _setup_post(category_2="OTHER"))
     assert response.status_code == 400
-    assert "exactly once" in response.content.decode() or "once" in _field_error(response.content.decode(),
-                                                                                  "id_category_1")
+    assert "exactly once" in response.content.decode() or "once" in _field_error(
+        response.content.decode(), "id_category_1"
+    )
 
 
 def test_email_template_syntax_error_shows_line_number_and_keeps_input(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
     body = "Hello {{ client_name }},\n{% if amount %}\nYou owe {{ amount }}.\n"
-    response = http.post("/email-templates/PAYMENT_FAILED/", {"subject": "Failed {{ amount }}", "body": body,
-                                                              "action": "save"})
+    response = http.post(
+        "/email-templates/PAYMENT_FAILED/", {"subject": "Failed {{ amount }}", "body": body, "action": "save"}
+    )
     assert response.status_code == 400
     html = response.content.decode()
     error = _field_error(html, "id_body")
@@ -308,17 +336,25 @@ def test_email_template_live_preview_uses_a_real_client_and_saves(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
     with schema_context("alpha"):
         client_pk = Client.objects.get(pk=scenario.declining.pk).pk
-    preview = http.post("/email-templates/PAYMENT_FAILED/preview", {
-        "subject": "Hi {{ client_name }}", "body": "Invoice {{ invoice_number }} for {{ amount }} {{ currency }}",
-        "client": str(client_pk)}, HTTP_HX_REQUEST="true").content.decode()
+    preview = http.post(
+        "/email-templates/PAYMENT_FAILED/preview",
+        {
+            "subject": "Hi {{ client_name }}",
+            "body": "Invoice {{ invoice_number }} for {{ amount }} {{ currency }}",
+            "client": str(client_pk),
+        },
+        HTTP_HX_REQUEST="true",
+    ).content.decode()
     with schema_context("alpha"):
         latest = Charge.objects.filter(client=scenario.declining).order_by("-due_on").first().invoice.number
     assert f"Hi {scenario.declining.name}" in preview and latest in preview
-    broken = http.post("/email-templates/PAYMENT_FAILED/preview", {"subject": "x", "body": "{{ secret }}"},
-                       HTTP_HX_REQUEST="true").content.decode()
+    broken = http.post(
+        "/email-templates/PAYMENT_FAILED/preview", {"subject": "x", "body": "{{ secret }}"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "Unknown variable" in broken
-    saved = http.post("/email-templates/PAYMENT_FAILED/", {"subject": "Hi {{ client_name }}", "body": "Bye",
-                                                           "action": "save"})
+    saved = http.post(
+        "/email-templates/PAYMENT_FAILED/", {"subject": "Hi {{ client_name }}", "body": "Bye", "action": "save"}
+    )
     assert saved.status_code == 302
     with schema_context("alpha"):
         assert NoticeTemplate.objects.get(kind="PAYMENT_FAILED").subject == "Hi {{ client_name }}"
@@ -333,15 +369,15 @@ def test_PLAN_1_plan_summary_shows_the_partner_plan(scenario):
     assert "Processing fee" in html and "9.99" in html
 
 
-def test_users_invite_by_email_then_the_invitee_sets_a_password(scenario, smtp_server,
-                                                                django_capture_on_commit_callbacks):
+def test_users_invite_by_email_then_the_invitee_sets_a_password(
+    scenario, smtp_server, django_capture_on_commit_callbacks
+):
     http = login_client(scenario.agency, scenario.admin.email)
     bad = http.post("/users/", {"email": "not-an-email", "role": "SALESPERSON"})
     assert bad.status_code == 400 and _field_error(bad.content.decode(), "id_email") == "Enter a valid email address."
     assert 'value="not-an-email"' in bad.content.decode()
     with django_capture_on_commit_callbacks(execute=True):  # the email goes after commit
-        response = http.post("/users/", {"email": "new.seller@alpha.test", "role": "SALESPERSON",
-                                         "first_name": "Nia"})
+        response = http.post("/users/", {"email": "new.seller@alpha.test", "role": "SALESPERSON", "first_name": "Nia"})
     assert response.status_code == 302
     assert len(smtp_server.messages) == 1
     message = smtp_server.messages[0]
@@ -349,8 +385,9 @@ def test_users_invite_by_email_then_the_invitee_sets_a_password(scenario, smtp_s
     invitee = host_client(scenario.agency)
     form_page = invitee.get(link, follow=True)
     assert "Choose your password" in form_page.content.decode()
-    done = invitee.post(form_page.redirect_chain[-1][0], {"new_password1": "a-long-secret-77",
-                                                          "new_password2": "a-long-secret-77"})
+    done = invitee.post(
+        form_page.redirect_chain[-1][0], {"new_password1": "a-long-secret-77", "new_password2": "a-long-secret-77"}
+    )
     assert done.status_code == 302
     with schema_context("alpha"):
         assert invitee.login(email="new.seller@alpha.test", password="a-long-secret-77")
@@ -416,8 +453,11 @@ def test_TEN_2_agency_a_user_cannot_open_any_page_or_pdf_of_agency_b(scenario, a
     with schema_context("beta"):
         b_invoice = Invoice.objects.filter(client=other.paying).first()
     b_agency_invoice = AgencyInvoice.objects.get(agency=other.agency)
-    for path in (f"/invoices/{b_invoice.public_id}/pdf", f"/clients/{other.paying.public_id}/",
-                 f"/agency-invoices/{b_agency_invoice.public_id}/pdf"):
+    for path in (
+        f"/invoices/{b_invoice.public_id}/pdf",
+        f"/clients/{other.paying.public_id}/",
+        f"/agency-invoices/{b_agency_invoice.public_id}/pdf",
+    ):
         response = http.get(path)
         assert response.status_code == 404, path
         assert other.paying.name.encode() not in response.content
@@ -455,8 +495,9 @@ def test_RET_4_support_runs_a_manual_retry_recorded_with_outcome(scenario):
     support = login_client(None, "support@platform.test")
     with schema_context("alpha"):
         charge = Charge.objects.get(client=scenario.declining, due_on=date(2027, 2, 1))
-    page = support.post(f"/agencies/alpha/clients/{scenario.declining.public_id}/charges/{charge.public_id}/retry",
-                        follow=True).content.decode()
+    page = support.post(
+        f"/agencies/alpha/clients/{scenario.declining.public_id}/charges/{charge.public_id}/retry", follow=True
+    ).content.decode()
     assert "Retry run: Declined" in page
     with schema_context("alpha"):
         attempts = list(charge.attempts.order_by("number").values_list("kind", "outcome"))
@@ -481,27 +522,66 @@ def _bulk_clients(count: int, month: date) -> None:
 
     start = Client.objects.count()
     clients = Client.objects.bulk_create(
-        Client(name=f"Bulk {start + i:05d}", email=f"bulk{start + i}@example.com", license_price_minor=1000,
-               activated_on=date(2026, 12, 1)) for i in range(count))
+        Client(
+            name=f"Bulk {start + i:05d}",
+            email=f"bulk{start + i}@example.com",
+            license_price_minor=1000,
+            activated_on=date(2026, 12, 1),
+        )
+        for i in range(count)
+    )
     invoices = Invoice.objects.bulk_create(
-        Invoice(client=c, number=f"BULK-{month:%Y%m}-{start + i:06d}", period_start=month,
-                period_end=date(month.year + (month.month == 12), month.month % 12 + 1, 1), issued_on=month,
-                due_on=month, currency="USD", subtotal_minor=1000, tax_minor=0, total_minor=1000)
-        for i, c in enumerate(clients))
-    InvoiceLine.objects.bulk_create(InvoiceLine(invoice=inv, position=1, category="LICENSE", description="License",
-                                                unit_amount_minor=1000, amount_minor=1000, taxable=True)
-                                    for inv in invoices)
+        Invoice(
+            client=c,
+            number=f"BULK-{month:%Y%m}-{start + i:06d}",
+            period_start=month,
+            period_end=date(month.year + (month.month == 12), month.month % 12 + 1, 1),
+            issued_on=month,
+            due_on=month,
+            currency="USD",
+            subtotal_minor=1000,
+            tax_minor=0,
+            total_minor=1000,
+        )
+        for i, c in enumerate(clients)
+    )
+    InvoiceLine.objects.bulk_create(
+        InvoiceLine(
+            invoice=inv,
+            position=1,
+            category="LICENSE",
+            description="License",
+            unit_amount_minor=1000,
+            amount_minor=1000,
+            taxable=True,
+        )
+        for inv in invoices
+    )
     statuses = [ChargeStatus.PAID, ChargeStatus.RETRYING, ChargeStatus.SCHEDULED, ChargeStatus.UNCOLLECTABLE]
-    Charge.objects.bulk_create(Charge(invoice=inv, client=inv.client, amount_minor=1000, currency="USD",
-                                      billing_date=month, due_on=month, status=statuses[i % 4],
-                                      period_start=inv.period_start)
-                               for i, inv in enumerate(invoices))
+    Charge.objects.bulk_create(
+        Charge(
+            invoice=inv,
+            client=inv.client,
+            amount_minor=1000,
+            currency="USD",
+            billing_date=month,
+            due_on=month,
+            status=statuses[i % 4],
+            period_start=inv.period_start,
+        )
+        for i, inv in enumerate(invoices)
+    )
     # A real database has statistics (autovacuum keeps them); these rows sit in the test's own transaction,
     # which autovacuum cannot see, so analyse them here. Without statistics PostgreSQL plans the joins for
     # empty tables and a page takes minutes.
     with connection.cursor() as cursor:
-        for table in ("clients_client", "billing_invoice", "billing_invoiceline", "billing_charge",
-                      "billing_chargeattempt"):
+        for table in (
+            "clients_client",
+            "billing_invoice",
+            "billing_invoiceline",
+            "billing_charge",
+            "billing_chargeattempt",
+        ):
             cursor.execute(f"ANALYZE {table}")
 
 
@@ -559,8 +639,10 @@ def test_INV_1_logo_uploaded_in_billing_setup_is_on_pages_and_in_the_pdf(scenari
     assert _field_error(not_an_image.content.decode(), "id_logo") == "PNG, JPEG or SVG."
     scenario.agency.refresh_from_db()
     assert scenario.agency.address == "" and not scenario.agency.logo  # nothing of that form was saved
-    response = http.post("/setup/", {**_setup_post(), "logo": SimpleUploadedFile("logo.png", buffer.getvalue(),
-                                                                                 content_type="image/png")})
+    response = http.post(
+        "/setup/",
+        {**_setup_post(), "logo": SimpleUploadedFile("logo.png", buffer.getvalue(), content_type="image/png")},
+    )
     assert response.status_code == 302
     logo = http.get("/branding/logo")
     assert logo.status_code == 200 and logo["Content-Type"] == "image/png" and logo.content == buffer.getvalue()
@@ -572,8 +654,7 @@ def test_INV_1_logo_uploaded_in_billing_setup_is_on_pages_and_in_the_pdf(scenari
     assert "1 Main St" in pdf_text(pdf)
 
 
-def test_portal_with_a_stripe_publishable_key_uses_elements_and_takes_only_a_payment_method_id(scenario,
-                                                                                                settings):
+def test_portal_with_a_stripe_publishable_key_uses_elements_and_takes_only_a_payment_method_id(scenario, settings):
     settings.STRIPE_PUBLISHABLE_KEY = "pk_test_example"
     http = _portal_user(scenario, scenario.declining, "owner@declining.example")
     page = http.get("/portal/payment-method/").content.decode()
@@ -610,11 +691,17 @@ def test_NOT_7_client_configuration_shows_the_clients_notice_log(scenario):
         assert mine.exists()
         kinds = {NoticeKind(kind).label for kind in mine.values_list("kind", flat=True)}
         others = set(Notice.objects.filter(account=str(scenario.paying.public_id)).values_list("to_email", flat=True))
-    html = login_client(scenario.agency, scenario.admin.email).get(
-        f"/clients/{scenario.declining.public_id}/").content.decode()
+    html = (
+        login_client(scenario.agency, scenario.admin.email)
+        .get(f"/clients/{scenario.declining.public_id}/")
+        .content.decode()
+    )
     log = html.split('data-testid="notice-log"', 1)[1].split("</table>", 1)[0]
     assert kinds and all(label in log for label in kinds)
     assert scenario.declining.email in log and not any(email in log for email in others - {scenario.declining.email})
-    junior = login_client(scenario.agency, scenario.junior.email).get(
-        f"/clients/{scenario.junior_client.public_id}/").content.decode()
+    junior = (
+        login_client(scenario.agency, scenario.junior.email)
+        .get(f"/clients/{scenario.junior_client.public_id}/")
+        .content.decode()
+    )
     assert 'data-testid="notice-log"' not in junior

@@ -25,8 +25,12 @@ def _prepared_statements() -> list[str]:
 
 def _client(agency, name: str) -> None:
     with tenant_context(agency):
-        client_create(name=name, email=f"{name.lower().replace(' ', '-')}@example.test",
-                      activated_on=date(2026, 12, 1), license_price_minor=1000)
+        client_create(
+            name=name,
+            email=f"{name.lower().replace(' ', '-')}@example.test",
+            activated_on=date(2026, 12, 1),
+            license_price_minor=1000,
+        )
 
 
 def test_TEN_2_one_prepared_statement_reads_each_agencys_own_schema(agency_a, agency_b):

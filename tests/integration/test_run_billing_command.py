@@ -24,8 +24,12 @@ def test_CYC_3_run_billing_summarises_then_says_already_done(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         for index in range(3):
-            client_create(name=f"C{index}", email=f"c{index}@example.com", activated_on=date(2026, 12, 1),
-                          license_price_minor=12345)
+            client_create(
+                name=f"C{index}",
+                email=f"c{index}@example.com",
+                activated_on=date(2026, 12, 1),
+                license_price_minor=12345,
+            )
     out, err = io.StringIO(), io.StringIO()
     call_command("run_billing", "--date", "2027-01-01", "--agency", "alpha", stdout=out, stderr=err)
     text = out.getvalue()
@@ -39,19 +43,26 @@ def test_CYC_3_run_billing_summarises_then_says_already_done(agency_a):
         assert Invoice.objects.count() == 3
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--date", "2027-02-30"], "--date must be a date as YYYY-MM-DD"),
-    (["--date", "2027-01-01", "--agency", "nobody"], "--agency: no agency with the slug 'nobody'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--date", "2027-02-30"], "--date must be a date as YYYY-MM-DD"),
+        (["--date", "2027-01-01", "--agency", "nobody"], "--agency: no agency with the slug 'nobody'"),
+    ],
+)
 def test_run_billing_bad_arguments_one_line_non_zero(args, message):
     from django.db import connection
 
     db = connection.settings_dict  # the migrated test database
     url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    result = subprocess.run([sys.executable, "manage.py", "run_billing", *args], cwd=ROOT,
-                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "agencybilling.settings.test",
-                                 "DATABASE_URL": url},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_billing", *args],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "agencybilling.settings.test", "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr

@@ -39,9 +39,11 @@ def test_TEN_1_agency_create_takes_a_migrated_spare_schema(settings, clean_spare
         Client.objects.create(name="First client", email="first@example.com")
         assert Client.objects.count() == 1
         with connection.cursor() as cursor:  # the immutability triggers came along with the schema
-            cursor.execute("SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sparea' "
-                           "AND NOT t.tgisinternal")
+            cursor.execute(
+                "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'sparea' "
+                "AND NOT t.tgisinternal"
+            )
             assert cursor.fetchone()[0] >= 4
 
 
@@ -51,8 +53,10 @@ def test_TEN_1_a_spare_missing_a_migration_is_not_used_and_is_replaced(settings,
     spare_schemas_refill()
     [spare] = spare_schemas()
     with connection.cursor() as cursor:
-        cursor.execute(f'DELETE FROM "{spare}".django_migrations WHERE app = %s AND name = %s',
-                       ["billing", "0006_support_request_open_once"])
+        cursor.execute(
+            f'DELETE FROM "{spare}".django_migrations WHERE app = %s AND name = %s',
+            ["billing", "0006_support_request_open_once"],
+        )
     agency_create(slug="spareb", name="Spare B")  # migrated as before
     assert schema_exists("spareb") and spare_schemas() == [spare]
     result = spare_schemas_refill()

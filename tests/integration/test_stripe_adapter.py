@@ -42,9 +42,17 @@ def provider(server):
 
 
 def _request(provider, customer, pm, key, amount=1234, destination=None):
-    return ChargeRequest(amount_minor=amount, currency="USD", customer=customer, payment_method=pm,
-                         idempotency_key=key, business_date=date(2027, 1, 1), destination=destination,
-                         description="Invoice T-1", metadata={"attempt": key, "schema": "alpha", "kind": "client"})
+    return ChargeRequest(
+        amount_minor=amount,
+        currency="USD",
+        customer=customer,
+        payment_method=pm,
+        idempotency_key=key,
+        business_date=date(2027, 1, 1),
+        destination=destination,
+        description="Invoice T-1",
+        metadata={"attempt": key, "schema": "alpha", "kind": "client"},
+    )
 
 
 def _customer_with(provider, token, key="c1"):
@@ -90,10 +98,17 @@ def test_idempotency_key_replay_creates_nothing_new(provider, server):
 
 def test_COL_3_ach_debit_processing_then_settles(provider, server):
     client = server.client()
-    ach = client.v1.payment_methods.create(params={
-        "type": "us_bank_account", "billing_details": {"name": "Ach Payer"},
-        "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789",
-                            "account_holder_type": "company"}})
+    ach = client.v1.payment_methods.create(
+        params={
+            "type": "us_bank_account",
+            "billing_details": {"name": "Ach Payer"},
+            "us_bank_account": {
+                "routing_number": "110000000",
+                "account_number": "000123456789",
+                "account_holder_type": "company",
+            },
+        }
+    )
     customer, method = _customer_with(provider, ach.id, key="ach")
     assert method.kind == "us_bank_account" and method.fingerprint
     request = _request(provider, customer, method.reference, "k-ach")
@@ -103,13 +118,24 @@ def test_COL_3_ach_debit_processing_then_settles(provider, server):
 
 
 def test_COL_3_sepa_debit_is_pending(provider, server):
-    sepa = server.client().v1.payment_methods.create(params={
-        "type": "sepa_debit", "billing_details": {"name": "Sepa Payer", "email": "s@example.com"},
-        "sepa_debit": {"iban": "DE89370400440532013000"}})
+    sepa = server.client().v1.payment_methods.create(
+        params={
+            "type": "sepa_debit",
+            "billing_details": {"name": "Sepa Payer", "email": "s@example.com"},
+            "sepa_debit": {"iban": "DE89370400440532013000"},
+        }
+    )
     customer, method = _customer_with(provider, sepa.id, key="sepa")
     assert method.kind == "sepa_debit"
-    request = ChargeRequest(amount_minor=990, currency="EUR", customer=customer, payment_method=method.reference,
-                            idempotency_key="k-sepa", business_date=date(2027, 1, 1), metadata={"attempt": "k-sepa"})
+    request = ChargeRequest(
+        amount_minor=990,
+        currency="EUR",
+        customer=customer,
+        payment_method=method.reference,
+        idempotency_key="k-sepa",
+        business_date=date(2027, 1, 1),
+        metadata={"attempt": "k-sepa"},
+    )
     assert provider.charge_create(request).outcome == Outcome.PENDING
 
 
@@ -143,8 +169,7 @@ def test_the_limiter_paces_each_request_as_it_is_sent_including_retries_after_42
             Counting.slots += 1
             return super().acquire()
 
-    paced = StripeProvider(api_key="sk_test_adapter", api_base=server.url, timeout=5,
-                           limiter=Counting(1000))
+    paced = StripeProvider(api_key="sk_test_adapter", api_base=server.url, timeout=5, limiter=Counting(1000))
     customer, method = _customer_with(paced, "pm_card_visa", key="paced")
     server.set_rate_limit(3)
     server.clear_request_log()
@@ -159,12 +184,14 @@ def test_the_limiter_paces_each_request_as_it_is_sent_including_retries_after_42
 def test_COL_2_response_lost_after_the_charge_then_rerun_charges_once(provider, server, agency_a):
     """A timeout/5xx after Stripe made the charge: the attempt is Unknown, the rerun looks it up, one charge."""
     agency = with_plan(agency_a)
-    agency.connected_account_id = provider.connected_account_create(name="A", email="a@example.com",
-                                                                    idempotency_key="acct-lost")
+    agency.connected_account_id = provider.connected_account_create(
+        name="A", email="a@example.com", idempotency_key="acct-lost"
+    )
     agency.save(update_fields=["connected_account_id"])
     with schema_context(agency.schema_name):
-        client = client_create(name="Lost", email="l@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=7700)
+        client = client_create(
+            name="Lost", email="l@example.com", activated_on=date(2026, 12, 1), license_price_minor=7700
+        )
         payment_method_attach(client=client, token="pm_card_visa", provider=provider)
     billing_run(agency=agency, today=date(2027, 1, 1))
     server.inject_errors(count=1, status=500, path_prefix="/v1/payment_intents", method="POST", after=True)
@@ -200,13 +227,21 @@ def test_webhooks_from_the_server_settle_a_bank_debit(provider, server, agency_a
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     server.add_webhook(f"{live_server.url}/webhooks/stripe", WEBHOOK_SECRET, events=["payment_intent.succeeded"])
     agency = with_plan(agency_a)
-    ach = server.client().v1.payment_methods.create(params={
-        "type": "us_bank_account", "billing_details": {"name": "Ach Payer"},
-        "us_bank_account": {"routing_number": "110000000", "account_number": "000123456789",
-                            "account_holder_type": "company"}})
+    ach = server.client().v1.payment_methods.create(
+        params={
+            "type": "us_bank_account",
+            "billing_details": {"name": "Ach Payer"},
+            "us_bank_account": {
+                "routing_number": "110000000",
+                "account_number": "000123456789",
+                "account_holder_type": "company",
+            },
+        }
+    )
     with schema_context(agency.schema_name):
-        client = client_create(name="Bank", email="b@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=3300)
+        client = client_create(
+            name="Bank", email="b@example.com", activated_on=date(2026, 12, 1), license_price_minor=3300
+        )
         payment_method_attach(client=client, token=ach.id, provider=provider)
     billing_run(agency=agency, today=date(2027, 1, 1))
     with tenant_context(agency):

@@ -29,8 +29,10 @@ def test_TEN_1_each_agency_has_its_own_schema(agency_a, agency_b):
     with schema_context(agency_b.schema_name):
         assert not Client.objects.filter(name="OnlyInA").exists()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
-                       "AND table_name = 'clients_client'")
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+            "AND table_name = 'clients_client'"
+        )
         assert cursor.fetchone()[0] == 0, "client data must never live in the public schema"
 
 

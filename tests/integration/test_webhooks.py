@@ -46,14 +46,25 @@ def post(event: dict, signature: str | None = None, payload: bytes | None = None
     """POST to the platform endpoint; after-commit work (the processing task) runs as it would in production."""
     body = payload if payload is not None else json.dumps(event).encode()
     with _capture(execute=True):
-        return host_client(None).post("/webhooks/stripe", data=body, content_type="application/json",
-                                      HTTP_STRIPE_SIGNATURE=signature if signature is not None else sign(body))
+        return host_client(None).post(
+            "/webhooks/stripe",
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature if signature is not None else sign(body),
+        )
 
 
 def event(event_id: str, kind: str, obj: dict, account: str = "", created: int | None = None) -> dict:
-    return {"id": event_id, "object": "event", "type": kind, "account": account or None,
-            "created": created or int(time.time()), "data": {"object": obj}, "livemode": False,
-            "api_version": "2026-10-28.endive"}
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "account": account or None,
+        "created": created or int(time.time()),
+        "data": {"object": obj},
+        "livemode": False,
+        "api_version": "2026-10-28.endive",
+    }
 
 
 @pytest.fixture
@@ -66,8 +77,9 @@ def pending_debit(agency_a, settings):
     from billing.payment_methods import payment_method_attach
 
     with schema_context(agency.schema_name):
-        client = client_create(name="Debit", email="d@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=4200)
+        client = client_create(
+            name="Debit", email="d@example.com", activated_on=date(2026, 12, 1), license_price_minor=4200
+        )
         payment_method_attach(client=client, token="sepa:DE89370400440532013000")
     billing_run(agency=agency, today=date(2027, 1, 1))
     with tenant_context(agency):
@@ -77,16 +89,32 @@ def pending_debit(agency_a, settings):
 
 
 def _succeeded(attempt, event_id="evt_succeeded_1"):
-    return event(event_id, "payment_intent.succeeded", {
-        "id": attempt.gateway_reference, "object": "payment_intent", "status": "succeeded", "amount": 4200,
-        "metadata": {"schema": "alpha", "kind": "client", "attempt": attempt.idempotency_key}},
-        created=int(time.mktime(date(2027, 1, 5).timetuple())) + 43200)
+    return event(
+        event_id,
+        "payment_intent.succeeded",
+        {
+            "id": attempt.gateway_reference,
+            "object": "payment_intent",
+            "status": "succeeded",
+            "amount": 4200,
+            "metadata": {"schema": "alpha", "kind": "client", "attempt": attempt.idempotency_key},
+        },
+        created=int(time.mktime(date(2027, 1, 5).timetuple())) + 43200,
+    )
 
 
 def _payout(event_id="evt_payout_1"):
-    return event(event_id, "payout.paid", {"id": "po_webhook_1", "object": "payout", "status": "paid",
-                                           "arrival_date": int(time.mktime(date(2027, 1, 8).timetuple())) + 43200},
-                 account="acct_webhook_alpha")
+    return event(
+        event_id,
+        "payout.paid",
+        {
+            "id": "po_webhook_1",
+            "object": "payout",
+            "status": "paid",
+            "arrival_date": int(time.mktime(date(2027, 1, 8).timetuple())) + 43200,
+        },
+        account="acct_webhook_alpha",
+    )
 
 
 def _state(agency, client):
@@ -148,10 +176,17 @@ def test_unhandled_event_types_are_stored_and_ignored(pending_debit):
 
 def test_failed_settlement_webhook_counts_as_a_failed_attempt(pending_debit):
     agency, client, attempt = pending_debit
-    failed = event("evt_failed", "payment_intent.payment_failed", {
-        "id": attempt.gateway_reference, "object": "payment_intent", "status": "requires_payment_method",
-        "last_payment_error": {"code": "payment_method_provider_decline", "decline_code": "insufficient_funds"},
-        "metadata": {"schema": "alpha", "kind": "client", "attempt": attempt.idempotency_key}})
+    failed = event(
+        "evt_failed",
+        "payment_intent.payment_failed",
+        {
+            "id": attempt.gateway_reference,
+            "object": "payment_intent",
+            "status": "requires_payment_method",
+            "last_payment_error": {"code": "payment_method_provider_decline", "decline_code": "insufficient_funds"},
+            "metadata": {"schema": "alpha", "kind": "client", "attempt": attempt.idempotency_key},
+        },
+    )
     post(failed)
     post(failed)
     with schema_context(agency.schema_name):

@@ -25,34 +25,59 @@ NY = ZoneInfo("America/New_York")
 @pytest.fixture
 def example(agency_a):
     plan = partner_plan_create(
-        name="Partner Standard", currency="USD", package_minimum_minor=15000, license_fee_minor=2500,
-        products=[{"code": "listings", "name": "Listings", "unit_price_minor": 10, "included_quantity": 100,
-                   "overage_unit_price_minor": 7},
-                  {"code": "reviews", "name": "Reviews", "unit_price_minor": 0, "included_quantity": 50,
-                   "overage_unit_price_minor": 25}],
-        taxes=[{"name": "Platform tax", "rate_bp": 500}], fees=[{"name": "Processing fee", "amount_minor": 999}])
+        name="Partner Standard",
+        currency="USD",
+        package_minimum_minor=15000,
+        license_fee_minor=2500,
+        products=[
+            {
+                "code": "listings",
+                "name": "Listings",
+                "unit_price_minor": 10,
+                "included_quantity": 100,
+                "overage_unit_price_minor": 7,
+            },
+            {
+                "code": "reviews",
+                "name": "Reviews",
+                "unit_price_minor": 0,
+                "included_quantity": 50,
+                "overage_unit_price_minor": 25,
+            },
+        ],
+        taxes=[{"name": "Platform tax", "rate_bp": 500}],
+        fees=[{"name": "Processing fee", "amount_minor": 999}],
+    )
     agency = plan_assign(agency=agency_a, plan=plan)
     assert agency.time_zone == "America/New_York" and agency.billing_day == 1
     with schema_context(agency.schema_name):
         state = tax_rate_create(name="State sales tax", rate_bp=825)
         city = tax_rate_create(name="City tax", rate_bp=150)
         since = date(2026, 12, 1)
-        acme = client_create(name="Acme Dental", email="ap@acme.example", activated_on=since,
-                             license_price_minor=19900, taxes=[state, city])
+        acme = client_create(
+            name="Acme Dental",
+            email="ap@acme.example",
+            activated_on=since,
+            license_price_minor=19900,
+            taxes=[state, city],
+        )
         service_line_add(client=acme, description="SEO", amount_minor=5000)
         service_line_add(client=acme, description="Setup", amount_minor=1001, one_time=True, taxable=False)
-        birch = client_create(name="Birch Bakery", email="ap@birch.example", activated_on=since,
-                              license_price_minor=9900, taxes=[state])
-        cedar = client_create(name="Cedar Law", email="ap@cedar.example", activated_on=since,
-                              license_price_minor=14900)
+        birch = client_create(
+            name="Birch Bakery", email="ap@birch.example", activated_on=since, license_price_minor=9900, taxes=[state]
+        )
+        cedar = client_create(name="Cedar Law", email="ap@cedar.example", activated_on=since, license_price_minor=14900)
         service_line_add(client=cedar, description="Ads management", amount_minor=30000)
-        usage_record_bulk(agency=agency, items=[
-            UsageInput("listings", 100, datetime(2026, 12, 9, 10, tzinfo=NY), "acme-1", acme),
-            # 23:30 on 31 December in New York is 04:30 on 1 January UTC: still December (CYC-5).
-            UsageInput("listings", 20, datetime(2026, 12, 31, 23, 30, tzinfo=NY), "acme-2", acme),
-            UsageInput("reviews", 60, datetime(2026, 12, 12, 9, tzinfo=NY), "birch-1", birch),
-            UsageInput("listings", 30, datetime(2026, 12, 3, 15, tzinfo=NY), "agency-1", None),
-        ])
+        usage_record_bulk(
+            agency=agency,
+            items=[
+                UsageInput("listings", 100, datetime(2026, 12, 9, 10, tzinfo=NY), "acme-1", acme),
+                # 23:30 on 31 December in New York is 04:30 on 1 January UTC: still December (CYC-5).
+                UsageInput("listings", 20, datetime(2026, 12, 31, 23, 30, tzinfo=NY), "acme-2", acme),
+                UsageInput("reviews", 60, datetime(2026, 12, 12, 9, tzinfo=NY), "birch-1", birch),
+                UsageInput("listings", 30, datetime(2026, 12, 3, 15, tzinfo=NY), "agency-1", None),
+            ],
+        )
     return agency, acme, birch, cedar
 
 
@@ -83,8 +108,14 @@ def test_CYC_2_MON_2_worked_example_client_invoices(example):
         acme_invoice = Invoice.objects.get(client=acme)
         assert acme_invoice.number == "ALPHA-000001"
         assert list(acme_invoice.lines.values_list("description", "amount_minor")) == [
-            ("License 2027-01-01 – 2027-01-31", 19900), ("SEO", 5000), ("Setup", 1001), ("Listings", 1000),
-            ("Listings — overage", 140), ("State sales tax (8.25 %)", 2150), ("City tax (1.5 %)", 391)]
+            ("License 2027-01-01 – 2027-01-31", 19900),
+            ("SEO", 5000),
+            ("Setup", 1001),
+            ("Listings", 1000),
+            ("Listings — overage", 140),
+            ("State sales tax (8.25 %)", 2150),
+            ("City tax (1.5 %)", 391),
+        ]
         assert acme_invoice.total_minor == 29582
         birch_invoice = Invoice.objects.get(client=birch)
         assert (birch_invoice.number, birch_invoice.total_minor) == ("ALPHA-000002", 10988)
@@ -103,13 +134,23 @@ def test_MON_4_COL_6_worked_example_ledger_and_payment(example):
     billing_run(agency=agency, today=date(2027, 1, 1))
     with schema_context(agency.schema_name):
         assert dict(LedgerEntry.objects.filter(client=acme).values_list("category", "amount_minor")) == {
-            "LICENSE": 19900, "AGENCY_SERVICES": 6001, "PRODUCTS": 1000, "OVERAGE": 140, "TAXES_FEES": 2541}
+            "LICENSE": 19900,
+            "AGENCY_SERVICES": 6001,
+            "PRODUCTS": 1000,
+            "OVERAGE": 140,
+            "TAXES_FEES": 2541,
+        }
         assert client_balance(acme) == 29582
-        payment_apply(client=acme, amount_minor=25000, currency="USD", occurred_on=date(2027, 1, 1),
-                      reference="acme-payment")
+        payment_apply(
+            client=acme, amount_minor=25000, currency="USD", occurred_on=date(2027, 1, 1), reference="acme-payment"
+        )
         assert client_balance(acme) == 4582
-        assert client_open_by_category(acme) == {"AGENCY_SERVICES": 901, "PRODUCTS": 1000, "OVERAGE": 140,
-                                                 "TAXES_FEES": 2541}
+        assert client_open_by_category(acme) == {
+            "AGENCY_SERVICES": 901,
+            "PRODUCTS": 1000,
+            "OVERAGE": 140,
+            "TAXES_FEES": 2541,
+        }
 
 
 def test_CYC_3_worked_example_rerun_says_already_done(example):

@@ -27,8 +27,15 @@ FAULTS = ("reset_before", "5xx_before", "429", "timeout_after", "5xx_after", "re
 
 
 class FaultProxy:
-    def __init__(self, upstream_port: int, *, rate: float = 0.3, seed: int = 0, faults: tuple[str, ...] = FAULTS,
-                 hold_seconds: float = 3.0) -> None:
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        rate: float = 0.3,
+        seed: int = 0,
+        faults: tuple[str, ...] = FAULTS,
+        hold_seconds: float = 3.0,
+    ) -> None:
         self.upstream_port = upstream_port
         self.rate = rate
         self.faults = faults
@@ -108,10 +115,16 @@ class FaultProxy:
     @staticmethod
     def _answer(status: int, body: dict, extra: str = "") -> bytes:
         payload = json.dumps(body).encode()
-        reason = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-                  503: "Service Unavailable"}[status]
-        return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-                f"Connection: close\r\n{extra}\r\n").encode() + payload
+        reason = {
+            429: "Too Many Requests",
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+            503: "Service Unavailable",
+        }[status]
+        return (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            f"Connection: close\r\n{extra}\r\n"
+        ).encode() + payload
 
     async def _forward(self, head: bytes, body: bytes) -> bytes:
         lines = head.decode("latin-1").split("\r\n")
@@ -151,8 +164,18 @@ class FaultProxy:
                 status = self._rng.choice((500, 502, 503))
                 writer.write(self._answer(status, {"error": {"type": "api_error", "message": "Injected fault."}}))
             elif fault == "429":
-                writer.write(self._answer(429, {"error": {"type": "invalid_request_error", "code": "rate_limit",
-                                                          "message": "Too many requests (injected)."}}))
+                writer.write(
+                    self._answer(
+                        429,
+                        {
+                            "error": {
+                                "type": "invalid_request_error",
+                                "code": "rate_limit",
+                                "message": "Too many requests (injected).",
+                            }
+                        },
+                    )
+                )
             else:
                 answer = await self._forward(head, body)
                 if fault == "timeout_after":

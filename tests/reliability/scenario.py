@@ -27,8 +27,7 @@ MIX: list[tuple[str, float, str]] = [
     ("agency_invoiced", 0.08, "AGENCY_INVOICED"),
 ]
 EXPECTED_STATUS = {kind: status for kind, _, status in MIX}
-TOKENS = {"card_ok": "pm_card_visa", "card_declined": "pm_card_chargeCustomerFail",
-          "ach": "pm_usBankAccount_success"}
+TOKENS = {"card_ok": "pm_card_visa", "card_declined": "pm_card_chargeCustomerFail", "ach": "pm_usBankAccount_success"}
 # The notices each kind's charge sends on its first attempt (NOT-4, NOT-6, COL-4, COL-1).
 EXPECTED_NOTICES = {
     "card_ok": {"PAYMENT_RECEIVED"},
@@ -72,18 +71,27 @@ def build(*, agency, stripe_url: str, clients: int, day: date, seed: int = 7) ->
     server = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stripe_url})
     if not agency.connected_account_id:
         agency.connected_account_id = provider.connected_account_create(
-            name=agency.name, email=AGENCY_EMAIL, idempotency_key=f"acct-{agency.schema_name}-{seed}")
+            name=agency.name, email=AGENCY_EMAIL, idempotency_key=f"acct-{agency.schema_name}-{seed}"
+        )
     agency.email = AGENCY_EMAIL
     agency.save(update_fields=["connected_account_id", "email"])
     kinds = kinds_for(clients, seed)
     rng = random.Random(seed)
     with schema_context(agency.schema_name):
-        rows = Client.objects.bulk_create([
-            Client(name=f"Client {i:05d} {kind}", email=f"client{i:05d}@example.com",
-                   license_price_minor=rng.randrange(1000, 50000), billing_day=day.day,
-                   activated_on=day - timedelta(days=60), agency_invoiced=kind == "agency_invoiced",
-                   agency_invoiced_reason="billed by the agency" if kind == "agency_invoiced" else "")
-            for i, kind in enumerate(kinds)])
+        rows = Client.objects.bulk_create(
+            [
+                Client(
+                    name=f"Client {i:05d} {kind}",
+                    email=f"client{i:05d}@example.com",
+                    license_price_minor=rng.randrange(1000, 50000),
+                    billing_day=day.day,
+                    activated_on=day - timedelta(days=60),
+                    agency_invoiced=kind == "agency_invoiced",
+                    agency_invoiced_reason="billed by the agency" if kind == "agency_invoiced" else "",
+                )
+                for i, kind in enumerate(kinds)
+            ]
+        )
         methods = []
         for client, kind in zip(rows, kinds, strict=True):
             if kind not in TOKENS:
@@ -94,9 +102,16 @@ def build(*, agency, stripe_url: str, clients: int, day: date, seed: int = 7) ->
             details = getattr(method, method.type)
             # Stored the way payment_method_attach stores them; the fingerprint claim (COL-5) is bypassed on
             # purpose: Stripe's decline test cards share one fingerprint and this test is about collection.
-            methods.append(PaymentMethod(client=client, reference=method.id, kind=method.type,
-                                         fingerprint=f"reliability-{client.public_id}",
-                                         brand=getattr(details, "brand", "") or "", last4=details.last4))
+            methods.append(
+                PaymentMethod(
+                    client=client,
+                    reference=method.id,
+                    kind=method.type,
+                    fingerprint=f"reliability-{client.public_id}",
+                    brand=getattr(details, "brand", "") or "",
+                    last4=details.last4,
+                )
+            )
         Client.objects.bulk_update(rows, ["provider_customer_id"], batch_size=500)
         PaymentMethod.objects.bulk_create(methods)
     Agency.objects.filter(pk=agency.pk).update(clock_date=day - timedelta(days=1))
@@ -111,8 +126,12 @@ def progress(*, agency) -> dict[str, int]:
     from notifications.models import Notice
 
     with schema_context(agency.schema_name):
-        return {"invoices": Invoice.objects.count(), "attempts": ChargeAttempt.objects.count(),
-                "notices": Notice.objects.count(), "sent": Notice.objects.filter(status="SENT").count()}
+        return {
+            "invoices": Invoice.objects.count(),
+            "attempts": ChargeAttempt.objects.count(),
+            "notices": Notice.objects.count(),
+            "sent": Notice.objects.filter(status="SENT").count(),
+        }
 
 
 def settled(*, agency, day: date) -> bool:
@@ -134,8 +153,9 @@ def settled(*, agency, day: date) -> bool:
         return not Notice.objects.exclude(status__in=["SENT", "UNCERTAIN"]).exists()
 
 
-def verify(*, agency, day: date, kinds: dict[str, int], processor_intents: list[dict],
-           smtp_counts: Counter | None) -> tuple[dict[str, Any], list[str]]:
+def verify(
+    *, agency, day: date, kinds: dict[str, int], processor_intents: list[dict], smtp_counts: Counter | None
+) -> tuple[dict[str, Any], list[str]]:
     """Compare the database with the processor's books and (unless None) the SMTP server's inbox.
 
     Returns (figures, violations); a correct run has no violations."""
@@ -162,20 +182,27 @@ def verify(*, agency, day: date, kinds: dict[str, int], processor_intents: list[
         if numbers != list(range(1, len(numbers) + 1)):
             problems.append("invoice numbers have gaps or repeats")
 
-        charges = list(Charge.objects.filter(invoice__period_start=day).values(
-            "id", "client_id", "status", "amount_minor", "paid_reference"))
+        charges = list(
+            Charge.objects.filter(invoice__period_start=day).values(
+                "id", "client_id", "status", "amount_minor", "paid_reference"
+            )
+        )
         statuses = Counter(c["status"] for c in charges)
         for charge in charges:
             expected = EXPECTED_STATUS[kind_of[charge["client_id"]]]
             if charge["status"] != expected:
-                problems.append(f"charge {charge['id']} ({kind_of[charge['client_id']]}) is {charge['status']}, "
-                                f"expected {expected}")
+                problems.append(
+                    f"charge {charge['id']} ({kind_of[charge['client_id']]}) is {charge['status']}, expected {expected}"
+                )
         not_final = [c for c in charges if c["status"] not in FINAL_STATUSES]
         if not_final:
             problems.append(f"{len(not_final)} charges are not in a final status")
 
-        attempts = list(ChargeAttempt.objects.values("id", "charge_id", "number", "idempotency_key", "outcome",
-                                                     "amount_minor", "gateway_reference"))
+        attempts = list(
+            ChargeAttempt.objects.values(
+                "id", "charge_id", "number", "idempotency_key", "outcome", "amount_minor", "gateway_reference"
+            )
+        )
         unresolved = [a for a in attempts if a["outcome"] in ("STARTED", "UNKNOWN")]
         if unresolved:
             problems.append(f"{len(unresolved)} attempts are still unresolved")
@@ -201,8 +228,10 @@ def verify(*, agency, day: date, kinds: dict[str, int], processor_intents: list[
                 continue
             intent = found[0]
             if outcome_of.get(intent["status"]) != attempt["outcome"]:
-                problems.append(f"attempt {attempt['idempotency_key']} is {attempt['outcome']} but the processor "
-                                f"says {intent['status']}")
+                problems.append(
+                    f"attempt {attempt['idempotency_key']} is {attempt['outcome']} but the processor "
+                    f"says {intent['status']}"
+                )
             if intent["amount"] != attempt["amount_minor"]:
                 problems.append(f"attempt {attempt['idempotency_key']} amount differs from the processor's")
             if intent["status"] == "succeeded":
@@ -239,6 +268,7 @@ def verify(*, agency, day: date, kinds: dict[str, int], processor_intents: list[
         twice: dict[str, int] = {}
         uncertain_received = 0
         if smtp_counts is not None:
+
             def key(n: dict) -> str:
                 return f"{n['account']}/{n['kind']}/{n['period']}/{n['number']}"
 
@@ -257,12 +287,19 @@ def verify(*, agency, day: date, kinds: dict[str, int], processor_intents: list[
                 uncertain_received += notice["status"] == "UNCERTAIN" and received > 0
 
     figures = {
-        "clients": len(clients), "mix": kinds, "invoices": len(invoices), "charges": dict(statuses),
-        "attempts": len(attempts), "processor_payment_intents": len(processor_intents),
-        "collected_minor": db_collected, "notices": dict(by_status),
+        "clients": len(clients),
+        "mix": kinds,
+        "invoices": len(invoices),
+        "charges": dict(statuses),
+        "attempts": len(attempts),
+        "processor_payment_intents": len(processor_intents),
+        "collected_minor": db_collected,
+        "notices": dict(by_status),
         "emails_received": sum(smtp_counts.values()) if smtp_counts is not None else None,
-        "uncertain_notices_received": uncertain_received, "duplicate_emails": len(twice),
-        "duplicate_charges": len(double_paid), "duplicate_invoices": len(doubles),
+        "uncertain_notices_received": uncertain_received,
+        "duplicate_emails": len(twice),
+        "duplicate_charges": len(double_paid),
+        "duplicate_invoices": len(doubles),
         "attempts_per_charge_max": max(per_charge.values(), default=0),
     }
     return figures, problems
@@ -295,18 +332,23 @@ def main(argv: list[str] | None = None) -> int:
     agency = Agency.objects.filter(schema_name=args.agency).first()
     if args.command == "build":
         if agency is None:
-            agency = agency_create(slug=args.agency, name=f"{args.agency.title()} Agency",
-                                   time_zone="America/New_York")
-        print(json.dumps(build(agency=agency, stripe_url=args.stripe, clients=args.clients, day=args.day,
-                               seed=args.seed)))
+            agency = agency_create(slug=args.agency, name=f"{args.agency.title()} Agency", time_zone="America/New_York")
+        print(
+            json.dumps(build(agency=agency, stripe_url=args.stripe, clients=args.clients, day=args.day, seed=args.seed))
+        )
         return 0
     assert agency is not None, f"no agency {args.agency!r}"
     if args.command == "state":
         print(json.dumps({"settled": settled(agency=agency, day=args.day), **progress(agency=agency)}))
         return 0
     with open(args.kinds) as kinds, open(args.intents) as intents, open(args.smtp) as smtp:
-        figures, problems = verify(agency=agency, day=args.day, kinds=json.load(kinds),
-                                   processor_intents=json.load(intents), smtp_counts=Counter(json.load(smtp)))
+        figures, problems = verify(
+            agency=agency,
+            day=args.day,
+            kinds=json.load(kinds),
+            processor_intents=json.load(intents),
+            smtp_counts=Counter(json.load(smtp)),
+        )
     print(json.dumps({"figures": figures, "problems": problems}, default=str))
     return 0
 

@@ -17,15 +17,29 @@ from notifications.services import notice_deliver, notice_enqueue, outbox_sweep
 
 pytestmark = pytest.mark.django_db
 
-CONTEXT = {"agency_name": "Alpha Agency", "client_name": "Acme", "currency": "USD", "portal_url": "http://p/",
-           "amount": "42.00", "invoice_number": "ALPHA-000001", "paid_on": "2027-01-01"}
+CONTEXT = {
+    "agency_name": "Alpha Agency",
+    "client_name": "Acme",
+    "currency": "USD",
+    "portal_url": "http://p/",
+    "amount": "42.00",
+    "invoice_number": "ALPHA-000001",
+    "paid_on": "2027-01-01",
+}
 GRACE = timedelta(seconds=120)
 TIMEOUT = timedelta(minutes=15)
 
 
 def _queue(number: int = 1) -> Notice:
-    notice = notice_enqueue(account="client-1", kind=NoticeKind.PAYMENT_RECEIVED, period="2027-01", number=number,
-                            to_email="ap@acme.example", context=CONTEXT, business_date=date(2027, 1, 1))
+    notice = notice_enqueue(
+        account="client-1",
+        kind=NoticeKind.PAYMENT_RECEIVED,
+        period="2027-01",
+        number=number,
+        to_email="ap@acme.example",
+        context=CONTEXT,
+        business_date=date(2027, 1, 1),
+    )
     assert notice is not None
     return notice
 
@@ -60,8 +74,9 @@ def test_NOT_7_a_sender_that_died_mid_send_leaves_the_notice_uncertain_never_res
     with schema_context(agency_a.schema_name):
         notice = _queue()
         # The claim was committed, then the process vanished (SIGKILL) before recording anything.
-        Notice.objects.filter(pk=notice.pk).update(status="SENDING", attempts=1,
-                                                   claimed_at=timezone.now() - timedelta(minutes=1))
+        Notice.objects.filter(pk=notice.pk).update(
+            status="SENDING", attempts=1, claimed_at=timezone.now() - timedelta(minutes=1)
+        )
         _age(notice, minutes=20)
         assert notice_deliver(notice_pk=notice.pk) == "busy"  # a redelivered task does not send it
         assert _sweep()[0].uncertain == 0  # a sender may still be at work
@@ -79,8 +94,9 @@ def test_NOT_4_failed_sends_are_retried_with_backoff_then_given_up(agency_a, smt
     with schema_context(agency_a.schema_name):
         notice = _queue()
         _age(notice, minutes=10)
-        Notice.objects.filter(pk=notice.pk).update(status="FAILED", attempts=3,
-                                                   claimed_at=timezone.now() - timedelta(seconds=90))
+        Notice.objects.filter(pk=notice.pk).update(
+            status="FAILED", attempts=3, claimed_at=timezone.now() - timedelta(seconds=90)
+        )
         assert _sweep()[1] == []  # the third failure waits 2 minutes
         Notice.objects.filter(pk=notice.pk).update(claimed_at=timezone.now() - timedelta(seconds=121))
         assert _sweep()[1] == [notice.pk]

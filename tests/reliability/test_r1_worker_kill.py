@@ -46,13 +46,18 @@ def test_R1_CYC_3_NOT_7_billing_day_survives_sigkill_of_the_worker(agency_a, cle
 
     run_id = uuid.uuid4().hex[:8]
     env = celery_env(
-        DATABASE_URL=child_database_url(), CELERY_QUEUE=f"chaos-r1-{run_id}", EMAIL_URL=counting_smtp.url,
-        STRIPE_SECRET_KEY=scenario.STRIPE_KEY, STRIPE_API_BASE=clean_stripe.url, BILLING_TICK_SECONDS="1",
-        SWEEP_SECONDS="1", SWEEP_GRACE_SECONDS="10", OUTBOX_SENDING_TIMEOUT_SECONDS="20",
+        DATABASE_URL=child_database_url(),
+        CELERY_QUEUE=f"chaos-r1-{run_id}",
+        EMAIL_URL=counting_smtp.url,
+        STRIPE_SECRET_KEY=scenario.STRIPE_KEY,
+        STRIPE_API_BASE=clean_stripe.url,
+        BILLING_TICK_SECONDS="1",
+        SWEEP_SECONDS="1",
+        SWEEP_GRACE_SECONDS="10",
+        OUTBOX_SENDING_TIMEOUT_SECONDS="20",
     )
     logs = LOG_DIR / f"r1-{run_id}"
-    beat = CeleryProcess("beat", env, logs / "beat.log",
-                         ["--schedule", str(logs / "beat-schedule"), "--pidfile", ""])
+    beat = CeleryProcess("beat", env, logs / "beat.log", ["--schedule", str(logs / "beat-schedule"), "--pidfile", ""])
     worker = CeleryProcess("worker", env, logs / "worker.log", ["--pool", "prefork", "--concurrency", "2"])
     kills: list[dict] = []
     started = time.monotonic()
@@ -66,8 +71,11 @@ def test_R1_CYC_3_NOT_7_billing_day_survives_sigkill_of_the_worker(agency_a, cle
             if not worker.running:
                 worker.start()
         try:
-            wait_until(lambda: scenario.settled(agency=agency_a, day=day), timeout=SETTLE_TIMEOUT,
-                       what="the billing day to finish and every notice to be sent")
+            wait_until(
+                lambda: scenario.settled(agency=agency_a, day=day),
+                timeout=SETTLE_TIMEOUT,
+                what="the billing day to finish and every notice to be sent",
+            )
             timed_out = False
         except AssertionError:
             timed_out = True
@@ -77,9 +85,13 @@ def test_R1_CYC_3_NOT_7_billing_day_survives_sigkill_of_the_worker(agency_a, cle
         worker.stop()
         beat.stop()
 
-    figures, problems = scenario.verify(agency=agency_a, day=day, kinds=kinds,
-                                        processor_intents=clean_stripe.payment_intents(),
-                                        smtp_counts=counting_smtp.inbox.counts())
+    figures, problems = scenario.verify(
+        agency=agency_a,
+        day=day,
+        kinds=kinds,
+        processor_intents=clean_stripe.payment_intents(),
+        smtp_counts=counting_smtp.inbox.counts(),
+    )
     if timed_out:
         problems.insert(0, f"the day did not settle; worker log:\n{worker.log_tail(30)}")
     phases = {"billing": 0, "collection": 0, "notices": 0, "after": 0}
@@ -92,11 +104,20 @@ def test_R1_CYC_3_NOT_7_billing_day_survives_sigkill_of_the_worker(agency_a, cle
             phases["notices"] += 1
         else:
             phases["after"] += 1
-    record_figures("R1", {
-        **figures, "seed": seed, "kills": len(kills), "kills_whole_worker": sum(k["how"] == "worker" for k in kills),
-        "kills_pool_child": sum(k["how"] == "child" for k in kills), "kills_by_phase": phases,
-        "worker_starts": worker.starts, "setup_seconds": round(setup_seconds, 1),
-        "run_seconds": round(elapsed, 1), "violations": len(problems),
-    })
+    record_figures(
+        "R1",
+        {
+            **figures,
+            "seed": seed,
+            "kills": len(kills),
+            "kills_whole_worker": sum(k["how"] == "worker" for k in kills),
+            "kills_pool_child": sum(k["how"] == "child" for k in kills),
+            "kills_by_phase": phases,
+            "worker_starts": worker.starts,
+            "setup_seconds": round(setup_seconds, 1),
+            "run_seconds": round(elapsed, 1),
+            "violations": len(problems),
+        },
+    )
     assert len(kills) >= 20
     assert not problems, "\n".join(problems[:40])

@@ -43,8 +43,9 @@ def test_R2_RET_4_faults_between_app_and_processor_never_double_charge(agency_a,
     started = time.monotonic()
     with FaultProxy(clean_stripe.port, rate=FAULT_RATE, seed=seed, hold_seconds=2.5) as proxy:
         # Short client timeouts so "processed, then silence" costs a second, not twenty.
-        provider = StripeProvider(api_key=scenario.STRIPE_KEY, api_base=proxy.url, timeout=0.8,
-                                  rate_limit_retries=2, concurrency=CONCURRENCY)
+        provider = StripeProvider(
+            api_key=scenario.STRIPE_KEY, api_base=proxy.url, timeout=0.8, rate_limit_retries=2, concurrency=CONCURRENCY
+        )
         with tenant_context(agency_a):
             summary = collect_due(today=day, provider=provider, retries=False)
             unknown_after_collection = _unresolved()
@@ -60,21 +61,43 @@ def test_R2_RET_4_faults_between_app_and_processor_never_double_charge(agency_a,
                 attempts_sweep(today=day, started_before=timezone.now(), provider=provider)
     elapsed = time.monotonic() - started
 
-    figures, problems = scenario.verify(agency=agency_a, day=day, kinds=kinds,
-                                        processor_intents=clean_stripe.payment_intents(), smtp_counts=None)
+    figures, problems = scenario.verify(
+        agency=agency_a, day=day, kinds=kinds, processor_intents=clean_stripe.payment_intents(), smtp_counts=None
+    )
     with tenant_context(agency_a):
         left_unknown = max(left_unknown, _unresolved())
     share = proxy.faulted / max(proxy.requests, 1)
-    record_figures("R2", {
-        **{k: figures[k] for k in ("clients", "charges", "attempts", "processor_payment_intents", "collected_minor",
-                                   "duplicate_charges", "attempts_per_charge_max")},
-        "seed": seed, "mix": kinds, "processor_calls": proxy.requests, "faults_injected": proxy.faulted,
-        "fault_share": round(share, 3), "faults": {k: v for k, v in proxy.counts.items() if k != "none"},
-        "unknown_after_collection": unknown_after_collection, "resolver_rounds": rounds,
-        "unknown_after_resolver": left_unknown, "second_run_attempted": again.attempted,
-        "first_run_attempted": summary.attempted, "concurrency": CONCURRENCY,
-        "run_seconds": round(elapsed, 1), "violations": len(problems),
-    })
+    record_figures(
+        "R2",
+        {
+            **{
+                k: figures[k]
+                for k in (
+                    "clients",
+                    "charges",
+                    "attempts",
+                    "processor_payment_intents",
+                    "collected_minor",
+                    "duplicate_charges",
+                    "attempts_per_charge_max",
+                )
+            },
+            "seed": seed,
+            "mix": kinds,
+            "processor_calls": proxy.requests,
+            "faults_injected": proxy.faulted,
+            "fault_share": round(share, 3),
+            "faults": {k: v for k, v in proxy.counts.items() if k != "none"},
+            "unknown_after_collection": unknown_after_collection,
+            "resolver_rounds": rounds,
+            "unknown_after_resolver": left_unknown,
+            "second_run_attempted": again.attempted,
+            "first_run_attempted": summary.attempted,
+            "concurrency": CONCURRENCY,
+            "run_seconds": round(elapsed, 1),
+            "violations": len(problems),
+        },
+    )
     assert share >= 0.2, f"only {share:.0%} of processor calls were faulted"
     assert proxy.counts["timeout_after"] and proxy.counts["5xx_after"] and proxy.counts["reset_after"]
     assert unknown_after_collection > 0, "the faults never left an outcome unknown: the test proves nothing"

@@ -61,8 +61,12 @@ def _setup(agency, clients: int) -> list[dict]:
     agency.save(update_fields=["connected_account_id"])
     with schema_context(agency.schema_name):
         for i in range(clients):
-            client = client_create(name=f"R3 client {i:04d}", email=f"r3-{i:04d}@example.com",
-                                   activated_on=DAY - timedelta(days=60), license_price_minor=1000 + i)
+            client = client_create(
+                name=f"R3 client {i:04d}",
+                email=f"r3-{i:04d}@example.com",
+                activated_on=DAY - timedelta(days=60),
+                license_price_minor=1000 + i,
+            )
             payment_method_attach(client=client, token=f"ach:110000000:000123456789:{agency.schema_name}{i}")
     billing_run(agency=agency, today=DAY)
     with tenant_context(agency):
@@ -71,8 +75,13 @@ def _setup(agency, clients: int) -> list[dict]:
         for charge in Charge.objects.select_related("client").prefetch_related("attempts").order_by("client__name"):
             attempt = charge.attempts.get()
             assert attempt.outcome == "PENDING"
-            rows.append({"client": charge.client.name, "reference": attempt.gateway_reference,
-                         "attempt": attempt.idempotency_key})
+            rows.append(
+                {
+                    "client": charge.client.name,
+                    "reference": attempt.gateway_reference,
+                    "attempt": attempt.idempotency_key,
+                }
+            )
     return rows
 
 
@@ -87,22 +96,52 @@ def _events(agency, rows: list[dict], tag: str, seed: int) -> list[dict]:
         if rng.random() < 0.75:
             kind, obj = "payment_intent.succeeded", {"status": "succeeded"}
         else:
-            kind, obj = "payment_intent.payment_failed", {
-                "status": "requires_payment_method",
-                "last_payment_error": {"code": "payment_method_provider_decline",
-                                       "decline_code": rng.choice(["insufficient_funds", "account_closed"])}}
-        events.append({"id": f"evt_{tag}_pi_{index}", "type": kind, "created": _ts(settled, 8 + index % 9),
-                       "account": None, "data": {"object": {"id": row["reference"], "object": "payment_intent",
-                                                            "metadata": metadata, **obj}}})
+            kind, obj = (
+                "payment_intent.payment_failed",
+                {
+                    "status": "requires_payment_method",
+                    "last_payment_error": {
+                        "code": "payment_method_provider_decline",
+                        "decline_code": rng.choice(["insufficient_funds", "account_closed"]),
+                    },
+                },
+            )
+        events.append(
+            {
+                "id": f"evt_{tag}_pi_{index}",
+                "type": kind,
+                "created": _ts(settled, 8 + index % 9),
+                "account": None,
+                "data": {"object": {"id": row["reference"], "object": "payment_intent", "metadata": metadata, **obj}},
+            }
+        )
         if index % 10 == 0:  # something the product does not act on
-            events.append({"id": f"evt_{tag}_other_{index}", "type": "customer.updated",
-                           "created": _ts(settled, 7), "account": None,
-                           "data": {"object": {"id": f"cus_{index}", "object": "customer"}}})
+            events.append(
+                {
+                    "id": f"evt_{tag}_other_{index}",
+                    "type": "customer.updated",
+                    "created": _ts(settled, 7),
+                    "account": None,
+                    "data": {"object": {"id": f"cus_{index}", "object": "customer"}},
+                }
+            )
     for number, arrival in enumerate((DAY + timedelta(days=3), DAY + timedelta(days=5), DAY + timedelta(days=8))):
-        events.append({"id": f"evt_{tag}_payout_{number}", "type": "payout.paid", "created": _ts(arrival, 20),
-                       "account": agency.connected_account_id,
-                       "data": {"object": {"id": f"po_{tag}_{number}", "object": "payout", "status": "paid",
-                                           "arrival_date": _ts(arrival, 6)}}})
+        events.append(
+            {
+                "id": f"evt_{tag}_payout_{number}",
+                "type": "payout.paid",
+                "created": _ts(arrival, 20),
+                "account": agency.connected_account_id,
+                "data": {
+                    "object": {
+                        "id": f"po_{tag}_{number}",
+                        "object": "payout",
+                        "status": "paid",
+                        "arrival_date": _ts(arrival, 6),
+                    }
+                },
+            }
+        )
     for event in events:
         event.update({"object": "event", "livemode": False, "api_version": "2026-10-28.endive"})
     return sorted(events, key=lambda e: (e["created"], e["id"]))
@@ -147,16 +186,31 @@ def _snapshot(agency) -> dict:
             charge = Charge.objects.get(client=client)
             attempt = charge.attempts.get()
             notices = sorted(Notice.objects.filter(account=str(client.public_id)).values_list("kind", "number"))
-            agency_notices = sorted(Notice.objects.filter(period__startswith=str(client.public_id))
-                                    .values_list("kind", "number"))
-            payments = list(LedgerEntry.objects.filter(client=client, entry_type="PAYMENT")
-                            .values_list("amount_minor", "occurred_on"))
+            agency_notices = sorted(
+                Notice.objects.filter(period__startswith=str(client.public_id)).values_list("kind", "number")
+            )
+            payments = list(
+                LedgerEntry.objects.filter(client=client, entry_type="PAYMENT").values_list(
+                    "amount_minor", "occurred_on"
+                )
+            )
             state[client.name] = (
-                charge.status, charge.paid_on, charge.next_retry_on, charge.paid_out_on,
+                charge.status,
+                charge.paid_on,
+                charge.next_retry_on,
+                charge.paid_out_on,
                 charge.payout_reference.rsplit("_", 1)[-1] if charge.payout_reference else "",
-                attempt.outcome, attempt.decline_code, client_balance(client), payments, notices, agency_notices)
-        payouts = sorted((p.reference.rsplit("_", 1)[-1], p.status, p.arrival_on)
-                         for p in Payout.objects.filter(account=agency.connected_account_id))
+                attempt.outcome,
+                attempt.decline_code,
+                client_balance(client),
+                payments,
+                notices,
+                agency_notices,
+            )
+        payouts = sorted(
+            (p.reference.rsplit("_", 1)[-1], p.status, p.arrival_on)
+            for p in Payout.objects.filter(account=agency.connected_account_id)
+        )
         return {"clients": state, "payouts": payouts}
 
 
@@ -229,28 +283,49 @@ def test_R3_COL_3_PAY_2_webhook_storm_equals_in_order_once_only(agency_a, agency
     stored_forged = WebhookEvent.objects.filter(event_id__in=[f[3] for f in forged if f[0] != "tampered"]).count()
     inbox = Counter(WebhookEvent.objects.filter(event_id__startswith="evt_a_").values_list("status", flat=True))
     snapshot_a, snapshot_b = _snapshot(agency_a), _snapshot(agency_b)
-    differing = [name for name in snapshot_b["clients"] if snapshot_a["clients"].get(name) !=
-                 snapshot_b["clients"][name]]
+    differing = [
+        name for name in snapshot_b["clients"] if snapshot_a["clients"].get(name) != snapshot_b["clients"][name]
+    ]
     final = Counter(state[0] for state in snapshot_a["clients"].values())
     rejected = sum(n for (kind, code), n in forged_answers.items() if code == 400)
-    record_figures("R3", {
-        "seed": seed, "clients_per_agency": clients, "unique_events": len(events_a), "deliveries": len(deliveries),
-        "duplicates": duplicates, "duplicate_share": round(duplicates / len(deliveries), 3),
-        "held_back_to_the_end": len(held_back), "threads": THREADS, "forged_or_stale": len(forged),
-        "forged_rejected_400": rejected, "forged_stored": stored_forged,
-        "forged_kinds": dict(Counter(k for k, *_ in forged)), "answers": dict(statuses),
-        "inbox": dict(inbox), "requeued_by_sweeper": requeued, "final_charge_statuses": dict(final),
-        "clients_differing_from_in_order": len(differing), "payouts_equal": snapshot_a["payouts"] ==
-        snapshot_b["payouts"], "run_seconds": round(elapsed, 1),
-    })
-    assert not differing, f"{len(differing)} clients differ, e.g. {differing[0]}: " \
-                          f"{snapshot_a['clients'][differing[0]]} != {snapshot_b['clients'][differing[0]]}"
+    record_figures(
+        "R3",
+        {
+            "seed": seed,
+            "clients_per_agency": clients,
+            "unique_events": len(events_a),
+            "deliveries": len(deliveries),
+            "duplicates": duplicates,
+            "duplicate_share": round(duplicates / len(deliveries), 3),
+            "held_back_to_the_end": len(held_back),
+            "threads": THREADS,
+            "forged_or_stale": len(forged),
+            "forged_rejected_400": rejected,
+            "forged_stored": stored_forged,
+            "forged_kinds": dict(Counter(k for k, *_ in forged)),
+            "answers": dict(statuses),
+            "inbox": dict(inbox),
+            "requeued_by_sweeper": requeued,
+            "final_charge_statuses": dict(final),
+            "clients_differing_from_in_order": len(differing),
+            "payouts_equal": snapshot_a["payouts"] == snapshot_b["payouts"],
+            "run_seconds": round(elapsed, 1),
+        },
+    )
+    assert not differing, (
+        f"{len(differing)} clients differ, e.g. {differing[0]}: "
+        f"{snapshot_a['clients'][differing[0]]} != {snapshot_b['clients'][differing[0]]}"
+    )
     assert not errors, "\n".join(errors[:20])
     assert rejected == len(forged) and stored_forged == 0
-    assert inbox == {"PROCESSED": len(events_a) - sum(e["type"] == "customer.updated" for e in events_a),
-                     "IGNORED": sum(e["type"] == "customer.updated" for e in events_a)}
+    assert inbox == {
+        "PROCESSED": len(events_a) - sum(e["type"] == "customer.updated" for e in events_a),
+        "IGNORED": sum(e["type"] == "customer.updated" for e in events_a),
+    }
     assert requeued == 0
-    assert not differing, f"{len(differing)} clients differ, e.g. {differing[0]}: " \
-                          f"{snapshot_a['clients'][differing[0]]} != {snapshot_b['clients'][differing[0]]}"
+    assert not differing, (
+        f"{len(differing)} clients differ, e.g. {differing[0]}: "
+        f"{snapshot_a['clients'][differing[0]]} != {snapshot_b['clients'][differing[0]]}"
+    )
     assert snapshot_a["payouts"] == snapshot_b["payouts"] and len(snapshot_a["payouts"]) == 3
     assert {"PAID_OUT", "RETRYING"} <= set(final)

@@ -62,8 +62,11 @@ class Probe:
         if method in MUTATING:
             with transaction.atomic():  # every write is undone, so the next request sees the same world
                 response = call(path, data=GENERIC_POST) if method == "POST" else call(path)
-                if check_other_writes and schema_fingerprint(self.other.agency.schema_name,
-                                                             self.other.agency.pk) != self.other_fingerprint:
+                if (
+                    check_other_writes
+                    and schema_fingerprint(self.other.agency.schema_name, self.other.agency.pk)
+                    != self.other_fingerprint
+                ):
                     self.problems.append(f"{method} {path} as {role}: changed the other agency's data")
                 transaction.set_rollback(True)
         else:
@@ -121,8 +124,9 @@ def _variants(route: Route, values: dict, kinds: dict, world: World, other: Worl
         if other.objects.get(kind):
             yield f"foreign:{name}", {**values, name: other.objects[kind][0]}
         yield f"missing:{name}", {**values, name: str(uuid.uuid4())}
-        hidden = [x for x in world.objects.get(kind, []) if world.owner_of.get(x) not in visible
-                  and x in world.owner_of]
+        hidden = [
+            x for x in world.objects.get(kind, []) if world.owner_of.get(x) not in visible and x in world.owner_of
+        ]
         if hidden and role is not None:
             yield f"hidden:{name}", {**values, name: hidden[0]}
 
@@ -137,8 +141,7 @@ def _agency_viewers(world: World, other: World, host: str) -> list[tuple[object,
     return viewers
 
 
-def _check_route(probe: Probe, route: Route, world: World, other: World, viewers, principals,
-                 stats: Counter) -> None:
+def _check_route(probe: Probe, route: Route, world: World, other: World, viewers, principals, stats: Counter) -> None:
     found = _discover(probe, route, world, principals)
     if found is None and route.params:
         stats["routes_without_an_own_binding"] += 1
@@ -154,8 +157,13 @@ def _check_route(probe: Probe, route: Route, world: World, other: World, viewers
         for method in methods:
             answers = {}
             for label, variant in _variants(route, values, kinds, world, other, role_for_markers):
-                response = probe.send(http, method, route.path(variant), role=role_for_markers,
-                                      check_other_writes=label.startswith("foreign"))
+                response = probe.send(
+                    http,
+                    method,
+                    route.path(variant),
+                    role=role_for_markers,
+                    check_other_writes=label.startswith("foreign"),
+                )
                 answers[label] = response
                 stats["variant_" + label.split(":")[0]] += 1
             own = answers["own"]
@@ -165,14 +173,21 @@ def _check_route(probe: Probe, route: Route, world: World, other: World, viewers
                 kind, name = label.split(":")
                 missing = answers[f"missing:{name}"]
                 if kind in ("foreign", "hidden") and response.status_code != missing.status_code:
-                    probe.problems.append(f"{method} {route.path(values)} [{label}] as {role}: "
-                                          f"{response.status_code}, but {missing.status_code} for an unknown id")
+                    probe.problems.append(
+                        f"{method} {route.path(values)} [{label}] as {role}: "
+                        f"{response.status_code}, but {missing.status_code} for an unknown id"
+                    )
                 opened = _opened(own) if method == "GET" else _reached(own)
                 # Where the answer depends on the object (own differs from unknown), unknown and foreign are 404.
-                if kind == "foreign" and opened and own.status_code != missing.status_code \
-                        and response.status_code != 404:
-                    probe.problems.append(f"{method} {route.template} [{label}] as {role}: "
-                                          f"{response.status_code} instead of 404")
+                if (
+                    kind == "foreign"
+                    and opened
+                    and own.status_code != missing.status_code
+                    and response.status_code != 404
+                ):
+                    probe.problems.append(
+                        f"{method} {route.template} [{label}] as {role}: {response.status_code} instead of 404"
+                    )
 
 
 @pytest.mark.django_db
@@ -216,27 +231,38 @@ def test_R5_TEN_2_ROLE_1_every_route_every_role_both_agencies(agency_a, agency_b
             for http, role in ((anonymous, None), (replayed, "replayed")):
                 response = probe.send(http, method, route.path(values), role=role)
                 if _allowed(response) and route.name not in ("login", "healthz"):
-                    problems.append(f"{method} {route.template} as {role} on the platform domain: "
-                                    f"{response.status_code}")
+                    problems.append(
+                        f"{method} {route.template} as {role} on the platform domain: {response.status_code}"
+                    )
             for name in kinds:
                 mixed = {**values, name: beta.objects[kinds[name]][0]} if beta.objects.get(kinds[name]) else None
                 if mixed and "slug" in values and values["slug"] == alpha.agency.schema_name:
-                    response = probe.send(support_http, method, route.path(mixed), role=Role.BILLING_SUPPORT,
-                                          check_other_writes=True)
+                    response = probe.send(
+                        support_http, method, route.path(mixed), role=Role.BILLING_SUPPORT, check_other_writes=True
+                    )
                     if response.status_code != 404:
-                        problems.append(f"{method} {route.template}: beta's {kinds[name]} under alpha's slug "
-                                        f"answered {response.status_code}")
+                        problems.append(
+                            f"{method} {route.template}: beta's {kinds[name]} under alpha's slug "
+                            f"answered {response.status_code}"
+                        )
     requests += probe.requests
     statuses += probe.statuses
     problems += probe.problems
 
-    record_figures("R5-routes", {
-        "agency_routes": len(agency_routes), "platform_routes": len(platform_routes),
-        "api_routes": sum(r.is_api for r in agency_routes + platform_routes),
-        "viewers_per_agency": len(Role) - 1 + 2, "requests": requests, "statuses": dict(statuses),
-        **{k: (sorted(v) if isinstance(v, set) else v) for k, v in stats.items()}, "violations": len(problems),
-        "run_seconds": round(time.monotonic() - started, 1),
-    })
+    record_figures(
+        "R5-routes",
+        {
+            "agency_routes": len(agency_routes),
+            "platform_routes": len(platform_routes),
+            "api_routes": sum(r.is_api for r in agency_routes + platform_routes),
+            "viewers_per_agency": len(Role) - 1 + 2,
+            "requests": requests,
+            "statuses": dict(statuses),
+            **{k: (sorted(v) if isinstance(v, set) else v) for k, v in stats.items()},
+            "violations": len(problems),
+            "run_seconds": round(time.monotonic() - started, 1),
+        },
+    )
     assert agency_routes and platform_routes
     assert not problems, f"{len(problems)} violations:\n" + "\n".join(problems[:60])
 
@@ -274,8 +300,11 @@ def test_R5_TEN_2_concurrent_interleaved_requests_never_cross(agency_a, agency_b
                     status, body = response.status, response.read().decode(errors="replace")
             except urllib.error.HTTPError as exc:
                 status, body = exc.code, exc.read().decode(errors="replace")
-            leaked = {m for m in other.agency_markers | set().union(*other.client_markers.values())
-                      | world.hidden_markers(role) if m in body and m not in path}
+            leaked = {
+                m
+                for m in other.agency_markers | set().union(*other.client_markers.values()) | world.hidden_markers(role)
+                if m in body and m not in path
+            }
             with lock:
                 statuses[status] += 1
                 if status >= 500 or leaked:
@@ -287,7 +316,15 @@ def test_R5_TEN_2_concurrent_interleaved_requests_never_cross(agency_a, agency_b
         thread.start()
     for thread in threads:
         thread.join(600)
-    record_figures("R5-concurrent", {"requests": len(jobs), "threads": len(threads), "statuses": dict(statuses),
-                                     "violations": len(problems), "run_seconds": round(time.monotonic() - started, 1)})
+    record_figures(
+        "R5-concurrent",
+        {
+            "requests": len(jobs),
+            "threads": len(threads),
+            "statuses": dict(statuses),
+            "violations": len(problems),
+            "run_seconds": round(time.monotonic() - started, 1),
+        },
+    )
     assert sum(statuses.values()) == len(jobs)
     assert not problems, "\n".join(problems[:40])

@@ -47,29 +47,76 @@ FIGURES: Counter = Counter()
 
 # Values that broke amount parsing, the database or the sandbox somewhere once, plus the classics.
 NASTY = [
-    "", " ", "0", "-0", "-1", "1e400", "-1e400", "9" * 5000, "1e999999999", "1e-999999999", "99999999999999999999",
-    "90071992547409.92", "NaN", "sNaN", "Infinity", "-Infinity", "0x10", "1,2,3", "12.345", "１２", "١٢٣",
-    "nul\x00byte", "<script>alert(1)</script>", "{{ 7*7 }}", "'; DROP TABLE clients_client; --", "é" * 300,
-    "a" * 20_001, "29", "0, 29", "5;;28", "-5", "1" * 30, "2147483648", "9223372036854775808", "None", "[]",
-    "²", "①", "5, ²",  # str.isdigit() says yes, int() says no
+    "",
+    " ",
+    "0",
+    "-0",
+    "-1",
+    "1e400",
+    "-1e400",
+    "9" * 5000,
+    "1e999999999",
+    "1e-999999999",
+    "99999999999999999999",
+    "90071992547409.92",
+    "NaN",
+    "sNaN",
+    "Infinity",
+    "-Infinity",
+    "0x10",
+    "1,2,3",
+    "12.345",
+    "１２",
+    "١٢٣",
+    "nul\x00byte",
+    "<script>alert(1)</script>",
+    "{{ 7*7 }}",
+    "'; DROP TABLE clients_client; --",
+    "é" * 300,
+    "a" * 20_001,
+    "29",
+    "0, 29",
+    "5;;28",
+    "-5",
+    "1" * 30,
+    "2147483648",
+    "9223372036854775808",
+    "None",
+    "[]",
+    "²",
+    "①",
+    "5, ²",  # str.isdigit() says yes, int() says no
 ]
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)  # the client encodes UTF-8
 JUNK = st.one_of(TEXT, st.sampled_from(NASTY), st.integers(min_value=-(2**70), max_value=2**70).map(str))
 
-HYPOTHESIS = hypothesis_settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                                 suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                        HealthCheck.too_slow, HealthCheck.data_too_large])
+HYPOTHESIS = hypothesis_settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FIELD_ERROR = re.compile(r'class="(?:field-error|errorlist)')
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _aggregate_figures() -> Iterator[None]:
     yield
-    record_figures("r6_bad_input", {"inputs_tried": FIGURES["inputs"], "responses_5xx": FIGURES["5xx"],
-                                    "refused_4xx": FIGURES["4xx"], "accepted": FIGURES["accepted"],
-                                    "rows_changed_by_refused_input": FIGURES["changed"],
-                                    "forms": FIGURES["forms"], "oversized_bodies": FIGURES["oversized"],
-                                    "ssti_payloads": FIGURES["ssti"], "examples_per_form": EXAMPLES})
+    record_figures(
+        "r6_bad_input",
+        {
+            "inputs_tried": FIGURES["inputs"],
+            "responses_5xx": FIGURES["5xx"],
+            "refused_4xx": FIGURES["4xx"],
+            "accepted": FIGURES["accepted"],
+            "rows_changed_by_refused_input": FIGURES["changed"],
+            "forms": FIGURES["forms"],
+            "oversized_bodies": FIGURES["oversized"],
+            "ssti_payloads": FIGURES["ssti"],
+            "examples_per_form": EXAMPLES,
+        },
+    )
 
 
 @pytest.fixture
@@ -109,13 +156,27 @@ def test_R6_PLAN_2_client_configuration_bad_input_is_a_field_error_and_changes_n
     FIGURES["forms"] += 1
 
     @HYPOTHESIS
-    @given(price=JUNK, taxes=st.lists(st.one_of(JUNK, st.just(tax_id)), max_size=3), day=JUNK, autopay=JUNK,
-           salesperson=JUNK)
+    @given(
+        price=JUNK,
+        taxes=st.lists(st.one_of(JUNK, st.just(tax_id)), max_size=3),
+        day=JUNK,
+        autopay=JUNK,
+        salesperson=JUNK,
+    )
     @example(price="1", taxes=[], day="", autopay="9" * 5000, salesperson="")  # over int()'s 4,300 digits
     @example(price="1", taxes=[], day="²", autopay="5, ²", salesperson="²")
     def post(price, taxes, day, autopay, salesperson):
-        _post(http, path, {"license_price": price, "taxes": taxes, "billing_day": day, "autopay_days": autopay,
-                           "salesperson": salesperson})
+        _post(
+            http,
+            path,
+            {
+                "license_price": price,
+                "taxes": taxes,
+                "billing_day": day,
+                "autopay_days": autopay,
+                "salesperson": salesperson,
+            },
+        )
 
     post()
 
@@ -148,12 +209,25 @@ def test_R6_MON_1_huge_or_tiny_amounts_are_field_errors_not_overflows(scenario, 
 
 
 def _setup_body(**changes) -> dict:
-    body = {"billing_day": "1", "time_zone": "America/New_York", "grace_period_days": "5",
-            "overdue_threshold": "10.00", "statement_days_before": "10", "statement_second_after_days": "",
-            "statement_third_after_days": "", "overdue_second_after_days": "", "overdue_third_after_days": "",
-            "retries_enabled": "on", "brand_color": "#1f6feb", "address": "1 Main St", "email": "billing@alpha.test",
-            **{f"category_{i}": c for i, c in enumerate(
-                ["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"], start=1)}}
+    body = {
+        "billing_day": "1",
+        "time_zone": "America/New_York",
+        "grace_period_days": "5",
+        "overdue_threshold": "10.00",
+        "statement_days_before": "10",
+        "statement_second_after_days": "",
+        "statement_third_after_days": "",
+        "overdue_second_after_days": "",
+        "overdue_third_after_days": "",
+        "retries_enabled": "on",
+        "brand_color": "#1f6feb",
+        "address": "1 Main St",
+        "email": "billing@alpha.test",
+        **{
+            f"category_{i}": c
+            for i, c in enumerate(["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"], start=1)
+        },
+    }
     body.update(changes)
     return body
 
@@ -176,24 +250,32 @@ def test_R6_billing_setup_bad_input_is_a_field_error_and_changes_nothing(scenari
 SVG = "<svg xmlns='http://www.w3.org/2000/svg' xmlns:xlink='http://www.w3.org/1999/xlink'>{}</svg>"
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("logo.png", b"<html><script>alert(1)</script></html>"),
-    ("logo.jpg", b"GIF89a"),
-    ("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * (1024 * 1024 + 1)),
-    ("../../etc/passwd", b"root:x:0:0"),
-    ("logo.svg", SVG.format("<script>alert(1)</script>").encode()),
-    ("logo.svg", SVG.format("<rect width='9' height='9' onload='alert(1)'/>").encode()),
-    ("logo.svg", SVG.format("<image xlink:href='file:///etc/passwd' width='9' height='9'/>").encode()),
-    ("logo.svg", SVG.format("<image href='http://169.254.169.254/latest/meta-data/'/>").encode()),
-    ("logo.svg", SVG.format("<rect style='fill: url(https://evil.example/x)'/>").encode()),
-    ("logo.svg", SVG.format("<style>@import 'https://evil.example/x.css';</style>").encode()),
-    ("logo.svg", SVG.format("<foreignObject><body xmlns='http://www.w3.org/1999/xhtml'>x</body></foreignObject>")
-     .encode()),
-    ("logo.svg", b"<?xml version='1.0'?><!DOCTYPE svg [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;'>]>"
-                 b"<svg xmlns='http://www.w3.org/2000/svg'><text>&b;</text></svg>"),
-    ("logo.svg", b"<html>not svg</html>"),
-    ("logo.svg", b"<svg"),
-])
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("logo.png", b"<html><script>alert(1)</script></html>"),
+        ("logo.jpg", b"GIF89a"),
+        ("logo.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * (1024 * 1024 + 1)),
+        ("../../etc/passwd", b"root:x:0:0"),
+        ("logo.svg", SVG.format("<script>alert(1)</script>").encode()),
+        ("logo.svg", SVG.format("<rect width='9' height='9' onload='alert(1)'/>").encode()),
+        ("logo.svg", SVG.format("<image xlink:href='file:///etc/passwd' width='9' height='9'/>").encode()),
+        ("logo.svg", SVG.format("<image href='http://169.254.169.254/latest/meta-data/'/>").encode()),
+        ("logo.svg", SVG.format("<rect style='fill: url(https://evil.example/x)'/>").encode()),
+        ("logo.svg", SVG.format("<style>@import 'https://evil.example/x.css';</style>").encode()),
+        (
+            "logo.svg",
+            SVG.format("<foreignObject><body xmlns='http://www.w3.org/1999/xhtml'>x</body></foreignObject>").encode(),
+        ),
+        (
+            "logo.svg",
+            b"<?xml version='1.0'?><!DOCTYPE svg [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;'>]>"
+            b"<svg xmlns='http://www.w3.org/2000/svg'><text>&b;</text></svg>",
+        ),
+        ("logo.svg", b"<html>not svg</html>"),
+        ("logo.svg", b"<svg"),
+    ],
+)
 def test_R6_billing_setup_bad_logo_uploads_are_refused(scenario, name, content):
     """Found by this file: the logo's content was never checked, so any file named .png, or an SVG with script
     or outside references (pages, and the PDF renderer that embeds it), was stored and served."""
@@ -205,8 +287,10 @@ def test_R6_billing_setup_bad_logo_uploads_are_refused(scenario, name, content):
 
 def test_R6_a_plain_svg_logo_is_accepted_and_served_sandboxed(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
-    svg = SVG.format("<defs><linearGradient id='g'/></defs><rect width='9' height='9' fill='url(#g)'/>"
-                     "<text x='1' y='8' style='font-weight:bold'>A</text>").encode()
+    svg = SVG.format(
+        "<defs><linearGradient id='g'/></defs><rect width='9' height='9' fill='url(#g)'/>"
+        "<text x='1' y='8' style='font-weight:bold'>A</text>"
+    ).encode()
     assert http.post("/setup/", {**_setup_body(), "logo": SimpleUploadedFile("logo.svg", svg)}).status_code == 302
     served = http.get("/branding/logo")
     assert served.content == svg and served["Content-Type"] == "image/svg+xml"
@@ -215,9 +299,31 @@ def test_R6_a_plain_svg_logo_is_accepted_and_served_sandboxed(scenario):
 
 # --- Email Templates: save and live preview ------------------------------------------------------------------
 
-FRAGMENTS = ["{{ ", " }}", "{% ", " %}", "{% for line in lines %}", "{% endfor %}", "{% if amount %}",
-             "{% endif %}", "{{ client_name }}", "{{ amount|upper }}", "|replace('', 'xxxxxxxx')", " * 99999",
-             " ** 999", "{#", "#}", "{% raw %}", "{% endraw %}", "__class__", "lines[0]", "~", "'", '"', "\n"]
+FRAGMENTS = [
+    "{{ ",
+    " }}",
+    "{% ",
+    " %}",
+    "{% for line in lines %}",
+    "{% endfor %}",
+    "{% if amount %}",
+    "{% endif %}",
+    "{{ client_name }}",
+    "{{ amount|upper }}",
+    "|replace('', 'xxxxxxxx')",
+    " * 99999",
+    " ** 999",
+    "{#",
+    "#}",
+    "{% raw %}",
+    "{% endraw %}",
+    "__class__",
+    "lines[0]",
+    "~",
+    "'",
+    '"',
+    "\n",
+]
 TEMPLATE_TEXT = st.lists(st.one_of(st.sampled_from(FRAGMENTS), TEXT), max_size=12).map("".join)
 
 
@@ -226,8 +332,12 @@ def test_R6_NOT_email_template_editing_bad_input_is_a_field_error_and_changes_no
     FIGURES["forms"] += 2
 
     @HYPOTHESIS
-    @given(kind=st.sampled_from(list(CATALOG)), subject=st.one_of(TEMPLATE_TEXT, JUNK),
-           body=st.one_of(TEMPLATE_TEXT, JUNK), preview=st.booleans())
+    @given(
+        kind=st.sampled_from(list(CATALOG)),
+        subject=st.one_of(TEMPLATE_TEXT, JUNK),
+        body=st.one_of(TEMPLATE_TEXT, JUNK),
+        preview=st.booleans(),
+    )
     def post(kind, subject, body, preview):
         started = time.monotonic()
         if preview:
@@ -263,8 +373,7 @@ def test_R6_api_token_form_bad_input(scenario):
     FIGURES["forms"] += 1
 
     @HYPOTHESIS
-    @given(name=st.one_of(JUNK, st.just("a" * 101)), owner=JUNK, action=st.sampled_from(["", "revoke"]),
-           token=JUNK)
+    @given(name=st.one_of(JUNK, st.just("a" * 101)), owner=JUNK, action=st.sampled_from(["", "revoke"]), token=JUNK)
     def post(name, owner, action, token):
         data = {"name": name, "owner": owner, "action": action, "token": token}
         before = table_digests(*SCHEMAS)
@@ -312,16 +421,23 @@ def test_R6_COL_1_support_agency_invoiced_bad_input(scenario):
 # --- query strings of the list pages ------------------------------------------------------------------------
 
 AGENCY_QUERIES = {"/billing/": ("month", "status", "page"), "/clients/": ("q", "page"), "/portal/": ("month",)}
-PLATFORM_QUERIES = {"/clients/": ("q",), "/invoices/": ("agency", "page"), "/audit/": ("agency", "action"),
-                    "/agencies/alpha/": ("month",)}
+PLATFORM_QUERIES = {
+    "/clients/": ("q",),
+    "/invoices/": ("agency", "page"),
+    "/audit/": ("agency", "action"),
+    "/agencies/alpha/": ("month",),
+}
 
 
 def test_R6_query_strings_of_list_pages_never_answer_5xx(scenario):
     make_user(None, "support@platform.test", Role.BILLING_SUPPORT)
-    agency_http, platform_http = login_client(scenario.agency, scenario.admin.email), login_client(
-        None, "support@platform.test")
-    pages = [(agency_http, path, names) for path, names in AGENCY_QUERIES.items() if path != "/portal/"] + \
-        [(platform_http, path, names) for path, names in PLATFORM_QUERIES.items()]
+    agency_http, platform_http = (
+        login_client(scenario.agency, scenario.admin.email),
+        login_client(None, "support@platform.test"),
+    )
+    pages = [(agency_http, path, names) for path, names in AGENCY_QUERIES.items() if path != "/portal/"] + [
+        (platform_http, path, names) for path, names in PLATFORM_QUERIES.items()
+    ]
     FIGURES["forms"] += len(pages)
 
     @HYPOTHESIS
@@ -347,8 +463,16 @@ def test_R6_oversized_bodies_are_4xx_and_store_nothing(scenario):
         ("/email-templates/PAYMENT_FAILED/", {"subject": "s", "body": "{{ client_name }}" * (over // 10)}),
         ("/email-templates/PAYMENT_FAILED/preview", {"subject": "s", "body": "b" * over}),
         ("/users/", {f"f{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}),
-        ("/setup/", {**_setup_body(), **{f"logo{i}": SimpleUploadedFile(f"l{i}.png", b"x") for i in range(
-            settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)}}),
+        (
+            "/setup/",
+            {
+                **_setup_body(),
+                **{
+                    f"logo{i}": SimpleUploadedFile(f"l{i}.png", b"x")
+                    for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)
+                },
+            },
+        ),
         ("/login/", {"username": "u" * over, "password": "p"}),
         # Large but under the limit: the field's own maximum refuses it.
         (f"/clients/{scenario.declining.public_id}/services/", {"description": "d" * 1_000_000, "amount": "1"}),
@@ -366,24 +490,50 @@ def test_R6_oversized_bodies_are_4xx_and_store_nothing(scenario):
 # --- SSTI on template save and preview ----------------------------------------------------------------------
 
 SSTI = [
-    "{{ ''.__class__.__mro__ }}", "{{ ''.__class__.__mro__[1].__subclasses__() }}", "{{ settings.SECRET_KEY }}",
-    "{{ config }}", "{{ config.items() }}", "{{ self }}", "{{ self.__init__.__globals__ }}",
-    "{{ self._TemplateReference__context }}", "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
-    "{{ joiner.__init__.__globals__ }}", "{{ namespace.__init__.__globals__ }}",
-    "{{ lipsum.__globals__['os'].popen('cat /etc/passwd').read() }}", "{{ lipsum }}", "{{ range(10) }}",
-    "{{ request }}", "{{ request.environ }}", "{{ request.META }}", "{{ view }}", "{{ csrf_token }}",
-    "{% include '/etc/passwd' %}", "{% import 'os' as os %}", "{% extends '/etc/passwd' %}",
-    "{% from 'x' import y %}", "{% for i in range(10**9) %}x{% endfor %}", "{{ 'x' * 10**9 }}", "{{ 9 ** 999999 }}",
+    "{{ ''.__class__.__mro__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ settings.SECRET_KEY }}",
+    "{{ config }}",
+    "{{ config.items() }}",
+    "{{ self }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ joiner.__init__.__globals__ }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ lipsum.__globals__['os'].popen('cat /etc/passwd').read() }}",
+    "{{ lipsum }}",
+    "{{ range(10) }}",
+    "{{ request }}",
+    "{{ request.environ }}",
+    "{{ request.META }}",
+    "{{ view }}",
+    "{{ csrf_token }}",
+    "{% include '/etc/passwd' %}",
+    "{% import 'os' as os %}",
+    "{% extends '/etc/passwd' %}",
+    "{% from 'x' import y %}",
+    "{% for i in range(10**9) %}x{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{{ 9 ** 999999 }}",
     "{{ client_name|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx') }}",
     "{% set a = client_name ~ client_name %}{% set b = a ~ a %}{{ b }}",
-    "{% for l in lines %}{% for c in l.description %}{% for d in l.description %}.{% endfor %}{% endfor %}"
-    "{% endfor %}",
-    "{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}", "{{ lines.__class__.__base__.__subclasses__() }}",
-    "{{ client_name.__class__ }}", "{{ client_name.format(client_name) }}", "{{ '%s'|format(1) }}",
-    "{{ client_name|attr('__class__') }}", "{{ lines|map(attribute='__class__')|list }}",
-    "{% with x = 1 %}{{ x }}{% endwith %}", "{% filter upper %}{{ client_name }}{% endfilter %}",
-    "{% debug %}", "{{ loop.cycle.__globals__ }}", "{{ [].pop() }}", "{{ {}.update(a=1) }}",
-    "{% autoescape false %}{{ client_name }}{% endautoescape %}", "${7*7} #{7*7} <%= 7*7 %> {{7*'7'}}",
+    "{% for l in lines %}{% for c in l.description %}{% for d in l.description %}.{% endfor %}{% endfor %}{% endfor %}",
+    "{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}",
+    "{{ lines.__class__.__base__.__subclasses__() }}",
+    "{{ client_name.__class__ }}",
+    "{{ client_name.format(client_name) }}",
+    "{{ '%s'|format(1) }}",
+    "{{ client_name|attr('__class__') }}",
+    "{{ lines|map(attribute='__class__')|list }}",
+    "{% with x = 1 %}{{ x }}{% endwith %}",
+    "{% filter upper %}{{ client_name }}{% endfilter %}",
+    "{% debug %}",
+    "{{ loop.cycle.__globals__ }}",
+    "{{ [].pop() }}",
+    "{{ {}.update(a=1) }}",
+    "{% autoescape false %}{{ client_name }}{% endautoescape %}",
+    "${7*7} #{7*7} <%= 7*7 %> {{7*'7'}}",
 ]
 
 
@@ -402,8 +552,9 @@ def test_R6_SSTI_payloads_on_template_save_and_preview_are_refused_or_harmless(s
     secrets = _secrets()
     accepted = []
     with schema_context("alpha"):
-        context = notice_preview_context(client=scenario.paying, kind=NoticeKind.UPCOMING_STATEMENT,
-                                         today=date(2027, 2, 20))
+        context = notice_preview_context(
+            client=scenario.paying, kind=NoticeKind.UPCOMING_STATEMENT, today=date(2027, 2, 20)
+        )
     for payload in SSTI:
         FIGURES["ssti"] += 1
         for field in ("subject", "body"):
@@ -418,19 +569,28 @@ def test_R6_SSTI_payloads_on_template_save_and_preview_are_refused_or_harmless(s
                 text = response.content.decode()
                 assert not any(secret in text for secret in secrets), payload
                 assert "root:x:0" not in text and "<class '" not in text and "&lt;class" not in text, payload
-                assert "__globals__" not in text.replace(payload, "").replace(
-                    payload.replace("'", "&#x27;"), ""), payload
+                assert "__globals__" not in text.replace(payload, "").replace(payload.replace("'", "&#x27;"), ""), (
+                    payload
+                )
             if saved.status_code == 302:
                 accepted.append(payload)
                 with schema_context("alpha"):
-                    notice = notice_enqueue(account=f"ssti-{len(accepted)}-{field}", kind="UPCOMING_STATEMENT",
-                                            period="2027-03", to_email="x@example.com", context=context,
-                                            business_date=date(2027, 2, 20))
+                    notice = notice_enqueue(
+                        account=f"ssti-{len(accepted)}-{field}",
+                        kind="UPCOMING_STATEMENT",
+                        period="2027-03",
+                        to_email="x@example.com",
+                        context=context,
+                        business_date=date(2027, 2, 20),
+                    )
                     body = f"{notice.subject}\n{notice.body}"
                 assert not any(secret in body for secret in secrets) and "<class" not in body, payload
     # What renders is plain text only: the raw-block and the other template languages' syntax.
-    assert set(accepted) <= {"{% raw %}", "${7*7} #{7*7} <%= 7*7 %> {{7*'7'}}",
-                             "{% filter upper %}{{ client_name }}{% endfilter %}"} or not accepted, accepted
+    assert (
+        set(accepted)
+        <= {"{% raw %}", "${7*7} #{7*7} <%= 7*7 %> {{7*'7'}}", "{% filter upper %}{{ client_name }}{% endfilter %}"}
+        or not accepted
+    ), accepted
     with schema_context("alpha"):
         stored = list(NoticeTemplate.objects.values_list("subject", "body"))
     assert all("__" not in s + b for s, b in stored)
@@ -440,14 +600,24 @@ def test_R6_a_stored_template_that_would_exhaust_memory_falls_back_to_the_defaul
     """A template stored before these bounds (or written straight to the database) cannot take the worker
     down at send time: the render stops at its bound and the default is sent."""
     with schema_context("alpha"):
-        NoticeTemplate.objects.create(kind=NoticeKind.PAYMENT_FAILED, subject="x",
-                                      body="{{ client_name|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx')"
-                                           "|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx') }}")
-        context = notice_preview_context(client=scenario.declining, kind=NoticeKind.PAYMENT_FAILED,
-                                         today=date(2027, 2, 20))
+        NoticeTemplate.objects.create(
+            kind=NoticeKind.PAYMENT_FAILED,
+            subject="x",
+            body="{{ client_name|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx')"
+            "|replace('', 'xxxxxxxxxx')|replace('', 'xxxxxxxxxx') }}",
+        )
+        context = notice_preview_context(
+            client=scenario.declining, kind=NoticeKind.PAYMENT_FAILED, today=date(2027, 2, 20)
+        )
         started = time.monotonic()
-        notice = notice_enqueue(account="bomb", kind=NoticeKind.PAYMENT_FAILED, period="2027-02",
-                                to_email="x@example.com", context=context, business_date=date(2027, 2, 20))
+        notice = notice_enqueue(
+            account="bomb",
+            kind=NoticeKind.PAYMENT_FAILED,
+            period="2027-02",
+            to_email="x@example.com",
+            context=context,
+            business_date=date(2027, 2, 20),
+        )
         assert time.monotonic() - started < 2
         assert notice.used_default and "longer than" in notice.template_error
         assert Notice.objects.get(pk=notice.pk).body == notice.body

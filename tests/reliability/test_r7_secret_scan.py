@@ -44,10 +44,36 @@ CARD = "4242424242424242"
 CARD_CANDIDATE = re.compile(r"(?<![0-9.])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
 STRIPE_KEY = re.compile(r"\b[sr]k_(?:live|test)_[0-9A-Za-z]{20,}")
 # Repository files that hold data: fixtures, test and benchmark data, docs, settings, examples.
-SCANNED_SUFFIXES = {".json", ".yaml", ".yml", ".csv", ".py", ".md", ".txt", ".toml", ".cfg", ".ini", ".html",
-                    ".env", ".example", ".sql"}
-NOT_SCANNED = {".venv", ".git", ".local", "node_modules", "artifacts", "staticfiles", "media", "vendor",
-               "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+SCANNED_SUFFIXES = {
+    ".json",
+    ".yaml",
+    ".yml",
+    ".csv",
+    ".py",
+    ".md",
+    ".txt",
+    ".toml",
+    ".cfg",
+    ".ini",
+    ".html",
+    ".env",
+    ".example",
+    ".sql",
+}
+NOT_SCANNED = {
+    ".venv",
+    ".git",
+    ".local",
+    "node_modules",
+    "artifacts",
+    "staticfiles",
+    "media",
+    "vendor",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+}
 
 
 def stripe_test_cards() -> set[str]:
@@ -56,8 +82,11 @@ def stripe_test_cards() -> set[str]:
     them). Not anyone's card."""
     from tests.harness import stripe_server
 
-    return {*stripe_server.CARD_TEST_PAYMENT_METHODS.values(), *stripe_server.CARD_DECLINES,
-            *stripe_server.AUTH_REQUIRED}
+    return {
+        *stripe_server.CARD_TEST_PAYMENT_METHODS.values(),
+        *stripe_server.CARD_DECLINES,
+        *stripe_server.AUTH_REQUIRED,
+    }
 
 
 def luhn_ok(digits: str) -> bool:
@@ -82,8 +111,7 @@ def card_numbers(text: str) -> set[str]:
 
 
 def test_R7_the_card_detector_finds_cards_and_ignores_other_numbers():
-    assert card_numbers(f"pm for {CARD} and 4242 4242 4242 4242 and 5555-5555-5555-4444") == {
-        CARD, "5555555555554444"}
+    assert card_numbers(f"pm for {CARD} and 4242 4242 4242 4242 and 5555-5555-5555-4444") == {CARD, "5555555555554444"}
     assert card_numbers("amount 1999 id 12345678901234 ts 1767225600000 4242424242424241") == set()
     assert card_numbers('{"clone_schema_seconds": 7.552455330000157, "ratio": 0.4242424242424242}') == set()
     assert card_numbers(f"card {CARD}.") == {CARD}
@@ -93,8 +121,9 @@ def database_dump(*schemas: str) -> str:
     """Every row of every table of these schemas, as PostgreSQL prints them."""
     parts = []
     with schema_context("public"), connection.cursor() as cursor:
-        cursor.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2",
-                       [list(schemas)])
+        cursor.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY(%s) ORDER BY 1, 2", [list(schemas)]
+        )
         for schema, table in cursor.fetchall():
             cursor.execute(f'SELECT coalesce(string_agg(t::text, chr(10)), \'\') FROM "{schema}"."{table}" t')
             parts.append(f"-- {schema}.{table}\n{cursor.fetchone()[0]}")
@@ -106,8 +135,11 @@ def repository_data_files() -> list[Path]:
     for path in ROOT.rglob("*"):
         if any(part in NOT_SCANNED for part in path.relative_to(ROOT).parts):
             continue
-        if path.is_file() and (path.suffix in SCANNED_SUFFIXES or path.name.startswith(".env")) \
-                and path.stat().st_size < 5_000_000:
+        if (
+            path.is_file()
+            and (path.suffix in SCANNED_SUFFIXES or path.name.startswith(".env"))
+            and path.stat().st_size < 5_000_000
+        ):
             files.append(path)
     return files
 
@@ -172,17 +204,25 @@ def stripe_secrets(settings, clean_stripe):
 
 @pytest.mark.django_db
 def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
-        agency_a, stripe_secrets, smtp_server, every_log_at_debug, webhook_receiver, eager_tasks,
-        django_capture_on_commit_callbacks):
+    agency_a,
+    stripe_secrets,
+    smtp_server,
+    every_log_at_debug,
+    webhook_receiver,
+    eager_tasks,
+    django_capture_on_commit_callbacks,
+):
     agency = with_plan(agency_a)
     agency.connected_account_id = get_provider().connected_account_create(
-        name=agency.name, email="ops@alpha.example", idempotency_key="acct-secret-scan")
+        name=agency.name, email="ops@alpha.example", idempotency_key="acct-secret-scan"
+    )
     agency.email = "ops@alpha.example"
     agency.save(update_fields=["connected_account_id", "email"])
     admin = make_user(agency, "admin@alpha.test", Role.ADMINISTRATOR)
     with schema_context("alpha"):
-        client = client_create(name="Card Co", email="card@example.com", activated_on=date(2026, 12, 1),
-                               license_price_minor=19900)
+        client = client_create(
+            name="Card Co", email="card@example.com", activated_on=date(2026, 12, 1), license_price_minor=19900
+        )
         owner = make_user(agency, "owner@card.example", Role.CLIENT)
         ClientUser.objects.create(user=owner, client=client)
     responses: list[str] = []
@@ -193,8 +233,9 @@ def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
     processor = stripe.StripeClient(settings.STRIPE_SECRET_KEY, base_addresses={"api": stripe_secrets.url})
     logging.getLogger("stripe").disabled = True
     try:
-        method = processor.v1.payment_methods.create(params={
-            "type": "card", "card": {"number": CARD, "exp_month": 12, "exp_year": 2030, "cvc": "123"}})
+        method = processor.v1.payment_methods.create(
+            params={"type": "card", "card": {"number": CARD, "exp_month": 12, "exp_year": 2030, "cvc": "123"}}
+        )
     finally:
         logging.getLogger("stripe").disabled = False
     portal = login_client(agency, "owner@card.example")
@@ -211,17 +252,29 @@ def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
     from django.test import Client as HttpClient
 
     api_client = HttpClient(HTTP_HOST="alpha.localhost")
-    created = api_client.post("/api/v1/webhook-endpoints/", json.dumps({
-        "url": f"http://127.0.0.1:{webhook_receiver.server_port}/hooks", "event_kinds": ["charge.paid",
-                                                                                         "invoice.finalized"]}),
-        HTTP_IDEMPOTENCY_KEY="endpoint-1", **api)
+    created = api_client.post(
+        "/api/v1/webhook-endpoints/",
+        json.dumps(
+            {
+                "url": f"http://127.0.0.1:{webhook_receiver.server_port}/hooks",
+                "event_kinds": ["charge.paid", "invoice.finalized"],
+            }
+        ),
+        HTTP_IDEMPOTENCY_KEY="endpoint-1",
+        **api,
+    )
     assert created.status_code == 201, created.content
     signing_secret = created.json()["secret"]
-    responses += [api_client.get(path, **api).content.decode() for path in (
-        "/api/v1/api-tokens/", "/api/v1/webhook-endpoints/", "/api/v1/me/")]
-    api_client.post("/api/v1/webhook-endpoints/", json.dumps({"url": "http://127.0.0.1:1/x",
-                                                              "event_kinds": ["charge.paid"]}),
-                    HTTP_IDEMPOTENCY_KEY="endpoint-1", **api)  # a replay: the stored response has no secret
+    responses += [
+        api_client.get(path, **api).content.decode()
+        for path in ("/api/v1/api-tokens/", "/api/v1/webhook-endpoints/", "/api/v1/me/")
+    ]
+    api_client.post(
+        "/api/v1/webhook-endpoints/",
+        json.dumps({"url": "http://127.0.0.1:1/x", "event_kinds": ["charge.paid"]}),
+        HTTP_IDEMPOTENCY_KEY="endpoint-1",
+        **api,
+    )  # a replay: the stored response has no secret
     api_client.get("/api/v1/clients/", HTTP_AUTHORIZATION="Bearer abk_wrong_token_for_the_logs")
 
     # The billing day: invoices, the card charged at the processor, emails, webhook deliveries.
@@ -238,16 +291,31 @@ def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
     logs = "\n".join(every_log_at_debug.lines)
     emails = "\n".join(m.as_string() for m in smtp_server.messages)
     deliveries = b"\n".join(webhook_receiver.received).decode()
-    never_anywhere = {"SECRET_KEY": settings.SECRET_KEY, "Stripe secret key": settings.STRIPE_SECRET_KEY,
-                      "Stripe webhook secret": settings.STRIPE_WEBHOOK_SECRET, "API token": token}
-    places = {"database": dump, "logs": logs, "emails": emails, "webhook deliveries": deliveries,
-              "pages after creation": "\n".join(responses)}
-    problems = [f"{what} in {where}" for where, text in places.items() for what, value in never_anywhere.items()
-                if value in text]
-    problems += [f"webhook signing secret in {where}" for where, text in places.items()
-                 if where != "database" and signing_secret in text]
-    problems += [f"card number {number} in {where}" for where, text in places.items()
-                 for number in card_numbers(text)]
+    never_anywhere = {
+        "SECRET_KEY": settings.SECRET_KEY,
+        "Stripe secret key": settings.STRIPE_SECRET_KEY,
+        "Stripe webhook secret": settings.STRIPE_WEBHOOK_SECRET,
+        "API token": token,
+    }
+    places = {
+        "database": dump,
+        "logs": logs,
+        "emails": emails,
+        "webhook deliveries": deliveries,
+        "pages after creation": "\n".join(responses),
+    }
+    problems = [
+        f"{what} in {where}"
+        for where, text in places.items()
+        for what, value in never_anywhere.items()
+        if value in text
+    ]
+    problems += [
+        f"webhook signing secret in {where}"
+        for where, text in places.items()
+        if where != "database" and signing_secret in text
+    ]
+    problems += [f"card number {number} in {where}" for where, text in places.items() for number in card_numbers(text)]
     problems += [f"Stripe key {key} in {where}" for where, text in places.items() for key in STRIPE_KEY.findall(text)]
     assert not problems, problems
     assert len(dump) > 10_000 and len(logs) > 1_000  # the scan saw a real day
@@ -269,8 +337,16 @@ def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
         if settings.SECRET_KEY in text and not settings.SECRET_KEY.startswith("insecure-"):
             repo_problems.append(f"SECRET_KEY in {path.relative_to(ROOT)}")
     assert not repo_problems, repo_problems
-    record_figures("r7_secret_scan", {
-        "database_bytes": len(dump), "log_records": len(every_log_at_debug.lines), "emails": len(smtp_server.messages),
-        "webhook_deliveries": len(webhook_receiver.received), "repository_files_scanned": len(files),
-        "secrets_checked": len(never_anywhere) + 1, "findings": 0,
-        "webhook_signing_secret_storage": "clear (needed to sign), scanned in logs and outputs only"})
+    record_figures(
+        "r7_secret_scan",
+        {
+            "database_bytes": len(dump),
+            "log_records": len(every_log_at_debug.lines),
+            "emails": len(smtp_server.messages),
+            "webhook_deliveries": len(webhook_receiver.received),
+            "repository_files_scanned": len(files),
+            "secrets_checked": len(never_anywhere) + 1,
+            "findings": 0,
+            "webhook_signing_secret_storage": "clear (needed to sign), scanned in logs and outputs only",
+        },
+    )

@@ -28,8 +28,11 @@ from tests.reliability.harness import record_figures
 from tests.ui_helpers import billed_agency
 
 PW = "pw-correct-horse-9"
-PRODUCTION_ENV = {"DJANGO_SETTINGS_MODULE": "agencybilling.settings.production",
-                  "SECRET_KEY": "k3y-" + "x9Qz" * 16, "BASE_DOMAIN": "billing.example.com"}
+PRODUCTION_ENV = {
+    "DJANGO_SETTINGS_MODULE": "agencybilling.settings.production",
+    "SECRET_KEY": "k3y-" + "x9Qz" * 16,
+    "BASE_DOMAIN": "billing.example.com",
+}
 
 
 # --- check --deploy and cookies ---------------------------------------------------------------------------
@@ -53,11 +56,23 @@ def _production_settings(monkeypatch):
 def test_R7_session_and_csrf_cookies_are_secure_httponly_and_samesite(agency_a, settings, monkeypatch):
     """The cookies as a browser receives them, with the production settings' cookie flags."""
     production = _production_settings(monkeypatch)
-    flags = {name: getattr(production, name) for name in (
-        "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE", "SESSION_COOKIE_HTTPONLY", "SESSION_COOKIE_SAMESITE",
-        "CSRF_COOKIE_SAMESITE")}
-    assert flags == {"SESSION_COOKIE_SECURE": True, "CSRF_COOKIE_SECURE": True, "SESSION_COOKIE_HTTPONLY": True,
-                     "SESSION_COOKIE_SAMESITE": "Lax", "CSRF_COOKIE_SAMESITE": "Lax"}
+    flags = {
+        name: getattr(production, name)
+        for name in (
+            "SESSION_COOKIE_SECURE",
+            "CSRF_COOKIE_SECURE",
+            "SESSION_COOKIE_HTTPONLY",
+            "SESSION_COOKIE_SAMESITE",
+            "CSRF_COOKIE_SAMESITE",
+        )
+    }
+    assert flags == {
+        "SESSION_COOKIE_SECURE": True,
+        "CSRF_COOKIE_SECURE": True,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "CSRF_COOKIE_SAMESITE": "Lax",
+    }
     assert production.SECURE_SSL_REDIRECT and production.SECURE_HSTS_SECONDS >= 31536000
     for name, value in flags.items():
         setattr(settings, name, value)
@@ -66,9 +81,12 @@ def test_R7_session_and_csrf_cookies_are_secure_httponly_and_samesite(agency_a, 
     page = http.get("/login/", secure=True)
     csrf = page.cookies["csrftoken"]
     assert csrf["secure"] and csrf["samesite"] == "Lax"
-    signed_in = http.post("/login/", {"username": "admin@alpha.test", "password": PW,
-                                      "csrfmiddlewaretoken": csrf.value}, secure=True,
-                          HTTP_REFERER="https://alpha.localhost/login/")
+    signed_in = http.post(
+        "/login/",
+        {"username": "admin@alpha.test", "password": PW, "csrfmiddlewaretoken": csrf.value},
+        secure=True,
+        HTTP_REFERER="https://alpha.localhost/login/",
+    )
     assert signed_in.status_code == 302
     session = signed_in.cookies["sessionid"]
     assert session["secure"] and session["httponly"] and session["samesite"] == "Lax"
@@ -77,8 +95,13 @@ def test_R7_session_and_csrf_cookies_are_secure_httponly_and_samesite(agency_a, 
 
 # --- CSRF on every form -----------------------------------------------------------------------------------
 
-SAMPLE_ARGS = {"uuid": lambda: str(uuid.uuid4()), "int": lambda: "1", "slug": lambda: "alpha",
-               "str": lambda: "PAYMENT_FAILED", "path": lambda: "x"}
+SAMPLE_ARGS = {
+    "uuid": lambda: str(uuid.uuid4()),
+    "int": lambda: "1",
+    "slug": lambda: "alpha",
+    "str": lambda: "PAYMENT_FAILED",
+    "path": lambda: "x",
+}
 # Not cookie-authenticated, so not forgeable by a third-party page: Stripe's webhook (signature-checked) and the
 # REST API (DRF: token calls carry no cookie; session calls are CSRF-checked by SessionAuthentication).
 CSRF_EXEMPT_BY_DESIGN = ("webhooks/stripe", "api/v1/")
@@ -127,20 +150,36 @@ def test_R7_every_post_without_a_csrf_token_is_refused_and_changes_nothing(agenc
         assert all(path.lstrip("/").startswith(CSRF_EXEMPT_BY_DESIGN) for path in exempt), exempt
         exempt_seen += exempt
         for path in targets:
-            response = http.post(path, {"reason": "forged", "role": "SALESPERSON", "active": "0",
-                                        "license_price": "1.00", "description": "forged", "amount": "1"})
+            response = http.post(
+                path,
+                {
+                    "reason": "forged",
+                    "role": "SALESPERSON",
+                    "active": "0",
+                    "license_price": "1.00",
+                    "description": "forged",
+                    "amount": "1",
+                },
+            )
             assert response.status_code == 403 and b"CSRF" in response.content, (urlconf, path, response.status_code)
             checked[urlconf] += 1
     assert table_digests("public", "alpha") == before
     # The same POST with the token goes through CSRF (whatever the view then answers).
     token = agency_http.get("/clients/").cookies.get("csrftoken") or agency_http.cookies["csrftoken"]
-    passed = agency_http.post("/email-templates/PAYMENT_FAILED/preview", {"subject": "x", "body": "y"},
-                              HTTP_X_CSRFTOKEN=token.value)
+    passed = agency_http.post(
+        "/email-templates/PAYMENT_FAILED/preview", {"subject": "x", "body": "y"}, HTTP_X_CSRFTOKEN=token.value
+    )
     assert passed.status_code == 200
-    record_figures("r7_csrf", {"post_targets_refused_without_token": sum(checked.values()),
-                               "agency_targets": checked[settings.ROOT_URLCONF],
-                               "platform_targets": checked[settings.PUBLIC_SCHEMA_URLCONF],
-                               "exempt_by_design": len(exempt_seen), "rows_changed": 0})
+    record_figures(
+        "r7_csrf",
+        {
+            "post_targets_refused_without_token": sum(checked.values()),
+            "agency_targets": checked[settings.ROOT_URLCONF],
+            "platform_targets": checked[settings.PUBLIC_SCHEMA_URLCONF],
+            "exempt_by_design": len(exempt_seen),
+            "rows_changed": 0,
+        },
+    )
 
 
 @pytest.mark.django_db
@@ -154,8 +193,12 @@ def test_R7_session_authenticated_api_writes_need_the_csrf_token(agency_a):
     assert forged.status_code == 403 and "CSRF" in forged.json()["message"]
     assert table_digests("public", "alpha") == before
     http.get("/login/")  # a page sets the CSRF cookie, as a browser would have it
-    allowed = http.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 2000}, content_type="application/json",
-                        HTTP_X_CSRFTOKEN=http.cookies["csrftoken"].value)
+    allowed = http.post(
+        "/api/v1/tax-rates/",
+        {"name": "VAT", "rate_bp": 2000},
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=http.cookies["csrftoken"].value,
+    )
     assert allowed.status_code == 201
 
 
@@ -224,27 +267,48 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
 
     scenario = billed_agency(agency_a)
     with schema_context("alpha"):
-        ids = {"paying": str(scenario.paying.public_id), "declining": str(scenario.declining.public_id),
-               "line": str(scenario.paying.service_lines.first().public_id),
-               "charge": str(scenario.declining.charges.first().public_id),
-               "invoice": str(scenario.paying.invoices.first().public_id), "admin": str(scenario.admin.pk)}
+        ids = {
+            "paying": str(scenario.paying.public_id),
+            "declining": str(scenario.declining.public_id),
+            "line": str(scenario.paying.service_lines.first().public_id),
+            "charge": str(scenario.declining.charges.first().public_id),
+            "invoice": str(scenario.paying.invoices.first().public_id),
+            "admin": str(scenario.admin.pk),
+        }
     ids["agency_invoice"] = str(AgencyInvoice.objects.filter(agency=agency_a).first().public_id)
     portal_user = make_user(agency_a, "owner@paying.example", Role.CLIENT)
     with schema_context("alpha"):
         ClientUser.objects.create(user=portal_user, client=scenario.paying)
-    agency_statuses = _get_every_page(settings.ROOT_URLCONF, {
-        "staff": login_client(agency_a, scenario.admin.email), "portal": login_client(agency_a, portal_user.email),
-        "anonymous": HttpClient(HTTP_HOST="alpha.localhost")}, ids, platform=False)
+    agency_statuses = _get_every_page(
+        settings.ROOT_URLCONF,
+        {
+            "staff": login_client(agency_a, scenario.admin.email),
+            "portal": login_client(agency_a, portal_user.email),
+            "anonymous": HttpClient(HTTP_HOST="alpha.localhost"),
+        },
+        ids,
+        platform=False,
+    )
     support = _support_client()
-    platform_statuses = _get_every_page(settings.PUBLIC_SCHEMA_URLCONF, {
-        "staff": support, "portal": support, "anonymous": HttpClient(HTTP_HOST="localhost")}, ids, platform=True)
+    platform_statuses = _get_every_page(
+        settings.PUBLIC_SCHEMA_URLCONF,
+        {"staff": support, "portal": support, "anonymous": HttpClient(HTTP_HOST="localhost")},
+        ids,
+        platform=True,
+    )
     all_statuses = agency_statuses + platform_statuses
     assert all_statuses[500] == 0
     assert all_statuses[200] >= 50, all_statuses
-    record_figures("r7_headers", {"responses_checked": sum(all_statuses.values()),
-                                  "agency_responses": sum(agency_statuses.values()),
-                                  "platform_responses": sum(platform_statuses.values()),
-                                  "status_counts": dict(all_statuses), "headers_per_response": 5})
+    record_figures(
+        "r7_headers",
+        {
+            "responses_checked": sum(all_statuses.values()),
+            "agency_responses": sum(agency_statuses.values()),
+            "platform_responses": sum(platform_statuses.values()),
+            "status_counts": dict(all_statuses),
+            "headers_per_response": 5,
+        },
+    )
 
 
 @pytest.mark.django_db
@@ -269,14 +333,15 @@ def test_R7_portal_allows_stripe_js_only_on_the_payment_page_with_a_key(agency_a
 
 
 def _attempt(host: str, email: str, password: str, address: str):
-    return HttpClient(HTTP_HOST=host).post("/login/", {"username": email, "password": password},
-                                           REMOTE_ADDR=address)
+    return HttpClient(HTTP_HOST=host).post("/login/", {"username": email, "password": password}, REMOTE_ADDR=address)
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("where", "role"), [("alpha", Role.ADMINISTRATOR), ("alpha", Role.CLIENT),
-                                             (None, Role.BILLING_SUPPORT)],
-                         ids=["agency-dashboard", "client-portal", "platform-console"])
+@pytest.mark.parametrize(
+    ("where", "role"),
+    [("alpha", Role.ADMINISTRATOR), ("alpha", Role.CLIENT), (None, Role.BILLING_SUPPORT)],
+    ids=["agency-dashboard", "client-portal", "platform-console"],
+)
 def test_R7_sign_in_is_refused_after_five_failures_even_with_the_right_password(agency_a, agency_b, where, role):
     agency = agency_a if where else None
     host = "alpha.localhost" if where else "localhost"
@@ -296,10 +361,16 @@ def test_R7_sign_in_is_refused_after_five_failures_even_with_the_right_password(
     make_user(agency, other, role)
     assert _attempt(host, other, PW, "10.9.9.9").status_code == 302
     assert _attempt("beta.localhost", email, PW, "10.9.9.9").status_code == 302
-    record_figures("r7_login_throttle", {"failures_per_user": limit,
-                                         "failures_per_address": settings.LOGIN_FAILURES_PER_ADDRESS,
-                                         "window_seconds": settings.LOGIN_THROTTLE_SECONDS,
-                                         "refused_status": 429, "logins_covered": 3})
+    record_figures(
+        "r7_login_throttle",
+        {
+            "failures_per_user": limit,
+            "failures_per_address": settings.LOGIN_FAILURES_PER_ADDRESS,
+            "window_seconds": settings.LOGIN_THROTTLE_SECONDS,
+            "refused_status": 429,
+            "logins_covered": 3,
+        },
+    )
 
 
 @pytest.mark.django_db
@@ -330,8 +401,11 @@ def test_R7_one_address_trying_many_emails_is_refused(agency_a):
     assert _attempt("alpha.localhost", "admin@alpha.test", PW, "10.2.2.3").status_code == 302
     # A forged X-Forwarded-For does not change the address unless proxies are trusted (TRUSTED_PROXIES).
     forged = HttpClient(HTTP_HOST="alpha.localhost").post(
-        "/login/", {"username": "admin@alpha.test", "password": PW}, REMOTE_ADDR="10.2.2.2",
-        HTTP_X_FORWARDED_FOR="203.0.113.7")
+        "/login/",
+        {"username": "admin@alpha.test", "password": PW},
+        REMOTE_ADDR="10.2.2.2",
+        HTTP_X_FORWARDED_FOR="203.0.113.7",
+    )
     assert forged.status_code == 429
 
 
@@ -339,8 +413,9 @@ def test_R7_one_address_trying_many_emails_is_refused(agency_a):
 
 
 @pytest.mark.django_db
-def test_R7_passwords_set_through_the_invitation_are_hashed(agency_a, settings, smtp_server,
-                                                           django_capture_on_commit_callbacks):
+def test_R7_passwords_set_through_the_invitation_are_hashed(
+    agency_a, settings, smtp_server, django_capture_on_commit_callbacks
+):
     """The production hasher list (Django's default, PBKDF2 first), a password set through the real invite flow."""
     from django.conf import global_settings
 
@@ -366,6 +441,11 @@ def test_R7_passwords_set_through_the_invitation_are_hashed(agency_a, settings, 
     assert not check_password("a-long-secret-78-Quokka", stored["new.seller@alpha.test"])
     with schema_context("alpha"):
         assert not User.objects.filter(password__contains=raw).exists()
-    record_figures("r7_passwords", {"hasher": identify_hasher(stored["new.seller@alpha.test"]).algorithm,
-                                    "iterations": int(stored["new.seller@alpha.test"].split("$")[1]),
-                                    "users_checked": len(stored)})
+    record_figures(
+        "r7_passwords",
+        {
+            "hasher": identify_hasher(stored["new.seller@alpha.test"]).algorithm,
+            "iterations": int(stored["new.seller@alpha.test"].split("$")[1]),
+            "users_checked": len(stored),
+        },
+    )

@@ -10,9 +10,15 @@ from billing.models import Charge, Invoice, InvoiceLine, LedgerEntry
 from billing.services import CHARGE_COLUMNS, INVOICE_COLUMNS, LEDGER_COLUMNS, LINE_COLUMNS
 
 
-@pytest.mark.parametrize(("model", "columns"), [
-    (Invoice, INVOICE_COLUMNS), (InvoiceLine, LINE_COLUMNS), (LedgerEntry, LEDGER_COLUMNS), (Charge, CHARGE_COLUMNS),
-])
+@pytest.mark.parametrize(
+    ("model", "columns"),
+    [
+        (Invoice, INVOICE_COLUMNS),
+        (InvoiceLine, LINE_COLUMNS),
+        (LedgerEntry, LEDGER_COLUMNS),
+        (Charge, CHARGE_COLUMNS),
+    ],
+)
 def test_CYC_2_copy_columns_cover_every_required_column(model, columns):
     assert missing_columns(model, columns) == []
     known = {field.column for field in model._meta.concrete_fields}

@@ -46,18 +46,21 @@ def test_CYC_1_billing_day_outside_1_28_or_not_int_refused(day):
     assert "billing_day" in excinfo.value.fields
 
 
-@pytest.mark.parametrize(("start", "months", "expected"), [
-    (date(2027, 1, 31), 1, date(2027, 2, 28)),
-    (date(2028, 1, 31), 1, date(2028, 2, 29)),   # leap year
-    (date(2027, 3, 31), 1, date(2027, 4, 30)),
-    (date(2027, 3, 31), -1, date(2027, 2, 28)),
-    (date(2026, 12, 15), 1, date(2027, 1, 15)),  # year end
-    (date(2027, 1, 15), -1, date(2026, 12, 15)),
-    (date(2027, 1, 31), 13, date(2028, 2, 29)),
-    (date(2027, 5, 10), 0, date(2027, 5, 10)),
-    (date(2027, 5, 10), -24, date(2025, 5, 10)),
-    (date(2028, 2, 29), 12, date(2029, 2, 28)),
-])
+@pytest.mark.parametrize(
+    ("start", "months", "expected"),
+    [
+        (date(2027, 1, 31), 1, date(2027, 2, 28)),
+        (date(2028, 1, 31), 1, date(2028, 2, 29)),  # leap year
+        (date(2027, 3, 31), 1, date(2027, 4, 30)),
+        (date(2027, 3, 31), -1, date(2027, 2, 28)),
+        (date(2026, 12, 15), 1, date(2027, 1, 15)),  # year end
+        (date(2027, 1, 15), -1, date(2026, 12, 15)),
+        (date(2027, 1, 31), 13, date(2028, 2, 29)),
+        (date(2027, 5, 10), 0, date(2027, 5, 10)),
+        (date(2027, 5, 10), -24, date(2025, 5, 10)),
+        (date(2028, 2, 29), 12, date(2029, 2, 28)),
+    ],
+)
 def test_CYC_1_add_months_clamps_to_month_end(start, months, expected):
     assert add_months(start, months) == expected
 
@@ -91,8 +94,11 @@ def test_CYC_1_cycle_closed_by_across_year_end():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=2000, max_value=2100), st.integers(min_value=1, max_value=12),
-       st.integers(min_value=1, max_value=28))
+@given(
+    st.integers(min_value=2000, max_value=2100),
+    st.integers(min_value=1, max_value=12),
+    st.integers(min_value=1, max_value=28),
+)
 def test_CYC_1_consecutive_cycles_tile_without_gap_or_overlap(year, month, day):
     billing_date = billing_date_in_month(year, month, day)
     closed, starting = cycle_closed_by(billing_date), cycle_starting(billing_date)
@@ -101,25 +107,31 @@ def test_CYC_1_consecutive_cycles_tile_without_gap_or_overlap(year, month, day):
     assert starting.end.day == day and closed.start.day == day
 
 
-@pytest.mark.parametrize(("today", "billing_day", "expected"), [
-    (date(2027, 3, 1), 1, date(2027, 3, 1)),     # on the day
-    (date(2027, 3, 2), 1, date(2027, 4, 1)),
-    (date(2027, 3, 14), 15, date(2027, 3, 15)),
-    (date(2027, 3, 16), 15, date(2027, 4, 15)),
-    (date(2027, 12, 29), 28, date(2028, 1, 28)),  # year end
-    (date(2027, 1, 31), 28, date(2027, 2, 28)),
-])
+@pytest.mark.parametrize(
+    ("today", "billing_day", "expected"),
+    [
+        (date(2027, 3, 1), 1, date(2027, 3, 1)),  # on the day
+        (date(2027, 3, 2), 1, date(2027, 4, 1)),
+        (date(2027, 3, 14), 15, date(2027, 3, 15)),
+        (date(2027, 3, 16), 15, date(2027, 4, 15)),
+        (date(2027, 12, 29), 28, date(2028, 1, 28)),  # year end
+        (date(2027, 1, 31), 28, date(2027, 2, 28)),
+    ],
+)
 def test_CYC_1_next_billing_date(today, billing_day, expected):
     assert next_billing_date(today, billing_day) == expected
 
 
-@pytest.mark.parametrize(("today", "billing_day", "expected"), [
-    (date(2027, 3, 1), 1, date(2027, 3, 1)),     # on the day
-    (date(2027, 3, 31), 1, date(2027, 3, 1)),
-    (date(2027, 3, 14), 15, date(2027, 2, 15)),
-    (date(2027, 3, 15), 15, date(2027, 3, 15)),
-    (date(2027, 1, 10), 28, date(2026, 12, 28)),  # year end
-])
+@pytest.mark.parametrize(
+    ("today", "billing_day", "expected"),
+    [
+        (date(2027, 3, 1), 1, date(2027, 3, 1)),  # on the day
+        (date(2027, 3, 31), 1, date(2027, 3, 1)),
+        (date(2027, 3, 14), 15, date(2027, 2, 15)),
+        (date(2027, 3, 15), 15, date(2027, 3, 15)),
+        (date(2027, 1, 10), 28, date(2026, 12, 28)),  # year end
+    ],
+)
 def test_CYC_1_previous_billing_date(today, billing_day, expected):
     assert previous_billing_date(today, billing_day) == expected
 
@@ -152,7 +164,11 @@ def test_CYC_1_invoice_days_single_billing_day():
 
 def test_CYC_1_days_between_is_inclusive():
     assert days_between(date(2026, 12, 30), date(2027, 1, 2)) == [
-        date(2026, 12, 30), date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 2)]
+        date(2026, 12, 30),
+        date(2026, 12, 31),
+        date(2027, 1, 1),
+        date(2027, 1, 2),
+    ]
     assert days_between(date(2027, 1, 1), date(2027, 1, 1)) == [date(2027, 1, 1)]
     assert days_between(date(2027, 1, 2), date(2027, 1, 1)) == []
 
@@ -187,19 +203,22 @@ def test_CYC_4_autopay_dates_refuse_invalid_days(days):
 # --------------------------------------------------------------------------------------------- RET-2
 
 
-@pytest.mark.parametrize(("billing_date", "weekday", "first", "second"), [
-    (date(2027, 1, 1), FRI, date(2027, 1, 8), date(2027, 1, 15)),     # the SPEC example
-    (date(2026, 12, 28), MON, date(2027, 1, 4), date(2027, 1, 11)),   # across the year end
-    (date(2026, 12, 30), WED, date(2027, 1, 6), date(2027, 1, 13)),
-    (date(2027, 12, 31), FRI, date(2028, 1, 7), date(2028, 1, 14)),   # Friday at year end
-    (date(2026, 8, 1), SAT, date(2026, 8, 7), date(2026, 8, 14)),     # Saturday: Mon–Fri of next week
-    (date(2026, 8, 2), SUN, date(2026, 8, 7), date(2026, 8, 14)),     # Sunday: same
-    (date(2028, 1, 1), SAT, date(2028, 1, 7), date(2028, 1, 14)),     # Saturday on Jan 1
-    (date(2026, 5, 31), SUN, date(2026, 6, 5), date(2026, 6, 12)),    # Sunday at month end
-    (date(2026, 4, 30), THU, date(2026, 5, 7), date(2026, 5, 14)),    # Thursday, month end
-    (date(2027, 2, 25), THU, date(2027, 3, 4), date(2027, 3, 11)),    # Thursday before Feb ends
-    (date(2028, 2, 28), MON, date(2028, 3, 6), date(2028, 3, 13)),    # leap February
-])
+@pytest.mark.parametrize(
+    ("billing_date", "weekday", "first", "second"),
+    [
+        (date(2027, 1, 1), FRI, date(2027, 1, 8), date(2027, 1, 15)),  # the SPEC example
+        (date(2026, 12, 28), MON, date(2027, 1, 4), date(2027, 1, 11)),  # across the year end
+        (date(2026, 12, 30), WED, date(2027, 1, 6), date(2027, 1, 13)),
+        (date(2027, 12, 31), FRI, date(2028, 1, 7), date(2028, 1, 14)),  # Friday at year end
+        (date(2026, 8, 1), SAT, date(2026, 8, 7), date(2026, 8, 14)),  # Saturday: Mon–Fri of next week
+        (date(2026, 8, 2), SUN, date(2026, 8, 7), date(2026, 8, 14)),  # Sunday: same
+        (date(2028, 1, 1), SAT, date(2028, 1, 7), date(2028, 1, 14)),  # Saturday on Jan 1
+        (date(2026, 5, 31), SUN, date(2026, 6, 5), date(2026, 6, 12)),  # Sunday at month end
+        (date(2026, 4, 30), THU, date(2026, 5, 7), date(2026, 5, 14)),  # Thursday, month end
+        (date(2027, 2, 25), THU, date(2027, 3, 4), date(2027, 3, 11)),  # Thursday before Feb ends
+        (date(2028, 2, 28), MON, date(2028, 3, 6), date(2028, 3, 13)),  # leap February
+    ],
+)
 def test_RET_2_retries_on_5th_and_10th_weekday(billing_date, weekday, first, second):
     assert billing_date.weekday() == weekday  # guard on the hand-computed example
     assert retry_dates(billing_date) == (first, second)
@@ -239,20 +258,23 @@ def test_RET_2_retry_dates_are_the_5th_and_10th_weekday_property(billing_date):
 # --------------------------------------------------------------------------------------------- CYC-5
 
 
-@pytest.mark.parametrize(("instant", "time_zone", "expected"), [
-    # 03:30 UTC on Mar 10 2026 is still Mar 9 in New York (EDT, UTC-4) but midday in Tokyo.
-    (datetime(2026, 3, 10, 3, 30, tzinfo=UTC), "America/New_York", date(2026, 3, 9)),
-    (datetime(2026, 3, 10, 3, 30, tzinfo=UTC), "Asia/Tokyo", date(2026, 3, 10)),
-    # EST (UTC-5) around New Year.
-    (datetime(2026, 1, 1, 4, 59, tzinfo=UTC), "America/New_York", date(2025, 12, 31)),
-    (datetime(2026, 1, 1, 5, 0, tzinfo=UTC), "America/New_York", date(2026, 1, 1)),
-    # Tokyo (UTC+9) is already the next day before UTC midnight.
-    (datetime(2026, 1, 31, 14, 59, tzinfo=UTC), "Asia/Tokyo", date(2026, 1, 31)),
-    (datetime(2026, 1, 31, 15, 0, tzinfo=UTC), "Asia/Tokyo", date(2026, 2, 1)),
-    (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "Asia/Tokyo", date(2026, 2, 1)),
-    (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "America/New_York", date(2026, 1, 31)),
-    (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "UTC", date(2026, 1, 31)),
-])
+@pytest.mark.parametrize(
+    ("instant", "time_zone", "expected"),
+    [
+        # 03:30 UTC on Mar 10 2026 is still Mar 9 in New York (EDT, UTC-4) but midday in Tokyo.
+        (datetime(2026, 3, 10, 3, 30, tzinfo=UTC), "America/New_York", date(2026, 3, 9)),
+        (datetime(2026, 3, 10, 3, 30, tzinfo=UTC), "Asia/Tokyo", date(2026, 3, 10)),
+        # EST (UTC-5) around New Year.
+        (datetime(2026, 1, 1, 4, 59, tzinfo=UTC), "America/New_York", date(2025, 12, 31)),
+        (datetime(2026, 1, 1, 5, 0, tzinfo=UTC), "America/New_York", date(2026, 1, 1)),
+        # Tokyo (UTC+9) is already the next day before UTC midnight.
+        (datetime(2026, 1, 31, 14, 59, tzinfo=UTC), "Asia/Tokyo", date(2026, 1, 31)),
+        (datetime(2026, 1, 31, 15, 0, tzinfo=UTC), "Asia/Tokyo", date(2026, 2, 1)),
+        (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "Asia/Tokyo", date(2026, 2, 1)),
+        (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "America/New_York", date(2026, 1, 31)),
+        (datetime(2026, 1, 31, 23, 30, tzinfo=UTC), "UTC", date(2026, 1, 31)),
+    ],
+)
 def test_CYC_5_local_date_in_agency_time_zone(instant, time_zone, expected):
     assert local_date(instant, time_zone) == expected
 

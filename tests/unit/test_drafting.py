@@ -28,8 +28,7 @@ PERIOD = Period(date(2027, 3, 1), date(2027, 4, 1))
 PRICES = {
     "sms": ProductPrice("sms", "SMS", unit_price_minor=5, included_quantity=100, overage_unit_price_minor=8),
     "seat": ProductPrice("seat", "Seat", unit_price_minor=1000, included_quantity=0, overage_unit_price_minor=1500),
-    "call": ProductPrice("call", "Call minutes", unit_price_minor=2, included_quantity=50,
-                         overage_unit_price_minor=3),
+    "call": ProductPrice("call", "Call minutes", unit_price_minor=2, included_quantity=50, overage_unit_price_minor=3),
 }
 
 
@@ -90,7 +89,10 @@ def test_PLAN_3_no_included_quantity_all_overage():
 def test_PLAN_3_zero_usage_skipped_and_products_in_code_order():
     lines = usage_lines(PRICES, {"sms": 0, "seat": 1, "call": 60})
     assert [(line.description, line.quantity) for line in lines] == [
-        ("Call minutes", 50), ("Call minutes — overage", 10), ("Seat — overage", 1)]
+        ("Call minutes", 50),
+        ("Call minutes — overage", 10),
+        ("Seat — overage", 1),
+    ]
     assert usage_lines(PRICES, {"sms": 0}) == []
     assert usage_lines(PRICES, {}) == []
 
@@ -104,21 +106,27 @@ def test_PLAN_3_usage_of_unknown_product_refused():
 
 
 def test_MON_2_tax_rounded_per_line_then_summed():
-    lines = [DraftLine(BillingCategory.PRODUCTS, "A", 1, 5, 5, taxable=True),
-             DraftLine(BillingCategory.PRODUCTS, "B", 1, 5, 5, taxable=True)]
+    lines = [
+        DraftLine(BillingCategory.PRODUCTS, "A", 1, 5, 5, taxable=True),
+        DraftLine(BillingCategory.PRODUCTS, "B", 1, 5, 5, taxable=True),
+    ]
     # Each line's 0.5 cent rounds up to 1: 1 + 1 = 2, not round(0.5 + 0.5) = 1.
     result = tax_lines(lines, [TaxSpec("VAT", 1000)])
     assert result == [DraftLine(BillingCategory.TAXES_FEES, "VAT (10 %)", 1, 2, 2, taxable=False)]
 
 
 def test_MON_2_tax_lines_skip_untaxable_lines_one_line_per_tax():
-    lines = [DraftLine(BillingCategory.LICENSE, "License", 1, 10000, 10000, taxable=True),
-             DraftLine(BillingCategory.AGENCY_SERVICES, "Setup", 1, 5000, 5000, taxable=False),
-             DraftLine(BillingCategory.PRODUCTS, "SMS", 3, 5, 15, taxable=True)]
+    lines = [
+        DraftLine(BillingCategory.LICENSE, "License", 1, 10000, 10000, taxable=True),
+        DraftLine(BillingCategory.AGENCY_SERVICES, "Setup", 1, 5000, 5000, taxable=False),
+        DraftLine(BillingCategory.PRODUCTS, "SMS", 3, 5, 15, taxable=True),
+    ]
     result = tax_lines(lines, [TaxSpec("State tax", 825), TaxSpec("City tax", 50)])
     # 8.25 %: 825 + round(1.2375)=1 → 826; 0.5 %: 50 + round(0.075)=0 → 50.
     assert [(line.description, line.amount_minor) for line in result] == [
-        ("State tax (8.25 %)", 826), ("City tax (0.5 %)", 50)]
+        ("State tax (8.25 %)", 826),
+        ("City tax (0.5 %)", 50),
+    ]
     assert all(line.category == BillingCategory.TAXES_FEES and not line.taxable for line in result)
 
 
@@ -130,16 +138,20 @@ def test_MON_2_no_tax_lines_without_taxable_lines_or_taxes():
     assert tax_lines(taxable, []) == []
 
 
-@pytest.mark.parametrize(("rate_bp", "label"), [(1000, "10 %"), (825, "8.25 %"), (50, "0.5 %"), (0, "0 %"),
-                                                (10000, "100 %"), (1, "0.01 %"), (2010, "20.1 %")])
+@pytest.mark.parametrize(
+    ("rate_bp", "label"),
+    [(1000, "10 %"), (825, "8.25 %"), (50, "0.5 %"), (0, "0 %"), (10000, "100 %"), (1, "0.01 %"), (2010, "20.1 %")],
+)
 def test_MON_2_tax_line_label_shows_rate(rate_bp, label):
     taxable = [DraftLine(BillingCategory.LICENSE, "License", 1, 100, 100, taxable=True)]
     assert tax_lines(taxable, [TaxSpec("Tax", rate_bp)])[0].description == f"Tax ({label})"
 
 
 def test_MON_2_negative_taxable_line_reduces_tax_mirrored():
-    lines = [DraftLine(BillingCategory.LICENSE, "License", 1, 1000, 1000, taxable=True),
-             DraftLine(BillingCategory.AGENCY_SERVICES, "Discount", 1, -25, -25, taxable=True)]
+    lines = [
+        DraftLine(BillingCategory.LICENSE, "License", 1, 1000, 1000, taxable=True),
+        DraftLine(BillingCategory.AGENCY_SERVICES, "Discount", 1, -25, -25, taxable=True),
+    ]
     # 10 %: 100 + (-2.5 → -3) = 97
     assert tax_lines(lines, [TaxSpec("VAT", 1000)])[0].amount_minor == 97
 
@@ -150,15 +162,27 @@ def test_MON_2_negative_taxable_line_reduces_tax_mirrored():
 def test_CYC_2_client_invoice_license_services_usage_then_taxes():
     usage = usage_lines(PRICES, {"sms": 130})
     draft = draft_client_invoice(
-        currency="USD", period=PERIOD, license_price_minor=9900,
-        services=[ServiceSpec("SEO retainer", 20000, key="seo"),
-                  ServiceSpec("Onboarding", 5000, taxable=False, one_time=True, key="onb"),
-                  ServiceSpec("Audit", 1500, one_time=True, key=7)],
-        usage=usage, taxes=[TaxSpec("Sales tax", 825)])
+        currency="USD",
+        period=PERIOD,
+        license_price_minor=9900,
+        services=[
+            ServiceSpec("SEO retainer", 20000, key="seo"),
+            ServiceSpec("Onboarding", 5000, taxable=False, one_time=True, key="onb"),
+            ServiceSpec("Audit", 1500, one_time=True, key=7),
+        ],
+        usage=usage,
+        taxes=[TaxSpec("Sales tax", 825)],
+    )
     categories = [line.category for line in draft.lines]
-    assert categories == [BillingCategory.LICENSE, BillingCategory.AGENCY_SERVICES, BillingCategory.AGENCY_SERVICES,
-                          BillingCategory.AGENCY_SERVICES, BillingCategory.PRODUCTS, BillingCategory.OVERAGE,
-                          BillingCategory.TAXES_FEES]
+    assert categories == [
+        BillingCategory.LICENSE,
+        BillingCategory.AGENCY_SERVICES,
+        BillingCategory.AGENCY_SERVICES,
+        BillingCategory.AGENCY_SERVICES,
+        BillingCategory.PRODUCTS,
+        BillingCategory.OVERAGE,
+        BillingCategory.TAXES_FEES,
+    ]
     assert draft.lines[0].description == "License 2027-03-01 – 2027-03-31"
     # Taxable: 9900 + 20000 + 1500 + 500 + 240 = 32140; 8.25 % per line:
     # 816.75→817, 1650→1650, 123.75→124, 41.25→41, 19.8→20 = 2652.
@@ -172,8 +196,9 @@ def test_CYC_2_client_invoice_license_services_usage_then_taxes():
 
 
 def test_CYC_2_client_invoice_without_license_price_has_no_license_line():
-    draft = draft_client_invoice(currency="USD", period=PERIOD, license_price_minor=0, services=[], usage=[],
-                                 taxes=[TaxSpec("VAT", 2000)])
+    draft = draft_client_invoice(
+        currency="USD", period=PERIOD, license_price_minor=0, services=[], usage=[], taxes=[TaxSpec("VAT", 2000)]
+    )
     assert draft.lines == ()
     assert draft.total_minor == 0
     assert draft.one_time_service_keys == ()
@@ -184,12 +209,20 @@ def test_CYC_2_client_invoice_without_license_price_has_no_license_line():
 
 def test_CYC_2_agency_invoice_top_up_to_package_minimum_when_short():
     usage = usage_lines(PRICES, {"seat": 2})  # 3000
-    draft = draft_agency_invoice(currency="USD", period=PERIOD, active_clients=3, license_fee_minor=1000,
-                                 package_minimum_minor=10000, usage=usage, taxes=[TaxSpec("VAT", 1000)],
-                                 fees=[("Card processing", 250)])
+    draft = draft_agency_invoice(
+        currency="USD",
+        period=PERIOD,
+        active_clients=3,
+        license_fee_minor=1000,
+        package_minimum_minor=10000,
+        usage=usage,
+        taxes=[TaxSpec("VAT", 1000)],
+        fees=[("Card processing", 250)],
+    )
     lines = draft.lines
-    assert lines[0] == DraftLine(BillingCategory.LICENSE, "Client licenses 2027-03-01 – 2027-03-31", 3, 1000, 3000,
-                                 taxable=True)
+    assert lines[0] == DraftLine(
+        BillingCategory.LICENSE, "Client licenses 2027-03-01 – 2027-03-31", 3, 1000, 3000, taxable=True
+    )
     top_up = [line for line in lines if line.category == BillingCategory.OTHER]
     assert len(top_up) == 1
     assert top_up[0].amount_minor == 10000 - 3000 - 3000
@@ -197,7 +230,9 @@ def test_CYC_2_agency_invoice_top_up_to_package_minimum_when_short():
     assert top_up[0].taxable
     # Tax on license 300 + seats 300 + top-up 400 = 1000; the fee is added after taxes, untaxed.
     assert [(line.description, line.amount_minor) for line in lines[-2:]] == [
-        ("VAT (10 %)", 1000), ("Card processing", 250)]
+        ("VAT (10 %)", 1000),
+        ("Card processing", 250),
+    ]
     assert draft.subtotal_minor == 10000
     assert draft.tax_minor == 1000 + 250
     assert draft.total_minor == 11250
@@ -206,24 +241,49 @@ def test_CYC_2_agency_invoice_top_up_to_package_minimum_when_short():
 
 def test_CYC_2_agency_invoice_no_top_up_when_charges_reach_minimum():
     for active, minimum in ((10, 10000), (11, 10000)):
-        draft = draft_agency_invoice(currency="USD", period=PERIOD, active_clients=active, license_fee_minor=1000,
-                                     package_minimum_minor=minimum, usage=[], taxes=[], fees=[])
+        draft = draft_agency_invoice(
+            currency="USD",
+            period=PERIOD,
+            active_clients=active,
+            license_fee_minor=1000,
+            package_minimum_minor=minimum,
+            usage=[],
+            taxes=[],
+            fees=[],
+        )
         assert all(line.category != BillingCategory.OTHER for line in draft.lines)
         assert draft.total_minor == active * 1000
 
 
 def test_CYC_2_agency_invoice_nothing_charged_is_all_minimum():
-    draft = draft_agency_invoice(currency="JPY", period=PERIOD, active_clients=0, license_fee_minor=500,
-                                 package_minimum_minor=5000, usage=[], taxes=[TaxSpec("JCT", 1000)], fees=[])
+    draft = draft_agency_invoice(
+        currency="JPY",
+        period=PERIOD,
+        active_clients=0,
+        license_fee_minor=500,
+        package_minimum_minor=5000,
+        usage=[],
+        taxes=[TaxSpec("JCT", 1000)],
+        fees=[],
+    )
     assert [(line.category, line.amount_minor) for line in draft.lines] == [
-        (BillingCategory.OTHER, 5000), (BillingCategory.TAXES_FEES, 500)]
+        (BillingCategory.OTHER, 5000),
+        (BillingCategory.TAXES_FEES, 500),
+    ]
     assert draft.lines[0].description == "Partner package minimum (5,000)"
 
 
 def test_CYC_2_agency_invoice_fees_are_not_taxed():
-    draft = draft_agency_invoice(currency="USD", period=PERIOD, active_clients=1, license_fee_minor=1000,
-                                 package_minimum_minor=0, usage=[], taxes=[TaxSpec("VAT", 1000)],
-                                 fees=[("Platform fee", 10000)])
+    draft = draft_agency_invoice(
+        currency="USD",
+        period=PERIOD,
+        active_clients=1,
+        license_fee_minor=1000,
+        package_minimum_minor=0,
+        usage=[],
+        taxes=[TaxSpec("VAT", 1000)],
+        fees=[("Platform fee", 10000)],
+    )
     assert draft.tax_minor == 100 + 10000
     assert [line.amount_minor for line in draft.lines] == [1000, 100, 10000]
 
@@ -233,13 +293,21 @@ def test_CYC_2_agency_invoice_fees_are_not_taxed():
 _codes = st.sampled_from(["a", "b", "c", "d", "e"])
 _prices = st.dictionaries(
     _codes,
-    st.builds(lambda unit, included, over: (unit, included, over),
-              st.integers(0, 100_000), st.integers(0, 1_000), st.integers(0, 100_000)),
+    st.builds(
+        lambda unit, included, over: (unit, included, over),
+        st.integers(0, 100_000),
+        st.integers(0, 1_000),
+        st.integers(0, 100_000),
+    ),
     min_size=1,
 ).map(lambda raw: {code: ProductPrice(code, code.upper(), u, i, o) for code, (u, i, o) in raw.items()})
 _taxes = st.lists(st.builds(TaxSpec, st.text(min_size=1, max_size=8), st.integers(0, 10_000)), max_size=3)
-_services = st.lists(st.builds(ServiceSpec, st.text(max_size=8), st.integers(-100_000, 1_000_000), st.booleans(),
-                               st.booleans(), st.integers()), max_size=4)
+_services = st.lists(
+    st.builds(
+        ServiceSpec, st.text(max_size=8), st.integers(-100_000, 1_000_000), st.booleans(), st.booleans(), st.integers()
+    ),
+    max_size=4,
+)
 
 
 @st.composite
@@ -271,12 +339,22 @@ def test_PLAN_3_usage_lines_property(price_list_and_usage):
 
 
 @settings(max_examples=200, deadline=None)
-@given(license_price=st.integers(0, 1_000_000), services=_services, price_list_and_usage=_price_list_and_usage(),
-       taxes=_taxes)
+@given(
+    license_price=st.integers(0, 1_000_000),
+    services=_services,
+    price_list_and_usage=_price_list_and_usage(),
+    taxes=_taxes,
+)
 def test_MON_2_client_draft_total_is_sum_of_lines_property(license_price, services, price_list_and_usage, taxes):
     prices, usage = price_list_and_usage
-    draft = draft_client_invoice(currency="USD", period=PERIOD, license_price_minor=license_price,
-                                 services=services, usage=usage_lines(prices, usage), taxes=taxes)
+    draft = draft_client_invoice(
+        currency="USD",
+        period=PERIOD,
+        license_price_minor=license_price,
+        services=services,
+        usage=usage_lines(prices, usage),
+        taxes=taxes,
+    )
     _check_invariants(draft)
     charge_lines = [line for line in draft.lines if line.category != BillingCategory.TAXES_FEES]
     tax_only = [line for line in draft.lines if line.category == BillingCategory.TAXES_FEES]
@@ -288,15 +366,28 @@ def test_MON_2_client_draft_total_is_sum_of_lines_property(license_price, servic
 
 
 @settings(max_examples=200, deadline=None)
-@given(active=st.integers(0, 50), license_fee=st.integers(0, 100_000), minimum=st.integers(0, 5_000_000),
-       price_list_and_usage=_price_list_and_usage(), taxes=_taxes,
-       fees=st.lists(st.tuples(st.text(max_size=8), st.integers(0, 100_000)), max_size=3))
-def test_MON_2_agency_draft_total_is_sum_of_lines_property(active, license_fee, minimum, price_list_and_usage,
-                                                           taxes, fees):
+@given(
+    active=st.integers(0, 50),
+    license_fee=st.integers(0, 100_000),
+    minimum=st.integers(0, 5_000_000),
+    price_list_and_usage=_price_list_and_usage(),
+    taxes=_taxes,
+    fees=st.lists(st.tuples(st.text(max_size=8), st.integers(0, 100_000)), max_size=3),
+)
+def test_MON_2_agency_draft_total_is_sum_of_lines_property(
+    active, license_fee, minimum, price_list_and_usage, taxes, fees
+):
     prices, usage = price_list_and_usage
-    draft = draft_agency_invoice(currency="USD", period=PERIOD, active_clients=active, license_fee_minor=license_fee,
-                                 package_minimum_minor=minimum, usage=usage_lines(prices, usage), taxes=taxes,
-                                 fees=fees)
+    draft = draft_agency_invoice(
+        currency="USD",
+        period=PERIOD,
+        active_clients=active,
+        license_fee_minor=license_fee,
+        package_minimum_minor=minimum,
+        usage=usage_lines(prices, usage),
+        taxes=taxes,
+        fees=fees,
+    )
     _check_invariants(draft)
     charges = [line for line in draft.lines if line.category != BillingCategory.TAXES_FEES]
     charged = sum(line.amount_minor for line in charges if line.category != BillingCategory.OTHER)
@@ -307,7 +398,7 @@ def test_MON_2_agency_draft_total_is_sum_of_lines_property(active, license_fee, 
     # Taxes on the taxable charges, then the fees as they are, untaxed.
     expected_taxes = [_expected_tax(charges, t.rate_bp) for t in taxes] if any(c.taxable for c in charges) else []
     expected_tail = expected_taxes + [amount for _, amount in fees]
-    tail = draft.lines[len(charges):]
+    tail = draft.lines[len(charges) :]
     assert [line.amount_minor for line in tail] == expected_tail
     assert draft.tax_minor == sum(expected_tail)
 
@@ -326,8 +417,9 @@ def test_COL_6_allocate_examples():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 10_000),
-       st.lists(st.integers(-500, 3_000), max_size=8).map(lambda amounts: list(enumerate(amounts))))
+@given(
+    st.integers(0, 10_000), st.lists(st.integers(-500, 3_000), max_size=8).map(lambda amounts: list(enumerate(amounts)))
+)
 def test_COL_6_allocate_in_order_never_over_applied_property(payment, items):
     applied = allocate(payment, items)
     open_by_key = dict(items)

@@ -50,12 +50,21 @@ def test_MON_1_unknown_currency_refused_with_fields(currency):
     assert isinstance(excinfo.value, ApplicationError)
 
 
-@pytest.mark.parametrize(("currency", "exponent"), [
-    ("JPY", 0), ("KRW", 0), ("CLP", 0),
-    ("USD", 2), ("EUR", 2), ("GBP", 2),
-    ("KWD", 3), ("BHD", 3), ("TND", 3),
-    ("CLF", 4),
-])
+@pytest.mark.parametrize(
+    ("currency", "exponent"),
+    [
+        ("JPY", 0),
+        ("KRW", 0),
+        ("CLP", 0),
+        ("USD", 2),
+        ("EUR", 2),
+        ("GBP", 2),
+        ("KWD", 3),
+        ("BHD", 3),
+        ("TND", 3),
+        ("CLF", 4),
+    ],
+)
 def test_MON_1_currency_exponent(currency, exponent):
     assert currency_exponent(currency) == exponent
 
@@ -65,31 +74,37 @@ def test_MON_1_currency_exponent_unknown_refused():
         currency_exponent("ABC")
 
 
-@pytest.mark.parametrize(("value", "currency", "minor"), [
-    ("12.34", "USD", 1234),
-    ("12.3", "USD", 1230),
-    ("12", "USD", 1200),
-    ("12.340", "USD", 1234),  # trailing zeros are not extra precision
-    ("-0.05", "USD", -5),
-    (Decimal("0.01"), "EUR", 1),
-    (7, "USD", 700),
-    ("1500", "JPY", 1500),
-    ("1.234", "KWD", 1234),
-    ("0.001", "KWD", 1),
-])
+@pytest.mark.parametrize(
+    ("value", "currency", "minor"),
+    [
+        ("12.34", "USD", 1234),
+        ("12.3", "USD", 1230),
+        ("12", "USD", 1200),
+        ("12.340", "USD", 1234),  # trailing zeros are not extra precision
+        ("-0.05", "USD", -5),
+        (Decimal("0.01"), "EUR", 1),
+        (7, "USD", 700),
+        ("1500", "JPY", 1500),
+        ("1.234", "KWD", 1234),
+        ("0.001", "KWD", 1),
+    ],
+)
 def test_MON_1_from_decimal_parses_major_units(value, currency, minor):
     money = Money.from_decimal(value, currency)
     assert money == Money(minor, currency)
     assert type(money.amount_minor) is int
 
 
-@pytest.mark.parametrize(("value", "currency"), [
-    ("12.345", "USD"),
-    ("0.001", "EUR"),
-    ("1.5", "JPY"),
-    ("0.0001", "KWD"),
-    (Decimal("-0.005"), "USD"),
-])
+@pytest.mark.parametrize(
+    ("value", "currency"),
+    [
+        ("12.345", "USD"),
+        ("0.001", "EUR"),
+        ("1.5", "JPY"),
+        ("0.0001", "KWD"),
+        (Decimal("-0.005"), "USD"),
+    ],
+)
 def test_MON_1_from_decimal_refuses_more_decimals_than_the_currency_has(value, currency):
     with pytest.raises(ApplicationError) as excinfo:
         Money.from_decimal(value, currency)
@@ -122,12 +137,15 @@ def test_MON_1_from_decimal_never_silently_rounds_large_amounts():
     assert money.amount_minor == 12345678901234567890123456789  # currently ...790
 
 
-@pytest.mark.parametrize(("minor", "currency", "text"), [
-    ("12.34", "USD", "12.34"),
-    ("-0.05", "USD", "-0.05"),
-    ("1500", "JPY", "1500"),
-    ("1.234", "KWD", "1.234"),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        ("12.34", "USD", "12.34"),
+        ("-0.05", "USD", "-0.05"),
+        ("1500", "JPY", "1500"),
+        ("1.234", "KWD", "1.234"),
+    ],
+)
 def test_MON_1_to_decimal_round_trips(minor, currency, text):
     money = Money.from_decimal(minor, currency)
     assert money.to_decimal() == Decimal(text)
@@ -135,7 +153,7 @@ def test_MON_1_to_decimal_round_trips(minor, currency, text):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-10**15, max_value=10**15), st.sampled_from(["USD", "JPY", "KWD", "CLF"]))
+@given(st.integers(min_value=-(10**15), max_value=10**15), st.sampled_from(["USD", "JPY", "KWD", "CLF"]))
 def test_MON_1_decimal_round_trip_property(amount, currency):
     money = Money(amount, currency)
     assert Money.from_decimal(money.to_decimal(), currency) == money
@@ -156,14 +174,17 @@ def test_MON_1_arithmetic_same_currency():
     assert money_sum([], "JPY") == Money(0, "JPY")
 
 
-@pytest.mark.parametrize("op", [
-    lambda a, b: a + b,
-    lambda a, b: a - b,
-    lambda a, b: a < b,
-    lambda a, b: a <= b,
-    lambda a, b: a > b,
-    lambda a, b: a >= b,
-])
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda a, b: a + b,
+        lambda a, b: a - b,
+        lambda a, b: a < b,
+        lambda a, b: a <= b,
+        lambda a, b: a > b,
+        lambda a, b: a >= b,
+    ],
+)
 def test_MON_1_arithmetic_refuses_mixing_currencies(op):
     with pytest.raises(CurrencyMismatch) as excinfo:
         op(Money(100, "USD"), Money(100, "EUR"))
@@ -199,22 +220,25 @@ def test_MON_1_money_is_immutable():
         money.amount_minor = 2  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("minor", "currency", "text"), [
-    (0, "USD", "0.00"),
-    (5, "USD", "0.05"),
-    (100, "USD", "1.00"),
-    (1234567, "USD", "12,345.67"),
-    (-1234567, "USD", "-12,345.67"),
-    (-5, "USD", "-0.05"),
-    (-99, "USD", "-0.99"),
-    (123456789, "EUR", "1,234,567.89"),
-    (0, "JPY", "0"),
-    (1234567, "JPY", "1,234,567"),
-    (-1500, "JPY", "-1,500"),
-    (1234, "KWD", "1.234"),
-    (5, "KWD", "0.005"),
-    (-1001, "KWD", "-1.001"),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (0, "USD", "0.00"),
+        (5, "USD", "0.05"),
+        (100, "USD", "1.00"),
+        (1234567, "USD", "12,345.67"),
+        (-1234567, "USD", "-12,345.67"),
+        (-5, "USD", "-0.05"),
+        (-99, "USD", "-0.99"),
+        (123456789, "EUR", "1,234,567.89"),
+        (0, "JPY", "0"),
+        (1234567, "JPY", "1,234,567"),
+        (-1500, "JPY", "-1,500"),
+        (1234, "KWD", "1.234"),
+        (5, "KWD", "0.005"),
+        (-1001, "KWD", "-1.001"),
+    ],
+)
 def test_MON_1_format_minor(minor, currency, text):
     assert format_minor(minor, currency) == text
 
@@ -227,31 +251,35 @@ def test_MON_1_str_shows_amount_and_code():
 # --------------------------------------------------------------------------------------------- MON-2
 
 
-@pytest.mark.parametrize(("amount", "rate_bp", "tax"), [
-    (1000, 1000, 100),   # 10 % of 10.00 = 1.00 exactly
-    (5, 1000, 1),        # 0.5 → 1 (half-up)
-    (15, 1000, 2),       # 1.5 → 2
-    (25, 1000, 3),       # 2.5 → 3 (not banker's 2)
-    (4, 1000, 0),        # 0.4 → 0
-    (14, 1000, 1),       # 1.4 → 1
-    (200, 825, 17),      # 16.5 → 17
-    (199, 825, 16),      # 16.4175 → 16
-    (100, 50, 1),        # 0.5 → 1
-    (99, 50, 0),         # 0.495 → 0
-    (1, 5000, 1),        # 0.5 → 1
-    (1, 4999, 0),        # 0.4999 → 0
-    (3, 5000, 2),        # 1.5 → 2
-    (12345, 10000, 12345),
-    (12345, 0, 0),
-    (0, 1000, 0),
-])
+@pytest.mark.parametrize(
+    ("amount", "rate_bp", "tax"),
+    [
+        (1000, 1000, 100),  # 10 % of 10.00 = 1.00 exactly
+        (5, 1000, 1),  # 0.5 → 1 (half-up)
+        (15, 1000, 2),  # 1.5 → 2
+        (25, 1000, 3),  # 2.5 → 3 (not banker's 2)
+        (4, 1000, 0),  # 0.4 → 0
+        (14, 1000, 1),  # 1.4 → 1
+        (200, 825, 17),  # 16.5 → 17
+        (199, 825, 16),  # 16.4175 → 16
+        (100, 50, 1),  # 0.5 → 1
+        (99, 50, 0),  # 0.495 → 0
+        (1, 5000, 1),  # 0.5 → 1
+        (1, 4999, 0),  # 0.4999 → 0
+        (3, 5000, 2),  # 1.5 → 2
+        (12345, 10000, 12345),
+        (12345, 0, 0),
+        (0, 1000, 0),
+    ],
+)
 def test_MON_2_tax_rounds_half_up_per_line(amount, rate_bp, tax):
     assert tax_minor(amount, rate_bp) == tax
     assert type(tax_minor(amount, rate_bp)) is int
 
 
-@pytest.mark.parametrize(("amount", "rate_bp"), [(5, 1000), (15, 1000), (25, 1000), (4, 1000), (200, 825),
-                                                 (99, 50), (1, 5000), (3, 5000)])
+@pytest.mark.parametrize(
+    ("amount", "rate_bp"), [(5, 1000), (15, 1000), (25, 1000), (4, 1000), (200, 825), (99, 50), (1, 5000), (3, 5000)]
+)
 def test_MON_2_negative_amounts_mirror(amount, rate_bp):
     assert tax_minor(-amount, rate_bp) == -tax_minor(amount, rate_bp)
 
@@ -292,7 +320,7 @@ def _half_up(value: Fraction) -> int:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-10**12, max_value=10**12), st.integers(min_value=0, max_value=MAX_RATE_BP))
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.integers(min_value=0, max_value=MAX_RATE_BP))
 def test_MON_2_tax_equals_exact_rational_rounded_half_up(amount, rate_bp):
     exact = Fraction(amount * rate_bp, MAX_RATE_BP)
     tax = tax_minor(amount, rate_bp)
@@ -305,15 +333,18 @@ def test_MON_2_tax_equals_exact_rational_rounded_half_up(amount, rate_bp):
 # --------------------------------------------------------------------------------------------- CYC-4
 
 
-@pytest.mark.parametrize(("amount", "parts", "expected"), [
-    (1000, 3, [333, 333, 334]),
-    (1000, 1, [1000]),
-    (1000, 2, [500, 500]),
-    (1001, 2, [500, 501]),
-    (2, 3, [0, 0, 2]),
-    (0, 4, [0, 0, 0, 0]),
-    (-1000, 3, [-333, -333, -334]),
-])
+@pytest.mark.parametrize(
+    ("amount", "parts", "expected"),
+    [
+        (1000, 3, [333, 333, 334]),
+        (1000, 1, [1000]),
+        (1000, 2, [500, 500]),
+        (1001, 2, [500, 501]),
+        (2, 3, [0, 0, 2]),
+        (0, 4, [0, 0, 0, 0]),
+        (-1000, 3, [-333, -333, -334]),
+    ],
+)
 def test_CYC_4_split_evenly_examples(amount, parts, expected):
     assert split_evenly(amount, parts) == expected
 
@@ -330,7 +361,7 @@ def test_CYC_4_split_evenly_refuses_non_int_amount():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-10**12, max_value=10**12), st.integers(min_value=1, max_value=10))
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.integers(min_value=1, max_value=10))
 def test_CYC_4_split_evenly_parts_sum_exactly_and_last_takes_remainder(amount, parts):
     installments = split_evenly(amount, parts)
     assert len(installments) == parts

@@ -18,28 +18,40 @@ def test_NOT_4_every_default_template_renders_and_validates(kind):
 
 
 def test_NOT_4_payment_received_with_real_values():
-    rendered = render_default(kind=NoticeKind.PAYMENT_RECEIVED, context={
-        "agency_name": "Demo", "client_name": "Acme", "currency": "USD", "portal_url": "http://x/",
-        "amount": "295.82", "invoice_number": "DEMO-000001", "paid_on": "2027-01-01"})
+    rendered = render_default(
+        kind=NoticeKind.PAYMENT_RECEIVED,
+        context={
+            "agency_name": "Demo",
+            "client_name": "Acme",
+            "currency": "USD",
+            "portal_url": "http://x/",
+            "amount": "295.82",
+            "invoice_number": "DEMO-000001",
+            "paid_on": "2027-01-01",
+        },
+    )
     assert rendered.subject == "Payment received — thank you"
     assert "We received 295.82 USD for invoice DEMO-000001 on 2027-01-01." in rendered.body
 
 
-@pytest.mark.parametrize("payload", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ client_name.__class__ }}",
-    "{{ lines.__class__.__init__.__globals__ }}",
-    "{{ config }}",
-    "{{ settings.SECRET_KEY }}",
-    "{{ self.__init__.__globals__ }}",
-    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
-    "{{ lipsum.__globals__ }}",
-    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
-    "{{ client_name.upper() }}",
-    "{{ range(10**9) }}",
-    "{% import 'os' as os %}",
-    "{% include '/etc/passwd' %}",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ client_name.__class__ }}",
+        "{{ lines.__class__.__init__.__globals__ }}",
+        "{{ config }}",
+        "{{ settings.SECRET_KEY }}",
+        "{{ self.__init__.__globals__ }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ lipsum.__globals__ }}",
+        "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+        "{{ client_name.upper() }}",
+        "{{ range(10**9) }}",
+        "{% import 'os' as os %}",
+        "{% include '/etc/passwd' %}",
+    ],
+)
 def test_template_cannot_reach_settings_orm_or_python_internals(payload):
     with pytest.raises(TemplateInvalid) as excinfo:
         template_validate(kind=NoticeKind.PAYMENT_RECEIVED, subject="Hi", body=payload)
@@ -48,8 +60,11 @@ def test_template_cannot_reach_settings_orm_or_python_internals(payload):
 
 def test_template_syntax_error_is_refused_with_the_line_number():
     with pytest.raises(TemplateInvalid) as excinfo:
-        template_validate(kind=NoticeKind.PAYMENT_FAILED, subject="ok",
-                          body="Hello {{ client_name }}\nline two\n{% if reason %}no end")
+        template_validate(
+            kind=NoticeKind.PAYMENT_FAILED,
+            subject="ok",
+            body="Hello {{ client_name }}\nline two\n{% if reason %}no end",
+        )
     assert excinfo.value.fields["body"][0].startswith("Line 3:")
 
 
@@ -61,5 +76,9 @@ def test_unknown_variable_is_refused_on_save():
 
 def test_render_passes_only_documented_variables():
     with pytest.raises(Exception):  # noqa: B017 - StrictUndefined: not documented, so not there
-        render(kind=NoticeKind.PAYMENT_RECEIVED, subject="{{ secret }}", body="x",
-               context={"secret": "leak", "client_name": "A"})
+        render(
+            kind=NoticeKind.PAYMENT_RECEIVED,
+            subject="{{ secret }}",
+            body="x",
+            context={"secret": "leak", "client_name": "A"},
+        )

@@ -9,12 +9,29 @@ from hypothesis import strategies as st
 from core.parsing import whole_number
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("0", 0), ("28", 28), ("007", 7), ("999999999999999999", 999_999_999_999_999_999),
-    ("", None), (" 1", None), ("-1", None), ("+1", None), ("1.0", None), ("1e3", None),
-    ("²", None), ("①", None), ("１２", None), ("١٢", None), ("9" * 19, None),
-    ("9" * 5000, None), (None, None), (5, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0", 0),
+        ("28", 28),
+        ("007", 7),
+        ("999999999999999999", 999_999_999_999_999_999),
+        ("", None),
+        (" 1", None),
+        ("-1", None),
+        ("+1", None),
+        ("1.0", None),
+        ("1e3", None),
+        ("²", None),
+        ("①", None),
+        ("１２", None),
+        ("١٢", None),
+        ("9" * 19, None),
+        ("9" * 5000, None),
+        (None, None),
+        (5, None),
+    ],
+)
 def test_whole_number_accepts_ascii_digits_only(text, expected):
     assert whole_number(text) == expected
 

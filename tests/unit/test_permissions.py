@@ -26,8 +26,15 @@ def test_ROLE_1_matrix_matches_the_spec(role):
     assert set(MATRIX[role]) == EXPECTED[role]
 
 
-@pytest.mark.parametrize(("role", "own_only"), [(Role.SALESPERSON, True), (Role.JR_SALESPERSON, True),
-                                                (Role.ADMINISTRATOR, False), (Role.MARKETING_MANAGER, False)])
+@pytest.mark.parametrize(
+    ("role", "own_only"),
+    [
+        (Role.SALESPERSON, True),
+        (Role.JR_SALESPERSON, True),
+        (Role.ADMINISTRATOR, False),
+        (Role.MARKETING_MANAGER, False),
+    ],
+)
 def test_ROLE_1_own_clients_only_for_salespeople(role, own_only):
     user = User(email="x@example.com", role=role)
     assert sees_only_own_clients(user) is own_only

@@ -81,7 +81,6 @@ def test_redis_limiter_threads_never_send_more_than_r_in_a_second():
     assert max(sum(1 for t in sends if start <= t < start + 1.0) for start in sends) <= 40
 
 
-
 class SwitchedOutAfterWaking(FakeClock):
     """After each sleep, the thread is switched out for `delay` between its first reading and the next."""
 

@@ -32,8 +32,10 @@ class Line:
 def test_lines_grouped_in_the_agency_category_order_with_taxes_apart():
     lines = [Line("LICENSE", 100), Line("AGENCY_SERVICES", 50), Line("TAXES_FEES", 12), Line("LICENSE", 5)]
     groups, taxes = lines_by_category(lines, ["AGENCY_SERVICES", "LICENSE", "TAXES_FEES", "OTHER"])
-    assert [(g.category, g.total_minor, len(g.lines)) for g in groups] == [("AGENCY_SERVICES", 50, 1),
-                                                                           ("LICENSE", 105, 2)]
+    assert [(g.category, g.total_minor, len(g.lines)) for g in groups] == [
+        ("AGENCY_SERVICES", 50, 1),
+        ("LICENSE", 105, 2),
+    ]
     assert [t.amount_minor for t in taxes] == [12]
 
 

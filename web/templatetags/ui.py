@@ -53,10 +53,15 @@ def field(bound_field, hint: str = "", prefix: str = "", suffix: str = ""):
     attrs = {"aria-describedby": " ".join(described)} if described else {}
     if bound_field.errors:
         attrs["aria-invalid"] = "true"
-    return {"f": bound_field, "hint": hint, "prefix": prefix, "suffix": suffix,
-            "widget": bound_field.as_widget(attrs=attrs),
-            "is_check": bound_field.widget_type in {"checkbox"},
-            "is_multi": bound_field.widget_type in {"checkboxselectmultiple"}}
+    return {
+        "f": bound_field,
+        "hint": hint,
+        "prefix": prefix,
+        "suffix": suffix,
+        "widget": bound_field.as_widget(attrs=attrs),
+        "is_check": bound_field.widget_type in {"checkbox"},
+        "is_multi": bound_field.widget_type in {"checkboxselectmultiple"},
+    }
 
 
 @register.filter

@@ -32,8 +32,10 @@ class Command(BaseCommand):
         with schema_context(schema):
             user = User.objects.filter(email=options["email"].lower(), is_active=True).first()
             if user is None or not can_manage_tokens(user):
-                raise CommandError(f"--email: {options['email']!r} is not an active Administrator "
-                                   f"{'of ' + schema if options['agency'] else 'of billing support'}")
+                raise CommandError(
+                    f"--email: {options['email']!r} is not an active Administrator "
+                    f"{'of ' + schema if options['agency'] else 'of billing support'}"
+                )
             try:
                 _, secret = api_token_create(actor=user, name=options["name"])
             except ApplicationError as exc:

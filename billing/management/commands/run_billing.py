@@ -29,8 +29,13 @@ class Command(BaseCommand):
         totals: dict[str, int] = {}
         built = existing = done_before = 0
         for agency in agencies:
-            bar = tqdm(desc=agency.schema_name, unit="client", disable=options["no_progress"], leave=False,
-                       file=self.stderr._out)
+            bar = tqdm(
+                desc=agency.schema_name,
+                unit="client",
+                disable=options["no_progress"],
+                leave=False,
+                file=self.stderr._out,
+            )
 
             def progress(done: int, total: int, bar=bar) -> None:
                 bar.total = total
@@ -50,10 +55,16 @@ class Command(BaseCommand):
             agency_line = ""
             if result.agency_invoice_number:
                 agency_line = f", agency invoice {result.agency_invoice_number}" + (
-                    " (already built)" if result.agency_invoice_existed else "")
-            self.stdout.write(f"{agency.schema_name}: {result.invoices_built} client invoices built, "
-                              f"{result.invoices_existing} already built{agency_line}")
+                    " (already built)" if result.agency_invoice_existed else ""
+                )
+            self.stdout.write(
+                f"{agency.schema_name}: {result.invoices_built} client invoices built, "
+                f"{result.invoices_existing} already built{agency_line}"
+            )
         money = ", ".join(f"{format_minor(v, c)} {c}" for c, v in sorted(totals.items())) or "nothing"
-        self.stdout.write(self.style.SUCCESS(
-            f"{run_date}: {built} invoices built ({money}); {existing} skipped as already built; "
-            f"{done_before} agencies had already run this date."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{run_date}: {built} invoices built ({money}); {existing} skipped as already built; "
+                f"{done_before} agencies had already run this date."
+            )
+        )

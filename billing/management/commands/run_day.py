@@ -33,8 +33,10 @@ def day_summary(result: DayResult) -> str:
         parts.append(billing)
     for label, c in (("due", result.collection), ("retries", result.retries)):
         if c is not None and (c.attempted or c.uncollectable or label == "due"):
-            parts.append(f"{label}: {c.attempted} attempts: {c.paid} paid, {c.pending} pending, {c.failed} failed, "
-                         f"{c.uncollectable} uncollectable")
+            parts.append(
+                f"{label}: {c.attempted} attempts: {c.paid} paid, {c.pending} pending, {c.failed} failed, "
+                f"{c.uncollectable} uncollectable"
+            )
     if result.provider_events is not None:
         parts.append(f"{result.provider_events} processor events")
     if result.overdue is not None and (result.overdue.flagged or result.overdue.cleared or result.overdue.notices):

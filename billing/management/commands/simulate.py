@@ -29,8 +29,9 @@ class Command(BaseCommand):
             raise CommandError("--start and --end may be at most ten years apart")
         agencies = selected_agencies(options["agency"])
         days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
-        with tqdm(total=len(days) * len(agencies), unit="agency-day", disable=options["quiet"],
-                  file=self.stderr._out) as bar:
+        with tqdm(
+            total=len(days) * len(agencies), unit="agency-day", disable=options["quiet"], file=self.stderr._out
+        ) as bar:
             for day in days:
                 for agency in agencies:
                     result = agency_day_record(agency=agency, day=day)

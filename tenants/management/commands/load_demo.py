@@ -27,17 +27,48 @@ STAFF = [
 ]
 
 # Sandbox tokens: mostly paying cards, some declines, bank debits that settle or fail, one client without.
-DEMO_TOKENS = ["pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_visa_debit",
-               "sepa:DE89370400440532013000", "pm_card_visa", "pm_card_visa_chargeDeclined",
-               "pm_card_mastercard", "ach:110000000:000123456789", None, "pm_card_visa",
-               "pm_card_visa_chargeDeclinedInsufficientFunds", "ach:110000000:000111111113"]
+DEMO_TOKENS = [
+    "pm_card_visa",
+    "pm_card_mastercard",
+    "pm_card_amex",
+    "pm_card_visa_debit",
+    "sepa:DE89370400440532013000",
+    "pm_card_visa",
+    "pm_card_visa_chargeDeclined",
+    "pm_card_mastercard",
+    "ach:110000000:000123456789",
+    None,
+    "pm_card_visa",
+    "pm_card_visa_chargeDeclinedInsufficientFunds",
+    "ach:110000000:000111111113",
+]
 
 CLIENT_NAMES = [
-    "Alder Dental", "Birch Bakery", "Cedar Law", "Dogwood Fitness", "Elm Street Auto", "Fir & Co Realty",
-    "Ginkgo Spa", "Hawthorn Vet", "Ironwood Roofing", "Juniper Cafe", "Kapok Florists", "Linden Books",
-    "Maple Plumbing", "Nutmeg Bistro", "Oak Ridge Dentistry", "Pine Hardware", "Quince Boutique",
-    "Redwood HVAC", "Sequoia Legal", "Tamarack Tours", "Upas Pest Control", "Viburnum Yoga", "Willow Pet Care",
-    "Yew Tree Salon", "Zelkova Movers",
+    "Alder Dental",
+    "Birch Bakery",
+    "Cedar Law",
+    "Dogwood Fitness",
+    "Elm Street Auto",
+    "Fir & Co Realty",
+    "Ginkgo Spa",
+    "Hawthorn Vet",
+    "Ironwood Roofing",
+    "Juniper Cafe",
+    "Kapok Florists",
+    "Linden Books",
+    "Maple Plumbing",
+    "Nutmeg Bistro",
+    "Oak Ridge Dentistry",
+    "Pine Hardware",
+    "Quince Boutique",
+    "Redwood HVAC",
+    "Sequoia Legal",
+    "Tamarack Tours",
+    "Upas Pest Control",
+    "Viburnum Yoga",
+    "Willow Pet Care",
+    "Yew Tree Salon",
+    "Zelkova Movers",
 ]
 
 
@@ -101,23 +132,40 @@ class Command(BaseCommand):
         existing = Agency.objects.filter(schema_name="demo").first()
         if existing is not None:
             _wipe(existing)
-        support, _ = User.objects.get_or_create(email=SUPPORT_EMAIL, defaults={
-            "first_name": "Pat", "last_name": "Support", "role": Role.BILLING_SUPPORT, "is_staff": True})
+        support, _ = User.objects.get_or_create(
+            email=SUPPORT_EMAIL,
+            defaults={"first_name": "Pat", "last_name": "Support", "role": Role.BILLING_SUPPORT, "is_staff": True},
+        )
         support.set_password(DEMO_PASSWORD)
         support.save()
 
         plan = PartnerPlan.objects.filter(name="Partner Growth").first() or partner_plan_create(
-            name="Partner Growth", currency="USD", package_minimum_minor=50000, license_fee_minor=3000,
+            name="Partner Growth",
+            currency="USD",
+            package_minimum_minor=50000,
+            license_fee_minor=3000,
             products=[
-                {"code": "listings", "name": "Listings sync", "unit_price_minor": 0, "included_quantity": 100,
-                 "overage_unit_price_minor": 5},
-                {"code": "reviews", "name": "Review requests", "unit_price_minor": 200, "included_quantity": 10,
-                 "overage_unit_price_minor": 150},
+                {
+                    "code": "listings",
+                    "name": "Listings sync",
+                    "unit_price_minor": 0,
+                    "included_quantity": 100,
+                    "overage_unit_price_minor": 5,
+                },
+                {
+                    "code": "reviews",
+                    "name": "Review requests",
+                    "unit_price_minor": 200,
+                    "included_quantity": 10,
+                    "overage_unit_price_minor": 150,
+                },
             ],
             taxes=[{"name": "Platform sales tax", "rate_bp": 600}],
-            fees=[{"name": "Payment processing fee", "amount_minor": 1500}])
-        agency = agency_create(slug="demo", name="Demo Marketing Agency", time_zone="America/New_York",
-                               currency="USD", billing_day=1)
+            fees=[{"name": "Payment processing fee", "amount_minor": 1500}],
+        )
+        agency = agency_create(
+            slug="demo", name="Demo Marketing Agency", time_zone="America/New_York", currency="USD", billing_day=1
+        )
         plan_assign(agency=agency, plan=plan)
         Agency.objects.filter(pk=agency.pk).update(connected_account_id="acct_sbx_demo")
         agency.refresh_from_db()
@@ -127,8 +175,9 @@ class Command(BaseCommand):
         with schema_context(agency.schema_name):
             users = {}
             for email, first, last, role in STAFF:
-                users[role] = User.objects.create_user(email, DEMO_PASSWORD, first_name=first, last_name=last,
-                                                       role=role)
+                users[role] = User.objects.create_user(
+                    email, DEMO_PASSWORD, first_name=first, last_name=last, role=role
+                )
             sellers = [users[Role.SALESPERSON], users[Role.JR_SALESPERSON], users[Role.SALES_MANAGER]]
             state_tax = tax_rate_create(name="State sales tax", rate_bp=825)
             city_tax = tax_rate_create(name="City tax", rate_bp=150)
@@ -136,23 +185,31 @@ class Command(BaseCommand):
             for index, name in enumerate(CLIENT_NAMES):
                 slug = name.lower().split()[0].replace("&", "")
                 client = client_create(
-                    name=name, email=f"billing@{slug}.example", activated_on=start - timedelta(days=20),
-                    license_price_minor=9900 + (index % 5) * 5000, salesperson=sellers[index % len(sellers)],
+                    name=name,
+                    email=f"billing@{slug}.example",
+                    activated_on=start - timedelta(days=20),
+                    license_price_minor=9900 + (index % 5) * 5000,
+                    salesperson=sellers[index % len(sellers)],
                     taxes=[state_tax] + ([city_tax] if index % 3 == 0 else []),
-                    autopay_days=[5, 28] if index == 7 else None, billing_day=15 if index == 11 else None)
-                service_line_add(client=client, description="Social media management",
-                                 amount_minor=25000 + index * 1000)
+                    autopay_days=[5, 28] if index == 7 else None,
+                    billing_day=15 if index == 11 else None,
+                )
+                service_line_add(
+                    client=client, description="Social media management", amount_minor=25000 + index * 1000
+                )
                 if index % 4 == 0:
-                    service_line_add(client=client, description="Website refresh (one-time)", amount_minor=60000,
-                                     one_time=True)
+                    service_line_add(
+                        client=client, description="Website refresh (one-time)", amount_minor=60000, one_time=True
+                    )
                 # A mix of payers: most cards pay, some decline, some pay by bank debit, one has nothing.
                 token = DEMO_TOKENS[index % len(DEMO_TOKENS)]
                 if token:
                     # ":<n>" makes a distinct card with the same test behaviour (COL-5 allows a card once).
                     payment_method_attach(client=client, token=f"{token}:demo{index}")
                 for month in range(3):
-                    moment = datetime.combine(add_months(start, month) + timedelta(days=9), datetime.min.time(),
-                                              tzinfo=UTC)
+                    moment = datetime.combine(
+                        add_months(start, month) + timedelta(days=9), datetime.min.time(), tzinfo=UTC
+                    )
                     usage.append(UsageInput("listings", 80 + index * 7, moment, f"demo-l-{index}-{month}", client))
                     usage.append(UsageInput("reviews", 5 + index % 9, moment, f"demo-r-{index}-{month}", client))
             usage_record_bulk(agency=agency, items=usage)
@@ -160,8 +217,9 @@ class Command(BaseCommand):
             # A client-portal login for the first client (INV-3).
             from clients.models import ClientUser
 
-            portal_user = User.objects.create_user(CLIENT_EMAIL, DEMO_PASSWORD, first_name="Casey",
-                                                   last_name="Client", role=Role.CLIENT)
+            portal_user = User.objects.create_user(
+                CLIENT_EMAIL, DEMO_PASSWORD, first_name="Casey", last_name="Client", role=Role.CLIENT
+            )
             ClientUser.objects.create(user=portal_user, client=Client.objects.get(name=CLIENT_NAMES[0]))
         day = start
         while day <= today:
@@ -173,5 +231,6 @@ class Command(BaseCommand):
         host = agency_domain("demo")
         for email, _first, _last, role in STAFF:
             self.stdout.write(f"  {role.label:<18}http://{host}:8000/  {email} / {DEMO_PASSWORD}")
-        self.stdout.write(f"  {'Client portal':<18}http://{host}:8000/  {CLIENT_EMAIL} / {DEMO_PASSWORD}"
-                          f"  ({CLIENT_NAMES[0]})")
+        self.stdout.write(
+            f"  {'Client portal':<18}http://{host}:8000/  {CLIENT_EMAIL} / {DEMO_PASSWORD}  ({CLIENT_NAMES[0]})"
+        )
