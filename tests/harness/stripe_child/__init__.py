@@ -1,0 +1,17 @@
+"""The child process of `tests.harness.stripe_server.StripeTestServer`: a Stripe-compatible HTTP server.
+
+localstripe 1.15.10 keeps its store, webhook registry and aiohttp `app` as module globals; this package patches its
+resources (in the child process only, by `app._install()`) and adds what localstripe lacks, one module per resource
+family:
+
+- `core`: request context (Stripe-Account, Idempotency-Key, request id), state, Stripe-shaped errors, list helpers;
+- `cards`: Stripe's test cards, bank accounts and their outcomes (pure data, importable without localstripe);
+- `webhooks`: events and signed, ordered, retried deliveries;
+- `payments`: payment methods, charges and PaymentIntents (declines, 3-D Secure, bank debits);
+- `refunds`, `setup_intents`: those resources;
+- `connect`: connected accounts, account links, transfers and reversals;
+- `payouts`: payouts and balances;
+- `app`: middlewares, routes, `/_test/*` controls and `main()`.
+
+See docs/stripe-test-server.md for what is mimicked.
+"""
