@@ -20,11 +20,11 @@ def _beat_schedule(sender, **kwargs):
 
     sender.conf.beat_schedule = {
         "billing-clock-tick": {
-            "task": "tenants.tasks.billing_clock_tick",
+            "task": "billing.tasks.billing_clock_tick",
             "schedule": float(settings.CELERY_BILLING_TICK_SECONDS),
         },
         "reliability-sweep": {
-            "task": "tenants.tasks.reliability_sweep",
+            "task": "billing.tasks.reliability_sweep",
             "schedule": float(settings.SWEEP_SECONDS),
         },
         "idempotency-expiry": {

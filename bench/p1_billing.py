@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.population import bench_plan, clients_populate
     from bench.schemas import agency_fast_create
+    from billing.invoicing import billing_run
     from billing.selectors import clients_due
-    from billing.services import billing_run
 
     sizes = [500, 2000] if args.quick else [1000, 2500, 5000, 10000]
     plan = bench_plan()

@@ -61,8 +61,8 @@ def _agency(slug: str, customers: list[tuple[str, str]], account: str):
 
     from bench.population import Mix, bench_plan, clients_populate
     from bench.schemas import agency_fast_create
+    from billing.invoicing import billing_run
     from billing.models import PaymentMethod
-    from billing.services import billing_run
     from clients.models import Client
 
     agency = agency_fast_create(slug=slug, plan=bench_plan(), billing_day=1, connected_account_id=account)
@@ -142,8 +142,9 @@ def _exactly_once(agency, server, count: int) -> dict:
     from django.db.models import Count
     from django_tenants.utils import tenant_context
 
-    from billing.base_models import ChargeStatus, EntryType
+    from billing.base_models import EntryType
     from billing.models import Charge, ChargeAttempt, LedgerEntry
+    from billing.statuses import ChargeStatus
 
     intents = server.payment_intents(schema=agency.schema_name)
     succeeded = Counter(i["metadata"].get("charge") for i in intents if i["status"] == "succeeded")

@@ -32,9 +32,9 @@ def _agency(slug: str, clients: int):
 
     from bench.population import Mix, bench_plan, clients_populate
     from bench.schemas import agency_fast_create
-    from billing.base_models import ChargeStatus
+    from billing.invoicing import billing_run
     from billing.models import Charge
-    from billing.services import billing_run
+    from billing.statuses import ChargeStatus
 
     agency = agency_fast_create(slug=slug, plan=bench_plan(), billing_day=1)
     clients_populate(

@@ -33,7 +33,7 @@ def _setup(clients: int):
 
     from bench.population import Mix, bench_plan, clients_populate
     from bench.schemas import agency_fast_create
-    from billing.services import billing_run
+    from billing.invoicing import billing_run
 
     agency = agency_fast_create(
         slug=SLUG, plan=bench_plan(), billing_day=1, address="1 Main Street\nSpringfield", email="billing@p4.example"
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from accounts.models import Role, User
     from bench.schemas import template_ensure
-    from billing.base_models import ChargeStatus
     from billing.models import Charge, Invoice
     from billing.pdf import client_invoice_context, invoice_pdf, render_pdf
+    from billing.statuses import ChargeStatus
 
     template_ensure()
     agency = _setup(40 if args.quick else 200)

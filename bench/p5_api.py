@@ -50,7 +50,7 @@ def _setup(clients: int) -> str | None:
     from accounts.models import Role, User
     from bench.population import Mix, bench_plan, clients_populate
     from bench.schemas import agency_fast_create
-    from billing.services import billing_run
+    from billing.invoicing import billing_run
 
     try:
         from accounts.tokens import api_token_create

@@ -59,7 +59,7 @@ def _tick(repeats: int = 5) -> dict:
 
     from agencybilling.celery import app
     from billing.clock import agencies_due
-    from tenants.tasks import billing_clock_tick
+    from billing.tasks import billing_clock_tick
 
     times, find_times, sent = [], [], 0
     for _ in range(repeats):

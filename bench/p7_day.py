@@ -66,8 +66,8 @@ def _agencies(prefix: str, count: int, clients: int) -> list:
 def _check(agencies: list, clients: int) -> list[str]:
     from django_tenants.utils import tenant_context
 
-    from billing.base_models import ChargeStatus
     from billing.models import AgencyDay, Charge, Invoice, RunStatus
+    from billing.statuses import ChargeStatus
 
     problems = []
     for agency in agencies:
@@ -151,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from agencybilling.celery import app
     from bench.schemas import template_ensure
+    from billing.tasks import agency_clock_run
     from notifications.models import Notice
     from tenants.models import Agency
-    from tenants.tasks import agency_clock_run
 
     count, clients = (6, 100) if args.quick else (100, 100)
     template_ensure()

@@ -182,7 +182,7 @@ def agency_fast_create(
     from django.db import connection, transaction
 
     from tenants.models import Agency, Domain
-    from tenants.services import agency_domain
+    from tenants.selectors import agency_domain
 
     template = template_ensure()
     connection.set_schema_to_public()
@@ -237,7 +237,7 @@ def _agencies_create(slugs: list[str], **fields) -> None:
     from django.db import connection, transaction
 
     from tenants.models import Agency, Domain
-    from tenants.services import agency_domain
+    from tenants.selectors import agency_domain
 
     template = template_ensure()
     connection.set_schema_to_public()

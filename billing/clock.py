@@ -7,16 +7,16 @@ workers never run the same agency at once, and records each day as it finishes.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 
-from django.db import connection
 from django.db.models import Q
 
-from billing.daily import DayResult, agency_day_run
+from billing.day import DayResult, agency_day_run
 from core.calendar import local_date
+from core.locks import advisory_lock
 from tenants.models import Agency
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ def agencies_due(now: datetime) -> list[Agency]:
     return [a for a in Agency.objects.only("id", "schema_name", "time_zone", "clock_date") if due_days(a, now)]
 
 
-def _lock_key(schema_name: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"agency-clock:{schema_name}".encode()).digest()[:8], "big", signed=True)
+def agency_clock_lock(schema_name: str) -> AbstractContextManager[bool]:
+    """The agency's clock lock, taken without waiting (yields whether it was): held while its days run, and by
+    the sweeper while it resolves the agency's attempts, so the two never work on the agency at once."""
+    return advisory_lock(f"agency-clock:{schema_name}")
 
 
 class AgencyBusy(Exception):
@@ -49,25 +51,18 @@ def agency_days_run(
     run: Callable[..., DayResult] = agency_day_run,
 ) -> list[date]:
     """Run every day after the agency's clock up to `until`, in order. Returns the days run."""
-    key = _lock_key(agency.schema_name)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        if not cursor.fetchone()[0]:
+    with agency_clock_lock(agency.schema_name) as taken:
+        if not taken:
             raise AgencyBusy(agency.schema_name)
-    ran = []
-    try:
         agency.refresh_from_db(fields=["clock_date"])
-        start = agency.clock_date + timedelta(days=1) if agency.clock_date else until
-        day = start
+        ran = []
+        day = agency.clock_date + timedelta(days=1) if agency.clock_date else until
         while day <= until:
             result = agency_day_record(agency=agency, day=day, run=run)
             if progress:
                 progress(day, result)
             ran.append(day)
             day += timedelta(days=1)
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
     return ran
 
 

@@ -11,7 +11,6 @@ from django.db import models, transaction
 
 from billing.base_models import EntryType
 from billing.drafting import allocate
-from billing.dunning import client_overdue_refresh
 from billing.models import Allocation, LedgerEntry
 from billing.platform.models import AgencyAllocation, AgencyLedgerEntry
 from billing.selectors import billing_settings, open_charges
@@ -84,9 +83,8 @@ def payment_apply(
     reference: str,
     entry_type: str = EntryType.PAYMENT,
 ) -> LedgerEntry:
-    """Record a client payment (or credit) and allocate it to open charges; the rest stays as credit.
-    Paying clears the overdue flag once the account no longer meets DUN-1."""
-    entry = _record(
+    """Record a client payment (or credit) and allocate it to open charges; the rest stays as credit."""
+    return _record(
         owner_lock=Client.objects.filter(pk=client.pk),
         entries=LedgerEntry.objects.filter(client=client),
         entry_model=LedgerEntry,
@@ -98,9 +96,7 @@ def payment_apply(
         occurred_on=occurred_on,
         reference=reference,
         entry_type=entry_type,
-    )
-    client_overdue_refresh(client=client, today=occurred_on)
-    return entry  # type: ignore[return-value]
+    )  # type: ignore[return-value]
 
 
 def payments_apply(

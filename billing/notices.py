@@ -9,16 +9,14 @@ from datetime import date
 from django.conf import settings
 
 from accounts.models import Role, User
-from billing.base_models import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from billing.models import Charge
+from billing.statuses import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from clients.models import Client
-from core.calendar import add_months
 from core.money import format_minor
 from notifications.catalog import NoticeKind
 from notifications.services import NoticeDraft, notice_enqueue
 from tenants.models import Agency
-from tenants.selectors import current_agency
-from tenants.services import agency_domain
+from tenants.selectors import agency_domain, current_agency
 
 
 def agency_recipients(agency: Agency) -> list[str]:
@@ -130,68 +128,3 @@ def charge_notice_drafts(
         else:  # a manual retry failed again
             to_client(NoticeKind.PAYMENT_FAILED)
     return drafts
-
-
-def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:
-    """Every documented variable of `kind`, filled from this client's real data where it has any (the
-    Email Templates page previews a draft template with it); made-up only where the client has no such
-    event yet (e.g. no failed payment)."""
-    # Imported here: reminders and dunning queue their notices through this module.
-    from billing.reminders import month_dates
-    from billing.selectors import balances, billing_settings, past_due_by_client
-    from billing.services import invoice_preview
-    from notifications.catalog import CATALOG
-    from notifications.rendering import sample_context
-
-    agency = current_agency()
-    assert agency is not None, "notice previews run inside an agency schema"
-    currency = agency.currency
-    context = {**sample_context(CATALOG[kind].variables), **client_context(agency, client)}
-    settings_row = billing_settings()
-    for offset in (0, 1):  # this month's invoice, or next month's once this month's billing date has passed
-        month = add_months(today.replace(day=1), offset)
-        dates = month_dates(
-            autopay_days=client.autopay_days,
-            billing_day=client.billing_day or agency.billing_day,
-            year=month.year,
-            month=month.month,
-            settings=settings_row,
-        )
-        if dates.billing_date >= today:
-            break
-    draft = invoice_preview(agency=agency, client=client, billing_date=dates.billing_date)
-    balance = balances([client.pk]).get(client.pk, 0)
-    charge = client.charges.select_related("invoice").order_by("-due_on", "-id").first()
-    attempt = charge.attempts.order_by("-number").first() if charge else None
-    past_due = past_due_by_client(due_before=today, client_ids=[client.pk]).get(client.pk)
-    method = client.payment_methods.filter(removed_at__isnull=True).first()
-    context.update(
-        {
-            # The statement is dated the day the invoice is built; the other notices name the billing date.
-            "billing_date": (
-                dates.build_date if kind == NoticeKind.UPCOMING_STATEMENT else dates.billing_date
-            ).isoformat(),
-            "statement_total": format_minor(draft.total_minor, currency),
-            "open_balance": format_minor(balance, currency),
-            "amount_due": format_minor(draft.total_minor + max(balance, 0), currency),
-            "lines": [
-                {"description": line.description, "amount": format_minor(line.amount_minor, currency)}
-                for line in draft.lines
-            ],
-            "notice_number": "1",
-            "payment_method": str(method) if method else "no payment method on file",
-            "past_due": format_minor(past_due.amount_minor if past_due else draft.total_minor, currency),
-        }
-    )
-    if charge is not None:
-        context.update(
-            {
-                "amount": format_minor(charge.amount_minor, currency),
-                "invoice_number": charge.invoice.number,
-                "paid_on": (charge.paid_on or today).isoformat(),
-                "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
-                "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
-                "attempt_number": str(attempt.number if attempt else 1),
-            }
-        )
-    return {name: context[name] for name in CATALOG[kind].variables}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from billing.base_models import FAILED_OUTCOMES, LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from billing.models import Charge, Invoice
 from billing.platform.models import Payout
+from billing.statuses import FAILED_OUTCOMES, LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from integrations.models import EventKind
 from integrations.services import event_publish, events_publish
 

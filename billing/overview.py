@@ -14,27 +14,13 @@ from django.db import connection
 from django.db.models import Count, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
-from billing.base_models import ChargeStatus
 from billing.models import Charge, ChargeAttempt, Invoice
 from billing.platform.models import AgencyInvoice
+from billing.statuses import COLLECTED, OUTSTANDING, SETTLED, STATUS_PRECEDENCE, ChargeStatus
 from core.calendar import add_months
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 
 S = ChargeStatus
-# How an invoice with several charges (installments) reads: the first status present in this order.
-STATUS_PRECEDENCE: tuple[str, ...] = (
-    S.UNCOLLECTABLE,
-    S.RETRYING,
-    S.PENDING,
-    S.SCHEDULED,
-    S.AGENCY_INVOICED,
-    S.PAID,
-    S.PAID_OUT,
-)
-# Statuses that will not change any more as far as the invoice document is concerned.
-SETTLED = frozenset({S.PAID, S.PAID_OUT, S.AGENCY_INVOICED})
-COLLECTED = (S.PAID, S.PAID_OUT)
-OUTSTANDING = (S.SCHEDULED, S.PENDING, S.RETRYING, S.UNCOLLECTABLE)
 
 
 def invoice_status(statuses: Iterable[str]) -> str:

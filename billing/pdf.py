@@ -25,10 +25,10 @@ from django.db import connection
 from django.db.models import Model
 from django.template.loader import render_to_string
 
-from billing.base_models import ChargeStatus
 from billing.models import BillingSettings, Invoice
 from billing.overview import invoice_status, is_settled, lines_by_category
 from billing.platform.models import AgencyInvoice
+from billing.statuses import ChargeStatus
 from core.money import format_minor
 from tenants.models import Agency
 

@@ -11,56 +11,24 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 
 from django.db.models import Sum
 
-from billing.base_models import ChargeStatus
 from billing.drafting import InvoiceDraft
+from billing.invoicing import invoice_previews
 from billing.models import BillingSettings, Charge, Invoice, PaymentMethod
 from billing.notices import client_context, client_notice
+from billing.schedule import MonthDates, month_dates
 from billing.selectors import balances, billable_clients, billable_on, billing_settings
-from billing.services import invoice_previews
+from billing.statuses import ChargeStatus
 from clients.models import Client
-from core.calendar import add_months, follow_up_dates, invoice_days, statement_date
+from core.calendar import add_months
 from core.money import format_minor, split_evenly
 from notifications.catalog import NoticeKind
 from tenants.models import Agency
 
-UPCOMING_PAYMENT_DAYS_BEFORE = 2  # NOT-3: not configurable
 MONTHS_AHEAD = 3  # a statement can go out up to this many months before its billing date
-
-
-@dataclass(frozen=True)
-class MonthDates:
-    """One client's dates for one month's invoice."""
-
-    build_date: date  # the invoice is built (the first autopay date, or the billing date)
-    billing_date: date  # the last autopay date, or the billing date (CYC-4)
-    installments: int  # how many autopay charges the invoice is split into
-    statements: tuple[date, ...]  # Upcoming Statement and its configured follow-ups, in order
-    upcoming_payment: date
-
-
-def month_dates(
-    *, autopay_days: list[int], billing_day: int, year: int, month: int, settings: BillingSettings
-) -> MonthDates:
-    build_day, bill_day = invoice_days(autopay_days=autopay_days, billing_day=billing_day)
-    build_date, billing_date = date(year, month, build_day), date(year, month, bill_day)
-    first = statement_date(
-        autopay_days=autopay_days,
-        billing_day=billing_day,
-        year=year,
-        month=month,
-        days_before=settings.statement_days_before,
-    )
-    follow_ups = follow_up_dates(first, settings.statement_second_after_days, settings.statement_third_after_days)
-    # A follow-up only makes sense while the statement is still upcoming.
-    statements = tuple(day for day in follow_ups if day < build_date)
-    installments = len(set(autopay_days)) if len(set(autopay_days)) >= 2 else 1
-    return MonthDates(
-        build_date, billing_date, installments, statements, billing_date - timedelta(days=UPCOMING_PAYMENT_DAYS_BEFORE)
-    )
 
 
 @dataclass

@@ -276,9 +276,8 @@ def collection_status():
     from django.db.models import CharField
     from django.db.models.expressions import RawSQL
 
-    from billing.base_models import ChargeStatus
     from billing.models import Charge, Invoice
-    from billing.overview import STATUS_PRECEDENCE
+    from billing.statuses import STATUS_PRECEDENCE, ChargeStatus
 
     sql = (
         f'COALESCE((SELECT c.status FROM "{Charge._meta.db_table}" c '

@@ -9,9 +9,10 @@ from django.utils import timezone
 
 from accounts.models import Role, User, audit_record
 from accounts.permissions import Capability, has_capability
-from billing.base_models import COLLECTIBLE, ChargeStatus
-from billing.collection import IllegalTransition, charge_mark_agency_invoiced, charge_retry_manual
+from billing.attempts import charge_retry_manual
+from billing.charges import IllegalTransition, charge_mark_agency_invoiced
 from billing.models import Charge, RequestKind, SupportRequest
+from billing.statuses import COLLECTIBLE, ChargeStatus
 from clients.models import Client
 from core.errors import ApplicationError, PermissionDenied
 

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from billing.platform.models import WebhookEvent, WebhookStatus
 from billing.providers.base import ProviderError
 from billing.providers.stripe import StripeProvider
+from billing.settlement import provider_event_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,6 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
 
 def webhook_event_process(event_pk: int) -> str:
     """Apply one stored event once. Safe to run twice: a processed event is skipped."""
-    from billing.events import provider_event_dispatch
 
     with transaction.atomic():
         stored = WebhookEvent.objects.select_for_update().get(pk=event_pk)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import date
 
+from django.conf import settings
 from django.db import connection
 
 from tenants.models import Agency
+
+
+def agency_domain(slug: str) -> str:
+    """The host name of the agency with this slug: `<slug>.<BASE_DOMAIN>`."""
+    return f"{slug}.{settings.BASE_DOMAIN}"
 
 
 def current_agency() -> Agency | None:

@@ -18,11 +18,8 @@ from tenants.models import (
     slug_validator,
     validate_time_zone,
 )
+from tenants.selectors import agency_domain
 from tenants.spares import spare_schema_claim
-
-
-def agency_domain(slug: str) -> str:
-    return f"{slug}.{settings.BASE_DOMAIN}"
 
 
 def agency_create(

@@ -10,10 +10,10 @@ from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
 from billing.collection import collect_due
-from billing.events import provider_event_dispatch
+from billing.invoicing import billing_run
 from billing.payment_methods import payment_method_attach
 from billing.providers.sandbox import SandboxProvider
-from billing.services import billing_run
+from billing.settlement import provider_event_dispatch
 from clients.models import Client
 from tests.billing_helpers import client_create, service_line_add, tax_rate_create, with_plan
 from tests.conftest import make_user

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from accounts.services import user_active_set, user_invite, user_role_set
-from billing.base_models import ChargeStatus
+from billing.billing_setup import agency_logo_set, billing_setup_update
 from billing.models import BillingSettings, Charge, PaymentMethod, RequestKind, SupportRequest
 from billing.overview import (
     agency_invoice_for_month,
@@ -36,7 +36,7 @@ from billing.overview import (
 from billing.pdf import agency_invoice_pdf, invoice_pdf, pdf_filename
 from billing.platform.models import AgencyInvoice
 from billing.selectors import billing_settings
-from billing.setup import agency_logo_set, billing_setup_update
+from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_request, retry_request
 from clients.models import AgencyServiceLine, Client
 from clients.services import client_configure, service_line_add, service_line_remove
@@ -463,7 +463,7 @@ def _kind_or_404(kind: str) -> str:
 
 def _preview(request: HttpRequest, kind: str, form: TemplateForm) -> dict:
     """Render the draft against a real client's data (the chosen one, or the first)."""
-    from billing.notices import notice_preview_context
+    from billing.notice_previews import notice_preview_context
 
     client = form.cleaned_data.get("client") if form.is_bound and form.is_valid() else None
     client = client or Client.objects.order_by("name").first()

@@ -15,11 +15,11 @@ from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
 from accounts.models import AuditEntry
-from billing.base_models import ChargeStatus
 from billing.models import Charge, Invoice, SupportRequest
 from billing.overview import attempt_count, month_invoices
 from billing.pdf import agency_invoice_pdf, invoice_pdf, pdf_filename
 from billing.platform.models import AgencyInvoice
+from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError

@@ -31,7 +31,7 @@ from api.fields import (
 )
 from api.pagination import list_parameters, page_of, paginate, paginate_rows
 from api.schema import IF_NONE_MATCH, NOT_MODIFIED
-from billing.base_models import AttemptKind, AttemptOutcome, ChargeStatus
+from billing.billing_setup import AGENCY_FIELDS, SETTINGS_FIELDS, billing_setup_update
 from billing.models import BillingSettings, Charge, Invoice, RequestKind, SupportRequest
 from billing.pdf import invoice_pdf, pdf_filename
 from billing.selectors import (
@@ -40,7 +40,7 @@ from billing.selectors import (
     invoice_list_for_user,
     usage_list_for_user,
 )
-from billing.setup import AGENCY_FIELDS, SETTINGS_FIELDS, billing_setup_update
+from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus
 from billing.support import agency_invoiced_request, retry_request
 from billing.usage import UsageInput, usage_record_bulk
 from clients.models import Client

@@ -27,8 +27,8 @@ from api.fields import (
     pattern_field,
 )
 from api.pagination import list_parameters, page_of, paginate
-from billing.base_models import ChargeStatus
 from billing.models import Charge, RequestKind, SupportRequest
+from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError, Conflict
@@ -191,7 +191,7 @@ class AgencyOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_domain(self, agency) -> str:
-        from tenants.services import agency_domain
+        from tenants.selectors import agency_domain
 
         return agency_domain(agency.schema_name)
 

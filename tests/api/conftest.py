@@ -12,9 +12,9 @@ from rest_framework.test import APIClient
 from accounts.models import Role, User
 from accounts.tokens import api_token_create
 from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import Charge, Invoice, SupportRequest
 from billing.payment_methods import payment_method_attach
-from billing.services import billing_run
 from billing.support import retry_request
 from clients.services import client_create, service_line_add, tax_rate_create
 from integrations.models import WebhookDelivery

@@ -13,8 +13,8 @@ from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import ApiToken, Role
-from billing.base_models import ChargeStatus
 from billing.models import Charge
+from billing.statuses import ChargeStatus
 from billing.support import retry_run
 from clients.models import Client
 from tests.api.conftest import BILLING_DATE, api, populate, token_for

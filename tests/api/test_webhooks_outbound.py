@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
-from billing.daily import agency_day_run
+from billing.day import agency_day_run
 from billing.payment_methods import payment_method_attach
 from clients.services import client_create
 from integrations.models import DeliveryStatus, OutboundEvent, WebhookDelivery

@@ -12,8 +12,8 @@ from django_tenants.utils import schema_context
 from playwright.sync_api import expect
 
 from accounts.models import Role
-from billing.base_models import ChargeStatus
 from billing.models import BillingSettings, Charge, Invoice
+from billing.statuses import ChargeStatus
 from clients.models import Client, ClientUser
 from core.money import format_minor
 from tests.browser.conftest import screenshot, sign_in

@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from billing.invoicing import billing_run
 from billing.models import Invoice, LedgerEntry
 from billing.platform.models import AgencyInvoice
-from billing.services import billing_run
 from tests.billing_helpers import client_create, with_plan
 
 pytestmark = pytest.mark.django_db(transaction=True)

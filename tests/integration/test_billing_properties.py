@@ -12,11 +12,11 @@ from django_tenants.utils import schema_context
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing.invoicing import billing_run
 from billing.ledger import open_charges_in_order, payment_apply
 from billing.models import Allocation, BillingSettings, Invoice, LedgerEntry
 from billing.platform.models import AgencyInvoice
 from billing.selectors import client_balance, client_open_by_category
-from billing.services import billing_run
 from billing.usage import UsageInput, usage_record_bulk
 from clients.services import client_create, service_line_add, tax_rate_create
 from core.categories import DEFAULT_CATEGORY_ORDER

@@ -10,11 +10,11 @@ from django.db import IntegrityError, connection, transaction
 from django_tenants.utils import schema_context
 
 from billing.base_models import EntryType
+from billing.invoicing import billing_run, invoice_preview
 from billing.ledger import payment_apply
 from billing.models import Allocation, BillingSettings, Invoice, InvoiceLine, LedgerEntry
 from billing.platform.models import AgencyInvoice
 from billing.selectors import client_balance, client_open_by_category
-from billing.services import billing_run, invoice_preview
 from clients.models import AgencyServiceLine, Client
 from clients.services import client_group_create
 from tests.billing_helpers import at, client_create, service_line_add, tax_rate_create, usage, with_plan

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from celery.contrib.testing.worker import start_worker
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from agencybilling.celery import app
 from clients.models import Client
+from core.calendar import local_date
 from core.tasks import MissingTenantError
+from tenants.models import Agency
 from tenants.tasks import agency_ping
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,3 +56,21 @@ def test_TEN_2_task_sent_from_another_agency_for_a_schema_is_refused(agency_a, a
     # Run eagerly: from inside A's schema, asking to act on B is a bug, never a silent switch.
     with schema_context(agency_a.schema_name), pytest.raises(MissingTenantError):
         agency_ping.apply(kwargs={"schema_name": agency_b.schema_name}).get()
+
+
+def test_clock_and_sweep_tasks_still_answer_to_their_names_before_the_move(agency_a, agency_b, worker):
+    """Messages queued before billing's clock and sweep tasks moved from tenants/tasks.py to billing/tasks.py
+    carry the old names; a worker of this release still runs them."""
+
+    def run(name: str, **kwargs):
+        return app.send_task(name, kwargs=kwargs, ignore_result=False).get(timeout=60)
+
+    today = local_date(timezone.now(), agency_a.time_zone)
+    Agency.objects.filter(pk=agency_a.pk).update(clock_date=today - timedelta(days=1))
+    Agency.objects.filter(pk=agency_b.pk).update(clock_date=today + timedelta(days=1))
+    ran = run("tenants.tasks.agency_clock_run", schema_name=agency_a.schema_name, until=today.isoformat())
+    assert ran == [today.isoformat()]
+    assert run("tenants.tasks.billing_clock_tick") == {}  # both agencies' clocks are up to date
+    expected = {"requeued": 0, "uncertain": 0, "attempts": {"unresolved": 0, "resolved": 0}}
+    assert run("tenants.tasks.agency_sweep", schema_name=agency_a.schema_name) == expected
+    assert run("tenants.tasks.reliability_sweep") == {"webhooks": 0, "agencies": 2}

@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from billing.clock import AgencyBusy, _lock_key, agency_days_run, due_days
+from billing.clock import AgencyBusy, agency_days_run, due_days
 from billing.models import AgencyDay, Invoice
+from core.locks import lock_key
 from tenants.models import Agency
 from tests.billing_helpers import client_create, with_plan
 
@@ -72,7 +73,7 @@ def test_CYC_3_a_second_runner_of_the_same_agency_is_refused(agency_a):
         autocommit=True,
     )
     try:
-        other.execute("SELECT pg_advisory_lock(%s)", [_lock_key(agency_a.schema_name)])
+        other.execute("SELECT pg_advisory_lock(%s)", [lock_key(f"agency-clock:{agency_a.schema_name}")])
         Agency.objects.filter(pk=agency_a.pk).update(clock_date=date(2026, 12, 31))
         agency_a.refresh_from_db()
         with pytest.raises(AgencyBusy):
@@ -88,8 +89,8 @@ def test_tick_enqueues_one_task_per_due_agency(agency_a, agency_b, eager_tasks):
 
     from django.utils import timezone
 
+    from billing.tasks import billing_clock_tick
     from core.calendar import local_date
-    from tenants.tasks import billing_clock_tick
 
     today = local_date(timezone.now(), agency_a.time_zone)
     Agency.objects.filter(pk=agency_a.pk).update(clock_date=today - timedelta(days=2))

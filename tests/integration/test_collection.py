@@ -9,16 +9,18 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuditEntry, Role
-from billing.base_models import AttemptOutcome, ChargeStatus
-from billing.collection import AttemptUnresolved, IllegalTransition, charge_attempt, collect_due
-from billing.events import provider_event_dispatch
+from billing.attempts import AttemptUnresolved, charge_attempt
+from billing.charges import IllegalTransition
+from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import Charge, ChargeAttempt, SupportRequest
 from billing.payment_methods import PaymentMethodInUse, agency_payment_method_attach, payment_method_attach
 from billing.platform.models import AgencyCharge, SandboxPaymentIntent
 from billing.providers.base import ChargeResult, Outcome
 from billing.providers.sandbox import SandboxProvider
 from billing.selectors import billing_settings, client_balance
-from billing.services import billing_run
+from billing.settlement import provider_event_dispatch
+from billing.statuses import AttemptOutcome, ChargeStatus
 from billing.support import agency_invoiced_request, agency_invoiced_set, retry_request, retry_run
 from core.errors import ApplicationError, PermissionDenied
 from tests.billing_helpers import client_create, with_plan
@@ -268,7 +270,7 @@ def test_PAY_3_agency_invoice_charged_to_the_agency_payment_method(agency):
     agency_payment_method_attach(agency=agency, token="pm_card_amex")
     _client(agency)
     run_day(agency, date(2027, 1, 1))
-    from billing.collection import charge_attempt as attempt_fn
+    from billing.attempts import charge_attempt as attempt_fn
 
     charge = AgencyCharge.objects.get(agency=agency)
     attempt = attempt_fn(charge, today=date(2027, 1, 1))

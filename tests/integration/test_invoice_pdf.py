@@ -10,10 +10,10 @@ import pytest
 from django.db import IntegrityError, transaction
 from django_tenants.utils import schema_context
 
-from billing.base_models import ChargeStatus
 from billing.models import Invoice
 from billing.pdf import agency_invoice_pdf, invoice_pdf
 from billing.platform.models import AgencyInvoice
+from billing.statuses import ChargeStatus
 from core.money import format_minor
 from tests.ui_helpers import billed_agency, pdf_text
 

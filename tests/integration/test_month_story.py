@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django_tenants.utils import schema_context
 
 from accounts.models import Role
-from billing.base_models import ChargeStatus
 from billing.models import AgencyDayStep, BillingSettings, Charge, ChargeAttempt
 from billing.payment_methods import payment_method_attach
+from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_set
 from clients.models import Client
 from notifications.models import Notice, OutboxStatus

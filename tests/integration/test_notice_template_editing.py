@@ -9,7 +9,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from accounts.models import AuditEntry, Role
-from billing.notices import notice_preview_context
+from billing.notice_previews import notice_preview_context
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.models import NoticeTemplate
 from notifications.rendering import TemplateInvalid

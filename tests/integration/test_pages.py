@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
 from accounts.models import AuditEntry, Role, User
-from billing.base_models import ChargeStatus
 from billing.models import BillingSettings, Charge, Invoice, SupportRequest
 from billing.platform.models import AgencyInvoice
+from billing.statuses import ChargeStatus
 from clients.models import Client, ClientUser
 from notifications.catalog import NoticeKind
 from notifications.models import Notice, NoticeTemplate

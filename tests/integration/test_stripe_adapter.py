@@ -9,13 +9,14 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
-from billing.base_models import AttemptOutcome, ChargeStatus
-from billing.collection import charge_attempt, collect_due
+from billing.attempts import charge_attempt
+from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import Charge, ChargeAttempt
 from billing.payment_methods import PaymentMethodInUse, payment_method_attach
 from billing.providers.base import ChargeRequest, Outcome
 from billing.providers.stripe import StripeProvider
-from billing.services import billing_run
+from billing.statuses import AttemptOutcome, ChargeStatus
 from tests.billing_helpers import client_create, with_plan
 from tests.harness.stripe_server import StripeTestServer
 

@@ -11,11 +11,11 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
-from billing.base_models import ChargeStatus
 from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import Charge, ChargeAttempt, LedgerEntry
 from billing.platform.models import WebhookEvent
-from billing.services import billing_run
+from billing.statuses import ChargeStatus
 from tests.billing_helpers import client_create, with_plan
 from tests.conftest import host_client
 

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from django_tenants.utils import schema_context
 
+from billing.invoicing import billing_run
 from billing.ledger import payment_apply
 from billing.models import Invoice, LedgerEntry
 from billing.platform.models import AgencyInvoice
 from billing.selectors import client_balance, client_open_by_category
-from billing.services import billing_run
 from billing.usage import UsageInput, usage_record_bulk
 from clients.services import client_create, service_line_add, tax_rate_create
 from tenants.services import partner_plan_create, plan_assign

@@ -149,10 +149,10 @@ class World:
 def build_world(agency, tag: str) -> World:
     from accounts.models import User
     from billing.collection import collect_due
+    from billing.invoicing import billing_run
     from billing.models import Charge, Invoice, SupportRequest
     from billing.payment_methods import payment_method_attach
     from billing.platform.models import AgencyInvoice
-    from billing.services import billing_run
     from clients.models import AgencyServiceLine, ClientUser
     from clients.services import client_create, service_line_add
     from tests.billing_helpers import with_plan

@@ -14,10 +14,11 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing.collection import attempts_sweep, collect_due
+from billing.attempts import attempts_sweep
+from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import ChargeAttempt
 from billing.providers.stripe import StripeProvider
-from billing.services import billing_run
 from core.calendar import local_date
 from tests.reliability import scenario
 from tests.reliability.fault_proxy import FaultProxy

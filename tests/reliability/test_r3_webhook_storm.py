@@ -23,11 +23,11 @@ from django.test import Client as HttpClient
 from django_tenants.utils import schema_context, tenant_context
 
 from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.models import Charge, LedgerEntry
 from billing.payment_methods import payment_method_attach
 from billing.platform.models import Payout, WebhookEvent
 from billing.selectors import client_balance
-from billing.services import billing_run
 from billing.webhooks import webhook_sweep
 from clients.models import Client
 from clients.services import client_create

@@ -28,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from accounts.models import Role
-from billing.notices import notice_preview_context
+from billing.notice_previews import notice_preview_context
 from clients.models import ClientUser
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.models import Notice, NoticeTemplate

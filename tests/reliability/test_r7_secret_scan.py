@@ -32,8 +32,8 @@ from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
 from billing.collection import collect_due
+from billing.invoicing import billing_run
 from billing.providers import get_provider
-from billing.services import billing_run
 from clients.models import ClientUser
 from tests.billing_helpers import client_create, with_plan
 from tests.conftest import login_client, make_user

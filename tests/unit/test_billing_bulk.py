@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from billing.bulk import missing_columns
+from billing.invoicing import CHARGE_COLUMNS, INVOICE_COLUMNS, LEDGER_COLUMNS, LINE_COLUMNS
 from billing.models import Charge, Invoice, InvoiceLine, LedgerEntry
-from billing.services import CHARGE_COLUMNS, INVOICE_COLUMNS, LEDGER_COLUMNS, LINE_COLUMNS
 
 
 @pytest.mark.parametrize(

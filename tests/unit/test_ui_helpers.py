@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from billing.base_models import ChargeStatus as S
 from billing.overview import MonthTotals, invoice_status, is_settled, lines_by_category
+from billing.statuses import ChargeStatus as S
 from web.charts import _nice_ceiling, build_chart
 from web.templatetags.ui import money, rate
 

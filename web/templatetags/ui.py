@@ -7,7 +7,7 @@ from datetime import date
 from django import template
 from django.utils.html import format_html
 
-from billing.base_models import ChargeStatus
+from billing.statuses import ChargeStatus
 from core.money import format_minor
 
 register = template.Library()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from billing.services import billing_run
+from billing.invoicing import billing_run
 from core.commands import parse_date
 from core.money import format_minor
 from tenants.models import Agency

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.clock import agency_day_record
-from billing.daily import DayResult
+from billing.day import DayResult
 from core.commands import parse_date
 from tenants.models import Agency
 

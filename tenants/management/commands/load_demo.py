@@ -11,7 +11,8 @@ from django_tenants.utils import schema_context
 from accounts.models import Role, User
 from core.calendar import add_months
 from tenants.models import Agency, PartnerPlan
-from tenants.services import agency_create, agency_domain, partner_plan_create, plan_assign
+from tenants.selectors import agency_domain
+from tenants.services import agency_create, partner_plan_create, plan_assign
 
 DEMO_PASSWORD = "demo-pass-2026"
 SUPPORT_EMAIL = "support@platform.test"
@@ -122,7 +123,7 @@ class Command(BaseCommand):
     help = "Reset and load the demo data (platform operator, agency `demo`, its staff and ~25 clients)."
 
     def handle(self, *args, **options) -> None:
-        from billing.daily import agency_day_run
+        from billing.day import agency_day_run
         from billing.payment_methods import payment_method_attach
         from billing.usage import UsageInput, usage_record_bulk
         from clients.models import Client

@@ -21,11 +21,10 @@ from django_tenants.utils import tenant_context
 
 from billing.collection import CollectionSummary, collect_due
 from billing.dunning import OverdueSummary, overdue_evaluate
-from billing.events import provider_event_dispatch
+from billing.invoicing import BillingRunResult, billing_run
 from billing.models import AgencyDay, AgencyDayStep, DayStep, RunStatus
-from billing.providers import get_provider
 from billing.reminders import ReminderSummary, reminders_send
-from billing.services import BillingRunResult, billing_run
+from billing.settlement import provider_day_settle
 from tenants.models import Agency
 
 
@@ -40,14 +39,6 @@ class DayResult:
     provider_events: int | None = None
     overdue: OverdueSummary | None = None
     skipped: list[str] = field(default_factory=list)
-
-
-def _settle(*, agency: Agency, today: date) -> int:
-    """The processor's day: bank debits settle or fail, payouts are paid (PAY-2, COL-3)."""
-    events = get_provider().advance(today=today)
-    for event in events:
-        provider_event_dispatch(event)
-    return len(events)
 
 
 def _counts(value: Any) -> dict:
@@ -65,7 +56,7 @@ PIPELINE: list[tuple[str, str, Callable[..., Any], bool]] = [
     (DayStep.BILLING, "billing", billing_run, False),
     (DayStep.COLLECTION, "collection", lambda *, agency, today: collect_due(today=today, retries=False), True),
     (DayStep.RETRIES, "retries", lambda *, agency, today: collect_due(today=today, first_attempts=False), True),
-    (DayStep.SETTLEMENT, "provider_events", _settle, False),
+    (DayStep.SETTLEMENT, "provider_events", provider_day_settle, False),
     (DayStep.OVERDUE, "overdue", overdue_evaluate, True),
 ]
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from billing import bulk
-from billing.base_models import ChargeStatus, EntryType
+from billing.base_models import EntryType
 from billing.drafting import (
     DraftLine,
     InvoiceDraft,
@@ -51,6 +51,7 @@ from billing.selectors import (
     pooled_usage,
     usage_by_account,
 )
+from billing.statuses import ChargeStatus
 from clients.models import AgencyServiceLine, Client
 from core.calendar import Period, autopay_dates, cycle_closed_by, cycle_starting
 from core.money import split_evenly

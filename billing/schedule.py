@@ -1,0 +1,48 @@
+"""A client's dates for one month's invoice: when it is built, its billing date, how many installments, and
+when its Upcoming Statement (NOT-1, NOT-2) and Upcoming Payment (NOT-3) notices are due (CYC-4).
+
+Pure date arithmetic from the client's billing days and the agency's notice settings; the reminders and the
+notice previews both read it, so what is previewed is what is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from billing.models import BillingSettings
+from core.calendar import follow_up_dates, invoice_days, statement_date
+
+UPCOMING_PAYMENT_DAYS_BEFORE = 2  # NOT-3: not configurable
+
+
+@dataclass(frozen=True)
+class MonthDates:
+    """One client's dates for one month's invoice."""
+
+    build_date: date  # the invoice is built (the first autopay date, or the billing date)
+    billing_date: date  # the last autopay date, or the billing date (CYC-4)
+    installments: int  # how many autopay charges the invoice is split into
+    statements: tuple[date, ...]  # Upcoming Statement and its configured follow-ups, in order
+    upcoming_payment: date
+
+
+def month_dates(
+    *, autopay_days: list[int], billing_day: int, year: int, month: int, settings: BillingSettings
+) -> MonthDates:
+    build_day, bill_day = invoice_days(autopay_days=autopay_days, billing_day=billing_day)
+    build_date, billing_date = date(year, month, build_day), date(year, month, bill_day)
+    first = statement_date(
+        autopay_days=autopay_days,
+        billing_day=billing_day,
+        year=year,
+        month=month,
+        days_before=settings.statement_days_before,
+    )
+    follow_ups = follow_up_dates(first, settings.statement_second_after_days, settings.statement_third_after_days)
+    # A follow-up only makes sense while the statement is still upcoming.
+    statements = tuple(day for day in follow_ups if day < build_date)
+    installments = len(set(autopay_days)) if len(set(autopay_days)) >= 2 else 1
+    return MonthDates(
+        build_date, billing_date, installments, statements, billing_date - timedelta(days=UPCOMING_PAYMENT_DAYS_BEFORE)
+    )

@@ -1,0 +1,71 @@
+"""The words of the billing cycle's state machine: charge statuses and the moves allowed between them,
+attempt kinds and outcomes, and how an invoice's charges read as one status.
+
+Data only, at the bottom of billing: models, selectors and pages read it; `billing/charges.py` is the one
+place that moves a charge from one status to another.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class ChargeStatus(models.TextChoices):
+    """What the Client Charges section shows (SPEC §5), plus Scheduled: built, not yet attempted."""
+
+    SCHEDULED = "SCHEDULED", "Scheduled"
+    AGENCY_INVOICED = "AGENCY_INVOICED", "Agency Invoiced"
+    PENDING = "PENDING", "Pending"
+    PAID = "PAID", "Paid"
+    RETRYING = "RETRYING", "Retrying"
+    UNCOLLECTABLE = "UNCOLLECTABLE", "Uncollectable"
+    PAID_OUT = "PAID_OUT", "Paid Out"
+
+
+S = ChargeStatus
+# The allowed moves. Anything else is a bug and raises (billing/charges.py).
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    S.SCHEDULED: frozenset({S.PAID, S.PENDING, S.RETRYING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.PENDING: frozenset({S.PAID, S.RETRYING, S.UNCOLLECTABLE}),
+    S.RETRYING: frozenset({S.PAID, S.PENDING, S.RETRYING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.UNCOLLECTABLE: frozenset({S.PAID, S.PENDING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
+    S.PAID: frozenset({S.PAID_OUT}),
+    S.AGENCY_INVOICED: frozenset(),
+    S.PAID_OUT: frozenset(),
+}
+COLLECTIBLE = frozenset({S.SCHEDULED, S.RETRYING, S.UNCOLLECTABLE})
+
+# How an invoice with several charges (installments) reads: the first status present in this order.
+STATUS_PRECEDENCE: tuple[str, ...] = (
+    S.UNCOLLECTABLE,
+    S.RETRYING,
+    S.PENDING,
+    S.SCHEDULED,
+    S.AGENCY_INVOICED,
+    S.PAID,
+    S.PAID_OUT,
+)
+# Statuses that will not change any more as far as the invoice document is concerned.
+SETTLED = frozenset({S.PAID, S.PAID_OUT, S.AGENCY_INVOICED})
+COLLECTED = (S.PAID, S.PAID_OUT)
+OUTSTANDING = (S.SCHEDULED, S.PENDING, S.RETRYING, S.UNCOLLECTABLE)
+
+
+class AttemptKind(models.TextChoices):
+    AUTOMATIC = "AUTOMATIC", "Automatic"
+    MANUAL = "MANUAL", "Manual"
+
+
+class AttemptOutcome(models.TextChoices):
+    STARTED = "STARTED", "Started"  # row written, provider call in flight (or the process died)
+    UNKNOWN = "UNKNOWN", "Unknown"  # timeout / 5xx: to be looked up before anything else
+    PENDING = "PENDING", "Pending"  # bank debit awaiting settlement
+    SUCCEEDED = "SUCCEEDED", "Succeeded"
+    DECLINED = "DECLINED", "Declined"
+    SETTLEMENT_FAILED = "SETTLEMENT_FAILED", "Settlement failed"
+
+
+UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN})
+FAILED_OUTCOMES = frozenset({AttemptOutcome.DECLINED, AttemptOutcome.SETTLEMENT_FAILED})
+# Passed for a charge's latest attempt when the caller does not hold it (None means: it has none): read it then.
+LATEST_ATTEMPT_UNKNOWN: object = object()
