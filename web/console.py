@@ -25,7 +25,7 @@ from clients.models import Client
 from core.errors import ApplicationError
 from tenants.models import Agency
 from web.access import business_today, support_view
-from web.agency import parse_month, pdf_response
+from web.agency.common import parse_month, pdf_response
 from web.forms import ReasonForm, SearchForm
 
 SEARCH_LIMIT = 25

@@ -15,7 +15,7 @@ from billing.pdf import invoice_pdf, pdf_filename
 from core.calendar import add_months
 from core.errors import ApplicationError
 from web.access import business_today, client_view
-from web.agency import parse_month, pdf_response
+from web.agency.common import parse_month, pdf_response
 from web.forms import SandboxPaymentMethodForm, StripePaymentMethodForm
 
 # Stripe.js and the card frame it opens, allowed on the payment-method page only and only with a Stripe key

@@ -1,0 +1,42 @@
+"""The agency dashboard on `<agency>.<BASE_DOMAIN>`, one module per page: Billing Overview, clients and their
+configuration, Billing Setup, Email Templates, Billing Plan Summary, users. ROLE-1 on every view (web.access)."""
+
+from web.agency.clients import (
+    client_agency_invoiced_request,
+    client_detail,
+    client_list,
+    client_retry_request,
+    service_line_create,
+    service_line_delete,
+)
+from web.agency.common import parse_month, pdf_response
+from web.agency.email_templates import template_edit, template_list, template_preview
+from web.agency.overview import agency_invoice_pdf_view, billing_overview, client_invoice_pdf
+from web.agency.plan import plan_summary
+from web.agency.setup import billing_setup
+from web.agency.site import agency_logo, home
+from web.agency.users import user_active, user_list, user_role
+
+__all__ = [
+    "agency_invoice_pdf_view",
+    "agency_logo",
+    "billing_overview",
+    "billing_setup",
+    "client_agency_invoiced_request",
+    "client_detail",
+    "client_invoice_pdf",
+    "client_list",
+    "client_retry_request",
+    "home",
+    "parse_month",
+    "pdf_response",
+    "plan_summary",
+    "service_line_create",
+    "service_line_delete",
+    "template_edit",
+    "template_list",
+    "template_preview",
+    "user_active",
+    "user_list",
+    "user_role",
+]

@@ -1,0 +1,246 @@
+"""Clients and Client Configuration (PLAN-2): price, taxes, Agency Services, support requests."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.permissions import has_capability
+from billing.models import Charge, PaymentMethod, RequestKind, SupportRequest
+from billing.overview import (
+    attempt_count,
+)
+from billing.statuses import ChargeStatus
+from billing.support import agency_invoiced_request, retry_request
+from clients.models import AgencyServiceLine, Client
+from clients.services import client_configure, service_line_add, service_line_remove
+from core.errors import ApplicationError
+from notifications.selectors import notices_about_client
+from web.access import shows_amounts, staff_view, visible_clients
+from web.agency.common import PAGE_SIZE, SEE_BILLING, C, is_htmx
+from web.forms import (
+    ClientConfigForm,
+    ReasonForm,
+    SearchForm,
+    ServiceLineForm,
+)
+
+
+@staff_view(SEE_BILLING)
+def client_list(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET or None)
+    clients = (
+        visible_clients(request.user)
+        .select_related("salesperson")
+        .annotate(  # type: ignore[arg-type]
+            has_method=Exists(PaymentMethod.objects.filter(client=OuterRef("pk"), removed_at__isnull=True))
+        )
+    )
+    query = form.cleaned_data.get("q", "") if form.is_valid() else ""
+    if query:
+        clients = clients.filter(Q(name__icontains=query) | Q(email__icontains=query))
+    page = Paginator(clients.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "agency/client_list.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query,
+            "amounts": shows_amounts(request.user),  # type: ignore[arg-type]
+            "currency": request.tenant.currency,
+        },
+    )  # type: ignore[attr-defined]
+
+
+def _client_for(request: HttpRequest, public_id) -> Client:
+    return get_object_or_404(
+        visible_clients(request.user).select_related("salesperson", "group"),  # type: ignore[arg-type]
+        public_id=public_id,
+    )
+
+
+def _config_initial(client: Client, currency: str) -> dict:
+    from core.money import format_minor
+
+    return {
+        "license_price": format_minor(client.license_price_minor, currency),
+        "taxes": list(client.taxes.all()),
+        "billing_day": client.billing_day,
+        "autopay_days": ", ".join(str(d) for d in client.autopay_days),
+        "salesperson": client.salesperson,
+    }
+
+
+def _client_page(
+    request: HttpRequest, client: Client, *, config_form=None, line_form=None, reason_form=None, status: int = 200
+) -> HttpResponse:
+    agency, user = request.tenant, request.user  # type: ignore[attr-defined]
+    can_edit = has_capability(user, C.EDIT_CLIENT_CONFIG)  # type: ignore[arg-type]
+    if config_form is None:
+        config_form = ClientConfigForm(
+            initial=_config_initial(client, agency.currency),
+            currency=agency.currency,
+            agency_billing_day=agency.billing_day,
+        )
+    if not can_edit:
+        for f in config_form.fields.values():
+            f.disabled = True
+    charges = list(
+        client.charges.select_related("invoice")
+        .annotate(attempt_count=attempt_count())
+        .order_by("-due_on", "-installment")[:12]
+    )
+    requests = list(SupportRequest.objects.filter(client=client, status="OPEN"))
+    retry_requested = {r.charge_id for r in requests if r.kind == RequestKind.RETRY}
+    return render(
+        request,
+        "agency/client_detail.html",
+        {
+            "client": client,
+            "config_form": config_form,
+            "can_edit": can_edit,
+            "can_request": has_capability(user, C.REQUEST_SUPPORT),  # type: ignore[arg-type]
+            "amounts": shows_amounts(user),
+            "currency": agency.currency,  # type: ignore[arg-type]
+            "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
+            "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
+            "reason_form": reason_form or ReasonForm(),
+            "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
+            "charges": charges,
+            "retry_requested": retry_requested,
+            "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
+            "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
+            # The notice log carries amounts, so it is for the roles that see them (as the API's notices list).
+            "notices": list(notices_about_client(client_public_id=str(client.public_id))[:20])
+            if shows_amounts(user)
+            else [],  # type: ignore[arg-type]
+        },
+        status=status,
+    )
+
+
+@staff_view(SEE_BILLING)
+def client_detail(request: HttpRequest, public_id) -> HttpResponse:
+    client = _client_for(request, public_id)
+    if request.method != "POST":
+        return _client_page(request, client)
+    if not has_capability(request.user, C.EDIT_CLIENT_CONFIG):  # type: ignore[arg-type]
+        raise PermissionDenied("Your role cannot change client configuration.")
+    agency = request.tenant  # type: ignore[attr-defined]
+    form = ClientConfigForm(request.POST, currency=agency.currency, agency_billing_day=agency.billing_day)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            client_configure(
+                client=client,
+                license_price_minor=data["license_price"],
+                taxes=list(data["taxes"]),
+                billing_day=data["billing_day"],
+                autopay_days=data["autopay_days"],
+                salesperson=data["salesperson"],
+                actor=request.user,
+            )  # type: ignore[arg-type]
+        except ApplicationError as exc:
+            form.apply_error(exc)
+        else:
+            messages.success(request, "Client configuration saved.")
+            return redirect("client-detail", public_id=client.public_id)
+    return _client_page(request, client, config_form=form, status=400)
+
+
+def _lines_partial(request: HttpRequest, client: Client, line_form=None, status: int = 200) -> HttpResponse:
+    agency = request.tenant  # type: ignore[attr-defined]
+    return render(
+        request,
+        "agency/_service_lines.html",
+        {
+            "client": client,
+            "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
+            "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
+            "can_edit": True,
+            "amounts": True,
+            "currency": agency.currency,
+        },
+        status=status,
+    )
+
+
+@require_POST
+@staff_view(C.EDIT_CLIENT_CONFIG)
+def service_line_create(request: HttpRequest, public_id) -> HttpResponse:
+    client = _client_for(request, public_id)
+    form = ServiceLineForm(request.POST, currency=request.tenant.currency)  # type: ignore[attr-defined]
+    if form.is_valid():
+        try:
+            service_line_add(
+                client=client,
+                description=form.cleaned_data["description"],
+                amount_minor=form.cleaned_data["amount"],
+                one_time=form.cleaned_data["one_time"],
+                taxable=form.cleaned_data["taxable"],
+                actor=request.user,
+            )  # type: ignore[arg-type]
+        except ApplicationError as exc:
+            form.apply_error(exc)
+        else:
+            if is_htmx(request):
+                return _lines_partial(request, client)
+            messages.success(request, "Agency Services line added.")
+            return redirect("client-detail", public_id=client.public_id)
+    if is_htmx(request):
+        return _lines_partial(request, client, form)
+    return _client_page(request, client, line_form=form, status=400)
+
+
+@require_POST
+@staff_view(C.EDIT_CLIENT_CONFIG)
+def service_line_delete(request: HttpRequest, public_id, line_id) -> HttpResponse:
+    client = _client_for(request, public_id)
+    line = get_object_or_404(AgencyServiceLine, client=client, public_id=line_id)
+    service_line_remove(line=line, actor=request.user)  # type: ignore[arg-type]
+    if is_htmx(request):
+        return _lines_partial(request, client)
+    messages.success(request, "Agency Services line removed.")
+    return redirect("client-detail", public_id=client.public_id)
+
+
+@require_POST
+@staff_view(C.REQUEST_SUPPORT)
+def client_retry_request(request: HttpRequest, public_id, charge_id) -> HttpResponse:
+    """RET-4: ask billing support for a manual retry."""
+    client = _client_for(request, public_id)
+    charge = get_object_or_404(Charge, client=client, public_id=charge_id)
+    try:
+        retry_request(charge=charge, user=request.user, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Retry requested. Billing support will run it.")
+    return redirect("client-detail", public_id=client.public_id)
+
+
+@require_POST
+@staff_view(C.REQUEST_SUPPORT)
+def client_agency_invoiced_request(request: HttpRequest, public_id) -> HttpResponse:
+    """COL-1: ask billing support to switch the client to Agency Invoiced."""
+    client = _client_for(request, public_id)
+    form = ReasonForm(request.POST)
+    if form.is_valid():
+        try:
+            agency_invoiced_request(
+                client=client,
+                user=request.user,  # type: ignore[arg-type]
+                reason=form.cleaned_data["reason"],
+            )
+        except ApplicationError as exc:
+            form.apply_error(exc)
+        else:
+            messages.success(request, "Agency Invoiced requested. Billing support will review it.")
+            return redirect("client-detail", public_id=client.public_id)
+    return _client_page(request, client, reason_form=form, status=400)

@@ -1,0 +1,88 @@
+"""Billing Setup: billing day, time zone, notices, dunning, category order, branding."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from billing.billing_setup import agency_logo_set, billing_setup_update
+from billing.models import BillingSettings
+from billing.selectors import billing_settings
+from core.categories import DEFAULT_CATEGORY_ORDER
+from core.errors import ApplicationError
+from web.access import staff_view
+from web.agency.common import C
+from web.forms import (
+    BillingSetupForm,
+)
+
+
+def _setup_initial(agency, settings: BillingSettings) -> dict:
+    from core.money import format_minor
+
+    initial = {
+        "billing_day": agency.billing_day,
+        "time_zone": agency.time_zone,
+        "grace_period_days": settings.grace_period_days,
+        "overdue_threshold": format_minor(settings.overdue_threshold_minor, agency.currency),
+        "statement_days_before": settings.statement_days_before,
+        "statement_second_after_days": settings.statement_second_after_days,
+        "statement_third_after_days": settings.statement_third_after_days,
+        "overdue_second_after_days": settings.overdue_second_after_days,
+        "overdue_third_after_days": settings.overdue_third_after_days,
+        "retries_enabled": settings.retries_enabled,
+        "brand_color": agency.brand_color,
+        "address": agency.address,
+        "email": agency.email,
+    }
+    order = list(settings.category_order) or list(DEFAULT_CATEGORY_ORDER)
+    for position, category in enumerate(order, start=1):
+        initial[f"category_{position}"] = category
+    return initial
+
+
+@staff_view(C.ADMINISTER)
+def billing_setup(request: HttpRequest) -> HttpResponse:
+    agency = request.tenant  # type: ignore[attr-defined]
+    settings = billing_settings()
+    status = 200
+    if request.method == "POST":
+        form = BillingSetupForm(request.POST, request.FILES, currency=agency.currency)
+        if form.is_valid():
+            data = form.cleaned_data
+            values = {
+                k: data[k]
+                for k in (
+                    "billing_day",
+                    "time_zone",
+                    "grace_period_days",
+                    "statement_days_before",
+                    "statement_second_after_days",
+                    "statement_third_after_days",
+                    "overdue_second_after_days",
+                    "overdue_third_after_days",
+                    "retries_enabled",
+                    "brand_color",
+                    "address",
+                    "email",
+                )
+            }
+            values["overdue_threshold_minor"] = data["overdue_threshold"]
+            values["category_order"] = [data[f"category_{i}"] for i in range(1, len(DEFAULT_CATEGORY_ORDER) + 1)]
+            try:
+                with transaction.atomic():  # settings and logo together, or nothing
+                    billing_setup_update(agency=agency, actor=request.user, values=values)  # type: ignore[arg-type]
+                    if data.get("logo"):
+                        agency_logo_set(agency=agency, actor=request.user, upload=data["logo"])  # type: ignore[arg-type]
+            except ApplicationError as exc:
+                agency.refresh_from_db()
+                form.apply_error(exc)
+            else:
+                messages.success(request, "Billing Setup saved. Changes apply from the next billing day.")
+                return redirect("billing-setup")
+        status = 400
+    else:
+        form = BillingSetupForm(initial=_setup_initial(agency, settings), currency=agency.currency)
+    return render(request, "agency/setup.html", {"form": form, "agency": agency}, status=status)

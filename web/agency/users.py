@@ -1,0 +1,110 @@
+"""Users: invitations, roles, deactivation."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from django.views.decorators.http import require_POST
+
+from accounts.models import AGENCY_STAFF_ROLES, User
+from accounts.services import user_active_set, user_invite, user_role_set
+from core.errors import ApplicationError
+from web.access import staff_view
+from web.agency.common import C
+from web.forms import (
+    InviteForm,
+    RoleForm,
+)
+
+
+def _send_invite(request: HttpRequest):
+    agency_name = request.tenant.name  # type: ignore[attr-defined]
+    base = request.build_absolute_uri("/")[:-1]
+
+    def send(user: User) -> None:
+        link = base + reverse(
+            "invite-accept",
+            kwargs={
+                "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                "token": default_token_generator.make_token(user),
+            },
+        )
+        send_mail(
+            f"You are invited to {agency_name} billing",
+            f"Hello,\n\nYou have been invited to {agency_name}'s billing as {user.get_role_display()}.\n"  # type: ignore[attr-defined]
+            f"Choose your password here: {link}\n\nThe link works once.\n",
+            None,
+            [user.email],
+        )
+
+    return send
+
+
+@staff_view(C.ADMINISTER)
+def user_list(request: HttpRequest) -> HttpResponse:
+    status = 200
+    form = InviteForm()
+    if request.method == "POST":
+        form = InviteForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                user_invite(
+                    email=data["email"],
+                    role=data["role"],
+                    actor=request.user,  # type: ignore[arg-type]
+                    first_name=data["first_name"],
+                    last_name=data["last_name"],
+                    client=data["client"],
+                    send=_send_invite(request),
+                )
+            except ApplicationError as exc:
+                form.apply_error(exc)
+            else:
+                messages.success(request, f"Invitation sent to {data['email'].strip().lower()}.")
+                return redirect("user-list")
+        status = 400
+    users = (
+        User.objects.filter(role__in=[*AGENCY_STAFF_ROLES, "CLIENT"])
+        .select_related("client_link__client")
+        .order_by("role", "email")
+    )
+    return render(request, "agency/users.html", {"users": users, "form": form, "role_form": RoleForm()}, status=status)
+
+
+@require_POST
+@staff_view(C.ADMINISTER)
+def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
+    target = get_object_or_404(User, pk=user_id)
+    form = RoleForm(request.POST)
+    if form.is_valid():
+        try:
+            user_role_set(user=target, role=form.cleaned_data["role"], actor=request.user)  # type: ignore[arg-type]
+        except ApplicationError as exc:
+            messages.error(request, f"{target.email}: {exc.message}")
+        else:
+            label = dict(form.fields["role"].choices)[form.cleaned_data["role"]]  # type: ignore[attr-defined]
+            messages.success(request, f"{target.email} is now {label}.")
+    else:
+        messages.error(request, "Choose a role.")
+    return redirect("user-list")
+
+
+@require_POST
+@staff_view(C.ADMINISTER)
+def user_active(request: HttpRequest, user_id: int) -> HttpResponse:
+    target = get_object_or_404(User, pk=user_id)
+    try:
+        user_active_set(user=target, active=request.POST.get("active") == "1", actor=request.user)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, f"{target.email}: {exc.message}")
+    else:
+        done = "reactivated" if request.POST.get("active") == "1" else "deactivated"
+        messages.success(request, f"{target.email} {done}.")
+    return redirect("user-list")
