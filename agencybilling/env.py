@@ -41,6 +41,28 @@ def env_int(name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer, got {value!r}") from None
 
 
+def site_url_from_env(name: str, *, base_domain: str, default: str) -> str:
+    """SITE_URL: the scheme, host and port every link that leaves the site is built from (emails, invitations,
+    password resets). The host is the platform's (BASE_DOMAIN); agencies are `<slug>.<host>` with the same scheme
+    and port. Returned without a trailing slash."""
+    for legacy in ("SITE_SCHEME", "SITE_PORT_SUFFIX"):
+        if os.environ.get(legacy):
+            raise ConfigError(f"{legacy} is replaced by {name} (e.g. {name}=https://{base_domain}); unset {legacy}")
+    raw = env_str(name, default)
+    url = urlparse(raw)
+    try:
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {raw!r}") from None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"{name} must look like https://{base_domain} or http://{base_domain}:8000, got {raw!r}")
+    if url.path not in ("", "/") or url.query or url.fragment or url.username or url.password:
+        raise ConfigError(f"{name} is a scheme, a host and a port only, got {raw!r}")
+    if url.hostname != base_domain.lower():
+        raise ConfigError(f"{name}'s host must be BASE_DOMAIN ({base_domain}), got {url.hostname!r}")
+    return f"{url.scheme}://{url.hostname}" + (f":{port}" if port else "")
+
+
 def database_from_url(name: str, default: str | None = None) -> dict:
     import dj_database_url
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
-from django.conf import settings
-
 from accounts.models import Role, User
 from billing.models import Charge
 from billing.statuses import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from clients.models import Client
+from core.links import absolute_url
 from core.money import format_minor
 from notifications.catalog import NoticeKind
 from notifications.services import NoticeDraft, notice_enqueue
 from tenants.models import Agency
-from tenants.selectors import agency_domain, current_agency
+from tenants.selectors import current_agency
 
 
 def agency_recipients(agency: Agency) -> list[str]:
@@ -31,8 +30,7 @@ def client_context(agency: Agency, client: Client) -> dict:
         "agency_name": agency.name,
         "client_name": client.name,
         "currency": agency.currency,
-        "portal_url": f"{settings.SITE_SCHEME}://{agency_domain(agency.schema_name)}"
-        f"{settings.SITE_PORT_SUFFIX}/portal/",
+        "portal_url": absolute_url("/portal/", agency=agency.schema_name),
     }
 
 

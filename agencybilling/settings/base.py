@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.utils.csp import CSP
 
-from agencybilling.env import database_from_url, email_from_url, env_bool, env_int, env_str
+from agencybilling.env import database_from_url, email_from_url, env_bool, env_int, env_str, site_url_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -16,9 +16,10 @@ DEBUG = env_bool("DEBUG", False)
 # Agencies live on <slug>.<BASE_DOMAIN>; the platform console on BASE_DOMAIN itself.
 BASE_DOMAIN = env_str("BASE_DOMAIN", "localhost")
 ALLOWED_HOSTS = [BASE_DOMAIN, f".{BASE_DOMAIN}"]
-# How links in emails reach the site: scheme, and ":port" when not the default one.
-SITE_SCHEME = env_str("SITE_SCHEME", "https")
-SITE_PORT_SUFFIX = env_str("SITE_PORT_SUFFIX", "")
+# Every link that leaves the site (emails, invitations, password resets) is built from this one setting:
+# scheme, host (BASE_DOMAIN) and port of the platform console; an agency is at <slug>.<host> with the same
+# scheme and port (core/links.py).
+SITE_URL = site_url_from_env("SITE_URL", base_domain=BASE_DOMAIN, default=f"https://{BASE_DOMAIN}")
 
 SHARED_APPS = [
     "django_tenants",

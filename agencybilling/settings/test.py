@@ -1,12 +1,14 @@
 """The test suite: real PostgreSQL and Redis, fast password hashing."""
 
 from .base import *  # noqa: F403
-from .base import CACHES, LOGGING, env_str
+from .base import BASE_DOMAIN, CACHES, LOGGING, env_str, site_url_from_env
 
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # The live server and browser tests reach agencies at <slug>.localhost.
 ALLOWED_HOSTS = ["localhost", ".localhost", "testserver", ".testserver"]
+# Links in emails: plain http on the default port; tests against the live server set its port.
+SITE_URL = site_url_from_env("SITE_URL", base_domain=BASE_DOMAIN, default=f"http://{BASE_DOMAIN}")
 MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
 

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.services import user_active_set, user_invite, user_role_set
 from core.errors import ApplicationError
+from core.links import site_origin
 from web.access import staff_view
 from web.agency.common import C
 from web.forms import (
@@ -25,10 +26,10 @@ from web.forms import (
 
 def _send_invite(request: HttpRequest):
     agency_name = request.tenant.name  # type: ignore[attr-defined]
-    base = request.build_absolute_uri("/")[:-1]
+    slug = request.tenant.schema_name  # type: ignore[attr-defined]
 
     def send(user: User) -> None:
-        link = base + reverse(
+        link = site_origin(agency=slug) + reverse(
             "invite-accept",
             kwargs={
                 "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),

@@ -10,8 +10,8 @@ from django_tenants.utils import schema_context
 
 from accounts.models import Role, User
 from core.calendar import add_months
+from core.links import absolute_url
 from tenants.models import Agency, PartnerPlan
-from tenants.selectors import agency_domain
 from tenants.services import agency_create, partner_plan_create, plan_assign
 
 DEMO_PASSWORD = "demo-pass-2026"
@@ -228,10 +228,11 @@ class Command(BaseCommand):
             day += timedelta(days=1)
 
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded: agency 'demo' with {client_count} clients."))
-        self.stdout.write(f"  Platform console  http://localhost:8000/       {SUPPORT_EMAIL} / {DEMO_PASSWORD}")
-        host = agency_domain("demo")
+        # The addresses come from SITE_URL, like every link the product sends (the demo sets its port).
+        console, agency_site = absolute_url("/"), absolute_url("/", agency="demo")
+        self.stdout.write(f"  {'Platform console':<18}{console:<{len(agency_site)}}  {SUPPORT_EMAIL} / {DEMO_PASSWORD}")
         for email, _first, _last, role in STAFF:
-            self.stdout.write(f"  {role.label:<18}http://{host}:8000/  {email} / {DEMO_PASSWORD}")
+            self.stdout.write(f"  {role.label:<18}{agency_site}  {email} / {DEMO_PASSWORD}")
         self.stdout.write(
-            f"  {'Client portal':<18}http://{host}:8000/  {CLIENT_EMAIL} / {DEMO_PASSWORD}  ({CLIENT_NAMES[0]})"
+            f"  {'Client portal':<18}{agency_site}  {CLIENT_EMAIL} / {DEMO_PASSWORD}  ({CLIENT_NAMES[0]})"
         )
