@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from accounts import token_views
+from accounts import password_reset, token_views
 from accounts.login import ThrottledLoginView
 from agencybilling import views
 from billing.webhooks import stripe_webhook
@@ -14,6 +14,11 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("favicon.ico", views.favicon, name="favicon"),
+    path("password-reset/", password_reset.password_reset_request, name="password-reset"),
+    path("password-reset/sent/", password_reset.password_reset_sent, name="password-reset-sent"),
+    path("password-reset/<uidb64>/<token>/", password_reset.ResetConfirmView.as_view(), name="password-reset-confirm"),
+    path("password-reset/done/", password_reset.password_reset_done, name="password-reset-done"),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("clients/", console.client_search, name="console-search"),
     path("agencies/<slug:slug>/", console.agency_detail, name="console-agency"),

@@ -151,7 +151,7 @@ def smtp_server(settings):
 
 @pytest.fixture(autouse=True)
 def _login_failures_forgotten() -> Iterator[None]:
-    """Sign-in throttling counts failures in Redis for 15 minutes: each test starts with none counted."""
+    """Sign-in and password-reset throttling count in Redis for a while: each test starts with none counted."""
     yield
     from django.conf import settings
     from django.core.cache import cache
@@ -159,6 +159,10 @@ def _login_failures_forgotten() -> Iterator[None]:
     client = cache._cache.get_client()  # type: ignore[attr-defined]
     # make_key: "<schema>:<KEY_PREFIX>:<version>:<key>" — only this test run's prefix.
     prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
-    keys = list(client.scan_iter(match=f"*:{prefix}:*:login-fail:*", count=1000))
+    keys = [
+        key
+        for pattern in ("login-fail", "pwreset")
+        for key in client.scan_iter(match=f"*:{prefix}:*:{pattern}:*", count=1000)
+    ]
     if keys:
         client.delete(*keys)

@@ -153,6 +153,12 @@ LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20)
 LOGIN_THROTTLE_SECONDS = env_int("LOGIN_THROTTLE_SECONDS", 900)
 # Reverse proxies in front of the app whose X-Forwarded-For is trusted for the caller's address (0: none).
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
+# Password reset (accounts.password_reset): a link works once, for this long; requests for one address (in one
+# agency) and from one caller are limited per window (429 past it).
+PASSWORD_RESET_LINK_SECONDS = env_int("PASSWORD_RESET_LINK_SECONDS", 3600)
+PASSWORD_RESET_PER_EMAIL = env_int("PASSWORD_RESET_PER_EMAIL", 3)
+PASSWORD_RESET_PER_ADDRESS = env_int("PASSWORD_RESET_PER_ADDRESS", 10)
+PASSWORD_RESET_WINDOW_SECONDS = env_int("PASSWORD_RESET_WINDOW_SECONDS", 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
