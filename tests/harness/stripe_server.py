@@ -17,6 +17,7 @@ docs/stripe-test-server.md.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import select
@@ -93,7 +94,16 @@ class StripeTestServer:
         request_log_size: int = 100_000,
         startup_timeout: float = 20.0,
         max_lifetime: float | None = None,
+        connect_onboarding: bool = False,
+        payout_schedule: dict[str, Any] | None = None,
+        platform_delay_days: int = 0,
+        payout_transit_days: int = 1,
+        dispute_fee: int = 1500,
     ) -> None:
+        """`connect_onboarding`: new connected accounts start not onboarded (Account Links complete them); by
+        default they are enabled at once. `payout_schedule`: new accounts' `settings.payouts.schedule` (default
+        `{"interval": "manual", "delay_days": 0}`: funds available at once, no automatic payouts). See
+        docs/stripe-test-server.md."""
         self._port = port
         self._config = {
             "webhook_delay": webhook_delay,
@@ -103,6 +113,11 @@ class StripeTestServer:
             "bank_settle_delay": bank_settle_delay,
             "request_log_size": request_log_size,
             "max_lifetime": max_lifetime,
+            "connect_onboarding": connect_onboarding,
+            "payout_schedule": payout_schedule or {"interval": "manual", "delay_days": 0},
+            "platform_delay_days": platform_delay_days,
+            "payout_transit_days": payout_transit_days,
+            "dispute_fee": dispute_fee,
         }
         self._startup_timeout = startup_timeout
         self._proc: subprocess.Popen | None = None
@@ -220,8 +235,40 @@ class StripeTestServer:
         self._call("POST", "/_test/reset", {"keep_webhooks": keep_webhooks})
 
     def configure(self, **settings: Any) -> dict:
-        """Change webhook_delay, webhook_retries, webhook_backoff, webhook_timeout or bank_settle_delay."""
+        """Change webhook_delay, webhook_retries, webhook_backoff, webhook_timeout, bank_settle_delay,
+        connect_onboarding, payout_schedule, platform_delay_days, payout_transit_days or dispute_fee (kept across
+        `reset()`; `restore_settings()` puts back the constructor's)."""
         return self._call("POST", "/_test/config", settings)
+
+    def restore_settings(self) -> dict:
+        """The settings this server was started with (for a fixture after a test that changed them)."""
+        settings = {k: v for k, v in self._config.items() if k not in ("request_log_size", "max_lifetime")}
+        return self.configure(**settings)
+
+    # ---------------------------------------------------------------------------------------------- test clock
+    def clock(self) -> int:
+        """The server's "now" (Unix seconds): the test clock when set, else real time."""
+        return self._call("GET", "/_test/clock")["now"]
+
+    def set_clock(self, when: int | float | datetime.date | datetime.datetime) -> int:
+        """Freeze the server's clock at `when` (a date means its midnight UTC; a naive datetime is UTC). Later
+        calls move it forward only, doing in order what falls due on the way (automatic payouts at each business
+        day's midnight, payouts going in transit and arriving). `reset()` returns to real time."""
+        return self._call("POST", "/_test/clock", {"now": _timestamp(when)})["now"]
+
+    def advance_clock(self, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0) -> int:
+        """Move the frozen clock forward (see `set_clock`)."""
+        delta = int(days * 86400 + hours * 3600 + minutes * 60 + seconds)
+        return self._call("POST", "/_test/clock", {"advance": delta})["now"]
+
+    # ---------------------------------------------------------------------------------------------- Connect
+    def onboard(self, account: str, state: str = "complete", *, bank_account: str | None = None) -> dict:
+        """Move a connected account to an onboarding state, as the hosted onboarding page does: `not_started`,
+        `pending_verification`, `complete`, `restricted_soon` or `restricted` (`account.updated` follows).
+        `bank_account`: the account number of its new bank account (Stripe's test numbers decide payouts)."""
+        return self._call(
+            "POST", f"/_test/accounts/{account}/onboarding", {"state": state, "bank_account": bank_account}
+        )
 
     # ---------------------------------------------------------------------------------------------- webhooks
     def add_webhook(
@@ -332,9 +379,43 @@ class StripeTestServer:
             "POST", "/_test/payouts", {"account": account, "currency": currency, "failure_code": failure_code}
         )["payouts"]
 
-    def balances(self) -> dict[str, dict[str, int]]:
-        """Available balance per account ("platform" for the platform) and currency."""
-        return self._call("GET", "/_test/balances")
+    def fail_payout(self, payout: str, failure_code: str = "could_not_process") -> dict:
+        """Fail a pending, in-transit or paid payout (Stripe may fail one days after `paid`): funds come back."""
+        return self._call("POST", f"/_test/payouts/{payout}/fail", {"failure_code": failure_code})
+
+    def balances(self, *, detail: bool = False) -> dict[str, dict[str, Any]]:
+        """Available balance per account ("platform" for the platform) and currency; `detail=True`:
+        `{"available": n, "pending": n}` for each."""
+        return self._call("GET", "/_test/balances" + ("?detail=1" if detail else ""))
+
+    def balance_transactions(self, account: str | None = None) -> list[dict]:
+        """Every balance transaction (oldest first) of `account` ("platform" for the platform; None: all), each
+        with `account` and `payout` (the automatic payout that carried it)."""
+        query = "?" + urllib.parse.urlencode({"account": account}) if account else ""
+        return self._call("GET", "/_test/balance_transactions" + query)["data"]
+
+    def settle_refunds(
+        self, refund: str | None = None, *, outcome: str | None = None, failure_reason: str | None = None
+    ) -> list[dict]:
+        """Settle pending refunds (bank debits; card 4000000000005126's fail): `succeeded`, or `failed` when the
+        test card says so or `outcome="failed"`. Returns one row per settled refund."""
+        return self._call(
+            "POST",
+            "/_test/refunds/settle",
+            {"refund": refund, "outcome": outcome, "failure_reason": failure_reason},
+        )["settled"]
+
+    def open_dispute(
+        self, charge: str, *, reason: str = "fraudulent", amount: int | None = None, inquiry: bool = False
+    ) -> dict:
+        """Open a dispute on any succeeded charge (funds withdrawn unless `inquiry`)."""
+        return self._call(
+            "POST", "/_test/disputes", {"charge": charge, "reason": reason, "amount": amount, "inquiry": inquiry}
+        )
+
+    def decide_dispute(self, dispute: str, status: str) -> dict:
+        """Close a dispute as `won` (funds reinstated), `lost`, or `warning_closed` (an inquiry)."""
+        return self._call("POST", f"/_test/disputes/{dispute}", {"status": status})
 
     def payment_intents(self, **metadata: str) -> list[dict]:
         """All PaymentIntents (oldest first) with status, amount, metadata, idempotency key, charges, refunds...;
@@ -353,6 +434,16 @@ class StripeTestServer:
         for k, v in (metadata or {}).items():
             params[f"metadata[{k}]"] = v
         return self._call("GET", "/_test/charges?" + urllib.parse.urlencode(params))["data"]
+
+
+def _timestamp(when: int | float | datetime.date | datetime.datetime) -> int:
+    if isinstance(when, datetime.datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return int(when.timestamp())
+    if isinstance(when, datetime.date):
+        return int(datetime.datetime(when.year, when.month, when.day, tzinfo=datetime.UTC).timestamp())
+    return int(when)
 
 
 class WebhookRecorder:

@@ -1,6 +1,5 @@
-"""Tests of the Stripe test server itself, through the official `stripe` library over HTTP (no Django, no database).
-
-Run: cd /work/main && .venv/bin/pytest tests/harness -p no:django -q
+"""Tests of the Stripe test server itself, through the official `stripe` library over HTTP (no Django, no database):
+lifecycle, cards, bank debits, Connect charges, idempotency, faults, webhooks. Fixtures: tests/harness/conftest.py.
 """
 
 from __future__ import annotations
@@ -10,75 +9,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import stripe
 
+from tests.harness.helpers import (
+    ACH_CLOSED,
+    SECRET,
+    ach_payment_method,
+    card_customer,
+    make_customer,
+    off_session,
+    sepa_method,
+)
 from tests.harness.stripe_server import StripeTestServer, WebhookRecorder
 
 pytestmark: list = []
-
-SECRET = "whsec_test_harness"
-ACH_OK = {"routing_number": "110000000", "account_number": "000123456789", "account_holder_type": "individual"}
-ACH_CLOSED = {"routing_number": "110000000", "account_number": "000111111113", "account_holder_type": "individual"}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[StripeTestServer]:
-    with StripeTestServer(webhook_delay=0.01, webhook_backoff=0.05) as srv:
-        yield srv
-        assert "Traceback" not in srv.log_text(), srv.log_text()
-
-
-@pytest.fixture(autouse=True)
-def _clean(server: StripeTestServer) -> Iterator[None]:
-    server.reset(keep_webhooks=False)
-    yield
-    server.reset(keep_webhooks=False)
-
-
-@pytest.fixture
-def client(server: StripeTestServer) -> stripe.StripeClient:
-    return server.client("sk_test_harness")
-
-
-@pytest.fixture
-def recorder() -> Iterator[WebhookRecorder]:
-    with WebhookRecorder() as rec:
-        yield rec
-
-
-def make_customer(client: stripe.StripeClient, **params) -> stripe.Customer:
-    return client.v1.customers.create(params={"email": "payer@example.com", "name": "Payer", **params})
-
-
-def card_customer(client: stripe.StripeClient, pm: str = "pm_card_visa") -> tuple[stripe.Customer, str]:
-    customer = make_customer(client)
-    payment_method = client.v1.payment_methods.attach(pm, params={"customer": customer.id})
-    return customer, payment_method.id
-
-
-def off_session(client, customer, pm, amount=2500, **extra) -> stripe.PaymentIntent:
-    return client.v1.payment_intents.create(
-        params={
-            "amount": amount,
-            "currency": "usd",
-            "customer": customer.id,
-            "payment_method": pm,
-            "confirm": True,
-            "off_session": True,
-            **extra,
-        }
-    )
-
-
-def ach_payment_method(client, customer, account=ACH_OK) -> stripe.PaymentMethod:
-    pm = client.v1.payment_methods.create(
-        params={"type": "us_bank_account", "us_bank_account": account, "billing_details": {"name": "Jenny Rosen"}}
-    )
-    return client.v1.payment_methods.attach(pm.id, params={"customer": customer.id})
 
 
 def port_open(port: int) -> bool:
@@ -321,16 +268,6 @@ def test_ach_requires_usd_and_allowed_type(client):
                 "payment_method_types": ["card"],
             }
         )
-
-
-def sepa_method(client, iban="DE89370400440532013000"):
-    return client.v1.payment_methods.create(
-        params={
-            "type": "sepa_debit",
-            "sepa_debit": {"iban": iban},
-            "billing_details": {"name": "Jenny Rosen", "email": "jenny@example.com"},
-        }
-    )
 
 
 def test_sepa_processing_then_success_or_failure(client, server):
@@ -658,7 +595,12 @@ def test_connect_only_endpoint(client, server, recorder):
     off_session(client, customer, pm, amount=1000, transfer_data={"destination": account.id})
     server.pay_out(account.id)
     assert server.wait_for_webhooks(5)
-    assert {e["type"] for e in recorder.payloads()} == {"payout.created", "payout.paid"}
+    assert [e["type"] for e in recorder.payloads()] == [
+        "payout.created",
+        "payout.updated",
+        "payout.paid",
+        "payout.reconciliation_completed",
+    ]
     assert {e["account"] for e in recorder.payloads()} == {account.id}
 
 

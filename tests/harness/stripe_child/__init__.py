@@ -8,9 +8,10 @@ family:
 - `cards`: Stripe's test cards, bank accounts and their outcomes (pure data, importable without localstripe);
 - `webhooks`: events and signed, ordered, retried deliveries;
 - `payments`: payment methods, charges and PaymentIntents (declines, 3-D Secure, bank debits);
-- `refunds`, `setup_intents`: those resources;
-- `connect`: connected accounts, account links, transfers and reversals;
-- `payouts`: payouts and balances;
+- `refunds`, `disputes`, `setup_intents`: those resources;
+- `connect`: connected accounts and their onboarding, account links, transfers and reversals;
+- `ledger`: balances as balance transactions, pending until `available_on`;
+- `payouts`: payouts, automatic payout schedules and the test clock;
 - `app`: middlewares, routes, `/_test/*` controls and `main()`.
 
 See docs/stripe-test-server.md for what is mimicked.

@@ -39,13 +39,24 @@ from localstripe.resources import (
     store,
 )
 
-from .connect import Account, Transfer, _account_link, _login_link, _onboarding, _own_account, _require_account
+from .connect import (
+    Account,
+    Transfer,
+    _account_link,
+    _capabilities,
+    _capability,
+    _express_dashboard,
+    _login_link,
+    _onboarding_page,
+    _onboarding_submit,
+    _own_account,
+    _test_onboarding,
+)
 from .core import (
     HOST,
     LOOPBACK_HOSTS,
     S,
     _account_obj,
-    _background_context,
     _created_filter,
     _ctx_account,
     _ctx_idem,
@@ -55,6 +66,7 @@ from .core import (
     _json,
     _list_of,
     _missing,
+    _now,
     _objects,
     _StripeError,
     _to_bool,
@@ -62,9 +74,9 @@ from .core import (
     _unknown,
     ls_server,
 )
+from .disputes import Dispute, _test_decide_dispute, _test_open_dispute
 from .payments import (
     _charge_amount_refunded,
-    _charge_api_create,
     _charge_initialize,
     _charge_is_async,
     _charge_list,
@@ -72,6 +84,7 @@ from .payments import (
     _charge_raise_failure,
     _charge_refunds,
     _charge_set_auth_failure,
+    _charge_trigger_payment,
     _customer_payment_methods,
     _orig,
     _pi_api_cancel,
@@ -97,8 +110,19 @@ from .payments import (
     _resolve_pm,
     _settle_charge,
 )
-from .payouts import HarnessPayout, _balance, _payout_list
-from .refunds import _refund_init
+from .payouts import (
+    HarnessPayout,
+    _balance,
+    _balance_transaction,
+    _balance_transactions,
+    _payout_list,
+    _test_balance_transactions,
+    _test_balances,
+    _test_clock,
+    _test_payout_fail,
+    _test_payouts,
+)
+from .refunds import _refund_init, _refund_list, _refund_update, settle_refund
 from .setup_intents import _si_api_cancel, _si_api_confirm, _si_api_create, _si_init
 from .webhooks import _endpoint_wants, _schedule_event
 
@@ -120,6 +144,52 @@ def _so_init(self, id=None):
     _orig["so_init"](self, id)
     if not isinstance(self, List):
         self._account = _ctx_account.get()
+        self.created = _now()  # the test clock, when it is set
+
+
+def _class_for_id(cls, id):
+    """The class of an id's prefix, for `expand` (localstripe only looks at direct subclasses of StripeObject)."""
+    best = None
+    stack = list(StripeObject.__subclasses__())
+    while stack:
+        klass = stack.pop()
+        stack.extend(klass.__subclasses__())
+        prefix = getattr(klass, "_id_prefix", None)
+        if prefix and str(id).startswith(prefix) and (best is None or len(prefix) > len(best._id_prefix)):
+            best = klass
+    return best
+
+
+def _so_export(self, expand=None):
+    """localstripe's export, with Stripe's `expand`: dotted paths through lists and nested objects, up to 4
+    levels; a path that does not apply to an object (a polymorphic `source`, say) is left alone, like Stripe."""
+    if expand is None:
+        expand = []
+    if not isinstance(expand, list) or not all(isinstance(e, str) for e in expand):
+        raise _invalid("expand")
+    if any(len(path.split(".")) > 4 for path in expand):
+        raise _StripeError(400, "You cannot expand more than 4 levels of a property.", param="expand")
+    out = _orig["so_export"](self, expand=None)
+    for path in expand:
+        _expand(out, path.split("."))
+    return out
+
+
+def _expand(obj: Any, parts: list[str]) -> None:
+    if isinstance(obj, list):
+        for item in obj:
+            _expand(item, parts)
+        return
+    if not isinstance(obj, dict) or parts[0] not in obj:
+        return
+    value = obj[parts[0]]
+    if isinstance(value, str):
+        klass = _class_for_id(StripeObject, value)
+        if klass is None:
+            return
+        value = obj[parts[0]] = klass._api_retrieve(value)._export()
+    if len(parts) > 1 and value is not None:
+        _expand(value, parts[1:])
 
 
 def _so_api_retrieve(cls, id):
@@ -141,7 +211,8 @@ def _user_error_init(self, code, message=None, contents=None):
 
 def _event_init(self, type, data):
     _orig["event_init"](self, type, data)
-    account = getattr(data, "_account", None)
+    # Events of a connected account carry `account` (Connect webhooks); an Account's own events belong to it.
+    account = getattr(data, "_event_account", None) or getattr(data, "_account", None)
     if account:
         self.account = account
     self.request = {"id": _ctx_request_id.get(), "idempotency_key": _ctx_idem.get()}
@@ -172,18 +243,19 @@ def _install() -> None:
 
     _orig.update(
         so_init=StripeObject.__init__,
+        so_export=StripeObject._export,
         user_error_init=UserError.__init__,
         event_init=Event.__init__,
         pi_init=PaymentIntent.__init__,
         pi_on_success=PaymentIntent._on_success,
-        pi_export=PaymentIntent._export,
-        refund_init=Refund.__init__,
+        pi_export=_so_export,
         si_init=SetupIntent.__init__,
         customer_init=Customer.__init__,
-        charge_api_create=Charge._api_create,
     )
     StripeObject.__init__ = _so_init
     StripeObject._api_retrieve = classmethod(_so_api_retrieve)
+    StripeObject._get_class_for_id = classmethod(_class_for_id)
+    StripeObject._export = _so_export
     UserError.__init__ = _user_error_init
     Event.__init__ = _event_init
     Event._api_list_all = classmethod(_event_list)
@@ -201,7 +273,8 @@ def _install() -> None:
     Charge._raise_failure = _charge_raise_failure
     Charge._initialize_charge = _charge_initialize
     Charge._api_list_all = classmethod(_charge_list)
-    Charge._api_create = classmethod(_charge_api_create)
+    Charge._trigger_payment = _charge_trigger_payment
+    Charge.disputed = False
     Charge.payment_method_details = property(_charge_payment_method_details)
     Charge.refunds = property(_charge_refunds)
     Charge.amount_refunded = property(_charge_amount_refunded)
@@ -234,13 +307,15 @@ def _install() -> None:
     PaymentIntent._export = _pi_export
 
     Refund.__init__ = _refund_init
+    Refund._api_list_all = classmethod(_refund_list)
+    Refund._api_update = classmethod(_refund_update)
     SetupIntent.__init__ = _si_init
     SetupIntent._api_create = classmethod(_si_api_create)
     SetupIntent._api_confirm = classmethod(_si_api_confirm)
     SetupIntent._api_cancel = classmethod(_si_api_cancel)
     Customer.__init__ = _customer_init
 
-    Payout._api_create = classmethod(lambda cls, **data: HarnessPayout(**data))
+    Payout._api_create = classmethod(lambda cls, **data: HarnessPayout._api_create(**data))
     Payout._api_list_all = classmethod(_payout_list)
 
 
@@ -392,6 +467,8 @@ SCOPED_COLLECTIONS = {
     "refunds": "refund",
     "setup_intents": "setup_intent",
     "transfers": "transfer",
+    "balance_transactions": "balance_transaction",
+    "disputes": "dispute",
 }
 
 
@@ -596,7 +673,10 @@ async def _reset(request: web.Request) -> web.Response:
     keep_webhooks = data.get("keep_webhooks", True) not in (False, "false")
     S.generation += 1
     store.clear()
-    S.ledger.clear()
+    S.txns.clear()
+    S.clock = None
+    S.account_links.clear()
+    S.pending_refunds.clear()
     S.refunds_by_charge.clear()
     S.pending_bank.clear()
     S.idem.clear()
@@ -619,12 +699,44 @@ async def _config(request: web.Request) -> web.Response:
         S.webhook_retries = int(data["webhook_retries"])
     if "bank_settle_delay" in data:
         S.bank_settle_delay = None if data["bank_settle_delay"] is None else float(data["bank_settle_delay"])
-    return _json(
-        {
-            k: getattr(S, k)
-            for k in ("webhook_delay", "webhook_retries", "webhook_backoff", "webhook_timeout", "bank_settle_delay")
-        }
-    )
+    _configure(data)
+    return _json({k: getattr(S, k) for k in CONFIG_KEYS})
+
+
+CONFIG_KEYS = (
+    "webhook_delay",
+    "webhook_retries",
+    "webhook_backoff",
+    "webhook_timeout",
+    "bank_settle_delay",
+    "connect_onboarding",
+    "payout_schedule",
+    "platform_delay_days",
+    "payout_transit_days",
+    "dispute_fee",
+)
+
+
+def _configure(data: dict) -> None:
+    """The Connect and money settings (the webhook ones are read above and in _serve)."""
+    if data.get("connect_onboarding") is not None:
+        S.connect_onboarding = bool(_to_bool(data["connect_onboarding"], "connect_onboarding"))
+    if data.get("payout_schedule") is not None:
+        schedule = data["payout_schedule"]
+        if not isinstance(schedule, dict) or schedule.get("interval", "manual") not in (
+            "manual",
+            "daily",
+            "weekly",
+            "monthly",
+        ):
+            raise _invalid("payout_schedule")
+        S.payout_schedule = {"interval": "manual", "delay_days": 0, **schedule}
+    for key in ("platform_delay_days", "payout_transit_days", "dispute_fee"):
+        if data.get(key) is not None:
+            value = _to_int(data[key], key)
+            if value < 0:
+                raise _invalid(key)
+            setattr(S, key, value)
 
 
 async def _faults(request: web.Request) -> web.Response:
@@ -672,36 +784,17 @@ async def _settle(request: web.Request) -> web.Response:
     return _json({"settled": settled})
 
 
-async def _test_payouts(request: web.Request) -> web.Response:
+async def _test_settle_refunds(request: web.Request) -> web.Response:
+    """POST /_test/refunds/settle {"refund": id?, "outcome": "succeeded"|"failed"?, "failure_reason": ...?}"""
     data = await ls_server.get_post_data(request) or {}
-    account, currency, failure_code = data.get("account"), data.get("currency"), data.get("failure_code")
-    if account:
-        _require_account(account, "account")
-        accounts = [account]
-    else:
-        accounts = sorted(
-            {a for (a, _c), amount in S.ledger.items() if a and amount > 0}
-            | {p._account for p in _objects("payout") if p.status == "pending" and p._account}
-        )
-    payouts = []
-    for acct in accounts:
-        with _background_context(acct):
-            for payout in [p for p in _objects("payout") if p._account == acct and p.status == "pending"]:
-                payout._finish(failure_code)
-                payouts.append(payout)
-            for (a, cur), amount in sorted(S.ledger.items(), key=lambda kv: kv[0][1]):
-                if a == acct and amount > 0 and (currency is None or cur == currency):
-                    payout = HarnessPayout(amount=amount, currency=cur, _automatic=True)
-                    payout._finish(failure_code)
-                    payouts.append(payout)
-    return _json({"payouts": [dict(p._export(), account=p._account) for p in payouts]})
-
-
-async def _test_balances(request: web.Request) -> web.Response:
-    out: dict[str, dict[str, int]] = {}
-    for (account, currency), amount in S.ledger.items():
-        out.setdefault(account or "platform", {})[currency] = amount
-    return _json(out)
+    outcome = data.get("outcome")
+    if outcome not in (None, "succeeded", "failed"):
+        raise _invalid("outcome", "outcome must be succeeded or failed")
+    ids = list(S.pending_refunds)
+    if data.get("refund"):
+        ids = [r for r in ids if r == data["refund"]]
+    rows = [settle_refund(store["refund:" + r], outcome, data.get("failure_reason")) for r in ids]
+    return _json({"settled": [r for r in rows if r]})
 
 
 def _charge_row(charge: Any) -> dict:
@@ -764,6 +857,8 @@ async def _test_charges(request: web.Request) -> web.Response:
     wanted = _metadata_filter(request.query)
     rows = []
     for charge in _objects("charge"):
+        if getattr(charge, "_is_payment", False):
+            continue
         pi = store.get("payment_intent:" + str(charge.payment_intent)) if charge.payment_intent else None
         metadata = (pi.metadata if pi is not None else charge.metadata) or {}
         if pi_id and charge.payment_intent != pi_id:
@@ -816,13 +911,26 @@ def _build_app() -> web.Application:
         ("POST", "/v1/accounts/{id}", ls_server.api_update(Account, "/v1/accounts/{id}")),
         ("DELETE", "/v1/accounts/{id}", ls_server.api_delete(Account, "/v1/accounts/{id}")),
         ("POST", "/v1/accounts/{id}/login_links", _login_link),
+        ("GET", "/v1/accounts/{id}/capabilities", _capabilities),
+        ("GET", "/v1/accounts/{id}/capabilities/{capability}", _capability),
         ("GET", "/v1/account", _own_account),
         ("POST", "/v1/account_links", _account_link),
         ("POST", "/v1/transfers", ls_server.api_create(Transfer, "/v1/transfers")),
         ("GET", "/v1/transfers", ls_server.api_list_all(Transfer, "/v1/transfers")),
         ("GET", "/v1/transfers/{id}", ls_server.api_retrieve(Transfer, "/v1/transfers/{id}")),
         ("POST", "/v1/transfers/{id}/reversals", extra(Transfer._api_create_reversal, "")),
+        ("GET", "/v1/transfers/{id}/reversals", extra(Transfer._api_list_reversals, "")),
+        # balances and payouts
         ("GET", "/v1/balance", _balance),
+        ("GET", "/v1/balance_transactions", _balance_transactions),
+        ("GET", "/v1/balance_transactions/{id}", _balance_transaction),
+        ("GET", "/v1/balance/history", _balance_transactions),
+        ("GET", "/v1/balance/history/{id}", _balance_transaction),
+        # disputes
+        ("GET", "/v1/disputes", ls_server.api_list_all(Dispute, "/v1/disputes")),
+        ("GET", "/v1/disputes/{id}", ls_server.api_retrieve(Dispute, "/v1/disputes/{id}")),
+        ("POST", "/v1/disputes/{id}", ls_server.api_update(Dispute, "/v1/disputes/{id}")),
+        ("POST", "/v1/disputes/{id}/close", extra(Dispute._api_close, "")),
         ("POST", "/v1/payouts/{id}/cancel", extra(HarnessPayout._api_cancel, "")),
         # localstripe's extra routes captured the original functions: re-route them to the patched ones
         ("POST", "/v1/payment_intents/{id}/confirm", extra(PaymentIntent._api_confirm, "")),
@@ -846,7 +954,15 @@ def _build_app() -> web.Application:
         ("DELETE", "/_test/requests", _requests),
         ("POST", "/_test/settle", _settle),
         ("POST", "/_test/payouts", _test_payouts),
+        ("POST", "/_test/payouts/{id}/fail", _test_payout_fail),
         ("GET", "/_test/balances", _test_balances),
+        ("GET", "/_test/balance_transactions", _test_balance_transactions),
+        ("GET", "/_test/clock", _test_clock),
+        ("POST", "/_test/clock", _test_clock),
+        ("POST", "/_test/refunds/settle", _test_settle_refunds),
+        ("POST", "/_test/disputes", _test_open_dispute),
+        ("POST", "/_test/disputes/{id}", _test_decide_dispute),
+        ("POST", "/_test/accounts/{id}/onboarding", _test_onboarding),
         ("GET", "/_test/payment_intents", _test_payment_intents),
         ("GET", "/_test/charges", _test_charges),
         ("GET", "/_test/events", _test_events),
@@ -854,8 +970,9 @@ def _build_app() -> web.Application:
         ("POST", "/_test/webhooks/wait", _test_wait_webhooks),
         ("POST", "/_test/events/{id}/resend", _test_resend),
         ("GET", "/_test/health", _health),
-        ("GET", "/_test/onboarding/{id}", _onboarding),
-        ("GET", "/_test/express/{id}", _onboarding),
+        ("GET", "/_test/connect/onboarding/{token}", _onboarding_page),
+        ("POST", "/_test/connect/onboarding/{token}", _onboarding_submit),
+        ("GET", "/_test/express/{id}", _express_dashboard),
     ]
     taken = set()
     for method, path, handler in mine:
@@ -876,6 +993,7 @@ async def _serve(port: int, parent_pid: int, config: dict) -> None:
     S.webhook_timeout = float(config.get("webhook_timeout", 5.0))
     S.bank_settle_delay = config.get("bank_settle_delay")
     S.request_log = deque(maxlen=int(config.get("request_log_size") or 100_000))
+    _configure(config)
     max_lifetime = config.get("max_lifetime")
 
     app = _build_app()

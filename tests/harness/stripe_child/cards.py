@@ -28,7 +28,22 @@ CARD_TEST_PAYMENT_METHODS = {
     "pm_card_authenticationRequiredOnSetup": "4000002500003155",
     "pm_card_authenticationRequiredSetupForOffSession": "4000002500003155",
     "pm_card_threeDSecure2Required": "4000000000003220",
+    "pm_card_threeDSecureRequired": "4000000000003063",
+    "pm_card_threeDSecureOptional": "4000000000003055",
+    "pm_card_authenticationRequiredChargeDeclinedInsufficientFunds": "4000008260003178",
+    "pm_card_createDispute": "4000000000000259",
+    "pm_card_createDisputeProductNotReceived": "4000000000002685",
+    "pm_card_createDisputeInquiry": "4000000000001976",
+    "pm_card_refundFail": "4000000000005126",
 }
+# Charge succeeds, then a dispute opens: number -> (reason, inquiry). An inquiry withdraws no funds.
+DISPUTE_CARDS = {
+    "4000000000000259": ("fraudulent", False),
+    "4000000000002685": ("product_not_received", False),
+    "4000000000001976": ("fraudulent", True),
+}
+# Charge succeeds; a refund of it succeeds, then fails when refunds are settled (POST /_test/refunds/settle).
+REFUND_FAILS_CARDS = {"4000000000005126"}
 
 GENERIC_DECLINE = ("card_declined", "generic_decline", "Your card was declined.")
 CARD_DECLINES = {  # number -> (code, decline_code, message); attaching these fails too, except 0341

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 import warnings
 from collections import OrderedDict, deque
 from typing import Any
@@ -47,8 +48,19 @@ class _State:
         self.session: aiohttp.ClientSession | None = None
         self.bank_settle_delay: float | None = None
         self.pending_bank: list[str] = []
-        self.ledger: dict[tuple[str | None, str], int] = {}
         self.refunds_by_charge: dict[str, list[str]] = {}
+        # balances: every balance transaction of (account or None for the platform, currency), oldest first
+        self.txns: dict[tuple[str | None, str], list[Any]] = {}
+        # the test clock: None is real time; otherwise the frozen "now" that `POST /_test/clock` moves forward
+        self.clock: int | None = None
+        # Connect and money-movement settings (StripeTestServer(...), POST /_test/config)
+        self.connect_onboarding = False  # new connected accounts start not onboarded (Express Account Links)
+        self.payout_schedule: dict[str, Any] = {"interval": "manual", "delay_days": 0}  # new accounts' default
+        self.platform_delay_days = 0  # business days before the platform's own charges become available
+        self.payout_transit_days = 1  # business days from a payout's creation to its arrival_date
+        self.dispute_fee = 1500  # Stripe's dispute fee, in minor units of the disputed charge's currency
+        self.account_links: dict[str, dict[str, Any]] = {}
+        self.pending_refunds: list[str] = []  # bank-debit (and 0000000000005126) refunds awaiting settlement
         self.idem: OrderedDict[tuple[str, str, str], dict] = OrderedDict()
         self.idem_inflight: set[tuple[str, str, str]] = set()
         self.idem_max = 200_000
@@ -108,13 +120,9 @@ def _blank_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
-def _credit(account: str | None, currency: str, amount: int) -> None:
-    key = (account, currency.lower())
-    S.ledger[key] = S.ledger.get(key, 0) + amount
-
-
-def _available(account: str | None, currency: str) -> int:
-    return S.ledger.get((account, currency.lower()), 0)
+def _now() -> int:
+    """The server's "now": the test clock when it is set (POST /_test/clock), else real time."""
+    return S.clock if S.clock is not None else int(time.time())
 
 
 def _account_obj(account_id: Any) -> Any:

@@ -11,7 +11,6 @@ from typing import Any
 from localstripe import resources as ls
 from localstripe.errors import UserError
 from localstripe.resources import (
-    BalanceTransaction,
     Charge,
     Customer,
     List,
@@ -22,6 +21,7 @@ from localstripe.resources import (
     store,
 )
 
+from . import ledger
 from .cards import (
     ACH_TEST_PAYMENT_METHODS,
     AUTH_REQUIRED,
@@ -37,13 +37,12 @@ from .cards import (
     _card_brand,
     _decline_info,
 )
-from .connect import Transfer, _require_account
+from .connect import Transfer, _require_account, _require_transfers
 from .core import (
     S,
     _background_context,
     _blank_to_none,
     _created_filter,
-    _credit,
     _ctx_account,
     _ctx_idem,
     _ctx_request_id,
@@ -425,16 +424,6 @@ def _settle_charge(charge_id: str, outcome: str | None = None) -> dict | None:
             if on_failure_later:
                 on_failure_later()
         else:
-            txn = BalanceTransaction(
-                amount=charge.amount,
-                currency=charge.currency,
-                description=charge.description,
-                exchange_rate=1.0,
-                reporting_category="charge",
-                source=charge.id,
-                type="charge",
-            )
-            charge.balance_transaction = txn.id
             charge.status = "succeeded"
             charge.outcome = {
                 "network_status": "approved_by_network",
@@ -443,6 +432,8 @@ def _settle_charge(charge_id: str, outcome: str | None = None) -> dict | None:
                 "seller_message": "Payment complete.",
                 "type": "authorized",
             }
+            if charge.payment_intent is None:
+                _book_charge(charge)
             if charge.captured and on_success:
                 on_success()
     return {
@@ -455,12 +446,94 @@ def _settle_charge(charge_id: str, outcome: str | None = None) -> dict | None:
     }
 
 
-def _charge_api_create(cls, **data):
-    """Charges API (legacy): same as localstripe, plus the balance ledger."""
-    obj = _orig["charge_api_create"](**data)
-    if obj.status == "succeeded" and obj.captured:
-        _credit(getattr(obj, "_account", None), obj.currency, obj.amount)
-    return obj
+def _charge_trigger_payment(self, on_success=None):
+    """Capture (localstripe books a balance transaction of its own here; the ledger books it instead)."""
+    self.status = "succeeded"
+    if self.payment_intent is None:  # the Charges API; PaymentIntents book in their on_success
+        _book_charge(self)
+        from .disputes import open_for_test_card
+
+        open_for_test_card(self)
+    if on_success:
+        on_success()
+
+
+def _book_charge(charge) -> None:
+    """The balance transactions of a charge that just succeeded (cards: at once; bank debits: when they settle).
+
+    Platform charge: `charge` on the platform. Destination charge: also a transfer of `amount -
+    application_fee_amount` (or `transfer_data[amount]`): `transfer` on the platform, `payment` (a `py_`) on the
+    connected account. Direct charge (Stripe-Account): `charge` on the account with the application fee as its
+    `fee`, and `application_fee` on the platform."""
+    if charge.balance_transaction:
+        return
+    pm = store.get("payment_method:" + str(charge.payment_method))
+    source_type = "bank_account" if pm is not None and pm.type in ("sepa_debit", "us_bank_account") else "card"
+    account = getattr(charge, "_account", None)
+    currency, fee = charge.currency, charge.application_fee_amount or 0
+    if fee:
+        charge.application_fee = "fee_" + random_id(24)
+    if account:  # direct charge on a connected account
+        details = (
+            [
+                {
+                    "amount": fee,
+                    "application": "ca_stripe_test_server",
+                    "currency": currency,
+                    "description": None,
+                    "type": "application_fee",
+                }
+            ]
+            if fee
+            else []
+        )
+        txn = ledger.record(
+            account,
+            currency,
+            charge.amount,
+            "charge",
+            charge.id,
+            fee=fee,
+            fee_details=details,
+            available_on=ledger.available_on_for(account),
+            source_type=source_type,
+        )
+        if fee:
+            ledger.record(
+                None,
+                currency,
+                fee,
+                "application_fee",
+                charge.application_fee,
+                available_on=txn.available_on,
+                source_type=source_type,
+            )
+    else:
+        txn = ledger.record(
+            None,
+            currency,
+            charge.amount,
+            "charge",
+            charge.id,
+            available_on=ledger.available_on_for(None),
+            source_type=source_type,
+        )
+    charge.balance_transaction = txn.id
+    if not account and charge.transfer_data:
+        amount = charge.transfer_data.get("amount")
+        amount = charge.amount - fee if amount is None else amount
+        if amount > 0:
+            transfer = Transfer(
+                amount=amount,
+                currency=currency,
+                destination=charge.transfer_data["destination"],
+                source_transaction=charge.id,
+                transfer_group=charge.transfer_group,
+                source_type=source_type,
+                _destination_charge=True,
+            )
+            charge.transfer = transfer.id
+        charge.destination = charge.transfer_data["destination"]
 
 
 def _charge_refunds(self):
@@ -471,7 +544,12 @@ def _charge_refunds(self):
 
 
 def _charge_amount_refunded(self):
-    return sum(store["refund:" + r].amount for r in S.refunds_by_charge.get(self.id, ()) if "refund:" + r in store)
+    """Refunds pending or succeeded count; failed and canceled ones gave the money back."""
+    return sum(
+        store["refund:" + r].amount
+        for r in S.refunds_by_charge.get(self.id, ())
+        if "refund:" + r in store and store["refund:" + r].status not in ("failed", "canceled")
+    )
 
 
 def _charge_payment_method_details(self):
@@ -560,7 +638,8 @@ def _validate_pi_extras(extras: dict, amount: Any, currency: Any) -> None:
         unexpected = set(td) - {"destination", "amount"}
         if unexpected:
             raise _unknown({f"transfer_data[{sorted(unexpected)[0]}]": None})
-        _require_account(td["destination"], "transfer_data[destination]", "destination")
+        destination = _require_account(td["destination"], "transfer_data[destination]", "destination")
+        _require_transfers(destination, "transfer_data[destination]")
         normalized = {"destination": td["destination"], "amount": None}
         if td.get("amount") not in (None, ""):
             normalized["amount"] = _to_int(td["amount"], "transfer_data[amount]")
@@ -786,27 +865,7 @@ def _pi_create_charge(self, on_failure_now):
 
 def _pi_on_success(self):
     charge = self.latest_charge
-    currency, fee = self.currency, self.application_fee_amount or 0
-    account = getattr(self, "_account", None)
-    if account:  # direct charge on a connected account
-        _credit(account, currency, self.amount - fee)
-        _credit(None, currency, fee)
-    else:
-        _credit(None, currency, self.amount)
-        if self.transfer_data:
-            amount = self.transfer_data.get("amount")
-            amount = self.amount - fee if amount is None else amount
-            transfer = Transfer(
-                amount=amount,
-                currency=currency,
-                destination=self.transfer_data["destination"],
-                source_transaction=charge.id,
-                transfer_group=self.transfer_group,
-            )
-            charge.transfer = transfer.id
-            charge.destination = self.transfer_data["destination"]
-    if fee:
-        charge.application_fee = "fee_" + random_id(24)
+    _book_charge(charge)
     if self.setup_future_usage and self.customer:
         pm = PaymentMethod._api_retrieve(self.payment_method)
         if pm.customer is None:
@@ -814,6 +873,9 @@ def _pi_on_success(self):
             _emit("payment_method.attached", pm)
     _emit("charge.succeeded", charge)
     _orig["pi_on_success"](self)
+    from .disputes import open_for_test_card
+
+    open_for_test_card(charge)
 
 
 def _pi_report_failure(self):

@@ -137,7 +137,11 @@ def _spawn(coro: Any) -> asyncio.Task:
     return task
 
 
-def _emit(type_: str, obj: Any) -> Event:
+def _emit(type_: str, obj: Any, previous: dict | None = None) -> Event:
+    """Record an event (`data.object` is `obj` exported now) and schedule its deliveries. `previous` becomes
+    `data.previous_attributes`, as on Stripe's `*.updated` events."""
     event = Event(type_, obj)
+    if previous:
+        event.data["previous_attributes"] = previous
     _schedule_event(event)
     return event
