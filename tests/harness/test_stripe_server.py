@@ -66,8 +66,17 @@ def test_server_exits_when_its_parent_dies():
         while time.monotonic() < deadline and port_open(port):
             time.sleep(0.1)
         assert not port_open(port)
-        time.sleep(0.3)
-        assert not os.path.exists(f"/proc/{child_pid}") or "zombie" in open(f"/proc/{child_pid}/status").read()
+
+        def gone() -> bool:
+            try:
+                with open(f"/proc/{child_pid}/status") as status:
+                    return "zombie" in status.read()
+            except FileNotFoundError:
+                return True
+
+        while time.monotonic() < deadline and not gone():  # it closes its socket first, then exits
+            time.sleep(0.1)
+        assert gone()
     finally:
         if parent.poll() is None:
             parent.kill()
