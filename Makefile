@@ -27,16 +27,20 @@ $(VENV)/.installed: requirements.lock | $(BIN)/activate
 install: $(VENV)/.installed
 
 demo: install
+	scripts/system-packages demo
 	$(WITH_SERVICES) $(BIN)/python scripts/demo.py
 
 test: install
+	scripts/system-packages test
 	$(WITH_SERVICES) scripts/test-suite
 
 test-fast: install
+	scripts/system-packages test
 	$(WITH_SERVICES) $(BIN)/pytest -q -x -m "not slow and not browser"
 
 # Reliability at full size (docs/reliability.md); `make test` runs the same tests at CI size.
 test-chaos: install
+	scripts/system-packages test
 	CHAOS_SIZE=full $(WITH_SERVICES) $(BIN)/pytest -s tests/reliability $(PYTEST_ARGS)
 	$(BIN)/python scripts/reliability_table.py
 
@@ -49,9 +53,11 @@ lint: install
 # Benchmarks (docs/performance.md). BENCH_ARGS="--only P1 --profile" to run one row under the profiler;
 # BENCH_ARGS="--scaling" for the Billing Overview at 1k, 2.5k, 5k and 10k clients.
 bench: install
+	scripts/system-packages bench
 	$(WITH_SERVICES) $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-quick: install
+	scripts/system-packages bench
 	$(WITH_SERVICES) $(BIN)/python -m bench.run --quick $(BENCH_ARGS)
 
 lock: | $(BIN)/activate

@@ -5,8 +5,8 @@
 their own on that server (`<database>_bench`, recreated on every run) and a Redis queue of their own.
 Each benchmark runs in its own process with a time limit; every process it starts is stopped by PID.
 
-Exit status: 0 when every measured row passes, 1 otherwise (quick mode checks regression floors, see
-docs/performance.md).
+Exit status: 0 when every row is measured and passes, 1 otherwise (quick mode checks regression floors, see
+docs/performance.md). A row not measured fails the run unless ALLOW_INCOMPLETE=1.
 """
 
 from __future__ import annotations
@@ -198,6 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(unmeasured)} not measured in {elapsed:.0f}s ({'quick' if args.quick else 'full'}); "
         f"results in bench/results/{name}"
     )
+    if unmeasured:
+        # A row not measured is a gap in the table, not a pass: it fails the run unless explicitly accepted.
+        reasons = "; ".join(
+            f"{row['id']}: {row.get('note') or 'no reason given'}" for row in rows if row["passed"] is None
+        )
+        if os.environ.get("ALLOW_INCOMPLETE") == "1":
+            print(f"incomplete run: {', '.join(unmeasured)} not measured ({reasons}) (ALLOW_INCOMPLETE=1)")
+        else:
+            print(
+                f"error: {', '.join(unmeasured)} not measured ({reasons}); a complete run measures every row: "
+                "run scripts/system-packages bench, or set ALLOW_INCOMPLETE=1 to accept an incomplete run"
+            )
+            return 1
     return 1 if failed else 0
 
 

@@ -7,11 +7,17 @@ status is settled (Paid, Paid Out, Agency Invoiced): before that the status prin
 change, so it is rendered fresh on each download and nothing is stored.
 
 `invoice_pdf` runs in the invoice's agency schema; `agency_invoice_pdf` in any schema (public tables).
+
+`invoice_pdf_etag` names a PDF's content without rendering it: a stored PDF by the digest of its stored bytes
+(it never changes), any other by a digest of what it is made of (the document's values, which include the
+status and the branding, and the template version). Two renders of the same invoice differ in their bytes
+(WeasyPrint writes the creation time), so a digest of a fresh render would change on every request.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import mimetypes
 import re
@@ -310,6 +316,51 @@ def agency_invoice_pdf(*, invoice: AgencyInvoice) -> bytes:
         name=f"agency-invoices/{invoice.agency.schema_name}/{invoice.number}.pdf",
         context_factory=lambda: agency_invoice_context(invoice),
     )
+
+
+def _template_version() -> str:
+    """A digest of everything besides the document's values that shapes the PDF: the template, the stylesheet,
+    the brand rules and the renderer's version. Computed once per process (a deployment changes them)."""
+    version = getattr(_template_version, "value", None)
+    if version is None:
+        import weasyprint
+
+        digest = hashlib.sha256(f"weasyprint {weasyprint.__version__}\n{BRAND_CSS}\n".encode())
+        for path in sorted(INVOICE_CSS.parent.iterdir()):
+            if path.is_file():
+                digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        version = _template_version.value = digest.hexdigest()[:16]  # type: ignore[attr-defined]
+    return version
+
+
+def _context_digest(context: dict) -> str:
+    branding = {key: value for key, value in context["branding"].items() if key != "logo_image"}  # logo URL: digest
+    values = {**context, "branding": branding, "template_version": _template_version()}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _bytes_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+def _stored_digest(invoice) -> str | None:
+    if not invoice.pdf:
+        return None
+    try:
+        with invoice._meta.get_field("pdf").storage.open(invoice.pdf.name, "rb") as handle:
+            return _bytes_digest(handle.read())
+    except FileNotFoundError:
+        return None  # rendered again on the next read, under the same name: named by its values meanwhile
+
+
+def invoice_pdf_etag(*, invoice: Invoice, agency: Agency) -> str:
+    """The HTTP entity tag (quoted) of a client invoice's PDF, without rendering it; call inside its schema."""
+    return f'"{_stored_digest(invoice) or _context_digest(client_invoice_context(invoice, agency))}"'
+
+
+def stored_pdf_etag(data: bytes) -> str:
+    """The entity tag of a stored PDF, from the bytes just read (or stored) by `invoice_pdf`."""
+    return f'"{_bytes_digest(data)}"'
 
 
 def pdf_filename(invoice) -> str:

@@ -84,7 +84,8 @@ class Started:
                 time.sleep(0.1)
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
-            log(f"stopped {name} (pid {pid})")
+                log(f"{name} (pid {pid}) did not stop within 15 s: killed")
+            # A clean stop says nothing: the wrapped command's last line stays the run's last line.
         self.procs.clear()
 
 

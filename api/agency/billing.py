@@ -3,8 +3,6 @@ COL-1), the notices log and the Billing Setup."""
 
 from __future__ import annotations
 
-import hashlib
-
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
@@ -33,7 +31,7 @@ from api.pagination import list_parameters, page_of, paginate, paginate_rows
 from api.schema import IF_NONE_MATCH, NOT_MODIFIED
 from billing.billing_setup import AGENCY_FIELDS, SETTINGS_FIELDS, billing_setup_update
 from billing.models import BillingSettings, Charge, Invoice, RequestKind, SupportRequest
-from billing.pdf import invoice_pdf, pdf_filename
+from billing.pdf import invoice_pdf, invoice_pdf_etag, pdf_filename, stored_pdf_etag
 from billing.selectors import (
     billing_settings,
     charge_list_for_user,
@@ -356,10 +354,13 @@ class InvoicePdfApi(ApiView):
         if not self.can(C.VIEW_AMOUNTS):
             raise PermissionDenied("Your role sees statuses only: no PDFs.")  # ROLE-1: Jr. Salesperson
         invoice = invoice_or_404(self.user, invoice_id)
-        data = invoice_pdf(invoice=invoice, agency=request.tenant)
-        etag = f'"{hashlib.sha256(data).hexdigest()[:32]}"'
+        # Named by what the PDF is made of, so an unchanged one is answered 304 without rendering it.
+        etag = invoice_pdf_etag(invoice=invoice, agency=request.tenant)
         if if_none_match(request, etag):
             return HttpResponse(status=304, headers={"ETag": etag})
+        data = invoice_pdf(invoice=invoice, agency=request.tenant)
+        if invoice.pdf:  # stored by this read (a settled invoice's first): named by its bytes from now on
+            etag = stored_pdf_etag(data)
         return HttpResponse(
             data,
             content_type="application/pdf",

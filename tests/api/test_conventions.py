@@ -13,12 +13,13 @@ from django.test import Client as DjangoClient
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import ApiToken, Role
-from billing.models import Charge
+from billing.models import Charge, Invoice
 from billing.statuses import ChargeStatus
 from billing.support import retry_run
 from clients.models import Client
 from tests.api.conftest import BILLING_DATE, api, populate, token_for
 from tests.conftest import make_user
+from tests.ui_helpers import billed_agency
 
 pytestmark = pytest.mark.django_db
 
@@ -200,6 +201,50 @@ def test_invoice_reads_carry_etags(agency_a):
         assert Charge.objects.get(public_id=world.ids["charge_id"]).status == ChargeStatus.UNCOLLECTABLE
     changed = http.get(url, HTTP_IF_NONE_MATCH=etag)
     assert changed.status_code == 200 and changed["ETag"] != etag and changed.json()["status"] == "UNCOLLECTABLE"
+
+
+def test_INV_1_pdf_etag_is_named_by_what_the_pdf_is_made_of_and_a_304_renders_nothing(agency_a, monkeypatch):
+    """The ETag of an invoice PDF comes from its values (status, lines, branding) and the template version, not
+    from a fresh render (two renders differ in their creation time); a stored PDF keeps the digest of its bytes."""
+    import billing.pdf
+
+    renders = []
+    real_render = billing.pdf.render_pdf
+    monkeypatch.setattr(billing.pdf, "render_pdf", lambda context: renders.append(1) or real_render(context))
+    scenario = billed_agency(agency_a, months=(BILLING_DATE,))
+    http = api(agency_a, token_for(agency_a, "pdf-etag@alpha.test", Role.ADMINISTRATOR))
+    with tenant_context(agency_a):
+        retrying = Invoice.objects.get(client=scenario.declining)
+        paid = Invoice.objects.get(client=scenario.paying)
+
+    # Not settled: rendered on every download, never stored, named by its values.
+    url = f"/api/v1/invoices/{retrying.public_id}/pdf/"
+    first = http.get(url)
+    assert first.status_code == 200 and first.content[:5] == b"%PDF-" and len(renders) == 1
+    etag = first["ETag"]
+    assert etag != f'"{hashlib.sha256(first.content).hexdigest()[:32]}"'
+    again = http.get(url, HTTP_IF_NONE_MATCH='"other"')
+    assert again.status_code == 200 and again["ETag"] == etag and len(renders) == 2
+    unchanged = http.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged["ETag"] == etag
+    assert len(renders) == 2, "a 304 renders nothing"
+    # The branding is part of what it is made of.
+    type(agency_a).objects.filter(pk=agency_a.pk).update(brand_color="#aa3300")
+    rebranded = http.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert rebranded.status_code == 200 and rebranded["ETag"] != etag
+
+    # Settled (Paid): stored on its first download and named by its stored bytes from then on; branding changed
+    # afterwards does not touch a stored PDF, nor its ETag.
+    url = f"/api/v1/invoices/{paid.public_id}/pdf/"
+    stored = http.get(url)
+    assert stored.status_code == 200 and stored["ETag"] == f'"{hashlib.sha256(stored.content).hexdigest()[:32]}"'
+    with tenant_context(agency_a):
+        assert Invoice.objects.get(pk=paid.pk).pdf
+    rendered = len(renders)
+    type(agency_a).objects.filter(pk=agency_a.pk).update(brand_color="#0033aa")
+    assert http.get(url, HTTP_IF_NONE_MATCH=stored["ETag"]).status_code == 304
+    served = http.get(url)
+    assert served.content == stored.content and served["ETag"] == stored["ETag"] and len(renders) == rendered
 
 
 def test_cursor_pagination_walks_every_row_once(agency_a):
