@@ -1,43 +1,19 @@
-"""Shared set-up for billing tests: a partner plan on an agency, clients, usage."""
+"""Shared set-up for billing tests: a partner plan on an agency, clients, usage (seed data: agencybilling/seed.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from agencybilling.seed import partner_plan
 from billing.usage import UsageInput, usage_record_bulk
 from clients.services import client_create, service_line_add, tax_rate_create
 from tenants.models import Agency, PartnerPlan
-from tenants.services import partner_plan_create, plan_assign
+from tenants.services import plan_assign
 
 
-def standard_plan(name: str = "Standard") -> PartnerPlan:
-    existing = PartnerPlan.objects.filter(name=name).first()
-    if existing:
-        return existing
-    return partner_plan_create(
-        name=name,
-        currency="USD",
-        package_minimum_minor=20000,
-        license_fee_minor=2500,
-        products=[
-            {
-                "code": "listings",
-                "name": "Listings",
-                "unit_price_minor": 10,
-                "included_quantity": 100,
-                "overage_unit_price_minor": 7,
-            },
-            {
-                "code": "reviews",
-                "name": "Reviews",
-                "unit_price_minor": 0,
-                "included_quantity": 50,
-                "overage_unit_price_minor": 25,
-            },
-        ],
-        taxes=[{"name": "Platform tax", "rate_bp": 500}],
-        fees=[{"name": "Processing fee", "amount_minor": 999}],
-    )
+def standard_plan() -> PartnerPlan:
+    """The tests' partner plan (`agencybilling.seed.PLANS["standard"]`: assertions are written against it)."""
+    return partner_plan("standard")
 
 
 def with_plan(agency: Agency, plan: PartnerPlan | None = None) -> Agency:

@@ -11,12 +11,10 @@ from rest_framework.test import APIClient
 
 from accounts.models import Role, User
 from accounts.tokens import api_token_create
-from billing.collection import collect_due
-from billing.invoicing import billing_run
+from agencybilling import seed
 from billing.models import Charge, Invoice, SupportRequest
-from billing.payment_methods import payment_method_attach
 from billing.support import retry_request
-from clients.services import client_create, service_line_add, tax_rate_create
+from clients.services import tax_rate_create
 from integrations.models import WebhookDelivery
 from integrations.services import endpoint_create
 from tests.billing_helpers import at, usage, with_plan
@@ -84,37 +82,39 @@ def populate(agency, *, with_webhook: bool = True) -> World:
     agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
     agency.save(update_fields=["connected_account_id"])
     world = World(agency)
+    tag = agency.schema_name
     with tenant_context(agency):
-        seller = User.objects.create_user(
-            f"seller@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.SALESPERSON
-        )
+        seller = User.objects.create_user(f"seller@{tag}.test", "pw-correct-horse-9", role=Role.SALESPERSON)
         admin = User.objects.filter(role=Role.ADMINISTRATOR).first() or User.objects.create_user(
-            f"admin@{agency.schema_name}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR
+            f"admin@{tag}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR
         )
         rate = tax_rate_create(name="Sales tax", rate_bp=825)
-        client = client_create(
+        client = seed.client(
             name=f"{agency.name} Client",
-            email=f"client@{agency.schema_name}.example",
+            email=f"client@{tag}.example",
             activated_on=date(2026, 12, 1),
             license_price_minor=19900,
             taxes=[rate],
             salesperson=seller,
+            services=[("SEO retainer", 5000)],
+            outcome=seed.Outcome.DECLINING,
+            method_tag=tag,
         )
-        line = service_line_add(client=client, description="SEO retainer", amount_minor=5000)
-        payment_method_attach(client=client, token=f"pm_card_visa_chargeDeclined:{agency.schema_name}")
-        usage(agency, client, "listings", 120, at(date(2026, 12, 15)), f"{agency.schema_name}-u1")
+        line = client.service_lines.get()
+        usage(agency, client, "listings", 120, at(date(2026, 12, 15)), f"{tag}-u1")
         # No salesperson and no payment method: Uncollectable at once (COL-4), invisible to salespeople.
-        other = client_create(
+        other = seed.client(
             name=f"{agency.name} House Account",
-            email=f"house@{agency.schema_name}.example",
+            email=f"house@{tag}.example",
             activated_on=date(2026, 12, 1),
             license_price_minor=10000,
+            services=[("Reporting", 2500)],
         )
-        other_line = service_line_add(client=other, description="Reporting", amount_minor=2500)
+        other_line = other.service_lines.get()
         if with_webhook:
             endpoint, _ = endpoint_create(url="http://127.0.0.1:9/hooks", created_by=admin.email)
-        billing_run(agency=agency, today=BILLING_DATE)
-        collect_due(today=BILLING_DATE)
+    seed.run_days(agency, [BILLING_DATE])
+    with tenant_context(agency):
         charge = Charge.objects.get(client=client)
         retry_request(charge=charge, user=admin, reason="client updated card")
         invoice = Invoice.objects.get(client=client)

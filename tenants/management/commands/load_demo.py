@@ -1,4 +1,5 @@
-"""Load deterministic demo data: a platform operator and the agency `demo` with its clients."""
+"""Load deterministic demo data: a platform operator and the agency `demo` with its clients, built with the
+seed-data builder (agencybilling/seed.py) and three months of history through the real day pipeline."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from django_tenants.utils import schema_context
 from accounts.models import Role, User
 from core.calendar import add_months
 from core.links import absolute_url
-from tenants.models import Agency, PartnerPlan
-from tenants.services import agency_create, partner_plan_create, plan_assign
+from tenants.models import Agency
+from tenants.services import agency_create, plan_assign
 
 DEMO_PASSWORD = "demo-pass-2026"
 SUPPORT_EMAIL = "support@platform.test"
@@ -27,7 +28,8 @@ STAFF = [
     ("junior@demo.test", "Jules", "Junior", Role.JR_SALESPERSON),
 ]
 
-# Sandbox tokens: mostly paying cards, some declines, bank debits that settle or fail, one client without.
+# Sandbox tokens (seed.Outcome and other test cards): mostly paying cards, some declines, bank debits that
+# settle or fail, one client without.
 DEMO_TOKENS = [
     "pm_card_visa",
     "pm_card_mastercard",
@@ -123,11 +125,10 @@ class Command(BaseCommand):
     help = "Reset and load the demo data (platform operator, agency `demo`, its staff and ~25 clients)."
 
     def handle(self, *args, **options) -> None:
-        from billing.day import agency_day_run
-        from billing.payment_methods import payment_method_attach
+        from agencybilling import seed
         from billing.usage import UsageInput, usage_record_bulk
-        from clients.models import Client
-        from clients.services import client_create, service_line_add, tax_rate_create
+        from clients.models import Client, ClientUser
+        from clients.services import tax_rate_create
 
         connection.set_schema_to_public()
         existing = Agency.objects.filter(schema_name="demo").first()
@@ -140,52 +141,34 @@ class Command(BaseCommand):
         support.set_password(DEMO_PASSWORD)
         support.save()
 
-        plan = PartnerPlan.objects.filter(name="Partner Growth").first() or partner_plan_create(
-            name="Partner Growth",
-            currency="USD",
-            package_minimum_minor=50000,
-            license_fee_minor=3000,
-            products=[
-                {
-                    "code": "listings",
-                    "name": "Listings sync",
-                    "unit_price_minor": 0,
-                    "included_quantity": 100,
-                    "overage_unit_price_minor": 5,
-                },
-                {
-                    "code": "reviews",
-                    "name": "Review requests",
-                    "unit_price_minor": 200,
-                    "included_quantity": 10,
-                    "overage_unit_price_minor": 150,
-                },
-            ],
-            taxes=[{"name": "Platform sales tax", "rate_bp": 600}],
-            fees=[{"name": "Payment processing fee", "amount_minor": 1500}],
-        )
         agency = agency_create(
             slug="demo", name="Demo Marketing Agency", time_zone="America/New_York", currency="USD", billing_day=1
         )
-        plan_assign(agency=agency, plan=plan)
+        plan_assign(agency=agency, plan=seed.partner_plan("growth"))
         Agency.objects.filter(pk=agency.pk).update(connected_account_id="acct_sbx_demo")
         agency.refresh_from_db()
         # History starts three billing dates ago, so the overview has months to page through.
         today = datetime.now(UTC).date()
         start = add_months(date(today.year, today.month, 1), -3)
+        users = seed.staff(
+            agency,
+            [(email, role) for email, _first, _last, role in STAFF],
+            password=DEMO_PASSWORD,
+            names={email: (first, last) for email, first, last, _role in STAFF},
+        )
         with schema_context(agency.schema_name):
-            users = {}
-            for email, first, last, role in STAFF:
-                users[role] = User.objects.create_user(
-                    email, DEMO_PASSWORD, first_name=first, last_name=last, role=role
-                )
-            sellers = [users[Role.SALESPERSON], users[Role.JR_SALESPERSON], users[Role.SALES_MANAGER]]
+            by_role = {user.role: user for user in users.values()}
+            sellers = [by_role[Role.SALESPERSON], by_role[Role.JR_SALESPERSON], by_role[Role.SALES_MANAGER]]
             state_tax = tax_rate_create(name="State sales tax", rate_bp=825)
             city_tax = tax_rate_create(name="City tax", rate_bp=150)
             usage = []
             for index, name in enumerate(CLIENT_NAMES):
                 slug = name.lower().split()[0].replace("&", "")
-                client = client_create(
+                services = [("Social media management", 25000 + index * 1000)]
+                if index % 4 == 0:
+                    services.append(("Website refresh (one-time)", 60000, True))
+                # A mix of payers: most cards pay, some decline, some pay by bank debit, one has nothing.
+                client = seed.client(
                     name=name,
                     email=f"billing@{slug}.example",
                     activated_on=start - timedelta(days=20),
@@ -194,19 +177,10 @@ class Command(BaseCommand):
                     taxes=[state_tax] + ([city_tax] if index % 3 == 0 else []),
                     autopay_days=[5, 28] if index == 7 else None,
                     billing_day=15 if index == 11 else None,
+                    services=services,
+                    outcome=DEMO_TOKENS[index % len(DEMO_TOKENS)] or "",
+                    method_tag=f"demo{index}",
                 )
-                service_line_add(
-                    client=client, description="Social media management", amount_minor=25000 + index * 1000
-                )
-                if index % 4 == 0:
-                    service_line_add(
-                        client=client, description="Website refresh (one-time)", amount_minor=60000, one_time=True
-                    )
-                # A mix of payers: most cards pay, some decline, some pay by bank debit, one has nothing.
-                token = DEMO_TOKENS[index % len(DEMO_TOKENS)]
-                if token:
-                    # ":<n>" makes a distinct card with the same test behaviour (COL-5 allows a card once).
-                    payment_method_attach(client=client, token=f"{token}:demo{index}")
                 for month in range(3):
                     moment = datetime.combine(
                         add_months(start, month) + timedelta(days=9), datetime.min.time(), tzinfo=UTC
@@ -216,16 +190,11 @@ class Command(BaseCommand):
             usage_record_bulk(agency=agency, items=usage)
             client_count = Client.objects.count()
             # A client-portal login for the first client (INV-3).
-            from clients.models import ClientUser
-
             portal_user = User.objects.create_user(
                 CLIENT_EMAIL, DEMO_PASSWORD, first_name="Casey", last_name="Client", role=Role.CLIENT
             )
             ClientUser.objects.create(user=portal_user, client=Client.objects.get(name=CLIENT_NAMES[0]))
-        day = start
-        while day <= today:
-            agency_day_run(agency=agency, today=day)
-            day += timedelta(days=1)
+        seed.run_days(agency, seed.days(start, today))
 
         self.stdout.write(self.style.SUCCESS(f"Demo data loaded: agency 'demo' with {client_count} clients."))
         # The addresses come from SITE_URL, like every link the product sends (the demo sets its port).
