@@ -32,11 +32,11 @@ demo: install
 
 test: install
 	scripts/system-packages test
-	$(WITH_SERVICES) scripts/test-suite
+	$(WITH_SERVICES) scripts/test-suite $(PYTEST_ARGS)
 
 test-fast: install
 	scripts/system-packages test
-	$(WITH_SERVICES) $(BIN)/pytest -q -x -m "not slow and not browser"
+	$(WITH_SERVICES) $(BIN)/pytest -q -x -n "$${PYTEST_WORKERS:-auto}" -m "not slow and not browser" $(PYTEST_ARGS)
 
 # Reliability at full size (docs/reliability.md); `make test` runs the same tests at CI size.
 test-chaos: install

@@ -21,6 +21,24 @@ from tests.complete_run import pytest_sessionfinish, pytest_unconfigure  # noqa:
 AGENCY_SLUGS = ("alpha", "beta")
 
 
+def _django_group(item: pytest.Item) -> int:
+    """pytest-django's order: tests in a rolled-back transaction, then transactional ones, then those without
+    a database (browser tests are moved last by tests/browser/conftest.py)."""
+    marker = item.get_closest_marker("django_db")
+    transactional = bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
+    transactional = transactional or bool({"transactional_db", "live_server"} & set(item.fixturenames))
+    if transactional:
+        return 1
+    return 0 if marker or "db" in item.fixturenames else 2
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Within each of pytest-django's groups, the tests marked `slow` first: with several pytest-xdist workers,
+    the longest tests start early instead of finishing the run alone (the order within a group is kept)."""
+    position = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (_django_group(item), item.get_closest_marker("slow") is None, position[id(item)]))
+
+
 def ensure_agency(slug: str) -> Agency:
     connection.set_schema_to_public()
     agency = Agency.objects.filter(schema_name=slug).first()

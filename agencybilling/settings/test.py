@@ -12,9 +12,16 @@ SITE_URL = site_url_from_env("SITE_URL", base_domain=BASE_DOMAIN, default=f"http
 MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
 LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
 
+# pytest-xdist runs the suite in several processes: each gets a database of its own (pytest-django names it
+# after the worker, so its agency schemas and advisory locks are its own), and here a Celery queue, a cache
+# prefix and a media directory of its own. Child processes a test starts inherit the variable, and so the names.
+XDIST_WORKER = env_str("PYTEST_XDIST_WORKER", "")
+_PER_WORKER = f"-{XDIST_WORKER}" if XDIST_WORKER else ""
+MEDIA_ROOT = MEDIA_ROOT / XDIST_WORKER if XDIST_WORKER else MEDIA_ROOT
+
 # A queue and cache prefix of its own, so a test run never shares work with a running demo.
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "agencybilling-test")
-CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": "test"}}
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", f"agencybilling-test{_PER_WORKER}")
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test{_PER_WORKER}"}}
 
 # Serve static files straight from the app directories (no collectstatic needed).
 WHITENOISE_USE_FINDERS = True

@@ -91,9 +91,10 @@ def _pytest_with_a_skip(tmp_path: Path, **env: str) -> subprocess.CompletedProce
     )
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "ALLOW_INCOMPLETE"))}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:django", "-p", "no:cacheprovider", "."],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "."],
         cwd=tmp_path,
-        env={**child_env, "PYTHONPATH": str(ROOT), **env},
+        # Only pytest and the hooks under test: no installed plugin (Django, Playwright, …) is loaded.
+        env={**child_env, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **env},
         capture_output=True,
         text=True,
         timeout=120,

@@ -36,7 +36,8 @@ def demo_database():
     dsn = f"host={db['HOST']} port={db['PORT']} user={db['USER']} dbname=postgres"
     if db.get("PASSWORD"):
         dsn += f" password={db['PASSWORD']}"
-    name = "agencybilling_demo_check"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    name = "agencybilling_demo_check" + (f"_{worker}" if worker else "")
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
