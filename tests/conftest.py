@@ -7,9 +7,10 @@ because transactional tests truncate the public tables (tenants, domains) after 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client as HttpClient
 from django_tenants.utils import schema_context, schema_exists
 
@@ -71,6 +72,23 @@ def django_db_setup(django_db_setup, django_db_blocker):
         for slug in AGENCY_SLUGS:
             ensure_agency(slug)
         connection.set_schema_to_public()
+
+
+@contextmanager
+def module_transaction(django_db_blocker) -> Iterator[None]:
+    """Data built once for a module's tests, and rolled back after its last one (Django's `setUpTestData`): a
+    module-scoped fixture builds inside this transaction, and each test runs in a savepoint of it (pytest-django's
+    `db`), so no test sees another's changes. Only for tests that are not transactional."""
+    outer = transaction.atomic()
+    with django_db_blocker.unblock():
+        outer.__enter__()
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            connection.set_schema_to_public()
 
 
 def _agency_fixture(request: pytest.FixtureRequest, slug: str) -> Agency:

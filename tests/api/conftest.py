@@ -3,9 +3,11 @@ the API exposes (so tests can be generated over the URL list)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 
+import pytest
 from django_tenants.utils import schema_context, tenant_context
 from rest_framework.test import APIClient
 
@@ -18,6 +20,7 @@ from clients.services import tax_rate_create
 from integrations.models import WebhookDelivery
 from integrations.services import endpoint_create
 from tests.billing_helpers import at, usage, with_plan
+from tests.conftest import ensure_agency, module_transaction
 
 BILLING_DATE = date(2027, 1, 1)
 
@@ -143,6 +146,25 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         world.salesperson = seller
         world.own_client = client
     return world
+
+
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker) -> Iterator[World]:
+    """`populate(agency_a)` built once per module for tests that only read it or whose changes are rolled back
+    (not transactional tests): each test runs in a savepoint of the module's transaction."""
+    with module_transaction(django_db_blocker):
+        with django_db_blocker.unblock():
+            world = populate(ensure_agency("alpha"))
+        yield world
+
+
+@pytest.fixture(scope="module")
+def shared_worlds(django_db_setup, django_db_blocker) -> Iterator[tuple[World, World]]:
+    """`populate` of both agencies (alpha, beta) built once per module; see `shared_world`."""
+    with module_transaction(django_db_blocker):
+        with django_db_blocker.unblock():
+            worlds = populate(ensure_agency("alpha")), populate(ensure_agency("beta"))
+        yield worlds
 
 
 def fill(path: str, ids: dict[str, str]) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from accounts.models import Role
 from tests.api.bodies import agency_bodies, changed, platform_bodies, row_counts
-from tests.api.conftest import api, fill, populate, token_for
+from tests.api.conftest import api, fill, token_for
 from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT, WRITES, operations
 
 pytestmark = pytest.mark.django_db
@@ -102,8 +102,8 @@ PLATFORM_WRITES = operations(PLATFORM_DOCUMENT, WRITES)
 
 
 @pytest.mark.parametrize(("method", "path"), AGENCY_WRITES)
-def test_bad_input_on_agency_writes_is_4xx_and_stores_nothing(agency_a, method, path):
-    world = populate(agency_a)
+def test_bad_input_on_agency_writes_is_4xx_and_stores_nothing(shared_world, agency_a, method, path):
+    world = shared_world
     http = api(agency_a, token_for(agency_a, "bad-admin@alpha.test", Role.ADMINISTRATOR))
     body = agency_bodies(world)[(method, path)]
     if not body:
@@ -112,8 +112,8 @@ def test_bad_input_on_agency_writes_is_4xx_and_stores_nothing(agency_a, method, 
 
 
 @pytest.mark.parametrize(("method", "path"), PLATFORM_WRITES)
-def test_bad_input_on_platform_writes_is_4xx_and_stores_nothing(agency_a, method, path):
-    world = populate(agency_a)
+def test_bad_input_on_platform_writes_is_4xx_and_stores_nothing(shared_world, agency_a, method, path):
+    world = shared_world
     http = api(None, token_for(None, "bad-support@platform.test", Role.BILLING_SUPPORT))
     body = platform_bodies(world, agency_a.plan_id)[(method, path)]
     _check(http, method, fill(path, world.ids), body, ("alpha", "public"), ignore=("accounts_apitoken",))

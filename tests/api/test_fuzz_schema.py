@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.models import Role
-from tests.api.conftest import api, populate, token_for
+from tests.api.conftest import api, token_for
 from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -65,15 +65,14 @@ def _keep_test_connection():
 
 
 @pytest.fixture
-def agency_api(agency_a, agency_b):
-    populate(agency_b)  # another agency with data, so a leak would have something to show
-    world = populate(agency_a)
+def agency_api(shared_worlds, agency_a, agency_b):
+    world, _ = shared_worlds  # and another agency with data, so a leak would have something to show
     return token_for(agency_a, "fuzz-admin@alpha.test", Role.ADMINISTRATOR), world
 
 
 @pytest.fixture
-def platform_api(agency_a):
-    world = populate(agency_a)
+def platform_api(shared_worlds, agency_a):
+    world, _ = shared_worlds
     ids = {
         "slug": "alpha",
         "client_id": world.ids["client_id"],

@@ -8,7 +8,7 @@ import pytest
 
 from accounts.models import Role
 from tests.api.bodies import agency_bodies, changed, platform_bodies, row_counts
-from tests.api.conftest import api, fill, populate, token_for
+from tests.api.conftest import api, fill, token_for
 from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT, WRITES, operations
 
 pytestmark = pytest.mark.django_db
@@ -46,8 +46,8 @@ def _replay_check(http, url, body, schemas):
 
 
 @pytest.mark.parametrize(("method", "path"), AGENCY_POSTS)
-def test_replaying_an_agency_post_creates_nothing_new(agency_a, method, path):
-    world = populate(agency_a)
+def test_replaying_an_agency_post_creates_nothing_new(shared_world, agency_a, method, path):
+    world = shared_world
     http = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
     ids = {**world.ids, "charge_id": world.other_ids["charge_id"]}  # the other charge has no open request yet
     body = agency_bodies(world)[(method, path)]
@@ -55,15 +55,15 @@ def test_replaying_an_agency_post_creates_nothing_new(agency_a, method, path):
 
 
 @pytest.mark.parametrize(("method", "path"), PLATFORM_POSTS)
-def test_replaying_a_platform_post_creates_nothing_new(agency_a, method, path):
-    world = populate(agency_a)
+def test_replaying_a_platform_post_creates_nothing_new(shared_world, agency_a, method, path):
+    world = shared_world
     http = api(None, token_for(None, "idem-support@platform.test", Role.BILLING_SUPPORT))
     body = platform_bodies(world, agency_a.plan_id)[(method, path)]
     _replay_check(http, fill(path, world.ids), body, ("alpha", "public"))
 
 
-def test_without_a_key_each_post_runs(agency_a):
-    world = populate(agency_a)
+def test_without_a_key_each_post_runs(shared_world, agency_a):
+    world = shared_world
     http = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
     for _ in range(2):
         assert http.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 2000}, format="json").status_code == 201
@@ -71,8 +71,7 @@ def test_without_a_key_each_post_runs(agency_a):
     del world
 
 
-def test_a_refused_request_does_not_keep_the_key(agency_a):
-    populate(agency_a)
+def test_a_refused_request_does_not_keep_the_key(shared_world, agency_a):
     http = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
     bad = http.post("/api/v1/tax-rates/", {"name": "VAT", "rate_bp": 20000}, format="json", HTTP_IDEMPOTENCY_KEY="k2")
     assert bad.status_code == 400
@@ -100,7 +99,7 @@ def test_keys_belong_to_their_user(agency_a):
     assert (a.status_code, b.status_code) == (201, 201) and a.json()["id"] != b.json()["id"]
 
 
-def test_keys_expire_after_24_hours_in_every_schema(agency_a):
+def test_keys_expire_after_24_hours_in_every_schema(shared_world, agency_a):
     """A key is remembered 24 hours; the hourly expiry forgets older ones in the platform schema and every
     agency's, and then the same key runs as a new request."""
     from datetime import timedelta
@@ -111,7 +110,6 @@ def test_keys_expire_after_24_hours_in_every_schema(agency_a):
     from api.models import IdempotencyRecord
     from api.tasks import idempotency_expire
 
-    populate(agency_a)
     agency = api(agency_a, token_for(agency_a, "idem-admin@alpha.test", Role.ADMINISTRATOR))
     platform = api(None, token_for(None, "idem-support@platform.test", Role.BILLING_SUPPORT))
     body = {"name": "VAT", "rate_bp": 2000}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Role
-from tests.api.conftest import api, authed, fill, populate, token_for
+from tests.api.conftest import api, authed, fill, token_for
 from tests.api.schemas import AGENCY_DOCUMENT, PLATFORM_DOCUMENT, operations
 
 pytestmark = pytest.mark.django_db
@@ -80,8 +80,8 @@ def test_ROLE_1_every_agency_operation_is_classified():
 
 
 @pytest.mark.parametrize("role", sorted(EVERYONE))
-def test_ROLE_1_each_role_gets_exactly_the_matrix_on_the_agency_api(agency_a, role):
-    world = populate(agency_a)
+def test_ROLE_1_each_role_gets_exactly_the_matrix_on_the_agency_api(shared_world, agency_a, role):
+    world = shared_world
     http = authed(agency_a, f"role-{role.lower()}@alpha.test", role)
     wrong = []
     for method, path in _operations(AGENCY_DOCUMENT):
@@ -95,8 +95,8 @@ def test_ROLE_1_each_role_gets_exactly_the_matrix_on_the_agency_api(agency_a, ro
 
 
 @pytest.mark.parametrize(("role", "allowed"), [(Role.BILLING_SUPPORT, True), (Role.CLIENT, False)])
-def test_ROLE_1_only_billing_support_uses_the_platform_api(agency_a, role, allowed):
-    world = populate(agency_a)
+def test_ROLE_1_only_billing_support_uses_the_platform_api(shared_world, agency_a, role, allowed):
+    world = shared_world
     ids = {
         "client_id": world.ids["client_id"],
         "charge_id": world.ids["charge_id"],
@@ -117,11 +117,11 @@ def test_ROLE_1_only_billing_support_uses_the_platform_api(agency_a, role, allow
     assert not wrong, wrong
 
 
-def test_ROLE_1_jr_salesperson_sees_statuses_not_amounts(agency_a):
+def test_ROLE_1_jr_salesperson_sees_statuses_not_amounts(shared_world, agency_a):
     """ROLE-1: Jr. Salesperson — own clients, statuses only; Salesperson — own clients with amounts."""
     from django_tenants.utils import schema_context
 
-    world = populate(agency_a)
+    world = shared_world
     seller_http = api(agency_a, token_for(agency_a, world.salesperson.email, Role.SALESPERSON))
     detail = seller_http.get(f"/api/v1/invoices/{world.ids['invoice_id']}/").json()
     assert detail["total_minor"] > 0 and all(line["amount_minor"] is not None for line in detail["lines"])
