@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import date
 
 import pytest
@@ -31,9 +30,7 @@ def scenario(agency_a):
 def test_INV_1_client_invoice_pdf_shows_number_period_lines_by_category_taxes_totals_status(scenario):
     with schema_context(scenario.agency.schema_name):
         invoice = Invoice.objects.get(client=scenario.paying)
-        started = time.perf_counter()
         data = invoice_pdf(invoice=invoice)
-        elapsed = time.perf_counter() - started
         lines = list(invoice.lines.all())
         status = invoice.charges.get().status
     text = pdf_text(data)
@@ -52,8 +49,7 @@ def test_INV_1_client_invoice_pdf_shows_number_period_lines_by_category_taxes_to
     assert format_minor(invoice.tax_minor, "USD") + " USD" in text
     assert format_minor(invoice.total_minor, "USD") + " USD" in text
     assert invoice.total_minor == sum(line.amount_minor for line in lines)
-    assert "Paid" in text
-    assert elapsed < 5, f"rendering took {elapsed:.2f}s"
+    assert "Paid" in text  # (how long a render takes is P4's measure: docs/performance.md)
 
 
 def test_INV_1_settled_invoice_pdf_is_stored_once_and_served_from_storage(scenario):
