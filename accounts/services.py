@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from datetime import datetime
 
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -25,10 +25,10 @@ def user_invite(
     first_name: str = "",
     last_name: str = "",
     client=None,
-    send: Callable[[User], None] | None = None,
+    now: datetime,
 ) -> User:
-    """Create an agency user with no password yet; `send(user)` runs after commit to email the link that
-    lets them choose one. A CLIENT user is linked to exactly one client account (`client`)."""
+    """Create an agency user with no password yet and mail them an invitation (accounts/invitations.py) to choose
+    one, in the same transaction. A CLIENT user is linked to exactly one client account (`client`)."""
     errors: dict[str, list[str]] = {}
     email = (email or "").strip().lower()
     try:
@@ -64,8 +64,9 @@ def user_invite(
                     **({"client": str(client.public_id)} if client is not None else {}),
                 },
             )
-            if send is not None:
-                transaction.on_commit(lambda: send(user))
+            from accounts.invitations import user_invitation_send
+
+            user_invitation_send(user=user, actor=actor, now=now)
     except IntegrityError:
         raise ApplicationError(
             "The user could not be invited.", fields={"email": ["A user with this email already exists."]}

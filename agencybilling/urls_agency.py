@@ -6,7 +6,7 @@ from django.urls import include, path, reverse_lazy
 from accounts import password_reset, token_views
 from accounts.login import ThrottledLoginView
 from agencybilling import views
-from web import agency, portal
+from web import agency, invitations, portal
 
 urlpatterns = [
     path("", agency.home, name="home"),
@@ -19,6 +19,8 @@ urlpatterns = [
     path("password-reset/sent/", password_reset.password_reset_sent, name="password-reset-sent"),
     path("password-reset/<uidb64>/<token>/", password_reset.ResetConfirmView.as_view(), name="password-reset-confirm"),
     path("password-reset/done/", password_reset.password_reset_done, name="password-reset-done"),
+    path("invitations/<str:token>/", invitations.invitation_page, name="invitation"),
+    # Links mailed before invitations had their own table (Django's password-reset tokens; they still work once).
     path(
         "invite/<uidb64>/<token>/",
         auth_views.PasswordResetConfirmView.as_view(

@@ -7,7 +7,7 @@ from accounts import password_reset, token_views
 from accounts.login import ThrottledLoginView
 from agencybilling import views
 from billing.webhooks import stripe_webhook
-from web import console
+from web import console, invitations, onboarding
 
 urlpatterns = [
     path("", console.console_home, name="home"),
@@ -19,9 +19,16 @@ urlpatterns = [
     path("password-reset/sent/", password_reset.password_reset_sent, name="password-reset-sent"),
     path("password-reset/<uidb64>/<token>/", password_reset.ResetConfirmView.as_view(), name="password-reset-confirm"),
     path("password-reset/done/", password_reset.password_reset_done, name="password-reset-done"),
+    path("invitations/<str:token>/", invitations.invitation_page, name="invitation"),
     path("webhooks/stripe", stripe_webhook, name="stripe-webhook"),
     path("clients/", console.client_search, name="console-search"),
+    path("agencies/new/", onboarding.agency_new, name="console-agency-new"),
     path("agencies/<slug:slug>/", console.agency_detail, name="console-agency"),
+    path(
+        "agencies/<slug:slug>/invitations/<uuid:invitation_id>/",
+        onboarding.agency_invitation_action,
+        name="console-invitation",
+    ),
     path("agencies/<slug:slug>/clients/<uuid:public_id>/", console.client_detail, name="console-client"),
     path(
         "agencies/<slug:slug>/clients/<uuid:public_id>/agency-invoiced",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from api import invitations
 from api.agency import admin, billing, clients
 from api.docs import ApiDocsView, ApiRedocView
 
@@ -33,6 +34,9 @@ urlpatterns = [
     path("email-templates/", admin.TemplatesApi.as_view()),
     path("email-templates/<str:kind>/", admin.TemplateApi.as_view()),
     path("email-templates/<str:kind>/preview/", admin.TemplatePreviewApi.as_view()),
+    path("invitations/", invitations.InvitationsApi.as_view()),
+    path("invitations/<str:invitation_id>/resend/", invitations.InvitationResendApi.as_view()),
+    path("invitations/<str:invitation_id>/revoke/", invitations.InvitationRevokeApi.as_view()),
     path("api-tokens/", admin.TokensApi.as_view()),
     path("api-tokens/<str:token_id>/", admin.TokenApi.as_view()),
     path("webhook-endpoints/", admin.EndpointsApi.as_view()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from api import invitations
 from api.agency import admin
 from api.docs import ApiDocsView, ApiRedocView
 from api.platform import views
@@ -18,6 +19,13 @@ urlpatterns = [
     path("api-tokens/<str:token_id>/", admin.TokenApi.as_view()),
     path("agencies/", views.AgenciesApi.as_view()),
     path("agencies/<str:slug>/", views.AgencyApi.as_view()),
+    path("agencies/<str:slug>/invitations/", invitations.AgencyInvitationsApi.as_view()),
+    path(
+        "agencies/<str:slug>/invitations/<str:invitation_id>/resend/", invitations.AgencyInvitationResendApi.as_view()
+    ),
+    path(
+        "agencies/<str:slug>/invitations/<str:invitation_id>/revoke/", invitations.AgencyInvitationRevokeApi.as_view()
+    ),
     path("agencies/<str:slug>/clients/", views.AgencyClientsApi.as_view()),
     path("agencies/<str:slug>/clients/<str:client_id>/agency-invoiced/", views.AgencyInvoicedApi.as_view()),
     path("agencies/<str:slug>/support-requests/", views.AgencySupportRequestsApi.as_view()),

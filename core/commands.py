@@ -12,3 +12,10 @@ def parse_date(value: str, option: str) -> date:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
         raise CommandError(f"{option} must be a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def error_line(exc) -> CommandError:
+    """An ApplicationError (any object with `message` and `fields`) as one line: the message, then each field's
+    problems."""
+    problems = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in (exc.fields or {}).items())
+    return CommandError(f"{exc.message} {problems}".strip())

@@ -19,6 +19,14 @@ class NoticeKind(models.TextChoices):
     ACCOUNT_OVERDUE = "ACCOUNT_OVERDUE", "Account Overdue"
     AGENCY_CHARGE_FAILED = "AGENCY_CHARGE_FAILED", "Client charge failed (to the agency)"
     AGENCY_CHARGE_UNCOLLECTABLE = "AGENCY_CHARGE_UNCOLLECTABLE", "Client charge uncollectable (to the agency)"
+    INVITATION = "INVITATION", "Invitation to choose a password"
+    PAYOUT_FAILED = "PAYOUT_FAILED", "Payout failed (to the agency)"
+    PLATFORM_PAYMENT_RECEIVED = "PLATFORM_PAYMENT_RECEIVED", "Platform invoice paid (to the agency)"
+    PLATFORM_PAYMENT_FAILED = "PLATFORM_PAYMENT_FAILED", "Platform invoice payment failed (to the agency)"
+    PLATFORM_PAYMENT_UNCOLLECTABLE = (
+        "PLATFORM_PAYMENT_UNCOLLECTABLE",
+        "Platform invoice uncollectable (to the agency)",
+    )
 
 
 COMMON = {
@@ -26,6 +34,20 @@ COMMON = {
     "client_name": "The client's name",
     "currency": "ISO currency code, e.g. USD",
     "portal_url": "Link to the client's Monthly Service Overview",
+}
+
+
+# The variables of notices the agency receives about its own account with the platform.
+AGENCY_COMMON = {
+    "agency_name": "The agency's name",
+    "currency": "ISO currency code, e.g. USD",
+    "setup_url": "Link to the agency's Billing Setup page",
+}
+PLATFORM_CHARGE = {
+    **AGENCY_COMMON,
+    "amount": "Amount of the platform invoice's charge",
+    "invoice_number": "Platform invoice number",
+    "payment_method": "e.g. Visa ···· 4242, or 'no payment method on file'",
 }
 
 
@@ -111,5 +133,52 @@ CATALOG: dict[str, NoticeSpec] = {
         "Uncollectable: {{ client_name }}",
         "The charge of {{ amount }} {{ currency }} to {{ client_name }} (invoice {{ invoice_number }}) is now "
         "Uncollectable: {{ reason }}. No further automatic attempts will be made.",
+    ),
+    NoticeKind.INVITATION: NoticeSpec(
+        {
+            "agency_name": "The agency's name (or the platform's, for billing support)",
+            "invitee_name": "The invited person's name, or their email address",
+            "role": "The role they are invited as, e.g. Administrator",
+            "invite_url": "The one-time link to choose a password",
+            "expires_on": "The last day the link works (YYYY-MM-DD)",
+        },
+        "You are invited to {{ agency_name }} billing",
+        "Hello {{ invitee_name }},\n\nYou have been invited to {{ agency_name }}'s billing as {{ role }}.\n"
+        "Choose your password here: {{ invite_url }}\n\nThe link works once, until {{ expires_on }}.\n",
+    ),
+    NoticeKind.PAYOUT_FAILED: NoticeSpec(
+        {
+            **AGENCY_COMMON,
+            "amount": "Amount of the payout",
+            "payout_reference": "The processor's payout id",
+            "reason": "Why the bank refused it",
+            "charge_count": "How many client charges the payout carried",
+            "payouts_url": "Link to the Payouts page",
+        },
+        "A payout of {{ amount }} {{ currency }} failed",
+        "Hello,\n\nThe payout {{ payout_reference }} of {{ amount }} {{ currency }} ({{ charge_count }} client "
+        "charges) could not be paid to your bank account: {{ reason }}.\nThe money is safe and is paid out again "
+        "once your payout details are correct. Check them here: {{ setup_url }}\nPayouts: {{ payouts_url }}\n\n"
+        "{{ agency_name }} billing",
+    ),
+    NoticeKind.PLATFORM_PAYMENT_RECEIVED: NoticeSpec(
+        {**PLATFORM_CHARGE, "paid_on": "Date"},
+        "Platform invoice {{ invoice_number }} paid",
+        "Hello,\n\nWe received {{ amount }} {{ currency }} for your platform invoice {{ invoice_number }} on "
+        "{{ paid_on }}, from {{ payment_method }}.\n\nThank you.",
+    ),
+    NoticeKind.PLATFORM_PAYMENT_FAILED: NoticeSpec(
+        {**PLATFORM_CHARGE, "reason": "Why it failed", "next_retry_on": "Next automatic attempt, or empty"},
+        "Payment of platform invoice {{ invoice_number }} failed",
+        "Hello,\n\nWe could not collect {{ amount }} {{ currency }} for your platform invoice {{ invoice_number }} "
+        "from {{ payment_method }} ({{ reason }}).\n{% if next_retry_on %}We will try again on {{ next_retry_on }}.\n"
+        "{% endif %}Check your payment method here: {{ setup_url }}\n",
+    ),
+    NoticeKind.PLATFORM_PAYMENT_UNCOLLECTABLE: NoticeSpec(
+        {**PLATFORM_CHARGE, "reason": "Why"},
+        "Platform invoice {{ invoice_number }} is unpaid",
+        "Hello,\n\nYour platform invoice {{ invoice_number }} of {{ amount }} {{ currency }} could not be "
+        "collected ({{ reason }}). No further automatic attempts will be made.\nSave a payment method here: "
+        "{{ setup_url }} and billing support will retry it on request.\n",
     ),
 }

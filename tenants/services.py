@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django_tenants.utils import schema_exists
 
 from core.errors import ApplicationError
 from core.money import UnknownCurrency, currency_exponent, validate_rate_bp
@@ -21,16 +22,24 @@ from tenants.models import (
 from tenants.selectors import agency_domain
 from tenants.spares import spare_schema_claim
 
+# Schema names and host names the platform keeps for itself.
+RESERVED_SLUGS = frozenset({"public", "www", "api", "admin", "static", "media", "mail", "console", "support"})
 
-def agency_create(
+
+def agency_errors(
     *, slug: str, name: str, time_zone: str = "UTC", currency: str = "USD", billing_day: int = 1
-) -> Agency:
-    """Create an agency, its schema (migrated) and its domain `<slug>.<BASE_DOMAIN>`."""
+) -> dict[str, list[str]]:
+    """What is wrong with these agency settings, by field (nothing: an empty dict)."""
     errors: dict[str, list[str]] = {}
+    if not isinstance(name, str) or not name.strip():
+        errors["name"] = ["A name is required."]
     try:
         slug_validator(slug)
     except ValidationError as exc:
         errors["slug"] = list(exc.messages)
+    else:
+        if slug in RESERVED_SLUGS:
+            errors["slug"] = [f"{slug!r} is reserved; choose another slug."]
     try:
         validate_time_zone(time_zone)
     except ValidationError as exc:
@@ -41,13 +50,24 @@ def agency_create(
         currency_exponent(currency.upper() if isinstance(currency, str) else currency)
     except UnknownCurrency as exc:
         errors["currency"] = exc.fields["currency"]
-    if Agency.objects.filter(schema_name=slug).exists():
+    # A schema without its agency row (left by a failed clean-up, or restored from a backup) is taken too:
+    # creating the agency over it would hand the new agency someone else's data.
+    if "slug" not in errors and (Agency.objects.filter(schema_name=slug).exists() or schema_exists(slug)):
         errors["slug"] = [f"An agency with the slug {slug!r} already exists."]
+    return errors
+
+
+def agency_create(
+    *, slug: str, name: str, time_zone: str = "UTC", currency: str = "USD", billing_day: int = 1
+) -> Agency:
+    """Create an agency, its schema (migrated) and its domain `<slug>.<BASE_DOMAIN>`. `tenants.onboarding.
+    agency_onboard` is the product's way in: it adds the plan and the first Administrator."""
+    errors = agency_errors(slug=slug, name=name, time_zone=time_zone, currency=currency, billing_day=billing_day)
     if errors:
         raise ApplicationError("The agency could not be created.", fields=errors)
     with transaction.atomic():
         agency = Agency(
-            schema_name=slug, name=name, time_zone=time_zone, currency=currency.upper(), billing_day=billing_day
+            schema_name=slug, name=name.strip(), time_zone=time_zone, currency=currency.upper(), billing_day=billing_day
         )
         # A spare schema migrated ahead of time becomes the agency's (tenants/spares.py); else it is migrated now.
         if settings.TENANT_SPARE_SCHEMAS and spare_schema_claim(slug=slug):

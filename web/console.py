@@ -27,6 +27,7 @@ from tenants.models import Agency
 from web.access import business_today, support_view
 from web.agency.common import parse_month, pdf_response
 from web.forms import ReasonForm, SearchForm
+from web.onboarding import agency_onboarding_context
 
 SEARCH_LIMIT = 25
 
@@ -185,6 +186,7 @@ def agency_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "prev_month": add_months(month, -1),
             "next_month": add_months(month, 1),
             "agency_invoices": AgencyInvoice.objects.filter(agency=agency).prefetch_related("charges")[:24],
+            **agency_onboarding_context(agency),
         },
     )
 

@@ -21,11 +21,13 @@ from api.fields import (
     EmptyInput,
     StrictBooleanField,
     StrictCharField,
+    StrictEmailField,
     StrictIntegerField,
     StrictListField,
     StrictSerializer,
     pattern_field,
 )
+from api.invitations import InvitationOutput
 from api.pagination import list_parameters, page_of, paginate
 from billing.models import Charge, RequestKind, SupportRequest
 from billing.statuses import ChargeStatus
@@ -34,8 +36,9 @@ from clients.models import Client
 from core.errors import ApplicationError, Conflict
 from core.parsing import whole_number
 from tenants.models import Agency, PartnerPlan
+from tenants.onboarding import agency_onboard
 from tenants.selectors import agency_business_date
-from tenants.services import agency_create, partner_plan_create, plan_assign
+from tenants.services import partner_plan_create, plan_assign
 
 SUPPORT = (C.SUPPORT,)
 # Patterns rather than enums: the services check the actual code and zone lists (and say which are valid).
@@ -196,6 +199,16 @@ class AgencyOutput(serializers.Serializer):
         return agency_domain(agency.schema_name)
 
 
+class OnboardedOutput(AgencyOutput):
+    class AdministratorSerializer(serializers.Serializer):
+        email = serializers.EmailField()
+        first_name = serializers.CharField()
+        last_name = serializers.CharField()
+        invitation = InvitationOutput()
+
+    administrator = AdministratorSerializer()
+
+
 class AgenciesApi(ApiView):
     capabilities = {"get": SUPPORT, "post": SUPPORT}
     schema_tags = ("agencies",)
@@ -203,6 +216,11 @@ class AgenciesApi(ApiView):
     default_ordering = "created_at"
 
     class CreateInputSerializer(StrictSerializer):
+        class AdministratorInput(StrictSerializer):
+            email = StrictEmailField(help_text="Mailed a one-time link to choose a password.")
+            first_name = StrictCharField(max_length=150, required=False, default="")
+            last_name = StrictCharField(max_length=150, required=False, default="")
+
         slug = pattern_field(
             SLUG_PATTERN,
             "Use 2–40 lowercase letters or digits, starting with a letter.",
@@ -210,13 +228,21 @@ class AgenciesApi(ApiView):
             help_text="2–40 lowercase letters or digits, starting with a letter.",
         )
         name = StrictCharField(max_length=200)
+        plan = StrictIntegerField(min_value=1, help_text="The partner plan's id (PLAN-1).")
+        administrator = AdministratorInput(help_text="The agency's first Administrator (ONB-1).")
         time_zone = pattern_field(
             TIME_ZONE_PATTERN, "An IANA time zone such as Europe/Paris.", max_length=64, required=False, default="UTC"
         )
         currency = pattern_field(
-            CURRENCY_PATTERN, "An ISO-4217 code such as USD.", max_length=3, required=False, default="USD"
+            CURRENCY_PATTERN,
+            "An ISO-4217 code such as USD.",
+            max_length=3,
+            required=False,
+            default=None,
+            help_text="Defaults to the plan's currency; must be the plan's.",
         )
         billing_day = StrictIntegerField(min_value=1, max_value=28, required=False, default=1)
+        email = StrictEmailField(required=False, default="", help_text="The agency's billing contact address.")
 
     @extend_schema(
         operation_id="agencies_list",
@@ -235,8 +261,8 @@ class AgenciesApi(ApiView):
     @extend_schema(
         operation_id="agencies_create",
         request=CreateInputSerializer,
-        responses={201: AgencyOutput},
-        summary="Create an agency: its schema and its domain",
+        responses={201: OnboardedOutput},
+        summary="Create an agency with its plan and first Administrator, who is mailed an invitation (ONB-1)",
         examples=[
             OpenApiExample(
                 "Agency",
@@ -244,8 +270,9 @@ class AgenciesApi(ApiView):
                 value={
                     "slug": "acme",
                     "name": "Acme Marketing",
+                    "plan": 1,
+                    "administrator": {"email": "owner@acme.example", "first_name": "Ada", "last_name": "Owner"},
                     "time_zone": "America/New_York",
-                    "currency": "USD",
                     "billing_day": 1,
                 },
             )
@@ -253,8 +280,26 @@ class AgenciesApi(ApiView):
     )
     def post(self, request):
         data = validated(self.CreateInputSerializer, request)
-        agency = agency_create(**data)
-        return Response(AgencyOutput(agency).data, status=status.HTTP_201_CREATED)
+        admin = data.pop("administrator")
+        onboarded = agency_onboard(
+            **data,
+            admin_email=admin["email"],
+            admin_first_name=admin["first_name"],
+            admin_last_name=admin["last_name"],
+            actor=self.user,
+            now=timezone.now(),
+        )
+        agency, administrator = onboarded.agency, onboarded.administrator
+        body = {
+            **AgencyOutput(agency).data,
+            "administrator": {
+                "email": administrator.email,
+                "first_name": administrator.first_name,
+                "last_name": administrator.last_name,
+                "invitation": InvitationOutput(onboarded.invitation.invitation).data,
+            },
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AgencyApi(ApiView):

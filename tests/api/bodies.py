@@ -63,6 +63,8 @@ def agency_bodies(world) -> dict[tuple[str, str], dict]:
         },
         ("patch", "/api/v1/webhook-endpoints/{endpoint_id}/"): {"description": "Accounting", "is_active": True},
         ("post", "/api/v1/webhook-deliveries/{delivery_id}/redeliver/"): {},
+        ("post", "/api/v1/invitations/{invitation_id}/resend/"): {},
+        ("post", "/api/v1/invitations/{invitation_id}/revoke/"): {},
         ("post", "/api/v1/webhook-endpoints/{endpoint_id}/roll-secret/"): {"previous_valid_for_hours": 24},
     }
 
@@ -72,8 +74,9 @@ def platform_bodies(world, plan_id: int) -> dict[tuple[str, str], dict]:
         ("post", "/api/v1/agencies/"): {
             "slug": "gamma",
             "name": "Gamma Agency",
+            "plan": plan_id,
+            "administrator": {"email": "owner@gamma.example", "first_name": "Gia"},
             "time_zone": "Europe/Paris",
-            "currency": "EUR",
             "billing_day": 5,
         },
         ("patch", "/api/v1/agencies/{slug}/"): {"plan": plan_id},
@@ -82,6 +85,8 @@ def platform_bodies(world, plan_id: int) -> dict[tuple[str, str], dict]:
             "reason": "Billed by the agency directly",
         },
         ("post", "/api/v1/agencies/{slug}/charges/{charge_id}/retry/"): {},
+        ("post", "/api/v1/agencies/{slug}/invitations/{invitation_id}/resend/"): {},
+        ("post", "/api/v1/agencies/{slug}/invitations/{invitation_id}/revoke/"): {},
         ("post", "/api/v1/partner-plans/"): {
             "name": "Growth",
             "currency": "USD",

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from datetime import date
 
 import pytest
+from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 from rest_framework.test import APIClient
 
+from accounts.invitations import invitation_issue
 from accounts.models import Role, User
 from accounts.tokens import api_token_create
 from agencybilling import seed
@@ -134,6 +136,10 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         if with_webhook:
             world.ids["endpoint_id"] = str(endpoint.public_id)
             world.ids["delivery_id"] = str(WebhookDelivery.objects.filter(endpoint=endpoint).first().public_id)
+        invited = User.objects.create_user(f"invited@{agency.schema_name}.test", None, role=Role.SALESPERSON)
+        world.ids["invitation_id"] = str(
+            invitation_issue(user=invited, actor=admin, now=timezone.now()).invitation.public_id
+        )
         world_token, _ = api_token_create(actor=admin, name="world admin")
         world.ids["token_id"] = str(world_token.public_id)
         world.other_client = other

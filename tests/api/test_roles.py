@@ -67,6 +67,9 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/webhook-deliveries/{delivery_id}/"): ADMIN,
     ("post", "/api/v1/webhook-deliveries/{delivery_id}/redeliver/"): ADMIN,
     ("post", "/api/v1/webhook-endpoints/{endpoint_id}/roll-secret/"): ADMIN,
+    ("get", "/api/v1/invitations/"): ADMIN,  # users
+    ("post", "/api/v1/invitations/{invitation_id}/resend/"): ADMIN,
+    ("post", "/api/v1/invitations/{invitation_id}/revoke/"): ADMIN,
 }
 _operations = operations
 
@@ -100,6 +103,7 @@ def test_ROLE_1_only_billing_support_uses_the_platform_api(shared_world, agency_
     ids = {
         "client_id": world.ids["client_id"],
         "charge_id": world.ids["charge_id"],
+        "invitation_id": world.ids["invitation_id"],
         "plan_id": str(agency_a.plan_id),
         "token_id": "00000000-0000-4000-8000-000000000000",
     }

@@ -16,8 +16,10 @@ from django.contrib.auth.hashers import check_password, identify_hasher
 from django.db import connection
 from django.test import Client as HttpClient
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from accounts.invitations import invitation_issue
 from accounts.login import REFUSED_MESSAGE
 from accounts.models import Role, User
 from clients.models import ClientUser
@@ -237,6 +239,9 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     path = re.sub(rf"agency-invoices/{UUID}", f"agency-invoices/{ids['agency_invoice']}", path)
     invoice = ids["agency_invoice" if platform and path.startswith("/invoices/") else "invoice"]
     path = re.sub(rf"(?<![-\w])invoices/{UUID}", f"invoices/{invoice}", path)
+    path = re.sub(
+        r"^/invitations/[^/]+/$", f"/invitations/{ids['platform_invitation' if platform else 'invitation']}/", path
+    )
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -275,6 +280,10 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
             "invoice": str(scenario.paying.invoices.first().public_id),
             "admin": str(scenario.admin.pk),
         }
+        invitee = User.objects.create_user("invitee@alpha.test", None, role=Role.SALESPERSON)
+        ids["invitation"] = invitation_issue(user=invitee, actor="test", now=timezone.now()).token
+    platform_invitee = User.objects.create_user("invitee@platform.test", None, role=Role.BILLING_SUPPORT)
+    ids["platform_invitation"] = invitation_issue(user=platform_invitee, actor="test", now=timezone.now()).token
     ids["agency_invoice"] = str(AgencyInvoice.objects.filter(agency=agency_a).first().public_id)
     portal_user = make_user(agency_a, "owner@paying.example", Role.CLIENT)
     with schema_context("alpha"):
@@ -414,7 +423,7 @@ def test_R7_one_address_trying_many_emails_is_refused(agency_a):
 
 @pytest.mark.django_db
 def test_R7_passwords_set_through_the_invitation_are_hashed(
-    agency_a, settings, smtp_server, django_capture_on_commit_callbacks
+    agency_a, settings, smtp_server, django_capture_on_commit_callbacks, eager_tasks
 ):
     """The production hasher list (Django's default, PBKDF2 first), a password set through the real invite flow."""
     from django.conf import global_settings
@@ -425,11 +434,11 @@ def test_R7_passwords_set_through_the_invitation_are_hashed(
     http = login_client(agency_a, admin.email)
     with django_capture_on_commit_callbacks(execute=True):
         assert http.post("/users/", {"email": "new.seller@alpha.test", "role": "SALESPERSON"}).status_code == 302
-    link = re.search(r"http://alpha\.localhost(/invite/[^\s]+/)", smtp_server.messages[0].get_content()).group(1)
+    content = smtp_server.messages[0].get_content()
+    link = re.search(r"https?://alpha\.localhost(/invitations/[^\s]+/)", content).group(1)
     invitee = HttpClient(HTTP_HOST="alpha.localhost")
-    form = invitee.get(link, follow=True)
     raw = "a-long-secret-77-Quokka"
-    assert invitee.post(form.redirect_chain[-1][0], {"new_password1": raw, "new_password2": raw}).status_code == 302
+    assert invitee.post(link, {"password": raw, "password_again": raw}).status_code == 302
     with schema_context("alpha"), connection.cursor() as cursor:
         cursor.execute("SELECT email, password FROM accounts_user")
         stored = dict(cursor.fetchall())

@@ -3,48 +3,20 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import send_mail
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.utils.encoding import force_bytes
-from django.utils.http import urlsafe_base64_encode
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.services import user_active_set, user_invite, user_role_set
 from core.errors import ApplicationError
-from core.links import site_origin
 from web.access import staff_view
 from web.agency.common import C
 from web.forms import (
     InviteForm,
     RoleForm,
 )
-
-
-def _send_invite(request: HttpRequest):
-    agency_name = request.tenant.name  # type: ignore[attr-defined]
-    slug = request.tenant.schema_name  # type: ignore[attr-defined]
-
-    def send(user: User) -> None:
-        link = site_origin(agency=slug) + reverse(
-            "invite-accept",
-            kwargs={
-                "uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
-                "token": default_token_generator.make_token(user),
-            },
-        )
-        send_mail(
-            f"You are invited to {agency_name} billing",
-            f"Hello,\n\nYou have been invited to {agency_name}'s billing as {user.get_role_display()}.\n"  # type: ignore[attr-defined]
-            f"Choose your password here: {link}\n\nThe link works once.\n",
-            None,
-            [user.email],
-        )
-
-    return send
 
 
 @staff_view(C.ADMINISTER)
@@ -63,7 +35,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
                     first_name=data["first_name"],
                     last_name=data["last_name"],
                     client=data["client"],
-                    send=_send_invite(request),
+                    now=timezone.now(),
                 )
             except ApplicationError as exc:
                 form.apply_error(exc)
