@@ -5,8 +5,9 @@ support in the public schema. Only a digest of the link's secret is stored, so a
 pending link. "Works once" is a conditional UPDATE (accepted only while open and unexpired) and "one open link per
 user" a partial unique constraint: resending revokes the open link in the same transaction that issues the new one.
 
-Agency invitations are mailed through the agency's notice outbox (sent after commit, at most once per link); the
-platform's own invitations (the first billing-support user) are printed by the command that makes them.
+Agency invitations are mailed through the agency's notice outbox by `tenants.onboarding.user_invitation_send` (sent
+after commit, at most once per link); the platform's own invitations (the first billing-support user) are printed by
+the command that makes them.
 """
 
 from __future__ import annotations
@@ -95,51 +96,6 @@ def invitation_issue(*, user: User, actor: User | str | None, now: datetime) -> 
             after={"invitation": str(invitation.public_id), "expires_at": invitation.expires_at.isoformat()},
         )
     return IssuedInvitation(invitation, token, invitation_url(token))
-
-
-def invitation_notify(issued: IssuedInvitation, *, agency_name: str, business_date) -> None:
-    """Queue the invitation email in the current agency's notice outbox (sent after commit; at most once per
-    link, NOT-7's key: the link's id is the period)."""
-    from notifications.catalog import NoticeKind
-    from notifications.services import notice_enqueue
-
-    invitation = issued.invitation
-    user = invitation.user
-    notice_enqueue(
-        account=f"user:{user.pk}",
-        kind=NoticeKind.INVITATION,
-        period=str(invitation.public_id),
-        to_email=user.email,
-        context={
-            "agency_name": agency_name,
-            "invitee_name": user.get_full_name() or user.email,
-            "role": user.get_role_display(),  # type: ignore[attr-defined]
-            "invite_url": issued.url,
-            "expires_on": invitation.expires_at.date().isoformat(),
-        },
-        business_date=business_date,
-    )
-
-
-def user_invitation_send(*, user: User, actor: User | str | None, now: datetime) -> IssuedInvitation:
-    """Issue a link for an agency user and mail it (the current schema must be the user's agency)."""
-    from tenants.selectors import agency_business_date, current_agency
-
-    agency = current_agency()
-    if agency is None:
-        raise ApplicationError("Invitations are mailed from an agency; the platform's are printed by the command.")
-    with transaction.atomic():
-        issued = invitation_issue(user=user, actor=actor, now=now)
-        invitation_notify(issued, agency_name=agency.name, business_date=agency_business_date(agency, now))
-    return issued
-
-
-def invitation_resend(*, invitation: Invitation, actor: User | str | None, now: datetime) -> IssuedInvitation:
-    """A fresh link for the invitation's user (the old one stops working), mailed again. A used invitation is not
-    resent: its user has a password."""
-    if invitation.accepted_at is not None:
-        raise InvitationInvalid(MESSAGES["accepted"], fields={"invitation": ["Already used."]})
-    return user_invitation_send(user=invitation.user, actor=actor, now=now)
 
 
 def invitation_revoke(*, invitation: Invitation, actor: User | str | None, now: datetime) -> Invitation:

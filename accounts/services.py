@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
 
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -25,10 +25,11 @@ def user_invite(
     first_name: str = "",
     last_name: str = "",
     client=None,
-    now: datetime,
+    send: Callable[[User], object] | None = None,
 ) -> User:
-    """Create an agency user with no password yet and mail them an invitation (accounts/invitations.py) to choose
-    one, in the same transaction. A CLIENT user is linked to exactly one client account (`client`)."""
+    """Create an agency user with no password yet; `send(user)` issues and mails their invitation to choose one
+    (`tenants.onboarding.user_invitation_send`), in the same transaction. A CLIENT user is linked to exactly one
+    client account (`client`)."""
     errors: dict[str, list[str]] = {}
     email = (email or "").strip().lower()
     try:
@@ -64,9 +65,8 @@ def user_invite(
                     **({"client": str(client.public_id)} if client is not None else {}),
                 },
             )
-            from accounts.invitations import user_invitation_send
-
-            user_invitation_send(user=user, actor=actor, now=now)
+            if send is not None:
+                send(user)
     except IntegrityError:
         raise ApplicationError(
             "The user could not be invited.", fields={"email": ["A user with this email already exists."]}

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from accounts.invitations import invitation_resend, invitation_revoke
+from accounts.invitations import invitation_revoke
 from accounts.models import Invitation
 from accounts.permissions import Capability as C
 from api.base import ApiView
@@ -18,6 +18,7 @@ from api.common import path_uuid, query_filters, uuid_or_404, validated
 from api.fields import EmptyInput
 from api.pagination import list_parameters, page_of, paginate
 from tenants.models import Agency
+from tenants.onboarding import invitation_resend
 
 SLUG = OpenApiParameter(
     "slug",

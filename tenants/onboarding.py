@@ -16,11 +16,54 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django_tenants.utils import tenant_context
 
-from accounts.invitations import IssuedInvitation, user_invitation_send
-from accounts.models import Role, User, audit_record
+from accounts.invitations import MESSAGES, InvitationInvalid, IssuedInvitation, invitation_issue
+from accounts.models import Invitation, Role, User, audit_record
 from core.errors import ApplicationError
+from notifications.catalog import NoticeKind
+from notifications.services import notice_enqueue
 from tenants.models import Agency, PartnerPlan
+from tenants.selectors import agency_business_date, current_agency
 from tenants.services import agency_create, agency_errors, plan_assign
+
+
+def invitation_notify(issued: IssuedInvitation, *, agency_name: str, business_date) -> None:
+    """Queue the invitation email in the current agency's notice outbox (sent after commit; at most once per
+    link, NOT-7's key: the link's id is the period)."""
+    invitation = issued.invitation
+    user = invitation.user
+    notice_enqueue(
+        account=f"user:{user.pk}",
+        kind=NoticeKind.INVITATION,
+        period=str(invitation.public_id),
+        to_email=user.email,
+        context={
+            "agency_name": agency_name,
+            "invitee_name": user.get_full_name() or user.email,
+            "role": user.get_role_display(),  # type: ignore[attr-defined]
+            "invite_url": issued.url,
+            "expires_on": invitation.expires_at.date().isoformat(),
+        },
+        business_date=business_date,
+    )
+
+
+def user_invitation_send(*, user: User, actor: User | str | None, now: datetime) -> IssuedInvitation:
+    """Issue a link for an agency user and mail it (the current schema must be the user's agency)."""
+    agency = current_agency()
+    if agency is None:
+        raise ApplicationError("Invitations are mailed from an agency; the platform's are printed by the command.")
+    with transaction.atomic():
+        issued = invitation_issue(user=user, actor=actor, now=now)
+        invitation_notify(issued, agency_name=agency.name, business_date=agency_business_date(agency, now))
+    return issued
+
+
+def invitation_resend(*, invitation: Invitation, actor: User | str | None, now: datetime) -> IssuedInvitation:
+    """A fresh link for the invitation's user (the old one stops working), mailed again. A used invitation is not
+    resent: its user has a password."""
+    if invitation.accepted_at is not None:
+        raise InvitationInvalid(MESSAGES["accepted"], fields={"invitation": ["Already used."]})
+    return user_invitation_send(user=invitation.user, actor=actor, now=now)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from django.db import connection
 def drop_agency(slug: str) -> None:
     """Remove an agency created by a test: its public rows (invoices and ledger are append-only by trigger, so the
     demo's reset does it) and its schema."""
-    from tenants.management.commands.load_demo import _wipe
+    from agencybilling.management.commands.load_demo import _wipe
     from tenants.models import Agency
 
     connection.set_schema_to_public()

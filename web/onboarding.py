@@ -13,11 +13,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_tenants.utils import tenant_context
 
-from accounts.invitations import invitation_resend, invitation_revoke
+from accounts.invitations import invitation_revoke
 from accounts.models import Invitation, Role, User
 from core.errors import ApplicationError
 from tenants.models import Agency, PartnerPlan
-from tenants.onboarding import agency_onboard
+from tenants.onboarding import agency_onboard, invitation_resend
 from web.access import support_view
 from web.forms import ServiceForm, day_choices
 

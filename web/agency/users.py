@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.services import user_active_set, user_invite, user_role_set
 from core.errors import ApplicationError
+from tenants.onboarding import user_invitation_send
 from web.access import staff_view
 from web.agency.common import C
 from web.forms import (
@@ -35,7 +36,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
                     first_name=data["first_name"],
                     last_name=data["last_name"],
                     client=data["client"],
-                    now=timezone.now(),
+                    send=lambda user: user_invitation_send(user=user, actor=request.user, now=timezone.now()),
                 )
             except ApplicationError as exc:
                 form.apply_error(exc)
