@@ -37,6 +37,7 @@ SHARED_APPS = [
     "drf_spectacular_sidecar",
     "api",
     "web",
+    "agencybilling",  # the project itself: its management commands (load_demo)
 ]
 # Auth and sessions are in both lists on purpose: every agency schema has its own users and
 # its own session table, so a session cookie minted on one agency is unknown on another (TEN-2).
