@@ -379,6 +379,11 @@ class StripeTestServer:
             "POST", "/_test/payouts", {"account": account, "currency": currency, "failure_code": failure_code}
         )["payouts"]
 
+    def authenticate(self, intent: str, *, succeed: bool = True) -> dict:
+        """Complete (or fail) the 3-D Secure challenge of a PaymentIntent or SetupIntent in `requires_action`, as
+        the page its `next_action` points to does. Returns the intent."""
+        return self._call("POST", f"/_test/3ds/{intent}", {"outcome": "succeeded" if succeed else "failed"})
+
     def fail_payout(self, payout: str, failure_code: str = "could_not_process") -> dict:
         """Fail a pending, in-transit or paid payout (Stripe may fail one days after `paid`): funds come back."""
         return self._call("POST", f"/_test/payouts/{payout}/fail", {"failure_code": failure_code})

@@ -7,7 +7,8 @@ family:
 - `core`: request context (Stripe-Account, Idempotency-Key, request id), state, Stripe-shaped errors, list helpers;
 - `cards`: Stripe's test cards, bank accounts and their outcomes (pure data, importable without localstripe);
 - `webhooks`: events and signed, ordered, retried deliveries;
-- `payments`: payment methods, charges and PaymentIntents (declines, 3-D Secure, bank debits);
+- `payments`: payment methods, charges and PaymentIntents (declines, bank debits);
+- `authentication`: 3-D Secure challenges (a local page and a control) for PaymentIntents and SetupIntents;
 - `refunds`, `disputes`, `setup_intents`: those resources;
 - `connect`: connected accounts and their onboarding, account links, transfers and reversals;
 - `ledger`: balances as balance transactions, pending until `available_on`;

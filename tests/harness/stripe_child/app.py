@@ -39,6 +39,7 @@ from localstripe.resources import (
     store,
 )
 
+from .authentication import _auth_page, _auth_submit, authenticate
 from .connect import (
     Account,
     Transfer,
@@ -123,7 +124,14 @@ from .payouts import (
     _test_payouts,
 )
 from .refunds import _refund_init, _refund_list, _refund_update, settle_refund
-from .setup_intents import _si_api_cancel, _si_api_confirm, _si_api_create, _si_init
+from .setup_intents import (
+    Mandate,
+    _si_api_cancel,
+    _si_api_confirm,
+    _si_api_create,
+    _si_init,
+    _si_verify_microdeposits,
+)
 from .webhooks import _endpoint_wants, _schedule_event
 
 # ------------------------------------------------------------------------------------------------ misc patches
@@ -898,6 +906,20 @@ async def _health(request: web.Request) -> web.Response:
     return _json({"ok": True, "pid": os.getpid()})
 
 
+def _si_verify_microdeposits_route(**data):
+    return _si_verify_microdeposits(SetupIntent, **data)
+
+
+def _ls_authenticate(id, client_secret=None, success=False, **kwargs):
+    """localstripe's own 3DS endpoint (its Stripe.js uses it), on the same path as the local page."""
+    if kwargs:
+        raise _unknown(kwargs)
+    intent = PaymentIntent._api_retrieve(id)
+    if client_secret != intent.client_secret:
+        raise UserError(401, "Unauthorized")
+    return authenticate(intent, bool(_to_bool(success, "success")))
+
+
 def _build_app() -> web.Application:
     app = web.Application(
         middlewares=[_log_mw, _error_mw, _fault_mw, _context_mw, _idempotency_mw, ls_server.error_middleware, _auth_mw]
@@ -938,6 +960,9 @@ def _build_app() -> web.Application:
         ("POST", "/v1/payment_methods/{id}/attach", extra(PaymentMethod._api_attach, "")),
         ("POST", "/v1/setup_intents/{id}/confirm", extra(SetupIntent._api_confirm, "")),
         ("POST", "/v1/setup_intents/{id}/cancel", extra(SetupIntent._api_cancel, "")),
+        ("POST", "/v1/setup_intents/{id}/verify_microdeposits", extra(_si_verify_microdeposits_route, "")),
+        ("POST", "/v1/payment_intents/{id}/_authenticate", extra(_ls_authenticate, "")),
+        ("GET", "/v1/mandates/{id}", ls_server.api_retrieve(Mandate, "/v1/mandates/{id}")),
         ("GET", "/v1/customers/{id}/payment_methods", extra(_customer_payment_methods, "")),
         ("GET", "/v1/payment_intents/search", _search_handler("payment_intent")),
         ("GET", "/v1/charges/search", _search_handler("charge")),
@@ -973,6 +998,8 @@ def _build_app() -> web.Application:
         ("GET", "/_test/connect/onboarding/{token}", _onboarding_page),
         ("POST", "/_test/connect/onboarding/{token}", _onboarding_submit),
         ("GET", "/_test/express/{id}", _express_dashboard),
+        ("GET", "/_test/3ds/{id}", _auth_page),
+        ("POST", "/_test/3ds/{id}", _auth_submit),
     ]
     taken = set()
     for method, path, handler in mine:
@@ -1001,6 +1028,7 @@ async def _serve(port: int, parent_pid: int, config: dict) -> None:
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((HOST, port))
+    S.base_url = f"http://{HOST}:{sock.getsockname()[1]}"
     site = web.SockSite(runner, sock, shutdown_timeout=2.0)
     await site.start()
     S.session = aiohttp.ClientSession()

@@ -261,7 +261,8 @@ class Account(StripeObject):
             self.business_type = self.business_type or "individual"
             if not self.tos_acceptance.get("date"):
                 self.tos_acceptance = {"date": _now(), "ip": "127.0.0.1", "user_agent": "Stripe test server"}
-        if state in ("complete", "pending_verification") and (bank_account or self._bank is None):
+        new_bank = state in ("complete", "pending_verification") and (bank_account or self._bank is None)
+        if new_bank:
             self._set_external_account({"account_number": bank_account or TEST_BANK_ACCOUNT})
         status = self._capability_status()
         for name in self._requested:
@@ -270,6 +271,8 @@ class Account(StripeObject):
             return
         after = self._snapshot()
         previous = {k: v for k, v in before.items() if after[k] != v}
+        if new_bank:
+            _emit("account.external_account.created", _BankAccountView(self))
         if previous:
             _emit("account.updated", self, previous=previous)
         for name, old in before["capabilities"].items():

@@ -60,6 +60,7 @@ class _State:
         self.payout_transit_days = 1  # business days from a payout's creation to its arrival_date
         self.dispute_fee = 1500  # Stripe's dispute fee, in minor units of the disputed charge's currency
         self.account_links: dict[str, dict[str, Any]] = {}
+        self.base_url = ""  # http://127.0.0.1:PORT, for the URLs of the local pages
         self.pending_refunds: list[str] = []  # bank-debit (and 0000000000005126) refunds awaiting settlement
         self.idem: OrderedDict[tuple[str, str, str], dict] = OrderedDict()
         self.idem_inflight: set[tuple[str, str, str]] = set()

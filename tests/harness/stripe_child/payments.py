@@ -757,6 +757,7 @@ def _pi_api_create(cls, confirm=None, off_session=None, **data):
     obj = cls(**data)
     obj._error_on_requires_action = _to_bool(confirm_params.get("error_on_requires_action"), "error_on_requires_action")
     obj._mandate = confirm_params.get("mandate")
+    obj._auth_return_url = confirm_params.get("return_url")
     _emit("payment_intent.created", obj)
     if confirm:
         obj._off_session = bool(off_session)
@@ -818,10 +819,9 @@ def _pi_confirm(self, on_failure_now):
         elif self._off_session or self._error_on_requires_action:
             self._force_failure = AUTH_REQUIRED_DECLINE
         else:
-            self.next_action = {
-                "type": "use_stripe_sdk",
-                "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""},
-            }
+            from .authentication import next_action
+
+            self.next_action = next_action(self, getattr(self, "_auth_return_url", None))
             _emit("payment_intent.requires_action", self)
             return
     self._create_charge(on_failure_now=on_failure_now)
@@ -896,10 +896,13 @@ def _pi_report_failure(self):
 
 def _pi_last_payment_error(self):
     if self._authentication_failed:
+        failed = store.get("payment_method:" + str(getattr(self, "_failed_payment_method", None)))
         return {
             "code": "payment_intent_authentication_failure",
             "type": "invalid_request_error",
-            "message": "The provided PaymentMethod has failed authentication.",
+            "message": "The provided PaymentMethod has failed authentication. You can provide payment_method_data "
+            "or a new PaymentMethod to attempt to fulfill this PaymentIntent again.",
+            "payment_method": failed._export() if failed is not None else None,
         }
     charge = self.latest_charge
     if charge is not None and charge.status == "failed":
@@ -985,6 +988,8 @@ def _pi_api_confirm(
         obj.shipping = shipping
     if mandate is not None:
         obj._mandate = mandate
+    if return_url is not None:
+        obj._auth_return_url = return_url
     obj._error_on_requires_action = _to_bool(error_on_requires_action, "error_on_requires_action")
     obj._off_session = bool(off_session)
     obj._confirm(on_failure_now=obj._report_failure)
