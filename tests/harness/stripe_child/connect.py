@@ -190,10 +190,6 @@ class Account(StripeObject):
     def _event_account(self) -> str:
         return self.id
 
-    @property
-    def _onboarding(self) -> str:
-        return self._state
-
     def _capability_status(self) -> str:
         return {
             "not_started": "inactive",
@@ -902,9 +898,3 @@ async def _test_onboarding(request: web.Request) -> web.Response:
     with _background_context(None):  # no API request behind these events
         onboard(acct, str(state), bank_account=data.get("bank_account"))
     return _json(acct._export())
-
-
-def links_summary() -> list[dict]:
-    return [
-        {"token": token, **{k: v for k, v in link.items() if k != "session"}} for token, link in S.account_links.items()
-    ]
