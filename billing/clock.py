@@ -1,8 +1,10 @@
 """The billing clock (CYC-5): which agency days are due, and running them in date order, one at a time.
 
-Beat's tick (every few minutes) finds agencies whose local date has moved past their clock and enqueues
-one task per agency; the task runs every missed day in order under a per-agency advisory lock, so two
-workers never run the same agency at once, and records each day as it finishes.
+Beat's tick (every few minutes) is `clock_tick` at the current instant: it finds agencies whose local date has
+moved past their clock and hands each one, with its local today, to a dispatcher — beat's enqueues one task per
+agency, `manage.py clock_tick --at` runs them in its own process. Either way the agency's days run through
+`agency_clock_catch_up`: every missed day in order under a per-agency advisory lock, so two workers never run
+the same agency at once, each day recorded as it finishes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,29 @@ def due_days(agency: Agency, now: datetime) -> list[date]:
 
 def agencies_due(now: datetime) -> list[Agency]:
     return [a for a in Agency.objects.only("id", "schema_name", "time_zone", "clock_date") if due_days(a, now)]
+
+
+def clock_tick(*, now: datetime, dispatch: Callable[[str, date], object]) -> dict[str, date]:
+    """The billing clock's tick at the instant `now` (CYC-5): every agency whose local calendar day at `now` is past
+    its clock is handed to `dispatch(schema_name, local today)`, which runs (or enqueues) its missed days up to that
+    day. Returns what was dispatched. Beat's task and `manage.py clock_tick --at` both call this, nothing else."""
+    sent: dict[str, date] = {}
+    for agency in agencies_due(now):
+        until = local_date(now, agency.time_zone)
+        dispatch(agency.schema_name, until)
+        sent[agency.schema_name] = until
+    return sent
+
+
+def agency_clock_catch_up(*, schema_name: str, until: date) -> list[date] | None:
+    """Run the agency's missed days up to `until` (its local today at the tick), in order. None when another worker
+    holds the agency's clock (it is running those days already)."""
+    agency = Agency.objects.get(schema_name=schema_name)
+    try:
+        return agency_days_run(agency=agency, until=until)
+    except AgencyBusy:
+        logger.info("agency %s is already running its days", schema_name)
+        return None
 
 
 def agency_clock_lock(schema_name: str) -> AbstractContextManager[bool]:

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.attempts import attempts_sweep
-from billing.clock import AgencyBusy, agencies_due, agency_clock_lock, agency_days_run
+from billing.clock import agency_clock_catch_up, agency_clock_lock, clock_tick
 from billing.webhooks import webhook_event_process, webhook_sweep
 from core.calendar import local_date
 from core.tasks import agency_task
@@ -23,26 +23,21 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="billing.tasks.billing_clock_tick")
 def billing_clock_tick() -> dict:
-    """Beat's one frequent tick: enqueue one task per agency whose local date has moved on (CYC-5)."""
-    now = timezone.now()
-    sent = {}
-    for agency in agencies_due(now):
-        until = local_date(now, agency.time_zone).isoformat()
-        agency_clock_run.delay(schema_name=agency.schema_name, until=until)
-        sent[agency.schema_name] = until
+    """Beat's one frequent tick: the clock's tick at this instant, one task enqueued per agency whose local date has
+    moved on (CYC-5). `manage.py clock_tick --at` is the same tick at a chosen instant."""
+    sent = clock_tick(
+        now=timezone.now(),
+        dispatch=lambda schema_name, until: agency_clock_run.delay(schema_name=schema_name, until=until.isoformat()),
+    )
     logger.info("billing clock tick: %d agencies due", len(sent))
-    return sent
+    return {schema_name: until.isoformat() for schema_name, until in sent.items()}
 
 
 @agency_task(name="billing.tasks.agency_clock_run")
 def agency_clock_run(*, schema_name: str, until: str) -> list[str]:
     """Run the agency's missed days up to `until` (its local today), in order."""
-    agency = Agency.objects.get(schema_name=schema_name)
-    try:
-        return [d.isoformat() for d in agency_days_run(agency=agency, until=date.fromisoformat(until))]
-    except AgencyBusy:
-        logger.info("agency %s is already running its days", schema_name)
-        return []
+    ran = agency_clock_catch_up(schema_name=schema_name, until=date.fromisoformat(until))
+    return [day.isoformat() for day in ran or []]
 
 
 @shared_task(name="billing.tasks.reliability_sweep")
