@@ -6,6 +6,7 @@ because transactional tests truncate the public tables (tenants, domains) after 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -64,6 +65,14 @@ def truncate_tenant_tables(slug: str) -> None:
         tables = [row[0] for row in cursor.fetchall()]
         if tables:
             cursor.execute("TRUNCATE " + ", ".join(f'"{slug}"."{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+    # The rows the migrations seed in every agency schema (the singletons) are part of an empty agency: put them
+    # back, or a test that runs after a transactional one finds none (seen in a shuffled run).
+    from django.apps import apps
+
+    seed_rows = importlib.import_module("billing.migrations.0002_immutability_and_singletons").create_singletons
+    with schema_context(slug):
+        seed_rows(apps, None)
+    connection.set_schema_to_public()
 
 
 @pytest.fixture(scope="session")
