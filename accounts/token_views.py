@@ -42,6 +42,20 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
         except ValueError:
             raise Http404 from None
         token = get_object_or_404(api_token_list(actor=actor), public_id=public_id)  # type: ignore[arg-type]
+        if request.POST.get("confirm") != "yes":  # asked first (web/confirm.py explains the two ways)
+            return render(
+                request,
+                "ui/confirm.html",
+                {
+                    "title": f"Revoke “{token.name}”?",
+                    "message": "Every integration using this token stops working at once. This cannot be undone.",
+                    "action_label": "Revoke token",
+                    "cancel_url": request.path,
+                    "danger": True,
+                    "fields": [("action", "revoke"), ("token", str(token.public_id))],
+                    "action_url": request.path,
+                },
+            )
         api_token_revoke(actor=actor, token=token, now=timezone.now())  # type: ignore[arg-type]
         messages.success(request, f"Token “{token.name}” revoked. It no longer works.")
         return redirect("api-tokens")

@@ -6,7 +6,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from api import invitations
-from api.agency import admin, billing, clients
+from api.agency import admin, billing, clients, margins
 from api.docs import ApiDocsView, ApiRedocView
 
 urlpatterns = [
@@ -20,6 +20,8 @@ urlpatterns = [
     path("clients/<str:client_id>/service-lines/<str:line_id>/", clients.ServiceLineApi.as_view()),
     path("clients/<str:client_id>/payment-method/", clients.PaymentMethodApi.as_view()),
     path("clients/<str:client_id>/agency-invoiced-requests/", billing.AgencyInvoicedRequestsApi.as_view()),
+    path("clients/<str:client_id>/margins/", margins.ClientMarginsApi.as_view()),
+    path("margins/", margins.MarginsApi.as_view()),
     path("tax-rates/", clients.TaxRatesApi.as_view()),
     path("usage-records/", billing.UsageRecordsApi.as_view()),
     path("invoices/", billing.InvoicesApi.as_view()),

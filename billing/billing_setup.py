@@ -29,11 +29,11 @@ AGENCY_FIELDS = ("billing_day", "time_zone", "brand_color", "address", "email")
 MAX_DAYS = 60
 
 
-def _days(value: object, field: str, errors: dict[str, list[str]], *, optional: bool = False) -> None:
+def _days(value: object, field: str, errors: dict[str, list[str]], *, optional: bool = False, minimum: int = 0) -> None:
     if value is None and optional:
         return
-    if type(value) is not int or not 0 <= value <= MAX_DAYS:
-        errors[field] = [f"Enter a whole number of days from 0 to {MAX_DAYS}."]
+    if type(value) is not int or not minimum <= value <= MAX_DAYS:
+        errors[field] = [f"Enter a whole number of days from {minimum} to {MAX_DAYS}."]
 
 
 def billing_setup_update(*, agency: Agency, actor: User, values: dict) -> BillingSettings:
@@ -43,9 +43,11 @@ def billing_setup_update(*, agency: Agency, actor: User, values: dict) -> Billin
     unknown = set(values) - set(SETTINGS_FIELDS) - set(AGENCY_FIELDS)
     if unknown:
         raise ApplicationError(f"Unknown settings: {', '.join(sorted(unknown))}.")
-    for field in ("grace_period_days", "statement_days_before"):
-        if field in values:
-            _days(values[field], field, errors)
+    if "grace_period_days" in values:
+        _days(values["grace_period_days"], "grace_period_days", errors)
+    if "statement_days_before" in values:
+        # NOT-1: "N days before the billing date" — 0 would send it on the billing date itself.
+        _days(values["statement_days_before"], "statement_days_before", errors, minimum=1)
     for field in (
         "statement_second_after_days",
         "statement_third_after_days",

@@ -74,6 +74,7 @@ class BillingRunResult:
     agency_invoice_existed: bool = False
     invoices_built: int = 0
     invoices_existing: int = 0
+    skipped_nothing_to_bill: int = 0
     totals: dict[str, int] = field(default_factory=dict)
 
     def add_total(self, currency: str, amount: int) -> None:
@@ -188,13 +189,11 @@ def _build_client_batch(
         todo = [cid for cid in client_ids if cid not in existing]
         if not todo:
             return
-        all_terms = client_terms(todo)
         usage = _group_usage(todo, cycle_closed_by(billing_date), agency.time_zone)
         period = cycle_starting(billing_date)
         first = sequence.next_number
-        invoice_ids = bulk.ids_reserve(Invoice, len(all_terms))
-        invoices, lines, entries, charges, one_time = [], [], [], [], []
-        for offset, terms in enumerate(all_terms):
+        drafts = []
+        for terms in client_terms(todo):
             draft = _client_draft(
                 terms=terms,
                 billing_date=billing_date,
@@ -202,6 +201,16 @@ def _build_client_batch(
                 prices=prices,
                 usage=usage.get(terms.client_id, {}),
             )
+            # Nothing to bill (a client that needs setup: no price, no service line, no usage): no invoice, so
+            # no 0.00 invoice marked Paid and no invoice number used up (docs/decisions.md, "Needs setup").
+            if draft.total_minor > 0:
+                drafts.append((terms, draft))
+        result.skipped_nothing_to_bill += len(todo) - len(drafts)
+        if not drafts:
+            return
+        invoice_ids = bulk.ids_reserve(Invoice, len(drafts))
+        invoices, lines, entries, charges, one_time = [], [], [], [], []
+        for offset, (terms, draft) in enumerate(drafts):
             invoice_id, number = invoice_ids[offset], f"{agency.invoice_prefix}-{first + offset:06d}"
             total = draft.total_minor
             invoices.append(

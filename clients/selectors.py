@@ -36,3 +36,17 @@ def client_search_for_user(
     if salesperson_email:
         clients = clients.filter(salesperson__email=salesperson_email.lower())
     return clients
+
+
+def needs_setup_condition(path: str = "") -> Q:
+    """A client needs setup while its configuration gives nothing to bill: no license price and no Agency
+    Services line. The Clients list and its page flag it, and the billing run builds no invoice that would
+    total zero (docs/decisions.md, "Needs setup")."""
+    from clients.models import AgencyServiceLine
+
+    lines = AgencyServiceLine.objects.filter(removed_at__isnull=True).values("client_id")
+    return Q(**{f"{path}license_price_minor": 0}) & ~Q(**{f"{path}pk__in": lines})
+
+
+def client_needs_setup(client: Client) -> bool:
+    return client.license_price_minor == 0 and not client.service_lines.filter(removed_at__isnull=True).exists()

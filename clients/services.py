@@ -31,21 +31,105 @@ def _billing_day(value: object, field: str, errors: dict[str, list[str]]) -> Non
         errors.setdefault(field, []).append("The billing day must be between 1 and 28.")
 
 
+# CYC-4: at most this many autopay days a month, each given once. Four covers weekly collection; more would
+# split a balance into installments smaller than the processor's per-charge fee is worth (docs/decisions.md).
+MAX_AUTOPAY_DAYS = 4
+
+
+def _autopay_days(value: object, field: str, errors: dict[str, list[str]]) -> None:
+    if not isinstance(value, list | tuple):
+        errors[field] = ["Give a list of days from 1 to 28."]
+        return
+    for day in value:
+        _billing_day(day, field, errors)
+    if field in errors:
+        return
+    repeated = sorted({day for day in value if list(value).count(day) > 1})
+    if repeated:
+        errors[field] = [f"Give each day once: {', '.join(str(d) for d in repeated)} is given more than once."]
+    elif len(value) > MAX_AUTOPAY_DAYS:
+        errors[field] = [f"Give at most {MAX_AUTOPAY_DAYS} autopay days a month."]
+
+
+def _name_and_email(name: object, email: object, errors: dict[str, list[str]]) -> None:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    if not isinstance(name, str) or not name.strip():
+        errors["name"] = ["A name is required."]
+    elif len(name.strip()) > 200:
+        errors["name"] = ["Use at most 200 characters."]
+    try:
+        if not isinstance(email, str):
+            raise ValidationError("not text")
+        validate_email(email.strip())
+    except ValidationError:
+        errors["email"] = ["Enter a valid email address, such as billing@client.example."]
+
+
 def _raise(errors: dict[str, list[str]], message: str = "Please correct the highlighted fields.") -> None:
     if errors:
         raise ApplicationError(message, fields=errors)
 
 
-def tax_rate_create(*, name: str, rate_bp: int) -> TaxRate:
+def _tax_rate_errors(name: object, rate_bp: object) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
-    if not name or not name.strip():
+    if not isinstance(name, str) or not name.strip():
         errors["name"] = ["A name is required."]
+    elif len(name.strip()) > 120:
+        errors["name"] = ["Use at most 120 characters."]
     try:
         validate_rate_bp(rate_bp)
     except ApplicationError as exc:
         errors["rate_bp"] = ["A tax rate must be between 0 and 100 %."] if exc.fields else [exc.message]
-    _raise(errors)
-    return TaxRate.objects.create(name=name.strip(), rate_bp=rate_bp)
+    return errors
+
+
+def tax_rate_create(*, name: str, rate_bp: int, actor: User | str | None = None) -> TaxRate:
+    _raise(_tax_rate_errors(name, rate_bp))
+    with transaction.atomic():
+        rate = TaxRate.objects.create(name=name.strip(), rate_bp=rate_bp)
+        if actor is not None:
+            audit_record(actor=actor, action="tax_rate.create", obj=rate, after={"name": rate.name, "rate_bp": rate_bp})
+    return rate
+
+
+def tax_rate_update(*, tax_rate: TaxRate, name: str, rate_bp: int, actor: User | str | None) -> TaxRate:
+    """Rename a tax or change its rate. Invoices already built keep the rate they were built with (MON-3);
+    the next invoices of every client that has the tax use the new one."""
+    _raise(_tax_rate_errors(name, rate_bp))
+    with transaction.atomic():
+        locked = TaxRate.objects.select_for_update().get(pk=tax_rate.pk)
+        before = {"name": locked.name, "rate_bp": locked.rate_bp}
+        locked.name, locked.rate_bp = name.strip(), rate_bp
+        after = {"name": locked.name, "rate_bp": locked.rate_bp}
+        if after != before:
+            locked.save(update_fields=["name", "rate_bp", "updated_at"])
+            audit_record(
+                actor=actor,
+                action="tax_rate.update",
+                obj=locked,
+                before={k: v for k, v in before.items() if after[k] != v},
+                after={k: v for k, v in after.items() if before[k] != v},
+            )
+    return locked
+
+
+def tax_rate_remove(*, tax_rate: TaxRate, actor: User | str | None) -> None:
+    """Delete a tax that no client has any more (untick it on each client first); invoices keep their lines."""
+    with transaction.atomic():
+        locked = TaxRate.objects.select_for_update().get(pk=tax_rate.pk)
+        users = locked.clients.count()
+        if users:
+            raise ApplicationError(
+                f"{locked.name} still applies to {users} client{'s' if users != 1 else ''}: untick it there first.",
+                code="tax_rate_in_use",
+                fields={"tax_rate": ["Still applies to clients."]},
+            )
+        audit_record(
+            actor=actor, action="tax_rate.remove", obj=locked, before={"name": locked.name, "rate_bp": locked.rate_bp}
+        )
+        locked.delete()
 
 
 def client_create(
@@ -58,17 +142,14 @@ def client_create(
     billing_day: int | None = None,
     autopay_days: list[int] | None = None,
     taxes: list[TaxRate] | None = None,
+    actor: User | str | None = None,
 ) -> Client:
     errors: dict[str, list[str]] = {}
-    if not name or not name.strip():
-        errors["name"] = ["A name is required."]
-    if not email or "@" not in email:
-        errors["email"] = ["Enter a valid email address."]
+    _name_and_email(name, email, errors)
     _non_negative_amount(license_price_minor, "license_price_minor", errors)
     if billing_day is not None:
         _billing_day(billing_day, "billing_day", errors)
-    for day in autopay_days or []:
-        _billing_day(day, "autopay_days", errors)
+    _autopay_days(autopay_days or [], "autopay_days", errors)
     _raise(errors)
     with transaction.atomic():
         client = Client.objects.create(
@@ -82,6 +163,10 @@ def client_create(
         )
         if taxes:
             client.taxes.set(taxes)
+        if actor is not None:
+            audit_record(
+                actor=actor, action="client.create", obj=client, after={"name": client.name, **_configuration(client)}
+            )
     return client
 
 
@@ -113,11 +198,7 @@ def client_configure(
     if billing_day is not _UNSET and billing_day is not None:
         _billing_day(billing_day, "billing_day", errors)
     if autopay_days is not _UNSET:
-        if not isinstance(autopay_days, list | tuple):
-            errors["autopay_days"] = ["Give a list of days from 1 to 28."]
-        else:
-            for day in autopay_days:
-                _billing_day(day, "autopay_days", errors)
+        _autopay_days(autopay_days, "autopay_days", errors)
     _raise(errors)
     with transaction.atomic():
         before = _configuration(client)
@@ -141,6 +222,60 @@ def client_configure(
                 before={k: v for k, v in before.items() if after[k] != v},
                 after={k: v for k, v in after.items() if before[k] != v},
             )
+    return client
+
+
+def client_update(*, client: Client, name: str, email: str, actor: User | str | None) -> Client:
+    """Change the client's name and billing email (where its notices go). Audited."""
+    errors: dict[str, list[str]] = {}
+    _name_and_email(name, email, errors)
+    _raise(errors)
+    with transaction.atomic():
+        locked = Client.objects.select_for_update().get(pk=client.pk)
+        before = {"name": locked.name, "email": locked.email}
+        after = {"name": name.strip(), "email": email.strip().lower()}
+        if after != before:
+            Client.objects.filter(pk=locked.pk).update(**after, updated_at=timezone.now())
+            audit_record(
+                actor=actor,
+                action="client.update",
+                obj=locked,
+                before={k: v for k, v in before.items() if after[k] != v},
+                after={k: v for k, v in after.items() if before[k] != v},
+            )
+    client.refresh_from_db()
+    return client
+
+
+def client_deactivate(*, client: Client, on: date, actor: User | str | None) -> Client:
+    """Stop billing a client from `on` (its first day without service): no invoice with a billing date on or
+    after it. Invoices already built and their collection go on. Audited."""
+    with transaction.atomic():
+        locked = Client.objects.select_for_update().get(pk=client.pk)
+        if locked.deactivated_on is not None:
+            raise ApplicationError(
+                f"{locked.name} is already deactivated.",
+                code="already_deactivated",
+                fields={"client": ["Deactivated."]},
+            )
+        if on < locked.activated_on:
+            on = locked.activated_on
+        Client.objects.filter(pk=locked.pk).update(deactivated_on=on, updated_at=timezone.now())
+        audit_record(actor=actor, action="client.deactivate", obj=locked, after={"deactivated_on": on.isoformat()})
+    client.refresh_from_db()
+    return client
+
+
+def client_reactivate(*, client: Client, actor: User | str | None) -> Client:
+    """Bill a deactivated client again from its next billing date. Audited."""
+    with transaction.atomic():
+        locked = Client.objects.select_for_update().get(pk=client.pk)
+        if locked.deactivated_on is None:
+            return client
+        before = locked.deactivated_on.isoformat()
+        Client.objects.filter(pk=locked.pk).update(deactivated_on=None, updated_at=timezone.now())
+        audit_record(actor=actor, action="client.reactivate", obj=locked, before={"deactivated_on": before})
+    client.refresh_from_db()
     return client
 
 

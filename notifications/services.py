@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models import audit_record
 from notifications.catalog import CATALOG
+from notifications.layout import Branding, branded_message
 from notifications.models import Notice, NoticeTemplate, OutboxStatus
 from notifications.rendering import Rendered, TemplateInvalid, render, render_default, template_validate
 
@@ -173,17 +174,59 @@ _CLAIMABLE = (OutboxStatus.PENDING, OutboxStatus.FAILED)
 
 
 def _message(notice: Notice, mail) -> EmailMessage:
-    # A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail
-    # clients that de-duplicate by Message-ID show it once.
+    """The plain text as written and the agency's branded HTML layout beside it (notifications/layout.py).
+    A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail clients that
+    de-duplicate by Message-ID show it once."""
     digest = hashlib.sha256(f"{connection.schema_name}:{notice_key(notice)}".encode()).hexdigest()[:32]  # type: ignore[attr-defined]
-    return EmailMessage(
-        notice.subject,
-        notice.body,
-        settings.DEFAULT_FROM_EMAIL,
-        [notice.to_email],
-        headers={"X-Notice-Key": notice_key(notice), "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"},
-        connection=mail,
+    headers = {"X-Notice-Key": notice_key(notice), "Message-ID": f"<notice-{digest}@{settings.BASE_DOMAIN}>"}
+    try:
+        return branded_message(
+            subject=notice.subject,
+            body=notice.body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[notice.to_email],
+            branding=_branding(),
+            headers=headers,
+            connection=mail,
+        )
+    except Exception:  # noqa: BLE001 - the layout must never stop a notice (nor leave it Uncertain): plain text
+        logger.exception("branded layout failed for notice %s; sending plain text", notice.pk)
+        return EmailMessage(
+            notice.subject,
+            notice.body,
+            settings.DEFAULT_FROM_EMAIL,
+            [notice.to_email],
+            headers=headers,
+            connection=mail,
+        )
+
+
+def _branding() -> Branding:
+    """The branding of the agency whose schema is current (read through django-tenants' tenant model, so this
+    app imports nothing of the tenants app)."""
+    from django_tenants.utils import get_tenant_model
+
+    tenant = getattr(connection, "tenant", None)
+    if not hasattr(tenant, "brand_color"):  # a schema set by name only (schema_context): load the agency
+        tenant = get_tenant_model().objects.filter(schema_name=connection.schema_name).first()  # type: ignore[attr-defined]
+    return Branding.of(tenant)
+
+
+def notice_test_send(*, kind: str, subject: str, body: str, context: dict, to_email: str, agency) -> Rendered:
+    """Send a draft template, rendered with real data, to one address (the editor's "Send test email"): the
+    same checks as saving, the same rendering and layout as a real notice, nothing queued or recorded."""
+    template_validate(kind=kind, subject=subject, body=body)
+    rendered = render(kind=kind, subject=subject, body=body, context=context)
+    message = branded_message(
+        subject=f"[Test] {rendered.subject}",
+        body=rendered.body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[to_email],
+        branding=Branding.of(agency),
+        headers={"X-Notice-Test": kind},
     )
+    message.send(fail_silently=False)
+    return rendered
 
 
 def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:

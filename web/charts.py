@@ -9,7 +9,7 @@ from billing.overview import MonthTotals
 from core.money import format_minor
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 64, 8, 12, 40
 SERIES = (("billed", "Billed"), ("collected", "Collected"), ("outstanding", "Outstanding"))
 
 
@@ -28,7 +28,7 @@ class Chart:
     width: int
     height: int
     bars: list[Bar]
-    months: list[tuple[int, str]]  # (x of the label's centre, "Jan")
+    months: list[tuple[int, str, str]]  # (x of the label's centre, "Jan", "2027" under the first and each January)
     gridlines: list[tuple[int, str]]  # (y, amount label)
     baseline: int
     rows: list[dict]  # the same numbers as a table, for screen readers and small screens
@@ -72,7 +72,8 @@ def build_chart(months: list[MonthTotals], currency: str) -> Chart:
                     f"{month.month:%B %Y} {name.lower()}: {format_minor(values[key], currency)} {currency}",
                 )
             )
-        labels.append((LEFT + index * slot + slot // 2, month.month.strftime("%b")))
+        year = str(month.month.year) if index == 0 or month.month.month == 1 else ""
+        labels.append((LEFT + index * slot + slot // 2, month.month.strftime("%b"), year))
         rows.append({"month": month.month, **{k: format_minor(v, currency) for k, v in values.items()}})
     grid = [(TOP + plot_h - plot_h * i // 4, format_minor(top * i // 4, currency)) for i in range(5)]
     return Chart(WIDTH, HEIGHT, bars, labels, grid, TOP + plot_h, rows)

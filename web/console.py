@@ -4,13 +4,12 @@ and the audit trail of who changed what."""
 
 from __future__ import annotations
 
-from itertools import islice
-
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_tenants.utils import schema_context
 
@@ -23,10 +22,21 @@ from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError
+from core.money import format_minor
 from tenants.models import Agency
 from web.access import business_today, support_view
 from web.agency.common import parse_month, pdf_response
-from web.forms import ReasonForm, SearchForm
+from web.audit import (
+    CSV_HEADER,
+    action_choices,
+    agency_object_names,
+    audit_filtered,
+    csv_rows,
+    readable,
+)
+from web.confirm import confirm_page, confirmed
+from web.csv_export import csv_response
+from web.forms import AuditFilterForm, ReasonForm, SearchForm
 from web.onboarding import agency_onboarding_context
 
 SEARCH_LIMIT = 25
@@ -82,7 +92,11 @@ def _client_context(agency: Agency, client: Client) -> dict:
         "client": client,
         "charges": charges,
         "requests": list(SupportRequest.objects.filter(client=client).order_by("-created_at")[:10]),
-        "audit": list(AuditEntry.objects.filter(object_id=str(client.public_id))[:20]),
+        "audit": readable(
+            entries := list(AuditEntry.objects.filter(object_id=str(client.public_id))[:20]),
+            currency=agency.currency,
+            names=agency_object_names(entries, link=_console_link(agency.schema_name)),
+        ),
         "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
         "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
         "currency": agency.currency,
@@ -137,6 +151,15 @@ def charge_retry(request: HttpRequest, slug: str, public_id, charge_id) -> HttpR
     with schema_context(agency.schema_name):
         client = get_object_or_404(Client, public_id=public_id)
         charge = get_object_or_404(Charge, client=client, public_id=charge_id)
+        if not confirmed(request):
+            return confirm_page(
+                request,
+                title=f"Run a retry for {client.name}?",
+                message=f"The client's payment method is charged {format_minor(charge.amount_minor, charge.currency)} "
+                f"{charge.currency} now. A manual attempt counts like any other.",
+                action_label="Run retry",
+                cancel_url=reverse("console-client", kwargs={"slug": slug, "public_id": client.public_id}),
+            )
         try:
             attempt = retry_run(charge=charge, user=request.user, today=business_today(agency))  # type: ignore[arg-type]
         except ApplicationError as exc:
@@ -205,32 +228,64 @@ def client_invoice_pdf(request: HttpRequest, slug: str, public_id) -> HttpRespon
         return pdf_response(invoice_pdf(invoice=invoice, agency=agency), pdf_filename(invoice))
 
 
+def _console_link(slug: str):
+    def link(kind: str, object_id: str) -> str:
+        if kind == "client":
+            return reverse("console-client", kwargs={"slug": slug, "public_id": object_id})
+        return ""
+
+    return link
+
+
+AUDIT_LIMIT = 300
+
+
 @support_view
 def audit_trail(request: HttpRequest) -> HttpResponse:
-    """Who changed what: pricing, status overrides, template edits, settings, users — from every agency's
-    audit log and the platform's, newest first."""
+    """Who changed what, in words: pricing, status overrides, template edits, settings, users — from every
+    agency's audit log and the platform's, newest first; filter by agency, action and days; CSV of the same."""
     slug = request.GET.get("agency", "")
-    action = request.GET.get("action", "").strip()
-    agencies = list(Agency.objects.all())
+    agencies = list(Agency.objects.order_by("name"))
     if slug:
         agencies = [a for a in agencies if a.schema_name == slug]
         if not agencies:
             raise Http404
-    entries = []
+    codes: set[str] = set()
     for agency in agencies:
         with schema_context(agency.schema_name):
-            rows = AuditEntry.objects.all()
-            if action:
-                rows = rows.filter(action__icontains=action)
-            entries.extend({"agency": agency, "entry": e} for e in islice(rows.iterator(), 200))
+            codes |= set(AuditEntry.objects.order_by().values_list("action", flat=True).distinct())
+    codes |= set(AuditEntry.objects.order_by().values_list("action", flat=True).distinct())
+    form = AuditFilterForm(request.GET or None, actions=action_choices(codes))
+    filters = form.cleaned_data if form.is_valid() else {}
+    items = []
+    for agency in agencies:
+        with schema_context(agency.schema_name):
+            rows = list(audit_filtered(AuditEntry.objects.all(), **_audit_args(filters))[:AUDIT_LIMIT])
+            names = agency_object_names(rows, link=_console_link(agency.schema_name))
+            items.extend(readable(rows, currency=agency.currency, names=names, agency_name=agency.name))
     if not slug:
-        rows = AuditEntry.objects.all()  # the public schema: platform-level changes
-        if action:
-            rows = rows.filter(action__icontains=action)
-        entries.extend({"agency": None, "entry": e} for e in rows[:200])
-    entries.sort(key=lambda item: (item["entry"].created_at, item["entry"].pk), reverse=True)
+        rows = list(audit_filtered(AuditEntry.objects.all(), **_audit_args(filters))[:AUDIT_LIMIT])
+        items.extend(readable(rows, currency="USD", names={}, agency_name=""))
+    items.sort(key=lambda item: (item.when, item.entry.pk), reverse=True)
+    items = items[:AUDIT_LIMIT]
+    if request.GET.get("format") == "csv" and form.is_valid():
+        return csv_response(
+            "audit-trail.csv", ["When (UTC)", "Agency", *CSV_HEADER[1:]], csv_rows(items, with_agency=True)
+        )
     return render(
         request,
         "console/audit.html",
-        {"entries": entries[:300], "agencies": Agency.objects.all(), "slug": slug, "action": action},
+        {
+            "items": items,
+            "agencies": Agency.objects.order_by("name"),
+            "slug": slug,
+            "form": form,
+            "csv_query": request.GET.urlencode(),
+            "limit": AUDIT_LIMIT,
+        },
+        status=200 if form.is_valid() or not request.GET else 400,
     )
+
+
+def _audit_args(filters: dict) -> dict:
+    return {"action": filters.get("action") or "", "start": filters.get("start"), "end": filters.get("end")}

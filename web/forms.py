@@ -3,17 +3,28 @@ services take; the services decide what is valid. Either way, errors end up next
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 
 from django import forms
 
 from accounts.models import AGENCY_STAFF_ROLES, Role, User
 from clients.models import BILLING_DAYS, Client, TaxRate
+from clients.services import MAX_AUTOPAY_DAYS
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor
 from core.parsing import whole_number
 from notifications.rendering import MAX_TEMPLATE_LENGTH
+
+# Amounts are typed the same way whatever the browser's language: ASCII digits, an optional dot and decimals,
+# optionally grouped by commas in threes ("1,250.00"). No exponent ("1e5"), no decimal comma ("1,5"), no other
+# script's digits: each would otherwise be read as a different number than the one meant.
+_AMOUNT_SYNTAX = re.compile(r"-?(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?")
+_DECIMAL_COMMA = re.compile(r"-?[0-9]+,[0-9]{1,2}")
+# The largest amount a page accepts, in major units: a round limit people can read (the API takes up to 2^53 - 1
+# minor units; forms are for people typing prices).
+FORM_MAX_MAJOR = 1_000_000_000
 
 
 class MoneyField(forms.CharField):
@@ -25,23 +36,38 @@ class MoneyField(forms.CharField):
         super().__init__(**kwargs)
 
     def to_python(self, value):
-        text = super().to_python(value).replace(",", "").strip()
+        text = super().to_python(value).strip()
         if text in self.empty_values:
             return None
-        example = "199" if currency_exponent(self.currency) == 0 else "199.00"
+        exponent = currency_exponent(self.currency)
+        example = "199" if exponent == 0 else "199.00"
+        if not _AMOUNT_SYNTAX.fullmatch(text):
+            if exponent and _DECIMAL_COMMA.fullmatch(text):
+                raise forms.ValidationError(
+                    f"Use a dot for decimals, such as {text.replace(',', '.')}.", code="decimal_comma"
+                )
+            raise forms.ValidationError(f"Enter an amount such as {example}.", code="invalid")
         try:
-            amount = Money.from_decimal(text, self.currency).amount_minor
+            amount = Money.from_decimal(text.replace(",", ""), self.currency).amount_minor
         except ApplicationError as exc:
             if exc.code == "amount_too_large":
-                largest = format_minor(MAX_AMOUNT_MINOR, self.currency)
-                raise forms.ValidationError(f"Enter an amount of at most {largest}.", code="too_large") from None
-            if "decimal places" in exc.message:
+                amount = MAX_AMOUNT_MINOR + 1
+            elif "decimal places" in exc.message:
                 raise forms.ValidationError(
-                    f"Use at most {currency_exponent(self.currency)} decimal places.", code="precision"
+                    "Use whole amounts, without decimals."
+                    if exponent == 0
+                    else f"Use at most {exponent} decimal places, such as {example}.",
+                    code="precision",
                 ) from None
-            raise forms.ValidationError(f"Enter an amount such as {example}.", code="invalid") from None
+            else:
+                raise forms.ValidationError(f"Enter an amount such as {example}.", code="invalid") from None
         if amount < 0 and not self.allow_negative:
             raise forms.ValidationError("The amount cannot be negative.", code="negative")
+        largest = FORM_MAX_MAJOR * 10**exponent - 1
+        if abs(amount) > largest:
+            raise forms.ValidationError(
+                f"Enter an amount of at most {format_minor(largest, self.currency)}.", code="too_large"
+            )
         return amount
 
 
@@ -51,15 +77,20 @@ class ServiceForm(forms.Form):
     field_map: dict[str, str] = {}
 
     def apply_error(self, exc: ApplicationError) -> None:
-        placed = False
+        """Each field's message next to its field; messages about fields this form does not show, or the
+        error's own message when it names no field, above the form (once)."""
+        unplaced = []
         for name, messages in exc.fields.items():
             target = self.field_map.get(name, name)
-            if target in self.fields:
-                for message in messages:
+            for message in messages:
+                if target in self.fields:
                     self.add_error(target, message)
-                placed = True
-        if not placed:
-            self.add_error(None, exc.message)
+                else:
+                    unplaced.append(message)
+        if not exc.fields:
+            unplaced.append(exc.message)
+        for message in dict.fromkeys(unplaced):
+            self.add_error(None, message)
 
 
 def day_choices(blank: str | None = None) -> list[tuple[str, str]]:
@@ -78,7 +109,7 @@ class ClientConfigForm(ServiceForm):
     autopay_days = forms.CharField(
         label="Autopay days",
         required=False,
-        help_text="Several days of the month, e.g. 5, 28: the balance is split evenly "
+        help_text=f"Up to {MAX_AUTOPAY_DAYS} days of the month, e.g. 5, 28: the balance is split evenly "
         "across them. Leave empty to charge once on the billing day.",
     )
     salesperson = forms.ModelChoiceField(queryset=User.objects.none(), required=False, label="Salesperson")
@@ -103,7 +134,77 @@ class ClientConfigForm(ServiceForm):
             if day is None or not 1 <= day <= 28:
                 raise forms.ValidationError("Give days from 1 to 28, separated by commas.")
             days.append(day)
-        return sorted(set(days))
+        # Duplicates and the limit are the service's rule (the API's too): its message lands next to this field.
+        return days
+
+
+class ClientAccountForm(ServiceForm):
+    """The client's name and the email its notices and invoices go to."""
+
+    name = forms.CharField(label="Client name", max_length=200, error_messages={"required": "A name is required."})
+    email = forms.CharField(
+        label="Billing email",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+        error_messages={"required": "An email address is required."},
+        help_text="Invoices and payment notices go here.",
+    )
+
+
+class ClientCreateForm(ClientAccountForm, ClientConfigForm):
+    """A new client with its configuration in one step (the same service and rules as the API's create)."""
+
+    field_order = ["name", "email", "license_price", "salesperson", "billing_day", "autopay_days", "taxes"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        price = self.fields["license_price"]
+        price.required = False
+        price.help_text = (
+            "What the client pays each month. Leave empty while you agree on it: the client then needs setup."
+        )
+
+    def clean_license_price(self) -> int:
+        return self.cleaned_data.get("license_price") or 0
+
+
+# Percent with up to two decimals ("8.25"): the precision TaxRate stores (basis points). One function, so a
+# finer precision is one change here.
+_PERCENT_SYNTAX = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,2})?")
+
+
+def percent_to_rate_bp(text: str) -> int | None:
+    text = text.strip().removesuffix("%").strip()
+    if not _PERCENT_SYNTAX.fullmatch(text):
+        return None
+    whole, _, fraction = text.partition(".")
+    return int(whole) * 100 + int((fraction + "00")[:2])
+
+
+def rate_bp_to_percent(rate_bp: int) -> str:
+    whole, fraction = divmod(rate_bp, 100)
+    return f"{whole}.{fraction:02d}".rstrip("0").rstrip(".")
+
+
+class TaxRateForm(ServiceForm):
+    field_map = {"rate_bp": "rate"}
+
+    name = forms.CharField(label="Tax name", max_length=120, error_messages={"required": "A name is required."})
+    rate = forms.CharField(
+        label="Rate (%)",
+        max_length=10,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        help_text="A percentage such as 8.25.",
+        error_messages={"required": "Give the rate, such as 8.25."},
+    )
+
+    def clean_rate(self) -> int:
+        rate_bp = percent_to_rate_bp(self.cleaned_data["rate"])
+        if rate_bp is None:
+            raise forms.ValidationError("Give the rate as a percentage with at most 2 decimals, such as 8.25.")
+        if rate_bp > 10_000:
+            raise forms.ValidationError("A tax rate is at most 100 %.")
+        return rate_bp
 
 
 class ServiceLineForm(ServiceForm):
@@ -123,9 +224,92 @@ class ReasonForm(ServiceForm):
     reason = forms.CharField(label="Reason", max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-class BillingSetupForm(ServiceForm):
-    field_map = {"overdue_threshold_minor": "overdue_threshold"}
+def days_field(label: str, *, minimum: int, help_text: str, required: bool = True) -> forms.IntegerField:
+    """A number of days, with messages in the product's words."""
+    unit = "day" if minimum == 1 else "days"
+    return forms.IntegerField(
+        label=label,
+        required=required,
+        min_value=minimum,
+        max_value=60,
+        help_text=help_text,
+        error_messages={
+            "invalid": "Enter a whole number of days, such as 10.",
+            "min_value": f"Give at least {minimum} {unit}." if minimum else "The number of days cannot be negative.",
+            "max_value": "Give at most 60 days.",
+            "required": "Give a number of days.",
+        },
+    )
 
+
+# The zones most agencies pick, shown first; every other IANA zone follows, grouped by region. Aliases and
+# technical entries ("Factory", "localtime", "posix/…", "Etc/GMT+5", "US/Eastern") are left out.
+COMMON_TIME_ZONES = (
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Phoenix",
+    "America/Los_Angeles",
+    "America/Anchorage",
+    "Pacific/Honolulu",
+    "America/Toronto",
+    "America/Vancouver",
+    "America/Mexico_City",
+    "America/Sao_Paulo",
+    "Europe/London",
+    "Europe/Dublin",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Madrid",
+    "Europe/Amsterdam",
+    "Europe/Stockholm",
+    "Africa/Johannesburg",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "UTC",
+)
+_REGIONS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
+
+
+def _zone_label(zone: str) -> str:
+    if zone == "UTC":
+        return "UTC (Coordinated Universal Time)"
+    place = zone.split("/", 1)[1].replace("_", " ").replace("/", " – ")
+    return f"{place} ({zone})"
+
+
+def time_zone_choices() -> list:
+    """(group, [(zone, label)]) choices for a select: common zones first, then every region's zones."""
+    available = zoneinfo.available_timezones()
+    groups: dict[str, list[tuple[str, str]]] = {region: [] for region in _REGIONS}
+    for zone in sorted(available):
+        region = zone.split("/", 1)[0]
+        if region in groups and "/" in zone:
+            groups[region].append((zone, _zone_label(zone)))
+    common = [(zone, _zone_label(zone)) for zone in COMMON_TIME_ZONES if zone in available]
+    return [("Common time zones", common), *((region, zones) for region, zones in groups.items() if zones)]
+
+
+def category_order_problem(order: list[str]) -> str | None:
+    """The duplicated and missing billing categories, in the product's words; None when each is used once."""
+    labels = dict(BillingCategory.choices)
+    twice = [labels[c] for c in dict.fromkeys(order) if order.count(c) > 1]
+    missing = [labels[c] for c in DEFAULT_CATEGORY_ORDER if c not in order]
+    if not twice and not missing:
+        return None
+    parts = []
+    if twice:
+        parts.append(f"{' and '.join(twice)} {'is' if len(twice) == 1 else 'are'} chosen more than once")
+    if missing:
+        parts.append(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing")
+    return f"Use each category once: {'; '.join(parts)}."
+
+
+class BillingSetupForm(ServiceForm):
     billing_day = forms.TypedChoiceField(
         label="Billing day",
         choices=day_choices(),
@@ -133,50 +317,35 @@ class BillingSetupForm(ServiceForm):
         help_text="Day of the month the agency's cycle is billed (1–28).",
     )
     time_zone = forms.ChoiceField(label="Time zone", help_text="Billing days are this time zone's calendar days.")
-    grace_period_days = forms.IntegerField(
-        label="Grace period",
-        min_value=0,
-        max_value=60,
-        help_text="Days after the billing date before an unpaid balance is overdue.",
+    grace_period_days = days_field(
+        "Grace period", minimum=0, help_text="Days after the billing date before an unpaid balance is overdue."
     )
     overdue_threshold = MoneyField(
         label="Overdue threshold", help_text="An account is overdue only when its past-due balance is at least this."
     )
-    statement_days_before = forms.IntegerField(
-        label="Upcoming Statement", min_value=0, max_value=60, help_text="Days before the billing date."
+    statement_days_before = days_field(
+        "Upcoming Statement", minimum=1, help_text="Days before the billing date (at least 1)."
     )
-    statement_second_after_days = forms.IntegerField(
-        label="Second Upcoming Statement",
-        required=False,
-        min_value=1,
-        max_value=60,
-        help_text="Days after the first; empty for none.",
+    statement_second_after_days = days_field(
+        "Second Upcoming Statement", minimum=1, required=False, help_text="Days after the first; empty for none."
     )
-    statement_third_after_days = forms.IntegerField(
-        label="Third Upcoming Statement",
-        required=False,
-        min_value=1,
-        max_value=60,
-        help_text="Days after the second; empty for none.",
+    statement_third_after_days = days_field(
+        "Third Upcoming Statement", minimum=1, required=False, help_text="Days after the second; empty for none."
     )
-    overdue_second_after_days = forms.IntegerField(
-        label="Second Account Overdue",
-        required=False,
-        min_value=1,
-        max_value=60,
-        help_text="Days after the first; empty for none.",
+    overdue_second_after_days = days_field(
+        "Second Account Overdue", minimum=1, required=False, help_text="Days after the first; empty for none."
     )
-    overdue_third_after_days = forms.IntegerField(
-        label="Third Account Overdue",
-        required=False,
-        min_value=1,
-        max_value=60,
-        help_text="Days after the second; empty for none.",
+    overdue_third_after_days = days_field(
+        "Third Account Overdue", minimum=1, required=False, help_text="Days after the second; empty for none."
     )
     retries_enabled = forms.BooleanField(label="Retry failed autopay payments (5th and 10th weekday)", required=False)
     brand_color = forms.CharField(label="Brand colour", max_length=7, widget=forms.TextInput(attrs={"type": "color"}))
     address = forms.CharField(label="Postal address", required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    email = forms.EmailField(label="Billing email", required=False)
+    email = forms.EmailField(
+        label="Billing email",
+        required=False,
+        error_messages={"invalid": "Enter an email address such as billing@agency.example."},
+    )
     logo = forms.FileField(label="Logo (PNG, JPEG or SVG)", required=False)
 
     def __init__(self, *args, currency: str, **kwargs):
@@ -186,7 +355,8 @@ class BillingSetupForm(ServiceForm):
             currency=currency,
             help_text="An account is overdue only when its past-due balance is at least this.",
         )
-        self.fields["time_zone"].choices = [(z, z) for z in sorted(zoneinfo.available_timezones())]  # type: ignore[attr-defined]
+        self.fields["time_zone"].choices = time_zone_choices()  # type: ignore[attr-defined]
+        self.fields["time_zone"].error_messages["invalid_choice"] = "Choose a time zone from the list."
         for position in range(1, len(DEFAULT_CATEGORY_ORDER) + 1):
             self.fields[f"category_{position}"] = forms.ChoiceField(
                 label=f"{position}.", choices=BillingCategory.choices
@@ -195,10 +365,20 @@ class BillingSetupForm(ServiceForm):
     def category_fields(self):
         return [self[f"category_{i}"] for i in range(1, len(DEFAULT_CATEGORY_ORDER) + 1)]
 
-    def apply_error(self, exc: ApplicationError) -> None:
-        if "category_order" in exc.fields:
-            self.add_error("category_1", exc.fields.pop("category_order")[0])
-        super().apply_error(exc)
+    def clean(self):
+        data = super().clean()
+        names = [f"category_{i}" for i in range(1, len(DEFAULT_CATEGORY_ORDER) + 1)]
+        order = [data.get(name) for name in names]
+        if all(order) and (problem := category_order_problem(order)):  # type: ignore[arg-type]
+            # The message goes next to each repeated choice after its first use.
+            seen: set[str] = set()
+            for name, category in zip(names, order, strict=True):
+                if category in seen:
+                    self.add_error(name, problem)
+                seen.add(category)  # type: ignore[arg-type]
+        return data
+
+    field_map = {"overdue_threshold_minor": "overdue_threshold", "category_order": "category_1"}
 
 
 class TemplateForm(ServiceForm):
@@ -277,3 +457,85 @@ class StripePaymentMethodForm(ServiceForm):
 
 class SearchForm(forms.Form):
     q = forms.CharField(label="Client name or email", max_length=120, required=False)
+
+
+class ExportRangeForm(ServiceForm):
+    """A date range for the CSV export of invoices or charges (at most a year, so one download stays small)."""
+
+    MAX_DAYS = 366
+
+    kind = forms.ChoiceField(
+        label="Export", choices=[("invoices", "Invoices"), ("charges", "Charges")], initial="invoices"
+    )
+    start = forms.DateField(
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31.", "required": "Give the first day."},
+    )
+    end = forms.DateField(
+        label="To (included)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31.", "required": "Give the last day."},
+    )
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if end < start:
+                self.add_error("end", "The last day cannot be before the first.")
+            elif (end - start).days >= self.MAX_DAYS:
+                self.add_error("end", "Export at most a year at a time.")
+        return data
+
+
+class AuditFilterForm(forms.Form):
+    """The audit trail's filters: one action from the pick-list, and a range of days (UTC)."""
+
+    action = forms.ChoiceField(label="Action", required=False)
+    start = forms.DateField(
+        label="From",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31."},
+    )
+    end = forms.DateField(
+        label="To",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31."},
+    )
+
+    def __init__(self, *args, actions: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = [("", "Every action"), *actions]  # type: ignore[attr-defined]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            self.add_error("end", "The last day cannot be before the first.")
+        return data
+
+
+class WebhookEndpointForm(ServiceForm):
+    """An endpoint of the agency's own systems and the events it wants (none ticked: every event)."""
+
+    url = forms.CharField(
+        label="Endpoint URL",
+        max_length=500,
+        widget=forms.URLInput(attrs={"placeholder": "https://hooks.example.com/agencybilling", "class": "wide"}),
+        error_messages={"required": "Give the address to send events to."},
+    )
+    description = forms.CharField(label="Description", max_length=200, required=False)
+    event_kinds = forms.MultipleChoiceField(
+        label="Events to send",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every event, including kinds added later.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        from integrations.models import EventKind
+
+        super().__init__(*args, **kwargs)
+        self.fields["event_kinds"].choices = EventKind.choices  # type: ignore[attr-defined]

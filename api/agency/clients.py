@@ -162,6 +162,7 @@ class ClientsApi(ApiView):
             billing_day=data["billing_day"],
             autopay_days=data["autopay_days"],
             taxes=_taxes(data["taxes"]),
+            actor=self.user,
         )
         client = _client_queryset(Client.objects).get(pk=client.pk)
         return Response(
@@ -373,5 +374,5 @@ class TaxRatesApi(ApiView):
     def post(self, request):
         serializer = self.CreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        rate = tax_rate_create(**serializer.validated_data)
+        rate = tax_rate_create(**serializer.validated_data, actor=self.user)
         return Response(TaxRateOutput(rate).data, status=status.HTTP_201_CREATED)

@@ -48,6 +48,8 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/charges/{charge_id}/retry-requests/"): REQUEST,
     ("get", "/api/v1/support-requests/"): OVERVIEW,
     ("get", "/api/v1/notices/"): OVERVIEW_ALL,
+    ("get", "/api/v1/margins/"): OVERVIEW_ALL,
+    ("get", "/api/v1/clients/{client_id}/margins/"): OVERVIEW_ALL,
     ("get", "/api/v1/billing-settings/"): ADMIN,
     ("patch", "/api/v1/billing-settings/"): ADMIN,
     ("get", "/api/v1/email-templates/"): ADMIN,

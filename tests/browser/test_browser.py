@@ -135,7 +135,7 @@ def test_COL_1_support_sets_agency_invoiced_and_the_agency_sees_the_new_status(p
     page.get_by_role("link", name="Invoices").click()
     screenshot(page, "console-invoices")
     page.get_by_role("link", name="Audit trail").click()
-    expect(page.locator("main")).to_contain_text("client.agency_invoiced.set")
+    expect(page.locator("main")).to_contain_text("Set Agency Invoiced")
     expect(page.locator("main")).to_contain_text("Client pays by bank transfer")
     screenshot(page, "console-audit-trail")
     # The agency, in its own browser session, sees the new status.

@@ -52,7 +52,7 @@ def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(
     message = smtp_server.messages[0]
     assert message["To"] == "ap@acme.example" and message["Subject"] == "Payment received — thank you"
     assert message["X-Notice-Key"] == "client-1/PAYMENT_RECEIVED/2027-01/1"
-    assert "We received 42.00 USD for invoice ALPHA-000001" in message.get_content()
+    assert "We received 42.00 USD for invoice ALPHA-000001" in message.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_NOT_4_failed_smtp_is_recorded_then_sent_on_retry(agency_a, smtp_server, settings):

@@ -22,7 +22,7 @@ from django_tenants.utils import schema_context
 from accounts.invitations import invitation_issue
 from accounts.login import REFUSED_MESSAGE
 from accounts.models import Role, User
-from clients.models import ClientUser
+from clients.models import ClientUser, TaxRate
 from tests.api.bodies import table_digests
 from tests.conftest import login_client, make_user
 from tests.integration.test_configuration import _manage
@@ -242,6 +242,8 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     path = re.sub(
         r"^/invitations/[^/]+/$", f"/invitations/{ids['platform_invitation' if platform else 'invitation']}/", path
     )
+    path = re.sub(rf"taxes/{UUID}", f"taxes/{ids['tax']}", path)
+    path = re.sub(rf"webhooks/deliveries/{UUID}", f"webhooks/deliveries/{ids['delivery']}", path)
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -269,16 +271,22 @@ def _get_every_page(urlconf: str, clients: dict[str, HttpClient], ids: dict[str,
 @pytest.mark.django_db
 def test_R7_every_page_has_csp_and_security_headers(agency_a):
     from billing.platform.models import AgencyInvoice
+    from integrations.models import OutboundEvent, WebhookDelivery, WebhookEndpoint
 
     scenario = billed_agency(agency_a)
     with schema_context("alpha"):
+        endpoint = WebhookEndpoint.objects.create(url="http://127.0.0.1:9/hook", secret="whsec_test")
+        event = OutboundEvent.objects.create(kind="invoice.finalized", key="r7-event", payload={"id": "r7"})
+        delivery = WebhookDelivery.objects.create(endpoint=endpoint, event=event)
         ids = {
+            "delivery": str(delivery.public_id),
             "paying": str(scenario.paying.public_id),
             "declining": str(scenario.declining.public_id),
             "line": str(scenario.paying.service_lines.first().public_id),
             "charge": str(scenario.declining.charges.first().public_id),
             "invoice": str(scenario.paying.invoices.first().public_id),
             "admin": str(scenario.admin.pk),
+            "tax": str(TaxRate.objects.first().public_id),
         }
         invitee = User.objects.create_user("invitee@alpha.test", None, role=Role.SALESPERSON)
         ids["invitation"] = invitation_issue(user=invitee, actor="test", now=timezone.now()).token
@@ -434,7 +442,7 @@ def test_R7_passwords_set_through_the_invitation_are_hashed(
     http = login_client(agency_a, admin.email)
     with django_capture_on_commit_callbacks(execute=True):
         assert http.post("/users/", {"email": "new.seller@alpha.test", "role": "SALESPERSON"}).status_code == 302
-    content = smtp_server.messages[0].get_content()
+    content = smtp_server.messages[0].get_body(preferencelist=("plain",)).get_content()
     link = re.search(r"https?://alpha\.localhost(/invitations/[^\s]+/)", content).group(1)
     invitee = HttpClient(HTTP_HOST="alpha.localhost")
     raw = "a-long-secret-77-Quokka"

@@ -43,7 +43,8 @@ def test_chart_scale_is_round_and_bars_are_proportional():
     assert [_nice_ceiling(v) for v in (0, 7, 10, 11, 199, 2_200_000)] == [1, 10, 10, 20, 200, 2_500_000]
     months = [MonthTotals(date(2027, m, 1), 10_000 * m, 5_000 * m, 5_000 * m) for m in range(1, 13)]
     chart = build_chart(months, "USD")
-    assert len(chart.bars) == 36 and [label for _, label in chart.months][:2] == ["Jan", "Feb"]
+    assert len(chart.bars) == 36 and [label for _, label, _ in chart.months][:2] == ["Jan", "Feb"]
+    assert [year for _, _, year in chart.months] == ["2027"] + [""] * 11
     billed = [b for b in chart.bars if b.series == "billed"]
     assert billed[-1].height == 2 * billed[5].height  # 120,000 vs 60,000
     assert billed[-1].label == "December 2027 billed: 1,200.00 USD"

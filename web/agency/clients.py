@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import has_capability
@@ -18,13 +19,25 @@ from billing.overview import (
 from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_request, retry_request
 from clients.models import AgencyServiceLine, Client
-from clients.services import client_configure, service_line_add, service_line_remove
+from clients.selectors import client_needs_setup, needs_setup_condition
+from clients.services import (
+    client_configure,
+    client_create,
+    client_deactivate,
+    client_reactivate,
+    client_update,
+    service_line_add,
+    service_line_remove,
+)
 from core.errors import ApplicationError
 from notifications.selectors import notices_about_client
-from web.access import shows_amounts, staff_view, visible_clients
+from web.access import business_today, shows_amounts, staff_view, visible_clients
 from web.agency.common import PAGE_SIZE, SEE_BILLING, C, is_htmx
+from web.confirm import confirm_page, confirmed
 from web.forms import (
+    ClientAccountForm,
     ClientConfigForm,
+    ClientCreateForm,
     ReasonForm,
     SearchForm,
     ServiceLineForm,
@@ -38,12 +51,20 @@ def client_list(request: HttpRequest) -> HttpResponse:
         visible_clients(request.user)
         .select_related("salesperson")
         .annotate(  # type: ignore[arg-type]
-            has_method=Exists(PaymentMethod.objects.filter(client=OuterRef("pk"), removed_at__isnull=True))
+            has_method=Exists(PaymentMethod.objects.filter(client=OuterRef("pk"), removed_at__isnull=True)),
+            needs_setup=ExpressionWrapper(needs_setup_condition(), output_field=BooleanField()),
         )
     )
     query = form.cleaned_data.get("q", "") if form.is_valid() else ""
     if query:
         clients = clients.filter(Q(name__icontains=query) | Q(email__icontains=query))
+    show = request.GET.get("show", "")
+    if show == "setup":
+        clients = clients.filter(needs_setup_condition())
+    elif show == "inactive":
+        clients = clients.filter(deactivated_on__isnull=False)
+    else:
+        show = ""
     page = Paginator(clients.order_by("name", "id"), PAGE_SIZE).get_page(request.GET.get("page"))
     return render(
         request,
@@ -52,10 +73,13 @@ def client_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "page": page,
             "query": query,
+            "show": show,
             "amounts": shows_amounts(request.user),  # type: ignore[arg-type]
-            "currency": request.tenant.currency,
+            "can_edit": has_capability(request.user, C.EDIT_CLIENT_CONFIG),  # type: ignore[arg-type]
+            "currency": request.tenant.currency,  # type: ignore[attr-defined]
+            "today": business_today(request.tenant),  # type: ignore[attr-defined]
         },
-    )  # type: ignore[attr-defined]
+    )
 
 
 def _client_for(request: HttpRequest, public_id) -> Client:
@@ -78,7 +102,14 @@ def _config_initial(client: Client, currency: str) -> dict:
 
 
 def _client_page(
-    request: HttpRequest, client: Client, *, config_form=None, line_form=None, reason_form=None, status: int = 200
+    request: HttpRequest,
+    client: Client,
+    *,
+    config_form=None,
+    line_form=None,
+    reason_form=None,
+    account_form=None,
+    status: int = 200,
 ) -> HttpResponse:
     agency, user = request.tenant, request.user  # type: ignore[attr-defined]
     can_edit = has_capability(user, C.EDIT_CLIENT_CONFIG)  # type: ignore[arg-type]
@@ -97,6 +128,11 @@ def _client_page(
         .order_by("-due_on", "-installment")[:12]
     )
     requests = list(SupportRequest.objects.filter(client=client, status="OPEN"))
+    margins = {}
+    if has_capability(user, C.VIEW_BILLING) and shows_amounts(user):  # type: ignore[arg-type]
+        from web.agency.margins import client_margin_context
+
+        margins = client_margin_context(request, client)
     retry_requested = {r.charge_id for r in requests if r.kind == RequestKind.RETRY}
     return render(
         request,
@@ -111,6 +147,11 @@ def _client_page(
             "lines": client.service_lines.filter(removed_at__isnull=True).order_by("id"),
             "line_form": line_form or ServiceLineForm(currency=agency.currency, initial={"taxable": True}),
             "reason_form": reason_form or ReasonForm(),
+            "account_form": account_form or ClientAccountForm(initial={"name": client.name, "email": client.email}),
+            "needs_setup": client_needs_setup(client),
+            "show_margins": bool(margins),
+            **margins,
+            "today": business_today(agency),
             "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
             "charges": charges,
             "retry_requested": retry_requested,
@@ -203,6 +244,14 @@ def service_line_create(request: HttpRequest, public_id) -> HttpResponse:
 def service_line_delete(request: HttpRequest, public_id, line_id) -> HttpResponse:
     client = _client_for(request, public_id)
     line = get_object_or_404(AgencyServiceLine, client=client, public_id=line_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Remove “{line.description}”?",
+            message=f"{client.name}'s next invoices will no longer carry this line; invoices already built keep it.",
+            action_label="Remove line",
+            cancel_url=reverse("client-detail", kwargs={"public_id": client.public_id}),
+        )
     service_line_remove(line=line, actor=request.user)  # type: ignore[arg-type]
     if is_htmx(request):
         return _lines_partial(request, client)
@@ -244,3 +293,81 @@ def client_agency_invoiced_request(request: HttpRequest, public_id) -> HttpRespo
             messages.success(request, "Agency Invoiced requested. Billing support will review it.")
             return redirect("client-detail", public_id=client.public_id)
     return _client_page(request, client, reason_form=form, status=400)
+
+
+@staff_view(C.EDIT_CLIENT_CONFIG)
+def client_new(request: HttpRequest) -> HttpResponse:
+    """Add a client with its configuration: the API's create, with the same service and rules."""
+    agency = request.tenant  # type: ignore[attr-defined]
+    kwargs = {"currency": agency.currency, "agency_billing_day": agency.billing_day}
+    if request.method != "POST":
+        form = ClientCreateForm(initial={"license_price": ""}, **kwargs)
+        return render(request, "agency/client_new.html", {"form": form})
+    form = ClientCreateForm(request.POST, **kwargs)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            client = client_create(
+                name=data["name"],
+                email=data["email"],
+                activated_on=business_today(agency),
+                license_price_minor=data["license_price"],
+                salesperson=data["salesperson"],
+                billing_day=data["billing_day"],
+                autopay_days=data["autopay_days"],
+                taxes=list(data["taxes"]),
+                actor=request.user,  # type: ignore[arg-type]
+            )
+        except ApplicationError as exc:
+            form.apply_error(exc)
+        else:
+            messages.success(request, f"{client.name} added. Add its Agency Services lines below.")
+            return redirect("client-detail", public_id=client.public_id)
+    return render(request, "agency/client_new.html", {"form": form}, status=400)
+
+
+@require_POST
+@staff_view(C.EDIT_CLIENT_CONFIG)
+def client_account(request: HttpRequest, public_id) -> HttpResponse:
+    """Change the client's name and billing email."""
+    client = _client_for(request, public_id)
+    form = ClientAccountForm(request.POST)
+    if form.is_valid():
+        try:
+            client_update(
+                client=client, name=form.cleaned_data["name"], email=form.cleaned_data["email"], actor=request.user
+            )  # type: ignore[arg-type]
+        except ApplicationError as exc:
+            form.apply_error(exc)
+        else:
+            messages.success(request, "Client details saved.")
+            return redirect("client-detail", public_id=client.public_id)
+    return _client_page(request, client, account_form=form, status=400)
+
+
+@require_POST
+@staff_view(C.EDIT_CLIENT_CONFIG)
+def client_active(request: HttpRequest, public_id) -> HttpResponse:
+    """Deactivate (no invoice from today on) or reactivate a client, after confirmation."""
+    client = _client_for(request, public_id)
+    today = business_today(request.tenant)  # type: ignore[attr-defined]
+    if request.POST.get("active") == "1":
+        client_reactivate(client=client, actor=request.user)  # type: ignore[arg-type]
+        messages.success(request, f"{client.name} is active again: billed from its next billing date.")
+        return redirect("client-detail", public_id=client.public_id)
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Deactivate {client.name}?",
+            message=f"No invoice will be built for {client.name} from {today:%Y-%m-%d} on. Invoices already "
+            "built are still collected. You can reactivate the client later.",
+            action_label="Deactivate client",
+            cancel_url=reverse("client-detail", kwargs={"public_id": client.public_id}),
+        )
+    try:
+        client_deactivate(client=client, on=today, actor=request.user)  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{client.name} is deactivated: no invoice from {today:%Y-%m-%d} on.")
+    return redirect("client-detail", public_id=client.public_id)

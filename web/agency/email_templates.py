@@ -78,6 +78,8 @@ def template_edit(request: HttpRequest, kind: str) -> HttpResponse:
     else:
         form = TemplateForm(
             initial={
+                # The select shows the client the preview uses (the first one by name).
+                "client": Client.objects.order_by("name").first(),
                 "subject": custom.subject if custom else spec.subject,
                 "body": custom.body if custom else spec.body,
             }
@@ -97,3 +99,47 @@ def template_preview(request: HttpRequest, kind: str) -> HttpResponse:
     form = TemplateForm(request.POST)
     form.is_valid()
     return render(request, "agency/_template_preview.html", {"kind": kind, **_preview(request, kind, form)})
+
+
+@require_POST
+@staff_view(C.ADMINISTER)
+def template_test_email(request: HttpRequest, kind: str) -> HttpResponse:
+    """Send the draft as it stands — rendered with the chosen client's data, in the branded layout — to the
+    signed-in Administrator's own address. Nothing is saved; the editor comes back with the draft as typed."""
+    from billing.notice_previews import notice_preview_context
+    from notifications.services import notice_test_send
+
+    kind = _kind_or_404(kind)
+    spec = CATALOG[kind]
+    form = TemplateForm(request.POST)
+    status = 200
+    if form.is_valid():
+        client = form.cleaned_data.get("client") or Client.objects.order_by("name").first()
+        if client is None:
+            form.add_error("client", "Add a client first: the test email uses a client's real data.")
+            status = 400
+        else:
+            context = notice_preview_context(client=client, kind=kind, today=business_today(request.tenant))  # type: ignore[attr-defined]
+            try:
+                notice_test_send(
+                    kind=kind,
+                    subject=form.cleaned_data["subject"],
+                    body=form.cleaned_data["body"],
+                    context=context,
+                    to_email=request.user.email,  # type: ignore[union-attr]
+                    agency=request.tenant,  # type: ignore[attr-defined]
+                )
+            except ApplicationError as exc:
+                form.apply_error(exc)
+                status = 400
+            except OSError as exc:  # the mail server could not be reached
+                messages.error(request, f"The test email could not be sent: {exc}.")
+                status = 502
+            else:
+                messages.success(request, f"Test email sent to {request.user.email} with {client.name}'s data.")  # type: ignore[union-attr]
+    else:
+        status = 400
+    custom = NoticeTemplate.objects.filter(kind=kind).first()
+    context = {"kind": kind, "label": NoticeKind(kind).label, "spec": spec, "form": form, "custom": custom}
+    context.update(_preview(request, kind, form))
+    return render(request, "agency/template_edit.html", context, status=status)

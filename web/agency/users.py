@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -14,6 +15,7 @@ from core.errors import ApplicationError
 from tenants.onboarding import user_invitation_send
 from web.access import staff_view
 from web.agency.common import C
+from web.confirm import confirm_page, confirmed
 from web.forms import (
     InviteForm,
     RoleForm,
@@ -74,6 +76,14 @@ def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
 @staff_view(C.ADMINISTER)
 def user_active(request: HttpRequest, user_id: int) -> HttpResponse:
     target = get_object_or_404(User, pk=user_id)
+    if request.POST.get("active") != "1" and not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Deactivate {target.email}?",
+            message="They can no longer sign in, and their API tokens stop working. You can reactivate them later.",
+            action_label="Deactivate user",
+            cancel_url=reverse("user-list"),
+        )
     try:
         user_active_set(user=target, active=request.POST.get("active") == "1", actor=request.user)  # type: ignore[arg-type]
     except ApplicationError as exc:

@@ -77,3 +77,20 @@ def last_day(period_end: date) -> date:
     from datetime import timedelta
 
     return period_end - timedelta(days=1)
+
+
+@register.filter
+def decline_words(code: str) -> str:
+    from web.wording import decline_reason
+
+    return decline_reason(code)
+
+
+@register.filter
+def get_item(mapping: dict, key):
+    return mapping.get(key, key)
+
+
+@register.filter
+def abs_minor(value) -> int:
+    return abs(int(value))
