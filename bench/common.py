@@ -229,3 +229,15 @@ def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: 
         except ProcessLookupError:
             pass
         proc.wait(timeout=5)
+
+
+def queues_purge() -> None:
+    """Empty every Celery queue of this run (one per kind of work, agencybilling/queues.py): tasks queued for a
+    worker the benchmark does not run."""
+    from django.conf import settings
+
+    from agencybilling.celery import app
+
+    with app.connection_for_write() as conn:
+        for name in settings.CELERY_QUEUE_NAMES:
+            conn.default_channel.queue_purge(name)

@@ -28,7 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-from bench.common import Row, Timer, bench_args, django_setup, profiled, write_result
+from bench.common import Row, Timer, bench_args, django_setup, profiled, queues_purge, write_result
 
 BILLING_DATE = date(2027, 3, 1)
 LATENCY = 0.3
@@ -398,10 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _purge_notice_queue() -> None:
     """The Payment Received notices were queued for a worker this benchmark does not run: drop them."""
-    from agencybilling.celery import app
-
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    queues_purge()
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
-from bench.common import ROOT, Row, Timer, bench_args, django_setup, median, write_result
+from bench.common import ROOT, Row, Timer, bench_args, django_setup, median, queues_purge, write_result
 
 ZONES = ["UTC", "America/New_York", "America/Los_Angeles", "Europe/Berlin", "Asia/Tokyo", "Australia/Sydney"]
 
@@ -57,7 +57,6 @@ def _populate(count: int) -> list[str]:
 def _tick(repeats: int = 5) -> dict:
     from django.db import connection
 
-    from agencybilling.celery import app
     from billing.clock import agencies_due
     from billing.tasks import billing_clock_tick
 
@@ -70,8 +69,7 @@ def _tick(repeats: int = 5) -> dict:
             result = billing_clock_tick()
         times.append(timer.seconds)
         sent = len(result)
-        with app.connection_for_write() as conn:
-            conn.default_channel.queue_purge(app.conf.task_default_queue)
+        queues_purge()
     baseline = []
     for _ in range(repeats):
         with Timer() as timer, connection.cursor() as cursor:
@@ -95,7 +93,6 @@ def _create_one(repeats: int = 3, compare: bool = True) -> dict:
     from django.test import override_settings
     from django_tenants.clone import CloneSchema
 
-    from agencybilling.celery import app
     from bench.schemas import TEMPLATE_SLUG, template_ensure
     from tenants.services import agency_create
     from tenants.spares import spare_schemas_refill
@@ -124,8 +121,7 @@ def _create_one(repeats: int = 3, compare: bool = True) -> dict:
         with Timer() as timer, connection.cursor() as cursor:
             template.create(cursor, f"p6replay{tag}n{n}", TEMPLATE_SLUG)
         replay.append(timer.seconds)
-    with app.connection_for_write() as conn:  # the refills agency_create queued for a worker not running here
-        conn.default_channel.queue_purge(app.conf.task_default_queue)
+    queues_purge()  # the refills agency_create queued for a worker not running here
     return {
         "seconds": median(product),
         "times": product,

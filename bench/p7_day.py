@@ -29,6 +29,7 @@ from bench.common import (
     bench_args,
     children_of,
     django_setup,
+    queues_purge,
     rss_bytes,
     stop_process,
     write_result,
@@ -95,7 +96,8 @@ def _baseline(agencies: list) -> float:
     return timer.seconds / len(agencies)
 
 
-def _start_worker(env: dict[str, str], queue: str) -> subprocess.Popen:
+def _start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A worker consuming every queue of this run (one per kind of work)."""
     log = open(ROOT / "bench" / "results" / "P7-worker.log", "wb")
     return subprocess.Popen(
         [
@@ -109,8 +111,6 @@ def _start_worker(env: dict[str, str], queue: str) -> subprocess.Popen:
             "prefork",
             "--concurrency",
             str(WORKERS),
-            "-Q",
-            queue,
             "--loglevel",
             "WARNING",
             "--without-mingle",
@@ -149,7 +149,6 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.db import connection
 
-    from agencybilling.celery import app
     from bench.schemas import template_ensure
     from billing.tasks import agency_clock_run
     from notifications.models import Notice
@@ -163,10 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"P7 set-up: {count + len(sample)} agencies x {clients} clients in {setup.seconds:.0f}s", file=sys.stderr)
     per_agency = _baseline(sample)
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(queue)
+    queues_purge()
     env = {**os.environ, "CELERY_QUEUE": queue}
-    worker = _start_worker(env, queue)
+    worker = _start_worker(env)
     peak_process, peak_total, samples = 0, 0, 0
     try:
         _wait_ready(worker)

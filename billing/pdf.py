@@ -365,3 +365,26 @@ def stored_pdf_etag(data: bytes) -> str:
 
 def pdf_filename(invoice) -> str:
     return f"invoice-{invoice.number}.pdf"
+
+
+def invoices_pdf_missing(*, issued_on: list, chunk: int) -> list[list[int]]:
+    """Ids of the client invoices issued on these days whose PDF is not stored yet, in chunks (current schema)."""
+    ids = list(Invoice.objects.filter(issued_on__in=issued_on, pdf="").order_by("pk").values_list("pk", flat=True))
+    return [ids[start : start + chunk] for start in range(0, len(ids), chunk)]
+
+
+def invoices_pdf_store(*, invoice_ids: list[int]) -> dict[str, int]:
+    """Render and store the PDFs of those invoices that are settled and not stored yet (current agency schema);
+    the others are left to be rendered on download, as `invoice_pdf` always does. Safe to run twice: the first
+    writer of a path wins (MON-3)."""
+    from tenants.selectors import current_agency
+
+    agency = current_agency()
+    stored = skipped = 0
+    for invoice in Invoice.objects.filter(pk__in=invoice_ids, pdf="").prefetch_related("charges"):
+        if not is_settled([c.status for c in invoice.charges.all()]):
+            skipped += 1
+            continue
+        invoice_pdf(invoice=invoice, agency=agency)
+        stored += 1
+    return {"stored": stored, "not_settled": skipped}

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from billing.attempts import attempts_sweep
 from billing.clock import agency_clock_catch_up, agency_clock_lock, clock_tick
+from billing.pdf import invoices_pdf_missing, invoices_pdf_store
 from billing.webhooks import webhook_event_process, webhook_sweep
 from core.calendar import local_date
 from core.tasks import agency_task
@@ -37,7 +38,13 @@ def billing_clock_tick() -> dict:
 def agency_clock_run(*, schema_name: str, until: str) -> list[str]:
     """Run the agency's missed days up to `until` (its local today), in order."""
     ran = agency_clock_catch_up(schema_name=schema_name, until=date.fromisoformat(until))
+    if ran and settings.INVOICE_PDFS_AHEAD:
+        for chunk in invoices_pdf_missing(issued_on=ran, chunk=PDF_BATCH):
+            invoice_pdfs_store.delay(schema_name=schema_name, invoice_ids=chunk)
     return [day.isoformat() for day in ran or []]
+
+
+PDF_BATCH = 50  # invoices per PDF task
 
 
 @shared_task(name="billing.tasks.reliability_sweep")
@@ -62,12 +69,27 @@ def agency_sweep(*, schema_name: str) -> dict:
     outbox = outbox_sweep(
         now=now, grace=grace, sending_timeout=timedelta(seconds=settings.OUTBOX_SENDING_TIMEOUT_SECONDS)
     )
+    agency_attempts_resolve.delay(schema_name=schema_name)
+    return {"requeued": outbox.requeued, "uncertain": outbox.uncertain}
+
+
+@agency_task(name="billing.tasks.agency_attempts_resolve")
+def agency_attempts_resolve(*, schema_name: str) -> dict:
+    """Collection queue: ask the processor about the agency's attempts left unknown (a killed worker, a timeout),
+    only while the agency's day is not running (the day resolves its own)."""
+    now = timezone.now()
     agency = Agency.objects.get(schema_name=schema_name)
-    attempts: dict = {"skipped": "day running"}
     with agency_clock_lock(schema_name) as free:
-        if free:
-            attempts = attempts_sweep(today=local_date(now, agency.time_zone), started_before=now - grace)
-    return {"requeued": outbox.requeued, "uncertain": outbox.uncertain, "attempts": attempts}
+        if not free:
+            return {"skipped": "day running"}
+        started_before = now - timedelta(seconds=settings.SWEEP_GRACE_SECONDS)
+        return attempts_sweep(today=local_date(now, agency.time_zone), started_before=started_before)
+
+
+@agency_task(name="billing.tasks.invoice_pdfs_store")
+def invoice_pdfs_store(*, schema_name: str, invoice_ids: list[int]) -> dict:
+    """PDF queue: render and store the PDFs of settled invoices ahead of their first download (INV-1)."""
+    return invoices_pdf_store(invoice_ids=invoice_ids)
 
 
 @shared_task(

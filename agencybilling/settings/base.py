@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.utils.csp import CSP
+from kombu import Queue
 
 from agencybilling.env import database_from_url, email_from_url, env_bool, env_int, env_str, site_url_from_env
+from agencybilling.queues import celery_routing
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -215,6 +217,9 @@ PAYMENT_PROVIDER = "stripe" if STRIPE_SECRET_KEY else "sandbox"
 STRIPE_RATE_LIMIT = env_int("STRIPE_RATE_LIMIT", 0)
 # Charges of one agency in flight at once while collecting (threads, each with a database connection).
 COLLECTION_CONCURRENCY = env_int("COLLECTION_CONCURRENCY", 32)
+# After an agency's day, the PDFs of the invoices it settled are rendered and stored by the PDF queue's workers,
+# so first downloads are served from storage. Off by default (tests, benchmarks); on in production and the demo.
+INVOICE_PDFS_AHEAD = env_bool("INVOICE_PDFS_AHEAD", False)
 
 # --- REST framework -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -287,4 +292,8 @@ LOGGING = {
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 86400
+# One queue per kind of work (agencybilling/queues.py): `<CELERY_QUEUE>.<kind>`, the default queue `<CELERY_QUEUE>`.
+# A worker without `-Q` consumes them all; settings that change the prefix recompute both (test.py, bench.py).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "agencybilling")
+CELERY_TASK_ROUTES, CELERY_QUEUE_NAMES = celery_routing(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUE_NAMES]

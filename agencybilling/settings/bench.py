@@ -1,6 +1,10 @@
 """Benchmarks (`make bench`): production-like (DEBUG off, no query logging), quiet logs, fast password hashing
 for the users the benchmarks create, files under .local/."""
 
+from kombu import Queue
+
+from agencybilling.queues import celery_routing
+
 from .base import *  # noqa: F403
 from .base import CACHES, LOGGING, env_str
 
@@ -12,5 +16,7 @@ LOGGING = {**LOGGING, "root": {"handlers": ["console"], "level": "WARNING"}}
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # A queue and cache prefix of their own, so a benchmark never shares work with a demo or a test run.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "agencybilling-bench")
+CELERY_TASK_ROUTES, CELERY_QUEUE_NAMES = celery_routing(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUE_NAMES]
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": "bench"}}
 WHITENOISE_USE_FINDERS = True

@@ -15,3 +15,6 @@ WHITENOISE_AUTOREFRESH = True
 
 # The demo may send its webhooks to a receiver on this machine.
 WEBHOOK_ALLOW_PRIVATE_HOSTS = True
+
+# Settled invoices' PDFs are stored by the PDF queue after each day (base.py).
+INVOICE_PDFS_AHEAD = env_bool("INVOICE_PDFS_AHEAD", True)

@@ -18,3 +18,6 @@ SECURE_HSTS_PRELOAD = True
 # base for every environment; production adds HTTPS-only cookies.
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
+
+# Settled invoices' PDFs are stored by the PDF queue after each day (base.py).
+INVOICE_PDFS_AHEAD = env_bool("INVOICE_PDFS_AHEAD", True)

@@ -1,5 +1,9 @@
 """The test suite: real PostgreSQL and Redis, fast password hashing."""
 
+from kombu import Queue
+
+from agencybilling.queues import celery_routing
+
 from .base import *  # noqa: F403
 from .base import BASE_DOMAIN, CACHES, LOGGING, env_str, site_url_from_env
 
@@ -21,6 +25,8 @@ MEDIA_ROOT = MEDIA_ROOT / XDIST_WORKER if XDIST_WORKER else MEDIA_ROOT
 
 # A queue and cache prefix of its own, so a test run never shares work with a running demo.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", f"agencybilling-test{_PER_WORKER}")
+CELERY_TASK_ROUTES, CELERY_QUEUE_NAMES = celery_routing(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUE_NAMES]
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test{_PER_WORKER}"}}
 
 # Serve static files straight from the app directories (no collectstatic needed).

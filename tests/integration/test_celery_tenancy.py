@@ -71,6 +71,8 @@ def test_clock_and_sweep_tasks_still_answer_to_their_names_before_the_move(agenc
     ran = run("tenants.tasks.agency_clock_run", schema_name=agency_a.schema_name, until=today.isoformat())
     assert ran == [today.isoformat()]
     assert run("tenants.tasks.billing_clock_tick") == {}  # both agencies' clocks are up to date
-    expected = {"requeued": 0, "uncertain": 0, "attempts": {"unresolved": 0, "resolved": 0}}
-    assert run("tenants.tasks.agency_sweep", schema_name=agency_a.schema_name) == expected
+    assert run("tenants.tasks.agency_sweep", schema_name=agency_a.schema_name) == {"requeued": 0, "uncertain": 0}
+    # The sweep hands resolving unknown attempts to the collection queue.
+    resolved = run("billing.tasks.agency_attempts_resolve", schema_name=agency_a.schema_name)
+    assert resolved == {"unresolved": 0, "resolved": 0}
     assert run("tenants.tasks.reliability_sweep") == {"webhooks": 0, "agencies": 2}
