@@ -1,5 +1,13 @@
-"""Collection attempts on one charge (COL-2..4, RET-1..4): making one, recording its outcome, and resolving
-attempts whose outcome is not known.
+"""Collection attempts (COL-2..4, RET-1..4): starting them, calling the provider, recording their outcomes,
+recording the payments they bring, and resolving attempts whose outcome is not known.
+
+Everything here works on a batch of charges; one charge is a batch of one. `charge_attempt` (one charge:
+manual retries, "pay now", the agency's own invoice) and the day's collection (`billing/collection.py`, many
+batches with provider calls in flight at once) go through the same three steps — `attempts_start`,
+`attempt_call`, `attempts_finish` — so every status move, payment application, overdue refresh, notice and
+outbound event of a collection is written by one piece of code whatever the path. A provider's later report
+(`billing/settlement.py`: a bank debit settled or failed) records its payment through `charge_mark_paid`, the
+same code again.
 
 Never twice: an attempt row (unique per charge and number, carrying the idempotency key) is committed
 *before* the provider is called, and the provider call uses that key. An attempt whose outcome is
@@ -17,20 +25,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from django.db import connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from billing.base_models import AbstractAttempt, AbstractCharge
-from billing.charges import IllegalTransition, TransitionEffects, charge_locked, charge_transition
-from billing.dunning import client_overdue_refresh
-from billing.ledger import agency_payment_apply, payment_apply
-from billing.models import Charge, PaymentMethod
-from billing.payouts import charge_destination, charge_paid_out, payout_for, payouts_lock
-from billing.platform.models import AgencyCharge, AgencyPaymentMethod
+from billing.charges import IllegalTransition, TransitionEffects, charge_locked, charge_transition, charges_paid
+from billing.dunning import clients_overdue_refresh
+from billing.ledger import agency_payment_apply, payments_apply
+from billing.models import Charge, ChargeAttempt, PaymentMethod
+from billing.payouts import charge_paid_out, client_destination, payout_for, payouts_lock, payouts_paid_exist
+from billing.platform.models import AgencyCharge, AgencyChargeAttempt, AgencyPaymentMethod
 from billing.providers import get_provider
 from billing.providers.base import ChargeRequest, ChargeResult, Outcome, PaymentProvider
 from billing.selectors import billing_settings
 from billing.statuses import (
+    COLLECTED,
     COLLECTIBLE,
     FAILED_OUTCOMES,
     LATEST_ATTEMPT_UNKNOWN,
@@ -40,6 +48,7 @@ from billing.statuses import (
     ChargeStatus,
 )
 from core.calendar import retry_dates
+from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -58,29 +67,77 @@ class Payer:
     customer: str
     payment_method: PaymentMethod | AgencyPaymentMethod | None
     destination: str | None
-    retries_enabled: bool
     schema_name: str
 
 
-def _retries_enabled(charge: AbstractCharge) -> bool:
-    return billing_settings().retries_enabled if isinstance(charge, Charge) else True
+@dataclass(frozen=True)
+class AttemptRun:
+    """What the attempts of one run share, read once: the day, who asked, and the account's settings."""
+
+    charge_model: type[Charge] | type[AgencyCharge]
+    today: date
+    kind: str = AttemptKind.AUTOMATIC
+    actor: str = ""
+    retries_enabled: bool = True  # RET-5
+    category_order: tuple[str, ...] = tuple(DEFAULT_CATEGORY_ORDER)  # COL-6
+    destination: str | None = None  # PAY-1
+
+
+def attempt_run(
+    charge_model: type[Charge] | type[AgencyCharge], *, today: date, kind: str = AttemptKind.AUTOMATIC, actor: str = ""
+) -> AttemptRun:
+    """Client charges follow the agency's settings and go to its connected account; agency charges are the
+    platform's own, always retried, in the default category order."""
+    if charge_model is Charge:
+        settings_row = billing_settings()
+        return AttemptRun(
+            Charge,
+            today,
+            kind,
+            actor,
+            settings_row.retries_enabled,
+            tuple(settings_row.category_order),
+            client_destination(),
+        )
+    return AttemptRun(AgencyCharge, today, kind, actor)
+
+
+@dataclass
+class StartedAttempt:
+    """An attempt committed before its provider call, with what the call needs."""
+
+    charge: AbstractCharge
+    attempt: AbstractAttempt
+    payer: Payer
+
+
+def _owner(charge_model: type[AbstractCharge]) -> str:
+    return "client" if charge_model is Charge else "agency"
+
+
+def _payment_methods(
+    charge_model: type[AbstractCharge], owner_ids: set[int]
+) -> dict[int, PaymentMethod | AgencyPaymentMethod]:
+    """The active payment method of each owner (one at most: a partial unique constraint)."""
+    model = PaymentMethod if charge_model is Charge else AgencyPaymentMethod
+    owner = _owner(charge_model)
+    methods = model.objects.filter(**{f"{owner}_id__in": owner_ids}, removed_at__isnull=True)  # type: ignore[attr-defined]
+    return {getattr(method, f"{owner}_id"): method for method in methods}
+
+
+def _payer(charge: AbstractCharge, method, destination: str | None) -> Payer:
+    if isinstance(charge, Charge):
+        schema = connection.schema_name  # type: ignore[attr-defined]
+        return Payer("client", charge.client.provider_customer_id, method, destination, schema)
+    assert isinstance(charge, AgencyCharge)
+    return Payer("agency", charge.agency.platform_customer_id, method, None, "public")
 
 
 def payer_of(charge: AbstractCharge) -> Payer:
-    if isinstance(charge, Charge):
-        client = charge.client
-        method = PaymentMethod.objects.filter(client=client, removed_at__isnull=True).first()
-        return Payer(
-            "client",
-            client.provider_customer_id,
-            method,
-            charge_destination(charge),
-            _retries_enabled(charge),
-            connection.schema_name,
-        )  # type: ignore[attr-defined]
-    assert isinstance(charge, AgencyCharge)
-    method = AgencyPaymentMethod.objects.filter(agency=charge.agency, removed_at__isnull=True).first()
-    return Payer("agency", charge.agency.platform_customer_id, method, None, True, "public")
+    owner_id = getattr(charge, f"{_owner(type(charge))}_id")
+    method = _payment_methods(type(charge), {owner_id}).get(owner_id)
+    destination = client_destination() if isinstance(charge, Charge) else None
+    return _payer(charge, method, destination)
 
 
 def charge_request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Payer) -> ChargeRequest:
@@ -98,41 +155,220 @@ def charge_request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Paye
             "kind": payer.kind,
             "charge": str(charge.public_id),
             "attempt": attempt.idempotency_key,
-            "invoice": charge.invoice.number,
+            "invoice": charge.invoice.number,  # type: ignore[attr-defined]
         },
-    )  # type: ignore[attr-defined]
+    )
 
 
-def _payment_record(charge: AbstractCharge, today: date, reference: str) -> None:
-    if isinstance(charge, Charge):
-        payment_apply(
-            client=charge.client,
-            amount_minor=charge.amount_minor,
-            currency=charge.currency,
-            occurred_on=today,
-            reference=reference or f"charge {charge.public_id}",
+def _charges_locked(charge_model: type[AbstractCharge], charge_ids: list[int]) -> list[AbstractCharge]:
+    """Lock the charges, in id order (two runs over overlapping charges never deadlock)."""
+    return list(
+        charge_model.objects.select_for_update(of=("self",))  # type: ignore[attr-defined]
+        .select_related("invoice", _owner(charge_model))
+        .filter(pk__in=charge_ids)
+        .order_by("id")
+    )
+
+
+def _blocked(charge: AbstractCharge, previous: list[tuple[int, str]]) -> ApplicationError | None:
+    """Why no attempt can be made on this locked charge now, if so."""
+    if charge.status not in COLLECTIBLE:
+        return IllegalTransition(f"A charge that is {ChargeStatus(charge.status).label} cannot be collected.")
+    if any(outcome in UNRESOLVED_OUTCOMES for _, outcome in previous):
+        # Checked under the lock: another process may have started an attempt since it was last looked at.
+        return AttemptUnresolved("An earlier attempt's outcome is still unknown; it must be resolved first.")
+    return None
+
+
+def attempts_start(
+    charge_ids: list[int], run: AttemptRun, *, strict: bool = False
+) -> tuple[list[StartedAttempt], list[AbstractCharge]]:
+    """Lock the charges and, for each, in one transaction: settle it at once when there is nothing to collect
+    (Paid) or no payment method (Uncollectable, COL-4), else commit an attempt (the idempotency key is the
+    attempt's). A charge that moved on or has an unresolved attempt is skipped, or raises when `strict` (one
+    charge asked for by name). Returns the started attempts and the charges settled without a call."""
+    attempt_model = ChargeAttempt if run.charge_model is Charge else AgencyChargeAttempt
+    owner = _owner(run.charge_model)
+    started: list[StartedAttempt] = []
+    settled: list[AbstractCharge] = []
+    moves = TransitionEffects()
+    with transaction.atomic():
+        charges = _charges_locked(run.charge_model, charge_ids)
+        methods = _payment_methods(run.charge_model, {getattr(c, f"{owner}_id") for c in charges})
+        attempts: dict[int, list[tuple[int, str]]] = {}
+        for charge_id, number, outcome in attempt_model.objects.filter(  # type: ignore[attr-defined]
+            charge_id__in=[c.pk for c in charges]
+        ).values_list("charge_id", "number", "outcome"):
+            attempts.setdefault(charge_id, []).append((number, outcome))
+        for charge in charges:
+            previous = attempts.get(charge.pk, [])
+            blocked = _blocked(charge, previous)
+            if blocked is not None:
+                if strict:
+                    raise blocked
+                logger.info("charge %s skipped: %s", charge.public_id, charge.status)
+                continue
+            # Without an earlier attempt the notices need not look for one.
+            latest = LATEST_ATTEMPT_UNKNOWN if previous else None
+            if charge.amount_minor == 0:
+                charge_transition(
+                    charge,
+                    ChargeStatus.PAID,
+                    reason="Nothing to collect",
+                    today=run.today,
+                    actor=run.actor,
+                    attempt=latest,
+                    moves=moves,
+                    paid_on=run.today,
+                    next_retry_on=None,
+                )
+                settled.append(charge)
+                continue
+            method = methods.get(getattr(charge, f"{owner}_id"))
+            if method is None:
+                # COL-4: no payment method → Uncollectable at once, no retries.
+                if charge.status != ChargeStatus.UNCOLLECTABLE:
+                    charge_transition(
+                        charge,
+                        ChargeStatus.UNCOLLECTABLE,
+                        reason="No payment method on file",
+                        today=run.today,
+                        actor=run.actor,
+                        attempt=latest,
+                        moves=moves,
+                        next_retry_on=None,
+                    )
+                settled.append(charge)
+                continue
+            payer = _payer(charge, method, run.destination)
+            number = max((n for n, _ in previous), default=0) + 1
+            attempt = attempt_model(
+                charge=charge,
+                number=number,
+                kind=run.kind,
+                attempted_on=run.today,
+                amount_minor=charge.amount_minor,
+                idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{number}",
+                payment_method_reference=method.reference,
+            )
+            started.append(StartedAttempt(charge, attempt, payer))
+        attempt_model.objects.bulk_create([item.attempt for item in started])  # type: ignore[attr-defined]
+        moves.flush()
+    return started, settled
+
+
+def attempt_call(item: StartedAttempt, provider: PaymentProvider) -> ChargeResult:
+    """The provider call of a started attempt. Touches no database: collection makes these on threads."""
+    try:
+        return provider.charge_create(charge_request(item.charge, item.attempt, item.payer))
+    except Exception as exc:  # noqa: BLE001 - a timeout or 5xx: the money may or may not have moved
+        logger.warning("charge attempt %s outcome unknown: %s", item.attempt.idempotency_key, exc)
+        return ChargeResult(Outcome.UNKNOWN, message=str(exc)[:240])
+
+
+def attempts_finish(
+    answers: list[tuple[StartedAttempt, ChargeResult]], run: AttemptRun
+) -> list[tuple[AbstractCharge, AbstractAttempt]]:
+    """Record a batch of provider answers in one transaction (`attempts_outcome_record`); every move's history
+    row, notices and outbound events are written together at the end, in the same transaction."""
+    moves = TransitionEffects()
+    with transaction.atomic():
+        locked = {c.pk: c for c in _charges_locked(run.charge_model, [item.charge.pk for item, _ in answers])}
+        items = [(locked[item.charge.pk], item.attempt, result) for item, result in answers]
+        attempts_outcome_record(
+            items,
+            today=run.today,
+            actor=run.actor,
+            moves=moves,
+            retries_enabled=run.retries_enabled,
+            category_order=run.category_order,
         )
-        # Paying clears the overdue flag once the account no longer meets DUN-1.
-        client_overdue_refresh(client=charge.client, today=today)
-    else:
-        assert isinstance(charge, AgencyCharge)
-        agency_payment_apply(
-            agency=charge.agency,
-            amount_minor=charge.amount_minor,
-            currency=charge.currency,
-            occurred_on=today,
-            reference=reference or f"charge {charge.public_id}",
+        moves.flush()
+    return [(charge, attempt) for charge, attempt, _ in items]
+
+
+_OUTCOMES = {
+    Outcome.SUCCEEDED: AttemptOutcome.SUCCEEDED,
+    Outcome.PENDING: AttemptOutcome.PENDING,
+    Outcome.DECLINED: AttemptOutcome.DECLINED,
+    Outcome.UNKNOWN: AttemptOutcome.UNKNOWN,
+}
+
+
+def _outcomes_write(items: list[tuple[AbstractCharge, AbstractAttempt, ChargeResult]]) -> set[int]:
+    """Write the attempts' outcomes in one statement, only on those still unresolved (exactly once); returns
+    the ids written. The attempt objects are updated to match."""
+    if not items:
+        return set()
+    attempt_model = type(items[0][1])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {attempt_model._meta.db_table} AS a SET outcome = v.outcome, gateway_reference = v.reference, "
+            "decline_code = v.decline_code, message = v.message, "
+            "resolved_at = CASE WHEN v.outcome = %s THEN NULL ELSE %s END "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS v(id, outcome, reference, decline_code, message) "
+            "WHERE a.id = v.id AND a.outcome = ANY(%s) RETURNING a.id",
+            [
+                AttemptOutcome.UNKNOWN,
+                timezone.now(),
+                [a.pk for _, a, _ in items],
+                [_OUTCOMES[r.outcome] for _, _, r in items],
+                [r.reference or a.gateway_reference for _, a, r in items],
+                [r.decline_code for _, _, r in items],
+                [r.message[:240] for _, _, r in items],
+                list(UNRESOLVED_OUTCOMES),
+            ],
         )
+        recorded = {row[0] for row in cursor.fetchall()}
+    for _, attempt, result in items:
+        if attempt.pk in recorded:
+            attempt.outcome = _OUTCOMES[result.outcome]
+            attempt.gateway_reference = result.reference or attempt.gateway_reference
+            attempt.decline_code = result.decline_code
+            attempt.message = result.message[:240]
+    return recorded
 
 
-def _failed_count(charge: AbstractCharge) -> int:
-    return charge.attempts.filter(outcome__in=FAILED_OUTCOMES).count()  # type: ignore[attr-defined]
-
-
-def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
-    """RET-2: the 5th weekday after the billing date for the 2nd attempt, the 10th for the 3rd."""
-    candidates = [d for d in retry_dates(charge.billing_date)[failed - 1 :] if d > today]
-    return candidates[0] if candidates else None
+def attempts_outcome_record(
+    items: list[tuple[AbstractCharge, AbstractAttempt, ChargeResult]],
+    *,
+    today: date,
+    moves: TransitionEffects,
+    actor: str = "",
+    retries_enabled: bool | None = None,
+    category_order: tuple[str, ...] | None = None,
+) -> None:
+    """Record provider results on locked charges and their attempts — each outcome only once, whoever else is
+    recording it — and move each charge on: Paid with its payment (`payments_record`), Pending while a bank
+    debit settles (COL-3), Retrying or Uncollectable after a failure (RET-1..3). Each attempt is its charge's
+    latest: a new attempt is never made while one is unresolved."""
+    recorded = _outcomes_write(items)
+    paid: list[tuple[AbstractCharge, AbstractAttempt]] = []
+    for charge, attempt, _ in items:
+        if attempt.pk not in recorded:
+            continue  # another process recorded this attempt's outcome first
+        if attempt.outcome == AttemptOutcome.UNKNOWN:
+            continue
+        if attempt.outcome == AttemptOutcome.SUCCEEDED:
+            paid.append((charge, attempt))
+        elif attempt.outcome == AttemptOutcome.PENDING:
+            if charge.status != ChargeStatus.PENDING:
+                charge_transition(
+                    charge,
+                    ChargeStatus.PENDING,
+                    reason=f"Bank debit submitted (attempt {attempt.number})",
+                    today=today,
+                    actor=actor,
+                    attempt=attempt,
+                    moves=moves,
+                    next_retry_on=None,
+                )
+        else:
+            charge_mark_failed(
+                charge, attempt, today, actor, moves=moves, latest=attempt, retries_enabled=retries_enabled
+            )
+    payments_record(paid, today=today, actor=actor, moves=moves, category_order=category_order)
 
 
 def attempt_outcome_record(
@@ -144,48 +380,65 @@ def attempt_outcome_record(
     moves: TransitionEffects | None = None,
     retries_enabled: bool | None = None,
 ) -> None:
-    """Record a provider result on a locked charge and its attempt (conditional: only once). `attempt` is the
-    charge's latest: a new attempt is never made while one is unresolved."""
-    outcome = {
-        Outcome.SUCCEEDED: AttemptOutcome.SUCCEEDED,
-        Outcome.PENDING: AttemptOutcome.PENDING,
-        Outcome.DECLINED: AttemptOutcome.DECLINED,
-        Outcome.UNKNOWN: AttemptOutcome.UNKNOWN,
-    }[result.outcome]
-    updated = (
-        type(attempt)
-        .objects.filter(pk=attempt.pk, outcome__in=UNRESOLVED_OUTCOMES)
-        .update(
-            outcome=outcome,
-            gateway_reference=result.reference or attempt.gateway_reference,
-            decline_code=result.decline_code,
-            message=result.message[:240],
-            resolved_at=None if outcome == AttemptOutcome.UNKNOWN else timezone.now(),
-        )
+    """`attempts_outcome_record` for one locked charge and its latest attempt."""
+    recorder = moves or TransitionEffects()
+    attempts_outcome_record(
+        [(charge, attempt, result)], today=today, actor=actor, moves=recorder, retries_enabled=retries_enabled
     )
-    if not updated:
-        return  # another process recorded this attempt's outcome first
-    attempt.outcome = outcome
-    attempt.gateway_reference = result.reference or attempt.gateway_reference
-    attempt.decline_code = result.decline_code
-    if outcome == AttemptOutcome.UNKNOWN:
+    if moves is None:
+        recorder.flush()
+
+
+def payments_record(
+    paid: list[tuple[AbstractCharge, AbstractAttempt]],
+    *,
+    today: date,
+    moves: TransitionEffects,
+    actor: str = "",
+    category_order: tuple[str, ...] | None = None,
+) -> None:
+    """Locked charges paid by these attempts, all of one kind: moved to Paid, each payment applied to its
+    account's open charges (COL-6), the overdue flag cleared where the account no longer meets DUN-1 ("paying
+    clears the flag"), and a payout that already carried a charge applied (PAY-2). A charge already Paid or
+    Paid Out stays as it is: outcomes only move forward. Every path that records a payment comes here."""
+    paid = [(charge, attempt) for charge, attempt in paid if charge.status not in COLLECTED]
+    if not paid:
         return
-    if outcome == AttemptOutcome.SUCCEEDED:
-        charge_mark_paid(charge, attempt, today, actor, moves=moves)
-    elif outcome == AttemptOutcome.PENDING:
-        if charge.status != ChargeStatus.PENDING:
-            charge_transition(
-                charge,
-                ChargeStatus.PENDING,
-                reason=f"Bank debit submitted (attempt {attempt.number})",
-                today=today,
-                actor=actor,
-                attempt=attempt,
-                moves=moves,
-                next_retry_on=None,
+    if isinstance(paid[0][0], Charge):
+        # Serialize "a charge becomes Paid" with "a payout arrives" (billing/payouts.py).
+        payouts_lock()
+    charges_paid(paid, today=today, moves=moves, actor=actor)
+    charges = [charge for charge, _ in paid]
+    if not isinstance(charges[0], Charge):
+        for charge in charges:
+            assert isinstance(charge, AgencyCharge)
+            agency_payment_apply(
+                agency=charge.agency,
+                amount_minor=charge.amount_minor,
+                currency=charge.currency,
+                occurred_on=today,
+                reference=charge.paid_reference or f"charge {charge.public_id}",
             )
-    else:
-        charge_mark_failed(charge, attempt, today, actor, moves=moves, latest=attempt, retries_enabled=retries_enabled)
+        return
+    client_charges: list[Charge] = [charge for charge in charges if isinstance(charge, Charge)]
+    payments_apply(
+        items=[
+            (charge.client, charge.amount_minor, charge.currency, charge.paid_reference or f"charge {charge.public_id}")
+            for charge in client_charges
+        ],
+        occurred_on=today,
+        category_order=list(category_order if category_order is not None else billing_settings().category_order),
+    )
+    cleared = clients_overdue_refresh(client_ids={charge.client_id for charge in client_charges}, today=today)
+    for charge in client_charges:
+        if charge.client_id in cleared:
+            charge.client.overdue_since = None
+    # A payout reported before these payments (events out of order) still moves them to Paid Out.
+    if payouts_paid_exist():
+        for charge in client_charges:
+            payout = payout_for(charge)
+            if payout is not None:
+                charge_paid_out(charge, payout, moves=moves)
 
 
 def charge_mark_paid(
@@ -195,27 +448,25 @@ def charge_mark_paid(
     actor: str = "",
     moves: TransitionEffects | None = None,
 ) -> None:
-    if charge.status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT):
-        return
-    if isinstance(charge, Charge):
-        payouts_lock()
-    charge_transition(
-        charge,
-        ChargeStatus.PAID,
-        reason=f"Payment received (attempt {attempt.number})",
-        today=today,
-        actor=actor,
-        moves=moves,
-        paid_on=today,
-        paid_reference=attempt.gateway_reference,
-        next_retry_on=None,
-    )
-    _payment_record(charge, today, attempt.gateway_reference)
-    if isinstance(charge, Charge):
-        # A payout reported before this payment (events out of order) still moves it to Paid Out.
-        payout = payout_for(charge)
-        if payout is not None:
-            charge_paid_out(charge, payout, moves=moves)
+    """`payments_record` for one locked charge."""
+    recorder = moves or TransitionEffects()
+    payments_record([(charge, attempt)], today=today, actor=actor, moves=recorder)
+    if moves is None:
+        recorder.flush()
+
+
+def _retries_enabled(charge: AbstractCharge) -> bool:
+    return billing_settings().retries_enabled if isinstance(charge, Charge) else True
+
+
+def _failed_count(charge: AbstractCharge) -> int:
+    return charge.attempts.filter(outcome__in=FAILED_OUTCOMES).count()  # type: ignore[attr-defined]
+
+
+def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
+    """RET-2: the 5th weekday after the billing date for the 2nd attempt, the 10th for the 3rd."""
+    candidates = [d for d in retry_dates(charge.billing_date)[failed - 1 :] if d > today]
+    return candidates[0] if candidates else None
 
 
 def charge_mark_failed(
@@ -291,62 +542,18 @@ def charge_attempt(
     actor: str = "",
     provider: PaymentProvider | None = None,
 ) -> AbstractAttempt | None:
-    """Make one collection attempt on a charge (COL-2/3/4, RET-1..4). Returns the attempt, or None when no
-    call was made (no payment method → Uncollectable at once; nothing to collect)."""
+    """Make one collection attempt on a charge (COL-2/3/4, RET-1..4): a batch of one through the steps the day's
+    collection takes. Returns the attempt, or None when no call was made (no payment method → Uncollectable at
+    once; nothing to collect). Raises when the charge cannot be collected or an earlier attempt's outcome is
+    still unknown after asking the provider."""
     provider = provider or get_provider()
     if not attempts_resolve(charge, today=today, provider=provider):
         raise AttemptUnresolved("An earlier attempt's outcome is still unknown; it must be resolved first.")
-    attempt_model = charge.attempts.model  # type: ignore[attr-defined]
-    with transaction.atomic():
-        charge = charge_locked(charge)
-        if charge.status not in COLLECTIBLE:
-            raise IllegalTransition(f"A charge that is {ChargeStatus(charge.status).label} cannot be collected.")
-        # Checked again under the lock: another process may have started an attempt since the check above.
-        if charge.attempts.filter(outcome__in=UNRESOLVED_OUTCOMES).exists():  # type: ignore[attr-defined]
-            raise AttemptUnresolved("An earlier attempt's outcome is still unknown; it must be resolved first.")
-        payer = payer_of(charge)
-        if charge.amount_minor == 0:
-            charge_transition(
-                charge,
-                ChargeStatus.PAID,
-                reason="Nothing to collect",
-                today=today,
-                actor=actor,
-                paid_on=today,
-                next_retry_on=None,
-            )
-            return None
-        if payer.payment_method is None:
-            # COL-4: no payment method → Uncollectable at once, no retries.
-            if charge.status != ChargeStatus.UNCOLLECTABLE:
-                charge_transition(
-                    charge,
-                    ChargeStatus.UNCOLLECTABLE,
-                    reason="No payment method on file",
-                    today=today,
-                    actor=actor,
-                    next_retry_on=None,
-                )
-            return None
-        number = (charge.attempts.aggregate(n=Max("number"))["n"] or 0) + 1  # type: ignore[attr-defined]
-        attempt = attempt_model.objects.create(
-            charge=charge,
-            number=number,
-            kind=kind,
-            attempted_on=today,
-            amount_minor=charge.amount_minor,
-            idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{number}",
-            payment_method_reference=payer.payment_method.reference,
-        )
-    request = charge_request(charge, attempt, payer)
-    try:
-        result = provider.charge_create(request)
-    except Exception as exc:  # noqa: BLE001 - a timeout or 5xx: the money may or may not have moved
-        logger.warning("charge attempt %s outcome unknown: %s", attempt.idempotency_key, exc)
-        result = ChargeResult(Outcome.UNKNOWN, message=str(exc)[:240])
-    with transaction.atomic():
-        charge = charge_locked(charge)
-        attempt_outcome_record(charge, attempt, result, today, actor)
+    run = attempt_run(type(charge), today=today, kind=kind, actor=actor)  # type: ignore[arg-type]
+    started, _ = attempts_start([charge.pk], run, strict=True)
+    if not started:
+        return None
+    [(_, attempt)] = attempts_finish([(started[0], attempt_call(started[0], provider))], run)
     attempt.refresh_from_db()
     return attempt
 

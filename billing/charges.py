@@ -17,7 +17,6 @@ from billing.models import Charge, ChargeEvent
 from billing.notices import agency_recipients, charge_notice_drafts
 from billing.outbound import charge_events
 from billing.platform.models import AgencyChargeEvent
-from billing.providers.base import ChargeResult
 from billing.statuses import ALLOWED_TRANSITIONS, COLLECTIBLE, LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from core.errors import ApplicationError
 from integrations.services import endpoints_active, events_publish
@@ -156,28 +155,31 @@ def charge_transition(
 
 
 def charges_paid(
-    paid: list[tuple[Charge, AbstractAttempt, ChargeResult]], today: date, moves: TransitionEffects
+    paid: list[tuple[AbstractCharge, AbstractAttempt]], *, today: date, moves: TransitionEffects, actor: str = ""
 ) -> None:
-    """Move a batch of locked charges to Paid in one statement, each only from the status it was locked in
-    (the same conditional update as `charge_transition`, set-based); their moves go to `moves`."""
-    for charge, _, _ in paid:
+    """Move a batch of locked charges of one kind to Paid in one statement, each only from the status it was
+    locked in (the same conditional update as `charge_transition`, set-based); their moves go to `moves`."""
+    if not paid:
+        return
+    for charge, _ in paid:
         _check_transition(charge.status, ChargeStatus.PAID)
+    charge_model = type(paid[0][0])
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Charge._meta.db_table} AS c SET status = %s, paid_on = %s, paid_reference = v.reference, "
+            f"UPDATE {charge_model._meta.db_table} AS c SET status = %s, paid_on = %s, paid_reference = v.reference, "
             "next_retry_on = NULL FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, from_status, reference) "
             "WHERE c.id = v.id AND c.status = v.from_status",
             [
                 ChargeStatus.PAID,
                 today,
-                [c.pk for c, _, _ in paid],
-                [c.status for c, _, _ in paid],
-                [a.gateway_reference for _, a, _ in paid],
+                [c.pk for c, _ in paid],
+                [c.status for c, _ in paid],
+                [a.gateway_reference for _, a in paid],
             ],
         )
         if cursor.rowcount != len(paid):
             raise IllegalTransition("A charge changed while it was being updated; nothing was done.")
-    for charge, attempt, _ in paid:
+    for charge, attempt in paid:
         from_status = charge.status
         charge.status, charge.paid_on, charge.paid_reference = ChargeStatus.PAID, today, attempt.gateway_reference
         charge.next_retry_on = None
@@ -185,7 +187,7 @@ def charges_paid(
             charge,
             from_status=from_status,
             to_status=ChargeStatus.PAID,
-            actor="",
+            actor=actor,
             today=today,
             reason=f"Payment received (attempt {attempt.number})",
             attempt=attempt,

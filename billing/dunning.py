@@ -2,7 +2,7 @@
 
 An account is overdue when what is still open of charges dated more than the grace period ago reaches the
 agency's threshold. The flag (`Client.overdue_since`) is set by the day's evaluation and cleared as soon as
-that is no longer true — by the evaluation, or at once by a payment (`client_overdue_refresh`). The first
+that is no longer true — by the evaluation, or at once by a payment (`clients_overdue_refresh`). The first
 Account Overdue notice goes the day the flag is set; follow-ups go the configured number of days after
 the previous one while the flag still holds. The outbox key is (client, kind, overdue since, number), so
 a rerun sends nothing twice and a new overdue episode starts a new series.
@@ -10,6 +10,7 @@ a rerun sends nothing twice and a new overdue episode starts a new series.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -82,15 +83,18 @@ def overdue_evaluate(*, agency: Agency, today: date) -> OverdueSummary:
     return summary
 
 
-def client_overdue_refresh(*, client: Client, today: date) -> bool:
-    """Clear the overdue flag when the account no longer meets DUN-1 (called after a payment). Returns
-    whether the account is still overdue. Setting the flag is left to the day's evaluation."""
-    if not Client.objects.filter(pk=client.pk, overdue_since__isnull=False).exists():
-        return False
+def clients_overdue_refresh(*, client_ids: Iterable[int], today: date) -> set[int]:
+    """Clear the overdue flag of those accounts that no longer meet DUN-1 ("paying clears the flag"): called
+    by whatever records a payment (`billing.attempts.payments_record`). Returns the ids cleared. Setting the
+    flag is left to the day's evaluation."""
+    flagged = list(
+        Client.objects.filter(pk__in=list(client_ids), overdue_since__isnull=False).values_list("pk", flat=True)
+    )
+    if not flagged:
+        return set()
     settings = billing_settings()
-    past_due = past_due_by_client(due_before=_due_before(settings, today), client_ids=[client.pk]).get(client.pk)
-    if _is_overdue(past_due, settings):
-        return True
-    Client.objects.filter(pk=client.pk).update(overdue_since=None)
-    client.overdue_since = None
-    return False
+    past_due = past_due_by_client(due_before=_due_before(settings, today), client_ids=flagged)
+    cleared = {pk for pk in flagged if not _is_overdue(past_due.get(pk), settings)}
+    if cleared:
+        Client.objects.filter(pk__in=cleared).update(overdue_since=None)
+    return cleared

@@ -46,6 +46,11 @@ def payout_covers(payout: Payout, charge: AbstractCharge) -> bool:
     return charge.paid_on is not None and charge.paid_on < payout.arrival_on
 
 
+def payouts_paid_exist() -> bool:
+    """Whether any payout to the current agency's account has been paid (saves looking for a batch's carriers)."""
+    return Payout.objects.filter(account=client_destination() or "-", status="paid").exists()
+
+
 def payout_for(charge: AbstractCharge) -> Payout | None:
     """The payout that carried a paid charge: the one that names it (sandbox), else the earliest paid payout
     to its account arriving after it was paid (Stripe). "Earliest" makes the answer the same whatever order
