@@ -4,7 +4,7 @@ and processing stored provider webhooks. Thin: one service call each, safe to ru
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -15,6 +15,7 @@ from billing.clock import agency_clock_catch_up, agency_clock_lock, clock_tick
 from billing.pdf import invoices_pdf_missing, invoices_pdf_store
 from billing.webhooks import webhook_event_process, webhook_sweep
 from core.calendar import local_date
+from core.locks import beat_slot_claim
 from core.tasks import agency_task
 from notifications.services import outbox_sweep
 from tenants.models import Agency
@@ -23,14 +24,22 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(name="billing.tasks.billing_clock_tick")
-def billing_clock_tick() -> dict:
-    """Beat's one frequent tick: the clock's tick at this instant, one task enqueued per agency whose local date has
-    moved on (CYC-5). `manage.py clock_tick --at` is the same tick at a chosen instant."""
+def billing_clock_tick(at: str | None = None) -> dict | None:
+    """Beat's one frequent tick: the clock's tick at this instant (or `at`, an ISO instant), one task enqueued per
+    agency whose local date has moved on (CYC-5). `manage.py clock_tick --at` is the same tick at a chosen instant.
+
+    Once per tick slot (BILLING_TICK_SECONDS): a second beat's tick of the same slot does nothing and returns
+    None, so beat may run on two hosts. Even without the claim a second tick would only enqueue agencies twice:
+    each agency-day runs once under the agency's advisory lock and clock."""
+    now = datetime.fromisoformat(at) if at else timezone.now()
+    if not beat_slot_claim("billing-clock-tick", every=settings.CELERY_BILLING_TICK_SECONDS, now=now):
+        logger.info("billing clock tick at %s: this slot was ticked already", now.isoformat())
+        return None
     sent = clock_tick(
-        now=timezone.now(),
+        now=now,
         dispatch=lambda schema_name, until: agency_clock_run.delay(schema_name=schema_name, until=until.isoformat()),
     )
-    logger.info("billing clock tick: %d agencies due", len(sent))
+    logger.info("billing clock tick at %s: %d agencies due", now.isoformat(), len(sent))
     return {schema_name: until.isoformat() for schema_name, until in sent.items()}
 
 
@@ -53,6 +62,8 @@ def reliability_sweep() -> dict:
     enqueue it again: webhook events here, each agency's outbox and unresolved attempts in `agency_sweep`.
     Lost agency days need nothing here: the clock tick re-enqueues any agency whose clock is behind."""
     now = timezone.now()
+    if not beat_slot_claim("reliability-sweep", every=settings.SWEEP_SECONDS, now=now):
+        return {"skipped": "this slot was swept already"}
     webhooks = webhook_sweep(now=now, grace=timedelta(seconds=settings.SWEEP_GRACE_SECONDS))
     schemas = list(Agency.objects.values_list("schema_name", flat=True))
     for schema_name in schemas:
@@ -110,7 +121,7 @@ def webhook_process(*, event_pk: int) -> str:
 
 
 @shared_task(name="tenants.tasks.billing_clock_tick")
-def billing_clock_tick_v0() -> dict:
+def billing_clock_tick_v0() -> dict | None:
     return billing_clock_tick()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from django.db import connection
 
@@ -36,3 +37,17 @@ def advisory_xact_lock(name: str) -> None:
     """Wait for the lock `name` and hold it to the end of the current transaction."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(name)])
+
+
+def beat_slot_claim(name: str, *, every: int, now: datetime) -> bool:
+    """Claim the run of the periodic job `name` for the slot of `every` seconds that `now` falls in: True for the
+    first caller of the slot, False for every other (an atomic SET NX in the shared cache, Redis). So two beats —
+    two hosts each running one for availability — send the job twice, and it runs once per slot. The claim
+    outlives its slot by one slot, so a late second tick of the same slot is refused too."""
+    from django.core.cache import cache
+
+    return bool(cache.add(beat_slot_key(name, every=every, now=now), now.isoformat(), timeout=2 * max(every, 1)))
+
+
+def beat_slot_key(name: str, *, every: int, now: datetime) -> str:
+    return f"beat-slot:{name}:{every}:{int(now.timestamp()) // max(every, 1)}"

@@ -199,7 +199,8 @@ def smtp_server(settings):
 
 @pytest.fixture(autouse=True)
 def _login_failures_forgotten() -> Iterator[None]:
-    """Sign-in and password-reset throttling count in Redis for a while: each test starts with none counted."""
+    """Sign-in and password-reset throttling count in Redis for a while, and beat's jobs claim their slot there:
+    each test starts with none counted and no slot claimed."""
     yield
     from django.conf import settings
     from django.core.cache import cache
@@ -209,7 +210,7 @@ def _login_failures_forgotten() -> Iterator[None]:
     prefix = settings.CACHES["default"].get("KEY_PREFIX", "")
     keys = [
         key
-        for pattern in ("login-fail", "pwreset")
+        for pattern in ("login-fail", "pwreset", "beat-slot")
         for key in client.scan_iter(match=f"*:{prefix}:*:{pattern}:*", count=1000)
     ]
     if keys:
