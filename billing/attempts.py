@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing.base_models import AbstractAttempt, AbstractCharge
@@ -81,10 +81,18 @@ class AttemptRun:
     retries_enabled: bool = True  # RET-5
     category_order: tuple[str, ...] = tuple(DEFAULT_CATEGORY_ORDER)  # COL-6
     destination: str | None = None  # PAY-1
+    # One charge asked for by one request (a Pay now form, POR-1): the request's key is the attempt's idempotency
+    # key, unique in the database, so the same request sent twice cannot make a second attempt.
+    request_key: str = ""
 
 
 def attempt_run(
-    charge_model: type[Charge] | type[AgencyCharge], *, today: date, kind: str = AttemptKind.AUTOMATIC, actor: str = ""
+    charge_model: type[Charge] | type[AgencyCharge],
+    *,
+    today: date,
+    kind: str = AttemptKind.AUTOMATIC,
+    actor: str = "",
+    request_key: str = "",
 ) -> AttemptRun:
     """Client charges follow the agency's settings and go to its connected account; agency charges are the
     platform's own, always retried, in the default category order."""
@@ -98,8 +106,9 @@ def attempt_run(
             settings_row.retries_enabled,
             tuple(settings_row.category_order),
             client_destination(),
+            request_key,
         )
-    return AttemptRun(AgencyCharge, today, kind, actor)
+    return AttemptRun(AgencyCharge, today, kind, actor, request_key=request_key)
 
 
 @dataclass
@@ -248,7 +257,7 @@ def attempts_start(
                 kind=run.kind,
                 attempted_on=run.today,
                 amount_minor=charge.amount_minor,
-                idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{number}",
+                idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{run.request_key or number}",
                 payment_method_reference=method.reference,
             )
             started.append(StartedAttempt(charge, attempt, payer))
@@ -541,16 +550,30 @@ def charge_attempt(
     kind: str = AttemptKind.AUTOMATIC,
     actor: str = "",
     provider: PaymentProvider | None = None,
+    request_key: str = "",
 ) -> AbstractAttempt | None:
     """Make one collection attempt on a charge (COL-2/3/4, RET-1..4): a batch of one through the steps the day's
     collection takes. Returns the attempt, or None when no call was made (no payment method → Uncollectable at
     once; nothing to collect). Raises when the charge cannot be collected or an earlier attempt's outcome is
-    still unknown after asking the provider."""
+    still unknown after asking the provider.
+
+    `request_key`: the caller's key for this one request (POR-1's Pay now form); the same key again returns the
+    attempt the first request made, and makes none."""
     provider = provider or get_provider()
     if not attempts_resolve(charge, today=today, provider=provider):
         raise AttemptUnresolved("An earlier attempt's outcome is still unknown; it must be resolved first.")
-    run = attempt_run(type(charge), today=today, kind=kind, actor=actor)  # type: ignore[arg-type]
-    started, _ = attempts_start([charge.pk], run, strict=True)
+    run = attempt_run(type(charge), today=today, kind=kind, actor=actor, request_key=request_key)  # type: ignore[arg-type]
+    try:
+        started, _ = attempts_start([charge.pk], run, strict=True)
+    except IntegrityError:
+        made = (
+            charge.attempts.filter(idempotency_key__endswith=f"-{request_key}").first()  # type: ignore[attr-defined]
+            if request_key
+            else None
+        )
+        if made is None:
+            raise
+        return made  # this request was already made: its attempt, and no new one
     if not started:
         return None
     [(_, attempt)] = attempts_finish([(started[0], attempt_call(started[0], provider))], run)

@@ -54,6 +54,7 @@ OUTSTANDING = (S.SCHEDULED, S.PENDING, S.RETRYING, S.UNCOLLECTABLE)
 class AttemptKind(models.TextChoices):
     AUTOMATIC = "AUTOMATIC", "Automatic"
     MANUAL = "MANUAL", "Manual"
+    CLIENT = "CLIENT", "Pay now (client)"  # the client's own attempt from the portal (POR-1)
 
 
 class AttemptOutcome(models.TextChoices):

@@ -1,19 +1,38 @@
-"""The client portal on the agency's domain: Monthly Service Overview (INV-3) with Export (PDF) and `< Prev`,
-and the payment method (add or replace). A client user sees only their own client account (TEN-2)."""
+"""The client portal on the agency's domain: Monthly Service Overview (INV-3) with Export (PDF) and `< Prev`, the
+balance due, the invoice history and each charge in plain words, Pay now on an open charge (POR-1), and the payment
+method (add or replace, then an offer to pay at once). A client user sees only their own client account (TEN-2):
+anything else answers 404."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods
 
-from billing.models import BillingSettings, Invoice
+from billing.models import BillingSettings, Charge, ChargeAttempt, Invoice, PaymentMethod
 from billing.overview import invoice_status, lines_by_category, month_invoices
+from billing.pay_now import attempt_for_request, charge_pay_now, open_charges
 from billing.payment_methods import payment_method_attach
 from billing.pdf import invoice_pdf, pdf_filename
+from billing.plain_words import (
+    ChargeWords,
+    charge_words,
+    client_decline_reason,
+    client_status_label,
+    client_status_tone,
+)
+from billing.selectors import client_balance
+from billing.statuses import AttemptOutcome, ChargeStatus
+from clients.models import Client
 from core.calendar import add_months
 from core.errors import ApplicationError
+from core.money import format_minor
 from web.access import business_today, client_view
 from web.agency.common import parse_month, pdf_response
 from web.forms import SandboxPaymentMethodForm, StripePaymentMethodForm
@@ -33,6 +52,47 @@ def _with_stripe_csp(response: HttpResponse) -> HttpResponse:
         policy[name] = [*policy.get(name, policy["default-src"]), *sources]
     response._csp_config = policy  # type: ignore[attr-defined] - read by Django's CSP middleware
     return response
+
+
+def _method_labels(client: Client) -> dict[str, str]:
+    """Every payment method the client has used, removed ones too: reference → "Visa ···· 4242"."""
+    return {m.reference: str(m) for m in PaymentMethod.objects.filter(client=client)}
+
+
+def _current_method(client: Client) -> PaymentMethod | None:
+    return client.payment_methods.filter(removed_at__isnull=True).first()
+
+
+def charges_in_words(charges: list[Charge], *, client: Client, agency, today: date) -> list[tuple[Charge, ChargeWords]]:
+    """Each charge with its plain-words state (POR-1), the attempts of all of them read in one query."""
+    attempts: dict[int, list[ChargeAttempt]] = {}
+    for attempt in ChargeAttempt.objects.filter(charge__in=charges):
+        attempts.setdefault(attempt.charge_id, []).append(attempt)
+    labels = _method_labels(client)
+    current = _current_method(client)
+    return [
+        (
+            charge,
+            charge_words(
+                charge,
+                attempts=attempts.get(charge.pk, []),
+                method_labels=labels,
+                current_method=str(current) if current else "",
+                agency_name=agency.name,
+                today=today,
+            ),
+        )
+        for charge in charges
+    ]
+
+
+def _history(client: Client) -> list[dict]:
+    """Every invoice of the client, newest first, with the status a client reads."""
+    rows = []
+    for invoice in Invoice.objects.filter(client=client).prefetch_related("charges").order_by("-period_start"):
+        status = invoice_status(c.status for c in invoice.charges.all())
+        rows.append({"invoice": invoice, "status": client_status_label(status), "tone": client_status_tone(status)})
+    return rows
 
 
 @client_view
@@ -60,15 +120,77 @@ def service_overview(request: HttpRequest) -> HttpResponse:
         "currency": agency.currency,
         "prev_month": add_months(month, -1) if bounds and bounds[0].replace(day=1) < month else None,
         "next_month": add_months(month, 1) if bounds and bounds[-1].replace(day=1) > month else None,
-        "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
+        "payment_method": _current_method(client),
+        "balance_due": client_balance(client),
+        "history": _history(client),
+        "pay_key": uuid.uuid4().hex,
     }
+    today = business_today(agency)
+    context["open"] = charges_in_words(open_charges(client), client=client, agency=agency, today=today)
     if invoice is not None:
         order = BillingSettings.objects.values_list("category_order", flat=True).first()
         context["groups"], context["taxes"] = lines_by_category(invoice.lines.all(), order)
-        charges = list(invoice.charges.all())
-        context["charges"] = charges
-        context["status"] = invoice_status(c.status for c in charges)
+        charges = list(invoice.charges.order_by("installment"))
+        context["charges"] = charges_in_words(charges, client=client, agency=agency, today=today)
+        status = invoice_status(c.status for c in charges)
+        context["status"], context["status_tone"] = client_status_label(status), client_status_tone(status)
     return render(request, "portal/overview.html", context)
+
+
+def _paid_message(attempt: ChargeAttempt | None, charge: Charge) -> tuple[int, str]:
+    """(message level, words) for the outcome of a Pay now attempt."""
+    amount = f"{format_minor(charge.amount_minor, charge.currency)} {charge.currency}"
+    if attempt is None:
+        return messages.ERROR, "No payment was made: there is no payment method on file."
+    if attempt.outcome == AttemptOutcome.SUCCEEDED:
+        return messages.SUCCESS, f"Thank you — {amount} paid for invoice {charge.invoice.number}."
+    if attempt.outcome == AttemptOutcome.PENDING:
+        return messages.SUCCESS, f"Bank debit of {amount} submitted; it takes a few business days to clear."
+    if attempt.outcome in (AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN):
+        return messages.INFO, "Your payment is being processed. This page will show the result shortly."
+    return messages.ERROR, f"Payment failed: {client_decline_reason(attempt.decline_code)}."
+
+
+@client_view
+@require_http_methods(["GET", "POST"])
+def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
+    """Pay now (POR-1): GET shows what will be paid and with what; POST makes the attempt. Another client's charge,
+    or one of another agency, answers 404 (TEN-2)."""
+    client = request.portal_client  # type: ignore[attr-defined]
+    agency = request.tenant  # type: ignore[attr-defined]
+    charge = get_object_or_404(Charge.objects.select_related("invoice"), client=client, public_id=public_id)
+    today = business_today(agency)
+    if request.method == "POST":
+        key = request.POST.get("request_key", "")
+        try:
+            result = charge_pay_now(charge=charge, user=request.user, request_key=key, today=today)  # type: ignore[arg-type]
+        except ApplicationError as exc:
+            earlier = attempt_for_request(charge=charge, request_key=key)
+            if earlier is None:
+                messages.error(request, exc.message)
+                return redirect("portal-charge-pay", public_id=charge.public_id)
+            result_attempt: ChargeAttempt | None = earlier
+        else:
+            result_attempt = result.attempt  # type: ignore[assignment]
+        charge.refresh_from_db()
+        level, words = _paid_message(result_attempt, charge)
+        messages.add_message(request, level, words)
+        if charge.status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT, ChargeStatus.PENDING):
+            return redirect(reverse("portal") + f"?month={charge.invoice.period_start:%Y-%m}")
+        return redirect("portal-charge-pay", public_id=charge.public_id)
+    [(_, words)] = charges_in_words([charge], client=client, agency=agency, today=today)
+    return render(
+        request,
+        "portal/pay.html",
+        {
+            "client": client,
+            "charge": charge,
+            "words": words,
+            "payment_method": _current_method(client),
+            "pay_key": uuid.uuid4().hex,
+            "currency": charge.currency,
+        },
+    )
 
 
 @client_view
@@ -99,7 +221,17 @@ def payment_method(request: HttpRequest) -> HttpResponse:
             except ApplicationError as exc:
                 form.apply_error(exc)
             else:
-                messages.success(request, "Payment method saved. It will be charged on the billing date.")
+                unpaid = open_charges(client)
+                if unpaid:
+                    # POR-1: a failed charge is open; offer to pay it with the new method at once.
+                    first = unpaid[0]
+                    messages.success(
+                        request,
+                        f"Payment method saved. Invoice {first.invoice.number} is still unpaid "
+                        f"({format_minor(first.amount_minor, first.currency)} {first.currency}): you can pay it now.",
+                    )
+                    return redirect("portal-charge-pay", public_id=first.public_id)
+                messages.success(request, "Payment method saved. It will be charged on each billing date.")
                 return redirect("portal-payment-method")
         status = 400
     response = render(

@@ -252,6 +252,10 @@ def text_of(response) -> str:
     kind = response.get("Content-Type", "")
     if not kind.startswith(("text/", "application/json", "application/problem+json")):
         return ""
+    if response.streaming:  # CSV exports: read the stream once, and keep it for the caller
+        body = b"".join(response.streaming_content)
+        response.streaming_content = [body]
+        return body.decode(errors="replace")
     return response.content.decode(errors="replace")
 
 
