@@ -566,11 +566,8 @@ def charge_attempt(
     try:
         started, _ = attempts_start([charge.pk], run, strict=True)
     except IntegrityError:
-        made = (
-            charge.attempts.filter(idempotency_key__endswith=f"-{request_key}").first()  # type: ignore[attr-defined]
-            if request_key
-            else None
-        )
+        key = f"{_owner(type(charge))[:2]}-{charge.public_id.hex}-{request_key}"
+        made = charge.attempts.filter(idempotency_key=key).first() if request_key else None  # type: ignore[attr-defined]
         if made is None:
             raise
         return made  # this request was already made: its attempt, and no new one
