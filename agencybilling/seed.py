@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 
 # --- partner plans ----------------------------------------------------------------------------------------------
@@ -36,10 +37,10 @@ PLANS: dict[str, dict] = {
         "package_minimum_minor": 20000,
         "license_fee_minor": 2500,
         "products": [
-            {**_PRODUCTS["listings"], "unit_price_minor": 10, "overage_unit_price_minor": 7},
-            {**_PRODUCTS["reviews"], "unit_price_minor": 0, "overage_unit_price_minor": 25},
+            {**_PRODUCTS["listings"], "unit_price_decimal": "10", "overage_unit_price_decimal": "7"},
+            {**_PRODUCTS["reviews"], "unit_price_decimal": "0", "overage_unit_price_decimal": "25"},
         ],
-        "taxes": [{"name": "Platform tax", "rate_bp": 500}],
+        "taxes": [{"name": "Platform tax", "rate_percent": "5"}],
         "fees": [{"name": "Processing fee", "amount_minor": 999}],
     },
     "growth": {
@@ -47,16 +48,21 @@ PLANS: dict[str, dict] = {
         "package_minimum_minor": 50000,
         "license_fee_minor": 3000,
         "products": [
-            {**_PRODUCTS["listings"], "name": "Listings sync", "unit_price_minor": 0, "overage_unit_price_minor": 5},
+            {
+                **_PRODUCTS["listings"],
+                "name": "Listings sync",
+                "unit_price_decimal": "0",
+                "overage_unit_price_decimal": "5",
+            },
             {
                 **_PRODUCTS["reviews"],
                 "name": "Review requests",
                 "included_quantity": 10,
-                "unit_price_minor": 200,
-                "overage_unit_price_minor": 150,
+                "unit_price_decimal": "200",
+                "overage_unit_price_decimal": "150",
             },
         ],
-        "taxes": [{"name": "Platform sales tax", "rate_bp": 600}],
+        "taxes": [{"name": "Platform sales tax", "rate_percent": "6"}],
         "fees": [{"name": "Payment processing fee", "amount_minor": 1500}],
     },
     "bench": {
@@ -64,10 +70,10 @@ PLANS: dict[str, dict] = {
         "package_minimum_minor": 50000,
         "license_fee_minor": 1500,
         "products": [
-            {**_PRODUCTS["listings"], "unit_price_minor": 10, "overage_unit_price_minor": 7},
-            {**_PRODUCTS["reviews"], "unit_price_minor": 0, "overage_unit_price_minor": 25},
+            {**_PRODUCTS["listings"], "unit_price_decimal": "10", "overage_unit_price_decimal": "7"},
+            {**_PRODUCTS["reviews"], "unit_price_decimal": "0", "overage_unit_price_decimal": "25"},
         ],
-        "taxes": [{"name": "Platform tax", "rate_bp": 500}],
+        "taxes": [{"name": "Platform tax", "rate_percent": "5"}],
         "fees": [{"name": "Processing fee", "amount_minor": 999}],
     },
 }
@@ -188,9 +194,9 @@ def clients_bulk(
         if not taxes:
             taxes = TaxRate.objects.bulk_create(
                 [
-                    TaxRate(name="State tax", rate_bp=625),
-                    TaxRate(name="City tax", rate_bp=200),
-                    TaxRate(name="County tax", rate_bp=150),
+                    TaxRate(name="State tax", rate_percent=Decimal("6.25")),
+                    TaxRate(name="City tax", rate_percent=Decimal("2")),
+                    TaxRate(name="County tax", rate_percent=Decimal("1.5")),
                 ]
             )
         start = Client.objects.count()

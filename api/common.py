@@ -14,6 +14,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 
 from accounts.permissions import Capability, has_capability
+from core.money import decimal_text, unit_minor_or_none
 from tenants.selectors import agency_business_date
 
 
@@ -65,6 +66,31 @@ class MaskedAmountField(serializers.IntegerField):
         if request is None or not has_capability(request.user, Capability.VIEW_AMOUNTS):
             return None
         return super().get_attribute(instance)
+
+
+@extend_schema_field({"type": "string", "nullable": True, "example": "0.0875"})
+class MaskedDecimalField(MaskedAmountField):
+    """An exact amount in minor units that may have a fraction of one (MON-2), as a string; null for roles
+    that see statuses only."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", 'Minor units with up to 12 decimals, as a string ("0.0875" cents).')
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return decimal_text(value)
+
+
+class MaskedWholeMinorField(MaskedAmountField):
+    """The same amount as a whole number of minor units; null when it has a fraction (then read the decimal
+    field), as Stripe's `unit_amount` beside `unit_amount_decimal`."""
+
+    def get_attribute(self, instance: Any) -> Any:
+        value = super().get_attribute(instance)
+        return None if value is None else unit_minor_or_none(value)
+
+    def to_representation(self, value: Any) -> int:
+        return int(value)
 
 
 def query_filters(serializer_class: type[serializers.Serializer], request) -> dict:

@@ -4,13 +4,18 @@ serializers that refuse fields they do not know, so a typo is an error rather th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from core.errors import ApplicationError
+from core.money import decimal_text, parse_rate_percent, parse_unit_price
 
 MAX_SAFE_INTEGER = 2**53 - 1  # what every JSON client can represent exactly
 MAX_BIGINT = 2**63 - 1
@@ -73,6 +78,60 @@ class AmountField(StrictIntegerField):
         kwargs.setdefault("min_value", 0)
         kwargs.setdefault("help_text", "Integer amount in the currency's minor unit (e.g. cents).")
         super().__init__(**kwargs)
+
+
+RATE_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,4})?$"
+UNIT_PRICE_PATTERN = r"^[0-9]{1,16}(\.[0-9]{1,12})?$"
+
+
+class _ExactDecimalField(serializers.Field):
+    """A decimal as a JSON string, parsed exactly (MON-2): never a JSON number, which clients read as a float."""
+
+    pattern = ""
+    example = ""
+    default_error_messages = {"invalid": _("Enter the number as a JSON string, such as {example}.")}
+
+    def parse(self, text: str) -> Decimal:
+        raise NotImplementedError
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if not isinstance(data, str) or len(data) > 40 or text_problem(data):
+            self.fail("invalid", example=f'"{self.example}"')
+        try:
+            value = self.parse(data)
+        except ApplicationError as exc:
+            raise serializers.ValidationError(exc.message) from None
+        if not re.fullmatch(self.pattern, data):
+            raise serializers.ValidationError(
+                f"Write the number with digits and a decimal point only, such as {self.example}."
+            )
+        return value
+
+    def to_representation(self, value: Decimal) -> str:
+        return decimal_text(value)
+
+
+@extend_schema_field({"type": "string", "pattern": RATE_PATTERN, "example": "8.875"})
+class RatePercentField(_ExactDecimalField):
+    """A tax rate: a percentage with up to 4 decimals, as a string ("8.875" is 8.875 %)."""
+
+    pattern = RATE_PATTERN
+    example = "8.875"
+
+    def parse(self, text: str) -> Decimal:
+        return parse_rate_percent(text)
+
+
+@extend_schema_field({"type": "string", "pattern": UNIT_PRICE_PATTERN, "example": "0.0875"})
+class UnitPriceField(_ExactDecimalField):
+    """A unit price in the currency's minor unit with up to 12 decimals, as a string, like Stripe's
+    `unit_amount_decimal`: "0.0875" is 0.0875 cents = 0.000875 USD a unit."""
+
+    pattern = UNIT_PRICE_PATTERN
+    example = "0.0875"
+
+    def parse(self, text: str) -> Decimal:
+        return parse_unit_price(text)
 
 
 class StrictBooleanField(serializers.BooleanField):
@@ -176,3 +235,15 @@ URL_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
 
 class EmptyInput(StrictSerializer):
     """No body, or an empty JSON object."""
+
+
+@extend_schema_field({"type": "string", "example": "8.875"})
+class DecimalTextField(serializers.Field):
+    """Output only: an exact decimal as a string without trailing zeros ("8.875", "0.0875", "100")."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value: Decimal) -> str:
+        return decimal_text(value)

@@ -36,7 +36,9 @@ class AbstractInvoiceLine(models.Model):
     category = models.CharField(max_length=20, choices=BillingCategory.choices)
     description = models.CharField(max_length=240)
     quantity = models.BigIntegerField(default=1)
-    unit_amount_minor = models.BigIntegerField()
+    # Minor units, up to 12 decimals (MON-2): a usage line's unit price may be a fraction of a cent; the line's
+    # amount is quantity × this, rounded half-up once.
+    unit_amount_decimal = models.DecimalField(max_digits=31, decimal_places=12)
     amount_minor = models.BigIntegerField()
     taxable = models.BooleanField(default=False)
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from core.calendar import Period
 from core.categories import BillingCategory
-from core.money import format_minor, tax_minor
+from core.money import format_minor, format_rate, format_unit_price, line_amount_minor, tax_minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +20,7 @@ class DraftLine:
     category: str
     description: str
     quantity: int
-    unit_amount_minor: int
+    unit_amount: Decimal  # minor units, possibly a fraction of one (MON-2); amount_minor is rounded once
     amount_minor: int
     taxable: bool = False
 
@@ -28,15 +29,15 @@ class DraftLine:
 class ProductPrice:
     code: str
     name: str
-    unit_price_minor: int
+    unit_price: Decimal  # minor units, up to 12 decimals (MON-2)
     included_quantity: int
-    overage_unit_price_minor: int
+    overage_unit_price: Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class TaxSpec:
     name: str
-    rate_bp: int
+    rate_percent: Decimal  # up to 4 decimals (MON-2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +77,6 @@ class InvoiceDraft:
         return totals
 
 
-def _rate_label(rate_bp: int) -> str:
-    whole, frac = divmod(rate_bp, 100)
-    return f"{whole}.{frac:02d}".rstrip("0").rstrip(".") + " %"
-
-
 def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) -> list[DraftLine]:
     """Products and overage for one account's usage in a cycle (PLAN-3).
 
@@ -101,8 +97,8 @@ def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) ->
                     BillingCategory.PRODUCTS,
                     price.name,
                     included,
-                    price.unit_price_minor,
-                    included * price.unit_price_minor,
+                    price.unit_price,
+                    line_amount_minor(included, price.unit_price),
                     taxable=True,
                 )
             )
@@ -112,8 +108,8 @@ def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) ->
                     BillingCategory.OVERAGE,
                     f"{price.name} — overage",
                     over,
-                    price.overage_unit_price_minor,
-                    over * price.overage_unit_price_minor,
+                    price.overage_unit_price,
+                    line_amount_minor(over, price.overage_unit_price),
                     taxable=True,
                 )
             )
@@ -127,10 +123,15 @@ def tax_lines(lines: Sequence[DraftLine], taxes: Iterable[TaxSpec]) -> list[Draf
     for tax in taxes:
         if not taxable:
             break
-        amount = sum(tax_minor(line.amount_minor, tax.rate_bp) for line in taxable)
+        amount = sum(tax_minor(line.amount_minor, tax.rate_percent) for line in taxable)
         result.append(
             DraftLine(
-                BillingCategory.TAXES_FEES, f"{tax.name} ({_rate_label(tax.rate_bp)})", 1, amount, amount, taxable=False
+                BillingCategory.TAXES_FEES,
+                f"{tax.name} ({format_rate(tax.rate_percent)} %)",
+                1,
+                Decimal(amount),
+                amount,
+                taxable=False,
             )
         )
     return result
@@ -154,7 +155,7 @@ def draft_client_invoice(
                 BillingCategory.LICENSE,
                 f"License {period.label()}",
                 1,
-                license_price_minor,
+                Decimal(license_price_minor),
                 license_price_minor,
                 taxable=True,
             )
@@ -165,7 +166,7 @@ def draft_client_invoice(
                 BillingCategory.AGENCY_SERVICES,
                 service.description,
                 1,
-                service.amount_minor,
+                Decimal(service.amount_minor),
                 service.amount_minor,
                 taxable=service.taxable,
             )
@@ -196,7 +197,7 @@ def draft_agency_invoice(
                 BillingCategory.LICENSE,
                 f"Client licenses {period.label()}",
                 active_clients,
-                license_fee_minor,
+                Decimal(license_fee_minor),
                 active_clients * license_fee_minor,
                 taxable=True,
             )
@@ -210,14 +211,14 @@ def draft_agency_invoice(
                 BillingCategory.OTHER,
                 f"Partner package minimum ({format_minor(package_minimum_minor, currency)})",
                 1,
-                top_up,
+                Decimal(top_up),
                 top_up,
                 taxable=True,
             )
         )
     lines.extend(tax_lines(lines, taxes))
     for name, amount in fees:
-        lines.append(DraftLine(BillingCategory.TAXES_FEES, name, 1, amount, amount, taxable=False))
+        lines.append(DraftLine(BillingCategory.TAXES_FEES, name, 1, Decimal(amount), amount, taxable=False))
     return InvoiceDraft(currency, period, tuple(lines))
 
 
@@ -235,3 +236,18 @@ def allocate[K](amount_minor: int, open_items: Sequence[tuple[K, int]]) -> list[
         applied.append((key, take))
         remaining -= take
     return applied
+
+
+def notice_line(line: DraftLine, currency: str) -> dict[str, str]:
+    """A line as notices print it: description, amount and, for a priced quantity, "98,765 × 0.000875" (MON-2:
+    the exact unit price, however many decimals it has)."""
+    detail = ""
+    if line.category in (BillingCategory.PRODUCTS, BillingCategory.OVERAGE):
+        detail = f"{line.quantity:,} × {format_unit_price(line.unit_amount, currency)}"
+    return {
+        "description": line.description,
+        "quantity": str(line.quantity),
+        "unit_price": format_unit_price(line.unit_amount, currency),
+        "detail": detail,
+        "amount": format_minor(line.amount_minor, currency),
+    }

@@ -157,7 +157,7 @@ def _line_kwargs(position: int, line: DraftLine) -> dict:
         "category": line.category,
         "description": line.description[:240],
         "quantity": line.quantity,
-        "unit_amount_minor": line.unit_amount_minor,
+        "unit_amount_decimal": line.unit_amount,
         "amount_minor": line.amount_minor,
         "taxable": line.taxable,
     }
@@ -240,7 +240,7 @@ def _build_client_batch(
                     line.category,
                     line.description[:240],
                     line.quantity,
-                    line.unit_amount_minor,
+                    line.unit_amount,
                     line.amount_minor,
                     line.taxable,
                 )
@@ -318,7 +318,7 @@ LINE_COLUMNS = (
     "category",
     "description",
     "quantity",
-    "unit_amount_minor",
+    "unit_amount_decimal",
     "amount_minor",
     "taxable",
 )
@@ -371,7 +371,7 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
             license_fee_minor=plan.license_fee_minor,
             package_minimum_minor=plan.package_minimum_minor,
             usage=usage_lines(prices, pooled_usage(period=period, time_zone=agency.time_zone)),
-            taxes=[TaxSpec(t.name, t.rate_bp) for t in plan.taxes.all()],
+            taxes=[TaxSpec(t.name, t.rate_percent) for t in plan.taxes.all()],
             fees=[(f.name, f.amount_minor) for f in plan.fees.all()],
         )
         invoice = AgencyInvoice.objects.create(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from billing.drafting import notice_line
 from billing.invoicing import invoice_preview
 from billing.notices import client_context
 from billing.schedule import month_dates
@@ -51,10 +52,7 @@ def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:
             "statement_total": format_minor(draft.total_minor, currency),
             "open_balance": format_minor(balance, currency),
             "amount_due": format_minor(draft.total_minor + max(balance, 0), currency),
-            "lines": [
-                {"description": line.description, "amount": format_minor(line.amount_minor, currency)}
-                for line in draft.lines
-            ],
+            "lines": [notice_line(line, currency) for line in draft.lines],
             "notice_number": "1",
             "payment_method": str(method) if method else "no payment method on file",
             "past_due": format_minor(past_due.amount_minor if past_due else draft.total_minor, currency),

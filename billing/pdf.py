@@ -35,7 +35,7 @@ from billing.models import BillingSettings, Invoice
 from billing.overview import invoice_status, is_settled, lines_by_category
 from billing.platform.models import AgencyInvoice
 from billing.statuses import ChargeStatus
-from core.money import format_minor
+from core.money import format_minor, format_unit_price
 from tenants.models import Agency
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def _document(
         return {
             "description": line.description,
             "quantity": line.quantity,
-            "unit": _money(line.unit_amount_minor, currency),
+            "unit": format_unit_price(line.unit_amount_decimal, currency),
             "amount": _money(line.amount_minor, currency),
         }
 

@@ -15,7 +15,7 @@ from datetime import date
 
 from django.db.models import Sum
 
-from billing.drafting import InvoiceDraft
+from billing.drafting import InvoiceDraft, notice_line
 from billing.invoicing import invoice_previews
 from billing.models import BillingSettings, Charge, Invoice, PaymentMethod
 from billing.notices import client_context, client_notice
@@ -74,10 +74,7 @@ def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> 
 
 
 def _line_items(draft: InvoiceDraft) -> list[dict[str, str]]:
-    return [
-        {"description": line.description, "amount": format_minor(line.amount_minor, draft.currency)}
-        for line in draft.lines
-    ]
+    return [notice_line(line, draft.currency) for line in draft.lines]
 
 
 def _previews(agency: Agency, items: list[_Due]) -> dict[tuple[int, date], InvoiceDraft]:

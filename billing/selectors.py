@@ -37,7 +37,7 @@ def plan_prices(plan: PartnerPlan | None) -> dict[str, ProductPrice]:
     if plan is None:
         return {}
     return {
-        p.code: ProductPrice(p.code, p.name, p.unit_price_minor, p.included_quantity, p.overage_unit_price_minor)
+        p.code: ProductPrice(p.code, p.name, p.unit_price_decimal, p.included_quantity, p.overage_unit_price_decimal)
         for p in plan.products.all()
     }
 
@@ -157,13 +157,13 @@ def client_terms(client_ids: list[int]) -> list[ClientTerms]:
                 ServiceSpec(description, amount, taxable, recurrence == ServiceRecurrence.ONE_TIME, key)
             )
         cursor.execute(
-            f"SELECT l.client_id, t.name, t.rate_bp FROM {Client.taxes.through._meta.db_table} l "
+            f"SELECT l.client_id, t.name, t.rate_percent FROM {Client.taxes.through._meta.db_table} l "
             f"JOIN {TaxRate._meta.db_table} t ON t.id = l.taxrate_id WHERE l.client_id = ANY(%s) "
             "ORDER BY t.id",
             [ids],
         )
-        for client_id, name, rate_bp in cursor.fetchall():
-            taxes[client_id].append(TaxSpec(name, rate_bp))
+        for client_id, name, rate_percent in cursor.fetchall():
+            taxes[client_id].append(TaxSpec(name, rate_percent))
         cursor.execute(
             f"SELECT id, license_price_minor, agency_invoiced, autopay_days FROM {Client._meta.db_table} "
             "WHERE id = ANY(%s) ORDER BY id",

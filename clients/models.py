@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from core.models import BaseModel
+from core.money import format_rate
 
 BILLING_DAYS = list(range(1, 29))
 
@@ -16,14 +17,19 @@ class TaxRate(BaseModel):
     """A tax the agency charges its clients; each client selects the ones that apply to it."""
 
     name = models.CharField(max_length=120)
-    rate_bp = models.PositiveIntegerField(help_text="Basis points: 825 = 8.25 %.")
+    # MON-2: a percentage with up to 4 decimals, stored exactly (8.8750); docs/decisions.md, "Exact rates".
+    rate_percent = models.DecimalField(max_digits=7, decimal_places=4, help_text="Percent: 8.875 = 8.875 %.")
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.CheckConstraint(condition=models.Q(rate_bp__lte=10000), name="tax_rate_lte_100")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rate_percent__gte=0, rate_percent__lte=100), name="tax_rate_0_100_percent"
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.rate_bp / 100:g} %)"
+        return f"{self.name} ({format_rate(self.rate_percent)} %)"
 
 
 class ClientGroup(BaseModel):

@@ -7,6 +7,7 @@ nothing is written unless everything is valid.
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,7 +15,7 @@ from django.utils import timezone
 from accounts.models import User, audit_record
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from core.errors import ApplicationError
-from core.money import validate_rate_bp
+from core.money import format_rate, parse_rate_percent
 
 _UNSET = object()
 
@@ -72,39 +73,48 @@ def _raise(errors: dict[str, list[str]], message: str = "Please correct the high
         raise ApplicationError(message, fields=errors)
 
 
-def _tax_rate_errors(name: object, rate_bp: object) -> dict[str, list[str]]:
+def _tax_rate_errors(name: object, rate_percent: object) -> tuple[dict[str, list[str]], Decimal | None]:
     errors: dict[str, list[str]] = {}
     if not isinstance(name, str) or not name.strip():
         errors["name"] = ["A name is required."]
     elif len(name.strip()) > 120:
         errors["name"] = ["Use at most 120 characters."]
+    rate = None
     try:
-        validate_rate_bp(rate_bp)
+        rate = parse_rate_percent(rate_percent)
     except ApplicationError as exc:
-        errors["rate_bp"] = ["A tax rate must be between 0 and 100 %."] if exc.fields else [exc.message]
-    return errors
+        errors.update(exc.fields)
+    return errors, rate
 
 
-def tax_rate_create(*, name: str, rate_bp: int, actor: User | str | None = None) -> TaxRate:
-    _raise(_tax_rate_errors(name, rate_bp))
+def tax_rate_create(*, name: str, rate_percent: Decimal | str, actor: User | str | None = None) -> TaxRate:
+    """A tax the agency charges; `rate_percent` has up to 4 decimals (MON-2: "8.875")."""
+    errors, rate_value = _tax_rate_errors(name, rate_percent)
+    _raise(errors)
     with transaction.atomic():
-        rate = TaxRate.objects.create(name=name.strip(), rate_bp=rate_bp)
+        rate = TaxRate.objects.create(name=name.strip(), rate_percent=rate_value)
         if actor is not None:
-            audit_record(actor=actor, action="tax_rate.create", obj=rate, after={"name": rate.name, "rate_bp": rate_bp})
+            audit_record(
+                actor=actor,
+                action="tax_rate.create",
+                obj=rate,
+                after={"name": rate.name, "rate_percent": format_rate(rate.rate_percent)},
+            )
     return rate
 
 
-def tax_rate_update(*, tax_rate: TaxRate, name: str, rate_bp: int, actor: User | str | None) -> TaxRate:
+def tax_rate_update(*, tax_rate: TaxRate, name: str, rate_percent: Decimal | str, actor: User | str | None) -> TaxRate:
     """Rename a tax or change its rate. Invoices already built keep the rate they were built with (MON-3);
     the next invoices of every client that has the tax use the new one."""
-    _raise(_tax_rate_errors(name, rate_bp))
+    errors, rate_value = _tax_rate_errors(name, rate_percent)
+    _raise(errors)
     with transaction.atomic():
         locked = TaxRate.objects.select_for_update().get(pk=tax_rate.pk)
-        before = {"name": locked.name, "rate_bp": locked.rate_bp}
-        locked.name, locked.rate_bp = name.strip(), rate_bp
-        after = {"name": locked.name, "rate_bp": locked.rate_bp}
+        before = {"name": locked.name, "rate_percent": format_rate(locked.rate_percent)}
+        locked.name, locked.rate_percent = name.strip(), rate_value  # type: ignore[assignment]
+        after = {"name": locked.name, "rate_percent": format_rate(locked.rate_percent)}
         if after != before:
-            locked.save(update_fields=["name", "rate_bp", "updated_at"])
+            locked.save(update_fields=["name", "rate_percent", "updated_at"])
             audit_record(
                 actor=actor,
                 action="tax_rate.update",
@@ -127,7 +137,10 @@ def tax_rate_remove(*, tax_rate: TaxRate, actor: User | str | None) -> None:
                 fields={"tax_rate": ["Still applies to clients."]},
             )
         audit_record(
-            actor=actor, action="tax_rate.remove", obj=locked, before={"name": locked.name, "rate_bp": locked.rate_bp}
+            actor=actor,
+            action="tax_rate.remove",
+            obj=locked,
+            before={"name": locked.name, "rate_percent": format_rate(locked.rate_percent)},
         )
         locked.delete()
 

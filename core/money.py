@@ -1,7 +1,9 @@
 """Money as integer minor units plus an ISO-4217 currency (MON-1), and exact tax arithmetic (MON-2).
 
-No float ever enters: amounts are `int`; rates are integer basis points; rounding is half-up
-(half away from zero for negative amounts) and happens once, per line.
+No float ever enters: amounts are `int`. Tax rates are percentages with up to 4 decimals and unit prices are
+minor units with up to 12 decimals, both `Decimal` parsed exactly from text and computed on as integers
+(millionths of the whole, 10**-12 minor units). Rounding is half-up (half away from zero for negative amounts)
+and happens once, per line (MON-2).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ CURRENCY_EXPONENTS: dict[str, int] = {
     **{code: 4 for code in _EXPONENT_4.split()},
 }
 
-MAX_RATE_BP = 10_000  # 100 %
 # The largest amount accepted as input, in minor units: what every JSON client represents exactly (the API's
 # integer bound) and far inside PostgreSQL's bigint, so sums of many such amounts still fit.
 MAX_AMOUNT_MINOR = 2**53 - 1
@@ -175,25 +176,155 @@ def format_minor(amount_minor: int, currency: str) -> str:
     return sign + text
 
 
-def validate_rate_bp(rate_bp: object) -> int:
-    if type(rate_bp) is not int or not 0 <= rate_bp <= MAX_RATE_BP:
+# MON-2: a tax rate is a percentage with up to 4 decimals (8.875, 4.7125), so an integer count of millionths of
+# the whole; a unit price is minor units with up to 12 decimals (0.0875 cents), like Stripe's unit_amount_decimal.
+RATE_DECIMALS = 4
+RATE_SCALE = 10**6  # millionths: 1 % = 10,000
+MAX_RATE_PERCENT = Decimal(100)
+UNIT_PRICE_DECIMALS = 12
+UNIT_PRICE_SCALE = 10**12
+
+
+def _exact_decimal(value: object) -> Decimal | None:
+    """Text, Decimal or int as an exact Decimal; None for anything else (floats, bools, junk, NaN, huge)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        return None
+    if isinstance(value, Decimal):
+        decimal = value
+    elif isinstance(value, int):
+        decimal = Decimal(value)
+    elif isinstance(value, str) and 0 < len(value.strip()) <= 60:
+        try:
+            decimal = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    return decimal if decimal.is_finite() else None
+
+
+def _decimals(decimal: Decimal) -> int:
+    exponent = decimal.normalize().as_tuple().exponent
+    return -exponent if isinstance(exponent, int) and exponent < 0 else 0
+
+
+def parse_rate_percent(value: object, *, field: str = "rate_percent") -> Decimal:
+    """A tax rate as a percentage: "8.875" → Decimal("8.8750"). 0–100, at most 4 decimals (MON-2); text,
+    Decimal or int only, never a float."""
+    decimal = _exact_decimal(value)
+    if decimal is None:
+        message = 'Give the rate as a percentage in a string, such as "8.875".'
+    elif not 0 <= decimal <= MAX_RATE_PERCENT:
+        message = "A tax rate must be between 0 and 100 %."
+    elif _decimals(decimal) > RATE_DECIMALS:
+        message = f"A tax rate has at most {RATE_DECIMALS} decimal places, such as 8.875 or 4.7125."
+    else:
+        return decimal.quantize(Decimal(1).scaleb(-RATE_DECIMALS))
+    raise ApplicationError(message, code="invalid_tax_rate", fields={field: [message]})
+
+
+def rate_millionths(rate_percent: Decimal) -> int:
+    """8.875 % → 88,750 millionths; exact (a rate is at most 4 decimals of a percent)."""
+    if not isinstance(rate_percent, Decimal):
+        raise TypeError(f"a tax rate is a Decimal percentage, got {type(rate_percent).__name__}")
+    scaled = rate_percent.scaleb(RATE_DECIMALS)
+    if scaled != scaled.to_integral_value() or not 0 <= scaled <= RATE_SCALE:
+        parse_rate_percent(rate_percent)  # raises the rule's error
+    return int(scaled)
+
+
+def rate_from_bp(rate_bp: object, *, field: str = "rate_bp") -> Decimal:
+    """Whole basis points (825) → the percentage (8.25): the API's older integer field."""
+    if type(rate_bp) is not int or not 0 <= rate_bp <= 10_000:
         raise ApplicationError(
             "A tax rate must be between 0 and 100 % (0–10000 basis points).",
             code="invalid_tax_rate",
-            fields={"rate_bp": ["Must be between 0 and 10000."]},
+            fields={field: ["Must be a whole number between 0 and 10000."]},
         )
-    return rate_bp
+    return parse_rate_percent(Decimal(rate_bp).scaleb(-2))
 
 
-def tax_minor(amount_minor: int, rate_bp: int) -> int:
+def rate_bp_or_none(rate_percent: Decimal) -> int | None:
+    """The rate in whole basis points, or None when it has a finer part (8.875 %)."""
+    scaled = rate_percent.scaleb(2)
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+def decimal_text(value: Decimal) -> str:
+    """Decimal("8.8750") → "8.875", Decimal("100.0000") → "100": exact, no trailing zeros, no exponent."""
+    text = format(value.normalize(), "f")
+    return text if text != "-0" else "0"
+
+
+def format_rate(rate_percent: Decimal) -> str:
+    """A tax rate as people read it, without the % sign: "8.875"."""
+    return decimal_text(rate_percent)
+
+
+def parse_unit_price(value: object, *, field: str = "unit_price_decimal") -> Decimal:
+    """A unit price in minor units with up to 12 decimals: "0.0875" (cents) is 0.000875 USD (MON-2)."""
+    decimal = _exact_decimal(value)
+    if decimal is None:
+        message = 'Give the unit price in minor units as a decimal string, such as "0.0875".'
+    elif decimal < 0:
+        message = "A unit price cannot be negative."
+    elif decimal > MAX_AMOUNT_MINOR:
+        message = "The unit price is too large."
+    elif _decimals(decimal) > UNIT_PRICE_DECIMALS:
+        message = f"A unit price has at most {UNIT_PRICE_DECIMALS} decimal places of the minor unit."
+    else:
+        return decimal.quantize(Decimal(1).scaleb(-UNIT_PRICE_DECIMALS))
+    raise ApplicationError(message, code="invalid_unit_price", fields={field: [message]})
+
+
+def unit_price_from_minor(value: object, *, field: str = "unit_price_minor") -> Decimal:
+    """A whole number of minor units (the API's integer field) as a unit price."""
+    if type(value) is not int or not 0 <= value <= MAX_AMOUNT_MINOR:
+        raise ApplicationError(
+            "Enter a whole, non-negative number of minor units (e.g. cents).",
+            code="invalid_unit_price",
+            fields={field: ["Enter a whole, non-negative number of minor units (e.g. cents)."]},
+        )
+    return parse_unit_price(value, field=field)
+
+
+def unit_minor_or_none(unit_price: Decimal) -> int | None:
+    """The unit price as whole minor units, or None when it has a fraction of the minor unit."""
+    return int(unit_price) if unit_price == unit_price.to_integral_value() else None
+
+
+def format_unit_price(unit_price: Decimal, currency: str) -> str:
+    """A unit price in major units with as many decimals as it needs, at least the currency's:
+    Decimal("0.0875") cents → "0.000875"; Decimal("10") → "0.10"; 123456 → "1,234.56"."""
+    exponent = currency_exponent(currency)
+    major = unit_price.scaleb(-exponent)
+    places = max(exponent, _decimals(major))
+    text = f"{major:,.{places}f}"
+    return text
+
+
+def _half_up(numerator: int, denominator: int) -> int:
+    quotient, remainder = divmod(abs(numerator), denominator)
+    if remainder * 2 >= denominator:
+        quotient += 1
+    return quotient if numerator >= 0 else -quotient
+
+
+def tax_minor(amount_minor: int, rate_percent: Decimal) -> int:
     """Tax on one line, rounded half-up to the minor unit (MON-2); integer arithmetic only."""
     _check_int(amount_minor, "amount_minor")
-    validate_rate_bp(rate_bp)
-    product = abs(amount_minor) * rate_bp
-    quotient, remainder = divmod(product, MAX_RATE_BP)
-    if remainder * 2 >= MAX_RATE_BP:
-        quotient += 1
-    return quotient if amount_minor >= 0 else -quotient
+    return _half_up(amount_minor * rate_millionths(rate_percent), RATE_SCALE)
+
+
+def line_amount_minor(quantity: int, unit_price: Decimal) -> int:
+    """quantity × unit price, rounded half-up to the minor unit once (MON-2): 98,765 × 0.0875 = 8,641.9375 → 8,642."""
+    _check_int(quantity, "quantity")
+    if not isinstance(unit_price, Decimal):
+        raise TypeError(f"a unit price is a Decimal of minor units, got {type(unit_price).__name__}")
+    scaled = unit_price.scaleb(UNIT_PRICE_DECIMALS)
+    if scaled != scaled.to_integral_value():
+        parse_unit_price(unit_price)  # raises the rule's error
+    return _half_up(quantity * int(scaled), UNIT_PRICE_SCALE)
 
 
 def split_evenly(amount_minor: int, parts: int) -> list[int]:
@@ -214,9 +345,19 @@ __all__ = [
     "Money",
     "UnknownCurrency",
     "currency_exponent",
+    "decimal_text",
     "format_minor",
+    "format_rate",
+    "format_unit_price",
+    "line_amount_minor",
     "money_sum",
+    "parse_rate_percent",
+    "parse_unit_price",
+    "rate_bp_or_none",
+    "rate_from_bp",
+    "rate_millionths",
     "split_evenly",
     "tax_minor",
-    "validate_rate_bp",
+    "unit_minor_or_none",
+    "unit_price_from_minor",
 ]

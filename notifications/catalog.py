@@ -66,12 +66,14 @@ CATALOG: dict[str, NoticeSpec] = {
             "statement_total": "Invoice to be built",
             "open_balance": "Balance still open",
             "amount_due": "Statement total plus open balance",
-            "lines": "List of {description, amount} of the upcoming invoice",
+            "lines": "List of {description, amount, quantity, unit_price, detail} of the upcoming invoice; detail is "
+            '"98,765 × 0.000875" for usage lines, empty otherwise',
             "notice_number": "1, 2 or 3",
         },
         "Your upcoming statement from {{ agency_name }}",
         "Hello {{ client_name }},\n\nYour next statement is dated {{ billing_date }}.\n"
-        "{% for line in lines %}- {{ line.description }}: {{ line.amount }} {{ currency }}\n{% endfor %}"
+        "{% for line in lines %}- {{ line.description }}{% if line.detail %} ({{ line.detail }}){% endif %}: "
+        "{{ line.amount }} {{ currency }}\n{% endfor %}"
         "Statement: {{ statement_total }} {{ currency }}. Open balance: {{ open_balance }} {{ currency }}.\n"
         "Amount due: {{ amount_due }} {{ currency }}.\n\nDetails: {{ portal_url }}\n\n{{ agency_name }}",
     ),

@@ -213,7 +213,16 @@ def template_validate(*, kind: str, subject: str, body: str) -> None:
 def sample_context(variables: dict[str, str]) -> dict:
     context: dict = {name: f"<{name}>" for name in variables}
     if "lines" in variables:
-        context["lines"] = [{"description": "License", "amount": "199.00"}]
+        context["lines"] = [
+            {"description": "License", "amount": "199.00", "quantity": "1", "unit_price": "199.00", "detail": ""},
+            {
+                "description": "Listings",
+                "amount": "86.42",
+                "quantity": "98765",
+                "unit_price": "0.000875",
+                "detail": "98,765 × 0.000875",
+            },
+        ]
     return context
 
 

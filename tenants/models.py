@@ -43,22 +43,25 @@ class PartnerPlan(models.Model):
 
 
 class PlanProduct(models.Model):
-    """A metered product: the first `included_quantity` units of a cycle at `unit_price_minor`, each unit
-    beyond at `overage_unit_price_minor` (see docs/decisions.md)."""
+    """A metered product: the first `included_quantity` units of a cycle at `unit_price_decimal`, each unit
+    beyond at `overage_unit_price_decimal` (see docs/decisions.md). Prices are minor units with up to 12
+    decimals (MON-2, like Stripe's `unit_amount_decimal`): 0.0875 is 0.000875 USD a unit."""
 
     plan = models.ForeignKey(PartnerPlan, on_delete=models.CASCADE, related_name="products")
     code = models.SlugField(max_length=40)
     name = models.CharField(max_length=120)
-    unit_price_minor = models.BigIntegerField(default=0)
+    unit_price_decimal = models.DecimalField(max_digits=31, decimal_places=12, default=0)
     included_quantity = models.BigIntegerField(default=0)
-    overage_unit_price_minor = models.BigIntegerField(default=0)
+    overage_unit_price_decimal = models.DecimalField(max_digits=31, decimal_places=12, default=0)
 
     class Meta:
         ordering = ["code"]
         constraints = [
             models.UniqueConstraint(fields=["plan", "code"], name="plan_product_code_unique"),
             models.CheckConstraint(
-                condition=models.Q(unit_price_minor__gte=0, included_quantity__gte=0, overage_unit_price_minor__gte=0),
+                condition=models.Q(
+                    unit_price_decimal__gte=0, included_quantity__gte=0, overage_unit_price_decimal__gte=0
+                ),
                 name="plan_product_non_negative",
             ),
         ]
@@ -72,11 +75,15 @@ class PlanTax(models.Model):
 
     plan = models.ForeignKey(PartnerPlan, on_delete=models.CASCADE, related_name="taxes")
     name = models.CharField(max_length=120)
-    rate_bp = models.PositiveIntegerField()
+    rate_percent = models.DecimalField(max_digits=7, decimal_places=4, help_text="Percent, up to 4 decimals (MON-2).")
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.CheckConstraint(condition=models.Q(rate_bp__lte=10000), name="plan_tax_rate_lte_100")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(rate_percent__gte=0, rate_percent__lte=100), name="plan_tax_rate_0_100_percent"
+            )
+        ]
 
 
 class PlanFee(models.Model):

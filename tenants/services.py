@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_tenants.utils import schema_exists
 
 from core.errors import ApplicationError
-from core.money import UnknownCurrency, currency_exponent, validate_rate_bp
+from core.money import (
+    UnknownCurrency,
+    currency_exponent,
+    parse_rate_percent,
+    parse_unit_price,
+    rate_from_bp,
+    unit_price_from_minor,
+)
 from tenants.models import (
     Agency,
     Domain,
@@ -92,6 +101,24 @@ def _amount_errors(value: object, field: str, errors: dict[str, list[str]]) -> N
         errors.setdefault(field, []).append("The amount cannot be negative.")
 
 
+def _exact(
+    item: dict, *, decimal_key: str, integer_key: str, prefix: str, errors: dict[str, list[str]], parse, parse_int
+) -> Decimal:
+    """An exact price or rate given either as a decimal string (`decimal_key`) or, as before MON-2's finer
+    precision, a whole number (`integer_key`); both is an error."""
+    if decimal_key in item and integer_key in item:
+        errors.setdefault(f"{prefix}{decimal_key}", []).append(f"Give {decimal_key} or {integer_key}, not both.")
+        return Decimal(0)
+    try:
+        if decimal_key in item:
+            return parse(item[decimal_key], field=f"{prefix}{decimal_key}")
+        return parse_int(item.get(integer_key, 0), field=f"{prefix}{integer_key}")
+    except ApplicationError as exc:
+        for field, messages in exc.fields.items():
+            errors.setdefault(field, []).extend(messages)
+        return Decimal(0)
+
+
 def partner_plan_create(
     *,
     name: str,
@@ -102,8 +129,10 @@ def partner_plan_create(
     taxes: list[dict] | None = None,
     fees: list[dict] | None = None,
 ) -> PartnerPlan:
-    """Create a partner plan (PLAN-1). products: {code, name, unit_price_minor, included_quantity,
-    overage_unit_price_minor}; taxes: {name, rate_bp}; fees: {name, amount_minor}."""
+    """Create a partner plan (PLAN-1). products: {code, name, unit_price_decimal, included_quantity,
+    overage_unit_price_decimal}; taxes: {name, rate_percent}; fees: {name, amount_minor}. Prices are minor
+    units with up to 12 decimals, rates percentages with up to 4 (MON-2), as decimal strings; whole
+    `unit_price_minor`/`overage_unit_price_minor` and `rate_bp` integers are accepted instead."""
     errors: dict[str, list[str]] = {}
     if not name or not name.strip():
         errors["name"] = ["A name is required."]
@@ -114,18 +143,37 @@ def partner_plan_create(
     _amount_errors(package_minimum_minor, "package_minimum_minor", errors)
     _amount_errors(license_fee_minor, "license_fee_minor", errors)
     codes = set()
+    prices: dict[tuple[int, str], Decimal] = {}
+    rates: dict[int, Decimal] = {}
     for i, product in enumerate(products or []):
         code = product.get("code", "")
         if not code or code in codes:
             errors.setdefault(f"products[{i}].code", []).append("Each product needs its own code.")
         codes.add(code)
-        for key in ("unit_price_minor", "included_quantity", "overage_unit_price_minor"):
-            _amount_errors(product.get(key, 0), f"products[{i}].{key}", errors)
+        _amount_errors(product.get("included_quantity", 0), f"products[{i}].included_quantity", errors)
+        for kind in ("unit_price", "overage_unit_price"):
+            prices[(i, kind)] = _exact(
+                product,
+                decimal_key=f"{kind}_decimal",
+                integer_key=f"{kind}_minor",
+                prefix=f"products[{i}].",
+                errors=errors,
+                parse=parse_unit_price,
+                parse_int=unit_price_from_minor,
+            )
     for i, tax in enumerate(taxes or []):
-        try:
-            validate_rate_bp(tax.get("rate_bp"))
-        except ApplicationError:
-            errors.setdefault(f"taxes[{i}].rate_bp", []).append("A tax rate must be between 0 and 100 %.")
+        if "rate_percent" not in tax and "rate_bp" not in tax:
+            errors.setdefault(f"taxes[{i}].rate_percent", []).append('Give the rate, such as "8.875".')
+            continue
+        rates[i] = _exact(
+            tax,
+            decimal_key="rate_percent",
+            integer_key="rate_bp",
+            prefix=f"taxes[{i}].",
+            errors=errors,
+            parse=parse_rate_percent,
+            parse_int=rate_from_bp,
+        )
     for i, fee in enumerate(fees or []):
         _amount_errors(fee.get("amount_minor"), f"fees[{i}].amount_minor", errors)
     if errors:
@@ -142,13 +190,15 @@ def partner_plan_create(
                 plan=plan,
                 code=p["code"],
                 name=p.get("name", p["code"]),
-                unit_price_minor=p.get("unit_price_minor", 0),
+                unit_price_decimal=prices[(i, "unit_price")],
                 included_quantity=p.get("included_quantity", 0),
-                overage_unit_price_minor=p.get("overage_unit_price_minor", 0),
+                overage_unit_price_decimal=prices[(i, "overage_unit_price")],
             )
-            for p in products or []
+            for i, p in enumerate(products or [])
         )
-        PlanTax.objects.bulk_create(PlanTax(plan=plan, name=t["name"], rate_bp=t["rate_bp"]) for t in taxes or [])
+        PlanTax.objects.bulk_create(
+            PlanTax(plan=plan, name=t["name"], rate_percent=rates[i]) for i, t in enumerate(taxes or [])
+        )
         PlanFee.objects.bulk_create(
             PlanFee(plan=plan, name=f["name"], amount_minor=f["amount_minor"]) for f in fees or []
         )

@@ -59,7 +59,7 @@ def billed_agency(
     )
     admin, junior, seller = people.values()
     with schema_context(agency.schema_name):
-        tax = tax_rate_create(name="State sales tax", rate_bp=825)
+        tax = tax_rate_create(name="State sales tax", rate_percent="8.25")
         activated_on = date(2026, 12, 1)
         paying = seed.client(
             name=f"Paying Plumbing {tag.title()}",

@@ -56,6 +56,7 @@ def _days(value) -> str:
 
 
 def _percent(rate_bp) -> str:
+    """Audit rows written before MON-2's exact rates hold whole basis points."""
     whole, fraction = divmod(int(rate_bp), 100)
     return f"{whole}.{fraction:02d}".rstrip("0").rstrip(".") + " %"
 
@@ -91,6 +92,7 @@ FIELDS: dict[str, tuple[str, Formatter]] = {
     "recurrence": ("Kind", lambda v, c: "one-time" if v == "ONE_TIME" else "recurring monthly"),
     "taxable": ("Taxable", lambda v, c: "yes" if v else "no"),
     "rate_bp": ("Rate", lambda v, c: _percent(v)),
+    "rate_percent": ("Rate", lambda v, c: f"{v} %"),
     "payment_method": ("Payment method", lambda v, c: str(v)),
     "agency_invoiced": ("Agency Invoiced", lambda v, c: _on_off(v)),
     "role": ("Role", lambda v, c: dict(Role.choices).get(str(v), str(v))),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import zoneinfo
+from decimal import Decimal
 
 from django import forms
 
@@ -13,7 +14,7 @@ from clients.models import BILLING_DAYS, Client, TaxRate
 from clients.services import MAX_AUTOPAY_DAYS
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.errors import ApplicationError
-from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor
+from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor, parse_rate_percent
 from core.parsing import whole_number
 from notifications.rendering import MAX_TEMPLATE_LENGTH
 
@@ -168,43 +169,36 @@ class ClientCreateForm(ClientAccountForm, ClientConfigForm):
         return self.cleaned_data.get("license_price") or 0
 
 
-# Percent with up to two decimals ("8.25"): the precision TaxRate stores (basis points). One function, so a
-# finer precision is one change here.
-_PERCENT_SYNTAX = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,2})?")
+# Percent with up to four decimals ("8.875", "4.7125"): what TaxRate stores exactly (MON-2).
+_PERCENT_SYNTAX = re.compile(r"[0-9]{1,3}(?:\.[0-9]+)?")
 
 
-def percent_to_rate_bp(text: str) -> int | None:
+def percent_to_rate(text: str) -> Decimal:
+    """The typed percentage ("8.875", "8.875 %", "8,875" is refused) as an exact rate, or a form error that says
+    what is wrong: more than 4 decimals, above 100 %, not a number."""
     text = text.strip().removesuffix("%").strip()
     if not _PERCENT_SYNTAX.fullmatch(text):
-        return None
-    whole, _, fraction = text.partition(".")
-    return int(whole) * 100 + int((fraction + "00")[:2])
-
-
-def rate_bp_to_percent(rate_bp: int) -> str:
-    whole, fraction = divmod(rate_bp, 100)
-    return f"{whole}.{fraction:02d}".rstrip("0").rstrip(".")
+        raise forms.ValidationError("Give the rate as a percentage with at most 4 decimals, such as 8.875.")
+    try:
+        return parse_rate_percent(text)
+    except ApplicationError as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 class TaxRateForm(ServiceForm):
-    field_map = {"rate_bp": "rate"}
+    field_map = {"rate_percent": "rate"}
 
     name = forms.CharField(label="Tax name", max_length=120, error_messages={"required": "A name is required."})
     rate = forms.CharField(
         label="Rate (%)",
-        max_length=10,
+        max_length=20,
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
-        help_text="A percentage such as 8.25.",
-        error_messages={"required": "Give the rate, such as 8.25."},
+        help_text="A percentage with up to 4 decimals, such as 8.875.",
+        error_messages={"required": "Give the rate, such as 8.875."},
     )
 
-    def clean_rate(self) -> int:
-        rate_bp = percent_to_rate_bp(self.cleaned_data["rate"])
-        if rate_bp is None:
-            raise forms.ValidationError("Give the rate as a percentage with at most 2 decimals, such as 8.25.")
-        if rate_bp > 10_000:
-            raise forms.ValidationError("A tax rate is at most 100 %.")
-        return rate_bp
+    def clean_rate(self) -> Decimal:
+        return percent_to_rate(self.cleaned_data["rate"])
 
 
 class ServiceLineForm(ServiceForm):

@@ -13,7 +13,16 @@ from rest_framework.response import Response
 from accounts.permissions import Capability as C
 from api.agency.clients import VIEW, client_or_404
 from api.base import ApiView, if_none_match, with_etag
-from api.common import MaskedAmountField, MonthField, path_uuid, query_filters, uuid_or_404, validated
+from api.common import (
+    MaskedAmountField,
+    MaskedDecimalField,
+    MaskedWholeMinorField,
+    MonthField,
+    path_uuid,
+    query_filters,
+    uuid_or_404,
+    validated,
+)
 from api.fields import (
     CODE_PATTERN,
     StrictBooleanField,
@@ -189,7 +198,11 @@ class InvoiceLineOutput(serializers.Serializer):
     category = serializers.ChoiceField(choices=BillingCategory.choices)
     description = serializers.CharField()
     quantity = serializers.IntegerField()
-    unit_amount_minor = MaskedAmountField()
+    unit_amount_minor = MaskedWholeMinorField(
+        source="unit_amount_decimal",
+        help_text="Whole minor units; null when the unit amount has a fraction of one (read unit_amount_decimal).",
+    )
+    unit_amount_decimal = MaskedDecimalField()
     amount_minor = MaskedAmountField()
     taxable = serializers.BooleanField()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
@@ -13,6 +15,8 @@ from api.base import ApiView
 from api.common import MaskedAmountField, agency_today, path_uuid, query_filters, uuid_or_404, validated
 from api.fields import (
     AmountField,
+    DecimalTextField,
+    RatePercentField,
     StrictBooleanField,
     StrictCharField,
     StrictDateField,
@@ -30,6 +34,7 @@ from clients.models import AgencyServiceLine, Client, ServiceRecurrence, TaxRate
 from clients.selectors import client_list_for_user, client_search_for_user
 from clients.services import client_configure, client_create, service_line_add, service_line_remove, tax_rate_create
 from core.errors import ApplicationError
+from core.money import rate_bp_or_none, rate_from_bp
 
 VIEW = (C.VIEW_BILLING, C.VIEW_OWN_BILLING)
 EDIT = (C.EDIT_CLIENT_CONFIG,)
@@ -62,7 +67,22 @@ def _taxes(ids: list) -> list[TaxRate]:
 class TaxRateOutput(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     name = serializers.CharField()
-    rate_bp = serializers.IntegerField(help_text="Basis points: 825 = 8.25 %.")
+    rate_percent = DecimalTextField(help_text='Percent with up to 4 decimals, as a string: "8.875" (MON-2).')
+    rate_bp = serializers.SerializerMethodField(
+        help_text="Deprecated: the rate in whole basis points (825 = 8.25 %); null when it has a finer part."
+    )
+
+    def get_rate_bp(self, rate) -> int | None:
+        return rate_bp_or_none(rate.rate_percent)
+
+
+def rate_input(data: dict) -> Decimal:
+    """The rate of a tax-rate request: `rate_percent` (a string, up to 4 decimals) or, as before MON-2's finer
+    precision, `rate_bp` (whole basis points) — exactly one of them."""
+    if ("rate_percent" in data) == ("rate_bp" in data):
+        message = 'Give the rate as rate_percent, such as "8.875" (or rate_bp in whole basis points), once.'
+        raise ApplicationError(message, code="invalid_tax_rate", fields={"rate_percent": [message]})
+    return data["rate_percent"] if "rate_percent" in data else rate_from_bp(data["rate_bp"])
 
 
 class ServiceLineOutput(serializers.Serializer):
@@ -359,7 +379,12 @@ class TaxRatesApi(ApiView):
 
     class CreateInputSerializer(StrictSerializer):
         name = StrictCharField(max_length=120)
-        rate_bp = StrictIntegerField(min_value=0, max_value=10000, help_text="Basis points: 825 = 8.25 %.")
+        rate_percent = RatePercentField(
+            required=False, help_text='Percent with up to 4 decimals, as a string: "8.875" (MON-2).'
+        )
+        rate_bp = StrictIntegerField(
+            required=False, min_value=0, max_value=10000, help_text="Deprecated: whole basis points (825 = 8.25 %)."
+        )
 
     @extend_schema(operation_id="tax_rates_list", responses=TaxRateOutput(many=True), summary="The agency's tax rates")
     def get(self, request):
@@ -374,5 +399,6 @@ class TaxRatesApi(ApiView):
     def post(self, request):
         serializer = self.CreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        rate = tax_rate_create(**serializer.validated_data, actor=self.user)
+        data = serializer.validated_data
+        rate = tax_rate_create(name=data["name"], rate_percent=rate_input(data), actor=self.user)
         return Response(TaxRateOutput(rate).data, status=status.HTTP_201_CREATED)

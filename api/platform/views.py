@@ -18,13 +18,16 @@ from api.fields import (
     CODE_PATTERN,
     SLUG_PATTERN,
     AmountField,
+    DecimalTextField,
     EmptyInput,
+    RatePercentField,
     StrictBooleanField,
     StrictCharField,
     StrictEmailField,
     StrictIntegerField,
     StrictListField,
     StrictSerializer,
+    UnitPriceField,
     pattern_field,
 )
 from api.invitations import InvitationOutput
@@ -34,6 +37,7 @@ from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError, Conflict
+from core.money import rate_bp_or_none, unit_minor_or_none
 from core.parsing import whole_number
 from tenants.models import Agency, PartnerPlan
 from tenants.onboarding import agency_onboard
@@ -63,17 +67,36 @@ def agency_or_404(slug: str) -> Agency:
 # --- partner plans (PLAN-1) ----------------------------------------------------------------------------------
 
 
+_WHOLE_HELP = (
+    "Deprecated: the price in whole minor units; null when it has a fraction of one (read the _decimal field)."
+)
+
+
 class PlanOutput(serializers.Serializer):
     class ProductSerializer(serializers.Serializer):
         code = serializers.CharField()
         name = serializers.CharField()
-        unit_price_minor = serializers.IntegerField()
+        unit_price_decimal = DecimalTextField(help_text='Minor units, up to 12 decimals: "0.0875" (MON-2).')
+        unit_price_minor = serializers.SerializerMethodField(help_text=_WHOLE_HELP)
         included_quantity = serializers.IntegerField()
-        overage_unit_price_minor = serializers.IntegerField()
+        overage_unit_price_decimal = DecimalTextField(help_text="Minor units, up to 12 decimals (MON-2).")
+        overage_unit_price_minor = serializers.SerializerMethodField(help_text=_WHOLE_HELP)
+
+        def get_unit_price_minor(self, product) -> int | None:
+            return unit_minor_or_none(product.unit_price_decimal)
+
+        def get_overage_unit_price_minor(self, product) -> int | None:
+            return unit_minor_or_none(product.overage_unit_price_decimal)
 
     class TaxSerializer(serializers.Serializer):
         name = serializers.CharField()
-        rate_bp = serializers.IntegerField()
+        rate_percent = DecimalTextField(help_text='Percent with up to 4 decimals: "8.875" (MON-2).')
+        rate_bp = serializers.SerializerMethodField(
+            help_text="Deprecated: whole basis points; null when the rate has a finer part."
+        )
+
+        def get_rate_bp(self, tax) -> int | None:
+            return rate_bp_or_none(tax.rate_percent)
 
     class FeeSerializer(serializers.Serializer):
         name = serializers.CharField()
@@ -93,14 +116,30 @@ class PlanOutput(serializers.Serializer):
 class PlanProductInput(StrictSerializer):
     code = pattern_field(CODE_PATTERN, "Letters, digits, - and _ only.", max_length=40)
     name = StrictCharField(max_length=120, required=False)
-    unit_price_minor = AmountField(required=False, default=0)
+    unit_price_decimal = UnitPriceField(
+        required=False, help_text='Minor units with up to 12 decimals, as a string: "0.0875" (MON-2). Default 0.'
+    )
+    unit_price_minor = AmountField(required=False, help_text="Whole minor units, instead of unit_price_decimal.")
     included_quantity = StrictIntegerField(required=False, default=0, min_value=0)
-    overage_unit_price_minor = AmountField(required=False, default=0)
+    overage_unit_price_decimal = UnitPriceField(
+        required=False, help_text="Minor units with up to 12 decimals, as a string (MON-2). Default 0."
+    )
+    overage_unit_price_minor = AmountField(
+        required=False, help_text="Whole minor units, instead of overage_unit_price_decimal."
+    )
 
 
 class PlanTaxInput(StrictSerializer):
     name = StrictCharField(max_length=120)
-    rate_bp = StrictIntegerField(min_value=0, max_value=10000)
+    rate_percent = RatePercentField(
+        required=False, help_text='Percent with up to 4 decimals, as a string: "8.875" (MON-2).'
+    )
+    rate_bp = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=10000,
+        help_text="Deprecated: whole basis points, instead of rate_percent.",
+    )
 
 
 class PlanFeeInput(StrictSerializer):
@@ -144,12 +183,12 @@ class PlansApi(ApiView):
                         {
                             "code": "listings",
                             "name": "Listings",
-                            "unit_price_minor": 10,
+                            "unit_price_decimal": "10",
                             "included_quantity": 100,
-                            "overage_unit_price_minor": 7,
+                            "overage_unit_price_decimal": "0.0875",
                         }
                     ],
-                    "taxes": [{"name": "Platform tax", "rate_bp": 500}],
+                    "taxes": [{"name": "Platform tax", "rate_percent": "4.7125"}],
                     "fees": [{"name": "Processing fee", "amount_minor": 999}],
                 },
             )

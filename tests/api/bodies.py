@@ -25,7 +25,7 @@ def agency_bodies(world) -> dict[tuple[str, str], dict]:
         ("post", "/api/v1/clients/{client_id}/payment-method/"): {"token": "pm_card_mastercard"},
         ("post", "/api/v1/clients/{client_id}/agency-invoiced-requests/"): {"reason": "Pays by bank transfer"},
         ("post", "/api/v1/charges/{charge_id}/retry-requests/"): {"reason": "The client updated the card"},
-        ("post", "/api/v1/tax-rates/"): {"name": "VAT", "rate_bp": 2000},
+        ("post", "/api/v1/tax-rates/"): {"name": "VAT", "rate_percent": "8.875"},
         ("post", "/api/v1/usage-records/"): {
             "records": [
                 {
@@ -96,12 +96,12 @@ def platform_bodies(world, plan_id: int) -> dict[tuple[str, str], dict]:
                 {
                     "code": "listings",
                     "name": "Listings",
-                    "unit_price_minor": 5,
+                    "unit_price_decimal": "0.0875",
                     "included_quantity": 500,
-                    "overage_unit_price_minor": 4,
+                    "overage_unit_price_decimal": "4",
                 }
             ],
-            "taxes": [{"name": "Platform tax", "rate_bp": 500}],
+            "taxes": [{"name": "Platform tax", "rate_percent": "4.7125"}],
             "fees": [{"name": "Support", "amount_minor": 2500}],
         },
         ("post", "/api/v1/api-tokens/"): {"name": "support script"},

@@ -93,7 +93,7 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         admin = User.objects.filter(role=Role.ADMINISTRATOR).first() or User.objects.create_user(
             f"admin@{tag}.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR
         )
-        rate = tax_rate_create(name="Sales tax", rate_bp=825)
+        rate = tax_rate_create(name="Sales tax", rate_percent="8.25")
         client = seed.client(
             name=f"{agency.name} Client",
             email=f"client@{tag}.example",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from decimal import Decimal
 
 import pytest
 from django_tenants.utils import schema_context
@@ -211,10 +212,10 @@ def test_deactivate_asks_first_then_stops_invoicing(scenario):
 def test_PLAN_2_tax_rates_created_edited_and_removed_in_the_ui(scenario):
     http = login_client(scenario.agency, scenario.admin.email)
     for typed, message in [
-        ("abc", "Give the rate as a percentage with at most 2 decimals, such as 8.25."),
-        ("8.875", "Give the rate as a percentage with at most 2 decimals, such as 8.25."),
-        ("150", "A tax rate is at most 100 %."),
-        ("1e1", "Give the rate as a percentage with at most 2 decimals, such as 8.25."),
+        ("abc", "Give the rate as a percentage with at most 4 decimals, such as 8.875."),
+        ("8.87501", "A tax rate has at most 4 decimal places, such as 8.875 or 4.7125."),  # MON-2: 5 decimals
+        ("150", "A tax rate must be between 0 and 100 %."),
+        ("1e1", "Give the rate as a percentage with at most 4 decimals, such as 8.875."),
     ]:
         page = http.post("/taxes/", {"name": "City tax", "rate": typed})
         assert page.status_code == 400 and _field_error(page.content.decode(), "id_rate") == message
@@ -223,12 +224,12 @@ def test_PLAN_2_tax_rates_created_edited_and_removed_in_the_ui(scenario):
     assert http.post("/taxes/", {"name": "City tax", "rate": "1.5"}).status_code == 302
     with schema_context("alpha"):
         city = TaxRate.objects.get(name="City tax")
-        assert city.rate_bp == 150
-    assert http.post(f"/taxes/{city.public_id}/", {"name": "City tax", "rate": "1.75 %"}).status_code == 302
+        assert city.rate_percent == Decimal("1.5")
+    assert http.post(f"/taxes/{city.public_id}/", {"name": "City tax", "rate": "8.875 %"}).status_code == 302
     remove = f"/taxes/{city.public_id}/remove"
     assert "Remove tax rate" in http.post(remove).content.decode()
     with schema_context("alpha"):
-        assert TaxRate.objects.get(pk=city.pk).rate_bp == 175
+        assert TaxRate.objects.get(pk=city.pk).rate_percent == Decimal("8.875")  # MON-2: 4 decimals, exactly
         in_use = TaxRate.objects.get(name="State sales tax")
     assert http.post(remove, {"confirm": "yes"}).status_code == 302
     http.post(f"/taxes/{in_use.public_id}/remove", {"confirm": "yes"})

@@ -68,10 +68,10 @@ def test_MON_1_unknown_currency_is_refused():
     assert not PartnerPlan.objects.exists() and not Agency.objects.filter(schema_name="zeta").exists()
 
 
-@pytest.mark.parametrize("rate", [10001, -1, 99999])
-def test_MON_2_tax_rate_over_100_percent_is_refused(agency_a, rate):
+@pytest.mark.parametrize("rate", ["100.01", "-1", "999.9999", "8.87501", "4.71251", 8.875])
+def test_MON_2_tax_rate_over_100_percent_or_with_5_decimals_is_refused(agency_a, rate):
     with schema_context(agency_a.schema_name):
-        _refused(lambda: tax_rate_create(name="Too much", rate_bp=rate), "rate_bp")
+        _refused(lambda: tax_rate_create(name="Too much", rate_percent=rate), "rate_percent")
         assert not TaxRate.objects.exists()
     _refused(
         lambda: partner_plan_create(
@@ -79,7 +79,17 @@ def test_MON_2_tax_rate_over_100_percent_is_refused(agency_a, rate):
             currency="USD",
             package_minimum_minor=0,
             license_fee_minor=0,
-            taxes=[{"name": "T", "rate_bp": rate}],
+            taxes=[{"name": "T", "rate_percent": rate}],
+        ),
+        "taxes[0].rate_percent",
+    )
+    _refused(
+        lambda: partner_plan_create(
+            name="P",
+            currency="USD",
+            package_minimum_minor=0,
+            license_fee_minor=0,
+            taxes=[{"name": "T", "rate_bp": 10001}],
         ),
         "taxes[0].rate_bp",
     )
@@ -118,6 +128,17 @@ def test_PLAN_1_negative_plan_prices_are_refused():
         ),
         "products[0].unit_price_minor",
     )
+    for price in ("-0.5", "0.0000000000001", "1e30", 0.0875):  # MON-2: at most 12 decimals of the minor unit
+        _refused(
+            lambda price=price: partner_plan_create(
+                name="P",
+                currency="USD",
+                package_minimum_minor=0,
+                license_fee_minor=0,
+                products=[{"code": "a", "overage_unit_price_decimal": price}],
+            ),
+            "products[0].overage_unit_price_decimal",
+        )
     assert not PartnerPlan.objects.exists()
 
 

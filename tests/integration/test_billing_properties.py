@@ -4,6 +4,7 @@ and payments; every example runs in a savepoint that is rolled back."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 from django.db import transaction
@@ -25,7 +26,10 @@ from tenants.services import partner_plan_create, plan_assign
 pytestmark = pytest.mark.django_db
 
 amounts = st.integers(min_value=0, max_value=5_000_000)
-products = st.lists(st.tuples(amounts, st.integers(0, 500), amounts), min_size=1, max_size=3)
+# MON-2: unit prices with up to 12 decimals of the minor unit, rates with up to 4 decimals of a percent.
+unit_prices = st.one_of(amounts.map(Decimal), st.integers(0, 5 * 10**18).map(lambda n: Decimal(n).scaleb(-12)))
+rates = st.integers(0, 1_000_000).map(lambda n: Decimal(n).scaleb(-4))
+products = st.lists(st.tuples(unit_prices, st.integers(0, 500), unit_prices), min_size=1, max_size=3)
 client_specs = st.lists(
     st.fixed_dictionaries(
         {
@@ -52,8 +56,8 @@ class _Rollback(Exception):
     plan_products=products,
     minimum=amounts,
     license_fee=amounts,
-    tax_rates=st.lists(st.integers(0, 10_000), min_size=4, max_size=4),
-    plan_taxes=st.lists(st.integers(0, 10_000), max_size=2),
+    tax_rates=st.lists(rates, min_size=4, max_size=4),
+    plan_taxes=st.lists(rates, max_size=2),
     clients=client_specs,
     order=st.permutations(DEFAULT_CATEGORY_ORDER),
 )
@@ -78,18 +82,18 @@ def _one_example(agency, plan_products, minimum, license_fee, tax_rates, plan_ta
             {
                 "code": f"p{i}",
                 "name": f"P{i}",
-                "unit_price_minor": unit,
+                "unit_price_decimal": unit,
                 "included_quantity": included,
-                "overage_unit_price_minor": over,
+                "overage_unit_price_decimal": over,
             }
             for i, (unit, included, over) in enumerate(plan_products)
         ],
-        taxes=[{"name": f"T{i}", "rate_bp": rate} for i, rate in enumerate(plan_taxes)],
+        taxes=[{"name": f"T{i}", "rate_percent": rate} for i, rate in enumerate(plan_taxes)],
     )
     agency = plan_assign(agency=agency, plan=plan)
     with schema_context(agency.schema_name):
         BillingSettings.objects.update(category_order=list(order))
-        taxes = [tax_rate_create(name=f"Tax {i}", rate_bp=rate) for i, rate in enumerate(tax_rates)]
+        taxes = [tax_rate_create(name=f"Tax {i}", rate_percent=rate) for i, rate in enumerate(tax_rates)]
         created = []
         items = []
         for index, spec in enumerate(clients):

@@ -48,7 +48,9 @@ def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(
     result = billing_run(agency=agency, today=date(2027, 1, 1))
     invoice = AgencyInvoice.objects.get(number=result.agency_invoice_number)
     assert (invoice.period_start, invoice.period_end) == (date(2026, 12, 1), date(2027, 1, 1))
-    lines = [(line.category, line.quantity, line.unit_amount_minor, line.amount_minor) for line in invoice.lines.all()]
+    lines = [
+        (line.category, line.quantity, line.unit_amount_decimal, line.amount_minor) for line in invoice.lines.all()
+    ]
     assert lines == [
         ("LICENSE", 2, 2500, 5000),
         ("PRODUCTS", 100, 10, 1000),
@@ -65,7 +67,7 @@ def test_PLAN_1_agency_invoice_in_arrears_has_minimum_licenses_usage_taxes_fees(
 
 def test_CYC_2_client_invoice_in_advance_plus_closed_cycle_usage(agency):
     with schema_context(agency.schema_name):
-        tax = tax_rate_create(name="Sales tax", rate_bp=825)
+        tax = tax_rate_create(name="Sales tax", rate_percent="8.25")
     client = _client(agency, "Acme", price=19900, taxes=[tax])
     with schema_context(agency.schema_name):
         service_line_add(client=client, description="SEO", amount_minor=5000)
@@ -170,7 +172,7 @@ def test_MON_3_finalized_invoice_and_lines_are_immutable_in_the_database(agency)
 
 def test_MON_4_ledger_charges_per_category_and_balance_is_their_sum(agency):
     with schema_context(agency.schema_name):
-        tax = tax_rate_create(name="Tax", rate_bp=1000)
+        tax = tax_rate_create(name="Tax", rate_percent="10")
     client = _client(agency, price=10000, taxes=[tax])
     with schema_context(agency.schema_name):
         service_line_add(client=client, description="Ads", amount_minor=3000)
@@ -183,7 +185,7 @@ def test_MON_4_ledger_charges_per_category_and_balance_is_their_sum(agency):
 
 def test_COL_6_payments_follow_the_agency_category_order_oldest_first(agency):
     with schema_context(agency.schema_name):
-        tax = tax_rate_create(name="Tax", rate_bp=1000)
+        tax = tax_rate_create(name="Tax", rate_percent="10")
     client = _client(agency, price=10000, taxes=[tax])
     with schema_context(agency.schema_name):
         service_line_add(client=client, description="Ads", amount_minor=3000)
@@ -265,7 +267,7 @@ def test_PLAN_4_group_billed_through_primary_members_agency_invoiced(agency):
 
 def test_preview_equals_what_the_run_builds(agency):
     with schema_context(agency.schema_name):
-        tax = tax_rate_create(name="Tax", rate_bp=725)
+        tax = tax_rate_create(name="Tax", rate_percent="7.25")
     client = _client(agency, price=12345, taxes=[tax])
     with schema_context(agency.schema_name):
         service_line_add(client=client, description="Ads", amount_minor=999)

@@ -558,7 +558,7 @@ def _bulk_clients(count: int, month: date) -> None:
             position=1,
             category="LICENSE",
             description="License",
-            unit_amount_minor=1000,
+            unit_amount_decimal=1000,
             amount_minor=1000,
             taxable=True,
         )

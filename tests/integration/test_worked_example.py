@@ -33,26 +33,26 @@ def example(agency_a):
             {
                 "code": "listings",
                 "name": "Listings",
-                "unit_price_minor": 10,
+                "unit_price_decimal": "10",
                 "included_quantity": 100,
-                "overage_unit_price_minor": 7,
+                "overage_unit_price_decimal": "7",
             },
             {
                 "code": "reviews",
                 "name": "Reviews",
-                "unit_price_minor": 0,
+                "unit_price_decimal": "0",
                 "included_quantity": 50,
-                "overage_unit_price_minor": 25,
+                "overage_unit_price_decimal": "25",
             },
         ],
-        taxes=[{"name": "Platform tax", "rate_bp": 500}],
+        taxes=[{"name": "Platform tax", "rate_percent": "5"}],
         fees=[{"name": "Processing fee", "amount_minor": 999}],
     )
     agency = plan_assign(agency=agency_a, plan=plan)
     assert agency.time_zone == "America/New_York" and agency.billing_day == 1
     with schema_context(agency.schema_name):
-        state = tax_rate_create(name="State sales tax", rate_bp=825)
-        city = tax_rate_create(name="City tax", rate_bp=150)
+        state = tax_rate_create(name="State sales tax", rate_percent="8.25")
+        city = tax_rate_create(name="City tax", rate_percent="1.5")
         since = date(2026, 12, 1)
         acme = client_create(
             name="Acme Dental",
@@ -86,7 +86,7 @@ def test_CYC_2_worked_example_agency_invoice(example):
     result = billing_run(agency=agency, today=date(2027, 1, 1))
     assert result.agency_invoice_number == "P-ALPHA-000001"
     invoice = AgencyInvoice.objects.get(number="P-ALPHA-000001")
-    lines = invoice.lines.values_list("description", "quantity", "unit_amount_minor", "amount_minor")
+    lines = invoice.lines.values_list("description", "quantity", "unit_amount_decimal", "amount_minor")
     assert list(lines) == [
         ("Client licenses 2026-12-01 – 2026-12-31", 3, 2500, 7500),
         ("Listings", 100, 10, 1000),

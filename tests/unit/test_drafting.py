@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from fractions import Fraction
 
 import pytest
@@ -26,10 +27,19 @@ from core.categories import BillingCategory
 
 PERIOD = Period(date(2027, 3, 1), date(2027, 4, 1))
 PRICES = {
-    "sms": ProductPrice("sms", "SMS", unit_price_minor=5, included_quantity=100, overage_unit_price_minor=8),
-    "seat": ProductPrice("seat", "Seat", unit_price_minor=1000, included_quantity=0, overage_unit_price_minor=1500),
-    "call": ProductPrice("call", "Call minutes", unit_price_minor=2, included_quantity=50, overage_unit_price_minor=3),
+    "sms": ProductPrice("sms", "SMS", unit_price=Decimal(5), included_quantity=100, overage_unit_price=Decimal(8)),
+    "seat": ProductPrice(
+        "seat", "Seat", unit_price=Decimal(1000), included_quantity=0, overage_unit_price=Decimal(1500)
+    ),
+    "call": ProductPrice(
+        "call", "Call minutes", unit_price=Decimal(2), included_quantity=50, overage_unit_price=Decimal(3)
+    ),
 }
+
+
+def _pct(rate_bp: int) -> Decimal:
+    """Whole basis points as a percentage (825 → 8.25)."""
+    return Decimal(rate_bp).scaleb(-2)
 
 
 def _half_up(value: Fraction) -> int:
@@ -39,9 +49,9 @@ def _half_up(value: Fraction) -> int:
     return sign * (floor + 1 if magnitude - floor >= Fraction(1, 2) else floor)
 
 
-def _expected_tax(lines, rate_bp: int) -> int:
+def _expected_tax(lines, rate: Decimal) -> int:
     """Per-line half-up tax, summed, computed independently of core.money (MON-2)."""
-    return sum(_half_up(Fraction(line.amount_minor * rate_bp, 10_000)) for line in lines if line.taxable)
+    return sum(_half_up(Fraction(line.amount_minor) * Fraction(rate) / 100) for line in lines if line.taxable)
 
 
 def _check_invariants(draft: InvoiceDraft) -> None:
@@ -53,9 +63,9 @@ def _check_invariants(draft: InvoiceDraft) -> None:
         assert type(value) is int
     for line in draft.lines:
         assert type(line.amount_minor) is int
-        assert type(line.unit_amount_minor) is int
+        assert isinstance(line.unit_amount, Decimal | int)
         assert type(line.quantity) is int
-        assert line.amount_minor == line.quantity * line.unit_amount_minor
+        assert line.amount_minor == _half_up(line.quantity * Fraction(line.unit_amount))
         assert line.category in BillingCategory.values
 
 
@@ -111,7 +121,7 @@ def test_MON_2_tax_rounded_per_line_then_summed():
         DraftLine(BillingCategory.PRODUCTS, "B", 1, 5, 5, taxable=True),
     ]
     # Each line's 0.5 cent rounds up to 1: 1 + 1 = 2, not round(0.5 + 0.5) = 1.
-    result = tax_lines(lines, [TaxSpec("VAT", 1000)])
+    result = tax_lines(lines, [TaxSpec("VAT", _pct(1000))])
     assert result == [DraftLine(BillingCategory.TAXES_FEES, "VAT (10 %)", 1, 2, 2, taxable=False)]
 
 
@@ -121,7 +131,7 @@ def test_MON_2_tax_lines_skip_untaxable_lines_one_line_per_tax():
         DraftLine(BillingCategory.AGENCY_SERVICES, "Setup", 1, 5000, 5000, taxable=False),
         DraftLine(BillingCategory.PRODUCTS, "SMS", 3, 5, 15, taxable=True),
     ]
-    result = tax_lines(lines, [TaxSpec("State tax", 825), TaxSpec("City tax", 50)])
+    result = tax_lines(lines, [TaxSpec("State tax", _pct(825)), TaxSpec("City tax", _pct(50))])
     # 8.25 %: 825 + round(1.2375)=1 → 826; 0.5 %: 50 + round(0.075)=0 → 50.
     assert [(line.description, line.amount_minor) for line in result] == [
         ("State tax (8.25 %)", 826),
@@ -132,8 +142,8 @@ def test_MON_2_tax_lines_skip_untaxable_lines_one_line_per_tax():
 
 def test_MON_2_no_tax_lines_without_taxable_lines_or_taxes():
     untaxable = [DraftLine(BillingCategory.AGENCY_SERVICES, "Setup", 1, 5000, 5000, taxable=False)]
-    assert tax_lines(untaxable, [TaxSpec("VAT", 2000)]) == []
-    assert tax_lines([], [TaxSpec("VAT", 2000)]) == []
+    assert tax_lines(untaxable, [TaxSpec("VAT", _pct(2000))]) == []
+    assert tax_lines([], [TaxSpec("VAT", _pct(2000))]) == []
     taxable = [DraftLine(BillingCategory.LICENSE, "License", 1, 5000, 5000, taxable=True)]
     assert tax_lines(taxable, []) == []
 
@@ -143,8 +153,20 @@ def test_MON_2_no_tax_lines_without_taxable_lines_or_taxes():
     [(1000, "10 %"), (825, "8.25 %"), (50, "0.5 %"), (0, "0 %"), (10000, "100 %"), (1, "0.01 %"), (2010, "20.1 %")],
 )
 def test_MON_2_tax_line_label_shows_rate(rate_bp, label):
-    taxable = [DraftLine(BillingCategory.LICENSE, "License", 1, 100, 100, taxable=True)]
-    assert tax_lines(taxable, [TaxSpec("Tax", rate_bp)])[0].description == f"Tax ({label})"
+    taxable = [DraftLine(BillingCategory.LICENSE, "License", 1, Decimal(100), 100, taxable=True)]
+    assert tax_lines(taxable, [TaxSpec("Tax", _pct(rate_bp))])[0].description == f"Tax ({label})"
+
+
+@pytest.mark.parametrize(("rate", "label"), [("8.875", "8.875 %"), ("4.7125", "4.7125 %"), ("0.0001", "0.0001 %")])
+def test_MON_2_tax_line_label_shows_four_decimal_rate_exactly(rate, label):
+    taxable = [DraftLine(BillingCategory.LICENSE, "License", 1, Decimal(100), 100, taxable=True)]
+    assert tax_lines(taxable, [TaxSpec("Tax", Decimal(rate))])[0].description == f"Tax ({label})"
+
+
+def test_MON_2_sub_minor_unit_price_rounds_once_per_line():
+    prices = {"api": ProductPrice("api", "API calls", Decimal("0.0875"), 0, Decimal("0.0875"))}
+    lines = usage_lines(prices, {"api": 98_765})
+    assert lines == [DraftLine(BillingCategory.OVERAGE, "API calls — overage", 98_765, Decimal("0.0875"), 8642, True)]
 
 
 def test_MON_2_negative_taxable_line_reduces_tax_mirrored():
@@ -153,7 +175,7 @@ def test_MON_2_negative_taxable_line_reduces_tax_mirrored():
         DraftLine(BillingCategory.AGENCY_SERVICES, "Discount", 1, -25, -25, taxable=True),
     ]
     # 10 %: 100 + (-2.5 → -3) = 97
-    assert tax_lines(lines, [TaxSpec("VAT", 1000)])[0].amount_minor == 97
+    assert tax_lines(lines, [TaxSpec("VAT", _pct(1000))])[0].amount_minor == 97
 
 
 # --------------------------------------------------------------------------------------------- CYC-2 (b)
@@ -171,7 +193,7 @@ def test_CYC_2_client_invoice_license_services_usage_then_taxes():
             ServiceSpec("Audit", 1500, one_time=True, key=7),
         ],
         usage=usage,
-        taxes=[TaxSpec("Sales tax", 825)],
+        taxes=[TaxSpec("Sales tax", _pct(825))],
     )
     categories = [line.category for line in draft.lines]
     assert categories == [
@@ -197,7 +219,7 @@ def test_CYC_2_client_invoice_license_services_usage_then_taxes():
 
 def test_CYC_2_client_invoice_without_license_price_has_no_license_line():
     draft = draft_client_invoice(
-        currency="USD", period=PERIOD, license_price_minor=0, services=[], usage=[], taxes=[TaxSpec("VAT", 2000)]
+        currency="USD", period=PERIOD, license_price_minor=0, services=[], usage=[], taxes=[TaxSpec("VAT", _pct(2000))]
     )
     assert draft.lines == ()
     assert draft.total_minor == 0
@@ -216,7 +238,7 @@ def test_CYC_2_agency_invoice_top_up_to_package_minimum_when_short():
         license_fee_minor=1000,
         package_minimum_minor=10000,
         usage=usage,
-        taxes=[TaxSpec("VAT", 1000)],
+        taxes=[TaxSpec("VAT", _pct(1000))],
         fees=[("Card processing", 250)],
     )
     lines = draft.lines
@@ -263,7 +285,7 @@ def test_CYC_2_agency_invoice_nothing_charged_is_all_minimum():
         license_fee_minor=500,
         package_minimum_minor=5000,
         usage=[],
-        taxes=[TaxSpec("JCT", 1000)],
+        taxes=[TaxSpec("JCT", _pct(1000))],
         fees=[],
     )
     assert [(line.category, line.amount_minor) for line in draft.lines] == [
@@ -281,7 +303,7 @@ def test_CYC_2_agency_invoice_fees_are_not_taxed():
         license_fee_minor=1000,
         package_minimum_minor=0,
         usage=[],
-        taxes=[TaxSpec("VAT", 1000)],
+        taxes=[TaxSpec("VAT", _pct(1000))],
         fees=[("Platform fee", 10000)],
     )
     assert draft.tax_minor == 100 + 10000
@@ -291,17 +313,24 @@ def test_CYC_2_agency_invoice_fees_are_not_taxed():
 # --------------------------------------------------------------------------------------------- properties
 
 _codes = st.sampled_from(["a", "b", "c", "d", "e"])
+# MON-2: whole minor units and fractions of one, down to 12 decimals.
+_unit_prices = st.one_of(
+    st.integers(0, 100_000).map(Decimal), st.integers(0, 10**17).map(lambda n: Decimal(n).scaleb(-12))
+)
 _prices = st.dictionaries(
     _codes,
     st.builds(
         lambda unit, included, over: (unit, included, over),
-        st.integers(0, 100_000),
+        _unit_prices,
         st.integers(0, 1_000),
-        st.integers(0, 100_000),
+        _unit_prices,
     ),
     min_size=1,
 ).map(lambda raw: {code: ProductPrice(code, code.upper(), u, i, o) for code, (u, i, o) in raw.items()})
-_taxes = st.lists(st.builds(TaxSpec, st.text(min_size=1, max_size=8), st.integers(0, 10_000)), max_size=3)
+_taxes = st.lists(
+    st.builds(TaxSpec, st.text(min_size=1, max_size=8), st.integers(0, 1_000_000).map(lambda n: Decimal(n).scaleb(-4))),
+    max_size=3,
+)
 _services = st.lists(
     st.builds(
         ServiceSpec, st.text(max_size=8), st.integers(-100_000, 1_000_000), st.booleans(), st.booleans(), st.integers()
@@ -325,7 +354,7 @@ def test_PLAN_3_usage_lines_property(price_list_and_usage):
     billed = {}
     for line in lines:
         assert line.quantity > 0 and line.taxable
-        assert line.amount_minor == line.quantity * line.unit_amount_minor
+        assert line.amount_minor == _half_up(line.quantity * Fraction(line.unit_amount))
         assert type(line.amount_minor) is int
         billed.setdefault(line.description.removesuffix(" — overage"), []).append(line)
     for code, quantity in usage.items():
@@ -359,7 +388,7 @@ def test_MON_2_client_draft_total_is_sum_of_lines_property(license_price, servic
     charge_lines = [line for line in draft.lines if line.category != BillingCategory.TAXES_FEES]
     tax_only = [line for line in draft.lines if line.category == BillingCategory.TAXES_FEES]
     if any(line.taxable for line in charge_lines):
-        assert [line.amount_minor for line in tax_only] == [_expected_tax(charge_lines, t.rate_bp) for t in taxes]
+        assert [line.amount_minor for line in tax_only] == [_expected_tax(charge_lines, t.rate_percent) for t in taxes]
     else:
         assert tax_only == []
     assert draft.one_time_service_keys == tuple(s.key for s in services if s.one_time)
@@ -396,7 +425,7 @@ def test_MON_2_agency_draft_total_is_sum_of_lines_property(
     assert len(top_ups) == (1 if charged < minimum else 0)
     assert draft.subtotal_minor == max(charged, minimum)
     # Taxes on the taxable charges, then the fees as they are, untaxed.
-    expected_taxes = [_expected_tax(charges, t.rate_bp) for t in taxes] if any(c.taxable for c in charges) else []
+    expected_taxes = [_expected_tax(charges, t.rate_percent) for t in taxes] if any(c.taxable for c in charges) else []
     expected_tail = expected_taxes + [amount for _, amount in fees]
     tail = draft.lines[len(charges) :]
     assert [line.amount_minor for line in tail] == expected_tail

@@ -11,17 +11,33 @@ from hypothesis import strategies as st
 
 from core.errors import ApplicationError
 from core.money import (
-    MAX_RATE_BP,
+    RATE_SCALE,
+    UNIT_PRICE_SCALE,
     CurrencyMismatch,
     Money,
     UnknownCurrency,
     currency_exponent,
+    decimal_text,
     format_minor,
+    format_rate,
+    format_unit_price,
+    line_amount_minor,
     money_sum,
+    parse_rate_percent,
+    parse_unit_price,
+    rate_bp_or_none,
+    rate_from_bp,
+    rate_millionths,
     split_evenly,
     tax_minor,
-    validate_rate_bp,
+    unit_minor_or_none,
 )
+
+
+def _pct(rate_bp: int) -> Decimal:
+    """Whole basis points as the percentage rates are written in (825 → 8.25)."""
+    return Decimal(rate_bp).scaleb(-2)
+
 
 # --------------------------------------------------------------------------------------------- MON-1
 
@@ -273,42 +289,116 @@ def test_MON_1_str_shows_amount_and_code():
     ],
 )
 def test_MON_2_tax_rounds_half_up_per_line(amount, rate_bp, tax):
-    assert tax_minor(amount, rate_bp) == tax
-    assert type(tax_minor(amount, rate_bp)) is int
+    assert tax_minor(amount, _pct(rate_bp)) == tax
+    assert type(tax_minor(amount, _pct(rate_bp))) is int
+
+
+@pytest.mark.parametrize(
+    ("amount", "rate", "tax"),
+    [
+        (24995, "4.7125", 1178),  # 1,177.889375 → 1,178 (the worked example's license)
+        (8642, "4.7125", 407),  # 407.25425 → 407
+        (24995, "0.35", 87),  # 87.4825 → 87
+        (10000, "8.875", 888),  # 887.5 → 888 (half-up)
+        (20000, "8.875", 1775),  # exactly 1,775
+        (1, "50.0001", 1),  # 0.500001 → 1
+        (1, "49.9999", 0),  # 0.499999 → 0
+        (2, "0.0001", 0),
+        (5000, "0.0001", 0),  # 0.5 → ... 5000 × 0.000001 = 0.005 → 0
+        (500000, "0.0001", 1),  # 0.5 → 1
+    ],
+)
+def test_MON_2_rates_with_four_decimals_round_half_up_per_line(amount, rate, tax):
+    assert tax_minor(amount, parse_rate_percent(rate)) == tax
+    assert tax_minor(-amount, parse_rate_percent(rate)) == -tax
 
 
 @pytest.mark.parametrize(
     ("amount", "rate_bp"), [(5, 1000), (15, 1000), (25, 1000), (4, 1000), (200, 825), (99, 50), (1, 5000), (3, 5000)]
 )
 def test_MON_2_negative_amounts_mirror(amount, rate_bp):
-    assert tax_minor(-amount, rate_bp) == -tax_minor(amount, rate_bp)
+    assert tax_minor(-amount, _pct(rate_bp)) == -tax_minor(amount, _pct(rate_bp))
 
 
 def test_MON_2_negative_half_rounds_away_from_zero():
-    assert tax_minor(-5, 1000) == -1
-    assert tax_minor(-25, 1000) == -3
-    assert tax_minor(-4, 1000) == 0
+    assert tax_minor(-5, _pct(1000)) == -1
+    assert tax_minor(-25, _pct(1000)) == -3
+    assert tax_minor(-4, _pct(1000)) == 0
 
 
-@pytest.mark.parametrize("rate_bp", [-1, 10001, 1_000_000, 10.0, 8.25, True, "1000", None, Decimal("1000")])
-def test_MON_2_rates_outside_0_10000_bp_refused(rate_bp):
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("8.875", "8.8750"),
+        ("4.7125", "4.7125"),
+        ("0", "0.0000"),
+        ("100", "100.0000"),
+        ("8.25", "8.2500"),
+        ("7", "7.0000"),
+    ],
+)
+def test_MON_2_rates_with_up_to_four_decimals_parse_exactly(text, rate):
+    parsed = parse_rate_percent(text)
+    assert parsed == Decimal(rate) and str(parsed) == rate
+    assert parse_rate_percent(Decimal(text)) == parsed
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("8.87501", "at most 4 decimal places"),  # five decimals
+        ("4.71251", "at most 4 decimal places"),
+        ("0.00001", "at most 4 decimal places"),
+        ("100.0001", "between 0 and 100"),
+        ("-1", "between 0 and 100"),
+        ("1e400", "between 0 and 100"),
+        (8.875, "percentage in a string"),  # a float is never a rate (MON-1)
+        (True, "percentage in a string"),
+        (None, "percentage in a string"),
+        ("NaN", "percentage in a string"),
+        ("Infinity", "percentage in a string"),
+        ("8,875", "percentage in a string"),
+        ("", "percentage in a string"),
+    ],
+)
+def test_MON_2_rates_refused_with_a_clear_message(value, message):
     with pytest.raises(ApplicationError) as excinfo:
-        tax_minor(1000, rate_bp)
+        parse_rate_percent(value)
     assert excinfo.value.code == "invalid_tax_rate"
-    assert "rate_bp" in excinfo.value.fields
+    assert message in excinfo.value.fields["rate_percent"][0]
+
+
+def test_MON_2_tax_refuses_a_rate_that_is_not_an_exact_percentage():
+    with pytest.raises(TypeError):
+        tax_minor(1000, 825)  # type: ignore[arg-type]
     with pytest.raises(ApplicationError):
-        validate_rate_bp(rate_bp)
+        tax_minor(1000, Decimal("8.87501"))
+    with pytest.raises(ApplicationError):
+        tax_minor(1000, Decimal("101"))
 
 
-@pytest.mark.parametrize("rate_bp", [0, 1, 825, MAX_RATE_BP])
-def test_MON_2_rates_within_bounds_accepted(rate_bp):
-    assert validate_rate_bp(rate_bp) == rate_bp
+def test_MON_2_basis_points_convert_both_ways_exactly():
+    assert rate_from_bp(825) == Decimal("8.25")
+    assert rate_bp_or_none(Decimal("8.25")) == 825
+    assert rate_bp_or_none(Decimal("8.875")) is None
+    assert rate_millionths(Decimal("8.875")) == 88_750
+    assert rate_millionths(Decimal("100")) == RATE_SCALE
+    for bad in (10001, -1, 8.25, "825", True):
+        with pytest.raises(ApplicationError):
+            rate_from_bp(bad)
+
+
+@pytest.mark.parametrize(
+    ("rate", "text"), [("8.8750", "8.875"), ("100.0000", "100"), ("0.0000", "0"), ("4.7125", "4.7125"), ("5", "5")]
+)
+def test_MON_2_rates_print_exactly(rate, text):
+    assert format_rate(Decimal(rate)) == text
 
 
 @pytest.mark.parametrize("amount", [10.0, True, Decimal("10")])
 def test_MON_2_tax_refuses_non_int_amount(amount):
     with pytest.raises(TypeError):
-        tax_minor(amount, 1000)
+        tax_minor(amount, _pct(1000))
 
 
 def _half_up(value: Fraction) -> int:
@@ -320,14 +410,80 @@ def _half_up(value: Fraction) -> int:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(min_value=-(10**12), max_value=10**12), st.integers(min_value=0, max_value=MAX_RATE_BP))
-def test_MON_2_tax_equals_exact_rational_rounded_half_up(amount, rate_bp):
-    exact = Fraction(amount * rate_bp, MAX_RATE_BP)
-    tax = tax_minor(amount, rate_bp)
+@given(st.integers(min_value=-(10**12), max_value=10**12), st.integers(min_value=0, max_value=RATE_SCALE))
+def test_MON_2_tax_equals_exact_rational_rounded_half_up(amount, millionths):
+    rate = Decimal(millionths).scaleb(-4)  # a percentage with up to 4 decimals
+    exact = Fraction(amount) * Fraction(rate) / 100
+    tax = tax_minor(amount, rate)
     assert type(tax) is int
     assert tax == _half_up(exact)
     assert abs(Fraction(tax) - exact) <= Fraction(1, 2)
-    assert tax_minor(-amount, rate_bp) == -tax
+    assert tax_minor(-amount, rate) == -tax
+
+
+# MON-2: unit prices with up to 12 decimals of the minor unit
+
+
+@pytest.mark.parametrize(
+    ("quantity", "unit", "amount"),
+    [
+        (98_765, "0.0875", 8642),  # 8,641.9375 → 8,642 cents: the worked example
+        (1, "1.23", 1),  # 0.0123 USD a unit
+        (100, "1.23", 123),
+        (50, "1.23", 62),  # 61.5 → 62 (half-up)
+        (3, "0.000000000001", 0),
+        (500_000_000_000, "0.000000000001", 1),  # 0.5 → 1
+        (7, "25", 175),
+        (0, "0.0875", 0),
+    ],
+)
+def test_MON_2_line_amount_is_quantity_times_unit_price_rounded_once(quantity, unit, amount):
+    assert line_amount_minor(quantity, parse_unit_price(unit)) == amount
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=10**9), st.integers(min_value=0, max_value=10**16))
+def test_MON_2_line_amount_equals_exact_rational_rounded_half_up(quantity, pico):
+    unit = Decimal(pico).scaleb(-12)
+    exact = Fraction(quantity) * Fraction(unit)
+    assert line_amount_minor(quantity, unit) == _half_up(exact)
+    assert Fraction(pico, UNIT_PRICE_SCALE) == Fraction(unit)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0.0000000000001", "at most 12 decimal places"),
+        ("-0.5", "cannot be negative"),
+        ("1e30", "too large"),
+        (0.0875, "decimal string"),
+        ("abc", "decimal string"),
+        (None, "decimal string"),
+    ],
+)
+def test_MON_2_unit_prices_refused_with_a_clear_message(value, message):
+    with pytest.raises(ApplicationError) as excinfo:
+        parse_unit_price(value)
+    assert excinfo.value.code == "invalid_unit_price"
+    assert message in excinfo.value.fields["unit_price_decimal"][0]
+
+
+@pytest.mark.parametrize(
+    ("unit", "currency", "text"),
+    [
+        ("0.0875", "USD", "0.000875"),
+        ("1.23", "USD", "0.0123"),
+        ("10", "USD", "0.10"),
+        ("123456", "USD", "1,234.56"),
+        ("5", "JPY", "5"),
+        ("0.5", "JPY", "0.5"),
+        ("0.000000000001", "USD", "0.00000000000001"),
+    ],
+)
+def test_MON_2_unit_prices_print_with_the_decimals_they_have(unit, currency, text):
+    assert format_unit_price(Decimal(unit), currency) == text
+    assert unit_minor_or_none(Decimal(unit)) == (int(Decimal(unit)) if Decimal(unit) % 1 == 0 else None)
+    assert decimal_text(parse_unit_price(unit)) == unit
 
 
 # --------------------------------------------------------------------------------------------- CYC-4

@@ -14,10 +14,11 @@ from accounts.permissions import has_capability
 from clients.models import TaxRate
 from clients.services import tax_rate_create, tax_rate_remove, tax_rate_update
 from core.errors import ApplicationError
+from core.money import format_rate
 from web.access import staff_view
 from web.agency.common import SEE_BILLING, C
 from web.confirm import confirm_page, confirmed
-from web.forms import TaxRateForm, rate_bp_to_percent
+from web.forms import TaxRateForm
 
 
 def _page(request: HttpRequest, *, form: TaxRateForm | None = None, status: int = 200) -> HttpResponse:
@@ -46,14 +47,14 @@ def tax_rates(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             rate = tax_rate_create(
-                name=form.cleaned_data["name"], rate_bp=form.cleaned_data["rate"], actor=request.user
+                name=form.cleaned_data["name"], rate_percent=form.cleaned_data["rate"], actor=request.user
             )  # type: ignore[arg-type]
         except ApplicationError as exc:
             form.apply_error(exc)
         else:
             messages.success(
                 request,
-                f"{rate.name} ({rate_bp_to_percent(rate.rate_bp)} %) added. Tick it on each client it applies to.",
+                f"{rate.name} ({format_rate(rate.rate_percent)} %) added. Tick it on each client it applies to.",
             )
             return redirect("tax-rates")
     return _page(request, form=form, status=400)
@@ -68,7 +69,10 @@ def tax_rate_edit(request: HttpRequest, public_id) -> HttpResponse:
         if form.is_valid():
             try:
                 tax_rate_update(
-                    tax_rate=rate, name=form.cleaned_data["name"], rate_bp=form.cleaned_data["rate"], actor=request.user
+                    tax_rate=rate,
+                    name=form.cleaned_data["name"],
+                    rate_percent=form.cleaned_data["rate"],
+                    actor=request.user,
                 )  # type: ignore[arg-type]
             except ApplicationError as exc:
                 form.apply_error(exc)
@@ -77,7 +81,7 @@ def tax_rate_edit(request: HttpRequest, public_id) -> HttpResponse:
                 return redirect("tax-rates")
         status = 400
     else:
-        form = TaxRateForm(initial={"name": rate.name, "rate": rate_bp_to_percent(rate.rate_bp)})
+        form = TaxRateForm(initial={"name": rate.name, "rate": format_rate(rate.rate_percent)})
     return render(
         request,
         "agency/tax_edit.html",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 
 from django import template
 from django.utils.html import format_html
 
 from billing.statuses import ChargeStatus
-from core.money import format_minor
+from core.money import format_minor, format_rate, format_unit_price
 
 register = template.Library()
 
@@ -65,10 +66,15 @@ def field(bound_field, hint: str = "", prefix: str = "", suffix: str = ""):
 
 
 @register.filter
-def rate(rate_bp: int) -> str:
-    """Basis points → "8.25 %"."""
-    whole, frac = divmod(int(rate_bp), 100)
-    return f"{whole}.{frac:02d} %".replace(".00 %", " %")
+def rate(rate_percent: Decimal) -> str:
+    """An exact rate → "8.875 %" (MON-2)."""
+    return f"{format_rate(rate_percent)} %"
+
+
+@register.filter
+def unit_price(unit_price_decimal: Decimal, currency: str) -> str:
+    """A unit price in minor units (up to 12 decimals) in major units with the decimals it needs: 0.000875."""
+    return format_unit_price(unit_price_decimal, currency)
 
 
 @register.filter

@@ -159,8 +159,8 @@ class Command(BaseCommand):
         with schema_context(agency.schema_name):
             by_role = {user.role: user for user in users.values()}
             sellers = [by_role[Role.SALESPERSON], by_role[Role.JR_SALESPERSON], by_role[Role.SALES_MANAGER]]
-            state_tax = tax_rate_create(name="State sales tax", rate_bp=825)
-            city_tax = tax_rate_create(name="City tax", rate_bp=150)
+            state_tax = tax_rate_create(name="State sales tax", rate_percent="8.25")
+            city_tax = tax_rate_create(name="City tax", rate_percent="1.5")
             usage = []
             for index, name in enumerate(CLIENT_NAMES):
                 slug = name.lower().split()[0].replace("&", "")
