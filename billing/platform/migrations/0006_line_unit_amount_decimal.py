@@ -6,25 +6,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("billing", "0008_charge_month_status_amount_index")]
+    dependencies = [("platform_billing", "0005_attempt_kind_client")]
 
     operations = [
         migrations.SeparateDatabaseAndState(
             database_operations=[
                 migrations.RunSQL(
-                    "ALTER TABLE billing_invoiceline ALTER COLUMN unit_amount_minor TYPE numeric(31, 12);"
-                    "ALTER TABLE billing_invoiceline RENAME COLUMN unit_amount_minor TO unit_amount_decimal;",
-                    "ALTER TABLE billing_invoiceline RENAME COLUMN unit_amount_decimal TO unit_amount_minor;"
-                    "ALTER TABLE billing_invoiceline ALTER COLUMN unit_amount_minor TYPE bigint"
+                    "ALTER TABLE platform_billing_agencyinvoiceline ALTER COLUMN unit_amount_minor TYPE numeric(31, 12);"
+                    "ALTER TABLE platform_billing_agencyinvoiceline RENAME COLUMN unit_amount_minor TO unit_amount_decimal;",
+                    "ALTER TABLE platform_billing_agencyinvoiceline RENAME COLUMN unit_amount_decimal TO unit_amount_minor;"
+                    "ALTER TABLE platform_billing_agencyinvoiceline ALTER COLUMN unit_amount_minor TYPE bigint"
                     " USING round(unit_amount_minor);",
                 )
             ],
             state_operations=[
                 migrations.RenameField(
-                    model_name="invoiceline", old_name="unit_amount_minor", new_name="unit_amount_decimal"
+                    model_name="agencyinvoiceline", old_name="unit_amount_minor", new_name="unit_amount_decimal"
                 ),
                 migrations.AlterField(
-                    model_name="invoiceline",
+                    model_name="agencyinvoiceline",
                     name="unit_amount_decimal",
                     field=models.DecimalField(decimal_places=12, max_digits=31),
                 ),
