@@ -52,6 +52,8 @@ class EntryType(models.TextChoices):
     PAYMENT = "PAYMENT", "Payment"
     CREDIT = "CREDIT", "Credit"
     REFUND = "REFUND", "Refund"
+    # A lost dispute (COR-2): the payment went back to the card holder, so what it paid is owed again.
+    CHARGEBACK = "CHARGEBACK", "Chargeback"
 
 
 class AbstractLedgerEntry(models.Model):

@@ -22,6 +22,7 @@ from django_tenants.utils import tenant_context
 
 from billing import bulk
 from billing.base_models import EntryType
+from billing.corrections import credit_apply_to_invoices, credit_available
 from billing.drafting import (
     DraftLine,
     InvoiceDraft,
@@ -42,6 +43,7 @@ from billing.platform.models import (
 )
 from billing.selectors import (
     ClientTerms,
+    billing_settings,
     client_terms,
     clients_active_during,
     clients_due,
@@ -208,11 +210,18 @@ def _build_client_batch(
         result.skipped_nothing_to_bill += len(todo) - len(drafts)
         if not drafts:
             return
+        # Credit on the account (COR-1) is used by the invoice: its charges collect that much less.
+        credit = credit_available([terms.client_id for terms, _ in drafts])
+        applied: dict[int, int] = {}
+        new_invoice_of: dict[int, int] = {}
         invoice_ids = bulk.ids_reserve(Invoice, len(drafts))
         invoices, lines, entries, charges, one_time = [], [], [], [], []
         for offset, (terms, draft) in enumerate(drafts):
             invoice_id, number = invoice_ids[offset], f"{agency.invoice_prefix}-{first + offset:06d}"
             total = draft.total_minor
+            used = min(credit.get(terms.client_id, 0), total)
+            if used:
+                applied[terms.client_id], new_invoice_of[terms.client_id] = used, invoice_id
             invoices.append(
                 (
                     invoice_id,
@@ -231,6 +240,7 @@ def _build_client_batch(
                     "",
                     terms.agency_invoiced,
                     terms.client_id,
+                    used,
                 )
             )
             lines.extend(
@@ -270,7 +280,7 @@ def _build_client_batch(
                     period.start,
                 )
                 for installment, due, amount in _installments(
-                    total_minor=total, terms=terms, today=today, billing_date=billing_date
+                    total_minor=total - used, terms=terms, today=today, billing_date=billing_date
                 )
             )
             one_time.extend((key, number) for key in draft.one_time_service_keys)
@@ -279,6 +289,10 @@ def _build_client_batch(
         bulk.copy_rows(InvoiceLine, LINE_COLUMNS, lines)
         bulk.copy_rows(LedgerEntry, LEDGER_COLUMNS, entries)
         bulk.copy_rows(Charge, CHARGE_COLUMNS, charges)
+        if applied:
+            credit_apply_to_invoices(
+                applied=applied, invoice_ids=new_invoice_of, order=billing_settings().category_order
+            )
         invoices_finalized([row[0] for row in invoices])  # outbound webhooks, sent after commit
         if one_time:
             # PLAN-2: a one-time service line is billed once, then removed — in the same transaction.
@@ -311,6 +325,7 @@ INVOICE_COLUMNS = (
     "pdf",
     "agency_invoiced",
     "client_id",
+    "credit_applied_minor",
 )
 LINE_COLUMNS = (
     "invoice_id",

@@ -14,7 +14,8 @@ from billing.base_models import (
     AbstractLedgerEntry,
     AbstractPaymentMethod,
 )
-from core.categories import DEFAULT_CATEGORY_ORDER
+from billing.statuses import CreditOutcome, DisputeStatus, RefundStatus
+from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.models import BaseModel
 
 
@@ -73,14 +74,21 @@ class Invoice(AbstractInvoice):
 
     client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="invoices")
     agency_invoiced = models.BooleanField(default=False)
+    # Credit on the account (credit notes kept as credit, overpayments) used by this invoice when it was built
+    # (COR-1): its charges collect `total_minor - credit_applied_minor`. Written once, with the invoice.
+    credit_applied_minor = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["-period_start", "number"]
+        indexes = [models.Index(fields=["period_start"])]
         constraints = [
             # CYC-3: one invoice per client and cycle, whatever reruns or races.
             models.UniqueConstraint(fields=["client", "period_start"], name="invoice_once_per_client_period"),
+            models.CheckConstraint(
+                condition=models.Q(credit_applied_minor__gte=0, credit_applied_minor__lte=models.F("total_minor")),
+                name="invoice_credit_applied_within_total",
+            ),
         ]
-        indexes = [models.Index(fields=["period_start"])]
 
 
 class InvoiceLine(AbstractInvoiceLine):
@@ -95,7 +103,12 @@ class LedgerEntry(AbstractLedgerEntry):
     invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_entries")
 
     class Meta(AbstractLedgerEntry.Meta):
-        indexes = [models.Index(fields=["client", "category"])]
+        indexes = [
+            models.Index(fields=["client", "category"]),
+            # Which clients may hold credit on account: only a credit note creates it (COR-1). The billing run
+            # reads this small index for each batch instead of every client's whole ledger.
+            models.Index(fields=["client"], condition=models.Q(entry_type="CREDIT"), name="ledger_credit_by_client"),
+        ]
 
 
 class Allocation(models.Model):
@@ -242,3 +255,104 @@ class AgencyDayStep(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["day", "step"], name="day_step_once")]
+
+
+# --- corrections (COR-1) and disputes (COR-2) ---------------------------------------------------------------------
+
+
+class CreditNoteSequence(models.Model):
+    """Next credit-note number of this agency, taken under a row lock in the credit note's own transaction: its
+    own sequence, without gaps, apart from the invoices' (COR-1)."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    next_number = models.PositiveBigIntegerField(default=1)
+
+
+class CreditNote(BaseModel):
+    """A correction of a finalized invoice (MON-3, COR-1): whole lines or an amount, with a reason, refunded to the
+    payment method or kept as credit on the account. Immutable once written (database trigger); what it credits can
+    never exceed what the invoice billed (trigger on its lines) nor a refund what was paid (trigger on refunds)."""
+
+    number = models.CharField(max_length=40, unique=True)
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    client = models.ForeignKey("clients.Client", on_delete=models.PROTECT, related_name="credit_notes")
+    outcome = models.CharField(max_length=10, choices=CreditOutcome.choices)
+    reason = models.CharField(max_length=500)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    issued_on = models.DateField()
+    issued_by = models.CharField(max_length=254)
+    pdf = models.FileField(upload_to="credit-notes/%Y/%m/", blank=True)
+
+    class Meta:
+        ordering = ["issued_on", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="credit_note_amount_gt_0")]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(models.Model):
+    """One credited amount: a part (or all) of one invoice line, in that line's billing category."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    invoice_line = models.ForeignKey(InvoiceLine, on_delete=models.PROTECT, related_name="credit_lines")
+    category = models.CharField(max_length=20, choices=BillingCategory.choices)
+    description = models.CharField(max_length=240)
+    amount_minor = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["credit_note", "position"], name="credit_line_position_unique"),
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="credit_line_amount_gt_0"),
+        ]
+
+
+class Refund(BaseModel):
+    """A credit note's money going back to the payment method of one paid charge (COR-1). Written, with its
+    idempotency key, before the processor is called (as an attempt is); resent with the same key until the
+    processor's answer is known."""
+
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="refunds")
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="refunds")
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=RefundStatus.choices, default=RefundStatus.STARTED)
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    reference = models.CharField(max_length=64, blank=True)
+    failure_reason = models.CharField(max_length=120, blank=True)
+    reverse_transfer = models.BooleanField(default=True)
+    settled_on = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="refund_amount_gt_0"),
+            models.UniqueConstraint(
+                fields=["reference"], condition=~models.Q(reference=""), name="refund_reference_unique"
+            ),
+        ]
+
+
+class Dispute(BaseModel):
+    """A chargeback on a paid charge, as the processor reports it (COR-2): its state, amount and the date a
+    response is due. A lost dispute reopens the charge and recovers the amount from the agency, once."""
+
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="disputes")
+    reference = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=DisputeStatus.choices)
+    reason = models.CharField(max_length=60, blank=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    opened_on = models.DateField()
+    due_by = models.DateField(null=True, blank=True, help_text="Evidence is due by the end of this day (UTC).")
+    closed_on = models.DateField(null=True, blank=True)
+    recovery_reference = models.CharField(
+        max_length=64, blank=True, help_text="The transfer reversal that recovered a lost dispute from the agency."
+    )
+
+    class Meta:
+        ordering = ["opened_on", "id"]
+        constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="dispute_amount_gt_0")]

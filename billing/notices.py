@@ -65,6 +65,8 @@ def charge_notice_drafts(
         or to_status in (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE)
     ):
         return []
+    if from_status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT):
+        return []  # a lost dispute reopening a paid charge: the dispute's own notice tells the agency (COR-2)
     client = charge.client
     if client.agency_invoiced:
         return []  # COL-1: no payment emails

@@ -1,6 +1,7 @@
 """Settlement: what the payment provider reports after an attempt (PAY-2, PAY-3, COL-3) — a bank debit
-settling or failing, a payout paid — from a webhook or from the provider's day, applied in the schema it
-belongs to. Harmless when repeated or out of order: outcomes only move forward.
+settling or failing, a payout paid, a refund settling or failing (COR-1), a dispute opening or closing (COR-2) —
+from a webhook or from the provider's day, applied in the schema it belongs to. Harmless when repeated or out of
+order: outcomes only move forward.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from django_tenants.utils import schema_context, tenant_context
 
 from billing.attempts import charge_mark_failed, charge_mark_paid
 from billing.charges import charge_locked
+from billing.corrections import refund_event_apply, refunds_resolve
+from billing.disputes import dispute_event_apply
 from billing.models import ChargeAttempt
 from billing.payouts import payout_apply, payouts_lock
 from billing.platform.models import AgencyChargeAttempt
@@ -75,14 +78,35 @@ def provider_event_apply(event: ProviderEvent) -> str:
         with transaction.atomic():
             payouts_lock()
             return payout_apply(event)
+    if event.kind in ("refund.succeeded", "refund.failed"):
+        return refund_event_apply(
+            reference=event.reference,
+            key=event.metadata.get("refund", ""),
+            succeeded=event.kind == "refund.succeeded",
+            failure_reason=event.decline_code,
+            today=event.occurred_on,
+        )
+    if event.kind == "dispute":
+        return dispute_event_apply(event)
     return "ignored"
+
+
+def _event_schema(event: ProviderEvent) -> str:
+    """The agency schema an event belongs to: from the metadata the product put on the payment or refund; a
+    dispute carries none of its own, so its payment's is asked for (COR-2)."""
+    schema = event.metadata.get("schema", "")
+    if not schema and event.kind == "dispute" and event.charge_references:
+        schema = get_provider().payment_metadata(event.charge_references[0]).get("schema", "")
+    return schema
 
 
 def provider_event_dispatch(event: ProviderEvent) -> str:
     """A charge event names its schema in its metadata; a payout event names the connected account."""
-    if event.kind.startswith("charge."):
-        schema = event.metadata.get("schema", "")
+    if event.kind.startswith(("charge.", "refund.")) or event.kind == "dispute":
+        schema = _event_schema(event)
         if schema == "public" or event.metadata.get("kind") == "agency":
+            if not event.kind.startswith("charge."):
+                return "ignored"  # the platform's own charges are not refunded or disputed here
             with schema_context("public"):
                 return provider_event_apply(event)
         agency = Agency.objects.filter(schema_name=schema).first()
@@ -100,7 +124,10 @@ def provider_event_dispatch(event: ProviderEvent) -> str:
 
 
 def provider_day_settle(*, agency: Agency, today: date) -> int:
-    """The processor's day: bank debits settle or fail, payouts are paid (PAY-2, COL-3)."""
+    """The processor's day: refunds whose answer was lost are sent again (COR-1); bank debits and refunds settle or
+    fail, payouts are paid, disputes open and close (PAY-2, COL-3, COR-2)."""
+    with tenant_context(agency):
+        refunds_resolve(today=today)
     events = get_provider().advance(today=today)
     for event in events:
         provider_event_dispatch(event)

@@ -29,9 +29,11 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.PAID, S.RETRYING, S.UNCOLLECTABLE}),
     S.RETRYING: frozenset({S.PAID, S.PENDING, S.RETRYING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
     S.UNCOLLECTABLE: frozenset({S.PAID, S.PENDING, S.UNCOLLECTABLE, S.AGENCY_INVOICED}),
-    S.PAID: frozenset({S.PAID_OUT}),
+    # A lost dispute (COR-2) takes the money back from a Paid or Paid Out charge: it is open again, and no
+    # automatic attempt follows (docs/decisions.md, "Disputes beside the six statuses").
+    S.PAID: frozenset({S.PAID_OUT, S.UNCOLLECTABLE}),
     S.AGENCY_INVOICED: frozenset(),
-    S.PAID_OUT: frozenset(),
+    S.PAID_OUT: frozenset({S.UNCOLLECTABLE}),
 }
 COLLECTIBLE = frozenset({S.SCHEDULED, S.RETRYING, S.UNCOLLECTABLE})
 
@@ -70,3 +72,31 @@ UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN}
 FAILED_OUTCOMES = frozenset({AttemptOutcome.DECLINED, AttemptOutcome.SETTLEMENT_FAILED})
 # Passed for a charge's latest attempt when the caller does not hold it (None means: it has none): read it then.
 LATEST_ATTEMPT_UNKNOWN: object = object()
+
+
+class DisputeStatus(models.TextChoices):
+    """A chargeback's state as the processor reports it (COR-2). Stripe's inquiry states map onto these:
+    `warning_needs_response` → Needs response, `warning_under_review` → Under review, `warning_closed` → Won."""
+
+    NEEDS_RESPONSE = "NEEDS_RESPONSE", "Needs response"
+    UNDER_REVIEW = "UNDER_REVIEW", "Under review"
+    WON = "WON", "Won"
+    LOST = "LOST", "Lost"
+
+
+DISPUTE_OPEN = frozenset({DisputeStatus.NEEDS_RESPONSE, DisputeStatus.UNDER_REVIEW})
+DISPUTE_CLOSED = frozenset({DisputeStatus.WON, DisputeStatus.LOST})
+
+
+class CreditOutcome(models.TextChoices):
+    """Where a credit note's amount goes (COR-1)."""
+
+    REFUND = "REFUND", "Refunded to the payment method"
+    CREDIT = "CREDIT", "Kept as credit on the account"
+
+
+class RefundStatus(models.TextChoices):
+    STARTED = "STARTED", "Started"  # row written, provider call in flight (or its answer lost): resent with its key
+    PENDING = "PENDING", "Pending"  # bank-debit refund awaiting settlement
+    SUCCEEDED = "SUCCEEDED", "Succeeded"
+    FAILED = "FAILED", "Failed"  # the money stays with the agency: kept as credit on the account

@@ -27,6 +27,11 @@ class NoticeKind(models.TextChoices):
         "PLATFORM_PAYMENT_UNCOLLECTABLE",
         "Platform invoice uncollectable (to the agency)",
     )
+    CREDIT_NOTE_ISSUED = "CREDIT_NOTE_ISSUED", "Credit note issued"
+    AGENCY_CREDIT_NOTE_ISSUED = "AGENCY_CREDIT_NOTE_ISSUED", "Credit note issued (to the agency)"
+    AGENCY_REFUND_FAILED = "AGENCY_REFUND_FAILED", "Refund failed (to the agency)"
+    AGENCY_DISPUTE_OPENED = "AGENCY_DISPUTE_OPENED", "Charge disputed (to the agency)"
+    AGENCY_DISPUTE_CLOSED = "AGENCY_DISPUTE_CLOSED", "Dispute closed (to the agency)"
 
 
 COMMON = {
@@ -48,6 +53,24 @@ PLATFORM_CHARGE = {
     "amount": "Amount of the platform invoice's charge",
     "invoice_number": "Platform invoice number",
     "payment_method": "e.g. Visa ···· 4242, or 'no payment method on file'",
+}
+
+
+CREDIT_NOTE = {
+    **COMMON,
+    "credit_note_number": "Credit note number",
+    "invoice_number": "The invoice it corrects",
+    "amount": "Amount credited",
+    "reason": "Why the invoice was corrected",
+    "outcome": "Where the money goes, e.g. 'refunded to Visa ···· 4242' or 'kept as credit on your account'",
+    "issued_on": "Date (YYYY-MM-DD)",
+}
+DISPUTE = {
+    **COMMON,
+    "amount": "Amount disputed",
+    "invoice_number": "Invoice number of the disputed charge",
+    "dispute_reason": "The card holder's reason, e.g. fraudulent",
+    "invoice_url": "Link to the invoice page",
 }
 
 
@@ -182,5 +205,48 @@ CATALOG: dict[str, NoticeSpec] = {
         "Hello,\n\nYour platform invoice {{ invoice_number }} of {{ amount }} {{ currency }} could not be "
         "collected ({{ reason }}). No further automatic attempts will be made.\nSave a payment method here: "
         "{{ setup_url }} and billing support will retry it on request.\n",
+    ),
+    NoticeKind.CREDIT_NOTE_ISSUED: NoticeSpec(
+        CREDIT_NOTE,
+        "Credit note {{ credit_note_number }} from {{ agency_name }}",
+        "Hello {{ client_name }},\n\nWe issued credit note {{ credit_note_number }} of {{ amount }} {{ currency }} "
+        "for invoice {{ invoice_number }} on {{ issued_on }}: {{ reason }}.\nThe amount is {{ outcome }}.\n\n"
+        "Details: {{ portal_url }}\n\n{{ agency_name }}",
+    ),
+    NoticeKind.AGENCY_CREDIT_NOTE_ISSUED: NoticeSpec(
+        {**CREDIT_NOTE, "issued_by": "Who issued it", "invoice_url": "Link to the invoice page"},
+        "Credit note {{ credit_note_number }}: {{ client_name }}",
+        "{{ issued_by }} issued credit note {{ credit_note_number }} of {{ amount }} {{ currency }} to "
+        "{{ client_name }} for invoice {{ invoice_number }}: {{ reason }}.\nThe amount is {{ outcome }}.\n"
+        "Invoice: {{ invoice_url }}",
+    ),
+    NoticeKind.AGENCY_REFUND_FAILED: NoticeSpec(
+        {
+            **COMMON,
+            "credit_note_number": "Credit note number",
+            "invoice_number": "The invoice it corrects",
+            "amount": "Amount that could not be refunded",
+            "reason": "Why the refund failed",
+            "invoice_url": "Link to the invoice page",
+        },
+        "Refund failed: {{ client_name }}",
+        "The refund of {{ amount }} {{ currency }} to {{ client_name }} (credit note {{ credit_note_number }}, "
+        "invoice {{ invoice_number }}) failed: {{ reason }}.\nThe amount is kept as credit on the client's account "
+        "and used by its next invoice.\nInvoice: {{ invoice_url }}",
+    ),
+    NoticeKind.AGENCY_DISPUTE_OPENED: NoticeSpec(
+        {**DISPUTE, "due_by": "The last day to respond (YYYY-MM-DD)"},
+        "Charge disputed: {{ client_name }}",
+        "{{ client_name }}'s card issuer disputes the payment of {{ amount }} {{ currency }} for invoice "
+        "{{ invoice_number }} ({{ dispute_reason }}).\nEvidence is due by {{ due_by }}. If the dispute is lost, "
+        "the amount is taken back from your payouts and the client's balance is open again.\n"
+        "Invoice: {{ invoice_url }}",
+    ),
+    NoticeKind.AGENCY_DISPUTE_CLOSED: NoticeSpec(
+        {**DISPUTE, "outcome": "won or lost", "recovered": "What was taken back from the agency, or empty"},
+        "Dispute {{ outcome }}: {{ client_name }}",
+        "The dispute of {{ client_name }}'s payment of {{ amount }} {{ currency }} for invoice {{ invoice_number }} "
+        "is closed: {{ outcome }}.\n{% if recovered %}{{ recovered }} was taken back from your payouts and the "
+        "client's balance is open again.\n{% endif %}Invoice: {{ invoice_url }}",
     ),
 }

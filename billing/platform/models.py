@@ -124,6 +124,37 @@ class SandboxPaymentIntent(models.Model):
     metadata = models.JSONField(default=dict)
 
 
+class SandboxRefund(models.Model):
+    """A refund in the sandbox's books: card refunds succeed at once, bank-debit ones settle (or fail) later."""
+
+    reference = models.CharField(max_length=64, unique=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    payment_intent = models.CharField(max_length=64)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=12)  # pending | succeeded | failed
+    reverse_transfer = models.BooleanField(default=False)
+    created_on = models.DateField()
+    settles_on = models.DateField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=64, blank=True)
+    metadata = models.JSONField(default=dict)
+
+
+class SandboxDispute(models.Model):
+    """A dispute in the sandbox's books (Stripe's dispute test cards); `reported` is the last status announced."""
+
+    reference = models.CharField(max_length=64, unique=True)
+    payment_intent = models.CharField(max_length=64, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=40)
+    status = models.CharField(max_length=24)  # needs_response | under_review | won | lost
+    created_on = models.DateField()
+    due_by = models.DateField()
+    reported = models.CharField(max_length=24, blank=True)
+    recovered = models.CharField(max_length=64, blank=True, help_text="The transfer reversal recovering it.")
+
+
 class SandboxPayout(models.Model):
     reference = models.CharField(max_length=64, unique=True)
     destination = models.CharField(max_length=64)

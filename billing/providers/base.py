@@ -52,15 +52,50 @@ class ChargeRequest:
 
 @dataclass(frozen=True, slots=True)
 class ProviderEvent:
-    """Something that happened at the provider after the call returned (settlement, payout)."""
+    """Something that happened at the provider after the call returned (settlement, payout, refund, dispute)."""
 
-    kind: str  # charge.succeeded | charge.failed | payout.paid | payout.failed
+    # charge.succeeded | charge.failed | payout.paid | payout.failed | refund.succeeded | refund.failed | dispute
+    kind: str
     reference: str
     occurred_on: date
-    decline_code: str = ""
+    decline_code: str = ""  # charge.failed: the decline code; refund.failed: the failure reason
     account: str = ""
-    charge_references: tuple[str, ...] = ()
+    charge_references: tuple[str, ...] = ()  # payout: the charges it carried; dispute: the disputed payment
     metadata: dict[str, str] = field(default_factory=dict)
+    # dispute: its state (a DisputeStatus value), amount, currency, reason and the day evidence is due by
+    status: str = ""
+    amount_minor: int = 0
+    currency: str = ""
+    reason: str = ""
+    due_on: date | None = None
+
+
+class RefundOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"  # bank-debit refund: settles (or fails) later, reported by webhook or the provider's day
+    FAILED = "failed"  # refused or failed: the money did not go back
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    """Money back to the payment method that paid `payment_reference` (COR-1). `reverse_transfer`: for a
+    destination charge, the transfer to the connected account is reversed by the same amount (PAY-1)."""
+
+    payment_reference: str
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    business_date: date
+    reverse_transfer: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    outcome: RefundOutcome
+    reference: str = ""
+    failure_reason: str = ""
+    message: str = ""
 
 
 class ProviderError(Exception):
@@ -88,4 +123,17 @@ class PaymentProvider(Protocol):
 
     def advance(self, *, today: date) -> list[ProviderEvent]:
         """Let provider-side time pass up to `today` (sandbox); a real provider reports by webhook."""
+        ...
+
+    def refund_create(self, request: RefundRequest) -> RefundResult:
+        """Refund (part of) a payment. Raises on a transient failure: the caller resends with the same key."""
+        ...
+
+    def transfer_reverse(self, *, payment_reference: str, amount_minor: int, idempotency_key: str) -> str:
+        """Take `amount_minor` of a destination charge back from the connected account (a lost dispute, COR-2);
+        returns the reversal's reference."""
+        ...
+
+    def payment_metadata(self, reference: str) -> dict[str, str]:
+        """The metadata the product put on a payment (its schema, charge and attempt), to route its disputes."""
         ...

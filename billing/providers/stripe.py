@@ -24,7 +24,10 @@ from stripe.params import (
     CustomerCreateParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
+    PaymentIntentRetrieveParams,
     PaymentMethodAttachParams,
+    RefundCreateParams,
+    TransferReversalCreateParams,
 )
 
 from billing.providers.base import (
@@ -33,6 +36,9 @@ from billing.providers.base import (
     Outcome,
     ProviderError,
     ProviderEvent,
+    RefundOutcome,
+    RefundRequest,
+    RefundResult,
     SavedPaymentMethod,
 )
 from billing.providers.ratelimit import RateLimiter
@@ -64,6 +70,34 @@ def _outcome_of(intent: Any) -> ChargeResult:
         code = error.get("decline_code") or error.get("code") or status
         return ChargeResult(Outcome.DECLINED, intent["id"], code, error.get("message") or "")
     return ChargeResult(Outcome.UNKNOWN, intent.get("id", ""), message=f"unexpected status {status!r}")
+
+
+# Stripe's dispute statuses in the product's words (billing.statuses.DisputeStatus); an inquiry closed without a
+# chargeback is as good as won. `charge_refunded` (closed by a refund made outside the product) is not mapped.
+DISPUTE_STATUS = {
+    "warning_needs_response": "NEEDS_RESPONSE",
+    "needs_response": "NEEDS_RESPONSE",
+    "warning_under_review": "UNDER_REVIEW",
+    "under_review": "UNDER_REVIEW",
+    "warning_closed": "WON",
+    "won": "WON",
+    "prevented": "WON",
+    "lost": "LOST",
+}
+
+
+def _refund_result(refund: Any) -> RefundResult:
+    refund = _plain(refund)
+    outcome = {
+        "succeeded": RefundOutcome.SUCCEEDED,
+        "pending": RefundOutcome.PENDING,
+        "requires_action": RefundOutcome.PENDING,
+    }.get(refund.get("status") or "", RefundOutcome.FAILED)
+    return RefundResult(outcome, refund.get("id", ""), refund.get("failure_reason") or "")
+
+
+def _day(timestamp: Any, default: date) -> date:
+    return datetime.fromtimestamp(timestamp, tz=UTC).date() if timestamp else default
 
 
 def _signed_at(header: str) -> int:
@@ -253,6 +287,48 @@ class StripeProvider:
     def advance(self, *, today: date) -> list[ProviderEvent]:
         return []  # Stripe reports settlement and payouts by webhook
 
+    # --- refunds and disputes ----------------------------------------------------------------------------
+
+    def refund_create(self, request: RefundRequest) -> RefundResult:
+        params: RefundCreateParams = {
+            "payment_intent": request.payment_reference,
+            "amount": request.amount_minor,
+            "metadata": dict(request.metadata),
+        }
+        if request.reverse_transfer:
+            params["reverse_transfer"] = True  # the agency returns its share of a destination charge (PAY-1)
+        try:
+            refund = self._call(
+                self.client.v1.refunds.create, params=params, options={"idempotency_key": request.idempotency_key}
+            )
+        except stripe.IdempotencyError:
+            raise
+        except stripe.InvalidRequestError as exc:
+            # Refused (nothing left to refund, disputed, not a successful payment): no money moved.
+            return RefundResult(RefundOutcome.FAILED, "", exc.code or "invalid_request", exc.user_message or "")
+        return _refund_result(refund)
+
+    def transfer_reverse(self, *, payment_reference: str, amount_minor: int, idempotency_key: str) -> str:
+        params: PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
+        intent = _plain(self._call(self.client.v1.payment_intents.retrieve, payment_reference, params=params))
+        transfer = (intent.get("latest_charge") or {}).get("transfer")
+        if isinstance(transfer, dict):
+            transfer = transfer.get("id")
+        if not transfer:
+            raise ProviderError("The payment has no transfer to a connected account.", code="no_transfer")
+        reversal_params: TransferReversalCreateParams = {"amount": amount_minor}
+        reversal = self._call(
+            self.client.v1.transfers.reversals.create,
+            transfer,
+            params=reversal_params,
+            options={"idempotency_key": idempotency_key},
+        )
+        return reversal.id
+
+    def payment_metadata(self, reference: str) -> dict[str, str]:
+        intent = _plain(self._call(self.client.v1.payment_intents.retrieve, reference))
+        return dict(intent.get("metadata") or {})
+
     # --- webhooks ----------------------------------------------------------------------------------
 
     @staticmethod
@@ -286,6 +362,34 @@ class StripeProvider:
                 created,
                 decline_code=error.get("decline_code") or error.get("code") or "failed",
                 metadata=obj.get("metadata") or {},
+            )
+        if kind in ("refund.updated", "refund.failed"):
+            status = obj.get("status")
+            if status not in ("succeeded", "failed", "canceled"):
+                return None  # still pending: the refund's creation recorded that already
+            return ProviderEvent(
+                "refund.succeeded" if status == "succeeded" else "refund.failed",
+                obj.get("id", ""),
+                created,
+                decline_code=obj.get("failure_reason") or ("" if status == "succeeded" else status),
+                metadata=obj.get("metadata") or {},
+            )
+        if kind in ("charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed"):
+            status = DISPUTE_STATUS.get(obj.get("status") or "")
+            payment = obj.get("payment_intent") or obj.get("charge") or ""
+            if status is None or not payment:
+                return None
+            return ProviderEvent(
+                "dispute",
+                obj.get("id", ""),
+                _day(obj.get("created"), created) if kind == "charge.dispute.created" else created,
+                charge_references=(payment,),
+                status=status,
+                amount_minor=int(obj.get("amount") or 0),
+                currency=(obj.get("currency") or "").upper(),
+                reason=obj.get("reason") or "",
+                due_on=_day((obj.get("evidence_details") or {}).get("due_by"), created) or None,
+                account=event.get("account") or "",
             )
         if kind in ("payout.paid", "payout.failed"):
             arrival = obj.get("arrival_date")
