@@ -10,7 +10,7 @@ from billing.immutability import credit_note_drop_sql, credit_note_sql
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_charge_month_status_amount_index'),
+        ('billing', '0009_attempt_kind_client'),
         ('clients', '0006_client_name_index'),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('platform_billing', '0004_payout'),
+        ('platform_billing', '0005_attempt_kind_client'),
     ]
 
     operations = [
