@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('platform_billing', '0005_attempt_kind_client'),
+        ('platform_billing', '0006_line_unit_amount_decimal'),
     ]
 
     operations = [

@@ -10,7 +10,7 @@ from billing.immutability import credit_note_drop_sql, credit_note_sql
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_attempt_kind_client'),
+        ('billing', '0010_line_unit_amount_decimal'),
         ('clients', '0006_client_name_index'),
     ]
 
