@@ -44,7 +44,12 @@ def test_create_use_and_revoke_a_token_from_the_page(agency_a, agency_slug):
     assert api(agency, secret).get("/api/v1/me/").json()["email"] == "page-admin@x.test"
     listing = browser.get("/settings/api-tokens/").content.decode()
     assert secret not in listing and token.prefix in listing  # shown once; afterwards only its start
-    revoked = browser.post("/settings/api-tokens/", {"action": "revoke", "token": str(token.public_id)}, follow=True)
+    asked = browser.post("/settings/api-tokens/", {"action": "revoke", "token": str(token.public_id)})
+    assert "Revoke token" in asked.content.decode()  # asked first; nothing revoked yet
+    assert api(agency, secret).get("/api/v1/me/").status_code == 200
+    revoked = browser.post(
+        "/settings/api-tokens/", {"action": "revoke", "token": str(token.public_id), "confirm": "yes"}, follow=True
+    )
     assert "revoked" in revoked.content.decode()
     assert api(agency, secret).get("/api/v1/me/").status_code == 401
 
