@@ -13,7 +13,7 @@ help:
 	@echo "make lint   - ruff, import-linter contracts and mypy only"
 	@echo "make test-chaos - the reliability tests R1-R7 at full size (2,000 clients, >= 20 worker kills): docs/reliability.md"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
-	@echo "make bench  - performance benchmarks P1-P7 (<= 15 min): table + bench/results/*.json"
+	@echo "make bench  - performance benchmarks P1-P8 (<= 15 min): table + bench/results/*.json"
 	@echo "make bench-quick - the same at small sizes (<= 2 min, CI): regression floors"
 
 $(BIN)/activate:

@@ -96,9 +96,9 @@ def _baseline(agencies: list) -> float:
     return timer.seconds / len(agencies)
 
 
-def _start_worker(env: dict[str, str]) -> subprocess.Popen:
-    """A worker consuming every queue of this run (one per kind of work)."""
-    log = open(ROOT / "bench" / "results" / "P7-worker.log", "wb")
+def _start_worker(env: dict[str, str], name: str, queues: list[str], concurrency: int) -> subprocess.Popen:
+    """A prefork worker on the given queues of this run (agencybilling/queues.py)."""
+    log = open(ROOT / "bench" / "results" / f"P7-{name}.log", "wb")  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
         [
             sys.executable,
@@ -110,14 +110,16 @@ def _start_worker(env: dict[str, str]) -> subprocess.Popen:
             "--pool",
             "prefork",
             "--concurrency",
-            str(WORKERS),
+            str(concurrency),
+            "-Q",
+            ",".join(queues),
             "--loglevel",
             "WARNING",
             "--without-mingle",
             "--without-gossip",
             "--without-heartbeat",
             "--hostname",
-            f"bench-{os.getpid()}@%h",
+            f"bench-{name}-{os.getpid()}@%h",
         ],
         cwd=ROOT,
         env=env,
@@ -148,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     django_setup()
     from django.conf import settings
     from django.db import connection
+    from django.db.models import Max
 
     from bench.schemas import template_ensure
+    from billing.models import AgencyDayStep
     from billing.tasks import agency_clock_run
     from notifications.models import Notice
     from tenants.models import Agency
@@ -164,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     queues_purge()
     env = {**os.environ, "CELERY_QUEUE": queue}
-    worker = _start_worker(env)
+    # The clock's worker (2 processes: the machine's cores) takes every queue but the notices'; a worker of its
+    # own (1 process) sends notices while the days run, as a deployment with a notices worker does.
+    notices_queue = f"{queue}.notices"
+    worker = _start_worker(env, "worker", [q for q in settings.CELERY_QUEUE_NAMES if q != notices_queue], WORKERS)
+    notices_worker = _start_worker(env, "notices", [notices_queue], 1)
     peak_process, peak_total, samples = 0, 0, 0
     try:
         _wait_ready(worker)
@@ -176,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         deadline = started + (120 if args.quick else 300)
         outbox_wait = 5 if args.quick else 20
         while time.monotonic() < deadline and (done_at is None or time.monotonic() < done_at + outbox_wait):
-            pids = [worker.pid, *children_of(worker.pid)]
+            pids = [worker.pid, *children_of(worker.pid), notices_worker.pid, *children_of(notices_worker.pid)]
             sizes = [rss_bytes(pid) for pid in pids]
             peak_process, peak_total, samples = max(peak_process, *sizes), max(peak_total, sum(sizes)), samples + 1
             if done_at is None and Agency.objects.filter(schema_name__in=slugs, clock_date=BILLING_DATE).count() == len(
@@ -195,15 +203,23 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     finally:
         stop_process(worker)
+        stop_process(notices_worker)
         connection.set_schema_to_public()
     wall = (done_at - started) if done_at else None
     problems = _check(agencies, clients)
     sent = total = 0
+    last_step = None
+    sent_times = []
     for agency in agencies:
         connection.set_schema(agency.schema_name)
         total += Notice.objects.count()
         sent += Notice.objects.filter(status="SENT").count()
+        sent_times += list(Notice.objects.values_list("sent_at", flat=True))
+        finished = AgencyDayStep.objects.filter(day__day=BILLING_DATE).aggregate(last=Max("finished_at"))["last"]
+        last_step = max(filter(None, [last_step, finished]), default=None)
     connection.set_schema_to_public()
+    # Every notice of the day sent before the day's last step (of the last agency) finished.
+    late = sum(1 for at in sent_times if at is None or last_step is None or at > last_step)
     ideal = per_agency * count / WORKERS
     print(
         f"P7: {count} agency-days in {wall or float('nan'):.1f}s with {WORKERS} workers (outbox empty after "
@@ -240,6 +256,19 @@ def main(argv: list[str] | None = None) -> int:
                 "notices_sent": sent,
                 "problems": problems,
             },
+        ),
+        Row(
+            "P7-notices",
+            f"notices of the day on their own queue and worker: sent after the day's last step ({total} in all)",
+            "<= half (quick floor)" if args.quick else "0 (every notice sent before the last step finishes)",
+            late,
+            "notices",
+            passed=bool(wall) and total > 0 and late <= (total // 2 if args.quick else 0),
+            baseline=total,
+            baseline_what="notices of the day",
+            ratio=None,
+            note=outbox,
+            details={"last_step_finished": last_step, "late": late},
         ),
         Row(
             "P7-memory",

@@ -31,6 +31,7 @@ BENCHMARKS = [
     ("P5", "bench.p5_api", 180, 45),
     ("P6", "bench.p6_tenants", 600, 90),
     ("P7", "bench.p7_day", 420, 90),
+    ("P8", "bench.p8_notices", 180, 60),
 ]
 SCALING_LIMIT = 900
 

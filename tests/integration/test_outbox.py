@@ -133,26 +133,27 @@ def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(
 def test_NOT_7_a_batch_is_sent_over_one_connection_and_an_uncertain_send_stops_only_that_notice(
     agency_a, smtp_server, monkeypatch
 ):
-    from django.core.mail import EmailMessage
+    import smtplib
+
     from django.core.mail.backends.smtp import EmailBackend
 
     from notifications.services import notices_deliver, notices_enqueue
 
     opened = []
-    real_open, real_send = EmailBackend.open, EmailMessage.send
+    real_open, real_sendmail = EmailBackend.open, smtplib.SMTP.sendmail
 
     def counting_open(self):
         if self.connection is None:  # the backend calls open() before every message; it connects once
             opened.append(1)
         return real_open(self)
 
-    def flaky_send(self, fail_silently=False):
-        if self.to == ["client-2@acme.example"]:
+    def flaky_sendmail(self, from_addr, to_addrs, msg, *args, **kwargs):
+        if to_addrs == ["client-2@acme.example"]:
             raise TimeoutError("timed out after the DATA command")  # the message may have left
-        return real_send(self, fail_silently)
+        return real_sendmail(self, from_addr, to_addrs, msg, *args, **kwargs)
 
     monkeypatch.setattr(EmailBackend, "open", counting_open)
-    monkeypatch.setattr(EmailMessage, "send", flaky_send)
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", flaky_sendmail)
     with schema_context(agency_a.schema_name):
         pks = notices_enqueue(drafts=[_draft(f"client-{n}") for n in (1, 2, 3, 4)])
         results = notices_deliver(notice_pks=pks)
@@ -179,23 +180,21 @@ def test_NOT_7_a_batch_is_sent_over_one_connection_and_an_uncertain_send_stops_o
 def test_NOT_4_a_refused_notice_in_a_batch_is_failed_and_retried_the_others_sent(agency_a, smtp_server, monkeypatch):
     import smtplib
 
-    from django.core.mail import EmailMessage
-
     from notifications.services import notices_deliver, notices_enqueue
 
-    real_send = EmailMessage.send
+    real_sendmail = smtplib.SMTP.sendmail
 
-    def refusing_send(self, fail_silently=False):
-        if self.to == ["client-1@acme.example"]:
+    def refusing_sendmail(self, from_addr, to_addrs, msg, *args, **kwargs):
+        if to_addrs == ["client-1@acme.example"]:
             raise smtplib.SMTPDataError(554, b"refused")
-        return real_send(self, fail_silently)
+        return real_sendmail(self, from_addr, to_addrs, msg, *args, **kwargs)
 
-    monkeypatch.setattr(EmailMessage, "send", refusing_send)
+    monkeypatch.setattr(smtplib.SMTP, "sendmail", refusing_sendmail)
     with schema_context(agency_a.schema_name):
         pks = notices_enqueue(drafts=[_draft("client-1"), _draft("client-2")])
         with pytest.raises(smtplib.SMTPDataError):
             notices_deliver(notice_pks=pks)  # raised so that the task is retried with backoff
         assert dict(Notice.objects.values_list("account", "status")) == {"client-1": "FAILED", "client-2": "SENT"}
-        monkeypatch.setattr(EmailMessage, "send", real_send)
+        monkeypatch.setattr(smtplib.SMTP, "sendmail", real_sendmail)
         assert notices_deliver(notice_pks=pks) == {pks[0]: "sent", pks[1]: "already sent"}
     assert len(smtp_server.messages) == 2

@@ -1,0 +1,65 @@
+"""A notice's MIME message written directly as bytes: multipart/alternative (plain text, then the branded HTML),
+UTF-8, quoted-printable, CRLF line ends — what Django's EmailMultiAlternatives produces for a notice, without
+the email package's general-purpose generator, which costs several times the SMTP exchange itself (P8,
+docs/performance.md). Headers other than the subject and the addresses are ASCII by construction (the notice
+key, a Message-ID); non-ASCII subjects and display names are RFC 2047 encoded."""
+
+from __future__ import annotations
+
+import binascii
+import secrets
+from email.header import Header
+from email.utils import formataddr, formatdate, getaddresses
+
+CRLF = b"\r\n"
+
+
+def _header_text(value: str) -> str:
+    """A header value: as is when it is short printable ASCII, else RFC 2047 encoded words (UTF-8), folded."""
+    if value.isascii() and value.isprintable() and len(value) <= 900:
+        return value
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
+
+
+def _address(value: str) -> str:
+    (name, addr), *_ = getaddresses([value])
+    if name and not name.isascii():
+        return formataddr((name, addr), charset="utf-8")
+    return formataddr((name, addr))
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (line breaks in the text stay line breaks)."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
+    encoded = binascii.b2a_qp(normalised, quotetabs=False, istext=True, header=False)
+    return encoded.replace(b"\n", CRLF)
+
+
+def alternative_message_bytes(
+    *, subject: str, body: str, html: str, from_email: str, to: list[str], headers: dict[str, str]
+) -> bytes:
+    boundary = f"=============={secrets.token_hex(12)}=="
+    head = [
+        f"Subject: {_header_text(subject)}",
+        f"From: {_address(from_email)}",
+        f"To: {', '.join(_address(address) for address in to)}",
+        f"Date: {formatdate()}",
+        *(f"{name}: {_header_text(value)}" for name, value in headers.items()),
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/alternative; boundary="{boundary}"',
+    ]
+    part = 'Content-Type: text/{}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    return b"".join(
+        [
+            "\r\n".join(head).encode("ascii"),
+            CRLF,
+            CRLF,
+            f"--{boundary}\r\n{part.format('plain')}".encode("ascii"),
+            _qp(body),
+            CRLF,
+            f"--{boundary}\r\n{part.format('html')}".encode("ascii"),
+            _qp(html),
+            CRLF,
+            f"--{boundary}--\r\n".encode("ascii"),
+        ]
+    )
