@@ -30,6 +30,7 @@ from django.utils import timezone
 from billing.base_models import AbstractAttempt, AbstractCharge
 from billing.charges import IllegalTransition, TransitionEffects, charge_locked, charge_transition, charges_paid
 from billing.dunning import clients_overdue_refresh
+from billing.holds import charge_over_ceiling
 from billing.ledger import agency_payment_apply, payments_apply
 from billing.models import Charge, ChargeAttempt, PaymentMethod
 from billing.payouts import charge_paid_out, client_destination, payout_for, payouts_lock, payouts_paid_exist
@@ -231,6 +232,22 @@ def attempts_start(
                     paid_on=run.today,
                     next_retry_on=None,
                 )
+                settled.append(charge)
+                continue
+            held = charge_over_ceiling(charge.amount_minor, charge.currency)
+            if held is not None:
+                # MON-1: never sent to the processor; held as Uncollectable with the reason, for billing support.
+                if charge.status != ChargeStatus.UNCOLLECTABLE:
+                    charge_transition(
+                        charge,
+                        ChargeStatus.UNCOLLECTABLE,
+                        reason=held,
+                        today=run.today,
+                        actor=run.actor,
+                        attempt=latest,
+                        moves=moves,
+                        next_retry_on=None,
+                    )
                 settled.append(charge)
                 continue
             method = methods.get(getattr(charge, f"{owner}_id"))

@@ -4,6 +4,11 @@ Exactly once: each invoice is protected by a unique constraint (account, period 
 written under a lock on the agency's number sequence, so two runs of the same day serialize: the second
 finds the invoices of the first and builds nothing, and numbers stay gap-free (INV-1). Each batch of
 accounts is one transaction: an account's invoice, lines and ledger entries are all written or none.
+
+One account never stops the others (MON-1, `billing/holds.py`): an invoice whose amounts are out of bounds is not
+built and its account is held with the reason; a batch that fails to be written anyway is written again one account
+per transaction, and the account that still fails is held. Held accounts are checked again on every later run.
+Only a failure of the database itself (connection lost, deadlock, timeout) fails the step, to be run again.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -32,6 +37,7 @@ from billing.drafting import (
     draft_client_invoice,
     usage_lines,
 )
+from billing.holds import draft_problem, invoice_hold_record, invoice_holds_due, invoice_holds_release
 from billing.models import BillingRun, Charge, Invoice, InvoiceLine, InvoiceSequence, LedgerEntry, RunStatus
 from billing.outbound import invoices_finalized
 from billing.platform.models import (
@@ -77,10 +83,31 @@ class BillingRunResult:
     invoices_built: int = 0
     invoices_existing: int = 0
     skipped_nothing_to_bill: int = 0
+    invoices_held: int = 0
+    holds_released: int = 0
+    batches_split: int = 0
     totals: dict[str, int] = field(default_factory=dict)
 
     def add_total(self, currency: str, amount: int) -> None:
         self.totals[currency] = self.totals.get(currency, 0) + amount
+
+    def merge(self, part: BillingRunResult) -> None:
+        """Add what one committed batch did."""
+        for name in (
+            "invoices_built",
+            "invoices_existing",
+            "skipped_nothing_to_bill",
+            "invoices_held",
+            "holds_released",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.holds_released += part.holds_released
+        for currency, amount in part.totals.items():
+            self.add_total(currency, amount)
+
+
+# A failure of the database itself, not of the data: the step fails and is run again, nothing is held for it.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 # --- drafting from the database ----------------------------------------------------------------------
@@ -203,11 +230,16 @@ def _build_client_batch(
                 prices=prices,
                 usage=usage.get(terms.client_id, {}),
             )
+            problem = draft_problem(draft)
+            if problem is not None:
+                # MON-1: out of bounds: this account is held with the reason, the batch goes on without it.
+                invoice_hold_record(client_id=terms.client_id, billing_date=billing_date, reason=problem, today=today)
+                result.invoices_held += 1
             # Nothing to bill (a client that needs setup: no price, no service line, no usage): no invoice, so
             # no 0.00 invoice marked Paid and no invoice number used up (docs/decisions.md, "Needs setup").
-            if draft.total_minor > 0:
+            elif draft.total_minor > 0:
                 drafts.append((terms, draft))
-        result.skipped_nothing_to_bill += len(todo) - len(drafts)
+        result.skipped_nothing_to_bill += len(todo) - len(drafts) - result.invoices_held
         if not drafts:
             return
         # Credit on the account (COR-1) is used by the invoice: its charges collect that much less.
@@ -306,6 +338,11 @@ def _build_client_batch(
         sequence.next_number = first + len(invoices)
         sequence.save(update_fields=["next_number"])
         result.invoices_built += len(invoices)
+        result.holds_released += invoice_holds_release(
+            built={terms.client_id: row[4] for (terms, _), row in zip(drafts, invoices, strict=True)},
+            billing_date=billing_date,
+            today=today,
+        )
 
 
 INVOICE_COLUMNS = (
@@ -368,7 +405,8 @@ CHARGE_COLUMNS = (
 
 def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> tuple[AgencyInvoice | None, bool]:
     """Build the agency's invoice for the cycle closed by `billing_date`, in arrears (CYC-2 a).
-    Returns (invoice, created). No partner plan → no invoice."""
+    Returns (invoice, created). No partner plan → no invoice. Out of bounds (MON-1) → no invoice: held with the
+    reason (in the agency's schema, which must be the current one), the clients are billed as usual."""
     plan = agency.plan
     if plan is None:
         return None, False
@@ -389,6 +427,10 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
             taxes=[TaxSpec(t.name, t.rate_percent) for t in plan.taxes.all()],
             fees=[(f.name, f.amount_minor) for f in plan.fees.all()],
         )
+        problem = draft_problem(draft)
+        if problem is not None:
+            invoice_hold_record(client_id=None, billing_date=billing_date, reason=problem, today=today)
+            return None, False
         invoice = AgencyInvoice.objects.create(
             agency=agency,
             number=f"P-{agency.invoice_prefix}-{sequence.next_number:06d}",
@@ -428,7 +470,107 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
         )
         sequence.next_number += 1
         sequence.save(update_fields=["next_number"])
+        invoice_holds_release(built={None: invoice.number}, billing_date=billing_date, today=today)
     return invoice, True
+
+
+def _batch_build(
+    *,
+    agency: Agency,
+    billing_date: date,
+    client_ids: list[int],
+    today: date,
+    prices: dict[str, ProductPrice],
+    now: datetime,
+    result: BillingRunResult,
+) -> None:
+    """One batch, and if writing it fails for a reason other than the database being unavailable, the same
+    accounts again one transaction each: the account that still fails is held with its error, never the batch."""
+    part = BillingRunResult(agency=result.agency, run_date=result.run_date)
+    try:
+        _build_client_batch(
+            agency=agency,
+            billing_date=billing_date,
+            client_ids=client_ids,
+            today=today,
+            prices=prices,
+            now=now,
+            result=part,
+        )
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever one account's data does, the others are billed
+        if len(client_ids) == 1:
+            with transaction.atomic():
+                invoice_hold_record(
+                    client_id=client_ids[0], billing_date=billing_date, reason=_error_reason(exc), today=today
+                )
+            result.invoices_held += 1
+            return
+        logger.warning(
+            "billing batch of %d accounts (%s, %s) failed, billing them one by one: %s",
+            len(client_ids),
+            agency.schema_name,
+            billing_date,
+            _error_reason(exc),
+        )
+        result.batches_split += 1
+        for client_id in client_ids:
+            _batch_build(
+                agency=agency,
+                billing_date=billing_date,
+                client_ids=[client_id],
+                today=today,
+                prices=prices,
+                now=now,
+                result=result,
+            )
+        return
+    result.merge(part)
+
+
+def _agency_invoice(*, agency: Agency, billing_date: date, today: date, result: BillingRunResult) -> None:
+    """The agency's own invoice; held like a client's if it cannot be written, so its clients are billed anyway."""
+    try:
+        invoice, created = agency_invoice_build(agency=agency, billing_date=billing_date, today=today)
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the clients are billed whatever the agency invoice does
+        with transaction.atomic():
+            invoice_hold_record(client_id=None, billing_date=billing_date, reason=_error_reason(exc), today=today)
+        return
+    if invoice is not None and billing_date == today:
+        result.agency_invoice_number = invoice.number
+        result.agency_invoice_existed = not created
+
+
+def _error_reason(exc: Exception) -> str:
+    return f"The invoice could not be written: {type(exc).__name__}: {exc}"[:2000]
+
+
+def _holds_recheck(
+    *, agency: Agency, today: date, prices: dict[str, ProductPrice], now: datetime, result: BillingRunResult
+) -> None:
+    """Check the accounts held on earlier days again: build each invoice the configuration now allows."""
+    for hold in invoice_holds_due(today=today):
+        if hold.client_id is None:
+            _agency_invoice(agency=agency, billing_date=hold.billing_date, today=today, result=result)
+            continue
+        existing = Invoice.objects.filter(client_id=hold.client_id, period_start=hold.billing_date).first()
+        if existing is not None:  # built since (a rerun of that day by hand): nothing is held any more
+            result.holds_released += invoice_holds_release(
+                built={hold.client_id: existing.number}, billing_date=hold.billing_date, today=today
+            )
+            continue
+        _batch_build(
+            agency=agency,
+            billing_date=hold.billing_date,
+            client_ids=[hold.client_id],
+            today=today,
+            prices=prices,
+            now=now,
+            result=result,
+        )
 
 
 def billing_run(
@@ -443,10 +585,7 @@ def billing_run(
             return result
         now = timezone.now()
         if today.day == agency.billing_day:
-            invoice, created = agency_invoice_build(agency=agency, billing_date=today, today=today)
-            if invoice is not None:
-                result.agency_invoice_number = invoice.number
-                result.agency_invoice_existed = not created
+            _agency_invoice(agency=agency, billing_date=today, today=today, result=result)
         due = clients_due(agency=agency, today=today)
         by_date: dict[date, list[int]] = defaultdict(list)
         for item in due:
@@ -455,10 +594,11 @@ def billing_run(
         done = 0
         if progress:
             progress(0, len(due))
+        _holds_recheck(agency=agency, today=today, prices=prices, now=now, result=result)
         for billing_date, ids in sorted(by_date.items()):
             for start in range(0, len(ids), batch_size):
                 batch = ids[start : start + batch_size]
-                _build_client_batch(
+                _batch_build(
                     agency=agency,
                     billing_date=billing_date,
                     client_ids=batch,
@@ -477,10 +617,11 @@ def billing_run(
             agency_invoice_built=bool(result.agency_invoice_number and not result.agency_invoice_existed),
         )
     logger.info(
-        "billing run %s %s: %d built, %d existing",
+        "billing run %s %s: %d built, %d existing, %d held",
         agency.schema_name,
         today,
         result.invoices_built,
         result.invoices_existing,
+        result.invoices_held,
     )
     return result

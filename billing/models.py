@@ -125,6 +125,13 @@ class Allocation(models.Model):
 class RunStatus(models.TextChoices):
     STARTED = "STARTED", "Started"
     DONE = "DONE", "Done"
+    FAILED = "FAILED", "Done without a step that kept failing"
+
+
+class StepStatus(models.TextChoices):
+    STARTED = "STARTED", "Started"
+    DONE = "DONE", "Done"
+    FAILED = "FAILED", "Failed"
 
 
 class BillingRun(models.Model):
@@ -242,14 +249,17 @@ class DayStep(models.TextChoices):
 
 class AgencyDayStep(models.Model):
     """One step of one agency day: started, then done with its counts, or failed with its error. A step
-    that is done is not run again when the day is rerun (after a crash, or by hand)."""
+    that is done is not run again when the day is rerun (after a crash, or by hand). `failures` counts the runs that
+    failed for a reason of the step's own (not an unavailable database or broker): at `DAY_STEP_MAX_FAILURES` the
+    step is given up and the day goes on without it (billing/day.py)."""
 
     day = models.ForeignKey(AgencyDay, on_delete=models.CASCADE, related_name="steps")
     step = models.CharField(max_length=20, choices=DayStep.choices)
-    status = models.CharField(max_length=10, default="STARTED")  # STARTED | DONE | FAILED
+    status = models.CharField(max_length=10, choices=StepStatus.choices, default=StepStatus.STARTED)
     counts = models.JSONField(default=dict)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    failures = models.PositiveSmallIntegerField(default=0)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -356,3 +366,31 @@ class Dispute(BaseModel):
     class Meta:
         ordering = ["opened_on", "id"]
         constraints = [models.CheckConstraint(condition=models.Q(amount_minor__gt=0), name="dispute_amount_gt_0")]
+
+
+class InvoiceHold(BaseModel):
+    """An invoice that was not built: its amounts are out of bounds (a line, a tax or the total above the per-charge
+    ceiling, MON-1) or writing it failed. Only that account is held, with the reason; the rest of the agency is
+    billed. Every later billing run checks it again, and builds the invoice once the configuration allows it
+    (released). Client null: the agency's own invoice (CYC-2 a). The agency sees it on the client's page, billing
+    support on the console's agency page."""
+
+    client = models.ForeignKey(
+        "clients.Client", null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_holds"
+    )
+    billing_date = models.DateField()
+    reason = models.TextField()
+    held_on = models.DateField()
+    last_checked_on = models.DateField()
+    checks = models.PositiveIntegerField(default=1)
+    released_on = models.DateField(null=True, blank=True)
+    invoice_number = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["-billing_date", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["client", "billing_date"], nulls_distinct=False, name="invoice_hold_once_per_account_date"
+            ),
+        ]
+        indexes = [models.Index(fields=["released_on"])]

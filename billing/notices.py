@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import date
 
 from accounts.models import Role, User
+from billing.holds import AMOUNT_TOO_LARGE, charge_over_ceiling
 from billing.models import Charge
 from billing.statuses import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from clients.models import Client
@@ -81,7 +82,13 @@ def charge_notice_drafts(
         "invoice_number": charge.invoice.number,
         "paid_on": (charge.paid_on or today).isoformat(),
         "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
-        "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
+        "reason": (attempt.decline_code or "declined")
+        if attempt
+        else (
+            AMOUNT_TOO_LARGE
+            if charge_over_ceiling(charge.amount_minor, charge.currency)
+            else "no payment method on file"
+        ),
         "attempt_number": str(attempt.number if attempt else 0),
     }
     period = f"{charge.invoice.number}/{charge.installment}"

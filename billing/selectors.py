@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 
 from billing.base_models import EntryType
 from billing.drafting import ProductPrice, ServiceSpec, TaxSpec
-from billing.models import BillingSettings, Invoice, LedgerEntry, UsageRecord
+from billing.models import AgencyDayStep, BillingSettings, Invoice, InvoiceHold, LedgerEntry, StepStatus, UsageRecord
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from core.calendar import Period, invoice_days
 from tenants.models import Agency, PartnerPlan
@@ -364,3 +364,34 @@ def usage_list_for_user(
             occurred_at__lt=period_bounds(Period(start, end), agency.time_zone)[1],
         )
     return records
+
+
+def needs_attention(limit: int = 50) -> list[dict]:
+    """What billing support must look at in the current agency (MON-1, the day pipeline): invoices held because
+    their amounts are out of bounds, and day steps that failed (the latest first)."""
+    items: list[dict] = []
+    for hold in (
+        InvoiceHold.objects.filter(released_on__isnull=True).select_related("client").order_by("-billing_date")[:limit]
+    ):
+        items.append(
+            {
+                "kind": "Invoice held",
+                "when": hold.billing_date,
+                "client": hold.client,
+                "what": "the agency's own invoice" if hold.client_id is None else "",
+                "detail": hold.reason,
+            }
+        )
+    for step in (
+        AgencyDayStep.objects.filter(status=StepStatus.FAILED).select_related("day").order_by("-day__day")[:limit]
+    ):
+        items.append(
+            {
+                "kind": "Day step failed",
+                "when": step.day.day,
+                "client": None,
+                "what": f"{step.get_step_display()} (failed {step.failures} time{'s' if step.failures != 1 else ''})",
+                "detail": step.error,
+            }
+        )
+    return items

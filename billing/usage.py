@@ -8,9 +8,12 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone as dj_timezone
 
+from billing.drafting import usage_lines
 from billing.models import UsageRecord
+from billing.selectors import plan_prices
 from clients.models import Client
 from core.errors import ApplicationError, Conflict
+from core.money import charge_ceiling_minor, over_ceiling_message
 from tenants.models import Agency
 
 
@@ -37,6 +40,27 @@ def _validate(item: UsageInput, known_codes: set[str], index: int | None) -> dic
     return errors
 
 
+def _bound_errors(agency: Agency, items: list[UsageInput], single: bool) -> dict[str, list[str]]:
+    """MON-1: the usage of one request, per account and product, priced as an invoice would price it, may not come
+    to more than one charge may carry (a burst of 2^53 − 1 units would otherwise be an invoice no processor takes
+    and a sum past bigint). What adds up over several requests is bounded when the invoice is drafted."""
+    prices = plan_prices(agency.plan)
+    ceiling = charge_ceiling_minor()
+    groups: dict[tuple[int | None, str], list[int]] = {}
+    for index, item in enumerate(items):
+        groups.setdefault((item.client.pk if item.client else None, item.product_code), []).append(index)
+    errors: dict[str, list[str]] = {}
+    for (_, code), indexes in groups.items():
+        quantity = sum(items[i].quantity for i in indexes)
+        for line in usage_lines(prices, {code: quantity}):
+            if line.amount_minor > ceiling:
+                field = "quantity" if single else f"records[{indexes[0]}].quantity"
+                what = f"{quantity:,} units of {prices[code].name}" + (" in this request" if len(indexes) > 1 else "")
+                errors[field] = [over_ceiling_message(what, line.amount_minor, agency.currency, ceiling)]
+                break
+    return errors
+
+
 def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, int]:
     """Store usage records; returns (created, already present). A key already used with another payload
     refuses the whole batch with 409 and nothing is stored."""
@@ -48,6 +72,8 @@ def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, 
     keys = [item.idempotency_key for item in items]
     if len(set(keys)) != len(keys):
         errors.setdefault("idempotency_key", []).append("The same idempotency key appears twice in one request.")
+    if not errors:
+        errors.update(_bound_errors(agency, items, single))
     if errors:
         raise ApplicationError("The usage records are not valid.", fields=errors)
     with transaction.atomic():

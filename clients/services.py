@@ -9,13 +9,20 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User, audit_record
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from core.errors import ApplicationError
-from core.money import format_rate, parse_rate_percent
+from core.money import (
+    AmountOverLimit,
+    charge_ceiling_minor,
+    format_rate,
+    over_ceiling_message,
+    parse_rate_percent,
+    tax_minor,
+)
 
 _UNSET = object()
 
@@ -73,6 +80,58 @@ def _raise(errors: dict[str, list[str]], message: str = "Please correct the high
         raise ApplicationError(message, fields=errors)
 
 
+def configured_invoice_totals(client_ids: list[int]) -> dict[int, int]:
+    """{client id: what its next invoice comes to from its configuration alone}: license price, every active Agency
+    Services line (one-time ones included) and the client's taxes on the taxable ones, each tax rounded per line as
+    an invoice does (MON-2). Usage is not configuration: it is bounded when it is recorded, and the invoice as a
+    whole when it is drafted (billing/holds.py)."""
+    lines: dict[int, list[tuple[int, bool]]] = {pk: [] for pk in client_ids}
+    for pk, price in Client.objects.filter(pk__in=client_ids).values_list("pk", "license_price_minor"):
+        if price:
+            lines[pk].append((price, True))
+    services = AgencyServiceLine.objects.filter(client_id__in=client_ids, removed_at__isnull=True)
+    for pk, amount, taxable in services.values_list("client_id", "amount_minor", "taxable"):
+        lines[pk].append((amount, taxable))
+    totals = {pk: sum(amount for amount, _ in client_lines) for pk, client_lines in lines.items()}
+    through = Client.taxes.through.objects.filter(client_id__in=client_ids)
+    for pk, rate_percent in through.values_list("client_id", "taxrate__rate_percent"):
+        totals[pk] += sum(tax_minor(amount, rate_percent) for amount, taxable in lines[pk] if taxable)
+    return totals
+
+
+def _agency_currency() -> str:
+    currency = getattr(getattr(connection, "tenant", None), "currency", None)
+    if currency is None:
+        from tenants.models import Agency
+
+        currency = Agency.objects.values_list("currency", flat=True).get(schema_name=connection.schema_name)
+    return currency
+
+
+def _invoice_bound_check(client_ids: list[int], field: str) -> None:
+    """MON-1: refuse (and so roll back) a configuration whose invoice would exceed what one charge may carry. Called
+    inside the writing transaction, after the write, so it sees exactly what would be billed."""
+    ceiling = charge_ceiling_minor()
+    over = {pk: total for pk, total in configured_invoice_totals(client_ids).items() if total > ceiling}
+    if not over:
+        return
+    currency = _agency_currency()
+    if len(client_ids) == 1:
+        what = "With its license, Agency Services and taxes, this client's invoice"
+        message = over_ceiling_message(what, next(iter(over.values())), currency, ceiling)
+    else:
+        names = list(Client.objects.filter(pk__in=over).order_by("name").values_list("name", flat=True)[:3])
+        listed = ", ".join(names) + (", …" if len(over) > 3 else "")
+        message = over_ceiling_message(
+            f"{len(over)} client{'s' if len(over) != 1 else ''} ({listed}) would be billed more than one charge "
+            "may carry: the largest invoice",
+            max(over.values()),
+            currency,
+            ceiling,
+        )
+    raise AmountOverLimit(message, fields={field: [message]})
+
+
 def _tax_rate_errors(name: object, rate_percent: object) -> tuple[dict[str, list[str]], Decimal | None]:
     errors: dict[str, list[str]] = {}
     if not isinstance(name, str) or not name.strip():
@@ -115,6 +174,8 @@ def tax_rate_update(*, tax_rate: TaxRate, name: str, rate_percent: Decimal | str
         after = {"name": locked.name, "rate_percent": format_rate(locked.rate_percent)}
         if after != before:
             locked.save(update_fields=["name", "rate_percent", "updated_at"])
+            if rate_value is not None and rate_value > Decimal(before["rate_percent"]):
+                _invoice_bound_check(list(locked.clients.values_list("pk", flat=True)), "rate_percent")
             audit_record(
                 actor=actor,
                 action="tax_rate.update",
@@ -176,6 +237,7 @@ def client_create(
         )
         if taxes:
             client.taxes.set(taxes)
+        _invoice_bound_check([client.pk], "license_price_minor")
         if actor is not None:
             audit_record(
                 actor=actor, action="client.create", obj=client, after={"name": client.name, **_configuration(client)}
@@ -213,6 +275,23 @@ def client_configure(
     if autopay_days is not _UNSET:
         _autopay_days(autopay_days, "autopay_days", errors)
     _raise(errors)
+    try:
+        _client_configure(client, license_price_minor, taxes, billing_day, autopay_days, salesperson, actor)
+    except AmountOverLimit:
+        client.refresh_from_db()  # the refused values were rolled back: so are they on this instance
+        raise
+    return client
+
+
+def _client_configure(
+    client: Client,
+    license_price_minor: object,
+    taxes: object,
+    billing_day: object,
+    autopay_days: object,
+    salesperson: object,
+    actor: User | str | None,
+) -> None:
     with transaction.atomic():
         before = _configuration(client)
         if license_price_minor is not _UNSET:
@@ -226,6 +305,8 @@ def client_configure(
         client.save()
         if taxes is not _UNSET:
             client.taxes.set(taxes)  # type: ignore[arg-type]
+        if license_price_minor is not _UNSET or taxes is not _UNSET:
+            _invoice_bound_check([client.pk], "license_price_minor" if license_price_minor is not _UNSET else "taxes")
         after = _configuration(client)
         if after != before:
             audit_record(
@@ -235,7 +316,6 @@ def client_configure(
                 before={k: v for k, v in before.items() if after[k] != v},
                 after={k: v for k, v in after.items() if before[k] != v},
             )
-    return client
 
 
 def client_update(*, client: Client, name: str, email: str, actor: User | str | None) -> Client:
@@ -314,6 +394,7 @@ def service_line_add(
             taxable=taxable,
             recurrence=ServiceRecurrence.ONE_TIME if one_time else ServiceRecurrence.RECURRING,
         )
+        _invoice_bound_check([client.pk], "amount_minor")
         if actor is not None:
             audit_record(
                 actor=actor,

@@ -36,6 +36,9 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 # The largest amount accepted as input, in minor units: what every JSON client represents exactly (the API's
 # integer bound) and far inside PostgreSQL's bigint, so sums of many such amounts still fit.
 MAX_AMOUNT_MINOR = 2**53 - 1
+# The processor's per-charge limit when the setting `CHARGE_CEILING_MINOR` is not given: Stripe takes at most eight
+# digits of minor units (99,999,999: $999,999.99 in USD).
+DEFAULT_CHARGE_CEILING_MINOR = 99_999_999
 
 
 class UnknownCurrency(ApplicationError):
@@ -327,6 +330,29 @@ def line_amount_minor(quantity: int, unit_price: Decimal) -> int:
     return _half_up(quantity * int(scaled), UNIT_PRICE_SCALE)
 
 
+def charge_ceiling_minor() -> int:
+    """The most one charge may carry, in minor units (setting `CHARGE_CEILING_MINOR`, the processor's limit). Every
+    computed amount — a line, a tax, an invoice's total, a charge — is bounded by it (MON-1): an invoice no processor
+    would collect is never built, and no sum of amounts leaves PostgreSQL's bigint."""
+    from django.conf import settings
+
+    return int(getattr(settings, "CHARGE_CEILING_MINOR", DEFAULT_CHARGE_CEILING_MINOR))
+
+
+class AmountOverLimit(ApplicationError):
+    code = "amount_over_limit"
+
+
+def over_ceiling_message(what: str, amount_minor: int, currency: str, ceiling_minor: int | None = None) -> str:
+    """The one wording of an amount over the ceiling, e.g. `The invoice total would be 1,234,567.00 USD, above the
+    999,999.99 USD one charge may carry.`"""
+    ceiling = charge_ceiling_minor() if ceiling_minor is None else ceiling_minor
+    return (
+        f"{what} would be {format_minor(amount_minor, currency)} {currency}, above the "
+        f"{format_minor(ceiling, currency)} {currency} one charge may carry."
+    )
+
+
 def split_evenly(amount_minor: int, parts: int) -> list[int]:
     """Split into `parts` equal installments; the last takes the remainder (CYC-4)."""
     _check_int(amount_minor, "amount_minor")
@@ -341,6 +367,9 @@ def split_evenly(amount_minor: int, parts: int) -> list[int]:
 
 __all__ = [
     "CURRENCY_EXPONENTS",
+    "AmountOverLimit",
+    "charge_ceiling_minor",
+    "over_ceiling_message",
     "CurrencyMismatch",
     "Money",
     "UnknownCurrency",

@@ -18,6 +18,7 @@ from billing.models import Charge, Invoice, SupportRequest
 from billing.overview import attempt_count, month_invoices
 from billing.pdf import agency_invoice_pdf, invoice_pdf, pdf_filename
 from billing.platform.models import AgencyInvoice
+from billing.selectors import needs_attention
 from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
@@ -50,15 +51,18 @@ def _agency(slug: str) -> Agency:
 def console_home(request: HttpRequest) -> HttpResponse:
     """Open requests from every agency, then the agencies."""
     agencies = list(Agency.objects.prefetch_related("domains").select_related("plan"))
-    open_requests = []
+    open_requests, attention = [], []
     for agency in agencies:
         with schema_context(agency.schema_name):
             for req in (
                 SupportRequest.objects.filter(status="OPEN").select_related("client", "charge").order_by("created_at")
             ):
                 open_requests.append({"agency": agency, "request": req, "client": req.client, "charge": req.charge})
+            attention += [{"agency": agency, **item} for item in needs_attention()]
     return render(
-        request, "console/home.html", {"agencies": agencies, "open_requests": open_requests, "form": SearchForm()}
+        request,
+        "console/home.html",
+        {"agencies": agencies, "open_requests": open_requests, "attention": attention, "form": SearchForm()},
     )
 
 

@@ -24,6 +24,7 @@ DECLINE_REASONS = {
     "insufficient_funds_bank": "Not enough funds in the bank account.",
     "debit_not_authorized": "The account holder did not authorise the debit.",
     "no_payment_method": "No payment method on file.",
+    "amount_too_large": "The amount is above what one charge may carry; it was not sent to the processor.",
 }
 
 

@@ -192,6 +192,9 @@ SWEEP_SECONDS = env_int("SWEEP_SECONDS", 300)
 SWEEP_GRACE_SECONDS = env_int("SWEEP_GRACE_SECONDS", 120)
 # A notice claimed for sending this long ago lost its sender mid-send: marked Uncertain, never resent.
 OUTBOX_SENDING_TIMEOUT_SECONDS = env_int("OUTBOX_SENDING_TIMEOUT_SECONDS", 900)
+# A step of an agency's day that fails this many times for a reason of its own (not an unavailable database or
+# broker) is given up: recorded, logged as an error, shown to billing support, and the clock goes on (billing/day.py).
+DAY_STEP_MAX_FAILURES = env_int("DAY_STEP_MAX_FAILURES", 3)
 
 # --- Email --------------------------------------------------------------------------------
 _email = email_from_url("EMAIL_URL", "console://")
@@ -212,6 +215,10 @@ STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")  # a Stripe-compatible server, for tests
 PAYMENT_PROVIDER = "stripe" if STRIPE_SECRET_KEY else "sandbox"
+# The most one charge may carry, in minor units: the processor's limit (Stripe: eight digits, 99,999,999, i.e.
+# $999,999.99). Every computed amount is bounded by it: configurations whose invoice would exceed it are refused,
+# an invoice that would exceed it is held (its account only, with the reason), a charge above it is never sent.
+CHARGE_CEILING_MINOR = env_int("CHARGE_CEILING_MINOR", 99_999_999)
 # Requests/s the platform allows itself on its Stripe account, shared by every worker through Redis
 # (0: Stripe's documented limit for the key's mode, a little under; negative: no client-side limit).
 STRIPE_RATE_LIMIT = env_int("STRIPE_RATE_LIMIT", 0)

@@ -42,6 +42,7 @@ from billing.providers.base import (
     SavedPaymentMethod,
 )
 from core.calendar import add_weekdays
+from core.money import charge_ceiling_minor, format_minor
 
 SETTLEMENT_BUSINESS_DAYS = 2
 PAYOUT_BUSINESS_DAYS = 3
@@ -138,6 +139,11 @@ class SandboxProvider:
         return ChargeResult(Outcome.DECLINED, intent.reference, intent.decline_code, "The payment was declined.")
 
     def charge_create(self, request: ChargeRequest) -> ChargeResult:
+        if request.amount_minor > charge_ceiling_minor():
+            # As Stripe answers an amount above its limit: refused, nothing charged (`amount_too_large`).
+            limit = format_minor(charge_ceiling_minor(), request.currency)
+            message = f"Amount must be no more than {limit} {request.currency}."
+            return ChargeResult(Outcome.DECLINED, "", "amount_too_large", message)
         try:
             method = SandboxPaymentMethod.objects.get(reference=request.payment_method)
         except SandboxPaymentMethod.DoesNotExist:

@@ -149,6 +149,7 @@ def _client_page(
             "reason_form": reason_form or ReasonForm(),
             "account_form": account_form or ClientAccountForm(initial={"name": client.name, "email": client.email}),
             "needs_setup": client_needs_setup(client),
+            "holds": list(client.invoice_holds.filter(released_on__isnull=True).order_by("billing_date")),
             "show_margins": bool(margins),
             **margins,
             "today": business_today(agency),

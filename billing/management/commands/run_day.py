@@ -30,6 +30,10 @@ def day_summary(result: DayResult) -> str:
         billing = "invoices already built" if b.already_done else f"{b.invoices_built} invoices"
         if b.agency_invoice_number and not b.agency_invoice_existed:
             billing += f" + agency invoice {b.agency_invoice_number}"
+        if b.invoices_held:
+            billing += f", {b.invoices_held} held (amounts out of bounds: see the client's page)"
+        if b.holds_released:
+            billing += f", {b.holds_released} held before now built"
         parts.append(billing)
     for label, c in (("due", result.collection), ("retries", result.retries)):
         if c is not None and (c.attempted or c.uncollectable or label == "due"):
@@ -44,6 +48,8 @@ def day_summary(result: DayResult) -> str:
         parts.append(f"overdue: {o.flagged} flagged, {o.cleared} cleared, {o.notices} notices")
     if result.skipped:
         parts.append(f"done before: {', '.join(s.lower() for s in result.skipped)}")
+    if result.given_up:
+        parts.append(f"FAILED and given up: {', '.join(s.lower() for s in result.given_up)}")
     return "; ".join(parts)
 
 
@@ -56,6 +62,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         day = parse_date(options["date"], "--date")
+        failed = []
         for agency in selected_agencies(options["agency"]):
             result = agency_day_record(agency=agency, day=day)
             self.stdout.write(f"{agency.schema_name} {day}: {day_summary(result)}")
+            failed += [f"{agency.schema_name} {step.lower()}" for step in result.given_up]
+        if failed:
+            raise CommandError(f"steps that kept failing (errors on the support console): {', '.join(failed)}")

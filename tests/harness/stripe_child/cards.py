@@ -119,6 +119,8 @@ PAYOUT_FAILURE_MESSAGES = {
     "could_not_process": "The bank could not process this payout.",
 }
 MIN_AMOUNTS = {"usd": 50, "eur": 50, "cad": 50, "aud": 50, "chf": 50, "gbp": 30}
+# Stripe takes at most eight digits of the smallest currency unit (99,999,999: $999,999.99), `amount_too_large`.
+MAX_AMOUNT = 99_999_999
 COUNTRY_CURRENCY = {"US": "usd", "CA": "cad", "GB": "gbp", "AU": "aud", "JP": "jpy", "CH": "chf", "NZ": "nzd"}
 EURO_COUNTRIES = {
     "AT",

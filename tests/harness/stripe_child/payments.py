@@ -30,6 +30,7 @@ from .cards import (
     CARD_TEST_PAYMENT_METHODS,
     CHARGE_ONLY_DECLINES,
     DEBIT_FAILURE_MESSAGES,
+    MAX_AMOUNT,
     MIN_AMOUNTS,
     STATEMENT_DESCRIPTOR_FORBIDDEN,
     _aba_ok,
@@ -701,6 +702,13 @@ def _pi_init(self, **data):
             400,
             f"Amount must be at least {MIN_AMOUNTS.get(currency, 1)} {currency} (in the smallest currency unit)",
             code="amount_too_small",
+            param="amount",
+        )
+    if amount > MAX_AMOUNT:
+        raise _StripeError(
+            400,
+            f"Amount must be no more than {MAX_AMOUNT} {currency} (in the smallest currency unit)",
+            code="amount_too_large",
             param="amount",
         )
     _validate_pi_extras(extras, amount, currency)
