@@ -24,6 +24,7 @@ from django.db import connection, transaction
 
 from accounts.models import Invitation, User, audit_record
 from core.errors import ApplicationError
+from core.links import absolute_url
 
 
 class InvitationInvalid(ApplicationError):
@@ -58,8 +59,6 @@ def invitation_ttl() -> timedelta:
 
 def invitation_url(token: str, *, schema_name: str | None = None) -> str:
     """The link for the schema the invitation lives in: the agency's site, or the platform's."""
-    from core.links import absolute_url
-
     schema = schema_name or connection.schema_name  # type: ignore[attr-defined]
     return absolute_url(f"/invitations/{token}/", agency=None if schema == "public" else schema)
 

@@ -52,9 +52,8 @@ def user_invite(
                 email, None, role=role, first_name=first_name.strip()[:150], last_name=last_name.strip()[:150]
             )
             if client is not None:
-                from clients.models import ClientUser
-
-                ClientUser.objects.create(user=user, client=client)
+                # Through the client's own relation: accounts sits below clients and does not import it.
+                client.portal_users.create(user=user)
             audit_record(
                 actor=actor,
                 action="user.invite",

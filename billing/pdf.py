@@ -37,6 +37,7 @@ from billing.platform.models import AgencyInvoice
 from billing.statuses import ChargeStatus
 from core.money import format_minor, format_unit_price
 from tenants.models import Agency
+from tenants.selectors import current_agency
 
 logger = logging.getLogger(__name__)
 
@@ -294,8 +295,6 @@ def _stored_or_render(*, invoice, model: type[Model], name: str, context_factory
 def invoice_pdf(*, invoice: Invoice, agency: Agency | None = None) -> bytes:
     """The PDF of a client invoice; call inside its agency's schema."""
     if agency is None:
-        from tenants.selectors import current_agency
-
         agency = current_agency()
     if agency is None:
         raise RuntimeError("invoice_pdf needs the invoice's agency schema")
@@ -377,8 +376,6 @@ def invoices_pdf_store(*, invoice_ids: list[int]) -> dict[str, int]:
     """Render and store the PDFs of those invoices that are settled and not stored yet (current agency schema);
     the others are left to be rendered on download, as `invoice_pdf` always does. Safe to run twice: the first
     writer of a path wins (MON-3)."""
-    from tenants.selectors import current_agency
-
     agency = current_agency()
     stored = skipped = 0
     for invoice in Invoice.objects.filter(pk__in=invoice_ids, pdf="").prefetch_related("charges"):

@@ -10,13 +10,26 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import CharField, F, Q, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
+from accounts.permissions import sees_only_own_clients
 from billing.base_models import EntryType
 from billing.drafting import ProductPrice, ServiceSpec, TaxSpec
-from billing.models import AgencyDayStep, BillingSettings, Invoice, InvoiceHold, LedgerEntry, StepStatus, UsageRecord
+from billing.models import (
+    AgencyDayStep,
+    BillingSettings,
+    Charge,
+    Invoice,
+    InvoiceHold,
+    LedgerEntry,
+    StepStatus,
+    UsageRecord,
+)
+from billing.statuses import STATUS_PRECEDENCE, ChargeStatus
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
+from clients.selectors import client_list_for_user, client_visibility
 from core.calendar import Period, invoice_days
 from tenants.models import Agency, PartnerPlan
 
@@ -273,12 +286,6 @@ def collection_status():
 
     One instance per process (expressions are copied when a query resolves them, never changed): its identity,
     which Django computes through `inspect` whenever the query compares expressions, is then computed once."""
-    from django.db.models import CharField
-    from django.db.models.expressions import RawSQL
-
-    from billing.models import Charge, Invoice
-    from billing.statuses import STATUS_PRECEDENCE, ChargeStatus
-
     sql = (
         f'COALESCE((SELECT c.status FROM "{Charge._meta.db_table}" c '
         f'WHERE c.invoice_id = "{Invoice._meta.db_table}".id '
@@ -292,9 +299,6 @@ def invoice_list_for_user(
     *, user, month: date | None = None, status: str | None = None, client_public_id=None
 ) -> QuerySet:
     """Client invoices the user may see, each annotated with `collection_status`."""
-    from billing.models import Invoice
-    from clients.selectors import client_visibility
-
     invoices = (
         Invoice.objects.filter(client_visibility(user=user, path="client__"))
         .select_related("client")
@@ -312,9 +316,6 @@ def invoice_list_for_user(
 def charge_list_for_user(
     *, user, month: date | None = None, status: str | None = None, client_public_id=None, invoice_public_id=None
 ) -> QuerySet:
-    from billing.models import Charge
-    from clients.selectors import client_visibility
-
     charges = (
         Charge.objects.filter(client_visibility(user=user, path="client__"))
         .select_related("client", "invoice")
@@ -341,9 +342,6 @@ def usage_list_for_user(
     product_code: str | None = None,
 ) -> QuerySet:
     """Usage records the user may see: the agency's own (no client) only for those who see every client."""
-    from accounts.permissions import sees_only_own_clients
-    from clients.selectors import client_list_for_user
-
     records = UsageRecord.objects.select_related("client")
     visible = client_list_for_user(user=user)
     if sees_only_own_clients(user):

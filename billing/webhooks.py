@@ -41,6 +41,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             )
     except IntegrityError:
         return JsonResponse({"status": "duplicate"})  # delivered before: nothing to do
+    # Imported here: the services/tasks idiom (the task calls back into this module).
     from billing.tasks import webhook_process
 
     transaction.on_commit(lambda: webhook_process.delay(event_pk=stored.pk))
@@ -80,6 +81,7 @@ def webhook_sweep(*, now: datetime, grace: timedelta) -> int:
     """Re-enqueue stored events whose processing task was lost (worker killed before or during it, broker
     restarted): received but unprocessed after `grace`, or failed and due again (backoff doubling from
     `grace`). Processing an event twice is harmless: a processed event is skipped."""
+    # Imported here: the services/tasks idiom (the task calls back into this module).
     from billing.tasks import webhook_process
 
     due = []

@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
-from clients.models import Client
+from clients.models import AgencyServiceLine, Client
 
 
 def client_visibility(*, user: User, path: str = "") -> Q:
@@ -42,8 +42,6 @@ def needs_setup_condition(path: str = "") -> Q:
     """A client needs setup while its configuration gives nothing to bill: no license price and no Agency
     Services line. The Clients list and its page flag it, and the billing run builds no invoice that would
     total zero (docs/decisions.md, "Needs setup")."""
-    from clients.models import AgencyServiceLine
-
     lines = AgencyServiceLine.objects.filter(removed_at__isnull=True).values("client_id")
     return Q(**{f"{path}license_price_minor": 0}) & ~Q(**{f"{path}pk__in": lines})
 

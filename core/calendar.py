@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from core.errors import ApplicationError
+
 MIN_BILLING_DAY = 1
 MAX_BILLING_DAY = 28
 
 
 def validate_billing_day(day: object) -> int:
-    from core.errors import ApplicationError
-
     if type(day) is not int or not MIN_BILLING_DAY <= day <= MAX_BILLING_DAY:
         raise ApplicationError(
             "The billing day must be a whole number from 1 to 28.",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from core.errors import ApplicationError
+
 
 class BillingCategory(models.TextChoices):
     LICENSE = "LICENSE", "License"
@@ -18,8 +20,6 @@ DEFAULT_CATEGORY_ORDER: tuple[str, ...] = tuple(BillingCategory.values)
 
 
 def validate_category_order(order: list[str] | tuple[str, ...]) -> list[str]:
-    from core.errors import ApplicationError
-
     if sorted(order) != sorted(DEFAULT_CATEGORY_ORDER):
         raise ApplicationError(
             "The category order must list each billing category exactly once.",

@@ -247,6 +247,7 @@ def event_publish(*, kind: str, key: str, payload: dict) -> int:
 
 
 def _send_later(schema_name: str, delivery_pks: list[int], countdown: int = 0, manual: bool = False) -> None:
+    # Imported here: the services/tasks idiom (the task calls back into this module).
     from integrations.tasks import webhook_deliver
 
     for pk in delivery_pks:

@@ -129,6 +129,7 @@ SEND_BATCH = 100  # notices per send task: one SMTP connection each
 
 
 def _send_later(schema_name: str, notice_pks: list[int]) -> None:
+    # Imported here: the services/tasks idiom (the task calls back into this module).
     from notifications.tasks import notices_send
 
     for start in range(0, len(notice_pks), SEND_BATCH):

@@ -7,6 +7,7 @@ from datetime import date
 from django.conf import settings
 from django.db import connection
 
+from core.calendar import local_date
 from tenants.models import Agency
 
 
@@ -27,8 +28,6 @@ def current_agency() -> Agency | None:
 def agency_business_date(agency: Agency, now) -> date:
     """The agency's own calendar day at `now` (CYC-5); when the billing clock has been run ahead of the wall
     clock (a simulation), its last finished day, so pages and the API show what the clock has done."""
-    from core.calendar import local_date
-
     today = local_date(now, agency.time_zone)
     if agency.clock_date and agency.clock_date > today:
         return agency.clock_date

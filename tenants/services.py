@@ -89,6 +89,7 @@ def agency_create(
 
 
 def _spares_refill_later() -> None:
+    # Imported here: the services/tasks idiom (the task calls back into this app's services).
     from tenants.tasks import spare_schemas_refill
 
     spare_schemas_refill.delay()

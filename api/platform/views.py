@@ -41,7 +41,7 @@ from core.money import rate_bp_or_none, unit_minor_or_none
 from core.parsing import whole_number
 from tenants.models import Agency, PartnerPlan
 from tenants.onboarding import agency_onboard
-from tenants.selectors import agency_business_date
+from tenants.selectors import agency_business_date, agency_domain
 from tenants.services import partner_plan_create, plan_assign
 
 SUPPORT = (C.SUPPORT,)
@@ -233,8 +233,6 @@ class AgencyOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     def get_domain(self, agency) -> str:
-        from tenants.selectors import agency_domain
-
         return agency_domain(agency.schema_name)
 
 

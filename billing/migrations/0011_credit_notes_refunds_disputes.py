@@ -4,7 +4,91 @@ import django.db.models.deletion
 import uuid
 from django.db import migrations, models
 
-from billing.immutability import credit_note_drop_sql, credit_note_sql
+# Frozen SQL (a migration replays the same way forever, so it carries its own text rather than importing live
+# code): credit notes (COR-1) are immutable like invoices (the PDF path may be set once), their lines
+# append-only, and the database refuses what the credit-note service refuses under its lock: lines crediting
+# more than an invoice line billed, refunds of more than a charge collected (failed refunds do not count).
+CREDIT_NOTE_SQL = r"""
+CREATE OR REPLACE FUNCTION guard_credit_note() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'a credit note cannot be deleted (MON-3)' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF NEW.number IS DISTINCT FROM OLD.number OR NEW.invoice_id IS DISTINCT FROM OLD.invoice_id
+       OR NEW.client_id IS DISTINCT FROM OLD.client_id OR NEW.outcome IS DISTINCT FROM OLD.outcome
+       OR NEW.amount_minor IS DISTINCT FROM OLD.amount_minor OR NEW.currency IS DISTINCT FROM OLD.currency
+       OR NEW.issued_on IS DISTINCT FROM OLD.issued_on OR NEW.reason IS DISTINCT FROM OLD.reason
+       OR (OLD.pdf <> '' AND NEW.pdf IS DISTINCT FROM OLD.pdf) THEN
+        RAISE EXCEPTION 'a credit note is immutable (MON-3)' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION credit_line_within_billed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    billed bigint;
+    credited bigint;
+BEGIN
+    -- The line's row lock serializes two credit notes of the same line; the sum is read after it.
+    SELECT amount_minor INTO billed FROM billing_invoiceline WHERE id = NEW.invoice_line_id FOR SHARE;
+    SELECT COALESCE(SUM(amount_minor), 0) INTO credited FROM billing_creditnoteline
+        WHERE invoice_line_id = NEW.invoice_line_id;
+    IF credited + NEW.amount_minor > billed THEN
+        RAISE EXCEPTION 'credit notes would credit % of an invoice line that billed % (COR-1)',
+            credited + NEW.amount_minor, billed USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION refund_within_collected() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    collected bigint;
+    refunded bigint;
+BEGIN
+    IF NEW.status = 'FAILED' THEN
+        RETURN NEW;
+    END IF;
+    SELECT amount_minor INTO collected FROM billing_charge
+        WHERE id = NEW.charge_id AND status IN ('PAID', 'PAID_OUT') FOR UPDATE;
+    IF collected IS NULL THEN
+        RAISE EXCEPTION 'only a paid charge can be refunded (COR-1)' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT COALESCE(SUM(amount_minor), 0) INTO refunded FROM billing_refund
+        WHERE charge_id = NEW.charge_id AND status <> 'FAILED' AND id IS DISTINCT FROM NEW.id;
+    IF refunded + NEW.amount_minor > collected THEN
+        RAISE EXCEPTION 'refunds would return % of a charge that collected % (COR-1)',
+            refunded + NEW.amount_minor, collected USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE FUNCTION guard_invoice_credit_applied() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.credit_applied_minor IS DISTINCT FROM OLD.credit_applied_minor THEN
+        RAISE EXCEPTION 'a finalized invoice is immutable (MON-3)' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER billing_invoice_credit_applied_immutable BEFORE UPDATE ON billing_invoice
+    FOR EACH ROW EXECUTE FUNCTION guard_invoice_credit_applied();
+CREATE TRIGGER billing_creditnote_immutable BEFORE UPDATE OR DELETE ON billing_creditnote
+    FOR EACH ROW EXECUTE FUNCTION guard_credit_note();
+CREATE TRIGGER billing_creditnoteline_immutable BEFORE UPDATE OR DELETE ON billing_creditnoteline
+    FOR EACH ROW EXECUTE FUNCTION refuse_change();
+CREATE TRIGGER billing_creditnoteline_within_billed BEFORE INSERT ON billing_creditnoteline
+    FOR EACH ROW EXECUTE FUNCTION credit_line_within_billed();
+CREATE TRIGGER billing_refund_within_collected BEFORE INSERT ON billing_refund
+    FOR EACH ROW EXECUTE FUNCTION refund_within_collected();
+"""
+
+CREDIT_NOTE_DROP_SQL = """
+DROP TRIGGER IF EXISTS billing_invoice_credit_applied_immutable ON billing_invoice;
+DROP TRIGGER IF EXISTS billing_creditnote_immutable ON billing_creditnote;
+DROP TRIGGER IF EXISTS billing_creditnoteline_immutable ON billing_creditnoteline;
+DROP TRIGGER IF EXISTS billing_creditnoteline_within_billed ON billing_creditnoteline;
+DROP TRIGGER IF EXISTS billing_refund_within_collected ON billing_refund;
+"""
 
 
 class Migration(migrations.Migration):
@@ -174,5 +258,5 @@ class Migration(migrations.Migration):
             model_name='refund',
             constraint=models.UniqueConstraint(condition=models.Q(('reference', ''), _negated=True), fields=('reference',), name='refund_reference_unique'),
         ),
-        migrations.RunSQL(credit_note_sql(), credit_note_drop_sql()),
+        migrations.RunSQL(CREDIT_NOTE_SQL, CREDIT_NOTE_DROP_SQL),
     ]

@@ -36,6 +36,7 @@ def get_provider() -> PaymentProvider:
     from django.conf import settings
 
     if settings.PAYMENT_PROVIDER == "stripe":
+        # Imported here: only the configured provider's adapter is loaded (no Stripe SDK with the sandbox).
         from billing.providers.stripe import StripeProvider
 
         return StripeProvider(
@@ -44,6 +45,7 @@ def get_provider() -> PaymentProvider:
             limiter=stripe_rate_limiter(),
             concurrency=settings.COLLECTION_CONCURRENCY,
         )
+    # Imported here: only the configured provider's adapter is loaded.
     from billing.providers.sandbox import SandboxProvider
 
     return SandboxProvider()

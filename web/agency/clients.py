@@ -32,7 +32,8 @@ from clients.services import (
 from core.errors import ApplicationError
 from notifications.selectors import notices_about_client
 from web.access import business_today, shows_amounts, staff_view, visible_clients
-from web.agency.common import PAGE_SIZE, SEE_BILLING, C, is_htmx
+from web.agency.common import PAGE_SIZE, SEE_BILLING, C, client_for, is_htmx
+from web.agency.margins import client_margin_context
 from web.confirm import confirm_page, confirmed
 from web.forms import (
     ClientAccountForm,
@@ -82,13 +83,6 @@ def client_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _client_for(request: HttpRequest, public_id) -> Client:
-    return get_object_or_404(
-        visible_clients(request.user).select_related("salesperson", "group"),  # type: ignore[arg-type]
-        public_id=public_id,
-    )
-
-
 def _config_initial(client: Client, currency: str) -> dict:
     from core.money import format_minor
 
@@ -130,8 +124,6 @@ def _client_page(
     requests = list(SupportRequest.objects.filter(client=client, status="OPEN"))
     margins = {}
     if has_capability(user, C.VIEW_BILLING) and shows_amounts(user):  # type: ignore[arg-type]
-        from web.agency.margins import client_margin_context
-
         margins = client_margin_context(request, client)
     retry_requested = {r.charge_id for r in requests if r.kind == RequestKind.RETRY}
     return render(
@@ -169,7 +161,7 @@ def _client_page(
 
 @staff_view(SEE_BILLING)
 def client_detail(request: HttpRequest, public_id) -> HttpResponse:
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     if request.method != "POST":
         return _client_page(request, client)
     if not has_capability(request.user, C.EDIT_CLIENT_CONFIG):  # type: ignore[arg-type]
@@ -216,7 +208,7 @@ def _lines_partial(request: HttpRequest, client: Client, line_form=None, status:
 @require_POST
 @staff_view(C.EDIT_CLIENT_CONFIG)
 def service_line_create(request: HttpRequest, public_id) -> HttpResponse:
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     form = ServiceLineForm(request.POST, currency=request.tenant.currency)  # type: ignore[attr-defined]
     if form.is_valid():
         try:
@@ -243,7 +235,7 @@ def service_line_create(request: HttpRequest, public_id) -> HttpResponse:
 @require_POST
 @staff_view(C.EDIT_CLIENT_CONFIG)
 def service_line_delete(request: HttpRequest, public_id, line_id) -> HttpResponse:
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     line = get_object_or_404(AgencyServiceLine, client=client, public_id=line_id)
     if not confirmed(request):
         return confirm_page(
@@ -264,7 +256,7 @@ def service_line_delete(request: HttpRequest, public_id, line_id) -> HttpRespons
 @staff_view(C.REQUEST_SUPPORT)
 def client_retry_request(request: HttpRequest, public_id, charge_id) -> HttpResponse:
     """RET-4: ask billing support for a manual retry."""
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     charge = get_object_or_404(Charge, client=client, public_id=charge_id)
     try:
         retry_request(charge=charge, user=request.user, reason=request.POST.get("reason", ""))  # type: ignore[arg-type]
@@ -279,7 +271,7 @@ def client_retry_request(request: HttpRequest, public_id, charge_id) -> HttpResp
 @staff_view(C.REQUEST_SUPPORT)
 def client_agency_invoiced_request(request: HttpRequest, public_id) -> HttpResponse:
     """COL-1: ask billing support to switch the client to Agency Invoiced."""
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     form = ReasonForm(request.POST)
     if form.is_valid():
         try:
@@ -331,7 +323,7 @@ def client_new(request: HttpRequest) -> HttpResponse:
 @staff_view(C.EDIT_CLIENT_CONFIG)
 def client_account(request: HttpRequest, public_id) -> HttpResponse:
     """Change the client's name and billing email."""
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     form = ClientAccountForm(request.POST)
     if form.is_valid():
         try:
@@ -350,7 +342,7 @@ def client_account(request: HttpRequest, public_id) -> HttpResponse:
 @staff_view(C.EDIT_CLIENT_CONFIG)
 def client_active(request: HttpRequest, public_id) -> HttpResponse:
     """Deactivate (no invoice from today on) or reactivate a client, after confirmation."""
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     today = business_today(request.tenant)  # type: ignore[attr-defined]
     if request.POST.get("active") == "1":
         client_reactivate(client=client, actor=request.user)  # type: ignore[arg-type]

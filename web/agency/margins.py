@@ -12,8 +12,7 @@ from billing.overview import months_with_invoices
 from core.calendar import add_months
 from core.categories import BillingCategory
 from web.access import business_today, staff_view
-from web.agency.clients import _client_for
-from web.agency.common import C, parse_month
+from web.agency.common import C, client_for, parse_month
 from web.csv_export import cell, csv_response, plain_amount
 
 BILLED_CATEGORIES = [c for c in BillingCategory.values if c != BillingCategory.TAXES_FEES]
@@ -94,7 +93,7 @@ def client_margins_csv(request: HttpRequest, public_id) -> HttpResponse:
 
         raise PermissionDenied("Your role sees statuses only.")
     agency = request.tenant  # type: ignore[attr-defined]
-    client = _client_for(request, public_id)
+    client = client_for(request, public_id)
     months = client_margins(agency=agency, client=client, last_month=_default_month(agency))
     rows = ([f"{m.month:%Y-%m}", m.invoice_number, agency.currency, *_row(m, agency.currency)] for m in months)
     return csv_response(f"margins-{client.public_id}.csv", ["Month", "Invoice", "Currency", *HEADER], rows)

@@ -7,12 +7,11 @@ secret on stdout — once; only a digest is stored. For scripts and the API walk
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
-from django_tenants.utils import schema_context
+from django_tenants.utils import get_tenant_model, schema_context
 
 from accounts.models import User
 from accounts.tokens import api_token_create, can_manage_tokens
 from core.errors import ApplicationError
-from tenants.models import Agency
 
 
 class Command(BaseCommand):
@@ -26,7 +25,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         schema = "public"
         if options["agency"]:
-            if not Agency.objects.filter(schema_name=options["agency"]).exclude(schema_name="public").exists():
+            # The tenant model by Django's setting: accounts sits below the tenants app and does not import it.
+            agencies = get_tenant_model().objects.exclude(schema_name="public")
+            if not agencies.filter(schema_name=options["agency"]).exists():
                 raise CommandError(f"--agency: no agency with the slug {options['agency']!r}")
             schema = options["agency"]
         with schema_context(schema):
