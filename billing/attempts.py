@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -131,7 +132,7 @@ def _payment_methods(
     """The active payment method of each owner (one at most: a partial unique constraint)."""
     model = PaymentMethod if charge_model is Charge else AgencyPaymentMethod
     owner = _owner(charge_model)
-    methods = model.objects.filter(**{f"{owner}_id__in": owner_ids}, removed_at__isnull=True)  # type: ignore[attr-defined]
+    methods = model.objects.filter(**{f"{owner}_id__in": owner_ids}, removed_at__isnull=True)
     return {getattr(method, f"{owner}_id"): method for method in methods}
 
 
@@ -197,7 +198,8 @@ def attempts_start(
     (Paid) or no payment method (Uncollectable, COL-4), else commit an attempt (the idempotency key is the
     attempt's). A charge that moved on or has an unresolved attempt is skipped, or raises when `strict` (one
     charge asked for by name). Returns the started attempts and the charges settled without a call."""
-    attempt_model = ChargeAttempt if run.charge_model is Charge else AgencyChargeAttempt
+    # Any: one code for the two concrete attempt models (client and agency), chosen by the run.
+    attempt_model: Any = ChargeAttempt if run.charge_model is Charge else AgencyChargeAttempt
     owner = _owner(run.charge_model)
     started: list[StartedAttempt] = []
     settled: list[AbstractCharge] = []
@@ -206,7 +208,7 @@ def attempts_start(
         charges = _charges_locked(run.charge_model, charge_ids)
         methods = _payment_methods(run.charge_model, {getattr(c, f"{owner}_id") for c in charges})
         attempts: dict[int, list[tuple[int, str]]] = {}
-        for charge_id, number, outcome in attempt_model.objects.filter(  # type: ignore[attr-defined]
+        for charge_id, number, outcome in attempt_model.objects.filter(
             charge_id__in=[c.pk for c in charges]
         ).values_list("charge_id", "number", "outcome"):
             attempts.setdefault(charge_id, []).append((number, outcome))
@@ -278,7 +280,7 @@ def attempts_start(
                 payment_method_reference=method.reference,
             )
             started.append(StartedAttempt(charge, attempt, payer))
-        attempt_model.objects.bulk_create([item.attempt for item in started])  # type: ignore[attr-defined]
+        attempt_model.objects.bulk_create([item.attempt for item in started])
         moves.flush()
     return started, settled
 

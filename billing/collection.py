@@ -117,11 +117,12 @@ def collect_due(
     if workers <= 1:
         for batch in batches:
             started, settled = attempts_start(batch, run)
-            for charge in settled:
-                summary.count(charge, None)
+            for unattempted in settled:
+                summary.count(unattempted, None)
             if started:
-                for charge, attempt in attempts_finish([(item, attempt_call(item, provider)) for item in started], run):
-                    summary.count(charge, attempt)
+                answers = [(item, attempt_call(item, provider)) for item in started]
+                for finished, attempt in attempts_finish(answers, run):
+                    summary.count(finished, attempt)
         return summary
     _collect_pipelined(batches, run, provider, workers, summary)
     return summary
@@ -153,8 +154,8 @@ def _collect_pipelined(
             # Keep about two waves of calls queued ahead of the callers, so none of them waits on us.
             while pending and in_flight < 2 * workers:
                 started, settled = attempts_start(pending.pop(), run)
-                for charge in settled:
-                    summary.count(charge, None)
+                for unattempted in settled:
+                    summary.count(unattempted, None)
                 for item in started:
                     calls.put(item)
                 in_flight += len(started)

@@ -67,7 +67,7 @@ def _payout_correct(charge: AbstractCharge, payout: Payout) -> int:
     previous = charge.payout_reference
     updated = (
         type(charge)
-        .objects.filter(pk=charge.pk, status=ChargeStatus.PAID_OUT)
+        ._default_manager.filter(pk=charge.pk, status=ChargeStatus.PAID_OUT)
         .update(payout_reference=payout.reference, paid_out_on=payout.arrival_on)
     )
     if updated:
