@@ -10,7 +10,7 @@ WITH_SERVICES := $(BIN)/python scripts/services.py run --
 help:
 	@echo "make demo   - set everything up and run the product (web + worker + beat) on http://demo.localhost:8000/"
 	@echo "make test   - set everything up and run linters, type checks and the whole test suite"
-	@echo "make lint   - ruff, import-linter contracts and mypy only"
+	@echo "make lint   - ruff, import-linter contracts, architecture checks, mypy and makemigrations --check only"
 	@echo "make test-chaos - the reliability tests R1-R7 at full size (2,000 clients, >= 20 worker kills): docs/reliability.md"
 	@echo "make lock   - re-resolve requirements.in into requirements.lock"
 	@echo "make bench  - performance benchmarks P1-P8 (<= 15 min): table + bench/results/*.json"
@@ -44,11 +44,9 @@ test-chaos: install
 	CHAOS_SIZE=full $(WITH_SERVICES) $(BIN)/pytest -s tests/reliability $(PYTEST_ARGS)
 	$(BIN)/python scripts/reliability_table.py
 
+# The checks of `make test` without the tests (mypy reads the settings and makemigrations --check the database).
 lint: install
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
-	$(BIN)/mypy core billing/providers
+	LINT_ONLY=1 $(WITH_SERVICES) scripts/test-suite
 
 # Benchmarks (docs/performance.md). BENCH_ARGS="--only P1 --profile" to run one row under the profiler;
 # BENCH_ARGS="--scaling" for the Billing Overview at 1k, 2.5k, 5k and 10k clients.
