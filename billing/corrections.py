@@ -34,6 +34,7 @@ from accounts.permissions import Capability, has_capability
 from billing.base_models import EntryType
 from billing.charges import TransitionEffects, charge_transition
 from billing.drafting import allocate
+from billing.ledger import open_charges_in_order
 from billing.models import (
     Allocation,
     Charge,
@@ -274,8 +275,6 @@ def _allocations(credits: list[tuple[LedgerEntry, int]], charges: list[tuple[Led
 
 
 def _open_charges_in_order(client: Client, category_order: Sequence[str]) -> list[tuple[LedgerEntry, int]]:
-    from billing.ledger import open_charges_in_order
-
     return open_charges_in_order(client, list(category_order))
 
 
