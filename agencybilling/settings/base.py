@@ -127,6 +127,13 @@ DATABASES = {"default": database_from_url("DATABASE_URL")}
 # The API's hottest reads run as prepared statements (core/prepared.py); off behind a transaction-mode PgBouncer
 # older than 1.21.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+API_COMPILED_QUERIES = env_bool("API_COMPILED_QUERIES", True)
+if env_bool("DATABASE_SERVER_SIDE_BINDING", False):
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "server_side_binding": True,
+        "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
