@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
+from django_tenants.utils import get_tenant_model
 
 from accounts.models import User, audit_record
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
@@ -102,9 +103,9 @@ def configured_invoice_totals(client_ids: list[int]) -> dict[int, int]:
 def _agency_currency() -> str:
     currency = getattr(getattr(connection, "tenant", None), "currency", None)
     if currency is None:
-        from tenants.models import Agency
-
-        currency = Agency.objects.values_list("currency", flat=True).get(schema_name=connection.schema_name)
+        # The tenant model by Django's setting: clients sits below the tenants app and does not import it.
+        agencies = get_tenant_model().objects
+        currency = agencies.values_list("currency", flat=True).get(schema_name=connection.schema_name)
     return currency
 
 
