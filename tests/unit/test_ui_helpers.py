@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 from billing.overview import MonthTotals, invoice_status, is_settled, lines_by_category
 from billing.statuses import ChargeStatus as S
@@ -53,4 +54,5 @@ def test_chart_scale_is_round_and_bars_are_proportional():
 
 def test_money_and_rate_text():
     assert money(123456, "USD") == "1,234.56" and money(1500, "JPY") == "1,500" and money(None) == "—"
-    assert rate(825) == "8.25 %" and rate(500) == "5 %"
+    assert rate(Decimal("8.25")) == "8.25 %" and rate(Decimal("5")) == "5 %"
+    assert rate(Decimal("8.8750")) == "8.875 %" and rate(Decimal("4.7125")) == "4.7125 %"  # MON-2: exact, no padding
