@@ -118,6 +118,7 @@ class Outcome(StrEnum):
     PAYING = "pm_card_visa"
     DECLINING = "pm_card_visa_chargeDeclined"
     INSUFFICIENT_FUNDS = "pm_card_visa_chargeDeclinedInsufficientFunds"
+    AUTHENTICATION = "pm_card_authenticationRequired"  # 3-D Secure on every payment (COL-7)
     BANK_DEBIT = "sepa:DE89370400440532013000"
     ACH_DEBIT = "ach:110000000:000123456789"
     ACH_FAILING = "ach:110000000:000111111113"

@@ -84,6 +84,8 @@ urlpatterns = [
     path("portal/invoices/<uuid:public_id>/pdf", portal.portal_invoice_pdf, name="portal-invoice-pdf"),
     path("portal/payment-method/", portal.payment_method, name="portal-payment-method"),
     path("portal/charges/<uuid:public_id>/pay/", portal.charge_pay, name="portal-charge-pay"),
+    path("portal/charges/<uuid:public_id>/pay/return", portal.charge_pay_return, name="portal-charge-pay-return"),
+    path("portal/sandbox/authenticate/<str:reference>/", portal.sandbox_authenticate, name="portal-sandbox-3ds"),
     # API tokens and the REST API
     path("settings/api-tokens/", token_views.api_tokens, name="api-tokens"),
     path("api/v1/", include("api.urls_agency")),

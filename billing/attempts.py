@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -52,6 +53,7 @@ from billing.statuses import (
 from core.calendar import retry_dates
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
+from core.links import absolute_url
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,12 @@ def payer_of(charge: AbstractCharge) -> Payer:
 
 
 def charge_request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Payer) -> ChargeRequest:
+    """The provider request of an attempt. A client's own attempt (Pay now) is made on-session: it may ask for
+    the cardholder's authentication (3-D Secure), which comes back to the charge's page in the portal (COL-7)."""
+    on_session = attempt.kind == AttemptKind.CLIENT
+    return_url = (
+        absolute_url(f"/portal/charges/{charge.public_id}/pay/return", agency=payer.schema_name) if on_session else ""
+    )
     return ChargeRequest(
         amount_minor=attempt.amount_minor,
         currency=charge.currency,
@@ -168,6 +176,8 @@ def charge_request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Paye
             "attempt": attempt.idempotency_key,
             "invoice": charge.invoice.number,  # type: ignore[attr-defined]
         },
+        on_session=on_session,
+        return_url=return_url,
     )
 
 
@@ -208,10 +218,15 @@ def attempts_start(
         charges = _charges_locked(run.charge_model, charge_ids)
         methods = _payment_methods(run.charge_model, {getattr(c, f"{owner}_id") for c in charges})
         attempts: dict[int, list[tuple[int, str]]] = {}
-        for charge_id, number, outcome in attempt_model.objects.filter(
-            charge_id__in=[c.pk for c in charges]
-        ).values_list("charge_id", "number", "outcome"):
+        last_failed: dict[int, tuple[str, str]] = {}  # charge id -> (decline code, payment method) of its last failure
+        for charge_id, number, outcome, code, used in (
+            attempt_model.objects.filter(charge_id__in=[c.pk for c in charges])
+            .order_by("number")
+            .values_list("charge_id", "number", "outcome", "decline_code", "payment_method_reference")
+        ):
             attempts.setdefault(charge_id, []).append((number, outcome))
+            if outcome in FAILED_OUTCOMES:
+                last_failed[charge_id] = (code, used)
         for charge in charges:
             previous = attempts.get(charge.pk, [])
             blocked = _blocked(charge, previous)
@@ -268,6 +283,14 @@ def attempts_start(
                     )
                 settled.append(charge)
                 continue
+            if run.kind == AttemptKind.AUTOMATIC and last_failed.get(charge.pk) == (
+                AUTHENTICATION_REQUIRED,
+                method.reference,
+            ):
+                # COL-7: this card asked for the cardholder's authentication; off-session it would ask again.
+                charge_retry_deferred(charge, previous, run, moves)
+                settled.append(charge)
+                continue
             payer = _payer(charge, method, run.destination)
             number = max((n for n, _ in previous), default=0) + 1
             attempt = attempt_model(
@@ -320,7 +343,37 @@ _OUTCOMES = {
     Outcome.PENDING: AttemptOutcome.PENDING,
     Outcome.DECLINED: AttemptOutcome.DECLINED,
     Outcome.UNKNOWN: AttemptOutcome.UNKNOWN,
+    Outcome.REQUIRES_ACTION: AttemptOutcome.REQUIRES_ACTION,
 }
+# The decline code of an off-session payment that needs the cardholder (Stripe's, COL-7).
+AUTHENTICATION_REQUIRED = "authentication_required"
+
+
+def charge_retry_deferred(
+    charge: AbstractCharge, previous: list[tuple[int, str]], run: AttemptRun, moves: TransitionEffects
+) -> None:
+    """COL-7: an automatic retry of a charge whose card asked for the cardholder's authentication, with that same
+    card still on file, is not made — off-session it can only fail the same way, and would spend one of RET-3's
+    three attempts. The charge stays Retrying until its next retry date (the client confirms it in the portal
+    meanwhile, or saves another card, which the next retry charges); after the last retry date it is
+    Uncollectable, as after three failures."""
+    failed = sum(1 for _, outcome in previous if outcome in FAILED_OUTCOMES)
+    next_on = _next_retry(charge, failed, run.today)
+    why = "Automatic retry not made: the card needs the cardholder's authentication (3-D Secure)"
+    if next_on is None:
+        charge_transition(
+            charge,
+            ChargeStatus.UNCOLLECTABLE,
+            reason=why + "; no retry date left",
+            today=run.today,
+            actor=run.actor,
+            moves=moves,
+            next_retry_on=None,
+        )
+        return
+    charge_transition(
+        charge, ChargeStatus.RETRYING, reason=why, today=run.today, actor=run.actor, moves=moves, next_retry_on=next_on
+    )
 
 
 def _outcomes_write(items: list[tuple[AbstractCharge, AbstractAttempt, ChargeResult]]) -> set[int]:
@@ -332,19 +385,20 @@ def _outcomes_write(items: list[tuple[AbstractCharge, AbstractAttempt, ChargeRes
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {attempt_model._meta.db_table} AS a SET outcome = v.outcome, gateway_reference = v.reference, "
-            "decline_code = v.decline_code, message = v.message, "
-            "resolved_at = CASE WHEN v.outcome = %s THEN NULL ELSE %s END "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
-            "AS v(id, outcome, reference, decline_code, message) "
+            "decline_code = v.decline_code, message = v.message, action_url = v.action_url, "
+            "resolved_at = CASE WHEN v.outcome = ANY(%s) THEN NULL ELSE %s END "
+            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+            "AS v(id, outcome, reference, decline_code, message, action_url) "
             "WHERE a.id = v.id AND a.outcome = ANY(%s) RETURNING a.id",
             [
-                AttemptOutcome.UNKNOWN,
+                list(UNRESOLVED_OUTCOMES),
                 timezone.now(),
                 [a.pk for _, a, _ in items],
                 [_OUTCOMES[r.outcome] for _, _, r in items],
                 [r.reference or a.gateway_reference for _, a, r in items],
                 [r.decline_code for _, _, r in items],
                 [r.message[:240] for _, _, r in items],
+                [r.action_url[:1000] for _, _, r in items],
                 list(UNRESOLVED_OUTCOMES),
             ],
         )
@@ -355,6 +409,7 @@ def _outcomes_write(items: list[tuple[AbstractCharge, AbstractAttempt, ChargeRes
             attempt.gateway_reference = result.reference or attempt.gateway_reference
             attempt.decline_code = result.decline_code
             attempt.message = result.message[:240]
+            attempt.action_url = result.action_url[:1000]
     return recorded
 
 
@@ -376,8 +431,8 @@ def attempts_outcome_record(
     for charge, attempt, _ in items:
         if attempt.pk not in recorded:
             continue  # another process recorded this attempt's outcome first
-        if attempt.outcome == AttemptOutcome.UNKNOWN:
-            continue
+        if attempt.outcome in (AttemptOutcome.UNKNOWN, AttemptOutcome.REQUIRES_ACTION):
+            continue  # nothing moves until the provider knows (or the cardholder has authenticated)
         if attempt.outcome == AttemptOutcome.SUCCEEDED:
             paid.append((charge, attempt))
         elif attempt.outcome == AttemptOutcome.PENDING:
@@ -545,19 +600,23 @@ def attempts_resolve(charge: AbstractCharge, *, today: date, provider: PaymentPr
         return True  # the common case: no provider call, no payer lookup
     provider = provider or get_provider()
     payer = payer_of(charge)
+    # COL-7: a cardholder who left their bank's authentication page unfinished this long has given up on it.
+    abandoned_before = timezone.now() - timedelta(seconds=settings.AUTHENTICATION_WAIT_SECONDS)
     for attempt in unresolved:
         request = charge_request(charge, attempt, payer)
         try:
             result = provider.charge_lookup(request)
             if result is None:
                 result = provider.charge_create(request)
+            if result.outcome == Outcome.REQUIRES_ACTION and attempt.created_at < abandoned_before:
+                result = provider.charge_cancel(request) or result
         except Exception as exc:  # noqa: BLE001 - any provider failure leaves the attempt unknown
             logger.warning("could not resolve attempt %s: %s", attempt.idempotency_key, exc)
             return False
         with transaction.atomic():
             locked = charge_locked(charge)
             attempt_outcome_record(locked, attempt, result, today)
-        if result.outcome == Outcome.UNKNOWN:
+        if result.outcome in (Outcome.UNKNOWN, Outcome.REQUIRES_ACTION):
             return False
     return True
 

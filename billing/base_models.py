@@ -125,6 +125,8 @@ class AbstractAttempt(models.Model):
     gateway_reference = models.CharField(max_length=64, blank=True)
     decline_code = models.CharField(max_length=64, blank=True)
     message = models.CharField(max_length=240, blank=True)
+    # Awaiting authentication (COL-7): the bank's page where the cardholder confirms the payment.
+    action_url = models.CharField(max_length=1000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
 

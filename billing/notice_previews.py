@@ -7,10 +7,12 @@ from datetime import date
 from billing.drafting import notice_line
 from billing.invoicing import invoice_preview
 from billing.notices import client_context
+from billing.plain_words import client_decline_reason, staff_decline_reason
 from billing.schedule import month_dates
 from billing.selectors import balances, billing_settings, past_due_by_client
 from clients.models import Client
 from core.calendar import add_months
+from core.links import absolute_url
 from core.money import format_minor
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.rendering import sample_context
@@ -58,15 +60,21 @@ def notice_preview_context(*, client: Client, kind: str, today: date) -> dict:
             "past_due": format_minor(past_due.amount_minor if past_due else draft.total_minor, currency),
         }
     )
+    context["needs_confirmation"] = ""
     if charge is not None:
+        code = (attempt.decline_code or "card_declined") if attempt else "card_declined"
+        to_agency = kind in (NoticeKind.AGENCY_CHARGE_FAILED, NoticeKind.AGENCY_CHARGE_UNCOLLECTABLE)
         context.update(
             {
                 "amount": format_minor(charge.amount_minor, currency),
                 "invoice_number": charge.invoice.number,
                 "paid_on": (charge.paid_on or today).isoformat(),
                 "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
-                "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
+                "reason": staff_decline_reason(code) if to_agency else client_decline_reason(code),
                 "attempt_number": str(attempt.number if attempt else 1),
+                "needs_confirmation": "yes" if code == "authentication_required" else "",
+                "pay_url": absolute_url(f"/portal/charges/{charge.public_id}/pay/", agency=agency.schema_name),
+                "charge_url": absolute_url(f"/invoices/{charge.invoice.public_id}/", agency=agency.schema_name),
             }
         )
     return {name: context[name] for name in CATALOG[kind].variables}

@@ -9,6 +9,7 @@ from datetime import date
 from accounts.models import Role, User
 from billing.holds import AMOUNT_TOO_LARGE, charge_over_ceiling
 from billing.models import Charge
+from billing.plain_words import client_decline_reason, staff_decline_reason
 from billing.statuses import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from clients.models import Client
 from core.links import absolute_url
@@ -76,20 +77,28 @@ def charge_notice_drafts(
         return []
     if attempt is LATEST_ATTEMPT_UNKNOWN:
         attempt = charge.attempts.order_by("-number").first()
+    if attempt:
+        code = attempt.decline_code or "card_declined"
+    else:  # no attempt was made: no payment method, or an amount above the per-charge ceiling (MON-1)
+        code = AMOUNT_TOO_LARGE if charge_over_ceiling(charge.amount_minor, charge.currency) else ""
     context = {
         **client_context(agency, client),
         "amount": format_minor(charge.amount_minor, charge.currency),
         "invoice_number": charge.invoice.number,
         "paid_on": (charge.paid_on or today).isoformat(),
         "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
-        "reason": (attempt.decline_code or "declined")
-        if attempt
-        else (
-            AMOUNT_TOO_LARGE
-            if charge_over_ceiling(charge.amount_minor, charge.currency)
-            else "no payment method on file"
-        ),
-        "attempt_number": str(attempt.number if attempt else 0),
+        # The client reads the reason in a cardholder's words, with a link to pay (or confirm, COL-7) at once.
+        "reason": client_decline_reason(code) if code else "there is no payment method on file",
+        "no_payment_method": "yes" if not code else "",
+        "needs_confirmation": "yes" if code == "authentication_required" else "",
+        "pay_url": absolute_url(f"/portal/charges/{charge.public_id}/pay/", agency=agency.schema_name),
+        "attempt_number": str(attempt.number) if attempt else "",
+    }
+    # The agency's staff read the processor's reason and get a link to the invoice and its charges.
+    agency_context = {
+        **context,
+        "reason": staff_decline_reason(code) if code else "No payment method on file.",
+        "charge_url": absolute_url(f"/invoices/{charge.invoice.public_id}/", agency=agency.schema_name),
     }
     period = f"{charge.invoice.number}/{charge.installment}"
     number = attempt.number if attempt else 1
@@ -117,7 +126,7 @@ def charge_notice_drafts(
                     period=f"{client.public_id}/{period}",
                     number=number,
                     to_email=email,
-                    context=context,
+                    context=agency_context,
                     business_date=today,
                 )
             )

@@ -31,10 +31,11 @@ from django.db import connection
 from django.db.models import Model
 from django.template.loader import render_to_string
 
-from billing.models import BillingSettings, Invoice
+from billing.models import BillingSettings, ChargeAttempt, Invoice, PaymentMethod
 from billing.overview import invoice_status, is_settled, lines_by_category
+from billing.plain_words import client_status_label, how_paid
 from billing.platform.models import AgencyInvoice
-from billing.statuses import ChargeStatus
+from billing.statuses import COLLECTED, AttemptKind, AttemptOutcome, ChargeStatus
 from core.money import format_minor, format_unit_price
 from tenants.models import Agency
 from tenants.selectors import current_agency
@@ -69,12 +70,23 @@ def _money(amount_minor: int, currency: str) -> str:
 
 
 def _document(
-    *, invoice, kind: str, issuer: dict, recipient: dict, branding: dict, category_order: list[str], statuses: list[str]
+    *,
+    invoice,
+    kind: str,
+    issuer: dict,
+    recipient: dict,
+    branding: dict,
+    category_order: list[str],
+    statuses: list[str],
+    payment: dict | None = None,
 ) -> dict:
     lines = list(invoice.lines.all())
     groups, taxes = lines_by_category(lines, category_order)
     status = invoice_status(statuses)
     currency = invoice.currency
+    # The invoice is the client's document: Paid Out is the agency's payout, not something that happened to the
+    # client's payment, so a client invoice reads Paid (and one stored copy serves every reader).
+    label = client_status_label(status) if kind == "client" else ChargeStatus(status).label
 
     def row(line) -> dict:
         return {
@@ -93,8 +105,9 @@ def _document(
         "issued_on": invoice.issued_on,
         "due_on": invoice.due_on,
         "statuses": statuses,
-        "status": status,
-        "status_label": ChargeStatus(status).label,
+        "status": ChargeStatus.PAID if kind == "client" and status == ChargeStatus.PAID_OUT else status,
+        "status_label": label,
+        "payment": payment or {},
         "groups": [
             {"label": g.label, "lines": [row(x) for x in g.lines], "total": _money(g.total_minor, currency)}
             for g in groups
@@ -237,9 +250,73 @@ def render_pdf(context: dict) -> bytes:
     )
 
 
+def _date(day) -> str:
+    return day.isoformat() if day else ""
+
+
+def client_invoice_payment(invoice: Invoice, charges: list) -> dict:
+    """What the client's invoice says about its payment (INV-1 for its reader): amount paid and due, the due date,
+    and for each paid charge when, with what and how it was paid — from the attempt that paid it: autopay on the
+    billing date, an automatic retry, a retry run by billing support, or the client's own Pay now."""
+    currency = invoice.currency
+    attempts: dict[int, list] = {}
+    for attempt in ChargeAttempt.objects.filter(charge__in=charges).order_by("number"):
+        attempts.setdefault(attempt.charge_id, []).append(attempt)
+    labels = {m.reference: str(m) for m in PaymentMethod.objects.filter(client_id=invoice.client_id)}
+    paid_minor, sentences, methods, paid_dates = 0, [], [], []
+    several = len(charges) > 1
+    for charge in charges:
+        which = (
+            f"Installment {charge.installment} ({_money(charge.amount_minor, currency)} {currency}): "
+            if several
+            else ""
+        )
+        if charge.status in COLLECTED:
+            paid_minor += charge.amount_minor
+            won = next(
+                (a for a in reversed(attempts.get(charge.pk, [])) if a.outcome == AttemptOutcome.SUCCEEDED), None
+            )
+            if won is None:
+                sentences.append(f"{which}nothing to pay.")
+                continue
+            method = labels.get(won.payment_method_reference, "the payment method on file")
+            methods.append(method)
+            paid_dates.append(charge.paid_on)
+            on = _date(charge.paid_on)
+            how = how_paid(won.kind, won.number)
+            if won.kind == AttemptKind.AUTOMATIC and won.number == 1:
+                sentences.append(f"{which}charged automatically to {method} on {on} (autopay).")
+            elif won.kind == AttemptKind.CLIENT:
+                sentences.append(f"{which}paid online by you (Pay now) on {on} with {method}.")
+            else:
+                sentences.append(f"{which}paid on {on} with {method} {how} (attempt {won.number}).")
+        elif charge.status == ChargeStatus.AGENCY_INVOICED:
+            sentences.append(f"{which}settled directly with the agency; not charged to a payment method.")
+        elif charge.status == ChargeStatus.PENDING:
+            sentences.append(f"{which}bank debit submitted; it is paid once it settles.")
+        elif charge.status == ChargeStatus.SCHEDULED:
+            sentences.append(f"{which}will be charged to the payment method on file on {_date(charge.due_on)}.")
+        else:
+            retry = f"; the next attempt is on {_date(charge.next_retry_on)}" if charge.next_retry_on else ""
+            sentences.append(f"{which}not paid yet: the payment failed{retry}. Pay it in the portal.")
+    settled_directly = all(c.status == ChargeStatus.AGENCY_INVOICED for c in charges) and bool(charges)
+    due_minor = 0 if settled_directly else max(invoice.total_minor - paid_minor, 0)
+    open_dates = [c.due_on for c in charges if c.status not in COLLECTED and c.status != ChargeStatus.AGENCY_INVOICED]
+    return {
+        "amount_paid": _money(paid_minor, currency),
+        "amount_due": _money(due_minor, currency),
+        "has_due": due_minor > 0,
+        "due_on": _date(min(open_dates) if open_dates else invoice.due_on),
+        "paid_on": _date(max(paid_dates)) if paid_dates and due_minor == 0 else "",
+        "method": ", ".join(dict.fromkeys(methods)),
+        "sentences": sentences,
+    }
+
+
 def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:
     order = list(BillingSettings.objects.values_list("category_order", flat=True).first() or [])
     client = invoice.client
+    charges = list(invoice.charges.order_by("installment"))
     return _document(
         invoice=invoice,
         kind="client",
@@ -247,7 +324,8 @@ def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:
         issuer={"name": agency.name, "address": agency.address, "email": agency.email},
         recipient={"name": client.name, "email": client.email, "address": ""},
         category_order=order,
-        statuses=[c.status for c in invoice.charges.all()],
+        statuses=[c.status for c in charges],
+        payment=client_invoice_payment(invoice, charges),
     )
 
 

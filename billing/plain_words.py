@@ -169,6 +169,10 @@ def charge_words(
             return ChargeWords(label, f"Will be charged to {current_method} on {due}", "info")
         return ChargeWords(label, f"Due on {due}: add a payment method to pay it", "warn")
     # Retrying or Uncollectable: a failed charge the client can pay now.
+    if last is not None and last.outcome == AttemptOutcome.REQUIRES_ACTION:
+        return ChargeWords(
+            label, "Waiting for you to confirm the payment with your bank", tone, True, "", needs_authentication=True
+        )
     failed = next((a for a in reversed(attempts) if a.outcome in FAILED_OUTCOMES), None)
     if failed is None:
         reason = "No payment method on file"

@@ -66,9 +66,12 @@ class AttemptOutcome(models.TextChoices):
     SUCCEEDED = "SUCCEEDED", "Succeeded"
     DECLINED = "DECLINED", "Declined"
     SETTLEMENT_FAILED = "SETTLEMENT_FAILED", "Settlement failed"
+    # On-session (Pay now): the cardholder is authenticating with their bank (3-D Secure, COL-7). Neither paid nor
+    # failed yet; no other attempt is made meanwhile, and one left waiting too long is cancelled at the provider.
+    REQUIRES_ACTION = "REQUIRES_ACTION", "Awaiting authentication"
 
 
-UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN})
+UNRESOLVED_OUTCOMES = frozenset({AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN, AttemptOutcome.REQUIRES_ACTION})
 FAILED_OUTCOMES = frozenset({AttemptOutcome.DECLINED, AttemptOutcome.SETTLEMENT_FAILED})
 # Passed for a charge's latest attempt when the caller does not hold it (None means: it has none): read it then.
 LATEST_ATTEMPT_UNKNOWN: object = object()

@@ -123,12 +123,20 @@ CATALOG: dict[str, NoticeSpec] = {
             "amount": "Amount attempted",
             "invoice_number": "Invoice number",
             "next_retry_on": "Next automatic attempt, or empty",
-            "reason": "Why it failed",
+            "reason": "Why it failed, in words for the cardholder (e.g. Your card was declined)",
+            "needs_confirmation": "'yes' when the bank asks the cardholder to confirm the payment (3-D Secure)",
+            "pay_url": "Link to pay (or confirm) this charge now in the portal",
+            "attempt_number": "The attempt's number, or empty when no attempt could be made (no payment method)",
         },
-        "Your payment of {{ amount }} {{ currency }} failed",
-        "Hello {{ client_name }},\n\nWe could not collect {{ amount }} {{ currency }} for invoice "
-        "{{ invoice_number }} ({{ reason }}).\n{% if next_retry_on %}We will try again on {{ next_retry_on }}.\n"
-        "{% endif %}Please update your payment method: {{ portal_url }}\n\n{{ agency_name }}",
+        "{% if needs_confirmation %}Please confirm your payment of {{ amount }} {{ currency }}"
+        "{% else %}Your payment of {{ amount }} {{ currency }} failed{% endif %}",
+        "Hello {{ client_name }},\n\n{% if not attempt_number %}We could not collect {{ amount }} {{ currency }} "
+        "for invoice {{ invoice_number }}: there is no payment method on file.\nAdd one and pay here: {{ pay_url }}"
+        "\n{% elif needs_confirmation %}Your bank asks you to confirm the payment of {{ amount }} {{ currency }} for "
+        "invoice {{ invoice_number }} before it can be made.\nConfirm it here: {{ pay_url }}\n{% else %}"
+        "We could not collect {{ amount }} {{ currency }} for invoice {{ invoice_number }}: {{ reason }}.\n"
+        "{% if next_retry_on %}We will try again on {{ next_retry_on }}.\n{% endif %}"
+        "Pay now, or use another card: {{ pay_url }}\n{% endif %}\n{{ agency_name }}",
     ),
     NoticeKind.ACCOUNT_OVERDUE: NoticeSpec(
         {
@@ -146,18 +154,33 @@ CATALOG: dict[str, NoticeSpec] = {
             **COMMON,
             "amount": "Amount attempted",
             "invoice_number": "Invoice number",
-            "reason": "Why it failed",
-            "attempt_number": "Attempt number",
+            "reason": "Why it failed, as the processor reports it",
+            "attempt_number": "The attempt's number, or empty when no attempt could be made (no payment method)",
+            "next_retry_on": "Next automatic attempt, or empty",
+            "charge_url": "Link to the invoice and its charge in the agency dashboard",
         },
-        "Charge failed: {{ client_name }}",
-        "Attempt {{ attempt_number }} to collect {{ amount }} {{ currency }} from {{ client_name }} "
-        "(invoice {{ invoice_number }}) failed: {{ reason }}.",
+        "{% if attempt_number %}Charge failed{% else %}No payment method{% endif %}: {{ client_name }}, "
+        "{{ amount }} {{ currency }}",
+        "Hello,\n\n{% if attempt_number %}We could not collect {{ amount }} {{ currency }} from {{ client_name }} "
+        "for invoice {{ invoice_number }} (attempt {{ attempt_number }}): {{ reason }}\n"
+        "{% if next_retry_on %}The next automatic attempt is on {{ next_retry_on }}; {{ client_name }} has been "
+        "told and can pay at once in the portal.\n{% endif %}{% else %}{{ client_name }} has no payment method on "
+        "file, so {{ amount }} {{ currency }} for invoice {{ invoice_number }} could not be collected. They have been "
+        "asked to add one.\n{% endif %}\nThe charge: {{ charge_url }}\n\n{{ agency_name }} billing",
     ),
     NoticeKind.AGENCY_CHARGE_UNCOLLECTABLE: NoticeSpec(
-        {**COMMON, "amount": "Amount", "invoice_number": "Invoice number", "reason": "Why"},
-        "Uncollectable: {{ client_name }}",
-        "The charge of {{ amount }} {{ currency }} to {{ client_name }} (invoice {{ invoice_number }}) is now "
-        "Uncollectable: {{ reason }}. No further automatic attempts will be made.",
+        {
+            **COMMON,
+            "amount": "Amount",
+            "invoice_number": "Invoice number",
+            "reason": "Why",
+            "charge_url": "Link to the invoice and its charge in the agency dashboard",
+        },
+        "Uncollectable: {{ client_name }}, {{ amount }} {{ currency }}",
+        "Hello,\n\nThe charge of {{ amount }} {{ currency }} to {{ client_name }} (invoice {{ invoice_number }}) is "
+        "now Uncollectable: {{ reason }}\nNo further automatic attempts will be made. {{ client_name }} can still pay "
+        "it in the portal, and you can request a retry from the charge's page.\n\nThe charge: {{ charge_url }}\n\n"
+        "{{ agency_name }} billing",
     ),
     NoticeKind.INVITATION: NoticeSpec(
         {

@@ -430,6 +430,7 @@ SANDBOX_METHODS = [
     ("pm_card_amex", "American Express ···· 8431 — pays"),
     ("pm_card_visa_chargeDeclined", "Visa ···· 0002 — declines"),
     ("pm_card_visa_chargeDeclinedInsufficientFunds", "Visa ···· 9995 — declines, insufficient funds"),
+    ("pm_card_authenticationRequired", "Visa ···· 3184 — asks for 3-D Secure on every payment"),
     ("sepa:DE89370400440532013000", "SEPA debit DE89 ···· 3000 — settles"),
     ("ach:110000000:000123456789", "ACH debit ···· 6789 — settles"),
 ]

@@ -10,11 +10,12 @@ from datetime import date
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
+from billing.attempts import attempts_resolve
 from billing.models import BillingSettings, Charge, ChargeAttempt, Invoice, PaymentMethod
 from billing.overview import invoice_status, lines_by_category, month_invoices
 from billing.pay_now import attempt_for_request, charge_pay_now, open_charges
@@ -27,8 +28,10 @@ from billing.plain_words import (
     client_status_label,
     client_status_tone,
 )
+from billing.providers import get_provider
+from billing.providers.base import ProviderError
 from billing.selectors import client_balance
-from billing.statuses import AttemptOutcome, ChargeStatus
+from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus
 from clients.models import Client
 from core.calendar import add_months
 from core.errors import ApplicationError
@@ -146,6 +149,8 @@ def _paid_message(attempt: ChargeAttempt | None, charge: Charge) -> tuple[int, s
         return messages.SUCCESS, f"Thank you — {amount} paid for invoice {charge.invoice.number}."
     if attempt.outcome == AttemptOutcome.PENDING:
         return messages.SUCCESS, f"Bank debit of {amount} submitted; it takes a few business days to clear."
+    if attempt.outcome == AttemptOutcome.REQUIRES_ACTION:
+        return messages.INFO, "Your bank is waiting for you to confirm this payment."
     if attempt.outcome in (AttemptOutcome.STARTED, AttemptOutcome.UNKNOWN):
         return messages.INFO, "Your payment is being processed. This page will show the result shortly."
     return messages.ERROR, f"Payment failed: {client_decline_reason(attempt.decline_code)}."
@@ -166,12 +171,18 @@ def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
             result = charge_pay_now(charge=charge, user=request.user, request_key=key, today=today)  # type: ignore[arg-type]
         except ApplicationError as exc:
             earlier = attempt_for_request(charge=charge, request_key=key)
+            waiting = charge.attempts.filter(outcome=AttemptOutcome.REQUIRES_ACTION).order_by("-number").first()
+            if earlier is None and waiting is not None and waiting.action_url:
+                return redirect(waiting.action_url)  # an earlier Pay now still waits for the bank's confirmation
             if earlier is None:
                 messages.error(request, exc.message)
                 return redirect("portal-charge-pay", public_id=charge.public_id)
             result_attempt: ChargeAttempt | None = earlier
         else:
             result_attempt = result.attempt  # type: ignore[assignment]
+        if result_attempt is not None and result_attempt.outcome == AttemptOutcome.REQUIRES_ACTION:
+            # COL-7: the cardholder confirms on the bank's page (3-D Secure), which returns to `charge_pay_return`.
+            return redirect(result_attempt.action_url)
         charge.refresh_from_db()
         level, words = _paid_message(result_attempt, charge)
         messages.add_message(request, level, words)
@@ -179,6 +190,7 @@ def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
             return redirect(reverse("portal") + f"?month={charge.invoice.period_start:%Y-%m}")
         return redirect("portal-charge-pay", public_id=charge.public_id)
     [(_, words)] = charges_in_words([charge], client=client, agency=agency, today=today)
+    waiting = charge.attempts.filter(outcome=AttemptOutcome.REQUIRES_ACTION).order_by("-number").first()
     return render(
         request,
         "portal/pay.html",
@@ -186,6 +198,7 @@ def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
             "client": client,
             "charge": charge,
             "words": words,
+            "waiting": waiting,
             "payment_method": _current_method(client),
             "pay_key": uuid.uuid4().hex,
             "currency": charge.currency,
@@ -197,6 +210,54 @@ def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
 def portal_invoice_pdf(request: HttpRequest, public_id) -> HttpResponse:
     invoice = get_object_or_404(Invoice, client=request.portal_client, public_id=public_id)  # type: ignore[attr-defined]
     return pdf_response(invoice_pdf(invoice=invoice, agency=request.tenant), pdf_filename(invoice))  # type: ignore[attr-defined]
+
+
+@client_view
+def charge_pay_return(request: HttpRequest, public_id) -> HttpResponse:
+    """Where the bank's 3-D Secure page sends the cardholder back (COL-7). The query it adds is not trusted: the
+    attempt's outcome is asked of the processor, and recorded like any other."""
+    client = request.portal_client  # type: ignore[attr-defined]
+    agency = request.tenant  # type: ignore[attr-defined]
+    charge = get_object_or_404(Charge.objects.select_related("invoice"), client=client, public_id=public_id)
+    attempts_resolve(charge, today=business_today(agency))
+    charge.refresh_from_db()
+    attempt = charge.attempts.filter(kind=AttemptKind.CLIENT).order_by("-number").first()
+    level, words = _paid_message(attempt, charge)
+    messages.add_message(request, level, words)
+    if charge.status in (ChargeStatus.PAID, ChargeStatus.PAID_OUT, ChargeStatus.PENDING):
+        return redirect(reverse("portal") + f"?month={charge.invoice.period_start:%Y-%m}")
+    return redirect("portal-charge-pay", public_id=charge.public_id)
+
+
+@client_view
+@require_http_methods(["GET", "POST"])
+def sandbox_authenticate(request: HttpRequest, reference: str) -> HttpResponse:
+    """The sandbox's stand-in for a bank's 3-D Secure page (COL-7): only with the sandbox processor, only for a
+    payment of this client waiting for authentication; anything else is 404."""
+    from billing.platform.models import SandboxPaymentIntent
+
+    provider = get_provider()
+    if provider.name != "sandbox":
+        raise Http404
+    client = request.portal_client  # type: ignore[attr-defined]
+    intent = SandboxPaymentIntent.objects.filter(reference=reference, status="requires_action").first()
+    if intent is None or intent.metadata.get("schema") != request.tenant.schema_name:  # type: ignore[attr-defined]
+        raise Http404
+    charge = get_object_or_404(
+        Charge.objects.select_related("invoice"), client=client, public_id=intent.metadata.get("charge")
+    )
+    if request.method == "POST":
+        try:
+            back = provider.authenticate(reference, succeed=request.POST.get("outcome") == "succeeded")  # type: ignore[attr-defined]
+        except ProviderError as exc:
+            messages.error(request, str(exc))
+            return redirect("portal-charge-pay", public_id=charge.public_id)
+        return redirect(back)
+    return render(
+        request,
+        "portal/sandbox_authenticate.html",
+        {"charge": charge, "intent": intent, "currency": charge.currency},
+    )
 
 
 @client_view

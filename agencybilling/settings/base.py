@@ -171,6 +171,9 @@ PASSWORD_RESET_LINK_SECONDS = env_int("PASSWORD_RESET_LINK_SECONDS", 3600)
 PASSWORD_RESET_PER_EMAIL = env_int("PASSWORD_RESET_PER_EMAIL", 3)
 PASSWORD_RESET_PER_ADDRESS = env_int("PASSWORD_RESET_PER_ADDRESS", 10)
 PASSWORD_RESET_WINDOW_SECONDS = env_int("PASSWORD_RESET_WINDOW_SECONDS", 3600)
+# 3-D Secure (COL-7): a Pay now whose cardholder left the bank's authentication unfinished this long is cancelled
+# at the processor, and the charge can be attempted again.
+AUTHENTICATION_WAIT_SECONDS = env_int("AUTHENTICATION_WAIT_SECONDS", 3600)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -14,6 +14,9 @@ class Outcome(StrEnum):
     PENDING = "pending"  # bank debit submitted, settlement awaited (COL-3)
     DECLINED = "declined"  # a definite failure: the money did not move
     UNKNOWN = "unknown"  # timeout, 5xx, connection lost: must be looked up before any new attempt
+    # On-session only (COL-7): the cardholder must authenticate (3-D Secure) at `action_url`; the payment is
+    # neither made nor failed until they do, or give up.
+    REQUIRES_ACTION = "requires_action"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class ChargeResult:
     reference: str = ""
     decline_code: str = ""
     message: str = ""
+    action_url: str = ""  # REQUIRES_ACTION: where the cardholder authenticates
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,10 @@ class ChargeRequest:
     destination: str | None = None  # connected account for a destination charge (PAY-1)
     description: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    # The customer is present (the portal's Pay now): the payment may ask for authentication (3-D Secure) and
+    # comes back to `return_url` afterwards. Off-session otherwise (autopay, retries), where it cannot (COL-7).
+    on_session: bool = False
+    return_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +127,11 @@ class PaymentProvider(Protocol):
 
     def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
         """The provider's truth about an attempt; None when the provider never received it."""
+        ...
+
+    def charge_cancel(self, request: ChargeRequest) -> ChargeResult | None:
+        """Give up an attempt still waiting for the cardholder's authentication (COL-7), so it can no longer
+        succeed; returns the attempt's final state (it may have succeeded just before), None if unknown."""
         ...
 
     def advance(self, *, today: date) -> list[ProviderEvent]:

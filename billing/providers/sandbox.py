@@ -1,6 +1,11 @@
 """The sandbox processor: behaves like Stripe test mode for Stripe's documented test cards and test bank
 accounts, with its books in the public schema so web, worker and beat share them.
 
+3-D Secure (COL-7), as Stripe's authentication test cards: off-session a charge fails with
+`authentication_required`; on-session (Pay now) it waits in `requires_action` for the cardholder, whom the portal
+sends to a local page standing in for the bank's (`/portal/sandbox/authenticate/<payment intent>/`), which
+completes or fails it (`authenticate`) and returns to the charge's page.
+
 Time is the caller's business date, so `simulate` can walk months in seconds:
 - cards succeed or decline at once;
 - bank debits (SEPA, ACH) are `processing` and settle, or fail, 2 business days later (COL-3);
@@ -42,6 +47,7 @@ from billing.providers.base import (
     SavedPaymentMethod,
 )
 from core.calendar import add_weekdays
+from core.links import absolute_url
 from core.money import charge_ceiling_minor, format_minor
 
 SETTLEMENT_BUSINESS_DAYS = 2
@@ -80,7 +86,12 @@ TEST_BANK_ACCOUNTS: dict[str, tuple[str, str]] = {
     "ach:110000000:000111111113": ("us_bank_account", "account_closed"),
     "ach:110000000:000111111116": ("us_bank_account", "insufficient_funds"),
 }
-SANDBOX_TOKENS = tuple(TEST_CARDS) + tuple(TEST_BANK_ACCOUNTS)
+# Stripe's 3-D Secure test cards: every charge needs the cardholder's authentication (COL-7).
+AUTHENTICATION_CARDS: dict[str, tuple[str, str]] = {
+    "pm_card_authenticationRequired": ("4000002760003184", "visa"),
+    "pm_card_threeDSecureRequired": ("4000000000003063", "visa"),
+}
+SANDBOX_TOKENS = tuple(TEST_CARDS) + tuple(AUTHENTICATION_CARDS) + tuple(TEST_BANK_ACCOUNTS)
 REFUND_SETTLEMENT_BUSINESS_DAYS = 2
 
 
@@ -90,6 +101,14 @@ def _fingerprint(secret: str) -> str:
 
 def _ref(prefix: str) -> str:
     return f"{prefix}_sbx_{uuid.uuid4().hex[:20]}"
+
+
+RETURN_URL = "_return_url"  # kept in the payment's metadata, as Stripe keeps a PaymentIntent's return_url
+
+
+def authentication_url(intent: SandboxPaymentIntent) -> str:
+    """The sandbox's stand-in for the bank's 3-D Secure page: on the agency's host, beside the charge's page."""
+    return absolute_url(f"/portal/sandbox/authenticate/{intent.reference}/", agency=intent.metadata.get("schema"))
 
 
 class SandboxProvider:
@@ -105,9 +124,12 @@ class SandboxProvider:
         # "<test token>:<variant>" is another physical card or account with the same test behaviour, so
         # several accounts can each hold one (COL-5 forbids sharing one).
         given, variant = token, ""
-        if token not in TEST_CARDS and token not in TEST_BANK_ACCOUNTS and ":" in token:
+        if token not in SANDBOX_TOKENS and ":" in token:
             token, _, variant = token.rpartition(":")
-        if token in TEST_CARDS:
+        if token in AUTHENTICATION_CARDS:
+            number, brand = AUTHENTICATION_CARDS[token]
+            kind, secret, last4 = "card", number + variant, number[-4:]
+        elif token in TEST_CARDS:
             number, brand, error, _ = TEST_CARDS[token]
             if error:
                 raise ProviderError(f"The card was refused: {error}.", code=error)
@@ -136,6 +158,8 @@ class SandboxProvider:
             return ChargeResult(Outcome.SUCCEEDED, intent.reference)
         if intent.status == "processing":
             return ChargeResult(Outcome.PENDING, intent.reference)
+        if intent.status == "requires_action":
+            return ChargeResult(Outcome.REQUIRES_ACTION, intent.reference, action_url=authentication_url(intent))
         return ChargeResult(Outcome.DECLINED, intent.reference, intent.decline_code, "The payment was declined.")
 
     def charge_create(self, request: ChargeRequest) -> ChargeResult:
@@ -151,7 +175,14 @@ class SandboxProvider:
         settles_on: date | None = None
         available_on: date | None = None
         decline = ""
-        if method.kind == "card":
+        metadata = dict(request.metadata)
+        if method.kind == "card" and method.token in AUTHENTICATION_CARDS:
+            if request.on_session:
+                status = "requires_action"
+                metadata[RETURN_URL] = request.return_url
+            else:
+                status, decline = "failed", "authentication_required"
+        elif method.kind == "card":
             decline = TEST_CARDS.get(method.token, ("", "", "", ""))[3]
             status = "failed" if decline else "succeeded"
             available_on = None if decline else request.business_date
@@ -173,7 +204,7 @@ class SandboxProvider:
                     created_on=request.business_date,
                     settles_on=settles_on,
                     available_on=available_on,
-                    metadata=request.metadata,
+                    metadata=metadata,
                 )
         except IntegrityError:
             # Same idempotency key: the original outcome, nothing new (as Stripe does).
@@ -196,6 +227,29 @@ class SandboxProvider:
     def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
         intent = SandboxPaymentIntent.objects.filter(idempotency_key=request.idempotency_key).first()
         return None if intent is None else self._result(intent)
+
+    def charge_cancel(self, request: ChargeRequest) -> ChargeResult | None:
+        SandboxPaymentIntent.objects.filter(idempotency_key=request.idempotency_key, status="requires_action").update(
+            status="canceled", decline_code="authentication_required"
+        )
+        return self.charge_lookup(request)
+
+    @staticmethod
+    def authenticate(reference: str, *, succeed: bool) -> str:
+        """The cardholder completes (or fails) the 3-D Secure challenge of a payment waiting for it; the URL to
+        return to. Raises ProviderError when there is nothing to authenticate (done already, or unknown)."""
+        with transaction.atomic():
+            intent = SandboxPaymentIntent.objects.select_for_update().filter(reference=reference).first()
+            if intent is None or intent.status != "requires_action":
+                raise ProviderError(
+                    "There is no payment waiting for authentication.", code="payment_intent_unexpected_state"
+                )
+            if succeed:
+                intent.status, intent.available_on = "succeeded", intent.created_on
+            else:
+                intent.status, intent.decline_code = "failed", "payment_intent_authentication_failure"
+            intent.save(update_fields=["status", "available_on", "decline_code"])
+        return str(intent.metadata.get(RETURN_URL, ""))
 
     def advance(self, *, today: date) -> list[ProviderEvent]:
         events: list[ProviderEvent] = []

@@ -65,7 +65,14 @@ def _outcome_of(intent: Any) -> ChargeResult:
         return ChargeResult(Outcome.SUCCEEDED, intent["id"])
     if status == "processing":
         return ChargeResult(Outcome.PENDING, intent["id"])
-    if status in ("requires_payment_method", "canceled", "requires_action", "requires_confirmation"):
+    if status == "requires_action":
+        # On-session (COL-7): the cardholder authenticates on the bank's page, then comes back to return_url.
+        action = intent.get("next_action") or {}
+        url = (action.get("redirect_to_url") or {}).get("url") or (action.get("use_stripe_sdk") or {}).get(
+            "stripe_js", ""
+        )
+        return ChargeResult(Outcome.REQUIRES_ACTION, intent["id"], action_url=url or "")
+    if status in ("requires_payment_method", "canceled", "requires_confirmation"):
         error = intent.get("last_payment_error") or {}
         code = error.get("decline_code") or error.get("code") or status
         return ChargeResult(Outcome.DECLINED, intent["id"], code, error.get("message") or "")
@@ -247,11 +254,14 @@ class StripeProvider:
             "currency": request.currency.lower(),
             "customer": request.customer,
             "payment_method": request.payment_method,
-            "off_session": True,
             "confirm": True,
             "description": request.description,
             "metadata": dict(request.metadata),
         }
+        if request.on_session:
+            params["return_url"] = request.return_url  # 3-D Secure comes back here (COL-7)
+        else:
+            params["off_session"] = True
         if request.destination:
             params["transfer_data"] = {"destination": request.destination}
         return params
@@ -275,14 +285,35 @@ class StripeProvider:
             return ChargeResult(Outcome.DECLINED, "", exc.code or "invalid_request", exc.user_message or "")
         return _outcome_of(intent)
 
-    def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
+    def _intent_of(self, request: ChargeRequest) -> dict | None:
         params: PaymentIntentListParams = {"customer": request.customer, "limit": 100}
         page = self._call(self.client.v1.payment_intents.list, params=params)
         for item in page.auto_paging_iter():
             intent = _plain(item)
             if (intent.get("metadata") or {}).get("attempt") == request.idempotency_key:
-                return _outcome_of(intent)
+                return intent
         return None
+
+    def charge_lookup(self, request: ChargeRequest) -> ChargeResult | None:
+        intent = self._intent_of(request)
+        return None if intent is None else _outcome_of(intent)
+
+    def charge_cancel(self, request: ChargeRequest) -> ChargeResult | None:
+        intent = self._intent_of(request)
+        if intent is None:
+            return None
+        if intent.get("status") == "requires_action":
+            try:
+                intent = _plain(self._call(self.client.v1.payment_intents.cancel, intent["id"]))
+            except stripe.InvalidRequestError:
+                # Finished meanwhile (authenticated and paid, or failed): its state now is the answer.
+                return self.charge_lookup(request)
+        result = _outcome_of(intent)
+        if intent.get("status") == "canceled":
+            return ChargeResult(
+                Outcome.DECLINED, intent["id"], "authentication_required", "The cardholder did not authenticate."
+            )
+        return result
 
     def advance(self, *, today: date) -> list[ProviderEvent]:
         return []  # Stripe reports settlement and payouts by webhook

@@ -77,7 +77,7 @@ def test_INV_1_unsettled_invoice_pdf_is_not_stored_so_its_status_stays_current(s
         invoice = Invoice.objects.get(client=scenario.declining)
         assert invoice.charges.get().status == ChargeStatus.RETRYING
         text = pdf_text(invoice_pdf(invoice=invoice))
-        assert "Retrying" in text and invoice.number in text
+        assert "Status Unpaid" in text and invoice.number in text  # the client's word for Retrying (POR-1)
         invoice.refresh_from_db()
         assert not invoice.pdf
 
