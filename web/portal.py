@@ -28,6 +28,7 @@ from billing.plain_words import (
     client_status_label,
     client_status_tone,
 )
+from billing.platform.models import SandboxPaymentIntent
 from billing.providers import get_provider
 from billing.providers.base import ProviderError
 from billing.selectors import client_balance
@@ -234,8 +235,6 @@ def charge_pay_return(request: HttpRequest, public_id) -> HttpResponse:
 def sandbox_authenticate(request: HttpRequest, reference: str) -> HttpResponse:
     """The sandbox's stand-in for a bank's 3-D Secure page (COL-7): only with the sandbox processor, only for a
     payment of this client waiting for authentication; anything else is 404."""
-    from billing.platform.models import SandboxPaymentIntent
-
     provider = get_provider()
     if provider.name != "sandbox":
         raise Http404
