@@ -29,10 +29,11 @@ def main() -> None:
     from aiosmtpd.controller import Controller
 
     parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    controller = Controller(KeyRecorder(args.out), hostname="127.0.0.1", port=args.port)
+    controller = Controller(KeyRecorder(args.out), hostname=args.host, port=args.port)
     controller.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

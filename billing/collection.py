@@ -28,6 +28,7 @@ from billing.models import Charge
 from billing.providers import get_provider
 from billing.providers.base import ChargeResult, PaymentProvider
 from billing.statuses import UNRESOLVED_OUTCOMES, AttemptOutcome, ChargeStatus
+from core.metrics import CHARGES
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ class CollectionSummary:
         if attempt is None:
             if charge.status == ChargeStatus.UNCOLLECTABLE:
                 self.uncollectable += 1
+                CHARGES.labels(outcome="no_payment_method").inc()
             return
         self.attempted += 1
         outcome = attempt.outcome
+        CHARGES.labels(outcome=str(outcome).lower()).inc()
         if outcome == AttemptOutcome.SUCCEEDED:
             self.paid += 1
         elif outcome == AttemptOutcome.PENDING:

@@ -39,6 +39,7 @@ from billing.invoicing import BillingRunResult, billing_run
 from billing.models import AgencyDay, AgencyDayStep, DayStep, RunStatus, StepStatus
 from billing.reminders import ReminderSummary, reminders_send
 from billing.settlement import provider_day_settle
+from core.metrics import DAY_STEP_SECONDS, Stopwatch
 from tenants.models import Agency
 
 
@@ -104,11 +105,13 @@ def agency_day_run(*, agency: Agency, today: date) -> DayResult:
             record, _ = AgencyDayStep.objects.get_or_create(day=day, step=step)
             AgencyDayStep.objects.filter(pk=record.pk).update(status=StepStatus.STARTED, attempts=F("attempts") + 1)
         try:
-            if in_tenant:
-                with tenant_context(agency):
+            with Stopwatch() as watch:
+                if in_tenant:
+                    with tenant_context(agency):
+                        outcome = runner(agency=agency, today=today)
+                else:
                     outcome = runner(agency=agency, today=today)
-            else:
-                outcome = runner(agency=agency, today=today)
+            DAY_STEP_SECONDS.labels(step=step).observe(watch.seconds)
         except Exception as exc:
             if not _step_failed(agency=agency, day=day, record=record, step=step, exc=exc):
                 raise

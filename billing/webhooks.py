@@ -16,6 +16,7 @@ from billing.platform.models import WebhookEvent, WebhookStatus
 from billing.providers.base import ProviderError
 from billing.providers.stripe import StripeProvider
 from billing.settlement import provider_event_dispatch
+from core.metrics import WEBHOOK_LAG_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def webhook_event_process(event_pk: int) -> str:
             raise
         stored.status, stored.processed_at, stored.error = WebhookStatus.PROCESSED, timezone.now(), outcome
         stored.save(update_fields=["status", "processed_at", "error", "attempts"])
+        WEBHOOK_LAG_SECONDS.observe((stored.processed_at - stored.received_at).total_seconds())
         return stored.status
 
 

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import audit_record
+from core.metrics import NOTICES
 from notifications.catalog import CATALOG
 from notifications.layout import Branding, branded_message
 from notifications.mime import alternative_message_bytes
@@ -297,6 +298,8 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
                     )
                     raise
             results[notice.pk], error = _deliver_one(notice, mail)
+            if results[notice.pk] in ("sent", "failed", "uncertain"):
+                NOTICES.labels(result=results[notice.pk]).inc()
             if results[notice.pk] == "failed":
                 refused = refused or error
             elif results[notice.pk] == "uncertain":

@@ -7,7 +7,15 @@ from pathlib import Path
 from django.utils.csp import CSP
 from kombu import Queue
 
-from agencybilling.env import database_from_url, email_from_url, env_bool, env_int, env_str, site_url_from_env
+from agencybilling.env import (
+    ConfigError,
+    database_from_url,
+    email_from_url,
+    env_bool,
+    env_int,
+    env_str,
+    site_url_from_env,
+)
 from agencybilling.queues import celery_routing
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -70,6 +78,7 @@ TENANT_SPARE_SCHEMAS = env_int("TENANT_SPARE_SCHEMAS", 2)
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 MIDDLEWARE = [
+    "core.logs.RequestIdMiddleware",
     "tenants.middleware.AgencyTenantMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -291,12 +300,24 @@ SPECTACULAR_SETTINGS = {
 # Outbound webhooks (integrations): private and loopback addresses are refused unless allowed (tests, demo).
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env_bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", False)
 WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10)
+# Prometheus scrapes `/metrics` on the platform host with `Authorization: Bearer <METRICS_TOKEN>`; without a token
+# set, only from this machine (loopback). Workers serve theirs on WORKER_METRICS_PORT (docs/operations.md).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
+# Logs: plain text (development) or one JSON object per line (LOG_FORMAT=json, production's default), each
+# record with the agency, request id and task id it belongs to (core/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ConfigError(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(agency)s %(request_id)s %(task_id)s] %(message)s"},
+        "json": {"()": "core.logs.json_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},

@@ -1,5 +1,7 @@
 """Production: every secret from the environment, HTTPS everywhere."""
 
+import os
+
 from agencybilling.env import ConfigError, env_bool, env_int, env_str
 
 from .base import *  # noqa: F403
@@ -21,3 +23,8 @@ CSRF_COOKIE_SECURE = True
 
 # Settled invoices' PDFs are stored by the PDF queue after each day (base.py).
 INVOICE_PDFS_AHEAD = env_bool("INVOICE_PDFS_AHEAD", True)
+
+# One JSON object per log line unless told otherwise (base.py reads LOG_FORMAT; this only changes its default).
+if not os.environ.get("LOG_FORMAT"):
+    LOG_FORMAT = "json"
+    LOGGING["handlers"]["console"]["formatter"] = "json"  # noqa: F405

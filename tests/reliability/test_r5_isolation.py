@@ -86,11 +86,14 @@ class Probe:
 
 # What the platform domain serves to anyone, signed in or not: sign-in and the way back in when the password is
 # lost (the reset pages show nothing of any account: the same page follows a request for any address, and a link
-# without a valid token reads "this link no longer works"), the health check and the favicon.
+# without a valid token reads "this link no longer works"), the health check and the favicon. And `/metrics` to a
+# caller on this machine (the test client's 127.0.0.1) when no METRICS_TOKEN is set: counts and queue depths, no
+# agency's name or data (test_metrics.py: from elsewhere, or without the token once one is set, it answers 404).
 OPEN_TO_ANYONE = frozenset(
     {
         "login",
         "healthz",
+        "metrics",
         "favicon",
         "password-reset",
         "password-reset-sent",
