@@ -178,6 +178,9 @@ def charge_words(
         reason = "No payment method on file"
     else:
         reason = client_decline_reason(failed.decline_code)
+        used = method_labels.get(failed.payment_method_reference, "")
+        if used and used != current_method:
+            reason += f" ({used})"  # a card since replaced: say which one failed
     authentication = failed is not None and failed.decline_code == "authentication_required"
     if status == ChargeStatus.RETRYING and charge.next_retry_on:
         then = f"we'll try again on {short_date(charge.next_retry_on, today)}"

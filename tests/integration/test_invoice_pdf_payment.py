@@ -36,7 +36,8 @@ def test_INV_1_POR_1_autopay_invoice_says_paid_amount_date_and_card(scenario):
         invoice = Invoice.objects.get(client=scenario.paying, period_start=FEB)
         text = _text(invoice, scenario.agency)
     assert "Status Paid" in text and "Paid Out" not in text
-    assert "Amount due 0.00 USD" in text and f"Amount paid on 2027-02-01 with Visa ···· 4242 {486.05:.2f}" in text
+    assert "Amount due 0.00 USD" in text and "Amount paid 486.05 USD" in text
+    assert "Paid on 2027-02-01" in text and "Paid with Visa ···· 4242" in text
     assert "Charged automatically to Visa ···· 4242 on 2027-02-01 (autopay)." in text
     assert "on the billing date" not in text
 
@@ -69,7 +70,8 @@ def test_INV_1_POR_1_paid_by_a_manual_retry_or_by_pay_now_says_so(scenario):
         jan_text = _text(jan.invoice, scenario.agency)
         feb_text = _text(feb.invoice, scenario.agency)
     assert "Paid on 2027-02-03 with Mastercard ···· 4444 by a retry (attempt 3)." in jan_text
-    assert "Amount paid on 2027-02-03 with Mastercard ···· 4444 99.00 USD" in jan_text
+    assert "Amount paid 99.00 USD" in jan_text and "Paid on 2027-02-03" in jan_text
+    assert "Paid with Mastercard ···· 4444" in jan_text
     assert "Paid online by you (Pay now) on 2027-02-04 with Mastercard ···· 4444." in feb_text
     for text in (jan_text, feb_text):
         assert "Amount due 0.00 USD" in text and "autopay" not in text and "on the billing date" not in text

@@ -88,3 +88,12 @@ def test_POR_1_decline_codes_in_words_and_dates():
     assert how_paid(AttemptKind.AUTOMATIC, 1) == "by autopay"
     assert how_paid(AttemptKind.AUTOMATIC, 3) == "by an automatic retry"
     assert how_paid(AttemptKind.CLIENT, 2) == "online (Pay now)"
+
+
+def test_POR_1_a_replaced_card_is_named_in_the_reason():
+    words = _words(
+        _charge(ChargeStatus.RETRYING, next_retry_on=date(2026, 12, 14)),
+        [_attempt(1, AttemptOutcome.DECLINED, "card_declined", method="pm_0")],
+        current="Visa ···· 4242",
+    )
+    assert words.reason == "Your card was declined (Visa ···· 0002)"
