@@ -6,7 +6,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from api import invitations
-from api.agency import admin, billing, clients, margins
+from api.agency import admin, billing, books, clients, margins
 from api.docs import ApiDocsView, ApiRedocView
 
 urlpatterns = [
@@ -21,6 +21,9 @@ urlpatterns = [
     path("clients/<str:client_id>/payment-method/", clients.PaymentMethodApi.as_view()),
     path("clients/<str:client_id>/agency-invoiced-requests/", billing.AgencyInvoicedRequestsApi.as_view()),
     path("clients/<str:client_id>/margins/", margins.ClientMarginsApi.as_view()),
+    path("clients/<str:client_id>/ledger/", books.ClientLedgerApi.as_view()),
+    path("clients/<str:client_id>/balance/", books.ClientBalanceApi.as_view()),
+    path("balances/", books.BalancesApi.as_view()),
     path("margins/", margins.MarginsApi.as_view()),
     path("tax-rates/", clients.TaxRatesApi.as_view()),
     path("usage-records/", billing.UsageRecordsApi.as_view()),
@@ -30,6 +33,11 @@ urlpatterns = [
     path("charges/", billing.ChargesApi.as_view()),
     path("charges/<str:charge_id>/", billing.ChargeApi.as_view()),
     path("charges/<str:charge_id>/retry-requests/", billing.RetryRequestsApi.as_view()),
+    path("platform-invoices/", books.PlatformInvoicesApi.as_view()),
+    path("platform-invoices/<str:platform_invoice_id>/", books.PlatformInvoiceApi.as_view()),
+    path("platform-invoices/<str:platform_invoice_id>/pdf/", books.PlatformInvoicePdfApi.as_view()),
+    path("platform-ledger/", books.PlatformLedgerApi.as_view()),
+    path("platform-balance/", books.PlatformBalanceApi.as_view()),
     path("support-requests/", billing.SupportRequestsApi.as_view()),
     path("notices/", billing.NoticesApi.as_view()),
     path("billing-settings/", billing.BillingSettingsApi.as_view()),

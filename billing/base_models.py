@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.functions import RandomUUID
 from django.db import models
 
 from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus
@@ -60,6 +61,9 @@ class AbstractLedgerEntry(models.Model):
     """An append-only ledger line (MON-4). Charges are positive (owed), payments and credits negative.
     A balance is the sum of entries; nothing is ever updated in place."""
 
+    # The id the API shows. Filled by PostgreSQL, so the billing run's COPY of entries needs no column for it and
+    # rows written before the column existed got one each when it was added.
+    public_id = models.UUIDField(db_default=RandomUUID(), unique=True, editable=False)
     entry_type = models.CharField(max_length=10, choices=EntryType.choices)
     category = models.CharField(max_length=20, choices=BillingCategory.choices)
     amount_minor = models.BigIntegerField()

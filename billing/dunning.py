@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from django.db import transaction
 
-from billing.models import BillingSettings
 from billing.notices import client_context, client_notice
-from billing.selectors import PastDue, billing_settings, past_due_by_client
+from billing.selectors import billing_settings, overdue_due_before, overdue_reached, past_due_by_client
 from clients.models import Client
 from core.calendar import follow_up_dates
 from core.money import format_minor
@@ -34,20 +33,11 @@ class OverdueSummary:
     notices: int = 0
 
 
-def _due_before(settings: BillingSettings, today: date) -> date:
-    """Charges dated before this day are past their grace period today."""
-    return today - timedelta(days=settings.grace_period_days)
-
-
-def _is_overdue(past_due: PastDue | None, settings: BillingSettings) -> bool:
-    return past_due is not None and past_due.amount_minor >= max(settings.overdue_threshold_minor, 1)
-
-
 def overdue_evaluate(*, agency: Agency, today: date) -> OverdueSummary:
     """Flag, clear and remind overdue accounts of the current agency schema for `today`."""
     settings = billing_settings()
-    past_due = past_due_by_client(due_before=_due_before(settings, today))
-    overdue_ids = {client_id for client_id, amount in past_due.items() if _is_overdue(amount, settings)}
+    past_due = past_due_by_client(due_before=overdue_due_before(settings, today))
+    overdue_ids = {client_id for client_id, amount in past_due.items() if overdue_reached(amount, settings)}
     summary = OverdueSummary()
     with transaction.atomic():
         summary.cleared = (
@@ -93,8 +83,8 @@ def clients_overdue_refresh(*, client_ids: Iterable[int], today: date) -> set[in
     if not flagged:
         return set()
     settings = billing_settings()
-    past_due = past_due_by_client(due_before=_due_before(settings, today), client_ids=flagged)
-    cleared = {pk for pk in flagged if not _is_overdue(past_due.get(pk), settings)}
+    past_due = past_due_by_client(due_before=overdue_due_before(settings, today), client_ids=flagged)
+    cleared = {pk for pk in flagged if not overdue_reached(past_due.get(pk), settings)}
     if cleared:
         Client.objects.filter(pk__in=cleared).update(overdue_since=None)
     return cleared

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -260,6 +260,16 @@ def past_due_by_client(*, due_before: date, client_ids: list[int] | None = None)
             min(occurred_on, previous.oldest) if previous else occurred_on,
         )
     return result
+
+
+def overdue_due_before(settings: BillingSettings, today: date) -> date:
+    """Charges dated before this day are past their grace period today (DUN-1)."""
+    return today - timedelta(days=settings.grace_period_days)
+
+
+def overdue_reached(past_due: PastDue | None, settings: BillingSettings) -> bool:
+    """DUN-1: what is past due reaches the agency's threshold (and is something: a zero threshold means any amount)."""
+    return past_due is not None and past_due.amount_minor >= max(settings.overdue_threshold_minor, 1)
 
 
 def client_open_by_category(client: Client) -> dict[str, int]:

@@ -17,6 +17,7 @@ from accounts.models import Role, User
 from accounts.tokens import api_token_create
 from agencybilling import seed
 from billing.models import Charge, Invoice, SupportRequest
+from billing.platform.models import AgencyInvoice
 from billing.support import retry_request
 from clients.services import tax_rate_create
 from integrations.models import WebhookDelivery
@@ -131,6 +132,7 @@ def populate(agency, *, with_webhook: bool = True) -> World:
                 "charge_id": str(charge.public_id),
                 "tax_rate_id": str(rate.public_id),
                 "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
+                "platform_invoice_id": str(AgencyInvoice.objects.get(agency=agency).public_id),
             }
         )
         if with_webhook:

@@ -1,0 +1,303 @@
+"""The books through the API (MON-4, COL-6, DUN-1, ROLE-1, PAY-3): a month and a half of clients of every kind —
+card, ACH, SEPA, declining, a card replaced after failing, two autopay days, no payment method, Agency Invoiced —
+through the real day pipeline (`agencybilling.seed`), then every number read back only through the API.
+
+What is checked against what: each client's balance against its invoices (invoices API), its payments as the
+processor saw them (the charges API's successful attempts), and its credits and refunds (ledger API); its ledger
+replayed in the order it was written, each payment's allocations against COL-6 (the agency's billing-category order,
+oldest first); its overdue state against DUN-1 recomputed from the ledger.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import pytest
+from django_tenants.utils import schema_context, tenant_context
+
+from accounts.models import Role
+from agencybilling import seed
+from billing.models import BillingSettings
+from billing.payment_methods import payment_method_attach
+from billing.support import agency_invoiced_set
+from clients.services import tax_rate_create
+from tests.api.conftest import api, token_for
+from tests.billing_helpers import at, usage, with_plan
+from tests.conftest import ensure_agency, make_user, module_transaction
+
+pytestmark = pytest.mark.django_db
+
+START, REPLACED_ON, END = date(2026, 12, 1), date(2026, 12, 10), date(2027, 2, 12)
+# Not the default order, so following it is not an accident (COL-6).
+CATEGORY_ORDER = ["TAXES_FEES", "AGENCY_SERVICES", "LICENSE", "OVERAGE", "PRODUCTS", "OTHER"]
+GRACE, THRESHOLD = 7, 3000
+KINDS = ("card", "ach", "sepa", "declining", "replaced", "twice", "no-method", "invoiced")
+
+
+def _month(agency) -> dict[str, object]:
+    """The clients (by kind) after the simulated days; the agency bills on the 1st (America/New_York)."""
+    agency = with_plan(agency)
+    agency.connected_account_id = "acct_sbx_books"
+    agency.save(update_fields=["connected_account_id"])
+    support = make_user(None, "support-books@platform.test", Role.BILLING_SUPPORT)
+    outcomes = {
+        "card": seed.Outcome.PAYING,
+        "ach": seed.Outcome.ACH_DEBIT,
+        "sepa": seed.Outcome.BANK_DEBIT,
+        "declining": seed.Outcome.DECLINING,
+        "replaced": seed.Outcome.INSUFFICIENT_FUNDS,
+        "twice": seed.Outcome.PAYING,
+        "no-method": seed.Outcome.NO_METHOD,
+        "invoiced": seed.Outcome.PAYING,
+    }
+    clients = {}
+    with tenant_context(agency):
+        BillingSettings.objects.filter(singleton=True).update(
+            category_order=CATEGORY_ORDER, grace_period_days=GRACE, overdue_threshold_minor=THRESHOLD
+        )
+        rate = tax_rate_create(name="Sales tax", rate_bp=825)
+        for n, kind in enumerate(KINDS):
+            clients[kind] = seed.client(
+                name=f"Books {kind}",
+                email=f"{kind}@books.example",
+                activated_on=START,
+                license_price_minor=10000 + 1000 * n,
+                outcome=outcomes[kind],
+                method_tag=f"books-{kind}",
+                services=[("SEO retainer", 4500), ("Set-up", 20000, True)] if n % 2 else [("Reporting", 2500)],
+                taxes=[rate],
+                **({"autopay_days": [5, 20]} if kind == "twice" else {}),
+            )
+        usage(agency, clients["card"], "listings", 180, at(date(2026, 12, 10)), "books-u1")
+        usage(agency, clients["twice"], "reviews", 75, at(date(2027, 1, 12)), "books-u2")
+        agency_invoiced_set(client=clients["invoiced"], user=support, reason="Pays the agency by wire", today=START)
+    seed.run_days(agency, seed.days(START, REPLACED_ON - timedelta(days=1)))
+    with tenant_context(agency):
+        payment_method_attach(client=clients["replaced"], token="pm_card_mastercard:books-replaced")
+    seed.run_days(agency, seed.days(REPLACED_ON, END))
+    # Where `manage.py simulate` leaves the clock: the API's "today" is the agency's last day run, not the wall clock.
+    type(agency).objects.filter(pk=agency.pk).update(clock_date=END)
+    return clients
+
+
+@pytest.fixture(scope="module")
+def month(django_db_setup, django_db_blocker) -> Iterator[dict]:
+    with module_transaction(django_db_blocker):
+        with django_db_blocker.unblock():
+            agency = ensure_agency("alpha")
+            clients = _month(agency)
+            secret = token_for(agency, "admin@books.test", Role.ADMINISTRATOR)
+        yield {"agency": agency, "clients": clients, "secret": secret}
+
+
+def _pages(http, path: str) -> list[dict]:
+    """Every row of a list, following `next` until it is null."""
+    rows, url = [], path
+    while url:
+        response = http.get(url)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        rows += body["results"]
+        url = body["next"]
+    return rows
+
+
+def _replay_allocations(ledger: list[dict], category_order: list[str] = CATEGORY_ORDER) -> dict[str, int]:
+    """Replay a ledger in the order it was written; check that each payment or credit was applied as COL-6 says
+    (open charges in the agency's category order, oldest first within a category, until it is used up). Returns
+    what is open of each charge at the end."""
+    rank = {category: index for index, category in enumerate(category_order)}
+    open_: dict[str, int] = {}
+    order: dict[str, tuple] = {}
+    for position, entry in enumerate(ledger):
+        if entry["entry_type"] == "CHARGE":
+            open_[entry["id"]] = entry["amount_minor"]
+            order[entry["id"]] = (rank[entry["category"]], entry["occurred_on"], position)
+            continue
+        if entry["entry_type"] not in ("PAYMENT", "CREDIT"):
+            continue
+        left, expected = -entry["amount_minor"], []
+        for charge in sorted((c for c, amount in open_.items() if amount > 0), key=order.__getitem__):
+            if left == 0:
+                break
+            take = min(open_[charge], left)
+            expected.append((charge, take))
+            left -= take
+        got = [(a["entry"], a["amount_minor"]) for a in entry["allocations"]]
+        assert got == expected, f"payment {entry['reference']} on {entry['occurred_on']}: {got} != {expected}"
+        assert entry["open_minor"] == left
+        for charge, amount in got:
+            open_[charge] -= amount
+    for entry in ledger:
+        if entry["entry_type"] == "CHARGE":
+            assert entry["open_minor"] == open_[entry["id"]]
+            assert sum(a["amount_minor"] for a in entry["allocations"]) == entry["amount_minor"] - open_[entry["id"]]
+    return open_
+
+
+def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
+    """Every client's API balance = invoices - payments - credits + refunds, payments as the processor saw them,
+    allocations in category order (COL-6), overdue as DUN-1 says — read only through the API."""
+    http = api(month["agency"], month["secret"])
+    clients = {row["name"]: row for row in _pages(http, "/api/v1/clients/?limit=3")}
+    assert {f"Books {kind}" for kind in KINDS} <= set(clients)
+    summary = {}
+    for kind in KINDS:
+        client_id = clients[f"Books {kind}"]["id"]
+        invoices = _pages(http, f"/api/v1/invoices/?client={client_id}")
+        charges = _pages(http, f"/api/v1/charges/?client={client_id}")
+        ledger = _pages(http, f"/api/v1/clients/{client_id}/ledger/?ordering=created_at&limit=4")
+        balance = http.get(f"/api/v1/clients/{client_id}/balance/").json()
+        by_type: dict[str, int] = defaultdict(int)
+        for entry in ledger:
+            by_type[entry["entry_type"]] += entry["amount_minor"]
+        invoiced = sum(invoice["total_minor"] for invoice in invoices)
+        collected = sum(
+            attempt["amount_minor"]
+            for charge in charges
+            for attempt in charge["attempts"]
+            if attempt["outcome"] == "SUCCEEDED"
+        )
+        payments, credits, refunds = -by_type["PAYMENT"], -by_type["CREDIT"], by_type["REFUND"]
+        assert by_type["CHARGE"] == invoiced == balance["charged_minor"], kind
+        assert payments == collected == balance["paid_minor"], kind
+        assert (credits, refunds) == (balance["credited_minor"], balance["refunded_minor"])
+        assert balance["balance_minor"] == invoiced - payments - credits + refunds == sum(by_type.values()), kind
+        uncollected = sum(c["amount_minor"] for c in charges if c["status"] not in ("PAID", "PAID_OUT"))
+        assert balance["balance_minor"] == uncollected, kind
+
+        open_ = _replay_allocations(ledger)
+        by_category: dict[str, int] = defaultdict(int)
+        for entry in ledger:
+            if entry["entry_type"] == "CHARGE" and open_[entry["id"]]:
+                by_category[entry["category"]] += open_[entry["id"]]
+        assert balance["open_by_category"] == dict(by_category), kind
+        assert list(balance["open_by_category"]) == [c for c in CATEGORY_ORDER if c in by_category]
+        assert balance["open_minor"] - balance["unapplied_minor"] == balance["balance_minor"]
+
+        # DUN-1 from the ledger: what is open of charges dated before today minus the grace period.
+        overdue = balance["overdue"]
+        today = date.fromisoformat(overdue["today"])
+        assert today == END
+        cutoff = (today - timedelta(days=GRACE)).isoformat()
+        past_due = sum(open_[e["id"]] for e in ledger if e["entry_type"] == "CHARGE" and e["occurred_on"] < cutoff)
+        if kind == "invoiced":
+            past_due = 0  # pays the agency directly: never past due here (COL-1)
+        assert overdue["past_due_minor"] == past_due, kind
+        assert overdue["overdue"] == overdue["reached"] == (past_due >= THRESHOLD), kind
+        assert (overdue["threshold_minor"], overdue["grace_period_days"]) == (THRESHOLD, GRACE)
+
+        # The balance at the end of a day is the ledger up to that day.
+        as_of = "2027-01-15"
+        earlier = http.get(f"/api/v1/clients/{client_id}/balance/?as_of={as_of}").json()
+        assert earlier["as_of"] == as_of
+        assert earlier["balance_minor"] == sum(e["amount_minor"] for e in ledger if e["occurred_on"] <= as_of)
+        dated = _pages(http, f"/api/v1/clients/{client_id}/ledger/?date_to={as_of}&date_from=2027-01-01")
+        assert all("2027-01-01" <= e["occurred_on"] <= as_of for e in dated)
+        assert len(dated) == sum(1 for e in ledger if "2027-01-01" <= e["occurred_on"] <= as_of)
+        summary[kind] = (invoiced, payments, balance["balance_minor"], overdue["overdue"])
+
+    # The month did what each kind does.
+    assert summary["card"][2] == summary["ach"][2] == summary["sepa"][2] == 0, summary
+    assert 0 < summary["twice"][2] < summary["twice"][1], summary  # February's second installment falls due on the 20th
+    assert summary["declining"][1] == 0 and summary["declining"][3], summary
+    assert summary["no-method"][1] == 0 and summary["no-method"][3], summary
+    assert summary["replaced"][1] > 0 and summary["replaced"][2] == 0 and not summary["replaced"][3], summary
+    assert summary["invoiced"][1] == 0 and summary["invoiced"][2] == summary["invoiced"][0] > 0, summary
+
+    # Every client's balance in one list, the same numbers; the overdue filter.
+    rows = {row["client"]["name"]: row for row in _pages(http, "/api/v1/balances/?limit=2")}
+    for kind in KINDS:
+        assert rows[f"Books {kind}"]["balance_minor"] == summary[kind][2]
+        assert rows[f"Books {kind}"]["overdue"] == summary[kind][3]
+    overdue_names = {row["client"]["name"] for row in _pages(http, "/api/v1/balances/?overdue=true")}
+    assert overdue_names == {f"Books {kind}" for kind in KINDS if summary[kind][3]}
+
+
+def test_ROLE_1_books_hide_amounts_from_status_only_roles_and_other_salespeople_s_clients(month):
+    agency, clients = month["agency"], month["clients"]
+    with schema_context(agency.schema_name):
+        junior = make_user(agency, "junior@books.test", Role.JR_SALESPERSON)
+        seller = make_user(agency, "seller@books.test", Role.SALESPERSON)
+        type(clients["declining"]).objects.filter(pk=clients["declining"].pk).update(salesperson=junior)
+        type(clients["card"]).objects.filter(pk=clients["card"].pk).update(salesperson=seller)
+    jr = api(agency, token_for(agency, junior.email, Role.JR_SALESPERSON))
+    own = clients["declining"].public_id
+    balance = jr.get(f"/api/v1/clients/{own}/balance/").json()
+    assert balance["balance_minor"] is None and balance["open_by_category"] is None
+    assert balance["overdue"]["overdue"] is True and balance["overdue"]["past_due_minor"] is None
+    ledger = jr.get(f"/api/v1/clients/{own}/ledger/").json()["results"]
+    assert ledger and all(e["amount_minor"] is None and e["open_minor"] is None for e in ledger)
+    assert all(a["amount_minor"] is None for e in ledger for a in e["allocations"])
+    assert [row["balance_minor"] for row in jr.get("/api/v1/balances/").json()["results"]] == [None]
+    sp = api(agency, token_for(agency, seller.email, Role.SALESPERSON))
+    for path in ("ledger", "balance"):
+        assert sp.get(f"/api/v1/clients/{own}/{path}/").status_code == 404
+        assert jr.get(f"/api/v1/clients/{clients['card'].public_id}/{path}/").status_code == 404
+    assert sp.get(f"/api/v1/clients/{clients['card'].public_id}/balance/").json()["balance_minor"] == 0
+    # The agency's own books are not a client's: for the roles that see every client (403 for salespeople).
+    for path in ("platform-invoices/", "platform-ledger/", "platform-balance/"):
+        assert sp.get(f"/api/v1/{path}").status_code == 403
+        assert jr.get(f"/api/v1/{path}").status_code == 403
+
+
+def test_bad_filters_are_400_with_the_field(month):
+    http = api(month["agency"], month["secret"])
+    client_id = month["clients"]["card"].public_id
+    for path, field in [
+        (f"/api/v1/clients/{client_id}/ledger/?date_from=2027-02-01&date_to=2027-01-01", "date_to"),
+        (f"/api/v1/clients/{client_id}/ledger/?date_from=yesterday", "date_from"),
+        (f"/api/v1/clients/{client_id}/ledger/?entry_type=GIFT", "entry_type"),
+        (f"/api/v1/clients/{client_id}/balance/?as_of=2027-13-01", "as_of"),
+        ("/api/v1/platform-invoices/?month=2027-1", "month"),
+    ]:
+        response = http.get(path)
+        assert response.status_code == 400, path
+        assert response.json()["code"] == "invalid" and field in response.json()["fields"], response.json()
+
+
+def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
+    """The agency's platform invoices (in arrears) with their charges and the payments applied to them; its
+    platform balance is what they add up to."""
+    from billing.attempts import charge_attempt
+    from billing.payment_methods import agency_payment_method_attach
+    from billing.platform.models import AgencyCharge
+
+    agency = month["agency"]
+    agency_payment_method_attach(agency=agency, token="pm_card_visa:books-agency")
+    january = AgencyCharge.objects.get(agency=agency, billing_date=date(2027, 1, 1))
+    charge_attempt(january, today=date(2027, 1, 4))
+    http = api(agency, month["secret"])
+    invoices = _pages(http, "/api/v1/platform-invoices/?limit=1")
+    assert [i["due_on"] for i in invoices] == ["2027-02-01", "2027-01-01", "2026-12-01"]
+    paid = next(i for i in invoices if i["due_on"] == "2027-01-01")
+    assert paid["status"] == "PAID" and paid["charges"][0]["attempts"][0]["outcome"] == "SUCCEEDED"
+    assert all(i["status"] != "PAID" for i in invoices if i is not paid)
+    # The payment went to the open charges in category order, oldest first (COL-6), whichever invoice they are on.
+    payments = [p for i in invoices for p in i["payments"]]
+    assert {p["entry"] for p in payments} == {payments[0]["entry"]}
+    assert sum(p["amount_minor"] for p in payments) == sum(i["paid_minor"] for i in invoices) == paid["total_minor"]
+    assert sum(1 for i in invoices if i["payments"]) > 1
+    for invoice in invoices:
+        assert invoice["open_minor"] == invoice["total_minor"] - invoice["paid_minor"]
+    detail = http.get(f"/api/v1/platform-invoices/{paid['id']}/").json()
+    assert sum(line["amount_minor"] for line in detail["lines"]) == detail["total_minor"]
+    assert http.get(f"/api/v1/platform-invoices/{paid['id']}/pdf/")["Content-Type"] == "application/pdf"
+    balance = http.get("/api/v1/platform-balance/").json()
+    total = sum(i["total_minor"] for i in invoices)
+    assert balance["charged_minor"] == total and balance["paid_minor"] == paid["total_minor"]
+    assert balance["balance_minor"] == sum(i["open_minor"] for i in invoices) == total - paid["total_minor"]
+    ledger = _pages(http, "/api/v1/platform-ledger/?ordering=created_at")
+    assert sum(e["amount_minor"] for e in ledger) == balance["balance_minor"]
+    open_ = _replay_allocations(ledger, ["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"])
+    by_category: dict[str, int] = defaultdict(int)
+    for entry in ledger:
+        if entry["entry_type"] == "CHARGE" and open_[entry["id"]]:
+            by_category[entry["category"]] += open_[entry["id"]]
+    assert balance["open_by_category"] == dict(by_category)
+    payment = next(e for e in ledger if e["entry_type"] == "PAYMENT")
+    assert sum(a["amount_minor"] for a in payment["allocations"]) == paid["total_minor"]
+    december = http.get("/api/v1/platform-balance/?as_of=2026-12-31").json()
+    assert december["balance_minor"] == invoices[-1]["total_minor"] and december["paid_minor"] == 0
