@@ -7,7 +7,7 @@ from accounts import password_reset, token_views
 from accounts.login import ThrottledLoginView
 from agencybilling import views
 from billing.webhooks import stripe_webhook
-from web import console, invitations, onboarding
+from web import console, invitations, onboarding, reconciliation
 
 urlpatterns = [
     path("", console.console_home, name="home"),
@@ -49,6 +49,12 @@ urlpatterns = [
     path("invoices/", console.invoices, name="console-invoices"),
     path("invoices/<uuid:public_id>/pdf", console.agency_invoice_pdf_view, name="console-invoice-pdf"),
     path("audit/", console.audit_trail, name="console-audit"),
+    path("reconciliation/", reconciliation.reconciliation, name="console-reconciliation"),
+    path(
+        "agencies/<slug:slug>/reconciliation/",
+        reconciliation.agency_reconciliation_page,
+        name="console-agency-reconciliation",
+    ),
     path("settings/api-tokens/", token_views.api_tokens, name="api-tokens"),
     path("api/v1/", include("api.urls_platform")),
 ]

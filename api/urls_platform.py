@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView
 from api import invitations
 from api.agency import admin
 from api.docs import ApiDocsView, ApiRedocView
-from api.platform import views
+from api.platform import reconciliation, views
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(urlconf="agencybilling.urls_platform"), name="api-schema"),
@@ -30,6 +30,9 @@ urlpatterns = [
     path("agencies/<str:slug>/clients/<str:client_id>/agency-invoiced/", views.AgencyInvoicedApi.as_view()),
     path("agencies/<str:slug>/support-requests/", views.AgencySupportRequestsApi.as_view()),
     path("agencies/<str:slug>/charges/<str:charge_id>/retry/", views.RetryRunApi.as_view()),
+    path("agencies/<str:slug>/reconciliation/", reconciliation.AgencyReconciliationApi.as_view()),
+    path("agencies/<str:slug>/reconciliation/charges/", reconciliation.AgencyReconciliationChargesApi.as_view()),
+    path("reconciliation/", reconciliation.ReconciliationsApi.as_view()),
     path("partner-plans/", views.PlansApi.as_view()),
     path("partner-plans/<str:plan_id>/", views.PlanApi.as_view()),
     path("audit-log/", views.AuditLogApi.as_view()),

@@ -484,6 +484,38 @@ class ExportRangeForm(ServiceForm):
         return data
 
 
+class ReconciliationRangeForm(forms.Form):
+    """The collection days a reconciliation covers (the agencies' own days), at most a year."""
+
+    MAX_DAYS = 366
+
+    date_from = forms.DateField(
+        label="Collected from",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31.", "required": "Give the first day."},
+    )
+    date_to = forms.DateField(
+        label="To (included)",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date such as 2027-01-31.", "required": "Give the last day."},
+    )
+    position = forms.ChoiceField(label="Position", required=False)
+
+    def __init__(self, *args, positions=(), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["position"].choices = [("", "All charges"), *positions]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end:
+            if end < start:
+                self.add_error("date_to", "The last day cannot be before the first.")
+            elif (end - start).days >= self.MAX_DAYS:
+                self.add_error("date_to", "At most a year at a time.")
+        return data
+
+
 class AuditFilterForm(forms.Form):
     """The audit trail's filters: one action from the pick-list, and a range of days (UTC)."""
 

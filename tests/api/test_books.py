@@ -301,3 +301,29 @@ def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
     assert sum(a["amount_minor"] for a in payment["allocations"]) == paid["total_minor"]
     december = http.get("/api/v1/platform-balance/?as_of=2026-12-31").json()
     assert december["balance_minor"] == invoices[-1]["total_minor"] and december["paid_minor"] == 0
+
+
+def test_MON_4_DUN_1_client_configuration_page_shows_the_api_s_numbers(month):
+    """The Client Configuration page's Balance and Ledger sections are the API's numbers; a Jr. Salesperson's page
+    shows the overdue state, not the amounts (ROLE-1)."""
+    from core.money import format_minor
+    from tests.conftest import login_client
+
+    agency, client = month["agency"], month["clients"]["declining"]
+    balance = api(agency, month["secret"]).get(f"/api/v1/clients/{client.public_id}/balance/").json()
+    make_user(agency, "page-admin@books.test", Role.ADMINISTRATOR)
+    page = login_client(agency, "page-admin@books.test").get(f"/clients/{client.public_id}/").content.decode()
+    assert f"<strong>{format_minor(balance['balance_minor'], 'USD')}</strong>" in page
+    assert f"Overdue since {balance['overdue']['since']}" in page
+    assert format_minor(balance["overdue"]["past_due_minor"], "USD") in page
+    for amount in balance["open_by_category"].values():
+        assert f'<td class="num">{format_minor(amount, "USD")}</td>' in page
+    assert (
+        'data-testid="ledger"' in page and "Payment" not in page.split('data-testid="ledger"')[1].split("</table>")[0]
+    )
+    junior = make_user(agency, "page-junior@books.test", Role.JR_SALESPERSON)
+    with schema_context(agency.schema_name):
+        type(client).objects.filter(pk=client.pk).update(salesperson=junior)
+    page = login_client(agency, "page-junior@books.test").get(f"/clients/{client.public_id}/").content.decode()
+    assert f"Overdue since {balance['overdue']['since']}" in page
+    assert format_minor(balance["balance_minor"], "USD") not in page and 'data-testid="balance-due"' not in page

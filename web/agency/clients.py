@@ -12,6 +12,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import has_capability
+from billing.books import (
+    client_balance_summary,
+    client_ledger,
+    client_overdue_state,
+    entry_allocations,
+    entry_open_minor,
+)
 from billing.models import Charge, PaymentMethod, RequestKind, SupportRequest
 from billing.overview import (
     attempt_count,
@@ -29,6 +36,7 @@ from clients.services import (
     service_line_add,
     service_line_remove,
 )
+from core.categories import BillingCategory
 from core.errors import ApplicationError
 from notifications.selectors import notices_about_client
 from web.access import business_today, shows_amounts, staff_view, visible_clients
@@ -95,6 +103,22 @@ def _config_initial(client: Client, currency: str) -> dict:
     }
 
 
+LEDGER_ROWS = 12
+
+
+def client_books_context(client: Client, *, currency: str, today) -> dict:
+    """The Client Configuration page's Balance and Ledger sections: the numbers the API's balance and ledger
+    operations give (billing/books.py), for the same client and day."""
+    balance = client_balance_summary(client=client, currency=currency)
+    entries = list(client_ledger(client=client).order_by("-occurred_on", "-id")[:LEDGER_ROWS])
+    return {
+        "balance": balance,
+        "open_by_category": [(BillingCategory(c).label, amount) for c, amount in balance.open_by_category.items()],
+        "overdue": client_overdue_state(client=client, today=today),
+        "ledger": [(entry, entry_allocations(entry), entry_open_minor(entry)) for entry in entries],
+    }
+
+
 def _client_page(
     request: HttpRequest,
     client: Client,
@@ -150,6 +174,7 @@ def _client_page(
             "retry_requested": retry_requested,
             "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
             "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
+            **client_books_context(client, currency=agency.currency, today=business_today(agency)),
             # The notice log carries amounts, so it is for the roles that see them (as the API's notices list).
             "notices": list(notices_about_client(client_public_id=str(client.public_id))[:20])
             if shows_amounts(user)
