@@ -36,6 +36,7 @@ urlpatterns = [
     # Agency dashboard
     path("billing/", agency.billing_overview, name="billing-overview"),
     path("billing/charges.csv", agency.overview_csv, name="billing-overview-csv"),
+    path("billing/platform-invoices/", agency.platform_invoices, name="platform-invoices"),
     path("billing/export/", agency.range_csv, name="billing-export"),
     path("invoices/<uuid:public_id>/", agency.invoice_detail, name="invoice-detail"),
     path("invoices/<uuid:public_id>/pdf", agency.client_invoice_pdf, name="invoice-pdf"),

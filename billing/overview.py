@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db import connection
-from django.db.models import Count, IntegerField, Max, Min, OuterRef, QuerySet, Subquery, Sum, Value
+from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from billing.models import Charge, ChargeAttempt, Invoice
-from billing.platform.models import AgencyInvoice
+from billing.platform.models import AgencyCharge, AgencyInvoice
 from billing.statuses import COLLECTED, OUTSTANDING, SETTLED, STATUS_PRECEDENCE, ChargeStatus
 from core.calendar import add_months
 from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
@@ -74,7 +74,9 @@ def agency_invoice_for_month(*, agency_id: int, month: date) -> AgencyInvoice | 
     """The agency's own invoice billed in the month (in arrears, for the cycle before)."""
     return (
         AgencyInvoice.objects.filter(agency_id=agency_id, due_on__gte=month, due_on__lt=add_months(month, 1))
-        .prefetch_related("charges")
+        .prefetch_related(
+            Prefetch("charges", queryset=AgencyCharge.objects.order_by("installment")), "charges__attempts"
+        )
         .order_by("due_on")
         .first()
     )

@@ -302,6 +302,20 @@ def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
     december = http.get("/api/v1/platform-balance/?as_of=2026-12-31").json()
     assert december["balance_minor"] == invoices[-1]["total_minor"] and december["paid_minor"] == 0
 
+    # The Billing Overview shows the month's platform invoice with its charges and payments, and the balance; the
+    # platform invoices page every invoice (INV-2).
+    from core.money import format_minor
+    from tests.conftest import login_client
+
+    make_user(agency, "overview-admin@books.test", Role.ADMINISTRATOR)
+    pages = login_client(agency, "overview-admin@books.test")
+    overview = pages.get("/billing/?month=2027-01").content.decode()
+    assert paid["number"] in overview and f"{format_minor(paid['paid_minor'], 'USD')}</td>" in overview
+    assert f"You owe the platform <strong>{format_minor(balance['balance_minor'], 'USD')} USD</strong>" in overview
+    listing = pages.get("/billing/platform-invoices/").content.decode()
+    for invoice in invoices:
+        assert invoice["number"] in listing and f"{format_minor(invoice['open_minor'], 'USD')}</td>" in listing
+
 
 def test_MON_4_DUN_1_client_configuration_page_shows_the_api_s_numbers(month):
     """The Client Configuration page's Balance and Ledger sections are the API's numbers; a Jr. Salesperson's page

@@ -58,6 +58,8 @@ def test_the_api_walkthrough_works_as_written(live_server, agency_a, tmp_path):
     assert '{"email":"admin@alpha.test","role":"ADMINISTRATOR"}' in output
     assert '{"created":2,"already_present":0}' in output and '{"created":0,"already_present":2}' in output
     assert '"status":"PAID"' in output and "again: 304" in output
+    assert '"balance_minor":0,' in output and '"overdue":false' in output
+    assert re.search(r'\["PAYMENT","LICENSE",-\d+,\[19900,25000,', output), output
     assert (tmp_path / "invoice.pdf").read_bytes()[:5] == b"%PDF-"
     with schema_context("alpha"):
         from billing.models import Invoice

@@ -18,7 +18,7 @@ from web.agency.email_templates import template_edit, template_list, template_pr
 from web.agency.exports import overview_csv, range_csv
 from web.agency.invoices import invoice_detail
 from web.agency.margins import client_margins_csv, margins_report
-from web.agency.overview import agency_invoice_pdf_view, billing_overview, client_invoice_pdf
+from web.agency.overview import agency_invoice_pdf_view, billing_overview, client_invoice_pdf, platform_invoices
 from web.agency.plan import plan_summary
 from web.agency.setup import billing_setup
 from web.agency.site import agency_logo, home
@@ -44,6 +44,7 @@ __all__ = [
     "tax_rate_edit",
     "tax_rates",
     "agency_invoice_pdf_view",
+    "platform_invoices",
     "agency_logo",
     "billing_overview",
     "billing_setup",

@@ -13,6 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from accounts.permissions import has_capability, sees_only_own_clients
+from billing.books import (
+    agency_balance_summary,
+    agency_invoice_open,
+    agency_invoice_payments,
+    agency_invoice_status,
+    agency_invoices,
+)
 from billing.overview import (
     agency_invoice_for_month,
     invoice_status,
@@ -146,12 +153,46 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
     }
     if context["agency_invoice"] is not None:
         context["agency_invoice_status"] = invoice_status(c.status for c in context["agency_invoice"].charges.all())
+        context.update(platform_books_context(agency, [context["agency_invoice"]]))
     template = (
         "agency/_charges.html"
         if is_htmx(request) and request.headers.get("HX-Target") == "charges"
         else "agency/overview.html"
     )
     return render(request, template, context)
+
+
+def platform_books_context(agency, invoices: list[AgencyInvoice]) -> dict:
+    """The agency's own books beside its platform invoices (PAY-3): the payments applied to each invoice, and what
+    the agency owes the platform now. A constant number of queries for any number of invoices (P3)."""
+    payments = agency_invoice_payments(invoices)
+    return {
+        "platform_rows": [
+            {
+                "invoice": invoice,
+                "status": agency_invoice_status(list(invoice.charges.all())),
+                "payments": payments[invoice.pk],
+                "paid_minor": sum(p.amount_minor for p in payments[invoice.pk]),
+                "open_minor": agency_invoice_open(invoice, payments[invoice.pk]),
+            }
+            for invoice in invoices
+        ],
+        "platform_balance": agency_balance_summary(agency=agency),
+    }
+
+
+@staff_view(C.VIEW_BILLING)
+def platform_invoices(request: HttpRequest) -> HttpResponse:
+    """Every invoice of the platform to the agency, newest first, with its charges, attempts and payments."""
+    agency = request.tenant  # type: ignore[attr-defined]
+    page = Paginator(agency_invoices(agency=agency).order_by("-period_start", "id"), 24).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "agency/platform_invoices.html",
+        {"page": page, "currency": agency.currency, **platform_books_context(agency, list(page.object_list))},
+    )
 
 
 @staff_view(SEE_BILLING)
