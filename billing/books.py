@@ -3,8 +3,10 @@ now or at the end of a day, what is still open per billing category, and whether
 schema) and for the agency's own account with the platform (public schema).
 
 Reads only. The API, the Client Configuration page, the Billing Overview and the client portal all read here, so they
-show the same numbers. A balance is the sum of the ledger (charges positive; payments and credits negative; refunds
-positive): `charged - paid - credited + refunded`. Days are the agency's calendar days, as the ledger's.
+show the same numbers. A balance is the sum of the ledger (charges positive; payments and credits negative; refunds and
+chargebacks positive): `charged - paid - credited + refunded + charged back`. What payments and credits are applied to
+is every positive entry (COL-6: a refund or a lost dispute reopens what was paid). Days are the agency's calendar
+days, as the ledger's.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import Model, Prefetch, QuerySet, Sum
+from django.db.models import BooleanField, ExpressionWrapper, Model, Prefetch, Q, QuerySet, Sum
 
 from billing.base_models import EntryType
 from billing.models import Allocation, LedgerEntry
@@ -35,8 +37,9 @@ class Balance:
     paid_minor: int  # positive: what payments brought in
     credited_minor: int  # positive: credits granted
     refunded_minor: int  # positive: what went back to the payer
-    balance_minor: int  # charged - paid - credited + refunded: what is owed (negative: in credit)
-    open_by_category: dict[str, int]  # what is still open of charges, per category, in the account's category order
+    charged_back_minor: int  # positive: payments the payer's bank took back in lost disputes (COR-2)
+    balance_minor: int  # charged - paid - credited + refunded + charged back: owed (negative: in credit)
+    open_by_category: dict[str, int]  # still open of what is owed, per category, in the account's category order
     unapplied_minor: int  # payments and credits not (yet) applied to a charge, net of refunds
 
     @property
@@ -54,11 +57,14 @@ def _balance(
         allocations = allocations.filter(payment__occurred_on__lte=as_of, charge__occurred_on__lte=as_of)
     by_type: dict[str, int] = defaultdict(int)
     charged_by_category: dict[str, int] = defaultdict(int)
-    for entry_type, category, amount in (
-        entries.order_by().values("entry_type", "category").annotate(amount=Sum("amount_minor"))
-    ).values_list("entry_type", "category", "amount"):
+    for entry_type, category, owed, amount in (
+        entries.order_by()
+        .values("entry_type", "category", owed=ExpressionWrapper(Q(amount_minor__gt=0), output_field=BooleanField()))
+        .annotate(amount=Sum("amount_minor"))
+        .values_list("entry_type", "category", "owed", "amount")
+    ):
         by_type[entry_type] += amount
-        if entry_type == EntryType.CHARGE:
+        if owed:
             charged_by_category[category] += amount
     applied = dict(
         allocations.order_by()
@@ -79,6 +85,7 @@ def _balance(
         paid_minor=-by_type[EntryType.PAYMENT],
         credited_minor=-by_type[EntryType.CREDIT],
         refunded_minor=by_type[EntryType.REFUND],
+        charged_back_minor=by_type[EntryType.CHARGEBACK],
         balance_minor=balance,
         open_by_category=open_by_category,
         unapplied_minor=sum(open_by_category.values()) - balance,
@@ -239,20 +246,17 @@ class Applied:
 
 
 def entry_allocations(entry: LedgerEntry | AgencyLedgerEntry) -> list[Applied]:
-    """What an entry of `client_ledger`/`agency_ledger` was applied to or received (from the prefetched rows)."""
-    if entry.entry_type == EntryType.CHARGE:
+    """What an entry of `client_ledger`/`agency_ledger` received (something owed: a charge, a refund, a chargeback)
+    or was applied to (a payment or credit), from the prefetched rows."""
+    if entry.amount_minor > 0:
         return [Applied(a.payment, a.amount_minor) for a in entry.allocations_received.all()]  # type: ignore[union-attr]
     return [Applied(a.charge, a.amount_minor) for a in entry.allocations_made.all()]  # type: ignore[union-attr]
 
 
 def entry_open_minor(entry: LedgerEntry | AgencyLedgerEntry) -> int:
-    """A charge: what is still open of it. A payment or credit: what of it is not applied to any charge."""
-    applied = sum(a.amount_minor for a in entry_allocations(entry))
-    if entry.entry_type == EntryType.CHARGE:
-        return entry.amount_minor - applied
-    if entry.entry_type in (EntryType.PAYMENT, EntryType.CREDIT):
-        return -entry.amount_minor - applied
-    return 0
+    """Something owed (a charge, a refund, a chargeback): what is still open of it. A payment or credit: what of it is
+    applied to nothing."""
+    return abs(entry.amount_minor) - sum(a.amount_minor for a in entry_allocations(entry))
 
 
 # --- the agency's own books: its platform invoices (PAY-3) ---------------------------------------------------

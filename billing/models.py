@@ -196,6 +196,12 @@ class ChargeAttempt(AbstractAttempt):
 class ChargeEvent(AbstractChargeEvent):
     charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="events")
 
+    class Meta(AbstractChargeEvent.Meta):
+        indexes = [
+            # The platform's reconciliation reads the charges collected on a range of days: their moves to Paid.
+            models.Index(fields=["business_date"], condition=models.Q(to_status="PAID"), name="charge_paid_on_day"),
+        ]
+
 
 class RequestKind(models.TextChoices):
     RETRY = "RETRY", "Retry a charge"

@@ -5,7 +5,7 @@ the agency's days, every client charge collected in the range and where its mone
 
 holds to the cent by construction, and each figure is the sum of a list of charges: a collected charge is placed
 whole in one position (`charge_position`), and what refunds and lost disputes took back of it is subtracted from
-that charge alone (`takebacks`). Those two functions are the only places that decide: a new way money leaves (a
+that charge alone (`movements`). Those two functions are the only places that decide: a new way money leaves (a
 refund, a dispute) or waits (funds held until payouts are enabled) is added there, and every figure, list and CSV
 follows.
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Count, Max, QuerySet, Subquery, Sum
 from django_tenants.utils import tenant_context
 
-from billing.models import Charge
-from billing.statuses import ChargeStatus
+from billing.models import Charge, ChargeEvent, Dispute, Refund
+from billing.statuses import ChargeStatus, DisputeStatus, RefundStatus
 from tenants.models import Agency
 
 
@@ -36,22 +36,78 @@ class Position(models.TextChoices):
 
 
 @dataclass(frozen=True, slots=True)
-class Takeback:
-    """What left a collected charge again: refunded (COR-1), under dispute and lost in a dispute (COR-2)."""
+class Movements:
+    """What moved on one charge: collected on the range's days (each move to Paid is one collection of its amount),
+    refunded (COR-1), under dispute, and lost in disputes (COR-2)."""
 
+    collected_minor: int
+    collected_on: date  # the last collection in the range
     refunded_minor: int = 0
     disputed_minor: int = 0
     disputes_lost_minor: int = 0
 
+    @property
+    def net_minor(self) -> int:
+        """What of it is the agency's: paid out, in transit or held."""
+        return self.collected_minor - self.refunded_minor - self.disputes_lost_minor
 
-NOTHING_TAKEN = Takeback()
+
+# Refunds the processor accepted: their money has left (a failed one returned nothing; a started one is in flight
+# and counts once the processor answers).
+REFUNDED = (RefundStatus.SUCCEEDED, RefundStatus.PENDING)
 
 
-def takebacks(charge_ids: Iterable[int]) -> dict[int, Takeback]:
-    """Refunds and disputes per charge id, for the charges that have any. The one place they are counted: there
-    are no refunds or disputes in the product yet, so none is taken back; when they exist, they are summed here
-    (one grouped query each) and every figure subtracts them."""
-    return {}
+def collections_in(*, date_from: date, date_to: date):
+    """The charge events that are collections on those days: a charge's moves to Paid (a lost dispute clears the
+    charge's paid date, so the history, not the charge, says when it was collected)."""
+    return ChargeEvent.objects.filter(
+        to_status=ChargeStatus.PAID, business_date__gte=date_from, business_date__lte=date_to
+    )
+
+
+def movements(*, charges: list[Charge], date_from: date, date_to: date) -> dict[int, Movements]:
+    """Per charge id: its collections on the range's days, and what refunds and disputes took back of it. The one
+    place money in and out of a collected charge is counted; every figure, list and CSV is made of these. Three
+    grouped queries whatever the number of charges."""
+    ids = [charge.pk for charge in charges]
+    amount = {charge.pk: charge.amount_minor for charge in charges}
+    collected: dict[int, tuple[int, date]] = {
+        charge_id: (count, last)
+        for charge_id, count, last in collections_in(date_from=date_from, date_to=date_to)
+        .filter(charge_id__in=ids)
+        .order_by()
+        .values("charge_id")
+        .annotate(n=Count("id"), last=Max("business_date"))
+        .values_list("charge_id", "n", "last")
+    }
+    refunded = dict(
+        Refund.objects.filter(charge_id__in=ids, status__in=REFUNDED)
+        .order_by()
+        .values("charge_id")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("charge_id", "total")
+    )
+    disputed: dict[int, list[int]] = {}
+    for charge_id, status, total in (
+        Dispute.objects.filter(charge_id__in=ids)
+        .order_by()
+        .values("charge_id", "status")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("charge_id", "status", "total")
+    ):
+        both = disputed.setdefault(charge_id, [0, 0])
+        both[0] += total
+        both[1] += total if status == DisputeStatus.LOST else 0
+    return {
+        charge_id: Movements(
+            collected_minor=count * amount[charge_id],
+            collected_on=last,
+            refunded_minor=refunded.get(charge_id, 0),
+            disputed_minor=disputed.get(charge_id, [0, 0])[0],
+            disputes_lost_minor=disputed.get(charge_id, [0, 0])[1],
+        )
+        for charge_id, (count, last) in collected.items()
+    }
 
 
 def payouts_enabled(agency: Agency) -> bool:
@@ -69,7 +125,8 @@ def charge_position(status: str, *, can_be_paid_out: bool) -> Position:
 
 def collected_charges(*, date_from: date, date_to: date) -> QuerySet[Charge]:
     """Client charges collected (paid, PAY-1) on the agency's days from `date_from` to `date_to`, both included."""
-    return Charge.objects.filter(paid_on__gte=date_from, paid_on__lte=date_to).exclude(paid_on__isnull=True)
+    collected = collections_in(date_from=date_from, date_to=date_to).values("charge_id")
+    return Charge.objects.filter(pk__in=Subquery(collected))
 
 
 def position_filter(position: str, *, can_be_paid_out: bool) -> models.Q:
@@ -83,28 +140,26 @@ def position_filter(position: str, *, can_be_paid_out: bool) -> models.Q:
 
 @dataclass(frozen=True, slots=True)
 class ReconciledCharge:
-    """One collected charge, where its money is, and what was taken back of it."""
+    """One collected charge, what moved on it, and where what is left of it is."""
 
     charge: Charge
+    moved: Movements
     position: Position
-    takeback: Takeback
 
     @property
     def net_minor(self) -> int:
-        """What of the charge is the agency's: paid out, in transit or held."""
-        return self.charge.amount_minor - self.takeback.refunded_minor - self.takeback.disputes_lost_minor
+        return self.moved.net_minor
 
 
-def reconciled(charges: Iterable[Charge], *, can_be_paid_out: bool) -> list[ReconciledCharge]:
+def reconciled(
+    charges: Iterable[Charge], *, date_from: date, date_to: date, can_be_paid_out: bool
+) -> list[ReconciledCharge]:
     rows = list(charges)
-    taken = takebacks(charge.pk for charge in rows)
+    moved = movements(charges=rows, date_from=date_from, date_to=date_to)
     return [
-        ReconciledCharge(
-            charge,
-            charge_position(charge.status, can_be_paid_out=can_be_paid_out),
-            taken.get(charge.pk, NOTHING_TAKEN),
-        )
+        ReconciledCharge(charge, moved[charge.pk], charge_position(charge.status, can_be_paid_out=can_be_paid_out))
         for charge in rows
+        if charge.pk in moved
     ]
 
 
@@ -138,10 +193,10 @@ def _figures(
     counts = dict.fromkeys(totals, 0)
     for row in rows:
         parts = {
-            "collected": row.charge.amount_minor,
-            "refunded": row.takeback.refunded_minor,
-            "disputed": row.takeback.disputed_minor,
-            "disputes_lost": row.takeback.disputes_lost_minor,
+            "collected": row.moved.collected_minor,
+            "refunded": row.moved.refunded_minor,
+            "disputed": row.moved.disputed_minor,
+            "disputes_lost": row.moved.disputes_lost_minor,
             row.position.lower(): row.net_minor,
         }
         for name, amount in parts.items():
@@ -167,6 +222,7 @@ def _figures(
 # Only what the figures and lists show is read: a month of a large agency is tens of thousands of charges.
 CHARGE_COLUMNS = (
     "public_id",
+    "due_on",
     "installment",
     "amount_minor",
     "currency",
@@ -185,7 +241,7 @@ CHARGE_COLUMNS = (
 
 def reconciliation_charges(*, date_from: date, date_to: date, position: str | None, can_be_paid_out: bool):
     """The collected charges of the range (in the current agency schema), optionally of one position, with what the
-    lists show; ordered by collection day."""
+    lists show."""
     charges = collected_charges(date_from=date_from, date_to=date_to).select_related("client", "invoice")
     if position:
         charges = charges.filter(position_filter(position, can_be_paid_out=can_be_paid_out))
@@ -197,7 +253,7 @@ def agency_reconciliation(*, agency: Agency, date_from: date, date_to: date) -> 
     can_be_paid_out = payouts_enabled(agency)
     with tenant_context(agency):
         charges = collected_charges(date_from=date_from, date_to=date_to).only("id", "amount_minor", "status")
-        rows = reconciled(charges.order_by(), can_be_paid_out=can_be_paid_out)
+        rows = reconciled(charges.order_by(), date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)
     return _figures(agency, rows, date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)
 
 
@@ -207,5 +263,5 @@ def agency_reconciliation_rows(*, agency: Agency, date_from: date, date_to: date
     with tenant_context(agency):
         charges = reconciliation_charges(
             date_from=date_from, date_to=date_to, position=None, can_be_paid_out=can_be_paid_out
-        ).order_by("paid_on", "id")
-        return reconciled(charges, can_be_paid_out=can_be_paid_out)
+        ).order_by("due_on", "id")
+        return reconciled(charges, date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)

@@ -101,6 +101,7 @@ CSV_HEADER = [
     "gateway_reference",
     "currency",
     "amount",
+    "collected",
     "refunded",
     "disputed",
     "disputes_lost",
@@ -115,7 +116,7 @@ def _csv_row(agency: Agency, row: ReconciledCharge) -> list:
     charge, currency = row.charge, row.charge.currency
     return [
         agency.schema_name,
-        charge.paid_on.isoformat() if charge.paid_on else "",
+        row.moved.collected_on.isoformat(),
         cell(charge.client.name),
         cell(charge.invoice.number),
         charge.installment,
@@ -123,9 +124,10 @@ def _csv_row(agency: Agency, row: ReconciledCharge) -> list:
         cell(charge.paid_reference),
         currency,
         plain_amount(charge.amount_minor, currency),
-        plain_amount(row.takeback.refunded_minor, currency),
-        plain_amount(row.takeback.disputed_minor, currency),
-        plain_amount(row.takeback.disputes_lost_minor, currency),
+        plain_amount(row.moved.collected_minor, currency),
+        plain_amount(row.moved.refunded_minor, currency),
+        plain_amount(row.moved.disputed_minor, currency),
+        plain_amount(row.moved.disputes_lost_minor, currency),
         plain_amount(row.net_minor, currency),
         row.position.label,
         cell(charge.payout_reference),
@@ -153,9 +155,9 @@ def agency_reconciliation_page(request: HttpRequest, slug: str) -> HttpResponse:
     with tenant_context(agency):
         charges = reconciliation_charges(
             date_from=start, date_to=end, position=position or None, can_be_paid_out=can_be_paid_out
-        ).order_by("paid_on", "id")
+        ).order_by("due_on", "id")
         page = Paginator(charges, PAGE_SIZE).get_page(request.GET.get("page"))
-        rows = reconciled(page.object_list, can_be_paid_out=can_be_paid_out)
+        rows = reconciled(page.object_list, date_from=start, date_to=end, can_be_paid_out=can_be_paid_out)
     query = {"date_from": start.isoformat(), "date_to": end.isoformat()}
     return render(
         request,

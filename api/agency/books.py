@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts.permissions import Capability as C
-from api.agency.billing import AttemptOutput, ClientRef
+from api.agency.billing import AttemptOutput, ClientRef, InvoiceLineOutput
 from api.agency.clients import VIEW, client_or_404
 from api.base import ApiView
 from api.common import MaskedAmountField, MonthField, agency_today, path_uuid, query_filters, uuid_or_404
@@ -71,7 +71,7 @@ class LedgerEntryOutput(serializers.Serializer):
     entry_type = serializers.ChoiceField(choices=EntryType.choices)
     category = serializers.ChoiceField(choices=BillingCategory.choices)
     amount_minor = MaskedAmountField(
-        help_text="Signed as in the ledger: charges and refunds positive, payments and credits negative. "
+        help_text="Signed as in the ledger: charges, refunds and chargebacks positive, payments and credits negative. "
         "Null when the caller's role sees statuses only."
     )
     currency = serializers.CharField()
@@ -79,11 +79,12 @@ class LedgerEntryOutput(serializers.Serializer):
     reference = serializers.CharField(help_text="The invoice number of a charge; the payment's reference.")
     invoice = InvoiceRef(allow_null=True)
     open_minor = serializers.SerializerMethodField(
-        help_text="A charge: what is still open of it. A payment or credit: what of it is applied to no charge."
+        help_text="Something owed (charge, refund, chargeback): what is still open of it. A payment or credit: what "
+        "of it is applied to nothing."
     )
     allocations = serializers.SerializerMethodField(
-        help_text="A charge: the payments and credits applied to it. A payment or credit: the charges it paid, "
-        "in the order it paid them (COL-6)."
+        help_text="Something owed: the payments and credits applied to it. A payment or credit: what it paid, "
+        "in the order it paid it (COL-6)."
     )
     created_at = serializers.DateTimeField()
 
@@ -149,12 +150,15 @@ class BalanceOutput(serializers.Serializer):
     client = ClientRef()
     currency = serializers.CharField()
     as_of = serializers.DateField(allow_null=True, help_text="The end of this day; null: everything so far.")
-    balance_minor = MaskedAmountField(help_text="charged - paid - credited + refunded (negative: in credit).")
+    balance_minor = MaskedAmountField(
+        help_text="charged - paid - credited + refunded + charged_back (negative: in credit)."
+    )
     charged_minor = MaskedAmountField()
     paid_minor = MaskedAmountField()
     credited_minor = MaskedAmountField()
     refunded_minor = MaskedAmountField()
-    open_minor = MaskedAmountField(help_text="Still open of charges.")
+    charged_back_minor = MaskedAmountField(help_text="Payments taken back in lost disputes (COR-2): owed again.")
+    open_minor = MaskedAmountField(help_text="Still open of what is owed.")
     unapplied_minor = MaskedAmountField(help_text="Payments and credits applied to no charge, net of refunds.")
     open_by_category = serializers.SerializerMethodField(
         help_text="Still open per billing category, in the agency's category order (COL-6)."
@@ -168,7 +172,7 @@ class BalanceOutput(serializers.Serializer):
     def to_representation(self, value):
         balance: Balance = value["balance"]
         flat = {name: getattr(balance, name) for name in ("currency", "as_of", "open_minor")}
-        for name in ("balance", "charged", "paid", "credited", "refunded", "unapplied"):
+        for name in ("balance", "charged", "paid", "credited", "refunded", "charged_back", "unapplied"):
             flat[f"{name}_minor"] = getattr(balance, f"{name}_minor")
         return super().to_representation({**value, **flat})
 
@@ -302,18 +306,8 @@ class PlatformInvoiceOutput(serializers.Serializer):
         return f"/api/v1/platform-invoices/{invoice.public_id}/pdf/"
 
 
-class PlatformInvoiceLineOutput(serializers.Serializer):
-    position = serializers.IntegerField()
-    category = serializers.ChoiceField(choices=BillingCategory.choices)
-    description = serializers.CharField()
-    quantity = serializers.IntegerField()
-    unit_amount_minor = serializers.IntegerField()
-    amount_minor = serializers.IntegerField()
-    taxable = serializers.BooleanField()
-
-
 class PlatformInvoiceDetailOutput(PlatformInvoiceOutput):
-    lines = PlatformInvoiceLineOutput(many=True, source="lines.all")
+    lines = InvoiceLineOutput(many=True, source="lines.all")
 
 
 def _platform_invoice_or_404(request, invoice_id: str):
@@ -410,6 +404,7 @@ class PlatformBalanceOutput(serializers.Serializer):
     paid_minor = serializers.IntegerField()
     credited_minor = serializers.IntegerField()
     refunded_minor = serializers.IntegerField()
+    charged_back_minor = serializers.IntegerField()
     open_minor = serializers.IntegerField()
     unapplied_minor = serializers.IntegerField()
     open_by_category = serializers.DictField(child=serializers.IntegerField())

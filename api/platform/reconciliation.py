@@ -109,14 +109,17 @@ class ReconciledChargeOutput(serializers.Serializer):
     invoice_number = serializers.CharField(source="charge.invoice.number")
     installment = serializers.IntegerField(source="charge.installment")
     currency = serializers.CharField(source="charge.currency")
-    amount_minor = serializers.IntegerField(source="charge.amount_minor", help_text="Collected.")
+    amount_minor = serializers.IntegerField(source="charge.amount_minor", help_text="The charge's amount.")
     status = serializers.ChoiceField(source="charge.status", choices=ChargeStatus.choices)
-    collected_on = serializers.DateField(source="charge.paid_on")
+    collected_minor = serializers.IntegerField(
+        source="moved.collected_minor", help_text="Collected on the range's days (the amount, once per collection)."
+    )
+    collected_on = serializers.DateField(source="moved.collected_on", help_text="The last collection in the range.")
     gateway_reference = serializers.CharField(source="charge.paid_reference")
-    refunded_minor = serializers.IntegerField(source="takeback.refunded_minor")
-    disputed_minor = serializers.IntegerField(source="takeback.disputed_minor")
-    disputes_lost_minor = serializers.IntegerField(source="takeback.disputes_lost_minor")
-    net_minor = serializers.IntegerField(help_text="amount - refunded - disputes lost: in the charge's position.")
+    refunded_minor = serializers.IntegerField(source="moved.refunded_minor")
+    disputed_minor = serializers.IntegerField(source="moved.disputed_minor")
+    disputes_lost_minor = serializers.IntegerField(source="moved.disputes_lost_minor")
+    net_minor = serializers.IntegerField(help_text="collected - refunded - disputes lost: in the charge's position.")
     position = serializers.ChoiceField(choices=Position.choices)
     payout_reference = serializers.CharField(source="charge.payout_reference")
     paid_out_on = serializers.DateField(source="charge.paid_out_on", allow_null=True)
@@ -125,8 +128,8 @@ class ReconciledChargeOutput(serializers.Serializer):
 class AgencyReconciliationChargesApi(ApiView):
     capabilities = {"get": SUPPORT}
     schema_tags = ("reconciliation",)
-    ordering_fields = ("paid_on", "amount_minor")
-    default_ordering = "paid_on"
+    ordering_fields = ("due_on", "amount_minor")
+    default_ordering = "due_on"
 
     class FilterSerializer(RangeFilter):
         position = serializers.ChoiceField(choices=Position.choices, required=False)
@@ -147,7 +150,8 @@ class AgencyReconciliationChargesApi(ApiView):
                 date_from=start, date_to=end, position=position, can_be_paid_out=can_be_paid_out
             )
             rows, next_link, previous_link = Keyset.for_request(request, self).page(charges, value_of=getattr)
-            data = ReconciledChargeOutput(reconciled(rows, can_be_paid_out=can_be_paid_out), many=True).data
+            rows = reconciled(rows, date_from=start, date_to=end, can_be_paid_out=can_be_paid_out)
+            data = ReconciledChargeOutput(rows, many=True).data
         return Response({"next": next_link, "previous": previous_link, "results": data})
 
 

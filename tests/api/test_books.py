@@ -57,7 +57,7 @@ def _month(agency) -> dict[str, object]:
         BillingSettings.objects.filter(singleton=True).update(
             category_order=CATEGORY_ORDER, grace_period_days=GRACE, overdue_threshold_minor=THRESHOLD
         )
-        rate = tax_rate_create(name="Sales tax", rate_bp=825)
+        rate = tax_rate_create(name="Sales tax", rate_percent="8.25")
         for n, kind in enumerate(KINDS):
             clients[kind] = seed.client(
                 name=f"Books {kind}",
@@ -106,32 +106,32 @@ def _pages(http, path: str) -> list[dict]:
 
 def _replay_allocations(ledger: list[dict], category_order: list[str] = CATEGORY_ORDER) -> dict[str, int]:
     """Replay a ledger in the order it was written; check that each payment or credit was applied as COL-6 says
-    (open charges in the agency's category order, oldest first within a category, until it is used up). Returns
-    what is open of each charge at the end."""
+    (what is owed — charges, refunds, chargebacks — in the agency's category order, oldest first within a category,
+    until it is used up). Returns what is open of each owed entry at the end."""
     rank = {category: index for index, category in enumerate(category_order)}
     open_: dict[str, int] = {}
     order: dict[str, tuple] = {}
     for position, entry in enumerate(ledger):
-        if entry["entry_type"] == "CHARGE":
+        if entry["amount_minor"] > 0:
             open_[entry["id"]] = entry["amount_minor"]
             order[entry["id"]] = (rank[entry["category"]], entry["occurred_on"], position)
             continue
-        if entry["entry_type"] not in ("PAYMENT", "CREDIT"):
-            continue
         left, expected = -entry["amount_minor"], []
-        for charge in sorted((c for c, amount in open_.items() if amount > 0), key=order.__getitem__):
+        for owed in sorted((c for c, amount in open_.items() if amount > 0), key=order.__getitem__):
             if left == 0:
                 break
-            take = min(open_[charge], left)
-            expected.append((charge, take))
+            take = min(open_[owed], left)
+            expected.append((owed, take))
             left -= take
         got = [(a["entry"], a["amount_minor"]) for a in entry["allocations"]]
-        assert got == expected, f"payment {entry['reference']} on {entry['occurred_on']}: {got} != {expected}"
+        assert got == expected, (
+            f"{entry['entry_type']} {entry['reference']} on {entry['occurred_on']}: {got} != {expected}"
+        )
         assert entry["open_minor"] == left
-        for charge, amount in got:
-            open_[charge] -= amount
+        for owed, amount in got:
+            open_[owed] -= amount
     for entry in ledger:
-        if entry["entry_type"] == "CHARGE":
+        if entry["amount_minor"] > 0:
             assert entry["open_minor"] == open_[entry["id"]]
             assert sum(a["amount_minor"] for a in entry["allocations"]) == entry["amount_minor"] - open_[entry["id"]]
     return open_
@@ -161,17 +161,23 @@ def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
             if attempt["outcome"] == "SUCCEEDED"
         )
         payments, credits, refunds = -by_type["PAYMENT"], -by_type["CREDIT"], by_type["REFUND"]
+        charged_back = by_type["CHARGEBACK"]
         assert by_type["CHARGE"] == invoiced == balance["charged_minor"], kind
         assert payments == collected == balance["paid_minor"], kind
-        assert (credits, refunds) == (balance["credited_minor"], balance["refunded_minor"])
-        assert balance["balance_minor"] == invoiced - payments - credits + refunds == sum(by_type.values()), kind
+        assert (credits, refunds, charged_back) == (
+            balance["credited_minor"],
+            balance["refunded_minor"],
+            balance["charged_back_minor"],
+        )
+        expected = invoiced - payments - credits + refunds + charged_back
+        assert balance["balance_minor"] == expected == sum(by_type.values()), kind
         uncollected = sum(c["amount_minor"] for c in charges if c["status"] not in ("PAID", "PAID_OUT"))
         assert balance["balance_minor"] == uncollected, kind
 
         open_ = _replay_allocations(ledger)
         by_category: dict[str, int] = defaultdict(int)
         for entry in ledger:
-            if entry["entry_type"] == "CHARGE" and open_[entry["id"]]:
+            if entry["amount_minor"] > 0 and open_[entry["id"]]:
                 by_category[entry["category"]] += open_[entry["id"]]
         assert balance["open_by_category"] == dict(by_category), kind
         assert list(balance["open_by_category"]) == [c for c in CATEGORY_ORDER if c in by_category]
@@ -294,7 +300,7 @@ def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
     open_ = _replay_allocations(ledger, ["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"])
     by_category: dict[str, int] = defaultdict(int)
     for entry in ledger:
-        if entry["entry_type"] == "CHARGE" and open_[entry["id"]]:
+        if entry["amount_minor"] > 0 and open_[entry["id"]]:
             by_category[entry["category"]] += open_[entry["id"]]
     assert balance["open_by_category"] == dict(by_category)
     payment = next(e for e in ledger if e["entry_type"] == "PAYMENT")

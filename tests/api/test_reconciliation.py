@@ -169,7 +169,7 @@ def test_the_console_page_and_its_csv_show_the_api_s_figures(month):
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode().lstrip("\ufeff"))))
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for row in rows:
-        totals["collected"] += Decimal(row["amount"])
+        totals["collected"] += Decimal(row["collected"])
         totals[row["position"]] += Decimal(row["net"])
     assert totals["collected"] * 100 == figures["collected_minor"]
     assert totals["Paid out"] * 100 == figures["paid_out_minor"]

@@ -8,12 +8,12 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_charge_month_status_amount_index'),
+        ('platform_billing', '0007_sandbox_refunds_disputes'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='ledgerentry',
+            model_name='agencyledgerentry',
             name='public_id',
             field=models.UUIDField(db_default=django.contrib.postgres.functions.RandomUUID(), editable=False, unique=True),
         ),
