@@ -1,5 +1,6 @@
 """The books through the API (MON-4, COL-6, DUN-1, ROLE-1, PAY-3): a month and a half of clients of every kind —
-card, ACH, SEPA, declining, a card replaced after failing, two autopay days, no payment method, Agency Invoiced —
+card, ACH, SEPA, declining, a card replaced after failing, two autopay days, no payment method, Agency Invoiced, a
+card whose payments are disputed and lost (COR-2) — with a credit note refunded and one kept as credit (COR-1),
 through the real day pipeline (`agencybilling.seed`), then every number read back only through the API.
 
 What is checked against what: each client's balance against its invoices (invoices API), its payments as the
@@ -12,14 +13,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
-from accounts.models import Role
+from accounts.models import Role, User
 from agencybilling import seed
-from billing.models import BillingSettings
+from billing.corrections import credit_note_issue
+from billing.models import BillingSettings, Invoice
 from billing.payment_methods import payment_method_attach
 from billing.support import agency_invoiced_set
 from clients.services import tax_rate_create
@@ -29,11 +31,11 @@ from tests.conftest import ensure_agency, make_user, module_transaction
 
 pytestmark = pytest.mark.django_db
 
-START, REPLACED_ON, END = date(2026, 12, 1), date(2026, 12, 10), date(2027, 2, 12)
+START, REPLACED_ON, CORRECTED_ON, END = date(2026, 12, 1), date(2026, 12, 10), date(2026, 12, 21), date(2027, 2, 12)
 # Not the default order, so following it is not an accident (COL-6).
 CATEGORY_ORDER = ["TAXES_FEES", "AGENCY_SERVICES", "LICENSE", "OVERAGE", "PRODUCTS", "OTHER"]
 GRACE, THRESHOLD = 7, 3000
-KINDS = ("card", "ach", "sepa", "declining", "replaced", "twice", "no-method", "invoiced")
+KINDS = ("card", "ach", "sepa", "declining", "replaced", "twice", "no-method", "invoiced", "disputed")
 
 
 def _month(agency) -> dict[str, object]:
@@ -51,6 +53,7 @@ def _month(agency) -> dict[str, object]:
         "twice": seed.Outcome.PAYING,
         "no-method": seed.Outcome.NO_METHOD,
         "invoiced": seed.Outcome.PAYING,
+        "disputed": "pm_card_createDispute",  # Stripe's test card: paid, then disputed; unanswered, the dispute is lost
     }
     clients = {}
     with tenant_context(agency):
@@ -76,7 +79,19 @@ def _month(agency) -> dict[str, object]:
     seed.run_days(agency, seed.days(START, REPLACED_ON - timedelta(days=1)))
     with tenant_context(agency):
         payment_method_attach(client=clients["replaced"], token="pm_card_mastercard:books-replaced")
-    seed.run_days(agency, seed.days(REPLACED_ON, END))
+    seed.run_days(agency, seed.days(REPLACED_ON, CORRECTED_ON - timedelta(days=1)))
+    with tenant_context(agency):
+        admin = User.objects.create_user("corrector@books.test", "pw-correct-horse-9", role=Role.ADMINISTRATOR)
+        for kind, outcome, amount in (("card", "REFUND", 1500), ("ach", "CREDIT", 2000)):
+            credit_note_issue(
+                invoice=Invoice.objects.get(client=clients[kind], period_start=START),
+                user=admin,
+                reason=f"Goodwill for {kind}",
+                outcome=outcome,
+                today=CORRECTED_ON,
+                amount_minor=amount,
+            )
+    seed.run_days(agency, seed.days(CORRECTED_ON, END))
     # Where `manage.py simulate` leaves the clock: the API's "today" is the agency's last day run, not the wall clock.
     type(agency).objects.filter(pk=agency.pk).update(clock_date=END)
     return clients
@@ -105,35 +120,51 @@ def _pages(http, path: str) -> list[dict]:
 
 
 def _replay_allocations(ledger: list[dict], category_order: list[str] = CATEGORY_ORDER) -> dict[str, int]:
-    """Replay a ledger in the order it was written; check that each payment or credit was applied as COL-6 says
-    (what is owed — charges, refunds, chargebacks — in the agency's category order, oldest first within a category,
-    until it is used up). Returns what is open of each owed entry at the end."""
+    """Replay a ledger in the order things happened; check that each payment was applied as COL-6 says: to what is
+    owed (charges, refunds, chargebacks) in the agency's category order, oldest first within a category, until it
+    is used up. A credit is applied when there is something to apply it to (a credit kept on the account, to the
+    next invoice; a refunded one, to its refund): each of its allocations happens when the later of its two entries
+    was written. Returns what is open of each owed entry at the end."""
     rank = {category: index for index, category in enumerate(category_order)}
+    written = {entry["id"]: datetime.fromisoformat(entry["created_at"]) for entry in ledger}
+    events = []
+    for position, entry in enumerate(ledger):
+        if entry["amount_minor"] > 0:
+            events.append((written[entry["id"]], 0, position, entry, None))
+        elif entry["entry_type"] == "PAYMENT":
+            events.append((written[entry["id"]], 1, position, entry, None))
+        else:
+            for applied in entry["allocations"]:
+                when = max(written[entry["id"]], written[applied["entry"]])
+                events.append((when, 1, position, entry, applied))
     open_: dict[str, int] = {}
     order: dict[str, tuple] = {}
-    for position, entry in enumerate(ledger):
+    for _, _, position, entry, applied in sorted(events, key=lambda event: event[:3]):
         if entry["amount_minor"] > 0:
             open_[entry["id"]] = entry["amount_minor"]
             order[entry["id"]] = (rank[entry["category"]], entry["occurred_on"], position)
-            continue
-        left, expected = -entry["amount_minor"], []
-        for owed in sorted((c for c, amount in open_.items() if amount > 0), key=order.__getitem__):
-            if left == 0:
-                break
-            take = min(open_[owed], left)
-            expected.append((owed, take))
-            left -= take
-        got = [(a["entry"], a["amount_minor"]) for a in entry["allocations"]]
-        assert got == expected, (
-            f"{entry['entry_type']} {entry['reference']} on {entry['occurred_on']}: {got} != {expected}"
-        )
-        assert entry["open_minor"] == left
-        for owed, amount in got:
-            open_[owed] -= amount
+        elif applied is not None:
+            assert 0 < applied["amount_minor"] <= open_[applied["entry"]]
+            open_[applied["entry"]] -= applied["amount_minor"]
+        else:
+            left, expected = -entry["amount_minor"], []
+            for owed in sorted((c for c, amount in open_.items() if amount > 0), key=order.__getitem__):
+                if left == 0:
+                    break
+                take = min(open_[owed], left)
+                expected.append((owed, take))
+                left -= take
+            got = [(a["entry"], a["amount_minor"]) for a in entry["allocations"]]
+            assert got == expected, f"payment {entry['reference']} on {entry['occurred_on']}: {got} != {expected}"
+            assert entry["open_minor"] == left
+            for owed, amount in got:
+                open_[owed] -= amount
     for entry in ledger:
         if entry["amount_minor"] > 0:
             assert entry["open_minor"] == open_[entry["id"]]
             assert sum(a["amount_minor"] for a in entry["allocations"]) == entry["amount_minor"] - open_[entry["id"]]
+        else:
+            assert entry["open_minor"] == -entry["amount_minor"] - sum(a["amount_minor"] for a in entry["allocations"])
     return open_
 
 
@@ -143,7 +174,7 @@ def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
     http = api(month["agency"], month["secret"])
     clients = {row["name"]: row for row in _pages(http, "/api/v1/clients/?limit=3")}
     assert {f"Books {kind}" for kind in KINDS} <= set(clients)
-    summary = {}
+    summary, corrections = {}, {}
     for kind in KINDS:
         client_id = clients[f"Books {kind}"]["id"]
         invoices = _pages(http, f"/api/v1/invoices/?client={client_id}")
@@ -204,6 +235,7 @@ def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
         assert all("2027-01-01" <= e["occurred_on"] <= as_of for e in dated)
         assert len(dated) == sum(1 for e in ledger if "2027-01-01" <= e["occurred_on"] <= as_of)
         summary[kind] = (invoiced, payments, balance["balance_minor"], overdue["overdue"])
+        corrections[kind] = (credits, refunds, charged_back)
 
     # The month did what each kind does.
     assert summary["card"][2] == summary["ach"][2] == summary["sepa"][2] == 0, summary
@@ -212,6 +244,11 @@ def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
     assert summary["no-method"][1] == 0 and summary["no-method"][3], summary
     assert summary["replaced"][1] > 0 and summary["replaced"][2] == 0 and not summary["replaced"][3], summary
     assert summary["invoiced"][1] == 0 and summary["invoiced"][2] == summary["invoiced"][0] > 0, summary
+    # The credit notes: refunded to the card (credited, then the credit paid back), kept on the ACH account (COR-1).
+    assert corrections["card"] == (1500, 1500, 0) and corrections["ach"] == (2000, 0, 0), corrections
+    assert corrections["disputed"][:2] == (0, 0) and corrections["disputed"][2] == summary["disputed"][1]
+    # Every payment of the disputed card went back to the card holder: all of it is owed again (COR-2).
+    assert summary["disputed"][1] > 0 and summary["disputed"][2] == summary["disputed"][0] > 0, summary
 
     # Every client's balance in one list, the same numbers; the overdue filter.
     rows = {row["client"]["name"]: row for row in _pages(http, "/api/v1/balances/?limit=2")}
@@ -293,20 +330,29 @@ def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
     assert http.get(f"/api/v1/platform-invoices/{paid['id']}/pdf/")["Content-Type"] == "application/pdf"
     balance = http.get("/api/v1/platform-balance/").json()
     total = sum(i["total_minor"] for i in invoices)
-    assert balance["charged_minor"] == total and balance["paid_minor"] == paid["total_minor"]
+    # The disputed client's lost disputes were recovered from the agency: each a chargeback on its ledger paid at
+    # once by its transfer reversal (COR-2), beside the invoices.
+    assert balance["charged_minor"] == total and balance["charged_back_minor"] > 0
+    assert balance["paid_minor"] == paid["total_minor"] + balance["charged_back_minor"]
     assert balance["balance_minor"] == sum(i["open_minor"] for i in invoices) == total - paid["total_minor"]
     ledger = _pages(http, "/api/v1/platform-ledger/?ordering=created_at")
     assert sum(e["amount_minor"] for e in ledger) == balance["balance_minor"]
-    open_ = _replay_allocations(ledger, ["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"])
+    chargebacks = {e["id"] for e in ledger if e["entry_type"] == "CHARGEBACK"}
+    reversals = [e for e in ledger if {a["entry"] for a in e["allocations"]} & chargebacks and e["amount_minor"] < 0]
+    assert sum(e["amount_minor"] for e in reversals) == -balance["charged_back_minor"]
+    assert all(e["open_minor"] == 0 for e in ledger if e["id"] in chargebacks)
+    books = [e for e in ledger if e["id"] not in chargebacks and e not in reversals]
+    open_ = _replay_allocations(books, ["LICENSE", "AGENCY_SERVICES", "PRODUCTS", "OVERAGE", "TAXES_FEES", "OTHER"])
     by_category: dict[str, int] = defaultdict(int)
-    for entry in ledger:
+    for entry in books:
         if entry["amount_minor"] > 0 and open_[entry["id"]]:
             by_category[entry["category"]] += open_[entry["id"]]
     assert balance["open_by_category"] == dict(by_category)
-    payment = next(e for e in ledger if e["entry_type"] == "PAYMENT")
+    payment = next(e for e in books if e["entry_type"] == "PAYMENT")
     assert sum(a["amount_minor"] for a in payment["allocations"]) == paid["total_minor"]
     december = http.get("/api/v1/platform-balance/?as_of=2026-12-31").json()
-    assert december["balance_minor"] == invoices[-1]["total_minor"] and december["paid_minor"] == 0
+    assert december["balance_minor"] == invoices[-1]["total_minor"]
+    assert december["paid_minor"] == december["charged_back_minor"]  # only December's recovered dispute
 
     # The Billing Overview shows the month's platform invoice with its charges and payments, and the balance; the
     # platform invoices page every invoice (INV-2).
