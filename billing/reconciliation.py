@@ -23,7 +23,7 @@ from django.db.models import Count, Max, QuerySet, Subquery, Sum
 from django_tenants.utils import tenant_context
 
 from billing.models import Charge, ChargeEvent, Dispute, Refund
-from billing.statuses import ChargeStatus, DisputeStatus, RefundStatus
+from billing.statuses import COLLECTED, ChargeStatus, DisputeStatus, RefundStatus
 from tenants.models import Agency
 
 
@@ -58,11 +58,13 @@ REFUNDED = (RefundStatus.SUCCEEDED, RefundStatus.PENDING)
 
 
 def collections_in(*, date_from: date, date_to: date):
-    """The charge events that are collections on those days: a charge's moves to Paid (a lost dispute clears the
-    charge's paid date, so the history, not the charge, says when it was collected)."""
+    """The charge events that are collections on those days: a charge's moves to Paid from a status where it was not
+    collected (a lost dispute clears the charge's paid date, so the history, not the charge, says when it was
+    collected). Not a note in a paid charge's history (Paid → Paid: a dispute opened) nor a payout that failed
+    (Paid Out → Paid): the money came in once."""
     return ChargeEvent.objects.filter(
         to_status=ChargeStatus.PAID, business_date__gte=date_from, business_date__lte=date_to
-    )
+    ).exclude(from_status__in=COLLECTED)
 
 
 def movements(*, charges: list[Charge], date_from: date, date_to: date) -> dict[int, Movements]:

@@ -23,7 +23,7 @@ from django_tenants.utils import tenant_context
 
 from accounts.models import Role
 from agencybilling import seed
-from billing.platform.models import SandboxPaymentIntent, SandboxPayout
+from billing.platform.models import SandboxDispute, SandboxPaymentIntent, SandboxPayout, SandboxRefund
 from tests.api.conftest import api, token_for
 from tests.billing_helpers import with_plan
 from tests.conftest import ensure_agency, login_client, make_user, module_transaction
@@ -38,7 +38,9 @@ KINDS = {
     "ach-failing": seed.Outcome.ACH_FAILING,
     "declining": seed.Outcome.DECLINING,
     "twice": seed.Outcome.PAYING,
+    "disputed": "pm_card_createDispute",  # paid, then disputed; unanswered, the dispute is lost 7 days later (COR-2)
 }
+REFUNDED_ON, REFUND = date(2026, 12, 10), 1700
 FIGURES = ("collected", "refunded", "disputed", "disputes_lost", "paid_out", "in_transit", "held")
 
 
@@ -61,6 +63,26 @@ def _agency(slug: str, *, account: str) -> object:
     return agency
 
 
+def _refund(agency, day: date) -> None:
+    """A credit note refunded to the card client's card: after its charge was paid out for the agency paid out."""
+    from accounts.models import User
+    from billing.corrections import credit_note_issue
+    from billing.models import Invoice
+
+    with tenant_context(agency):
+        admin = User.objects.create_user(
+            f"refunds@{agency.schema_name}.test", "pw-correct-horse-9", role="ADMINISTRATOR"
+        )
+        credit_note_issue(
+            invoice=Invoice.objects.get(client__name=f"Recon {agency.schema_name} card"),
+            user=admin,
+            reason="Overbilled",
+            outcome="REFUND",
+            today=day,
+            amount_minor=REFUND,
+        )
+
+
 def _identity(figures: dict) -> bool:
     left = figures["collected_minor"] - figures["refunded_minor"] - figures["disputes_lost_minor"]
     return left == figures["paid_out_minor"] + figures["held_minor"] + figures["in_transit_minor"]
@@ -78,6 +100,8 @@ def month(django_db_setup, django_db_blocker) -> Iterator[dict]:
             for day in seed.days(START, END):
                 for agency in (paid_out, held):
                     seed.run_days(agency, [day])
+                    if day == REFUNDED_ON:
+                        _refund(agency, day)
                     response = support.get(
                         f"/api/v1/agencies/{agency.schema_name}/reconciliation/?date_from={START}&date_to={day}"
                     )
@@ -107,7 +131,11 @@ def test_PAY_2_ONB_2_the_identity_holds_every_day_of_a_simulated_month(month):
     assert alpha["collected_minor"] > 0 and alpha["paid_out_minor"] > 0
     assert any(figures["in_transit_minor"] for _, figures in month["daily"]["alpha"])
     assert alpha["held_minor"] == 0 and alpha["payouts_enabled"]
-    assert beta["collected_minor"] > 0 and beta["held_minor"] == beta["collected_minor"] and not beta["payouts_enabled"]
+    for figures in (alpha, beta):
+        assert figures["refunded_minor"] == REFUND and figures["disputes_lost_minor"] > 0
+        assert figures["disputed_minor"] == figures["disputes_lost_minor"]
+    left = beta["collected_minor"] - REFUND - beta["disputes_lost_minor"]
+    assert beta["collected_minor"] > 0 and beta["held_minor"] == left and not beta["payouts_enabled"]
     assert beta["paid_out_minor"] == beta["in_transit_minor"] == 0
     # Collected only grows through the month; paid out follows it 3 business days behind (PAY-2).
     collected = [figures["collected_minor"] for _, figures in month["daily"]["alpha"]]
@@ -127,30 +155,44 @@ def test_PAY_1_PAY_2_each_figure_is_its_charges_and_the_processor_s_books(month)
         by_position: dict[str, int] = defaultdict(int)
         for charge in charges:
             by_position[charge["position"]] += charge["net_minor"]
-            assert (
-                charge["net_minor"] == charge["amount_minor"] - charge["refunded_minor"] - charge["disputes_lost_minor"]
-            )
-        assert sum(c["amount_minor"] for c in charges) == figures["collected_minor"]
+            moved = charge["collected_minor"] - charge["refunded_minor"] - charge["disputes_lost_minor"]
+            assert charge["net_minor"] == moved and charge["collected_minor"] == charge["amount_minor"]
+            assert START.isoformat() <= charge["collected_on"] <= END.isoformat()
+        assert sum(c["collected_minor"] for c in charges) == figures["collected_minor"]
         for position in ("PAID_OUT", "IN_TRANSIT", "HELD"):
             assert by_position[position] == figures[f"{position.lower()}_minor"], (slug, position)
             listed = _charges(support, slug, f"{query}&position={position}")
             assert sum(c["net_minor"] for c in listed) == figures[f"{position.lower()}_minor"]
             assert len(listed) == figures["counts"][position.lower()]
-        # The processor's books (the sandbox's payment intents and payouts, in the public schema).
+        # The processor's books (the sandbox's payment intents, refunds, disputes and payouts, in the public schema):
+        # for each payment, what is left of it after refunds and lost disputes is in a paid payout, on its way, or
+        # held — a payout paid the whole payment, and what was taken back afterwards was recovered from the agency.
         intents = [
             i
             for i in SandboxPaymentIntent.objects.filter(status="succeeded")
             if i.metadata.get("schema") == slug and i.metadata.get("kind") == "client"
         ]
-        assert {i.reference for i in intents} == {c["gateway_reference"] for c in charges}
+        assert {i.reference for i in intents} == {c["gateway_reference"] for c in charges} - {""}
         assert sum(i.amount_minor for i in intents) == figures["collected_minor"]
+        taken = defaultdict(int)
+        for refund in SandboxRefund.objects.filter(payment_intent__in=[i.reference for i in intents]):
+            taken[refund.payment_intent] += refund.amount_minor if refund.status != "failed" else 0
+        lost = SandboxDispute.objects.filter(payment_intent__in=[i.reference for i in intents], status="lost")
+        for dispute in lost:
+            taken[dispute.payment_intent] += dispute.amount_minor
+        assert sum(d.amount_minor for d in lost) == figures["disputes_lost_minor"]
+        assert sum(taken.values()) == figures["refunded_minor"] + figures["disputes_lost_minor"]
         if agency.connected_account_id:
             payouts = SandboxPayout.objects.filter(destination=agency.connected_account_id, status="paid")
-            assert sum(p.amount_minor for p in payouts) == figures["paid_out_minor"]
-            assert sum(i.amount_minor for i in intents if not i.payout) == figures["in_transit_minor"]
+            assert sum(p.amount_minor for p in payouts) == sum(i.amount_minor for i in intents if i.payout)
+            recovered = sum(taken[i.reference] for i in intents if i.payout)
+            assert sum(i.amount_minor for i in intents if i.payout) - recovered == figures["paid_out_minor"]
+            assert (
+                sum(i.amount_minor - taken[i.reference] for i in intents if not i.payout) == figures["in_transit_minor"]
+            )
         else:
             assert all(not i.destination and not i.payout for i in intents)
-            assert sum(i.amount_minor for i in intents) == figures["held_minor"]
+            assert sum(i.amount_minor - taken[i.reference] for i in intents) == figures["held_minor"]
     every = support.get(f"/api/v1/reconciliation/?date_from={START}&date_to={END}&limit=1").json()
     assert every["results"][0]["agency"] == "alpha" and every["next"]
 
