@@ -249,8 +249,8 @@ def entry_allocations(entry: LedgerEntry | AgencyLedgerEntry) -> list[Applied]:
     """What an entry of `client_ledger`/`agency_ledger` received (something owed: a charge, a refund, a chargeback)
     or was applied to (a payment or credit), from the prefetched rows."""
     if entry.amount_minor > 0:
-        return [Applied(a.payment, a.amount_minor) for a in entry.allocations_received.all()]  # type: ignore[union-attr]
-    return [Applied(a.charge, a.amount_minor) for a in entry.allocations_made.all()]  # type: ignore[union-attr]
+        return [Applied(a.payment, a.amount_minor) for a in entry.allocations_received.all()]
+    return [Applied(a.charge, a.amount_minor) for a in entry.allocations_made.all()]
 
 
 def entry_open_minor(entry: LedgerEntry | AgencyLedgerEntry) -> int:
@@ -296,7 +296,7 @@ def agency_invoice_payments(invoices: list[AgencyInvoice]) -> dict[int, list[Inv
     entries: dict[int, AgencyLedgerEntry] = {}
     for allocation in rows:
         found[(allocation.charge.invoice_id, allocation.payment_id)] += allocation.amount_minor  # type: ignore[index]
-        entries[allocation.payment_id] = allocation.payment  # type: ignore[index]
+        entries[allocation.payment_id] = allocation.payment
     result: dict[int, list[InvoicePayment]] = defaultdict(list)
     for (invoice_id, payment_id), amount in found.items():
         result[invoice_id].append(InvoicePayment(entries[payment_id], amount))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -53,7 +54,7 @@ def _range(form: ReconciliationRangeForm, today: date) -> tuple[date, date]:
 
 
 @support_view
-def reconciliation(request: HttpRequest) -> HttpResponse:
+def reconciliation(request: HttpRequest) -> HttpResponseBase:
     """Every agency's figures for the range, and whether each balances."""
     today = timezone.now().date()
     form = _range_form(request, today)
@@ -136,7 +137,7 @@ def _csv_row(agency: Agency, row: ReconciledCharge) -> list:
 
 
 @support_view
-def agency_reconciliation_page(request: HttpRequest, slug: str) -> HttpResponse:
+def agency_reconciliation_page(request: HttpRequest, slug: str) -> HttpResponseBase:
     """One agency's figures for the range and the charges behind them (a position at a time, or all)."""
     agency = get_object_or_404(Agency, schema_name=slug)
     today = agency_business_date(agency, timezone.now())

@@ -12,6 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from accounts.permissions import Capability as C
+from accounts.permissions import has_capability
 from api.agency.billing import AttemptOutput, ClientRef, InvoiceLineOutput
 from api.agency.clients import VIEW, client_or_404
 from api.base import ApiView
@@ -44,8 +45,6 @@ AGENCY_BOOKS = (C.VIEW_BILLING,)
 
 
 def _amounts(context: dict) -> bool:
-    from accounts.permissions import has_capability
-
     request = context.get("request")
     return request is not None and has_capability(request.user, C.VIEW_AMOUNTS)
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('platform_billing', '0007_sandbox_refunds_disputes'),
+        ('platform_billing', '0008_attempt_requires_action'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0011_credit_notes_refunds_disputes'),
+        ('billing', '0013_attempt_requires_action'),
     ]
 
     operations = [
