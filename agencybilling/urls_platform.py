@@ -1,11 +1,12 @@
 """URLs on the platform domain (`BASE_DOMAIN`): the billing-support console."""
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from accounts import password_reset, token_views
 from accounts.login import ThrottledLoginView
-from agencybilling import views
+from agencybilling import mailviewer, views
 from billing.webhooks import stripe_webhook
 from web import console, invitations, onboarding, reconciliation
 
@@ -60,3 +61,11 @@ urlpatterns = [
 ]
 
 handler404 = "api.views.not_found"
+
+if settings.DEMO_MAIL_DIR:
+    # The demo's mail viewer (scripts/demo.py sets DEMO_MAIL_DIR): every email it sent, with clickable links.
+    urlpatterns += [
+        path("mail/", mailviewer.mail_list, name="demo-mail"),
+        path("mail/<str:key>/", mailviewer.mail_detail, name="demo-mail-detail"),
+        path("mail/<str:key>/html", mailviewer.mail_html, name="demo-mail-html"),
+    ]

@@ -35,6 +35,7 @@ CLIENT_DECLINE_REASONS = {
     "account_closed": "Your bank account is closed",
     "debit_not_authorized": "Your bank says the debit was not authorised",
     "payment_method_missing": "The payment method on file is no longer available",
+    "amount_too_large": "The amount is too large to be charged to a card; your agency will arrange payment",
 }
 
 # The same codes for the agency's staff (its notices and pages): what happened, in the processor's terms.
@@ -57,6 +58,7 @@ STAFF_DECLINE_REASONS = {
     "debit_not_authorized": "The account holder did not authorise the debit.",
     "no_payment_method": "No payment method on file.",
     "payment_method_missing": "The payment method on file is no longer available.",
+    "amount_too_large": "The amount is above what one charge may carry; it was not sent to the processor.",
 }
 
 

@@ -56,7 +56,7 @@ def wait_for_port(port: int, timeout: float, what: str, proc: subprocess.Popen |
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"error: {what} exited during start-up (code {proc.returncode}); see .local/*.log")
+            raise SystemExit(f"error: {what} exited during start-up (code {proc.returncode}); see {LOCAL}/*.log")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -159,7 +159,7 @@ def ensure_postgres(started: Started) -> str:
         data.mkdir(parents=True)
         if system_user:
             shutil.chown(data, system_user, system_user)
-        log("initialising a private PostgreSQL cluster in .local/postgres")
+        log(f"initialising a private PostgreSQL cluster in {LOCAL / 'postgres'}")
         subprocess.run(
             [
                 str(bindir / "initdb"),

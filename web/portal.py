@@ -138,6 +138,7 @@ def service_overview(request: HttpRequest) -> HttpResponse:
         context["charges"] = charges_in_words(charges, client=client, agency=agency, today=today)
         status = invoice_status(c.status for c in charges)
         context["status"], context["status_tone"] = client_status_label(status), client_status_tone(status)
+        context["credit_notes"] = list(invoice.credit_notes.order_by("issued_on", "id"))
     return render(request, "portal/overview.html", context)
 
 

@@ -217,6 +217,8 @@ DAY_STEP_MAX_FAILURES = env_int("DAY_STEP_MAX_FAILURES", 3)
 
 # --- Email --------------------------------------------------------------------------------
 _email = email_from_url("EMAIL_URL", "console://")
+# The demo's mail viewer (`make demo`): the Maildir its local SMTP server writes; unset, the viewer does not exist.
+DEMO_MAIL_DIR = env_str("DEMO_MAIL_DIR", "")
 EMAIL_BACKEND = _email["EMAIL_BACKEND"]
 EMAIL_HOST = _email["EMAIL_HOST"]
 EMAIL_PORT = _email["EMAIL_PORT"]

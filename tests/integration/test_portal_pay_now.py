@@ -15,6 +15,7 @@ from django_tenants.utils import schema_context
 
 from accounts.models import AuditEntry, Role
 from billing.attempts import charge_attempt
+from billing.corrections import credit_note_issue
 from billing.models import Charge
 from billing.pay_now import charge_pay_now
 from billing.payment_methods import payment_method_attach
@@ -219,3 +220,20 @@ def test_POR_1_pay_now_and_an_automatic_retry_at_once_make_one_payment(agency_a)
         assert received.count() == 1
     refusals = ("cannot be collected", "still unknown", "already paid")
     assert all(any(words in str(e) for words in refusals) for e in errors), errors
+
+
+@pytest.mark.django_db
+def test_POR_1_COR_1_the_client_reads_credit_notes_on_the_invoice(scenario):
+    with schema_context("alpha"):
+        invoice = scenario.paying.invoices.get(period_start=FEB)
+        note = credit_note_issue(
+            invoice=invoice,
+            user=scenario.admin,
+            reason="Social media paused for a week",
+            outcome="CREDIT",
+            today=FEB,
+            amount_minor=5000,
+        )
+    text = _text(login_client(scenario.agency, "owner@paying.example").get("/portal/?month=2027-02").content.decode())
+    assert f"{note.number} · 2027-02-01 · 50.00 USD — kept as credit, used by your next invoice." in text
+    assert "Social media paused for a week" in text
