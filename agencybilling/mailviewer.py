@@ -52,7 +52,7 @@ def _parse(key: str, raw: mailbox.MaildirMessage) -> Mail:
         sent_at = None
     return Mail(
         key, sent_at, str(message["From"] or ""), str(message["To"] or ""), str(message["Subject"] or ""), message
-    )  # type: ignore[arg-type]
+    )
 
 
 def mails() -> list[Mail]:
@@ -64,7 +64,8 @@ def mails() -> list[Mail]:
 
 def linkified(text: str) -> SafeString:
     """Plain text, escaped, with every http(s) address a link."""
-    out, last = [], 0
+    out: list[str] = []
+    last = 0
     for match in _URL.finditer(text):
         url = match.group(0).rstrip(".,;:)")
         out.append(escape(text[last : match.start()]))
