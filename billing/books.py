@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 
-from django.db.models import BooleanField, ExpressionWrapper, Model, Prefetch, Q, QuerySet, Sum
+from django.db.models import BooleanField, Count, ExpressionWrapper, Model, Prefetch, Q, QuerySet, Sum
 
 from billing.base_models import EntryType
 from billing.models import Allocation, LedgerEntry
@@ -113,6 +113,11 @@ def agency_balance_summary(*, agency: Agency, as_of: date | None = None) -> Bala
         currency=agency.currency,
         category_order=list(DEFAULT_CATEGORY_ORDER),
     )
+
+
+def agency_balance_minor(*, agency: Agency) -> int:
+    """What the agency owes the platform now (the sum of its ledger), in one query."""
+    return AgencyLedgerEntry.objects.filter(agency=agency).aggregate(total=Sum("amount_minor"))["total"] or 0
 
 
 def client_balances(*, client_ids: list[int], as_of: date | None = None) -> dict[int, int]:
@@ -273,9 +278,15 @@ def agency_invoices(*, agency: Agency, month: date | None = None) -> QuerySet[Ag
     invoices = AgencyInvoice.objects.filter(agency=agency)
     if month is not None:
         invoices = invoices.filter(due_on__year=month.year, due_on__month=month.month)
-    return invoices.prefetch_related(
-        "lines",
-        Prefetch("charges", queryset=AgencyCharge.objects.order_by("installment").prefetch_related("attempts")),
+    return invoices.prefetch_related("lines", Prefetch("charges", queryset=agency_charges_with_attempts()))
+
+
+def agency_charges_with_attempts() -> QuerySet[AgencyCharge]:
+    """An invoice's charges in installment order, each with its attempts and their count (`attempt_count`)."""
+    return (
+        AgencyCharge.objects.order_by("installment")
+        .annotate(attempt_count=Count("attempts"))
+        .prefetch_related("attempts")
     )
 
 

@@ -75,7 +75,10 @@ def agency_invoice_for_month(*, agency_id: int, month: date) -> AgencyInvoice | 
     return (
         AgencyInvoice.objects.filter(agency_id=agency_id, due_on__gte=month, due_on__lt=add_months(month, 1))
         .prefetch_related(
-            Prefetch("charges", queryset=AgencyCharge.objects.order_by("installment")), "charges__attempts"
+            Prefetch(
+                "charges",
+                queryset=AgencyCharge.objects.order_by("installment").annotate(attempt_count=Count("attempts")),
+            )
         )
         .order_by("due_on")
         .first()

@@ -364,6 +364,17 @@ def test_PAY_3_the_agency_s_own_invoices_charges_and_payments(month):
     overview = pages.get("/billing/?month=2027-01").content.decode()
     assert paid["number"] in overview and f"{format_minor(paid['paid_minor'], 'USD')}</td>" in overview
     assert f"You owe the platform <strong>{format_minor(balance['balance_minor'], 'USD')} USD</strong>" in overview
+    # P3: the platform invoice's charges, attempts and payments cost the Billing Overview a constant number of queries.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = []
+    for month_shown in ("2027-01", "2026-12", "2027-02"):
+        connection.set_schema_to_public()
+        with CaptureQueriesContext(connection) as queries:
+            assert pages.get(f"/billing/?month={month_shown}").status_code == 200
+        counts.append(len(queries.captured_queries))
+    assert len(set(counts)) == 1 and counts[0] <= 15, counts
     listing = pages.get("/billing/platform-invoices/").content.decode()
     for invoice in invoices:
         assert invoice["number"] in listing and f"{format_minor(invoice['open_minor'], 'USD')}</td>" in listing

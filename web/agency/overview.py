@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, render
 
 from accounts.permissions import has_capability, sees_only_own_clients
 from billing.books import (
+    agency_balance_minor,
     agency_balance_summary,
     agency_invoice_open,
     agency_invoice_payments,
@@ -153,7 +154,7 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
     }
     if context["agency_invoice"] is not None:
         context["agency_invoice_status"] = invoice_status(c.status for c in context["agency_invoice"].charges.all())
-        context.update(platform_books_context(agency, [context["agency_invoice"]]))
+        context.update(platform_books_context(agency, [context["agency_invoice"]], breakdown=False))
     template = (
         "agency/_charges.html"
         if is_htmx(request) and request.headers.get("HX-Target") == "charges"
@@ -162,9 +163,10 @@ def billing_overview(request: HttpRequest) -> HttpResponse:
     return render(request, template, context)
 
 
-def platform_books_context(agency, invoices: list[AgencyInvoice]) -> dict:
+def platform_books_context(agency, invoices: list[AgencyInvoice], *, breakdown: bool = True) -> dict:
     """The agency's own books beside its platform invoices (PAY-3): the payments applied to each invoice, and what
-    the agency owes the platform now. A constant number of queries for any number of invoices (P3)."""
+    the agency owes the platform now (with how it adds up, or only the sum: the Billing Overview keeps within its
+    query budget, P3). A constant number of queries for any number of invoices."""
     payments = agency_invoice_payments(invoices)
     return {
         "platform_rows": [
@@ -177,7 +179,8 @@ def platform_books_context(agency, invoices: list[AgencyInvoice]) -> dict:
             }
             for invoice in invoices
         ],
-        "platform_balance": agency_balance_summary(agency=agency),
+        "platform_balance": agency_balance_summary(agency=agency) if breakdown else None,
+        "platform_owed_minor": agency_balance_minor(agency=agency),
     }
 
 
