@@ -74,3 +74,42 @@ def test_COL_1_agency_invoiced_client_gets_no_payment_email(agency):
     for day in range(1, 9):
         run_day(agency, date(2027, 1, day))
     assert _notices(agency) == []
+
+
+def _mail(agency_obj, kind: str, to: str) -> Notice:
+    with schema_context(agency_obj.schema_name):
+        return Notice.objects.get(kind=kind, to_email=to)
+
+
+def test_NOT_6_POR_1_notices_read_like_a_person_wrote_them_with_links(agency):
+    """The client's Payment Failed says why in a cardholder's words and links to pay now; the agency's notice greets,
+    names the client and the amount, gives the processor's reason and links to the charge."""
+    make_user(agency, "owner@alpha.test", Role.ADMINISTRATOR)
+    client = _client(agency, "Decliner", token="pm_card_visa_chargeDeclined")
+    run_day(agency, date(2027, 1, 1))
+    with schema_context("alpha"):
+        charge = client.charges.select_related("invoice").get()
+    failed = _mail(agency, "PAYMENT_FAILED", "decliner@example.com")
+    assert "card_declined" not in failed.body and "Your card was declined." in failed.body
+    assert "We will try again on 2027-01-08." in failed.body
+    assert f"Pay now, or use another card: http://alpha.localhost/portal/charges/{charge.public_id}/pay/" in failed.body
+    agency_mail = _mail(agency, "AGENCY_CHARGE_FAILED", "owner@alpha.test")
+    assert agency_mail.subject.startswith("Charge failed: Decliner, ") and agency_mail.body.startswith("Hello,\n")
+    assert (
+        "from Decliner for invoice" in agency_mail.body
+        and "(attempt 1): The card was declined by the bank." in agency_mail.body
+    )
+    assert f"The charge: http://alpha.localhost/invoices/{charge.invoice.public_id}/" in agency_mail.body
+
+
+def test_COL_4_no_payment_method_is_said_so_never_attempt_0(agency):
+    make_user(agency, "owner@alpha.test", Role.ADMINISTRATOR)
+    _client(agency, "Nocard", token=None)
+    run_day(agency, date(2027, 1, 1))
+    to_client = _mail(agency, "PAYMENT_FAILED", "nocard@example.com")
+    to_agency = _mail(agency, "AGENCY_CHARGE_FAILED", "owner@alpha.test")
+    for mail in (to_client, to_agency):
+        assert "Attempt 0" not in mail.body and "attempt 0" not in mail.body
+    assert "there is no payment method on file" in to_client.body and "Add one and pay here: http://" in to_client.body
+    assert to_agency.subject.startswith("No payment method: Nocard, ")
+    assert "Nocard has no payment method on file" in to_agency.body
