@@ -398,6 +398,14 @@ def test_MON_4_DUN_1_client_configuration_page_shows_the_api_s_numbers(month):
     assert (
         'data-testid="ledger"' in page and "Payment" not in page.split('data-testid="ledger"')[1].split("</table>")[0]
     )
+    # The client's portal shows the same balance due (POR-1).
+    from clients.models import ClientUser
+
+    portal_user = make_user(agency, "portal@books.test", Role.CLIENT)
+    with schema_context(agency.schema_name):
+        ClientUser.objects.create(user=portal_user, client=client)
+    portal = login_client(agency, "portal@books.test").get("/portal/").content.decode()
+    assert f'data-testid="balance-due">{format_minor(balance["balance_minor"], "USD")} USD<' in portal
     junior = make_user(agency, "page-junior@books.test", Role.JR_SALESPERSON)
     with schema_context(agency.schema_name):
         type(client).objects.filter(pk=client.pk).update(salesperson=junior)
