@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 WITH_SERVICES := $(BIN)/python scripts/services.py run --
 
-.PHONY: help install demo test test-fast test-chaos lint lock bench bench-quick clean
+.PHONY: help install demo test test-fast test-chaos test-cluster lint lock bench bench-quick clean
 
 help:
 	@echo "make demo   - set everything up and run the product (web + worker + beat) on http://demo.localhost:8000/"
 	@echo "make test   - set everything up and run linters, type checks and the whole test suite"
 	@echo "make lint   - ruff, import-linter contracts, architecture checks, mypy and makemigrations --check only"
+	@echo "make test-cluster - several hosts in network namespaces (PgBouncer, 3 worker hosts, one killed), 100 agencies: docs/operations.md"
 	@echo "make test-chaos - the reliability tests R1-R7 at full size (2,000 clients, >= 20 worker kills): docs/reliability.md"
 	@echo "make lock   - resolve requirements.in / requirements-dev.in into their locks (LOCK_ARGS=--upgrade: newest)"
 	@echo "make bench  - performance benchmarks P1-P8 (<= 15 min): table + bench/results/*.json"
@@ -39,6 +40,12 @@ test: install
 test-fast: install
 	scripts/system-packages test
 	$(WITH_SERVICES) $(BIN)/pytest -q -x -n "$${PYTEST_WORKERS:-auto}" -m "not slow and not browser" $(PYTEST_ARGS)
+
+# Several hosts on this machine (network namespaces; root), 100 agencies, a worker host lost mid-day
+# (tests/cluster); `make test` runs the same test with 10 agencies and 2 worker hosts.
+test-cluster: install
+	scripts/system-packages test
+	CLUSTER_SIZE=full $(WITH_SERVICES) $(BIN)/pytest -s -n 0 tests/cluster $(PYTEST_ARGS)
 
 # Reliability at full size (docs/reliability.md); `make test` runs the same tests at CI size.
 test-chaos: install
