@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from billing.attempts import attempts_resolve
+from billing.books import client_balance_summary
 from billing.models import BillingSettings, Charge, ChargeAttempt, Invoice, PaymentMethod
 from billing.overview import invoice_status, lines_by_category, month_invoices
 from billing.pay_now import attempt_for_request, charge_pay_now, open_charges
@@ -31,7 +32,6 @@ from billing.plain_words import (
 from billing.platform.models import SandboxPaymentIntent
 from billing.providers import get_provider
 from billing.providers.base import ProviderError
-from billing.selectors import client_balance
 from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus
 from clients.models import Client
 from core.calendar import add_months
@@ -125,7 +125,8 @@ def service_overview(request: HttpRequest) -> HttpResponse:
         "prev_month": add_months(month, -1) if bounds and bounds[0].replace(day=1) < month else None,
         "next_month": add_months(month, 1) if bounds and bounds[-1].replace(day=1) > month else None,
         "payment_method": _current_method(client),
-        "balance_due": client_balance(client),
+        # The same balance as the API and the agency's pages (billing/books.py, MON-4).
+        "balance_due": client_balance_summary(client=client, currency=agency.currency).balance_minor,
         "history": _history(client),
         "pay_key": uuid.uuid4().hex,
     }
