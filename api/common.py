@@ -107,3 +107,32 @@ def validated(serializer_class: type[serializers.Serializer], request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class NextInvoiceOutput(serializers.Serializer):
+    """An account's next invoice with a given billing schedule (CYC-1): read before changing a billing day."""
+
+    build_date = serializers.DateField(help_text="The day the invoice is built.")
+    billing_date = serializers.DateField(help_text="Its billing date.")
+    period_start = serializers.DateField(source="period.start")
+    period_end = serializers.DateField(source="period.end", help_text="Exclusive: the next period's first day.")
+    bridging = serializers.BooleanField(
+        help_text="Shorter than a full cycle: the days between the period already billed and the new billing day, "
+        "prorated by days."
+    )
+    days = serializers.IntegerField(help_text="Days in the period.")
+    cycle_days = serializers.IntegerField(help_text="Days in the full cycle from the period's start.")
+
+
+class DaysListField(serializers.Field):
+    """Query parameter: days of the month separated by commas ("3,26"); empty for none."""
+
+    default_error_messages = {"invalid": "Give days from 1 to 28 separated by commas, e.g. 3,26."}
+
+    def to_internal_value(self, data: Any) -> list[int]:
+        if not isinstance(data, str) or not re.fullmatch(r"([0-9]{1,2}(,[0-9]{1,2})*)?", data):
+            self.fail("invalid")
+        days = [int(part) for part in data.split(",") if part]
+        if any(not 1 <= day <= 28 for day in days):
+            self.fail("invalid")
+        return days

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from core.calendar import Period
+from core.calendar import Period, full_cycle, prorated_minor
 from core.categories import BillingCategory
 from core.money import format_minor, format_rate, format_unit_price, line_amount_minor, tax_minor
 
@@ -75,6 +75,14 @@ class InvoiceDraft:
         for line in self.lines:
             totals[line.category] = totals.get(line.category, 0) + line.amount_minor
         return totals
+
+
+def _proration_note(period: Period) -> str:
+    """The note " (15 of 31 days)" for a period shorter than its cycle (CYC-1 bridging), else nothing."""
+    full = full_cycle(period.start)
+    if period.end >= full.end:
+        return ""
+    return f" ({(period.end - period.start).days} of {(full.end - full.start).days} days)"
 
 
 def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) -> list[DraftLine]:
@@ -147,27 +155,31 @@ def draft_client_invoice(
     taxes: Sequence[TaxSpec],
 ) -> InvoiceDraft:
     """The client invoice of CYC-2 (b): license and agency services for `period` in advance, the closed
-    cycle's usage, then the client's taxes."""
+    cycle's usage, then the client's taxes. A period shorter than a cycle (bridging a billing-day change, CYC-1)
+    bills the license and recurring services prorated by days; one-time services in full."""
     lines: list[DraftLine] = []
+    share = _proration_note(period)
     if license_price_minor:
+        amount = prorated_minor(license_price_minor, period)
         lines.append(
             DraftLine(
                 BillingCategory.LICENSE,
-                f"License {period.label()}",
+                f"License {period.label()}{share}",
                 1,
-                Decimal(license_price_minor),
-                license_price_minor,
+                Decimal(amount),
+                amount,
                 taxable=True,
             )
         )
     for service in services:
+        amount = service.amount_minor if service.one_time else prorated_minor(service.amount_minor, period)
         lines.append(
             DraftLine(
                 BillingCategory.AGENCY_SERVICES,
-                service.description,
+                service.description if service.one_time else f"{service.description}{share}",
                 1,
-                Decimal(service.amount_minor),
-                service.amount_minor,
+                Decimal(amount),
+                amount,
                 taxable=service.taxable,
             )
         )
@@ -189,13 +201,18 @@ def draft_agency_invoice(
     fees: Sequence[tuple[str, int]],
 ) -> InvoiceDraft:
     """The agency invoice of CYC-2 (a), in arrears: license fees of the clients active in the cycle, the
-    cycle's usage, a top-up to the package minimum when they fall short, the plan's taxes, then fees."""
+    cycle's usage, a top-up to the package minimum when they fall short, the plan's taxes, then fees. A period
+    shorter than a cycle (bridging a billing-day change, CYC-1) has its monthly amounts prorated by days."""
     lines: list[DraftLine] = []
+    share = _proration_note(period)
+    license_fee_minor = prorated_minor(license_fee_minor, period)
+    package_minimum_minor = prorated_minor(package_minimum_minor, period)
+    fees = [(f"{name}{share}", prorated_minor(amount, period)) for name, amount in fees]
     if active_clients and license_fee_minor:
         lines.append(
             DraftLine(
                 BillingCategory.LICENSE,
-                f"Client licenses {period.label()}",
+                f"Client licenses {period.label()}{share}",
                 active_clients,
                 Decimal(license_fee_minor),
                 active_clients * license_fee_minor,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -50,6 +50,7 @@ from billing.platform.models import (
 from billing.selectors import (
     ClientTerms,
     billing_settings,
+    client_period_at,
     client_terms,
     clients_active_during,
     clients_due,
@@ -61,7 +62,7 @@ from billing.selectors import (
 )
 from billing.statuses import ChargeStatus
 from clients.models import AgencyServiceLine, Client
-from core.calendar import Period, autopay_dates, cycle_closed_by, cycle_starting
+from core.calendar import Period, add_months, agency_period_due, autopay_dates, cycle_closed_by, cycle_starting
 from core.money import split_evenly
 from tenants.models import Agency
 
@@ -114,11 +115,11 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 
 
 def _client_draft(
-    *, terms: ClientTerms, billing_date: date, currency: str, prices: dict[str, ProductPrice], usage: dict[str, int]
+    *, terms: ClientTerms, period: Period, currency: str, prices: dict[str, ProductPrice], usage: dict[str, int]
 ) -> InvoiceDraft:
     return draft_client_invoice(
         currency=currency,
-        period=cycle_starting(billing_date),
+        period=period,
         license_price_minor=terms.license_price_minor,
         services=terms.services,
         usage=usage_lines(prices, usage),
@@ -152,7 +153,7 @@ def invoice_previews(*, agency: Agency, client_ids: list[int], billing_date: dat
     return {
         terms.client_id: _client_draft(
             terms=terms,
-            billing_date=billing_date,
+            period=cycle_starting(billing_date),
             currency=agency.currency,
             prices=prices,
             usage=usage.get(terms.client_id, {}),
@@ -176,6 +177,8 @@ def _installments(
     evenly with the last taking the remainder (CYC-4)."""
     days = sorted(set(terms.autopay_days))
     dates = autopay_dates(today.year, today.month, days) if len(days) >= 2 else [billing_date]
+    if dates[-1] != billing_date:  # a bridging period's invoice (CYC-1): one charge, on its billing date
+        dates = [billing_date]
     amounts = split_evenly(total_minor, len(dates))
     return [(index, due, amount) for index, (due, amount) in enumerate(zip(dates, amounts, strict=True), start=1)]
 
@@ -196,6 +199,8 @@ def _build_client_batch(
     *,
     agency: Agency,
     billing_date: date,
+    period: Period,
+    usage_period: Period,
     client_ids: list[int],
     today: date,
     prices: dict[str, ProductPrice],
@@ -218,14 +223,13 @@ def _build_client_batch(
         todo = [cid for cid in client_ids if cid not in existing]
         if not todo:
             return
-        usage = _group_usage(todo, cycle_closed_by(billing_date), agency.time_zone)
-        period = cycle_starting(billing_date)
+        usage = _group_usage(todo, usage_period, agency.time_zone)
         first = sequence.next_number
         drafts = []
         for terms in client_terms(todo):
             draft = _client_draft(
                 terms=terms,
-                billing_date=billing_date,
+                period=period,
                 currency=currency,
                 prices=prices,
                 usage=usage.get(terms.client_id, {}),
@@ -404,18 +408,28 @@ CHARGE_COLUMNS = (
 
 
 def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> tuple[AgencyInvoice | None, bool]:
-    """Build the agency's invoice for the cycle closed by `billing_date`, in arrears (CYC-2 a).
-    Returns (invoice, created). No partner plan → no invoice. Out of bounds (MON-1) → no invoice: held with the
-    reason (in the agency's schema, which must be the current one), the clients are billed as usual."""
+    """Build the agency's invoice for the period closing on `billing_date` (today, or the day of an invoice held
+    then), in arrears (CYC-2 a). Periods are contiguous, so a billing-day change neither bills a day twice nor
+    leaves one out (CYC-1, `agency_period_due`). Returns (invoice, created); (None, False) when no period closes
+    that day or there is no partner plan. Out of bounds (MON-1) → no invoice: held with the reason (in the
+    agency's schema, which must be the current one), the clients are billed as usual."""
     plan = agency.plan
     if plan is None:
         return None, False
-    period = cycle_closed_by(billing_date)
+    existing = AgencyInvoice.objects.filter(agency=agency, period_end=billing_date).first()
+    if existing is not None:
+        return existing, False
+    if _agency_period(agency=agency, billing_date=billing_date, today=today) is None:
+        return None, False
     with transaction.atomic():
         sequence, _ = AgencyInvoiceSequence.objects.select_for_update().get_or_create(agency=agency)
-        existing = AgencyInvoice.objects.filter(agency=agency, period_start=period.start).first()
+        # Again under the lock: a concurrent run of the same day may have built it meanwhile (CYC-3).
+        existing = AgencyInvoice.objects.filter(agency=agency, period_end=billing_date).first()
         if existing is not None:
             return existing, False
+        period = _agency_period(agency=agency, billing_date=billing_date, today=today)
+        if period is None:
+            return None, False
         prices = plan_prices(plan)
         draft = draft_agency_invoice(
             currency=plan.currency,
@@ -474,10 +488,26 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
     return invoice, True
 
 
+def _agency_period(*, agency: Agency, billing_date: date, today: date) -> Period | None:
+    """The agency invoice's period closing on `billing_date`: from where the previous one ended (CYC-1). A held
+    invoice built on a later day (MON-1) keeps the period it had on its own day."""
+    last_end = AgencyInvoice.objects.filter(agency=agency, period_end__lt=billing_date).aggregate(
+        end=Max("period_end")
+    )["end"]
+    if billing_date == today:
+        return agency_period_due(today=today, billing_day=agency.billing_day, last_end=last_end)
+    start = add_months(billing_date, -1)
+    if last_end is not None and last_end >= add_months(billing_date, -2):
+        start = last_end
+    return Period(start, billing_date)
+
+
 def _batch_build(
     *,
     agency: Agency,
     billing_date: date,
+    period: Period,
+    usage_period: Period,
     client_ids: list[int],
     today: date,
     prices: dict[str, ProductPrice],
@@ -491,6 +521,8 @@ def _batch_build(
         _build_client_batch(
             agency=agency,
             billing_date=billing_date,
+            period=period,
+            usage_period=usage_period,
             client_ids=client_ids,
             today=today,
             prices=prices,
@@ -519,6 +551,8 @@ def _batch_build(
             _batch_build(
                 agency=agency,
                 billing_date=billing_date,
+                period=period,
+                usage_period=usage_period,
                 client_ids=[client_id],
                 today=today,
                 prices=prices,
@@ -562,9 +596,12 @@ def _holds_recheck(
                 built={hold.client_id: existing.number}, billing_date=hold.billing_date, today=today
             )
             continue
+        period, usage_period = client_period_at(agency=agency, client_id=hold.client_id, billing_date=hold.billing_date)
         _batch_build(
             agency=agency,
             billing_date=hold.billing_date,
+            period=period,
+            usage_period=usage_period,
             client_ids=[hold.client_id],
             today=today,
             prices=prices,
@@ -584,23 +621,28 @@ def billing_run(
             result.already_done = True
             return result
         now = timezone.now()
-        if today.day == agency.billing_day:
-            _agency_invoice(agency=agency, billing_date=today, today=today, result=result)
+        # Every day: the agency's period closes on its billing day, or at a changed schedule's bridge (CYC-1).
+        _agency_invoice(agency=agency, billing_date=today, today=today, result=result)
         due = clients_due(agency=agency, today=today)
-        by_date: dict[date, list[int]] = defaultdict(list)
+        # Clients with the same billing date, period and usage cycle are written together.
+        by_date: dict[tuple[date, Period, Period], list[int]] = defaultdict(list)
         for item in due:
-            by_date[item.billing_date].append(item.client_id)
+            by_date[(item.billing_date, item.period, item.usage)].append(item.client_id)
         prices = plan_prices(agency.plan)
         done = 0
         if progress:
             progress(0, len(due))
         _holds_recheck(agency=agency, today=today, prices=prices, now=now, result=result)
-        for billing_date, ids in sorted(by_date.items()):
+        for (billing_date, period, usage_period), ids in sorted(
+            by_date.items(), key=lambda item: (item[0][0], item[0][1].end, item[0][2].start)
+        ):
             for start in range(0, len(ids), batch_size):
                 batch = ids[start : start + batch_size]
                 _batch_build(
                     agency=agency,
                     billing_date=billing_date,
+                    period=period,
+                    usage_period=usage_period,
                     client_ids=batch,
                     today=today,
                     prices=prices,

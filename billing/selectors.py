@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection
-from django.db.models import CharField, F, Q, QuerySet, Sum
+from django.db.models import CharField, F, Max, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 
@@ -27,10 +27,20 @@ from billing.models import (
     StepStatus,
     UsageRecord,
 )
+from billing.platform.models import AgencyInvoice
 from billing.statuses import STATUS_PRECEDENCE, ChargeStatus
 from clients.models import AgencyServiceLine, Client, ClientGroup, ServiceRecurrence, TaxRate
 from clients.selectors import client_list_for_user, client_visibility
-from core.calendar import Period, invoice_days
+from core.calendar import (
+    Period,
+    add_months,
+    agency_period_due,
+    full_cycle,
+    invoice_days,
+    next_billing_date_after,
+    periods_due,
+    usage_window,
+)
 from tenants.models import Agency, PartnerPlan
 
 
@@ -38,6 +48,8 @@ from tenants.models import Agency, PartnerPlan
 class DueClient:
     client_id: int
     billing_date: date
+    period: Period  # billed in advance; shorter than a cycle when it bridges a billing-day change (CYC-1)
+    usage: Period  # the closed cycle whose usage the invoice carries
 
 
 def period_bounds(period: Period, time_zone: str) -> tuple[datetime, datetime]:
@@ -69,18 +81,57 @@ def billable_clients() -> list[dict]:
     )
 
 
+def invoiced_periods(*, since: date, client_ids: list[int] | None = None) -> dict[int, list[Period]]:
+    """Each client's invoice periods that start on or after `since` (CYC-1: where its next period starts)."""
+    sql = f"SELECT client_id, period_start, period_end FROM {Invoice._meta.db_table} WHERE period_start >= %s"
+    params: list[Any] = [since]
+    if client_ids is not None:
+        sql += " AND client_id = ANY(%s)"
+        params.append(list(client_ids))
+    periods: dict[int, list[Period]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for client_id, start, end in cursor.fetchall():
+            periods[client_id].append(Period(start, end))
+    return periods
+
+
+def client_period_at(*, agency: Agency, client_id: int, billing_date: date) -> tuple[Period, Period]:
+    """(period, usage cycle) of a client's invoice with this billing date, built on a later day (an invoice held on
+    its day, MON-1): from its billing date to the next billing date of its schedule, never into a period since
+    invoiced (CYC-1)."""
+    row = Client.objects.values("billing_day", "autopay_days").get(pk=client_id)
+    _, bill_day = client_schedule(row, agency)
+    invoiced = invoiced_periods(since=add_months(billing_date, -LOOKBACK_MONTHS), client_ids=[client_id])[client_id]
+    end = full_cycle(billing_date).end
+    if billing_date.day != bill_day:
+        end = min(end, next_billing_date_after(billing_date, bill_day))
+    later = [p.start for p in invoiced if p.start > billing_date]
+    period = Period(billing_date, min([end, *later]))
+    return period, usage_window(billing_date, [p for p in invoiced if p.end <= billing_date])
+
+
+def client_schedule(row: dict, agency: Agency) -> tuple[int, int]:
+    """(build day, billing day) of a client (a `billable_clients` row or a Client): its own or the agency's."""
+    return invoice_days(autopay_days=row["autopay_days"], billing_day=row["billing_day"] or agency.billing_day)
+
+
+# Periods are at most a month long: those starting within the last three months are enough to know where an
+# account's next period starts and which closed cycle it carries the usage of.
+LOOKBACK_MONTHS = 3
+
+
 def clients_due(*, agency: Agency, today: date) -> list[DueClient]:
-    """Clients whose invoice is built today, with their billing date (CYC-1, CYC-4)."""
+    """Clients with an invoice built today: on their build day, or — after a billing-day change — on the day
+    their last period ends (a bridging period), each with its billing date and period (CYC-1, CYC-4)."""
     due = []
+    periods = invoiced_periods(since=add_months(today, -LOOKBACK_MONTHS))
     for row in billable_clients():
-        build_day, bill_day = invoice_days(
-            autopay_days=row["autopay_days"], billing_day=row["billing_day"] or agency.billing_day
-        )
-        if build_day != today.day:
-            continue
-        billing_date = today.replace(day=bill_day)
-        if billable_on(row, billing_date):
-            due.append(DueClient(row["id"], billing_date))
+        build_day, bill_day = client_schedule(row, agency)
+        invoiced = periods.get(row["id"], [])
+        for item in periods_due(today=today, build_day=build_day, bill_day=bill_day, invoiced=invoiced):
+            if billable_on(row, item.billing_date):
+                due.append(DueClient(row["id"], item.billing_date, item.period, item.usage))
     return due
 
 
@@ -403,3 +454,66 @@ def needs_attention(limit: int = 50) -> list[dict]:
             }
         )
     return items
+
+
+@dataclass(frozen=True, slots=True)
+class NextInvoice:
+    """What an account's next invoice will be with a given schedule: shown before a billing-day change is saved
+    (CYC-1). `period` is billed in advance for a client, in arrears for the agency."""
+
+    build_date: date
+    billing_date: date
+    period: Period
+
+    @property
+    def bridging(self) -> bool:
+        return self.period.end != full_cycle(self.period.start).end
+
+    @property
+    def days(self) -> int:
+        return (self.period.end - self.period.start).days
+
+    @property
+    def cycle_days(self) -> int:
+        cycle = full_cycle(self.period.start)
+        return (cycle.end - cycle.start).days
+
+
+def client_next_invoice(
+    *, agency: Agency, client: Client, today: date, billing_day: int | None, autopay_days: list[int]
+) -> NextInvoice | None:
+    """The client's next invoice from `today` on if its billing day and autopay days were these; None when there
+    is none within two months (a deactivated client)."""
+    build_day, bill_day = invoice_days(autopay_days=autopay_days, billing_day=billing_day or agency.billing_day)
+    invoiced = invoiced_periods(since=add_months(today, -LOOKBACK_MONTHS), client_ids=[client.pk]).get(client.pk, [])
+    row = {"activated_on": client.activated_on, "deactivated_on": client.deactivated_on}
+    first = _first_open_day(agency, today)
+    for offset in range(NEXT_HORIZON_DAYS):
+        day = first + timedelta(days=offset)
+        for item in periods_due(today=day, build_day=build_day, bill_day=bill_day, invoiced=invoiced):
+            if billable_on(row, item.billing_date):
+                return NextInvoice(day, item.billing_date, item.period)
+    return None
+
+
+def agency_next_invoice(*, agency: Agency, today: date, billing_day: int) -> NextInvoice | None:
+    """The agency's next invoice (in arrears) from `today` on if its billing day were `billing_day`."""
+    last_end = AgencyInvoice.objects.filter(agency=agency).aggregate(end=Max("period_end"))["end"]
+    first = _first_open_day(agency, today)
+    for offset in range(NEXT_HORIZON_DAYS):
+        day = first + timedelta(days=offset)
+        period = agency_period_due(today=day, billing_day=billing_day, last_end=last_end)
+        if period is not None:
+            return NextInvoice(day, day, period)
+    return None
+
+
+NEXT_HORIZON_DAYS = 62
+
+
+def _first_open_day(agency: Agency, today: date) -> date:
+    """The first day a change saved now applies to: today, or the day after the billing clock's last finished
+    day when it has already run today (or ahead of the wall clock)."""
+    if agency.clock_date is not None and agency.clock_date >= today:
+        return agency.clock_date + timedelta(days=1)
+    return today

@@ -18,6 +18,8 @@ from api.common import (
     MaskedDecimalField,
     MaskedWholeMinorField,
     MonthField,
+    NextInvoiceOutput,
+    agency_today,
     path_uuid,
     query_filters,
     uuid_or_404,
@@ -42,6 +44,7 @@ from billing.billing_setup import AGENCY_FIELDS, SETTINGS_FIELDS, billing_setup_
 from billing.models import BillingSettings, Charge, Invoice, RequestKind, SupportRequest
 from billing.pdf import invoice_pdf, invoice_pdf_etag, pdf_filename, stored_pdf_etag
 from billing.selectors import (
+    agency_next_invoice,
     billing_settings,
     charge_list_for_user,
     invoice_list_for_user,
@@ -695,3 +698,29 @@ class BillingSettingsApi(ApiView):
         settings = billing_setup_update(agency=request.tenant, actor=self.user, values=values)
         agency = Agency.objects.get(pk=request.tenant.pk)
         return Response(BillingSettingsOutput(_setup(agency, settings)).data)
+
+
+class AgencyNextInvoiceApi(ApiView):
+    capabilities = {"get": (C.ADMINISTER,)}
+    schema_tags = ("settings",)
+
+    class QuerySerializer(serializers.Serializer):
+        billing_day = serializers.IntegerField(
+            required=False, min_value=1, max_value=28, help_text="The billing day to preview; omitted: the current."
+        )
+
+    @extend_schema(
+        operation_id="billing_settings_next_invoice",
+        parameters=[QuerySerializer],
+        responses=NextInvoiceOutput,
+        summary="The agency's next invoice (in arrears) — with its billing day, or the one given (CYC-1 preview)",
+    )
+    def get(self, request):
+        query = query_filters(self.QuerySerializer, request)
+        agency = request.tenant
+        nxt = agency_next_invoice(
+            agency=agency, today=agency_today(request), billing_day=query.get("billing_day", agency.billing_day)
+        )
+        if nxt is None:
+            raise NotFound("No invoice in the next two months.")
+        return Response(NextInvoiceOutput(nxt).data)

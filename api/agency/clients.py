@@ -12,7 +12,16 @@ from rest_framework.response import Response
 from accounts.models import AGENCY_STAFF_ROLES, User
 from accounts.permissions import Capability as C
 from api.base import ApiView
-from api.common import MaskedAmountField, agency_today, path_uuid, query_filters, uuid_or_404, validated
+from api.common import (
+    DaysListField,
+    MaskedAmountField,
+    NextInvoiceOutput,
+    agency_today,
+    path_uuid,
+    query_filters,
+    uuid_or_404,
+    validated,
+)
 from api.fields import (
     AmountField,
     DecimalTextField,
@@ -30,9 +39,17 @@ from api.pagination import list_parameters, page_of, paginate
 from billing.models import PaymentMethod
 from billing.payment_methods import payment_method_attach
 from billing.providers.base import ProviderError
+from billing.selectors import client_next_invoice
 from clients.models import AgencyServiceLine, Client, ServiceRecurrence, TaxRate
 from clients.selectors import client_list_for_user, client_search_for_user
-from clients.services import client_configure, client_create, service_line_add, service_line_remove, tax_rate_create
+from clients.services import (
+    MAX_AUTOPAY_DAYS,
+    client_configure,
+    client_create,
+    service_line_add,
+    service_line_remove,
+    tax_rate_create,
+)
 from core.errors import ApplicationError
 from core.money import rate_bp_or_none, rate_from_bp
 
@@ -402,3 +419,47 @@ class TaxRatesApi(ApiView):
         data = serializer.validated_data
         rate = tax_rate_create(name=data["name"], rate_percent=rate_input(data), actor=self.user)
         return Response(TaxRateOutput(rate).data, status=status.HTTP_201_CREATED)
+
+
+class ClientNextInvoiceApi(ApiView):
+    capabilities = {"get": VIEW}
+    schema_tags = ("clients",)
+
+    class QuerySerializer(serializers.Serializer):
+        billing_day = serializers.RegexField(
+            r"^([1-9]|1[0-9]|2[0-8]|agency)$",
+            required=False,
+            help_text="A billing day 1–28, or `agency` for the agency's day; omitted: the client's current one.",
+        )
+        autopay_days = DaysListField(
+            required=False, help_text="Autopay days separated by commas (CYC-4), empty for none; omitted: current."
+        )
+
+    @extend_schema(
+        operation_id="clients_next_invoice",
+        parameters=[path_uuid("client_id"), QuerySerializer],
+        responses=NextInvoiceOutput,
+        summary="The client's next invoice — with its current billing days, or the ones given (CYC-1 preview)",
+    )
+    def get(self, request, client_id):
+        client = client_or_404(self.user, client_id)
+        query = query_filters(self.QuerySerializer, request)
+        billing_day = client.billing_day
+        if "billing_day" in request.query_params and "billing_day" in query:
+            billing_day = None if query["billing_day"] == "agency" else int(query["billing_day"])
+        autopay_days = query.get("autopay_days", list(client.autopay_days))
+        if len(autopay_days) > MAX_AUTOPAY_DAYS or len(set(autopay_days)) != len(autopay_days):
+            raise ApplicationError(
+                "Give each autopay day once, at most four.",
+                fields={"autopay_days": [f"Give each day once, at most {MAX_AUTOPAY_DAYS} days."]},
+            )
+        nxt = client_next_invoice(
+            agency=request.tenant,
+            client=client,
+            today=agency_today(request),
+            billing_day=billing_day,
+            autopay_days=autopay_days,
+        )
+        if nxt is None:
+            raise NotFound("No invoice in the next two months (the client is deactivated).")
+        return Response(NextInvoiceOutput(nxt).data)

@@ -23,6 +23,7 @@ from billing.models import Charge, PaymentMethod, RequestKind, SupportRequest
 from billing.overview import (
     attempt_count,
 )
+from billing.selectors import client_next_invoice
 from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_request, retry_request
 from clients.models import AgencyServiceLine, Client
@@ -127,6 +128,8 @@ def _client_page(
     line_form=None,
     reason_form=None,
     account_form=None,
+    next_invoice=None,
+    preview: bool = False,
     status: int = 200,
 ) -> HttpResponse:
     agency, user = request.tenant, request.user  # type: ignore[attr-defined]
@@ -150,6 +153,14 @@ def _client_page(
     if has_capability(user, C.VIEW_BILLING) and shows_amounts(user):  # type: ignore[arg-type]
         margins = client_margin_context(request, client)
     retry_requested = {r.charge_id for r in requests if r.kind == RequestKind.RETRY}
+    if next_invoice is None:
+        next_invoice = client_next_invoice(
+            agency=agency,
+            client=client,
+            today=business_today(agency),
+            billing_day=client.billing_day,
+            autopay_days=list(client.autopay_days),
+        )
     return render(
         request,
         "agency/client_detail.html",
@@ -171,6 +182,8 @@ def _client_page(
             "today": business_today(agency),
             "payment_method": client.payment_methods.filter(removed_at__isnull=True).first(),
             "charges": charges,
+            "next_invoice": next_invoice,
+            "preview": preview,
             "retry_requested": retry_requested,
             "agency_invoiced_requested": any(r.kind == RequestKind.AGENCY_INVOICED for r in requests),
             "retryable": (ChargeStatus.RETRYING, ChargeStatus.UNCOLLECTABLE),
@@ -193,6 +206,17 @@ def client_detail(request: HttpRequest, public_id) -> HttpResponse:
         raise PermissionDenied("Your role cannot change client configuration.")
     agency = request.tenant  # type: ignore[attr-defined]
     form = ClientConfigForm(request.POST, currency=agency.currency, agency_billing_day=agency.billing_day)
+    if form.is_valid() and request.POST.get("preview"):
+        # CYC-1: what the next invoice would be with the days typed in, before anything is saved.
+        data = form.cleaned_data
+        next_invoice = client_next_invoice(
+            agency=agency,
+            client=client,
+            today=business_today(agency),
+            billing_day=data["billing_day"],
+            autopay_days=data["autopay_days"],
+        )
+        return _client_page(request, client, config_form=form, next_invoice=next_invoice, preview=True)
     if form.is_valid():
         data = form.cleaned_data
         try:

@@ -9,10 +9,10 @@ from django.shortcuts import redirect, render
 
 from billing.billing_setup import agency_logo_set, billing_setup_update
 from billing.models import BillingSettings
-from billing.selectors import billing_settings
+from billing.selectors import agency_next_invoice, billing_settings
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
-from web.access import staff_view
+from web.access import business_today, staff_view
 from web.agency.common import C
 from web.forms import (
     BillingSetupForm,
@@ -48,8 +48,16 @@ def billing_setup(request: HttpRequest) -> HttpResponse:
     agency = request.tenant  # type: ignore[attr-defined]
     settings = billing_settings()
     status = 200
+    next_invoice, preview = None, False
     if request.method == "POST":
         form = BillingSetupForm(request.POST, request.FILES, currency=agency.currency)
+        if form.is_valid() and request.POST.get("preview"):
+            # CYC-1: the agency's next invoice with the billing day typed in, before anything is saved.
+            next_invoice = agency_next_invoice(
+                agency=agency, today=business_today(agency), billing_day=form.cleaned_data["billing_day"]
+            )
+            context = {"form": form, "agency": agency, "next_invoice": next_invoice, "preview": True, "arrears": True}
+            return render(request, "agency/setup.html", context)
         if form.is_valid():
             data = form.cleaned_data
             values = {
@@ -85,4 +93,6 @@ def billing_setup(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = BillingSetupForm(initial=_setup_initial(agency, settings), currency=agency.currency)
-    return render(request, "agency/setup.html", {"form": form, "agency": agency}, status=status)
+    next_invoice = agency_next_invoice(agency=agency, today=business_today(agency), billing_day=agency.billing_day)
+    context = {"form": form, "agency": agency, "next_invoice": next_invoice, "preview": preview}
+    return render(request, "agency/setup.html", context, status=status)
