@@ -310,3 +310,71 @@ def test_NOT_5_follow_ups_are_counted_from_the_previous_notice():
     assert follow_up_dates(date(2027, 1, 12), 3, None) == [date(2027, 1, 12), date(2027, 1, 15)]
     # No third without a second.
     assert follow_up_dates(date(2027, 1, 12), None, 4) == [date(2027, 1, 12)]
+
+
+# --- CYC-1: billing-day changes ----------------------------------------------------------------------------------
+
+
+def _p(a: str, b: str):
+    from core.calendar import Period
+
+    return Period(date.fromisoformat(a), date.fromisoformat(b))
+
+
+def test_CYC_1_moving_a_client_later_bridges_from_the_billed_period_end():
+    from core.calendar import periods_due
+
+    billed = [_p("2026-12-05", "2027-01-05")]
+    assert periods_due(today=date(2026, 12, 20), build_day=20, bill_day=20, invoiced=billed) == []  # covered
+    (bridge,) = periods_due(today=date(2027, 1, 5), build_day=20, bill_day=20, invoiced=billed)
+    assert (bridge.period, bridge.usage, bridge.bridging) == (
+        _p("2027-01-05", "2027-01-20"),
+        _p("2026-12-05", "2027-01-05"),
+        True,
+    )
+    billed.append(bridge.period)
+    (full,) = periods_due(today=date(2027, 1, 20), build_day=20, bill_day=20, invoiced=billed)
+    assert (full.period, full.usage, full.bridging) == (_p("2027-01-20", "2027-02-20"), bridge.period, False)
+
+
+def test_CYC_1_moving_a_client_earlier_skips_the_covered_day_then_bridges():
+    from core.calendar import periods_due
+
+    billed = [_p("2026-12-20", "2027-01-20")]
+    assert periods_due(today=date(2027, 1, 5), build_day=5, bill_day=5, invoiced=billed) == []
+    (bridge,) = periods_due(today=date(2027, 1, 20), build_day=5, bill_day=5, invoiced=billed)
+    assert bridge.period == _p("2027-01-20", "2027-02-05")
+
+
+def test_CYC_1_agency_periods_are_contiguous_in_both_directions():
+    from core.calendar import agency_period_due
+
+    # 1 → 10 after the 10th has passed: the current period closes a full cycle on, then a bridge to the 10th.
+    assert agency_period_due(today=date(2027, 1, 20), billing_day=10, last_end=date(2027, 1, 1)) is None
+    assert agency_period_due(today=date(2027, 2, 1), billing_day=10, last_end=date(2027, 1, 1)) == _p(
+        "2027-01-01", "2027-02-01"
+    )
+    assert agency_period_due(today=date(2027, 2, 10), billing_day=10, last_end=date(2027, 2, 1)) == _p(
+        "2027-02-01", "2027-02-10"
+    )
+    # 10 → 3: the 3rd comes before the current period's full cycle ends, so it closes there.
+    assert agency_period_due(today=date(2027, 3, 3), billing_day=3, last_end=date(2027, 2, 10)) == _p(
+        "2027-02-10", "2027-03-03"
+    )
+    assert agency_period_due(today=date(2027, 1, 1), billing_day=1, last_end=None) == _p("2026-12-01", "2027-01-01")
+
+
+@pytest.mark.parametrize(
+    ("amount", "period", "expected"),
+    [
+        (31000, ("2027-01-05", "2027-01-20"), 15000),  # 15 of 31 days
+        (10000, ("2027-02-01", "2027-02-10"), 3214),  # 9 of 28 days: 3,214.28… → 3,214
+        (100, ("2027-01-01", "2027-01-02"), 3),  # 1 of 31: 3.2258 → 3
+        (99, ("2027-04-01", "2027-04-16"), 50),  # 15 of 30: 49.5 → 50 (half-up)
+        (31000, ("2027-01-05", "2027-02-05"), 31000),  # a full cycle is the amount itself
+    ],
+)
+def test_CYC_1_bridging_amounts_are_prorated_by_days_rounded_half_up_once(amount, period, expected):
+    from core.calendar import prorated_minor
+
+    assert prorated_minor(amount, _p(*period)) == expected
