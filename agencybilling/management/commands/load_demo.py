@@ -28,8 +28,8 @@ STAFF = [
     ("junior@demo.test", "Jules", "Junior", Role.JR_SALESPERSON),
 ]
 
-# Sandbox tokens (seed.Outcome and other test cards): mostly paying cards, some declines, bank debits that
-# settle or fail, one client without.
+# Sandbox tokens (seed.Outcome and other test cards): mostly paying cards, some declines, a card that asks for
+# 3-D Secure (COL-7: its client confirms in the portal), bank debits that settle or fail, one client without.
 DEMO_TOKENS = [
     "pm_card_visa",
     "pm_card_mastercard",
@@ -41,7 +41,7 @@ DEMO_TOKENS = [
     "pm_card_mastercard",
     "ach:110000000:000123456789",
     None,
-    "pm_card_visa",
+    "pm_card_authenticationRequired",
     "pm_card_visa_chargeDeclinedInsufficientFunds",
     "ach:110000000:000111111113",
 ]
