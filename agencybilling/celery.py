@@ -46,6 +46,7 @@ def _beat_schedule(sender, **kwargs):
 @signals.task_postrun.connect
 def _count_task(sender=None, task=None, state=None, **kwargs):
     """Tasks by queue, task and outcome (SUCCESS, FAILURE, RETRY), and their run time."""
+    # Imported here: this module loads with Django (agencybilling/__init__.py); metrics serve workers only.
     from core.metrics import TASK_SECONDS, TASKS
 
     request = getattr(task, "request", None)
@@ -95,6 +96,7 @@ def _json_logs(logger=None, **kwargs):
 
     if getattr(settings, "LOG_FORMAT", "plain") != "json" or logger is None:
         return
+    # Imported here: only with LOG_FORMAT=json, once settings are loaded (this module loads with Django).
     from core.logs import ContextFilter, json_formatter
 
     for handler in logger.handlers:

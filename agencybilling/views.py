@@ -55,8 +55,8 @@ def _waiting() -> dict[str, float]:
     from django.db.models import Min
     from django.utils import timezone
 
-    from billing.clock import agencies_due
-    from billing.platform.models import WebhookEvent, WebhookStatus
+    from billing.clock import agencies_due  # Imported here: read only when /metrics is scraped.
+    from billing.platform.models import WebhookEvent, WebhookStatus  # Imported here: as above.
 
     now = timezone.now()
     waiting = WebhookEvent.objects.exclude(status__in=[WebhookStatus.PROCESSED, WebhookStatus.IGNORED])

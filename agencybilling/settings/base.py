@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.utils.csp import CSP
 from kombu import Queue
@@ -311,7 +312,7 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ConfigError(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "core.logs.ContextFilter"}},
