@@ -13,6 +13,8 @@ from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
+from core.identifiers import identifier_key
+
 logger = logging.getLogger(__name__)
 
 REFUSED_MESSAGE = "Too many failed sign-in attempts. Try again in {minutes} minutes at the latest."
@@ -29,7 +31,9 @@ def client_address(request: HttpRequest) -> str:
 
 
 def _user_key(username: str) -> str | None:
-    name = username.strip().lower()
+    # The form sign-in looks the user up by (core/identifiers.py): every spelling that reaches the account counts
+    # against it, a full-width or mathematical letter included.
+    name = identifier_key(username)
     return f"login-fail:user:{hashlib.sha256(name.encode()).hexdigest()[:32]}" if name else None
 
 

@@ -8,6 +8,8 @@ import uuid
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 
+from core.identifiers import identifier_key, identifier_text
+
 
 class Role(models.TextChoices):
     ADMINISTRATOR = "ADMINISTRATOR", "Administrator"
@@ -38,7 +40,7 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **extra) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=identifier_text(self.normalize_email(email)), **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -49,10 +51,18 @@ class UserManager(BaseUserManager["User"]):
         extra.setdefault("role", Role.BILLING_SUPPORT)
         return self.create_user(email, password, **extra)
 
+    def get_by_natural_key(self, username: str | None) -> User:
+        """Sign-in's lookup (Django's ModelBackend): by the identifier's compared form, so every spelling of an
+        address that means the account finds it, and no other (core/identifiers.py)."""
+        return self.get(email_key=identifier_key(username or ""))
+
 
 class User(AbstractUser):
     username = None  # type: ignore[assignment]
     email = models.EmailField("email address", unique=True)
+    # The email in the form it is compared in (core.identifiers.identifier_key): unique, so two spellings of one
+    # address are one account; sign-in, throttling, password reset and invitations look users up by it.
+    email_key = models.CharField(max_length=254, unique=True, editable=False)
     role = models.CharField(max_length=32, choices=Role.choices)
 
     USERNAME_FIELD = "email"
@@ -62,6 +72,13 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.get_full_name() or self.email
+
+    def save(self, *args, **kwargs) -> None:
+        self.email_key = identifier_key(self.email or "")
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "email" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "email_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_agency_staff(self) -> bool:

@@ -31,6 +31,7 @@ from django.utils.http import base36_to_int, urlsafe_base64_encode
 from django.views.decorators.http import require_http_methods
 
 from accounts.login import client_address, login_success_record
+from core.identifiers import identifier_key
 from core.links import site_origin
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ reset_tokens = PasswordResetTokens()
 
 
 def _identifier(email: str) -> str:
-    return email.strip().lower()
+    return identifier_key(email)
 
 
 def _counted(request: HttpRequest, email: str) -> bool:
@@ -106,7 +107,7 @@ def password_reset_link(user, *, agency: str | None) -> str:
 def password_reset_send(*, email: str, request: HttpRequest) -> int:
     """Email a reset link to the active user with this address in the current schema; how many were sent (0 or 1).
     Users invited but not yet signed up (no password) may use it to choose one."""
-    user = get_user_model().objects.filter(email__iexact=_identifier(email), is_active=True).first()
+    user = get_user_model().objects.filter(email_key=_identifier(email), is_active=True).first()
     if user is None:
         return 0
     link = password_reset_link(user, agency=_agency_slug(request))

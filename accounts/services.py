@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 
 from accounts.models import AGENCY_STAFF_ROLES, Role, User, audit_record
 from core.errors import ApplicationError
+from core.identifiers import identifier_key, identifier_text
 
 AGENCY_ROLES = frozenset({*AGENCY_STAFF_ROLES, Role.CLIENT})
 
@@ -31,7 +32,7 @@ def user_invite(
     (`tenants.onboarding.user_invitation_send`), in the same transaction. A CLIENT user is linked to exactly one
     client account (`client`)."""
     errors: dict[str, list[str]] = {}
-    email = (email or "").strip().lower()
+    email = identifier_text(email or "")
     try:
         validate_email(email)
     except Exception:  # noqa: BLE001 - Django's ValidationError; the message is ours
@@ -42,7 +43,7 @@ def user_invite(
         errors["client"] = ["A client user must be linked to a client."]
     if role != Role.CLIENT and client is not None:
         errors["client"] = ["Only client users are linked to a client."]
-    if not errors.get("email") and User.objects.filter(email=email).exists():
+    if not errors.get("email") and User.objects.filter(email_key=identifier_key(email)).exists():
         errors["email"] = ["A user with this email already exists."]
     if errors:
         raise ApplicationError("The user could not be invited.", fields=errors)

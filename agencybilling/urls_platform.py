@@ -56,6 +56,7 @@ urlpatterns = [
         reconciliation.agency_reconciliation_page,
         name="console-agency-reconciliation",
     ),
+    path("webhook-events/<str:event_id>/replay", console.webhook_event_replay, name="console-webhook-replay"),
     path("settings/api-tokens/", token_views.api_tokens, name="api-tokens"),
     path("api/v1/", include("api.urls_platform")),
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -102,6 +103,15 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     set_rollback()  # whatever went wrong, nothing the request wrote is kept
     if isinstance(exc, ApplicationError):
         return error_response(code=exc.code, message=exc.message, status_code=exc.status, fields=exc.fields)
+    if isinstance(exc, IntegrityError):
+        # A rule the database enforces (a unique constraint, most often) refused a write that the checks before it
+        # let through: a concurrent request wrote first. The one place such errors are answered: 409, never 500.
+        logger.warning("integrity error answered 409: %s", exc)
+        return error_response(
+            code="conflict",
+            message="Another request changed the same data at the same time: read it again, then retry if needed.",
+            status_code=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     if isinstance(exc, Http404):

@@ -6,12 +6,14 @@ from __future__ import annotations
 import zoneinfo
 
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import transaction
 
 from accounts.models import User, audit_record
 from billing.models import BillingSettings
 from core.categories import validate_category_order
 from core.errors import ApplicationError
+from core.images import MAX_UPLOAD_BYTES, LogoRefused, logo_normalized
 from tenants.models import Agency, brand_color_validator
 
 SETTINGS_FIELDS = (
@@ -113,72 +115,19 @@ def billing_setup_update(*, agency: Agency, actor: User, values: dict) -> Billin
     return settings
 
 
-_SVG_FORBIDDEN_ELEMENTS = {"script", "foreignobject", "iframe", "embed", "object", "handler", "listener"}
-
-
-def _svg_problem(data: bytes) -> str | None:
-    """An SVG logo is a picture only: no script, no event handler, no reference outside the file (a page
-    showing it, or the PDF renderer embedding it, must not run code or fetch anything)."""
-    import xml.etree.ElementTree as ElementTree
-
-    if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
-        return "An SVG logo cannot declare a DOCTYPE or entities."
-    try:
-        root = ElementTree.fromstring(data)  # noqa: S314 - DOCTYPE and entities refused above
-    except ElementTree.ParseError:
-        return "The file is not a valid SVG image."
-    if not root.tag.lower().endswith("svg"):
-        return "The file is not a valid SVG image."
-    for element in root.iter():
-        tag = str(element.tag).rsplit("}", 1)[-1].lower()
-        if tag in _SVG_FORBIDDEN_ELEMENTS:
-            return f"An SVG logo cannot contain <{tag}>."
-        texts = [element.text or ""]
-        for name, value in element.attrib.items():
-            local = name.rsplit("}", 1)[-1].lower()
-            if local.startswith("on"):
-                return "An SVG logo cannot contain event handlers."
-            if local == "href" and not value.strip().startswith(("#", "data:image/png", "data:image/jpeg")):
-                return "An SVG logo cannot refer to other files or addresses."
-            texts.append(value)
-        for text in texts:
-            lowered = text.lower().replace(" ", "")
-            if (
-                "@import" in lowered
-                or "javascript:" in lowered
-                or any(not ref.startswith(("#", "'#", '"#')) for ref in lowered.split("url(")[1:])
-            ):
-                return "An SVG logo cannot refer to other files or addresses."
-    return None
-
-
-def _logo_problem(extension: str, data: bytes) -> str | None:
-    if extension == "png" and not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "The file is not a PNG image."
-    if extension in {"jpg", "jpeg"} and not data.startswith(b"\xff\xd8\xff"):
-        return "The file is not a JPEG image."
-    if extension == "svg":
-        return _svg_problem(data)
-    return None
-
-
 def agency_logo_set(*, agency: Agency, actor: User, upload) -> Agency:
-    """Store a new logo (PNG, JPEG or SVG, at most 1 MB) for pages and invoice PDFs; the content must be what
-    the name says (a script renamed .png or an SVG with script or outside references is refused)."""
-    name = getattr(upload, "name", "") or ""
-    extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if extension not in {"png", "jpg", "jpeg", "svg"}:
-        raise ApplicationError("The logo must be a PNG, JPEG or SVG file.", fields={"logo": ["PNG, JPEG or SVG."]})
-    if upload.size > 1024 * 1024:
-        raise ApplicationError("The logo must be at most 1 MB.", fields={"logo": ["At most 1 MB."]})
+    """Store a new logo for pages and invoice PDFs: a PNG or JPEG of at most 1 MB, decoded once under bounds and
+    stored re-encoded as a PNG (core/images.py). SVG is refused: the PDF renderer fetches nothing from user
+    content, and a vector logo is a document that can refer to files (docs/decisions.md)."""
+    if upload.size > MAX_UPLOAD_BYTES:
+        raise LogoRefused("The logo must be at most 1 MB.", fields={"logo": ["At most 1 MB."]})
     upload.seek(0)
-    data = upload.read()
+    data = upload.read(MAX_UPLOAD_BYTES + 1)
     upload.seek(0)
-    if problem := _logo_problem(extension, data):
-        raise ApplicationError(problem, fields={"logo": [problem]})
+    stored = logo_normalized(data)
     with transaction.atomic():
         previous = agency.logo.name if agency.logo else ""
-        agency.logo.save(f"{agency.schema_name}/logo.{extension}", upload, save=False)
+        agency.logo.save(f"{agency.schema_name}/logo.png", ContentFile(stored), save=False)
         Agency.objects.filter(pk=agency.pk).update(logo=agency.logo.name)
         audit_record(
             actor=actor, action="branding.logo", obj=agency, before={"logo": previous}, after={"logo": agency.logo.name}

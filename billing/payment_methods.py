@@ -95,6 +95,10 @@ def payment_method_attach(
         client.provider_customer_id = customer
     saved = _save(provider=provider, customer=client.provider_customer_id, token=token)
     with transaction.atomic():
+        # One save at a time per client: two concurrent saves would each find the other's method not yet committed,
+        # both keep theirs, and the second would hit the one-active-method constraint (a 500). Serialized, each
+        # replaces the one before, as saves one after the other do.
+        Client.objects.select_for_update().filter(pk=client.pk).first()
         previous, method = _replace(
             active=PaymentMethod.objects.filter(client=client, removed_at__isnull=True),
             saved=saved,
@@ -128,6 +132,7 @@ def agency_payment_method_attach(
         agency.platform_customer_id = customer
     saved = _save(provider=provider, customer=agency.platform_customer_id, token=token)
     with transaction.atomic():
+        Agency.objects.select_for_update().filter(pk=agency.pk).first()  # one save at a time per agency (as above)
         _, method = _replace(
             active=AgencyPaymentMethod.objects.filter(agency=agency, removed_at__isnull=True),
             saved=saved,

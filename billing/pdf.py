@@ -8,6 +8,14 @@ change, so it is rendered fresh on each download and nothing is stored.
 
 `invoice_pdf` runs in the invoice's agency schema; `agency_invoice_pdf` in any schema (public tables).
 
+The renderer fetches nothing from user content (docs/decisions.md, "The PDF renderer fetches nothing"): its URL
+fetcher answers the invoice's logo from memory (a raster image checked again before it is embedded,
+`core.images.logo_embeddable`) and the product's own files under `templates/pdf/` and the static directories;
+every other URL — `file:` elsewhere, `http:`, `data:` — is refused and counted. Each render runs in a child
+process of its own thread's (forked once, kept warm, started again after a failure), under an address-space limit
+(`PDF_RENDER_MEMORY_MB` above the process's size) and a deadline (`PDF_RENDER_TIMEOUT_SECONDS`): whatever a
+document does, it cannot hang a web request or grow the process that serves every agency.
+
 `invoice_pdf_etag` names a PDF's content without rendering it: a stored PDF by the digest of its stored bytes
 (it never changes), any other by a digest of what it is made of (the document's values, which include the
 status and the branding, and the template version). Two renders of the same invoice differ in their bytes
@@ -19,11 +27,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mimetypes
+import os
+import pickle
 import re
+import resource
+import signal
+import socket
+import struct
 import threading
+import warnings
 from datetime import timedelta
 from importlib.resources import files
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -36,6 +52,8 @@ from billing.overview import invoice_status, is_settled, lines_by_category
 from billing.plain_words import client_status_label, how_paid
 from billing.platform.models import AgencyInvoice
 from billing.statuses import COLLECTED, AttemptKind, AttemptOutcome, ChargeStatus
+from core.errors import ApplicationError
+from core.images import logo_embeddable
 from core.money import format_minor, format_unit_price
 from tenants.models import Agency
 from tenants.selectors import current_agency
@@ -57,11 +75,15 @@ def _logo(agency: Agency) -> tuple[str, tuple[bytes, str] | None]:
         return "", None
     try:
         with agency.logo.open("rb") as handle:
-            data = handle.read()
+            data = handle.read(MAX_LOGO_BYTES + 1)
     except OSError:
         logger.warning("logo of agency %s is missing from storage", agency.schema_name)
         return "", None
-    mime = mimetypes.guess_type(agency.logo.name)[0] or "image/png"
+    mime = logo_embeddable(data)
+    if mime is None:
+        # Stored before logos were raster-only (an SVG), or damaged: the invoice goes without it.
+        logger.warning("logo of agency %s is not a raster image within bounds: not embedded", agency.schema_name)
+        return "", None
     return LOGO_SCHEME + hashlib.sha256(data).hexdigest(), (data, mime)
 
 
@@ -159,6 +181,37 @@ def invoice_ua_css(source: str) -> str:
     return "\n".join(lines)
 
 
+MAX_LOGO_BYTES = 1024 * 1024
+MAX_LOCAL_FILE_BYTES = 4 * 1024 * 1024
+
+
+def _product_roots() -> list[Path]:
+    """The only directories the renderer may read files from: the invoice's template directory and static files."""
+    roots = [Path(settings.BASE_DIR) / "templates" / "pdf", *(Path(d) for d in settings.STATICFILES_DIRS)]
+    if settings.STATIC_ROOT:
+        roots.append(Path(settings.STATIC_ROOT))
+    return [root.resolve() for root in roots]
+
+
+def product_file(url: str) -> Path | None:
+    """The product's own file a `file:` URL names, or None: any other scheme, a path outside the product's
+    directories (after resolving links and `..`), or anything but a regular file of bounded size (a FIFO, a
+    device such as /dev/zero, a directory)."""
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    try:
+        path = Path(unquote(parts.path)).resolve(strict=True)
+        info = path.stat()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not any(path.is_relative_to(root) for root in _product_roots()):
+        return None
+    if not path.is_file() or info.st_size > MAX_LOCAL_FILE_BYTES:
+        return None
+    return path
+
+
 class _Renderer:
     """What every render of this thread shares: see `_renderer`."""
 
@@ -168,17 +221,24 @@ class _Renderer:
         from weasyprint.urls import URLFetcher, URLFetcherResponse
 
         class InvoiceURLFetcher(URLFetcher):
-            """data: and file: URLs, and the logo of the invoice being rendered from memory."""
+            """The logo of the invoice being rendered, from memory, and the product's own files: nothing else.
+            Every URL refused is kept in `refused` (the renderer's tests read it)."""
 
             def __init__(self) -> None:
-                super().__init__(allowed_protocols=("data", "file"))
+                super().__init__(allowed_protocols=("file",), allow_redirects=False, timeout=1)
                 self.logos: dict[str, tuple[bytes, str]] = {}
+                self.refused: list[str] = []
 
             def fetch(self, url, headers=None):
-                if url.startswith(LOGO_SCHEME):
+                if url.startswith(LOGO_SCHEME) and url in self.logos:
                     data, mime = self.logos[url]
                     return URLFetcherResponse(url, body=data, headers={"Content-Type": mime})
-                return super().fetch(url, headers)
+                path = product_file(url)
+                if path is None:
+                    if len(self.refused) < 100:
+                        self.refused.append(url[:200])
+                    raise ValueError(f"not fetched (the invoice renderer fetches only the product's files): {url[:80]}")
+                return URLFetcherResponse(url, body=path.read_bytes())
 
         self.fetcher, self.fonts = InvoiceURLFetcher(), FontConfiguration()
         # Decoded images by URL (WeasyPrint's `cache` option); logo URLs name their content, so a kept entry
@@ -218,7 +278,7 @@ def _renderer() -> _Renderer:
     renders: WeasyPrint's defaults build the first two for every document (loading the system's TLS
     certificates, initialising fontconfig) and the stylesheets were parsed each time, most of a warm render
     (docs/performance.md, P4). Invoices only embed their logo, data: URIs and local files, so nothing else
-    may be fetched: no request leaves the server while rendering."""
+    may be fetched: no request leaves the server while rendering. Used in the render child (`render_bounded`)."""
     kept = getattr(_fetchers, "kept", None)
     if kept is None:
         kept = _fetchers.kept = _Renderer()
@@ -234,17 +294,16 @@ BRAND_CSS = (
 )
 
 
-def render_pdf(context: dict) -> bytes:
-    html = render_to_string("pdf/invoice.html", context)
+def render_in_process(html: str, *, color: str, logo: str = "", logo_image: tuple[bytes, str] | None = None) -> bytes:
+    """WeasyPrint on this thread's renderer: what the render child runs (and the tests of the renderer itself)."""
     renderer = _renderer()
-    branding = context["branding"]
-    if branding.get("logo_image"):
+    if logo_image is not None:
         if len(renderer.fetcher.logos) >= 32:
             renderer.fetcher.logos.clear()
-        renderer.fetcher.logos[branding["logo"]] = branding["logo_image"]
+        renderer.fetcher.logos[logo] = logo_image
     if len(renderer.images) >= 64:
         renderer.images.clear()
-    stylesheets = [renderer.stylesheet, renderer.brand_stylesheet(branding["color"])]
+    stylesheets = [renderer.stylesheet, renderer.brand_stylesheet(color)]
     return renderer.html_class(string=html, base_url=str(settings.BASE_DIR), url_fetcher=renderer.fetcher).write_pdf(
         stylesheets=stylesheets, font_config=renderer.fonts, cache=renderer.images
     )
@@ -311,6 +370,153 @@ def client_invoice_payment(invoice: Invoice, charges: list) -> dict:
         "method": ", ".join(dict.fromkeys(methods)),
         "sentences": sentences,
     }
+
+
+class PdfRenderFailed(ApplicationError):
+    code = "pdf_render_failed"
+    status = 503
+
+
+def render_pdf(context: dict) -> bytes:
+    """The invoice's PDF, rendered in this thread's render child under its memory limit and deadline."""
+    html = render_to_string("pdf/invoice.html", context)
+    branding = context["branding"]
+    return render_bounded(html, color=branding["color"], logo=branding["logo"], logo_image=branding.get("logo_image"))
+
+
+# --- the render child -------------------------------------------------------------------------------------------
+#
+# One child per thread that renders, forked on its first render (so it starts with WeasyPrint imported and, after its
+# first document, warm: fonts, stylesheets, decoded logos). Requests and answers are pickled frames on a socket pair;
+# the child never touches the database, never returns (it leaves by os._exit, so the parent's connections inherited
+# across the fork are never closed from it), and exits when its socket closes. A render that outlives the deadline,
+# or a child that dies (its address-space limit reached, a crash), is killed and reaped; the next render forks a new
+# one. Forking once per thread, not once per render, keeps a warm render as fast as in-process (docs/performance.md,
+# P4) and forks rarely from a process that may have other threads.
+
+_FRAME = struct.Struct("!Q")
+_children = threading.local()
+
+
+def _send(sock: socket.socket, value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(_FRAME.pack(len(data)) + data)
+
+
+def _recv(sock: socket.socket) -> object:
+    header = _recv_exactly(sock, _FRAME.size)
+    return pickle.loads(_recv_exactly(sock, _FRAME.unpack(header)[0]))  # noqa: S301 - our own child's frames
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            raise EOFError("the render child closed its socket")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _virtual_size() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
+
+
+def _child_serve(sock: socket.socket, memory_bytes: int, timeout: int) -> None:
+    limit = _virtual_size() + memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # an alarm ends a render that outlives the deadline
+    while True:
+        try:
+            request = _recv(sock)
+        except (EOFError, OSError):
+            return
+        html, color, logo, logo_image = request  # type: ignore[misc]
+        signal.alarm(timeout + 1)
+        try:
+            reply: tuple = ("ok", render_in_process(html, color=color, logo=logo, logo_image=logo_image))
+        except MemoryError:
+            reply = ("error", f"the render needed more than {memory_bytes // 2**20} MB")
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it as a failed render
+            reply = ("error", f"{type(exc).__name__}: {exc}"[:500])
+        signal.alarm(0)
+        _send(sock, reply)
+        if reply[0] == "error":
+            return  # a fresh child for the next render: nothing of a failed one is kept
+
+
+class _RenderChild:
+    def __init__(self, *, memory_bytes: int, timeout: int) -> None:
+        import weasyprint  # noqa: F401 - imported before the fork: every child starts with it
+
+        ours, theirs = socket.socketpair()
+        with warnings.catch_warnings():
+            # Python warns that forking a process with threads may deadlock the child on a lock another thread
+            # held. The child takes no lock of the parent's (no database, no logging handler in the render path,
+            # WeasyPrint's own state is the child's), and a child that hangs anyway meets the deadline.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child
+            code = 0
+            try:
+                ours.close()
+                _child_serve(theirs, memory_bytes, timeout)
+            except BaseException:  # noqa: BLE001 - whatever happens, the child leaves without running the parent's exit
+                code = 1
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid, self.sock = pid, ours
+
+    def render(self, request: tuple, timeout: int) -> tuple:
+        self.sock.settimeout(timeout)
+        _send(self.sock, request)
+        return _recv(self.sock)  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        try:
+            self.sock.close()
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def render_children_reset() -> None:
+    """Stop this thread's render child: the next render forks a new one with the current settings."""
+    child: _RenderChild | None = getattr(_children, "child", None)
+    if child is not None:
+        child.stop()
+        _children.child = None
+
+
+def render_bounded(html: str, *, color: str, logo: str = "", logo_image: tuple[bytes, str] | None = None) -> bytes:
+    """Render in this thread's render child; PdfRenderFailed when it outlives the deadline, hits its memory limit
+    or dies. The child is started again on the next render."""
+    timeout = settings.PDF_RENDER_TIMEOUT_SECONDS
+    memory_bytes = settings.PDF_RENDER_MEMORY_MB * 2**20
+    child: _RenderChild | None = getattr(_children, "child", None)
+    if child is None or child.pid is None:
+        child = _children.child = _RenderChild(memory_bytes=memory_bytes, timeout=timeout)
+    try:
+        status, value = child.render((html, color, logo, logo_image), timeout)
+    except (TimeoutError, EOFError, OSError) as exc:
+        child.stop()
+        _children.child = None
+        raise PdfRenderFailed(
+            "The invoice PDF could not be rendered in time: try again, or contact support if it persists."
+        ) from exc
+    if status != "ok":
+        child.stop()
+        _children.child = None
+        logger.error("invoice PDF render failed: %s", value)
+        raise PdfRenderFailed("The invoice PDF could not be rendered: contact support if it persists.")
+    return value  # type: ignore[return-value]
 
 
 def client_invoice_context(invoice: Invoice, agency: Agency) -> dict:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
 
 from billing.drafting import usage_lines
@@ -77,20 +78,7 @@ def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, 
     if errors:
         raise ApplicationError("The usage records are not valid.", fields=errors)
     with transaction.atomic():
-        before = set(UsageRecord.objects.filter(idempotency_key__in=keys).values_list("idempotency_key", flat=True))
-        UsageRecord.objects.bulk_create(
-            [
-                UsageRecord(
-                    client=i.client,
-                    product_code=i.product_code,
-                    quantity=i.quantity,
-                    occurred_at=i.occurred_at,
-                    idempotency_key=i.idempotency_key,
-                )
-                for i in items
-            ],
-            ignore_conflicts=True,
-        )
+        inserted = _insert_new(items)
         stored = {r.idempotency_key: r for r in UsageRecord.objects.filter(idempotency_key__in=keys)}
         for item in items:
             record = stored[item.idempotency_key]
@@ -106,7 +94,33 @@ def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, 
                     code="idempotency_conflict",
                     fields={"idempotency_key": ["Already used with different data."]},
                 )
-    return len(items) - len(before), len(before)
+    return len(inserted), len(items) - len(inserted)
+
+
+def _insert_new(items: list[UsageInput]) -> set[str]:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: the keys this request stored, exactly. A count taken before the
+    insert (as it was) said "created" to every concurrent request carrying the same key; the database says it to one
+    (a concurrent insert of the key waits for the first to commit, then stores nothing)."""
+    now = dj_timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {UsageRecord._meta.db_table} "
+            "(public_id, created_at, updated_at, client_id, product_code, quantity, occurred_at, idempotency_key) "
+            "SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[], %s::bigint[], %s::varchar[], "
+            "%s::bigint[], %s::timestamptz[], %s::varchar[]) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+            [
+                [uuid.uuid4() for _ in items],
+                [now] * len(items),
+                [now] * len(items),
+                [i.client.pk if i.client else None for i in items],
+                [i.product_code for i in items],
+                [i.quantity for i in items],
+                [i.occurred_at for i in items],
+                [i.idempotency_key for i in items],
+            ],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def usage_record(*, agency: Agency, item: UsageInput) -> bool:

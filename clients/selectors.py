@@ -7,6 +7,7 @@ from django.db.models import Q, QuerySet
 from accounts.models import User
 from accounts.permissions import Capability, has_capability, sees_only_own_clients
 from clients.models import AgencyServiceLine, Client
+from core.identifiers import identifier_key
 
 
 def client_visibility(*, user: User, path: str = "") -> Q:
@@ -34,7 +35,7 @@ def client_search_for_user(
     if agency_invoiced is not None:
         clients = clients.filter(agency_invoiced=agency_invoiced)
     if salesperson_email:
-        clients = clients.filter(salesperson__email=salesperson_email.lower())
+        clients = clients.filter(salesperson__email_key=identifier_key(salesperson_email))
     return clients
 
 

@@ -24,6 +24,7 @@ from core.money import (
     parse_rate_percent,
     tax_minor,
 )
+from core.parsing import has_control_characters
 
 _UNSET = object()
 
@@ -68,6 +69,8 @@ def _name_and_email(name: object, email: object, errors: dict[str, list[str]]) -
         errors["name"] = ["A name is required."]
     elif len(name.strip()) > 200:
         errors["name"] = ["Use at most 200 characters."]
+    elif has_control_characters(name):
+        errors["name"] = ["A name is one line of text: no line breaks, tabs or other control characters."]
     try:
         if not isinstance(email, str):
             raise ValidationError("not text")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _ASCII_DIGITS = re.compile(r"[0-9]+")
 
@@ -17,3 +18,10 @@ def whole_number(text: object, *, max_digits: int = 18) -> int | None:
     if not isinstance(text, str) or not 0 < len(text) <= max_digits or not _ASCII_DIGITS.fullmatch(text):
         return None
     return int(text)
+
+
+def has_control_characters(text: str) -> bool:
+    """Whether a one-line value (a name) holds a control, format or line-separator character: CR, LF, tab, NUL,
+    U+2028 … A name travels into mail subjects and display names, file names and CSV cells; none of those wants
+    them, so names refuse them at the door (notifications.mime.header_value strips them again where mail is built)."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)

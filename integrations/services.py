@@ -70,6 +70,8 @@ def _url_errors(url: object) -> list[str]:
         return ["Use an https URL."]
     if parts.username or parts.password:
         return ["Do not put credentials in the URL; verify our signature instead."]
+    if parts.port == 0:
+        return ["Use a port between 1 and 65535 (or none)."]
     if not allow_private:
         address, error = _address_to_connect(url)
         if address is None:
@@ -90,11 +92,38 @@ def _address_to_connect(url: str) -> tuple[str | None, str]:
         return None, "The host name cannot be resolved."
     if not addresses:
         return None, "The host name cannot be resolved."
-    if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS and any(
-        not ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses
-    ):
-        return None, "The URL points at a private or local address."
+    if not settings.WEBHOOK_ALLOW_PRIVATE_HOSTS and not all(address_public(a) for a in addresses):
+        return None, "The URL points at a private, local or special-purpose address."
     return addresses[0], ""
+
+
+# Special-purpose IPv6 blocks that Python's `is_global` may not know yet (newer than the interpreter's table):
+# 3fff::/20 documentation (RFC 9637), 5f00::/16 SRv6 SIDs (RFC 9602), 64:ff9b:1::/48 local-use NAT64 (RFC 8215).
+_NOT_GLOBAL = [ipaddress.ip_network(n) for n in ("3fff::/20", "5f00::/16", "64:ff9b:1::/48")]
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def address_public(text: str) -> bool:
+    """Whether an outbound request may go to this resolved address: globally routable by `ipaddress`'s properties,
+    not multicast, and — for the IPv6 forms that carry an IPv4 address (mapped `::ffff:a.b.c.d`, compatible
+    `::a.b.c.d`, 6to4 `2002::/16`, Teredo, NAT64 `64:ff9b::/96`) — with that IPv4 address public too: behind a NAT64
+    gateway `64:ff9b::a00:1` is 10.0.0.1."""
+    try:
+        ip = ipaddress.ip_address(text.split("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64:
+            # A DNS64 resolver gives every IPv4-only host such an address: it is as public as the one it carries
+            # (Python's table files 64:ff9b::/96 under the reserved ::/8, which would refuse them all).
+            return address_public(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        if any(ip in network for network in _NOT_GLOBAL) or ip in _IPV4_COMPATIBLE:
+            return False
+        embedded = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if v4 is not None]
+        if not all(address_public(str(v4)) for v4 in embedded):
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_unspecified or ip.is_reserved or ip.is_loopback)
 
 
 def _kinds_errors(kinds: object) -> list[str]:

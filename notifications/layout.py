@@ -17,6 +17,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from core.links import absolute_url
+from notifications.mime import header_value
 
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 _URL = re.compile(r"https?://[^\s<>\"']+")
@@ -107,6 +108,9 @@ def branded_message(*, subject: str, body: str, from_email, to: list[str], brand
     """The notice as sent: the plain text and the branded HTML beside it (multipart/alternative)."""
     from django.core.mail import EmailMultiAlternatives
 
-    message = EmailMultiAlternatives(subject, body, from_email, to, **kwargs)
+    subject = header_value(subject)
+    if "headers" in kwargs:
+        kwargs["headers"] = {name: header_value(value) for name, value in kwargs["headers"].items()}
+    message = EmailMultiAlternatives(subject, body, header_value(from_email), [header_value(a) for a in to], **kwargs)
     message.attach_alternative(render_html(subject=subject, body=body, branding=branding), "text/html")
     return message

@@ -7,22 +7,36 @@ key, a Message-ID); non-ASCII subjects and display names are RFC 2047 encoded.""
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
+import unicodedata
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses
 
 CRLF = b"\r\n"
+_SPACES = re.compile(r"\s+")
+MAX_HEADER_CHARS = 900
+
+
+def header_value(value: object) -> str:
+    """A header value as mail may carry it: every control or format character (CR, LF, tab, NUL, U+2028 …) a space,
+    runs of white space one, at most 900 characters. The one place a value becomes a header (subjects, display
+    names, the notice key): text from a template or a client's name cannot add a header, nor make the mail library
+    refuse the message after it was claimed for sending (NOT-7)."""
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(value))
+    return _SPACES.sub(" ", text).strip()[:MAX_HEADER_CHARS]
 
 
 def _header_text(value: str) -> str:
     """A header value: as is when it is short printable ASCII, else RFC 2047 encoded words (UTF-8), folded."""
-    if value.isascii() and value.isprintable() and len(value) <= 900:
+    value = header_value(value)
+    if value.isascii() and value.isprintable():
         return value
     return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
 def _address(value: str) -> str:
-    (name, addr), *_ = getaddresses([value])
+    (name, addr), *_ = getaddresses([header_value(value)])
     if name and not name.isascii():
         return formataddr((name, addr), charset="utf-8")
     return formataddr((name, addr))

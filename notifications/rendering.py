@@ -13,15 +13,19 @@ loops over built strings are refused instead of taking the worker's memory or CP
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from functools import lru_cache
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.filters import do_replace
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from core.errors import ApplicationError
+from core.money import Money
 from notifications.catalog import CATALOG
+from notifications.mime import header_value
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_VALUE_CHARS = 10_000  # the longest text or list an expression may build
@@ -48,6 +52,19 @@ def _sized(value):
     return value
 
 
+# What `{{ … }}` may print: plain data. A method (`{{ client_name.format_map }}` printed a process address), a list,
+# a dict or any other object's repr is refused (SecurityError: refused on save, the default template at send).
+PRINTABLE = (str, int, float, Decimal, date, Money)  # bool is an int
+
+
+def _printable(value):
+    if isinstance(value, PRINTABLE):
+        return value
+    if isinstance(value, Undefined):
+        return value  # StrictUndefined raises its own error when printed
+    raise SecurityError(f"only text, numbers, amounts and dates can be printed, not {type(value).__name__}")
+
+
 class _Env(ImmutableSandboxedEnvironment):
     # Not constant-folded at compile time and checked at run time (call_binop).
     intercepted_binops = frozenset({"*", "+", "**"})
@@ -55,6 +72,18 @@ class _Env(ImmutableSandboxedEnvironment):
     def is_safe_attribute(self, obj, attr, value):
         # Only plain data: dict keys are read with [] or attribute syntax on dicts, nothing else.
         return isinstance(obj, dict) and super().is_safe_attribute(obj, attr, value)
+
+    def getattr(self, obj, attribute):
+        # Jinja's sandbox hands out `str.format`/`format_map` (wrapped) before asking is_safe_attribute: no attribute
+        # of anything but a dict of documented data is reachable.
+        if not isinstance(obj, dict):
+            return self.unsafe_undefined(obj, attribute)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        if isinstance(argument, str) and not isinstance(obj, dict):
+            return self.unsafe_undefined(obj, argument)  # `name['format_map']` is an attribute by another road
+        return super().getitem(obj, argument)
 
     def is_safe_callable(self, obj):
         return False
@@ -115,7 +144,7 @@ def _structure_problem(template_ast: nodes.Template) -> str | None:
 
 
 def _env() -> _Env:
-    env = _Env(undefined=StrictUndefined, autoescape=False, trim_blocks=False)
+    env = _Env(undefined=StrictUndefined, autoescape=False, trim_blocks=False, finalize=_printable)
     env.globals.clear()
     allowed_filters = {
         "upper",
@@ -227,11 +256,12 @@ def sample_context(variables: dict[str, str]) -> dict:
 
 
 def render(*, kind: str, subject: str, body: str, context: dict) -> Rendered:
-    """Render with the given variables only (unknown variables and unsafe access raise)."""
+    """Render with the given variables only (unknown variables and unsafe access raise). The subject is one line of
+    plain text (it becomes a header); the body keeps its lines but never a NUL, which no text column stores."""
     allowed = {name: context[name] for name in CATALOG[kind].variables if name in context}
     return Rendered(
-        _render_bounded(_compiled(subject), allowed).strip().replace("\n", " "),
-        _render_bounded(_compiled(body), allowed),
+        header_value(_render_bounded(_compiled(subject), allowed)),
+        _render_bounded(_compiled(body), allowed).replace("\x00", ""),
     )
 
 

@@ -20,7 +20,7 @@ from accounts.models import audit_record
 from core.metrics import NOTICES
 from notifications.catalog import CATALOG
 from notifications.layout import Branding, branded_message
-from notifications.mime import alternative_message_bytes
+from notifications.mime import alternative_message_bytes, header_value
 from notifications.models import Notice, NoticeTemplate, OutboxStatus
 from notifications.rendering import Rendered, TemplateInvalid, render, render_default, template_validate
 
@@ -195,24 +195,26 @@ def _message(notice: Notice, mail) -> EmailMessage:
     except Exception:  # noqa: BLE001 - the layout must never stop a notice (nor leave it Uncertain): plain text
         logger.exception("branded layout failed for notice %s; sending plain text", notice.pk)
         return EmailMessage(
-            notice.subject,
+            header_value(notice.subject),
             notice.body,
             settings.DEFAULT_FROM_EMAIL,
-            [notice.to_email],
+            [header_value(notice.to_email)],
             headers=headers,
             connection=mail,
         )
 
 
-def _send(message: EmailMessage, mail) -> None:
-    """Over Django's SMTP backend with its connection open, the message's bytes are written by
-    `notifications.mime` and handed to that connection (the same exchange as `message.send()`, a fraction of the
-    time); any other backend (console, locmem in development) gets `message.send()`."""
+def _prepared(message: EmailMessage, mail) -> Callable[[], None]:
+    """Everything about sending the message that can fail before a byte goes to the mail server — building its
+    bytes, checking its headers and addresses — done now; returns the send itself. Over Django's SMTP backend with
+    its connection open, the bytes are written by `notifications.mime` and handed to that connection (the same
+    exchange as `message.send()`, a fraction of the time); any other backend (console, locmem in development)
+    gets `message.send()`, its message built first."""
     smtp = getattr(mail, "connection", None)
     alternatives = getattr(message, "alternatives", [])
     if not isinstance(smtp, smtplib.SMTP) or not hasattr(mail, "prep_address") or len(alternatives) != 1:
-        message.send(fail_silently=False)
-        return
+        message.message()  # the headers are checked here (Django refuses a line break in a header value)
+        return lambda: message.send(fail_silently=False)  # type: ignore[func-returns-value]
     data = alternative_message_bytes(
         subject=message.subject,
         body=message.body,
@@ -222,7 +224,8 @@ def _send(message: EmailMessage, mail) -> None:
         headers=message.extra_headers,
     )
     recipients = [mail.prep_address(address) for address in message.recipients()]
-    smtp.sendmail(mail.prep_address(message.from_email), recipients, data)
+    sender = mail.prep_address(message.from_email)
+    return lambda: smtp.sendmail(sender, recipients, data)  # type: ignore[func-returns-value]
 
 
 def _branding() -> Branding:
@@ -320,7 +323,18 @@ def _deliver_one(notice: Notice, mail) -> tuple[str, Exception | None]:
     if not claimed:
         return "busy", None
     try:
-        _send(_message(notice, mail), mail)
+        send = _prepared(_message(notice, mail), mail)
+    except Exception as exc:  # noqa: BLE001 - nothing reached the mail server: a plain failure, retried (NOT-7)
+        logger.warning("notice %s could not be prepared, not sent: %s", notice.pk, exc)
+        _record(
+            notice.pk,
+            from_statuses=(OutboxStatus.SENDING,),
+            status=OutboxStatus.FAILED,
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        return "failed", exc
+    try:
+        send()
     except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
         # The server answered "no": the message did not leave. Retried later.
         _record(

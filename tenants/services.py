@@ -18,6 +18,7 @@ from core.money import (
     rate_from_bp,
     unit_price_from_minor,
 )
+from core.parsing import has_control_characters
 from tenants.models import (
     Agency,
     Domain,
@@ -42,6 +43,8 @@ def agency_errors(
     errors: dict[str, list[str]] = {}
     if not isinstance(name, str) or not name.strip():
         errors["name"] = ["A name is required."]
+    elif has_control_characters(name):
+        errors["name"] = ["A name is one line of text: no line breaks, tabs or other control characters."]
     try:
         slug_validator(slug)
     except ValidationError as exc:

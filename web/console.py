@@ -17,12 +17,13 @@ from accounts.models import AuditEntry
 from billing.models import Charge, Invoice, SupportRequest
 from billing.overview import attempt_count, month_invoices
 from billing.pdf import agency_invoice_pdf, invoice_pdf, pdf_filename
-from billing.platform.models import AgencyInvoice
+from billing.platform.models import AgencyInvoice, WebhookEvent, WebhookStatus
 from billing.selectors import needs_attention
 from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
+from billing.webhooks import webhook_replay
 from clients.models import Client
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 from core.money import format_minor
 from tenants.models import Agency
 from web.access import business_today, support_view
@@ -59,11 +60,33 @@ def console_home(request: HttpRequest) -> HttpResponse:
             ):
                 open_requests.append({"agency": agency, "request": req, "client": req.client, "charge": req.charge})
             attention += [{"agency": agency, **item} for item in needs_attention()]
+    dead_letters = list(WebhookEvent.objects.filter(status=WebhookStatus.DEAD).order_by("-received_at")[:50])
     return render(
         request,
         "console/home.html",
-        {"agencies": agencies, "open_requests": open_requests, "attention": attention, "form": SearchForm()},
+        {
+            "agencies": agencies,
+            "open_requests": open_requests,
+            "attention": attention,
+            "dead_letters": dead_letters,
+            "form": SearchForm(),
+        },
     )
+
+
+@require_POST
+@support_view
+def webhook_event_replay(request: HttpRequest, event_id: str) -> HttpResponse:
+    """A dead-letter provider webhook sent through processing again (audited)."""
+    try:
+        webhook_replay(event_id=event_id, actor=request.user)
+    except NotFound:
+        raise Http404("No such webhook event.") from None
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Webhook event {event_id} is being processed again.")
+    return redirect("home")
 
 
 @support_view

@@ -340,7 +340,7 @@ class BillingSetupForm(ServiceForm):
         required=False,
         error_messages={"invalid": "Enter an email address such as billing@agency.example."},
     )
-    logo = forms.FileField(label="Logo (PNG, JPEG or SVG)", required=False)
+    logo = forms.FileField(label="Logo (PNG or JPEG)", required=False)
 
     def __init__(self, *args, currency: str, **kwargs):
         super().__init__(*args, **kwargs)

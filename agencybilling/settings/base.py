@@ -216,6 +216,12 @@ OUTBOX_SENDING_TIMEOUT_SECONDS = env_int("OUTBOX_SENDING_TIMEOUT_SECONDS", 900)
 # broker) is given up: recorded, logged as an error, shown to billing support, and the clock goes on (billing/day.py).
 DAY_STEP_MAX_FAILURES = env_int("DAY_STEP_MAX_FAILURES", 3)
 
+# Invoice PDFs render in a child process under these bounds (billing/pdf.py): a render that takes longer is killed,
+# one that needs more memory (above the process's own size) fails; either answers "try again" instead of hanging or
+# growing the web process.
+PDF_RENDER_TIMEOUT_SECONDS = env_int("PDF_RENDER_TIMEOUT_SECONDS", 30)
+PDF_RENDER_MEMORY_MB = env_int("PDF_RENDER_MEMORY_MB", 512)
+
 # --- Email --------------------------------------------------------------------------------
 _email = email_from_url("EMAIL_URL", "console://")
 # The demo's mail viewer (`make demo`): the Maildir its local SMTP server writes; unset, the viewer does not exist.

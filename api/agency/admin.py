@@ -31,6 +31,7 @@ from api.fields import (
 )
 from api.pagination import list_parameters, page_of, paginate
 from core.errors import ApplicationError
+from core.identifiers import identifier_key
 from integrations.models import DeliveryStatus, EventKind, WebhookDelivery, WebhookEndpoint
 from integrations.selectors import delivery_list, endpoint_list
 from integrations.services import (
@@ -242,7 +243,7 @@ class TokensApi(ApiView):
         data = validated(self.CreateInputSerializer, request)
         owner = self.user
         if data.get("owner"):
-            owner = User.objects.filter(email=data["owner"]).first()
+            owner = User.objects.filter(email_key=identifier_key(data["owner"])).first()
             if owner is None:
                 raise ApplicationError("No such user.", fields={"owner": ["No user has this email."]})
         token, secret = api_token_create(actor=self.user, name=data["name"], owner=owner)

@@ -51,6 +51,7 @@ from clients.services import (
     tax_rate_create,
 )
 from core.errors import ApplicationError
+from core.identifiers import identifier_key
 from core.money import rate_bp_or_none, rate_from_bp
 
 VIEW = (C.VIEW_BILLING, C.VIEW_OWN_BILLING)
@@ -68,7 +69,7 @@ def client_or_404(user: User, client_id: str) -> Client:
 def _salesperson(email: str | None) -> User | None:
     if email is None:
         return None
-    user = User.objects.filter(email=email, is_active=True, role__in=AGENCY_STAFF_ROLES).first()
+    user = User.objects.filter(email_key=identifier_key(email), is_active=True, role__in=AGENCY_STAFF_ROLES).first()
     if user is None:
         raise ApplicationError("No such salesperson.", fields={"salesperson": ["No active staff user has this email."]})
     return user

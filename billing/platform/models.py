@@ -75,6 +75,7 @@ class WebhookStatus(models.TextChoices):
     PROCESSED = "PROCESSED", "Processed"
     IGNORED = "IGNORED", "Ignored"
     FAILED = "FAILED", "Failed"
+    DEAD = "DEAD", "Dead letter"  # failed every attempt: kept for billing support to read and replay
 
 
 class WebhookEvent(models.Model):

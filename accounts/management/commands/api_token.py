@@ -12,6 +12,7 @@ from django_tenants.utils import get_tenant_model, schema_context
 from accounts.models import User
 from accounts.tokens import api_token_create, can_manage_tokens
 from core.errors import ApplicationError
+from core.identifiers import identifier_key
 
 
 class Command(BaseCommand):
@@ -31,7 +32,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--agency: no agency with the slug {options['agency']!r}")
             schema = options["agency"]
         with schema_context(schema):
-            user = User.objects.filter(email=options["email"].lower(), is_active=True).first()
+            user = User.objects.filter(email_key=identifier_key(options["email"]), is_active=True).first()
             if user is None or not can_manage_tokens(user):
                 raise CommandError(
                     f"--email: {options['email']!r} is not an active Administrator "
