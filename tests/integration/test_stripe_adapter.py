@@ -259,3 +259,15 @@ def test_webhooks_from_the_server_settle_a_bank_debit(provider, server, agency_a
             break
         time.sleep(0.2)
     assert status == ChargeStatus.PAID
+
+
+def test_MON_1_an_amount_above_stripe_s_eight_digits_is_refused_and_nothing_is_charged(provider, server):
+    """Stripe takes at most 99,999,999 minor units in one charge (400 `amount_too_large`), and so does the test
+    server: the adapter reports a decline with that code, no PaymentIntent exists."""
+    customer, method = _customer_with(provider, "pm_card_visa")
+    result = provider.charge_create(_request(provider, customer, method.reference, "k-huge", 100_000_000))
+    assert result.outcome == Outcome.DECLINED and result.decline_code == "amount_too_large"
+    assert server.payment_intents() == []
+    assert provider.charge_create(_request(provider, customer, method.reference, "k-max", 99_999_999)).outcome == (
+        Outcome.SUCCEEDED
+    )

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django_tenants.utils import schema_context, tenant_context
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from accounts.models import Role
 from agencybilling import seed
@@ -40,6 +44,7 @@ from tests.billing_helpers import with_plan
 from tests.reliability.harness import record_figures, size
 
 pytestmark = pytest.mark.django_db(transaction=True)
+FIGURES: Counter = Counter()
 
 D = date
 MAX = 2**53 - 1
@@ -356,3 +361,184 @@ def test_R8_CYC_5_a_day_step_that_keeps_failing_is_given_up_and_the_clock_goes_o
     with schema_context(agency_a.schema_name):
         assert AgencyDayStep.objects.get(day__day=D(2027, 1, 1), step=DayStep.COLLECTION).status == StepStatus.DONE
         assert not [item for item in needs_attention() if item["kind"] == "Day step failed"]
+
+
+def test_R8_MON_1_a_charge_above_the_ceiling_is_held_never_sent(agency_a):
+    """Invoices built under a ceiling set too high (or before the bound existed), then the ceiling back at the
+    processor's: the charge above it is never sent to the processor — held as Uncollectable with the reason, for
+    billing support — and the sandbox itself refuses such an amount, as Stripe does (`amount_too_large`)."""
+    from billing.collection import collect_due
+    from billing.models import ChargeEvent
+    from billing.providers import get_provider
+    from billing.providers.base import ChargeRequest, Outcome
+
+    with_plan(agency_a)
+    with tenant_context(agency_a), override_settings(CHARGE_CEILING_MINOR=10**12):
+        big = seed.client(
+            name="Big Account",
+            email="big@client.test",
+            activated_on=D(2026, 12, 1),
+            license_price_minor=150_000_000,
+            outcome=seed.Outcome.PAYING,
+            method_tag="r8-big",
+        )
+        small = seed.client(
+            name="Small Account",
+            email="small@client.test",
+            activated_on=D(2026, 12, 1),
+            license_price_minor=9900,
+            outcome=seed.Outcome.PAYING,
+            method_tag="r8-small",
+        )
+    with override_settings(CHARGE_CEILING_MINOR=10**12):
+        billing_run(agency=agency_a, today=BILLING_DATE)
+    with tenant_context(agency_a):
+        summary = collect_due(today=BILLING_DATE)
+        held = Charge.objects.get(client=big)
+        assert held.status == "UNCOLLECTABLE" and held.amount_minor == 150_000_000
+        assert not ChargeAttempt.objects.filter(charge=held).exists()
+        event = ChargeEvent.objects.filter(charge=held).latest("id")
+        assert "one charge may carry" in event.reason and "not sent to the processor" in event.reason
+        assert Charge.objects.get(client=small).status == "PAID"
+        assert summary.attempted == 1
+    assert not SandboxPaymentIntent.objects.filter(amount_minor__gt=DEFAULT_CHARGE_CEILING_MINOR).exists()
+    refused = get_provider().charge_create(
+        ChargeRequest(
+            amount_minor=100_000_000,
+            currency="USD",
+            customer="cus_x",
+            payment_method="pm_x",
+            idempotency_key="r8-direct",
+            business_date=BILLING_DATE,
+        )
+    )
+    assert refused.outcome == Outcome.DECLINED and refused.decline_code == "amount_too_large"
+
+
+# --- fuzz: the configuration bound and the invoice agree, and the API never answers 5xx --------------------------
+
+_amounts = st.one_of(st.integers(0, 10**6), st.integers(0, 10**9), st.integers(0, MAX), st.sampled_from([0, MAX]))
+_rates = st.decimals(min_value=0, max_value=100, places=4, allow_nan=False, allow_infinity=False)
+
+
+class _Rollback(Exception):
+    pass
+
+
+def test_R8_MON_1_fuzz_the_configuration_bound_is_the_invoice_the_run_would_build(agency_a):
+    """Hypothesis: any configuration (license, service lines taxable or not, one-time or not, taxes of any rate)
+    made under an unbounded ceiling; the total the configuration check computes (clients.services) equals the total
+    of the invoice the billing run would draft for it (billing.drafting, through `invoice_preview`)."""
+    from billing.invoicing import invoice_preview
+    from clients.services import configured_invoice_totals, service_line_add
+
+    with_plan(agency_a)
+
+    @hypothesis_settings(
+        max_examples=size(ci=60, full=1000),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(
+        price=_amounts,
+        services=st.lists(st.tuples(_amounts, st.booleans(), st.booleans()), max_size=5),
+        rates=st.lists(_rates, max_size=6),
+    )
+    def check(price, services, rates):
+        FIGURES["configurations"] += 1
+        try:
+            with override_settings(CHARGE_CEILING_MINOR=10**40), tenant_context(agency_a), transaction.atomic():
+                taxes = [TaxRate.objects.create(name=f"T{n}", rate_percent=rate) for n, rate in enumerate(rates)]
+                client = seed.client(
+                    name="Fuzz",
+                    email="f@client.test",
+                    activated_on=D(2026, 12, 1),
+                    license_price_minor=price,
+                    taxes=taxes,
+                )
+                for amount, taxable, one_time in services:
+                    service_line_add(
+                        client=client, description="S", amount_minor=amount, one_time=one_time, taxable=taxable
+                    )
+                drafted = invoice_preview(agency=agency_a, client=client, billing_date=BILLING_DATE).total_minor
+                assert configured_invoice_totals([client.pk]) == {client.pk: drafted}
+                raise _Rollback
+        except _Rollback:
+            pass
+
+    check()
+
+
+def test_R8_MON_1_fuzz_configuration_through_the_api(agency_a):
+    """Hypothesis over the API's configuration writes with amounts up to 2^53 − 1 and taxes up to 100 %: never a 5xx;
+    a refusal is 400 with the error shape and changes no row; whatever is accepted leaves every client's invoice
+    within the ceiling."""
+    from clients.services import configured_invoice_totals
+    from core.money import charge_ceiling_minor
+
+    with_plan(agency_a)
+    http = authed(agency_a, "fuzz-admin@alpha.test", Role.ADMINISTRATOR)
+    taxes = [
+        http.post("/api/v1/tax-rates/", {"name": f"Rate {n}", "rate_percent": rate}, format="json").json()["id"]
+        for n, rate in enumerate(["0", "8.875", "25", "100"])
+    ]
+    made = http.post("/api/v1/clients/", {"name": "Fuzzed", "email": "fz@client.test"}, format="json")
+    client_id = made.json()["id"]
+
+    operation = st.one_of(
+        st.builds(
+            lambda a, t: ("PATCH", f"/api/v1/clients/{client_id}/", {"license_price_minor": a, "taxes": t}),
+            _amounts,
+            st.lists(st.sampled_from(taxes), unique=True),
+        ),
+        st.builds(
+            lambda a, x: (
+                "POST",
+                f"/api/v1/clients/{client_id}/service-lines/",
+                {"description": "S", "amount_minor": a, "taxable": x},
+            ),
+            _amounts,
+            st.booleans(),
+        ),
+        st.builds(
+            lambda a: (
+                "POST",
+                "/api/v1/clients/",
+                {"name": "N", "email": "n@client.test", "license_price_minor": a, "taxes": taxes},
+            ),
+            _amounts,
+        ),
+    )
+
+    @hypothesis_settings(
+        max_examples=size(ci=80, full=2000),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(op=operation)
+    def post(op):
+        method, path, body = op
+        FIGURES["api_requests"] += 1
+        before = table_digests(agency_a.schema_name)
+        response = getattr(http, method.lower())(path, body, format="json")
+        assert response.status_code < 500, (op, response.content)
+        if response.status_code >= 400:
+            FIGURES["api_refused"] += 1
+            assert set(response.json()) == {"code", "message", "fields"}
+            assert table_digests(agency_a.schema_name) == before, op
+        with schema_context(agency_a.schema_name):
+            totals = configured_invoice_totals(list(Client.objects.values_list("pk", flat=True)))
+        assert max(totals.values()) <= charge_ceiling_minor(), op
+
+    post()
+    record_figures(
+        "R8-fuzz",
+        {
+            "configurations_compared_with_the_draft": FIGURES["configurations"],
+            "api_requests": FIGURES["api_requests"],
+            "api_refused_400": FIGURES["api_refused"],
+            "responses_5xx": 0,
+            "rows_changed_by_refused_input": 0,
+            "clients_above_the_ceiling": 0,
+        },
+    )
