@@ -36,6 +36,7 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/clients/{client_id}/payment-method/"): OVERVIEW,
     ("post", "/api/v1/clients/{client_id}/payment-method/"): CONFIGURE,
     ("post", "/api/v1/clients/{client_id}/agency-invoiced-requests/"): REQUEST,
+    ("get", "/api/v1/clients/{client_id}/next-invoice/"): OVERVIEW,  # CYC-1: read the client's schedule
     ("get", "/api/v1/tax-rates/"): OVERVIEW,
     ("post", "/api/v1/tax-rates/"): CONFIGURE,
     ("get", "/api/v1/usage-records/"): OVERVIEW,
@@ -61,6 +62,7 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/platform-balance/"): OVERVIEW_ALL,
     ("get", "/api/v1/billing-settings/"): ADMIN,
     ("patch", "/api/v1/billing-settings/"): ADMIN,
+    ("get", "/api/v1/billing-settings/next-invoice/"): ADMIN,  # CYC-1: the Billing Setup's billing day
     ("get", "/api/v1/email-templates/"): ADMIN,
     ("get", "/api/v1/email-templates/{kind}/"): ADMIN,
     ("put", "/api/v1/email-templates/{kind}/"): ADMIN,
