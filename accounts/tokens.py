@@ -14,7 +14,6 @@ from django.db.models import QuerySet
 from accounts.models import AGENCY_STAFF_ROLES, ApiToken, Role, User, audit_record
 from accounts.permissions import Capability, has_capability
 from core.errors import ApplicationError, PermissionDenied
-from core.prepared import prepared_fetchall
 
 TOKEN_PREFIX = "abk_"
 PREFIX_LENGTH = 12  # "abk_" and 8 characters of the secret: enough to tell tokens apart in a list
@@ -133,8 +132,10 @@ def _active_token_with_user(digest: str) -> ApiToken | None:
     """One indexed lookup, written as SQL: the same query through the ORM (select_related, filters on both
     tables) cost more CPU to compile than to run, on every API request (docs/performance.md, P5)."""
     sql, token_names, user_names = _token_with_user_query()
-    # Constant SQL (names from the models); the digest is a parameter. Prepared: it runs on every API request.
-    rows = prepared_fetchall(sql, [digest])
+    # Constant SQL (names from the models); the digest is a parameter.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [digest])
+        rows = cursor.fetchall()
     if not rows:
         return None
     row = rows[0]

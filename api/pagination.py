@@ -20,7 +20,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
-from api.compiled import compiled_rows
 from core.parsing import whole_number
 
 SALT = "api.keyset"
@@ -148,27 +147,13 @@ def paginate(*, request, view, queryset, serializer_class, context: dict | None 
     return Response({"next": next_link, "previous": previous_link, "results": results})
 
 
-def paginate_rows(
-    *, request, view, model, queryset_of, key: tuple, values: dict, columns: tuple[str, ...], write
-) -> bytes:
+def paginate_rows(*, request, view, model, queryset: QuerySet, columns: tuple[str, ...], write) -> bytes:
     """The same page and links as `paginate`, as the JSON body: read as `values(*columns)` (plus the ordering
-    field and the primary key, which the cursor needs) and each row written by `write`, without a serializer.
-
-    The list is `queryset_of(**values)`, where `key` names everything else it depends on (user, filters); its
-    page query is compiled once per key and page shape and then run with each request's values
-    (`api.compiled`): building and compiling it cost more CPU than running it (docs/performance.md, P5)."""
+    field and the primary key, which the cursor needs) and each row written by `write`, without a serializer
+    (building DRF serializers for a page of 50 cost more CPU than its query, docs/performance.md, P5)."""
     keyset = Keyset.for_request(request, view)
     extra = sorted({keyset.field, "pk"}.difference(columns))
-    boundary_value, boundary_pk = keyset.boundary(model)
-
-    def build(*, boundary_value, boundary_pk, **list_values):
-        return keyset.ordered(queryset_of(**list_values).values(*columns, *extra), boundary_value, boundary_pk)
-
-    backwards = bool(keyset.cursor and keyset.cursor.backwards)
-    shape = (key, columns, keyset.field, keyset.descending, keyset.size, backwards)
-    rows = compiled_rows(
-        key=shape, values={**values, "boundary_value": boundary_value, "boundary_pk": boundary_pk}, build=build
-    )
+    rows = list(keyset.ordered(queryset.values(*columns, *extra), *keyset.boundary(model)))
     rows, next_link, previous_link = keyset.links(rows, value_of=lambda row, name: row[name])
     # orjson writes dates and UUIDs as the serializer does (ISO date, canonical UUID), so `write` need not.
     return orjson.dumps({"next": next_link, "previous": previous_link, "results": [write(row) for row in rows]})

@@ -31,15 +31,11 @@ MONTHS = [date(2027, 1, 1), date(2027, 2, 1), date(2027, 3, 1)]
 PREFIX = "p5mix"
 
 # Each variant: the environment its gunicorn runs with.
+# (The third variant of the measurement that retired them, "compiled+prepared" — api/compiled.py and core/prepared.py —
+# is in docs/performance-history.md, P5.)
 VARIANTS = {
-    "orm": {"API_COMPILED_QUERIES": "0", "DATABASE_PREPARED_STATEMENTS": "0"},
-    "orm+prepare_threshold": {
-        "API_COMPILED_QUERIES": "0",
-        "DATABASE_PREPARED_STATEMENTS": "0",
-        "DATABASE_SERVER_SIDE_BINDING": "1",
-        "DATABASE_PREPARE_THRESHOLD": "5",
-    },
-    "compiled+prepared": {"API_COMPILED_QUERIES": "1", "DATABASE_PREPARED_STATEMENTS": "1"},
+    "orm": {"DATABASE_PREPARE_THRESHOLD": ""},
+    "orm+prepare_threshold": {"DATABASE_PREPARE_THRESHOLD": "5"},
 }
 
 

@@ -134,11 +134,10 @@ CSRF_COOKIE_SAMESITE = "Lax"
 WSGI_APPLICATION = "agencybilling.wsgi.application"
 
 DATABASES = {"default": database_from_url("DATABASE_URL")}
-# The API's hottest reads run as prepared statements (core/prepared.py); off behind a transaction-mode PgBouncer
-# older than 1.21.
-DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
-API_COMPILED_QUERIES = env_bool("API_COMPILED_QUERIES", True)
-if env_bool("DATABASE_SERVER_SIDE_BINDING", False):
+# Prepared statements, through Django's documented PostgreSQL options: off by default (Django's own default, and what
+# measured best, docs/performance.md, P5); DATABASE_PREPARE_THRESHOLD=N binds parameters on the server and lets
+# psycopg prepare a query after N runs on a connection. Keep it unset behind a transaction-mode PgBouncer.
+if env_str("DATABASE_PREPARE_THRESHOLD", ""):
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
         "server_side_binding": True,

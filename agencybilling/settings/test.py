@@ -40,5 +40,3 @@ WEBHOOK_TIMEOUT_SECONDS = 3
 
 # Tests create their agencies' schemas directly; the spare-schema pool is tested on its own (override_settings).
 TENANT_SPARE_SCHEMAS = 0
-# Every reuse of a compiled API query is compared with a fresh compilation (api/compiled.py).
-API_COMPILED_QUERY_CHECK = True

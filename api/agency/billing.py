@@ -319,17 +319,12 @@ class InvoicesApi(ApiView):
         user, month, status = self.user, filters.get("month"), filters.get("status")
         amounts = self.can(C.VIEW_AMOUNTS)
 
-        def invoices(*, client_public_id):
-            return invoice_list_for_user(user=user, month=month, status=status, client_public_id=client_public_id)
-
-        # The key names what `invoices` depends on besides its values: the user (ROLE-1 visibility) and filters.
+        invoices = invoice_list_for_user(user=user, month=month, status=status, client_public_id=filters.get("client"))
         page = paginate_rows(
             request=request,
             view=self,
             model=Invoice,
-            queryset_of=invoices,
-            key=(user.pk, user.role, user.is_active, month, status),
-            values={"client_public_id": filters.get("client")},
+            queryset=invoices,
             columns=InvoiceOutput.row_columns,
             write=lambda values: InvoiceOutput.row(values, amounts=amounts),
         )
