@@ -6,7 +6,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from api import invitations
-from api.agency import admin, billing, books, clients, margins
+from api.agency import admin, billing, books, clients, corrections, margins
 from api.docs import ApiDocsView, ApiRedocView
 
 urlpatterns = [
@@ -31,6 +31,11 @@ urlpatterns = [
     path("invoices/", billing.InvoicesApi.as_view()),
     path("invoices/<str:invoice_id>/", billing.InvoiceApi.as_view()),
     path("invoices/<str:invoice_id>/pdf/", billing.InvoicePdfApi.as_view()),
+    path("invoices/<str:invoice_id>/credit-notes/", corrections.InvoiceCreditNotesApi.as_view()),
+    path("credit-notes/", corrections.CreditNotesApi.as_view()),
+    path("credit-notes/<str:credit_note_id>/", corrections.CreditNoteApi.as_view()),
+    path("credit-notes/<str:credit_note_id>/pdf/", corrections.CreditNotePdfApi.as_view()),
+    path("disputes/", corrections.DisputesApi.as_view()),
     path("charges/", billing.ChargesApi.as_view()),
     path("charges/<str:charge_id>/", billing.ChargeApi.as_view()),
     path("charges/<str:charge_id>/retry-requests/", billing.RetryRequestsApi.as_view()),

@@ -85,6 +85,7 @@ class CreditAboveRemaining(ApplicationError):
 
 class NothingToRefund(ApplicationError):
     code = "nothing_to_refund"
+    status = 409
 
 
 # --- the arithmetic (pure) ------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def credit_lines_for_positions(lines: Sequence[CreditableLine], positions: Itera
 
 
 def credit_lines_for_amount(
-    lines: Sequence[CreditableLine], amount_minor: int, category_order: Sequence[str]
+    lines: Sequence[CreditableLine], amount_minor: int, category_order: Sequence[str], currency: str = "USD"
 ) -> list[CreditDraftLine]:
     """An amount: spread over what is left of the lines in the agency's billing-category order, line order within
     a category (COL-6)."""
@@ -165,9 +166,10 @@ def credit_lines_for_amount(
         )
     remaining = sum(line.remaining_minor for line in lines)
     if amount_minor > remaining:
+        left = f"{format_minor(remaining, currency)} {currency}"
         raise CreditAboveRemaining(
-            f"The credit is more than remains to credit on this invoice ({remaining} minor units).",
-            fields={"amount_minor": [f"At most {remaining}."]},
+            f"The credit is more than remains to credit on this invoice ({left}).",
+            fields={"amount_minor": [f"More than remains to credit: at most {left}."]},
         )
     rank = {category: index for index, category in enumerate(category_order)}
     ordered = sorted(lines, key=lambda line: (rank.get(line.category, len(rank)), line.position))
@@ -495,7 +497,7 @@ def credit_note_issue(
             drafts = credit_lines_for_positions(lines, line_positions)
         else:
             assert amount_minor is not None
-            drafts = credit_lines_for_amount(lines, amount_minor, order)
+            drafts = credit_lines_for_amount(lines, amount_minor, order, invoice.currency)
         total = sum(d.amount_minor for d in drafts)
         refunds: list[tuple[Charge, int]] = []
         if outcome == CreditOutcome.REFUND:
@@ -506,13 +508,17 @@ def credit_note_issue(
                 raise NothingToRefund(
                     "Nothing on this invoice was paid (or what was is disputed or already refunded): there is "
                     "nothing to refund. Keep the credit on the account instead.",
-                    fields={"outcome": ["Nothing paid to refund."]},
+                    fields={"outcome": ["Nothing paid on this invoice is left to refund: keep it as credit instead."]},
                 )
             if total > available:
+                left = f"{format_minor(available, invoice.currency)} {invoice.currency}"
                 raise CreditAboveRemaining(
-                    f"The refund is more than remains of what was paid ({format_minor(available, invoice.currency)} "
-                    f"{invoice.currency}).",
-                    fields={"amount_minor" if amount_minor is not None else "lines": [f"At most {available}."]},
+                    f"The refund is more than remains of what was paid ({left}).",
+                    fields={
+                        "amount_minor" if amount_minor is not None else "lines": [
+                            f"More than remains of what was paid: at most {left}."
+                        ]
+                    },
                 )
             refunds = allocate(total, refundable)
         credit_note = CreditNote.objects.create(

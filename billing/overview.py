@@ -11,10 +11,22 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db import connection
-from django.db.models import Count, IntegerField, Max, Min, OuterRef, Prefetch, QuerySet, Subquery, Sum, Value
+from django.db.models import (
+    CharField,
+    Count,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Prefetch,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce
 
-from billing.models import Charge, ChargeAttempt, Invoice
+from billing.models import Charge, ChargeAttempt, Dispute, Invoice
 from billing.platform.models import AgencyCharge, AgencyInvoice
 from billing.statuses import COLLECTED, OUTSTANDING, SETTLED, STATUS_PRECEDENCE, ChargeStatus
 from core.calendar import add_months
@@ -116,7 +128,7 @@ def month_charges(*, month: date, clients: QuerySet | None = None) -> QuerySet[C
             "invoice__number",
             "invoice__public_id",
         )
-        .annotate(attempt_count=attempt_count())
+        .annotate(attempt_count=attempt_count(), dispute_status=dispute_status())
         .order_by("client__name", "installment", "id")
     )
 
@@ -132,6 +144,13 @@ def attempt_count():
         .values("n")
     )
     return Coalesce(Subquery(attempts, output_field=IntegerField()), Value(0))
+
+
+def dispute_status():
+    """The state of a charge's latest dispute (COR-2), or null: a correlated subquery like `attempt_count`, so the
+    Billing Overview shows it without one more query per page (docs/performance.md, P3)."""
+    latest = Dispute.objects.filter(charge=OuterRef("pk")).order_by("-opened_on", "-id").values("status")[:1]
+    return Subquery(latest, output_field=CharField())
 
 
 def month_summary(charges: QuerySet[Charge]) -> OverviewSummary:

@@ -47,11 +47,12 @@ from django.db import connection
 from django.db.models import Model
 from django.template.loader import render_to_string
 
-from billing.models import BillingSettings, ChargeAttempt, Invoice, PaymentMethod
+from billing.models import BillingSettings, ChargeAttempt, CreditNote, Invoice, PaymentMethod
 from billing.overview import invoice_status, is_settled, lines_by_category
 from billing.plain_words import client_status_label, how_paid
 from billing.platform.models import AgencyInvoice
-from billing.statuses import COLLECTED, AttemptKind, AttemptOutcome, ChargeStatus
+from billing.statuses import COLLECTED, OUTSTANDING, AttemptKind, AttemptOutcome, ChargeStatus, CreditOutcome
+from core.categories import BillingCategory
 from core.errors import ApplicationError
 from core.images import logo_embeddable
 from core.money import format_minor, format_unit_price
@@ -138,6 +139,8 @@ def _document(
         "subtotal": _money(invoice.subtotal_minor, currency),
         "tax": _money(invoice.tax_minor, currency),
         "total": _money(invoice.total_minor, currency),
+        # Credit on the account used by this invoice (COR-1): the invoice's total stands, less is collected.
+        "credit_applied": _money(credit, currency) if (credit := getattr(invoice, "credit_applied_minor", 0)) else "",
         "issuer": issuer,
         "recipient": recipient,
         "branding": branding,
@@ -359,7 +362,9 @@ def client_invoice_payment(invoice: Invoice, charges: list) -> dict:
             retry = f"; the next attempt is on {_date(charge.next_retry_on)}" if charge.next_retry_on else ""
             sentences.append(f"{which}not paid yet: the payment failed{retry}. Pay it in the portal.")
     settled_directly = all(c.status == ChargeStatus.AGENCY_INVOICED for c in charges) and bool(charges)
-    due_minor = 0 if settled_directly else max(invoice.total_minor - paid_minor, 0)
+    # What is still to collect: the open charges' amounts — the total less credit on the account used by the
+    # invoice and credit notes that reduced its charges (COR-1), less what was paid.
+    due_minor = 0 if settled_directly else sum(c.amount_minor for c in charges if c.status in OUTSTANDING)
     open_dates = [c.due_on for c in charges if c.status not in COLLECTED and c.status != ChargeStatus.AGENCY_INVOICED]
     return {
         "amount_paid": _money(paid_minor, currency),
@@ -377,9 +382,10 @@ class PdfRenderFailed(ApplicationError):
     status = 503
 
 
-def render_pdf(context: dict) -> bytes:
-    """The invoice's PDF, rendered in this thread's render child under its memory limit and deadline."""
-    html = render_to_string("pdf/invoice.html", context)
+def render_pdf(context: dict, template: str = "pdf/invoice.html") -> bytes:
+    """The invoice's (or credit note's) PDF, rendered in this thread's render child under its memory limit and
+    deadline."""
+    html = render_to_string(template, context)
     branding = context["branding"]
     return render_bounded(html, color=branding["color"], logo=branding["logo"], logo_image=branding.get("logo_image"))
 
@@ -548,7 +554,11 @@ def agency_invoice_context(invoice: AgencyInvoice) -> dict:
     )
 
 
-def _stored_or_render(*, invoice, model: type[Model], name: str, context_factory) -> bytes:
+def _stored_or_render(
+    *, invoice, model: type[Model], name: str, context_factory, template: str = "pdf/invoice.html", always: bool = False
+) -> bytes:
+    """The stored PDF, or a fresh render, stored when the document is settled (`always`: a credit note, which never
+    changes)."""
     field = invoice._meta.get_field("pdf")
     storage = field.storage
     if invoice.pdf:
@@ -558,12 +568,12 @@ def _stored_or_render(*, invoice, model: type[Model], name: str, context_factory
         except FileNotFoundError:
             # Storage lost the file: render it again from the immutable rows, under the same name.
             logger.warning("stored PDF %s is missing; rendering it again", invoice.pdf.name)
-            data = render_pdf(context_factory())
+            data = render_pdf(context_factory(), template)
             storage.save(invoice.pdf.name, ContentFile(data))
             return data
     context = context_factory()
-    data = render_pdf(context)
-    if is_settled(context["statuses"]):
+    data = render_pdf(context, template)
+    if always or is_settled(context["statuses"]):
         saved = storage.save(name, ContentFile(data))
         # The first writer wins; the database trigger refuses any later change of the path (MON-3).
         if model.objects.filter(pk=invoice.pk, pdf="").update(pdf=saved):  # type: ignore[attr-defined]
@@ -599,6 +609,59 @@ def agency_invoice_pdf(*, invoice: AgencyInvoice) -> bytes:
         name=f"agency-invoices/{invoice.agency.schema_name}/{invoice.number}.pdf",
         context_factory=lambda: agency_invoice_context(invoice),
     )
+
+
+def credit_note_context(credit_note: CreditNote, agency: Agency) -> dict:
+    """A credit note's document (COR-1): the invoice's branding, the invoice it corrects, its lines and reason,
+    and where the money goes."""
+    currency, client, invoice = credit_note.currency, credit_note.client, credit_note.invoice
+    if credit_note.outcome == CreditOutcome.REFUND:
+        method = client.payment_methods.filter(removed_at__isnull=True).first()
+        outcome = f"Refunded to {method}" if method else "Refunded to the payment method that paid the invoice"
+    else:
+        outcome = "Kept as credit on the account: used by the next invoice"
+    return {
+        "kind": "credit_note",
+        "number": credit_note.number,
+        "currency": currency,
+        "issued_on": credit_note.issued_on,
+        "invoice_number": invoice.number,
+        "invoice_issued_on": invoice.issued_on,
+        "period_start": invoice.period_start,
+        "period_last_day": invoice.period_end - timedelta(days=1),
+        "reason": credit_note.reason,
+        "outcome": outcome,
+        "lines": [
+            {
+                "description": line.description,
+                "category": BillingCategory(line.category).label,
+                "amount": _money(line.amount_minor, currency),
+            }
+            for line in credit_note.lines.all()
+        ],
+        "total": _money(credit_note.amount_minor, currency),
+        "invoice_total": _money(invoice.total_minor, currency),
+        "issuer": {"name": agency.name, "address": agency.address, "email": agency.email},
+        "recipient": {"name": client.name, "email": client.email, "address": ""},
+        "branding": _branding(agency),
+    }
+
+
+def credit_note_pdf(*, credit_note: CreditNote, agency: Agency) -> bytes:
+    """A credit note's PDF, rendered once and stored (it never changes, MON-3); call inside its agency's schema."""
+    schema = connection.schema_name  # type: ignore[attr-defined]
+    return _stored_or_render(
+        invoice=credit_note,
+        model=CreditNote,
+        name=f"credit-notes/{schema}/{credit_note.number}.pdf",
+        context_factory=lambda: credit_note_context(credit_note, agency),
+        template="pdf/credit_note.html",
+        always=True,
+    )
+
+
+def credit_note_pdf_filename(credit_note: CreditNote) -> str:
+    return f"credit-note-{credit_note.number}.pdf"
 
 
 def _template_version() -> str:

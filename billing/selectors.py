@@ -380,7 +380,7 @@ def charge_list_for_user(
     charges = (
         Charge.objects.filter(client_visibility(user=user, path="client__"))
         .select_related("client", "invoice")
-        .prefetch_related("attempts")
+        .prefetch_related("attempts", "disputes")
     )
     if month is not None:
         charges = charges.filter(billing_date__year=month.year, billing_date__month=month.month)

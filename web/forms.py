@@ -566,3 +566,43 @@ class WebhookEndpointForm(ServiceForm):
 
         super().__init__(*args, **kwargs)
         self.fields["event_kinds"].choices = EventKind.choices  # type: ignore[attr-defined]
+
+
+class CreditNoteForm(ServiceForm):
+    """A credit note (COR-1): whole lines or an amount, refunded or kept as credit, with a reason."""
+
+    field_map = {"amount_minor": "amount"}
+
+    outcome = forms.ChoiceField(
+        label="The money",
+        choices=[
+            ("REFUND", "Refund it to the payment method that paid the invoice"),
+            ("CREDIT", "Keep it as credit on the account (what is open, then the next invoice)"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    lines = forms.MultipleChoiceField(
+        label="Credit whole lines", required=False, widget=forms.CheckboxSelectMultiple, choices=[]
+    )
+    amount = MoneyField(label="Or credit an amount", required=False)
+    reason = forms.CharField(
+        label="Reason (the client sees it)", max_length=500, widget=forms.Textarea(attrs={"rows": 2})
+    )
+
+    def __init__(self, *args, currency: str, lines: list[tuple[int, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["lines"].choices = [(str(position), label) for position, label in lines]
+        self.fields["amount"] = MoneyField(
+            label=f"Or credit an amount ({currency})",
+            currency=currency,
+            required=False,
+            help_text="Spread over the lines in the billing-category order.",
+        )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("lines") and data.get("amount") is not None:
+            self.add_error("amount", "Credit whole lines or an amount, not both.")
+        elif not data.get("lines") and data.get("amount") is None and "amount" not in self.errors:
+            self.add_error("lines", "Choose the lines to credit, or enter an amount.")
+        return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.response import Response
@@ -50,7 +50,7 @@ from billing.selectors import (
     invoice_list_for_user,
     usage_list_for_user,
 )
-from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus
+from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus, DisputeStatus
 from billing.support import agency_invoiced_request, retry_request
 from billing.usage import UsageInput, usage_record_bulk
 from clients.models import Client
@@ -288,6 +288,10 @@ class InvoiceOutput(serializers.Serializer):
 class InvoiceDetailOutput(InvoiceOutput):
     lines = InvoiceLineOutput(many=True, source="lines.all")
     charges = ChargeSummaryOutput(many=True, source="charges.all")
+    credit_applied_minor = MaskedAmountField(
+        help_text="Credit on the account used by this invoice when it was built (COR-1): its charges collect the "
+        "total less this. Credit notes against it: /api/v1/invoices/{id}/credit-notes/."
+    )
 
 
 def invoice_or_404(user, invoice_id: str):
@@ -418,6 +422,14 @@ class ChargeOutput(serializers.Serializer):
     paid_on = serializers.DateField(allow_null=True)
     paid_out_on = serializers.DateField(allow_null=True)
     attempts = AttemptOutput(many=True, source="attempts.all")
+    dispute = serializers.SerializerMethodField(
+        help_text="The state of the charge's latest dispute (COR-2), shown beside its status; null when none."
+    )
+
+    @extend_schema_field(serializers.ChoiceField(choices=DisputeStatus.choices, allow_null=True))
+    def get_dispute(self, charge) -> str | None:
+        disputes = list(charge.disputes.all())  # prefetched by charge_list_for_user
+        return max(disputes, key=lambda d: (d.opened_on, d.pk)).status if disputes else None
 
 
 class ChargeDetailOutput(ChargeOutput):

@@ -16,8 +16,10 @@ from accounts.invitations import invitation_issue
 from accounts.models import Role, User
 from accounts.tokens import api_token_create
 from agencybilling import seed
+from billing.corrections import credit_note_issue
 from billing.models import Charge, Invoice, SupportRequest
 from billing.platform.models import AgencyInvoice
+from billing.statuses import CreditOutcome
 from billing.support import retry_request
 from clients.services import tax_rate_create
 from integrations.models import WebhookDelivery
@@ -124,6 +126,19 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         charge = Charge.objects.get(client=client)
         retry_request(charge=charge, user=admin, reason="client updated card")
         invoice = Invoice.objects.get(client=client)
+        other_invoice = Invoice.objects.get(client=other)
+        # A credit note of each client, kept as credit (COR-1): the charges they reduce stay Retrying/Uncollectable.
+        note, other_note = (
+            credit_note_issue(
+                invoice=corrected,
+                user=admin,
+                reason="Goodwill",
+                outcome=CreditOutcome.CREDIT,
+                amount_minor=amount,
+                today=BILLING_DATE,
+            )
+            for corrected, amount in ((invoice, 500), (other_invoice, 700))
+        )
         world.ids.update(
             {
                 "client_id": str(client.public_id),
@@ -133,6 +148,7 @@ def populate(agency, *, with_webhook: bool = True) -> World:
                 "tax_rate_id": str(rate.public_id),
                 "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
                 "platform_invoice_id": str(AgencyInvoice.objects.get(agency=agency).public_id),
+                "credit_note_id": str(note.public_id),
             }
         )
         if with_webhook:
@@ -148,8 +164,9 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         world.other_ids = {
             "client_id": str(other.public_id),
             "line_id": str(other_line.public_id),
-            "invoice_id": str(Invoice.objects.get(client=other).public_id),
+            "invoice_id": str(other_invoice.public_id),
             "charge_id": str(Charge.objects.get(client=other).public_id),
+            "credit_note_id": str(other_note.public_id),
         }
         world.salesperson = seller
         world.own_client = client

@@ -214,3 +214,48 @@ def test_COR_2_lost_dispute_reopens_the_balance_and_recovers_from_the_agency(
         (EntryType.CHARGEBACK, 10_000),
         (EntryType.PAYMENT, -10_000),
     ]
+
+
+def test_COR_1_a_bank_debit_refund_is_pending_until_stripe_reports_it_settled(
+    agency, admin, provider, server, django_capture_on_commit_callbacks, eager_tasks
+):
+    ach = server.client().v1.payment_methods.create(
+        params={
+            "type": "us_bank_account",
+            "billing_details": {"name": "Ach Payer"},
+            "us_bank_account": {
+                "routing_number": "110000000",
+                "account_number": "000123456789",
+                "account_holder_type": "company",
+            },
+        }
+    )
+    with schema_context(agency.schema_name):
+        client = client_create(
+            name="Bank Co", email="bank@example.com", activated_on=date(2026, 12, 1), license_price_minor=8_000
+        )
+        payment_method_attach(client=client, token=ach.id, provider=provider)
+    billing_run(agency=agency, today=JAN1)
+    with tenant_context(agency):
+        collect_due(today=JAN1, provider=provider)
+    server.settle()
+    deliver(server, django_capture_on_commit_callbacks, "payment_intent.succeeded")
+    with tenant_context(agency):
+        assert Charge.objects.get(client=client).status == ChargeStatus.PAID
+        note = credit_note_issue(
+            invoice=Invoice.objects.get(client=client),
+            user=admin,
+            reason="Overbilled",
+            outcome=CreditOutcome.REFUND,
+            amount_minor=3_000,
+            today=date(2027, 1, 5),
+            provider=provider,
+        )
+        refund = Refund.objects.get(credit_note=note)
+        assert refund.status == RefundStatus.PENDING and refund.reference.startswith("re_")
+    server.settle_refunds()
+    deliver(server, django_capture_on_commit_callbacks, "refund.updated")
+    with tenant_context(agency):
+        refund.refresh_from_db()
+        assert refund.status == RefundStatus.SUCCEEDED
+        assert client_balance(client) == 0

@@ -151,7 +151,7 @@ def test_COR_1_repeated_partial_credits_are_capped_at_what_was_invoiced(agency, 
                 amount_minor=2_001,
                 outcome=CreditOutcome.CREDIT,
             )
-        assert refused.value.fields == {"amount_minor": ["At most 2000."]}
+        assert refused.value.fields == {"amount_minor": ["More than remains to credit: at most 20.00 USD."]}
         assert _entries(client) == entries_before and CreditNote.objects.count() == 2  # nothing changed
         # The refund may return only what was paid and not yet refunded: 10,000 − 4,000 refunded.
         last = credit_note_issue(
@@ -187,7 +187,9 @@ def test_COR_1_a_refund_of_an_unpaid_charge_is_refused_and_changes_nothing(agenc
                 amount_minor=1_000,
                 outcome=CreditOutcome.REFUND,
             )
-        assert refused.value.fields == {"outcome": ["Nothing paid to refund."]}
+        assert refused.value.fields == {
+            "outcome": ["Nothing paid on this invoice is left to refund: keep it as credit instead."]
+        }
         assert _entries(client) == before
         assert not CreditNote.objects.exists() and not Refund.objects.exists()
         assert not AuditEntry.objects.filter(action="credit_note.issue").exists()

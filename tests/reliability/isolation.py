@@ -149,10 +149,14 @@ class World:
 def build_world(agency, tag: str) -> World:
     from accounts.models import User
     from billing.collection import collect_due
+    from billing.corrections import credit_note_issue
+    from billing.disputes import dispute_event_apply
     from billing.invoicing import billing_run
-    from billing.models import Charge, Invoice, SupportRequest
+    from billing.models import Charge, CreditNote, Dispute, Invoice, SupportRequest
     from billing.payment_methods import payment_method_attach
     from billing.platform.models import AgencyInvoice
+    from billing.providers.base import ProviderEvent
+    from billing.statuses import CreditOutcome
     from clients.models import AgencyServiceLine, ClientUser
     from clients.services import client_create, service_line_add
     from tests.billing_helpers import with_plan
@@ -193,6 +197,37 @@ def build_world(agency, tag: str) -> World:
     billing_run(agency=agency, today=DAY)
     with tenant_context(agency):
         collect_due(today=DAY)
+        admin = world.users[Role.ADMINISTRATOR]
+        # Corrections (COR-1, COR-2): a credit note of three clients (the paid one refunded), a dispute of the paid one.
+        notes = {
+            label: credit_note_issue(
+                invoice=Invoice.objects.get(client=world.clients[label]),
+                user=admin,
+                reason=f"Correction of {tag} {label} {token}",
+                outcome=outcome,
+                amount_minor=amount,
+                today=DAY,
+            )
+            for label, outcome, amount in (
+                ("own-sp", CreditOutcome.CREDIT, 100),
+                ("other", CreditOutcome.CREDIT, 200),
+                ("portal", CreditOutcome.REFUND, 300),
+            )
+        }
+        paid = Charge.objects.get(client=world.clients["portal"])
+        dispute_event_apply(
+            ProviderEvent(
+                "dispute",
+                f"dp_iso_{tag}{token}",
+                DAY,
+                charge_references=(paid.paid_reference,),
+                status="NEEDS_RESPONSE",
+                amount_minor=1000,
+                currency="USD",
+                reason="fraudulent",
+                due_on=DAY + timedelta(days=7),
+            )
+        )
         for label in ("own-sp", "other"):
             charge = Charge.objects.get(client=world.clients[label])
             SupportRequest.objects.create(
@@ -213,7 +248,18 @@ def build_world(agency, tag: str) -> World:
                 *(str(i) for i, _ in invoices),
                 *(n for _, n in invoices),
             }
-            for public_id in [str(client.public_id), *charges, *lines, *(str(i) for i, _ in invoices)]:
+            credit_notes = [
+                (str(i), n) for i, n in CreditNote.objects.filter(client=client).values_list("public_id", "number")
+            ]
+            disputes = list(Dispute.objects.filter(charge__client=client).values_list("reference", flat=True))
+            world.client_markers[client.pk] |= {*(i for i, _ in credit_notes), *(n for _, n in credit_notes), *disputes}
+            for public_id in [
+                str(client.public_id),
+                *charges,
+                *lines,
+                *(str(i) for i, _ in invoices),
+                *(i for i, _ in credit_notes),
+            ]:
                 world.owner_of[public_id] = client.pk
         for public_id, client_id in SupportRequest.objects.values_list("public_id", "client_id"):
             world.owner_of[str(public_id)] = client_id
@@ -223,6 +269,7 @@ def build_world(agency, tag: str) -> World:
             "charge": [str(x) for x in Charge.objects.values_list("public_id", flat=True)],
             "service_line": [str(x) for x in AgencyServiceLine.objects.values_list("public_id", flat=True)],
             "support_request": [str(x) for x in SupportRequest.objects.values_list("public_id", flat=True)],
+            "credit_note": [str(note.public_id) for note in notes.values()],
         }
     world.objects["agency_invoice"] = [
         str(x) for x in AgencyInvoice.objects.filter(agency=agency).values_list("public_id", flat=True)

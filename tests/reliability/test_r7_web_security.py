@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from collections import Counter
+from datetime import date
 
 import pytest
 from django.conf import settings
@@ -244,6 +245,7 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     )
     path = re.sub(rf"taxes/{UUID}", f"taxes/{ids['tax']}", path)
     path = re.sub(rf"webhooks/deliveries/{UUID}", f"webhooks/deliveries/{ids['delivery']}", path)
+    path = re.sub(rf"(?<![-\w])credit-notes/{UUID}", f"credit-notes/{ids.get('credit_note', '-')}", path)
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -270,7 +272,9 @@ def _get_every_page(urlconf: str, clients: dict[str, HttpClient], ids: dict[str,
 
 @pytest.mark.django_db
 def test_R7_every_page_has_csp_and_security_headers(agency_a):
+    from billing.corrections import credit_note_issue
     from billing.platform.models import AgencyInvoice
+    from billing.statuses import CreditOutcome
     from integrations.models import OutboundEvent, WebhookDelivery, WebhookEndpoint
 
     scenario = billed_agency(agency_a)
@@ -288,6 +292,16 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
             "admin": str(scenario.admin.pk),
             "tax": str(TaxRate.objects.first().public_id),
         }
+        ids["credit_note"] = str(
+            credit_note_issue(
+                invoice=scenario.paying.invoices.first(),
+                user=scenario.admin,
+                reason="R7",
+                outcome=CreditOutcome.CREDIT,
+                amount_minor=100,
+                today=date(2027, 2, 2),
+            ).public_id
+        )
         invitee = User.objects.create_user("invitee@alpha.test", None, role=Role.SALESPERSON)
         ids["invitation"] = invitation_issue(user=invitee, actor="test", now=timezone.now()).token
     platform_invitee = User.objects.create_user("invitee@platform.test", None, role=Role.BILLING_SUPPORT)

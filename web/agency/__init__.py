@@ -14,6 +14,7 @@ from web.agency.clients import (
     service_line_delete,
 )
 from web.agency.common import parse_month, pdf_response
+from web.agency.corrections import credit_note_new, credit_note_pdf_view
 from web.agency.email_templates import template_edit, template_list, template_preview, template_test_email
 from web.agency.exports import overview_csv, range_csv
 from web.agency.invoices import invoice_detail
@@ -37,6 +38,8 @@ __all__ = [
     "overview_csv",
     "range_csv",
     "invoice_detail",
+    "credit_note_new",
+    "credit_note_pdf_view",
     "client_account",
     "client_active",
     "client_new",

@@ -77,8 +77,12 @@ def _status_items(invoice: Invoice, charge: Charge, amounts: bool) -> list[Timel
     items = []
     for event in charge.events.all():
         to = labels.get(event.to_status, event.to_status)
-        title = f"{labels.get(event.from_status, event.from_status)} → {to}" if event.from_status else f"Now {to}"
         who = f" by {event.actor}" if event.actor and event.actor != "system" else ""
+        if event.from_status == event.to_status and event.reason:
+            # Not a move: something that happened to the charge (a credit reducing it, a dispute), in its words.
+            items.append(TimelineItem(event.business_date, event.created_at, "info", event.reason, who.strip()))
+            continue
+        title = f"{labels.get(event.from_status, event.from_status)} → {to}" if event.from_status else f"Now {to}"
         tone = {"PAID": "ok", "PAID_OUT": "payout", "RETRYING": "bad", "UNCOLLECTABLE": "bad"}.get(event.to_status)
         reason = _CODE_IN_REASON.sub(lambda m: f": {decline_reason(m.group(1))}", event.reason)
         items.append(TimelineItem(event.business_date, event.created_at, tone or "info", title, f"{reason}{who}"))
@@ -153,12 +157,23 @@ def charge_timeline(invoice: Invoice, charge: Charge, amounts: bool) -> list[Tim
     return sorted(items, key=lambda item: (item.day, item.at is not None, item.at or datetime.min.replace(tzinfo=UTC)))
 
 
+# The credit-note form of the invoice page (COR-1): (invoice, bound data or None) -> form. Set by
+# web.agency.corrections, which owns it.
+CREDIT_NOTE_FORM: list[Callable] = []
+
+
 @staff_view(SEE_BILLING)
-def invoice_detail(request: HttpRequest, public_id) -> HttpResponse:
+def invoice_detail(request: HttpRequest, public_id, *, credit_form=None, status: int = 200) -> HttpResponse:
     user = request.user
     invoice = get_object_or_404(visible_invoices(user).select_related("client"), public_id=public_id)  # type: ignore[arg-type]
     amounts = shows_amounts(user)  # type: ignore[arg-type]
-    charges = list(invoice.charges.prefetch_related("attempts", "events").order_by("installment"))
+    charges = list(invoice.charges.prefetch_related("attempts", "events", "disputes").order_by("installment"))
+    for charge in charges:  # COR-2: the latest dispute's state, shown beside the status
+        disputes = sorted(charge.disputes.all(), key=lambda d: (d.opened_on, d.pk))
+        charge.dispute_status = disputes[-1].status if disputes else None  # type: ignore[attr-defined]
+    can_correct = amounts and has_capability(user, C.EDIT_CLIENT_CONFIG)  # type: ignore[arg-type]
+    if can_correct and credit_form is None and CREDIT_NOTE_FORM:
+        credit_form = CREDIT_NOTE_FORM[0](invoice)
     order = BillingSettings.objects.values_list("category_order", flat=True).first()
     groups, taxes = lines_by_category(invoice.lines.all(), order)
     retry_requested = set(
@@ -183,6 +198,9 @@ def invoice_detail(request: HttpRequest, public_id) -> HttpResponse:
             "retry_requested": retry_requested,
             "can_request": has_capability(user, C.REQUEST_SUPPORT),  # type: ignore[arg-type]
             "credit_notes": credit_notes,
+            "credit_form": credit_form if can_correct else None,
+            "amount_due": invoice.total_minor - invoice.credit_applied_minor,
             "month": invoice.period_start.replace(day=1),
         },
+        status=status,
     )

@@ -8,7 +8,7 @@ from decimal import Decimal
 from django import template
 from django.utils.html import format_html
 
-from billing.statuses import ChargeStatus
+from billing.statuses import ChargeStatus, DisputeStatus
 from core.money import format_minor, format_rate, format_unit_price
 
 register = template.Library()
@@ -30,6 +30,21 @@ def status_badge(status: str) -> str:
     except ValueError:
         label = status
     return format_html('<span class="badge badge-{}">{}</span>', str(status).lower().replace("_", "-"), label)
+
+
+@register.simple_tag
+def dispute_badge(status: str | None) -> str:
+    """A charge's dispute (COR-2), beside its status badge: "Disputed: needs response", "Dispute lost"…"""
+    if not status:
+        return ""
+    words = {
+        DisputeStatus.NEEDS_RESPONSE: "Disputed: needs response",
+        DisputeStatus.UNDER_REVIEW: "Disputed: under review",
+        DisputeStatus.WON: "Dispute won",
+        DisputeStatus.LOST: "Dispute lost",
+    }
+    css = "badge badge-dispute" + (" badge-dispute-won" if status == DisputeStatus.WON else "")
+    return format_html('<span class="{}" data-dispute="{}">{}</span>', css, status, words.get(status, status))
 
 
 @register.filter
