@@ -37,7 +37,7 @@ def dispute_badge(status: str | None) -> str:
     """A charge's dispute (COR-2), beside its status badge: "Disputed: needs response", "Dispute lost"…"""
     if not status:
         return ""
-    words = {
+    words: dict[str, str] = {
         DisputeStatus.NEEDS_RESPONSE: "Disputed: needs response",
         DisputeStatus.UNDER_REVIEW: "Disputed: under review",
         DisputeStatus.WON: "Dispute won",
