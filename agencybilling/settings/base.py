@@ -299,6 +299,9 @@ SPECTACULAR_SETTINGS = {
         "EventKindEnum": "integrations.models.EventKind",
         "DeliveryStatusEnum": "integrations.models.DeliveryStatus",
         "ServiceRecurrenceEnum": "clients.models.ServiceRecurrence",
+        "CreditOutcomeEnum": "billing.statuses.CreditOutcome",
+        "RefundStatusEnum": "billing.statuses.RefundStatus",
+        "DisputeStatusEnum": "billing.statuses.DisputeStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

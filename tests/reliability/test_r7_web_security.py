@@ -246,6 +246,7 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     path = re.sub(rf"taxes/{UUID}", f"taxes/{ids['tax']}", path)
     path = re.sub(rf"webhooks/deliveries/{UUID}", f"webhooks/deliveries/{ids['delivery']}", path)
     path = re.sub(rf"(?<![-\w])credit-notes/{UUID}", f"credit-notes/{ids.get('credit_note', '-')}", path)
+    path = re.sub(rf"^/portal/charges/{UUID}", f"/portal/charges/{ids.get('paying_charge', '-')}", path)
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -288,6 +289,7 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
             "declining": str(scenario.declining.public_id),
             "line": str(scenario.paying.service_lines.first().public_id),
             "charge": str(scenario.declining.charges.first().public_id),
+            "paying_charge": str(scenario.paying.charges.first().public_id),
             "invoice": str(scenario.paying.invoices.first().public_id),
             "admin": str(scenario.admin.pk),
             "tax": str(TaxRate.objects.first().public_id),
