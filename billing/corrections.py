@@ -35,7 +35,6 @@ from billing.base_models import EntryType
 from billing.charges import TransitionEffects, charge_transition
 from billing.drafting import allocate
 from billing.ledger import open_charges_in_order
-from billing.ledger import open_charges_in_order
 from billing.models import (
     Allocation,
     Charge,
