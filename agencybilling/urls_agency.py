@@ -85,6 +85,7 @@ urlpatterns = [
     # Client portal
     path("portal/", portal.service_overview, name="portal"),
     path("portal/invoices/<uuid:public_id>/pdf", portal.portal_invoice_pdf, name="portal-invoice-pdf"),
+    path("portal/credit-notes/<uuid:public_id>/pdf", portal.portal_credit_note_pdf, name="portal-credit-note-pdf"),
     path("portal/payment-method/", portal.payment_method, name="portal-payment-method"),
     path("portal/charges/<uuid:public_id>/pay/", portal.charge_pay, name="portal-charge-pay"),
     path("portal/charges/<uuid:public_id>/pay/return", portal.charge_pay_return, name="portal-charge-pay-return"),

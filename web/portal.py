@@ -17,11 +17,11 @@ from django.views.decorators.http import require_http_methods
 
 from billing.attempts import attempts_resolve
 from billing.books import client_balance_summary
-from billing.models import BillingSettings, Charge, ChargeAttempt, Invoice, PaymentMethod
+from billing.models import BillingSettings, Charge, ChargeAttempt, CreditNote, Invoice, PaymentMethod
 from billing.overview import invoice_status, lines_by_category, month_invoices
 from billing.pay_now import attempt_for_request, charge_pay_now, open_charges
 from billing.payment_methods import payment_method_attach
-from billing.pdf import invoice_pdf, pdf_filename
+from billing.pdf import credit_note_pdf, credit_note_pdf_filename, invoice_pdf, pdf_filename
 from billing.plain_words import (
     ChargeWords,
     charge_words,
@@ -207,6 +207,16 @@ def charge_pay(request: HttpRequest, public_id) -> HttpResponse:
             "currency": charge.currency,
         },
     )
+
+
+@client_view
+def portal_credit_note_pdf(request: HttpRequest, public_id) -> HttpResponse:
+    note = get_object_or_404(
+        CreditNote.objects.select_related("client", "invoice"),
+        client=request.portal_client,  # type: ignore[attr-defined]
+        public_id=public_id,
+    )
+    return pdf_response(credit_note_pdf(credit_note=note, agency=request.tenant), credit_note_pdf_filename(note))  # type: ignore[attr-defined]
 
 
 @client_view

@@ -131,3 +131,31 @@ def test_COR_2_a_dispute_shows_beside_the_status_on_the_overview_and_the_invoice
     page = http.get(f"/invoices/{invoice.public_id}/").content.decode()
     assert "Disputed: needs response" in page
     assert "Disputed by the card holder (fraudulent), response due by 2027-01-10" in page
+
+
+def test_COR_1_TEN_2_the_client_reads_its_credit_note_in_the_portal_and_no_one_elses(scenario):
+    from billing.corrections import credit_note_issue
+    from clients.models import ClientUser
+
+    with tenant_context(scenario.agency):
+        mine, theirs = (
+            credit_note_issue(
+                invoice=Invoice.objects.get(client=client, period_start=JAN1),
+                user=scenario.admin,
+                reason=f"Goodwill for {client.name}",
+                outcome=CreditOutcome.CREDIT,
+                amount_minor=500,
+                today=date(2027, 1, 5),
+            )
+            for client in (scenario.paying, scenario.declining)
+        )
+    owner = make_user(scenario.agency, "owner@paying.example", Role.CLIENT)
+    with schema_context("alpha"):
+        ClientUser.objects.create(user=owner, client=scenario.paying)
+    http = login_client(scenario.agency, owner.email)
+    page = http.get("/portal/?month=2027-01").content.decode()
+    assert mine.number in page and f"/portal/credit-notes/{mine.public_id}/pdf" in page
+    assert theirs.number not in page
+    pdf = http.get(f"/portal/credit-notes/{mine.public_id}/pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert http.get(f"/portal/credit-notes/{theirs.public_id}/pdf").status_code == 404
