@@ -547,8 +547,9 @@ def _failed_count(charge: AbstractCharge) -> int:
 
 
 def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
-    """RET-2: the 5th weekday after the billing date for the 2nd attempt, the 10th for the 3rd."""
-    candidates = [d for d in retry_dates(charge.billing_date)[failed - 1 :] if d > today]
+    """RET-2: the 5th weekday after the due date for the 2nd attempt, the 10th for the 3rd — an installment's own due
+    date (CYC-4), not its invoice's billing date."""
+    candidates = [d for d in retry_dates(charge.due_on)[failed - 1 :] if d > today]
     return candidates[0] if candidates else None
 
 

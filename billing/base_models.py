@@ -105,8 +105,10 @@ class AbstractCharge(BaseModel):
     installment = models.PositiveSmallIntegerField(default=1)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
-    billing_date = models.DateField(help_text="The initial billing date: retries count weekdays from it.")
-    due_on = models.DateField()
+    # CYC-4: an installment of an invoice with several autopay dates is due on its own autopay date, and reports the
+    # invoice's billing date (the last autopay date) beside it; with one billing date the two are the same.
+    billing_date = models.DateField(help_text="The invoice's billing date (CYC-4: its last autopay date).")
+    due_on = models.DateField(help_text="This installment's due date: collected then; retries count from it (RET-2).")
     status = models.CharField(max_length=16, choices=ChargeStatus.choices, default=ChargeStatus.SCHEDULED)
     next_retry_on = models.DateField(null=True, blank=True)
     paid_on = models.DateField(null=True, blank=True)

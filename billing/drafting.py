@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 
-from core.calendar import Period, full_cycle, prorated_minor
+from core.calendar import Period, add_months, full_cycle, prorated_minor
 from core.categories import BillingCategory
 from core.money import format_minor, format_rate, format_unit_price, line_amount_minor, tax_minor
 
@@ -85,25 +86,34 @@ def _proration_note(period: Period) -> str:
     return f" ({(period.end - period.start).days} of {(full.end - full.start).days} days)"
 
 
-def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) -> list[DraftLine]:
+def usage_lines(
+    prices: Mapping[str, ProductPrice],
+    usage: Mapping[str, int],
+    *,
+    already: Mapping[str, int] | None = None,
+    cycle: Period | None = None,
+) -> list[DraftLine]:
     """Products and overage for one account's usage in a cycle (PLAN-3).
 
     The first `included_quantity` units are billed at the unit price (Products); each unit beyond at the
     overage price (Overage). Usage of a product missing from the price list is refused at recording time.
+    Usage of an earlier `cycle`, recorded after that cycle was invoiced, continues its tiers from the quantity
+    `already` billed for it, and its lines name the cycle.
     """
     lines: list[DraftLine] = []
+    suffix = f" — {cycle.label()}" if cycle is not None else ""
     for code in sorted(usage):
         quantity = usage[code]
         if quantity <= 0:
             continue
         price = prices[code]
-        included = min(quantity, price.included_quantity)
+        included = min(quantity, max(0, price.included_quantity - (already or {}).get(code, 0)))
         over = quantity - included
         if included:
             lines.append(
                 DraftLine(
                     BillingCategory.PRODUCTS,
-                    price.name,
+                    f"{price.name}{suffix}",
                     included,
                     price.unit_price,
                     line_amount_minor(included, price.unit_price),
@@ -114,7 +124,7 @@ def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) ->
             lines.append(
                 DraftLine(
                     BillingCategory.OVERAGE,
-                    f"{price.name} — overage",
+                    f"{price.name} — overage{suffix}",
                     over,
                     price.overage_unit_price,
                     line_amount_minor(over, price.overage_unit_price),
@@ -122,6 +132,29 @@ def usage_lines(prices: Mapping[str, ProductPrice], usage: Mapping[str, int]) ->
                 )
             )
     return lines
+
+
+def usage_by_cycle(
+    items: Iterable[tuple[str, int, date]], *, window: Period, cycles: Sequence[Period]
+) -> tuple[dict[str, int], dict[Period, dict[str, int]]]:
+    """(usage of the invoice's own closed cycle `window`, usage of earlier cycles by cycle) from (product, quantity,
+    day) items. An earlier day belongs to the invoiced period that contains it, else to the month before the first
+    of them, else to itself (a day before any cycle)."""
+    current: dict[str, int] = {}
+    late: dict[Period, dict[str, int]] = {}
+    ordered = sorted(cycles, key=lambda p: p.start)
+    for code, quantity, day in items:
+        if day >= window.start:
+            current[code] = current.get(code, 0) + quantity
+            continue
+        cycle = next((p for p in ordered if day in p), None)
+        if cycle is None and ordered and add_months(ordered[0].start, -1) <= day < ordered[0].start:
+            cycle = Period(add_months(ordered[0].start, -1), ordered[0].start)
+        if cycle is None:
+            cycle = Period(day, day + timedelta(days=1))
+        bucket = late.setdefault(cycle, {})
+        bucket[code] = bucket.get(code, 0) + quantity
+    return current, late
 
 
 def tax_lines(lines: Sequence[DraftLine], taxes: Iterable[TaxSpec]) -> list[DraftLine]:

@@ -35,6 +35,7 @@ from billing.drafting import (
     TaxSpec,
     draft_agency_invoice,
     draft_client_invoice,
+    usage_by_cycle,
     usage_lines,
 )
 from billing.holds import draft_problem, invoice_hold_record, invoice_holds_due, invoice_holds_release
@@ -49,18 +50,21 @@ from billing.platform.models import (
 )
 from billing.selectors import (
     ClientTerms,
+    billed_agency_usage,
+    billed_client_usage,
     billing_settings,
     client_period_at,
     client_terms,
     clients_active_during,
     clients_due,
-    group_members_of,
     invoiced_clients,
+    invoiced_periods,
     plan_prices,
-    pooled_usage,
-    usage_by_account,
+    unbilled_agency_usage,
+    unbilled_client_usage,
 )
 from billing.statuses import ChargeStatus
+from billing.usage import usage_mark_billed
 from clients.models import AgencyServiceLine, Client
 from core.calendar import Period, add_months, agency_period_due, autopay_dates, cycle_closed_by, cycle_starting
 from core.money import split_evenly
@@ -114,31 +118,42 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError)
 # --- drafting from the database ----------------------------------------------------------------------
 
 
-def _client_draft(
-    *, terms: ClientTerms, period: Period, currency: str, prices: dict[str, ProductPrice], usage: dict[str, int]
-) -> InvoiceDraft:
+def _client_draft(*, terms: ClientTerms, period: Period, currency: str, usage: list[DraftLine]) -> InvoiceDraft:
     return draft_client_invoice(
         currency=currency,
         period=period,
         license_price_minor=terms.license_price_minor,
         services=terms.services,
-        usage=usage_lines(prices, usage),
+        usage=usage,
         taxes=terms.taxes,
     )
 
 
-def _group_usage(client_ids: list[int], period: Period, time_zone: str) -> dict[int, dict[str, int]]:
-    """Usage per billed account; members of a group count towards their primary (PLAN-4)."""
-    members = group_members_of(client_ids)
-    per_account = usage_by_account(client_ids=[*client_ids, *members], period=period, time_zone=time_zone)
-    merged: dict[int, dict[str, int]] = defaultdict(dict)
-    for account_id, products in per_account.items():
-        if account_id is None:
-            continue
-        target = members.get(account_id, account_id)
-        for code, quantity in products.items():
-            merged[target][code] = merged[target].get(code, 0) + quantity
-    return merged
+def _client_usage(
+    *, client_ids: list[int], window: Period, prices: dict[str, ProductPrice], time_zone: str
+) -> tuple[dict[int, list[DraftLine]], dict[int, list[int]]]:
+    """Each account's usage lines and the records they carry: every record not yet on one of its invoices that
+    occurred before the window's end — the closed cycle's, then, each under a line naming its cycle, usage of
+    earlier cycles recorded after they were invoiced (their tiers continued from what was billed). Nothing
+    recorded is left out (PLAN-3)."""
+    items = unbilled_client_usage(client_ids=client_ids, before=window.end, time_zone=time_zone)
+    late_accounts = [aid for aid, its in items.items() if any(i.day < window.start for i in its)]
+    periods = invoiced_periods(since=date.min, client_ids=late_accounts) if late_accounts else {}
+    lines: dict[int, list[DraftLine]] = {}
+    records: dict[int, list[int]] = {}
+    for account_id, account_items in items.items():
+        current, late = usage_by_cycle(
+            ((i.product_code, i.quantity, i.day) for i in account_items),
+            window=window,
+            cycles=periods.get(account_id, []),
+        )
+        account_lines = usage_lines(prices, current)
+        for cycle in sorted(late, key=lambda p: p.start):
+            already = billed_client_usage(account_id=account_id, period=cycle, time_zone=time_zone)
+            account_lines += usage_lines(prices, late[cycle], already=already, cycle=cycle)
+        lines[account_id] = account_lines
+        records[account_id] = [i.record_id for i in account_items]
+    return lines, records
 
 
 def invoice_preview(*, agency: Agency, client: Client, billing_date: date) -> InvoiceDraft:
@@ -147,16 +162,18 @@ def invoice_preview(*, agency: Agency, client: Client, billing_date: date) -> In
 
 
 def invoice_previews(*, agency: Agency, client_ids: list[int], billing_date: date) -> dict[int, InvoiceDraft]:
-    """The invoices `billing_run` would build on `billing_date`, per client id, in a few queries."""
-    usage = _group_usage(client_ids, cycle_closed_by(billing_date), agency.time_zone)
+    """The invoices `billing_run` would build on `billing_date`, per client id, in a few queries (the usage
+    recorded so far)."""
     prices = plan_prices(agency.plan)
+    usage, _ = _client_usage(
+        client_ids=client_ids, window=cycle_closed_by(billing_date), prices=prices, time_zone=agency.time_zone
+    )
     return {
         terms.client_id: _client_draft(
             terms=terms,
             period=cycle_starting(billing_date),
             currency=agency.currency,
-            prices=prices,
-            usage=usage.get(terms.client_id, {}),
+            usage=usage.get(terms.client_id, []),
         )
         for terms in client_terms(client_ids)
     }
@@ -223,7 +240,9 @@ def _build_client_batch(
         todo = [cid for cid in client_ids if cid not in existing]
         if not todo:
             return
-        usage = _group_usage(todo, usage_period, agency.time_zone)
+        usage, usage_records = _client_usage(
+            client_ids=todo, window=usage_period, prices=prices, time_zone=agency.time_zone
+        )
         first = sequence.next_number
         drafts = []
         for terms in client_terms(todo):
@@ -231,8 +250,7 @@ def _build_client_batch(
                 terms=terms,
                 period=period,
                 currency=currency,
-                prices=prices,
-                usage=usage.get(terms.client_id, {}),
+                usage=usage.get(terms.client_id, []),
             )
             problem = draft_problem(draft)
             if problem is not None:
@@ -252,8 +270,10 @@ def _build_client_batch(
         new_invoice_of: dict[int, int] = {}
         invoice_ids = bulk.ids_reserve(Invoice, len(drafts))
         invoices, lines, entries, charges, one_time = [], [], [], [], []
+        carried: dict[int, int] = {}  # usage record → the invoice that carries it (billed once, PLAN-3)
         for offset, (terms, draft) in enumerate(drafts):
             invoice_id, number = invoice_ids[offset], f"{agency.invoice_prefix}-{first + offset:06d}"
+            carried.update(dict.fromkeys(usage_records.get(terms.client_id, []), invoice_id))
             total = draft.total_minor
             used = min(credit.get(terms.client_id, 0), total)
             if used:
@@ -306,7 +326,7 @@ def _build_client_batch(
                     installment,
                     amount,
                     currency,
-                    due,
+                    billing_date,  # the invoice's (CYC-4), beside the installment's own due date
                     due,
                     status,
                     "",
@@ -325,6 +345,7 @@ def _build_client_batch(
         bulk.copy_rows(InvoiceLine, LINE_COLUMNS, lines)
         bulk.copy_rows(LedgerEntry, LEDGER_COLUMNS, entries)
         bulk.copy_rows(Charge, CHARGE_COLUMNS, charges)
+        usage_mark_billed(client_invoice_of=carried)
         if applied:
             credit_apply_to_invoices(
                 applied=applied, invoice_ids=new_invoice_of, order=billing_settings().category_order
@@ -431,13 +452,14 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
         if period is None:
             return None, False
         prices = plan_prices(plan)
+        agency_usage, agency_records = _agency_usage(agency=agency, window=period, prices=prices)
         draft = draft_agency_invoice(
             currency=plan.currency,
             period=period,
             active_clients=clients_active_during(period),
             license_fee_minor=plan.license_fee_minor,
             package_minimum_minor=plan.package_minimum_minor,
-            usage=usage_lines(prices, pooled_usage(period=period, time_zone=agency.time_zone)),
+            usage=agency_usage,
             taxes=[TaxSpec(t.name, t.rate_percent) for t in plan.taxes.all()],
             fees=[(f.name, f.amount_minor) for f in plan.fees.all()],
         )
@@ -482,10 +504,30 @@ def agency_invoice_build(*, agency: Agency, billing_date: date, today: date) -> 
             billing_date=billing_date,
             due_on=billing_date,
         )
+        usage_mark_billed(agency_invoice_id=invoice.pk, record_ids=agency_records)
         sequence.next_number += 1
         sequence.save(update_fields=["next_number"])
         invoice_holds_release(built={None: invoice.number}, billing_date=billing_date, today=today)
     return invoice, True
+
+
+def _agency_usage(
+    *, agency: Agency, window: Period, prices: dict[str, ProductPrice]
+) -> tuple[list[DraftLine], list[int]]:
+    """The agency invoice's usage lines and the records they carry: all usage of the agency and its clients not
+    yet on one of its invoices, before the period's end; usage of earlier cycles, recorded after they were
+    invoiced, under lines naming their cycle (tiers continued from what was billed)."""
+    items = unbilled_agency_usage(before=window.end, time_zone=agency.time_zone)
+    cycles = [
+        Period(start, end)
+        for start, end in AgencyInvoice.objects.filter(agency=agency).values_list("period_start", "period_end")
+    ]
+    current, late = usage_by_cycle(((i.product_code, i.quantity, i.day) for i in items), window=window, cycles=cycles)
+    lines = usage_lines(prices, current)
+    for cycle in sorted(late, key=lambda p: p.start):
+        already = billed_agency_usage(period=cycle, time_zone=agency.time_zone)
+        lines += usage_lines(prices, late[cycle], already=already, cycle=cycle)
+    return lines, [i.record_id for i in items]
 
 
 def _agency_period(*, agency: Agency, billing_date: date, today: date) -> Period | None:

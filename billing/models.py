@@ -54,10 +54,24 @@ class UsageRecord(BaseModel):
     quantity = models.BigIntegerField()
     occurred_at = models.DateTimeField()
     idempotency_key = models.CharField(max_length=120, unique=True)
+    # Billed once on each side, whenever it was recorded: the client invoice that carried it (its own cycle's, or
+    # the next one when recorded after its cycle was invoiced) and the agency invoice (public schema, by id).
+    client_invoice = models.ForeignKey(
+        "Invoice", null=True, blank=True, on_delete=models.PROTECT, related_name="usage_records"
+    )
+    agency_invoice_id = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["occurred_at"]
-        indexes = [models.Index(fields=["occurred_at", "client"])]
+        indexes = [
+            models.Index(fields=["occurred_at", "client"]),
+            models.Index(
+                fields=["client", "occurred_at"], condition=models.Q(client_invoice__isnull=True), name="usage_unbilled"
+            ),
+            models.Index(
+                fields=["occurred_at"], condition=models.Q(agency_invoice_id__isnull=True), name="usage_agency_unbilled"
+            ),
+        ]
         constraints = [models.CheckConstraint(condition=models.Q(quantity__gt=0), name="usage_quantity_gt_0")]
 
 

@@ -51,6 +51,7 @@ def charge_payload(charge: Charge, attempt=None) -> dict:
         "currency": charge.currency,
         "status": charge.status,
         "billing_date": charge.billing_date.isoformat(),
+        "due_on": charge.due_on.isoformat(),
         "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else None,
         "attempt": None
         if attempt is None

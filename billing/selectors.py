@@ -517,3 +517,78 @@ def _first_open_day(agency: Agency, today: date) -> date:
     if agency.clock_date is not None and agency.clock_date >= today:
         return agency.clock_date + timedelta(days=1)
     return today
+
+
+# --- usage billed once (PLAN-3): whatever is recorded is carried by the next invoice ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageItem:
+    record_id: int
+    account_id: int | None  # the billed account (a group's primary for its members); None: the agency's own
+    product_code: str
+    quantity: int
+    day: date  # the agency's calendar day it occurred on (CYC-5)
+
+
+def _usage_items(sql: str, params: list[Any], members: dict[int, int] | None = None) -> list[UsageItem]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            UsageItem(rid, (members or {}).get(cid, cid) if cid is not None else None, code, int(quantity), day)
+            for rid, cid, code, quantity, day in cursor.fetchall()
+        ]
+
+
+def unbilled_client_usage(*, client_ids: list[int], before: date, time_zone: str) -> dict[int, list[UsageItem]]:
+    """Each account's usage not yet on one of its invoices that occurred before `before` (agency days), its group
+    members' included (PLAN-4)."""
+    members = group_members_of(client_ids)
+    end = datetime.combine(before, time.min, ZoneInfo(time_zone))
+    items = _usage_items(
+        f"SELECT id, client_id, product_code, quantity, (occurred_at AT TIME ZONE %s)::date "
+        f"FROM {UsageRecord._meta.db_table} WHERE client_invoice_id IS NULL AND client_id = ANY(%s) "
+        "AND occurred_at < %s ORDER BY id",
+        [time_zone, [*client_ids, *members], end],
+        members,
+    )
+    by_account: dict[int, list[UsageItem]] = defaultdict(list)
+    for item in items:
+        by_account[item.account_id].append(item)  # type: ignore[index]
+    return by_account
+
+
+def billed_client_usage(*, account_id: int, period: Period, time_zone: str) -> dict[str, int]:
+    """Usage of an account (and its group's members) in a cycle that its invoices have already carried."""
+    ids = [account_id, *group_members_of([account_id])]
+    start, end = period_bounds(period, time_zone)
+    rows = (
+        UsageRecord.objects.filter(client_id__in=ids, client_invoice__isnull=False)
+        .filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values("product_code")
+        .annotate(quantity=Sum("quantity"))
+        .order_by()
+    )
+    return {row["product_code"]: row["quantity"] for row in rows}
+
+
+def unbilled_agency_usage(*, before: date, time_zone: str) -> list[UsageItem]:
+    """Usage of the agency and all its clients not yet on an agency invoice, before `before` (agency days)."""
+    end = datetime.combine(before, time.min, ZoneInfo(time_zone))
+    return _usage_items(
+        f"SELECT id, client_id, product_code, quantity, (occurred_at AT TIME ZONE %s)::date "
+        f"FROM {UsageRecord._meta.db_table} WHERE agency_invoice_id IS NULL AND occurred_at < %s ORDER BY id",
+        [time_zone, end],
+    )
+
+
+def billed_agency_usage(*, period: Period, time_zone: str) -> dict[str, int]:
+    """Pooled usage in an agency cycle that its agency invoices have already carried."""
+    start, end = period_bounds(period, time_zone)
+    rows = (
+        UsageRecord.objects.filter(agency_invoice_id__isnull=False, occurred_at__gte=start, occurred_at__lt=end)
+        .values("product_code")
+        .annotate(quantity=Sum("quantity"))
+        .order_by()
+    )
+    return {row["product_code"]: row["quantity"] for row in rows}

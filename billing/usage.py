@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
 from django.utils import timezone as dj_timezone
@@ -13,6 +14,7 @@ from billing.drafting import usage_lines
 from billing.models import UsageRecord
 from billing.selectors import plan_prices
 from clients.models import Client
+from core.calendar import cycle_closed_by, local_date, next_billing_date
 from core.errors import ApplicationError, Conflict
 from core.money import charge_ceiling_minor, over_ceiling_message
 from tenants.models import Agency
@@ -62,14 +64,55 @@ def _bound_errors(agency: Agency, items: list[UsageInput], single: bool) -> dict
     return errors
 
 
-def usage_record_bulk(*, agency: Agency, items: list[UsageInput]) -> tuple[int, int]:
+# A usage record may be stamped this far ahead of our clock (the sender's clock may run a little fast).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def usage_now(agency: Agency, now: datetime) -> datetime:
+    """The instant usage is checked against: now, or — when the billing clock has been run ahead of the wall
+    clock (a simulation, the demo) — the end of its last day."""
+    if agency.clock_date is None:
+        return now
+    end_of_clock_day = datetime.combine(agency.clock_date + timedelta(days=1), time.min, ZoneInfo(agency.time_zone))
+    return max(now, end_of_clock_day)
+
+
+def _when_errors(agency: Agency, item: UsageInput, now: datetime, index: int | None) -> dict[str, list[str]]:
+    """Usage that no invoice could ever carry is refused: dated in the future (beyond a small clock skew), before
+    the client's activation or on or after its deactivation, or — the agency's own — before the agency's first
+    cycle (docs/decisions.md, "Usage that cannot be billed")."""
+    field = f"records[{index}].occurred_at" if index is not None else "occurred_at"
+    day = local_date(item.occurred_at, agency.time_zone)
+    if item.occurred_at > now + CLOCK_SKEW:
+        return {field: [f"{item.occurred_at.isoformat()} is in the future: record usage once it has happened."]}
+    client = item.client
+    if client is not None and day < client.activated_on:
+        return {field: [f"{day} is before {client.name} was activated ({client.activated_on}): it cannot be billed."]}
+    if client is not None and client.deactivated_on is not None and day >= client.deactivated_on:
+        return {
+            field: [
+                f"{day} is on or after {client.name} was deactivated ({client.deactivated_on}): no invoice carries it."
+            ]
+        }
+    if client is None:
+        joined = local_date(agency.created_at, agency.time_zone) if agency.created_at else day
+        first_cycle = cycle_closed_by(next_billing_date(joined, agency.billing_day)).start
+        if day < first_cycle:
+            return {field: [f"{day} is before the agency's first billing cycle ({first_cycle}): it cannot be billed."]}
+    return {}
+
+
+def usage_record_bulk(*, agency: Agency, items: list[UsageInput], now: datetime) -> tuple[int, int]:
     """Store usage records; returns (created, already present). A key already used with another payload
-    refuses the whole batch with 409 and nothing is stored."""
+    refuses the whole batch with 409 and nothing is stored. `now` is the instant of the request (`usage_now`):
+    usage no invoice could carry is refused (PLAN-3). Usage of a cycle already invoiced is accepted and carried
+    by the account's next invoice, under a line naming its cycle."""
     known = set(agency.plan.products.values_list("code", flat=True)) if agency.plan else set()
     errors: dict[str, list[str]] = {}
     single = len(items) == 1
     for index, item in enumerate(items):
-        errors.update(_validate(item, known, None if single else index))
+        item_errors = _validate(item, known, None if single else index)
+        errors.update(item_errors or _when_errors(agency, item, now, None if single else index))
     keys = [item.idempotency_key for item in items]
     if len(set(keys)) != len(keys):
         errors.setdefault("idempotency_key", []).append("The same idempotency key appears twice in one request.")
@@ -123,7 +166,29 @@ def _insert_new(items: list[UsageInput]) -> set[str]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def usage_record(*, agency: Agency, item: UsageInput) -> bool:
+def usage_record(*, agency: Agency, item: UsageInput, now: datetime) -> bool:
     """Store one usage record; True when new, False when the same record was already stored."""
-    created, _ = usage_record_bulk(agency=agency, items=[item])
+    created, _ = usage_record_bulk(agency=agency, items=[item], now=now)
     return created == 1
+
+
+def usage_mark_billed(
+    *,
+    client_invoice_of: dict[int, int] | None = None,
+    agency_invoice_id: int | None = None,
+    record_ids: list[int] | None = None,
+) -> None:
+    """Mark usage records as carried: `client_invoice_of` {record id: client invoice id}, or `record_ids` by the
+    agency invoice `agency_invoice_id`. Exactly the records that were billed, by id."""
+    with connection.cursor() as cursor:
+        if client_invoice_of:
+            cursor.execute(
+                f"UPDATE {UsageRecord._meta.db_table} AS u SET client_invoice_id = v.invoice_id "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, invoice_id) WHERE u.id = v.id",
+                [list(client_invoice_of), list(client_invoice_of.values())],
+            )
+        if record_ids and agency_invoice_id is not None:
+            cursor.execute(
+                f"UPDATE {UsageRecord._meta.db_table} SET agency_invoice_id = %s WHERE id = ANY(%s)",
+                [agency_invoice_id, record_ids],
+            )

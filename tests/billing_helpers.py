@@ -25,7 +25,7 @@ def at(day: date, hour: int = 12) -> datetime:
 
 
 def usage(agency: Agency, client, code: str, quantity: int, when: datetime, key: str) -> None:
-    usage_record_bulk(agency=agency, items=[UsageInput(code, quantity, when, key, client)])
+    usage_record_bulk(agency=agency, items=[UsageInput(code, quantity, when, key, client)], now=when)
 
 
 __all__ = ["at", "client_create", "service_line_add", "standard_plan", "tax_rate_create", "usage", "with_plan"]

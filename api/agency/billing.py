@@ -4,6 +4,7 @@ COL-1), the notices log and the Billing Setup."""
 from __future__ import annotations
 
 from django.http import HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -52,7 +53,7 @@ from billing.selectors import (
 )
 from billing.statuses import AttemptKind, AttemptOutcome, ChargeStatus, DisputeStatus
 from billing.support import agency_invoiced_request, retry_request
-from billing.usage import UsageInput, usage_record_bulk
+from billing.usage import UsageInput, usage_now, usage_record_bulk
 from clients.models import Client
 from clients.selectors import client_visibility
 from core.categories import BillingCategory
@@ -177,7 +178,8 @@ class UsageRecordsApi(ApiView):
             )
             for r in records
         ]
-        created, present = usage_record_bulk(agency=request.tenant, items=items)
+        now = usage_now(request.tenant, timezone.now())
+        created, present = usage_record_bulk(agency=request.tenant, items=items, now=now)
         return Response(
             {"created": created, "already_present": present},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
@@ -210,12 +212,17 @@ class InvoiceLineOutput(serializers.Serializer):
     taxable = serializers.BooleanField()
 
 
+_BILLING_DATE_HELP = "The invoice's billing date: with several autopay dates, the last of them (CYC-4)."
+_DUE_ON_HELP = "This installment's due date (its autopay date): collected then; automatic retries count from it."
+
+
 class ChargeSummaryOutput(serializers.Serializer):
     id = serializers.UUIDField(source="public_id")
     installment = serializers.IntegerField()
     amount_minor = MaskedAmountField()
     status = serializers.ChoiceField(choices=ChargeStatus.choices)
-    due_on = serializers.DateField()
+    billing_date = serializers.DateField(help_text=_BILLING_DATE_HELP)
+    due_on = serializers.DateField(help_text=_DUE_ON_HELP)
     paid_on = serializers.DateField(allow_null=True)
 
 
@@ -416,8 +423,8 @@ class ChargeOutput(serializers.Serializer):
     amount_minor = MaskedAmountField()
     currency = serializers.CharField()
     status = serializers.ChoiceField(choices=ChargeStatus.choices)
-    billing_date = serializers.DateField()
-    due_on = serializers.DateField()
+    billing_date = serializers.DateField(help_text=_BILLING_DATE_HELP)
+    due_on = serializers.DateField(help_text=_DUE_ON_HELP)
     next_retry_on = serializers.DateField(allow_null=True)
     paid_on = serializers.DateField(allow_null=True)
     paid_out_on = serializers.DateField(allow_null=True)

@@ -32,13 +32,13 @@ def agency_bodies(world) -> dict[tuple[str, str], dict]:
                     "client": world.ids["client_id"],
                     "product_code": "listings",
                     "quantity": 7,
-                    "occurred_at": "2027-01-05T10:00:00Z",
+                    "occurred_at": "2026-12-02T10:00:00Z",
                     "idempotency_key": "crm-0001",
                 },
                 {
                     "product_code": "reviews",
                     "quantity": 3,
-                    "occurred_at": "2027-01-06T10:00:00+01:00",
+                    "occurred_at": "2026-12-03T10:00:00+01:00",
                     "idempotency_key": "crm-0002",
                 },
             ]

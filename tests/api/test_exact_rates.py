@@ -83,7 +83,7 @@ def worked(agency_a):
                     "client": client_id,
                     "product_code": "api-calls",
                     "quantity": 98_765,
-                    "occurred_at": "2026-12-15T12:00:00Z",
+                    "occurred_at": "2026-12-02T12:00:00Z",
                     "idempotency_key": "worked-example-1",
                 }
             ]

@@ -146,17 +146,25 @@ def test_PLAN_3_usage_for_an_unknown_product_is_refused(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         _refused(
-            lambda: usage_record_bulk(agency=agency, items=[UsageInput("telepathy", 3, WHEN, "k1")]), "product_code"
+            lambda: usage_record_bulk(agency=agency, now=WHEN, items=[UsageInput("telepathy", 3, WHEN, "k1")]),
+            "product_code",
         )
-        _refused(lambda: usage_record_bulk(agency=agency, items=[UsageInput("listings", 0, WHEN, "k1")]), "quantity")
         _refused(
-            lambda: usage_record_bulk(agency=agency, items=[UsageInput("listings", 1, datetime(2027, 1, 1, 12), "k1")]),
+            lambda: usage_record_bulk(agency=agency, now=WHEN, items=[UsageInput("listings", 0, WHEN, "k1")]),
+            "quantity",
+        )
+        _refused(
+            lambda: usage_record_bulk(
+                agency=agency, now=WHEN, items=[UsageInput("listings", 1, datetime(2027, 1, 1, 12), "k1")]
+            ),
             "occurred_at",
         )
         # In a batch, one bad record refuses the whole batch.
         _refused(
             lambda: usage_record_bulk(
-                agency=agency, items=[UsageInput("listings", 1, WHEN, "ok"), UsageInput("nope", 1, WHEN, "bad")]
+                agency=agency,
+                now=WHEN,
+                items=[UsageInput("listings", 1, WHEN, "ok"), UsageInput("nope", 1, WHEN, "bad")],
             ),
             "records[1].product_code",
         )
@@ -167,18 +175,20 @@ def test_PLAN_3_same_idempotency_key_same_payload_is_stored_once(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
         item = UsageInput("listings", 5, WHEN, "same")
-        assert usage_record_bulk(agency=agency, items=[item]) == (1, 0)
-        assert usage_record_bulk(agency=agency, items=[item]) == (0, 1)
+        assert usage_record_bulk(agency=agency, now=WHEN, items=[item]) == (1, 0)
+        assert usage_record_bulk(agency=agency, now=WHEN, items=[item]) == (0, 1)
         assert UsageRecord.objects.count() == 1
 
 
 def test_PLAN_3_same_idempotency_key_other_payload_is_a_conflict_and_changes_nothing(agency_a):
     agency = with_plan(agency_a)
     with schema_context(agency.schema_name):
-        usage_record_bulk(agency=agency, items=[UsageInput("listings", 5, WHEN, "k")])
+        usage_record_bulk(agency=agency, now=WHEN, items=[UsageInput("listings", 5, WHEN, "k")])
         with pytest.raises(Conflict) as excinfo:
             usage_record_bulk(
-                agency=agency, items=[UsageInput("listings", 6, WHEN, "new"), UsageInput("listings", 9, WHEN, "k")]
+                agency=agency,
+                now=WHEN,
+                items=[UsageInput("listings", 6, WHEN, "new"), UsageInput("listings", 9, WHEN, "k")],
             )
         assert excinfo.value.code == "idempotency_conflict"
         assert list(UsageRecord.objects.values_list("idempotency_key", "quantity")) == [("k", 5)]

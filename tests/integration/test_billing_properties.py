@@ -118,7 +118,7 @@ def _one_example(agency, plan_products, minimum, license_fee, tax_rates, plan_ta
                 items.append(UsageInput(code, quantity, datetime(2026, 12, 15, tzinfo=UTC), f"{index}-{n}", client))
             created.append((client, spec))
         if items:
-            usage_record_bulk(agency=agency, items=items)
+            usage_record_bulk(agency=agency, items=items, now=datetime(2026, 12, 15, tzinfo=UTC))
 
     billing_run(agency=agency, today=date(2027, 1, 1))
     billing_run(agency=agency, today=date(2027, 2, 1))

@@ -77,6 +77,7 @@ def example(agency_a):
                 UsageInput("reviews", 60, datetime(2026, 12, 12, 9, tzinfo=NY), "birch-1", birch),
                 UsageInput("listings", 30, datetime(2026, 12, 3, 15, tzinfo=NY), "agency-1", None),
             ],
+            now=datetime(2027, 1, 1, tzinfo=NY),  # recorded by the end of December
         )
     return agency, acme, birch, cedar
 

@@ -139,7 +139,7 @@ def _api_refusals(agency) -> dict:
                         "client": str(victim.public_id),
                         "product_code": "reviews",
                         "quantity": MAX,
-                        "occurred_at": "2026-12-15T12:00:00Z",
+                        "occurred_at": "2026-12-02T12:00:00Z",
                         "idempotency_key": f"burst-{n}",
                     }
                     for n in range(7)
@@ -154,7 +154,7 @@ def _api_refusals(agency) -> dict:
                     {
                         "product_code": "reviews",
                         "quantity": 1_000_000_000,
-                        "occurred_at": "2026-12-15T12:00:00Z",
+                        "occurred_at": "2026-12-02T12:00:00Z",
                         "idempotency_key": "agency-burst",
                     }
                 ]

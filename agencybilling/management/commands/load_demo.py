@@ -187,7 +187,8 @@ class Command(BaseCommand):
                     )
                     usage.append(UsageInput("listings", 80 + index * 7, moment, f"demo-l-{index}-{month}", client))
                     usage.append(UsageInput("reviews", 5 + index % 9, moment, f"demo-r-{index}-{month}", client))
-            usage_record_bulk(agency=agency, items=usage)
+            # Recorded as it happened: the history is dated as the clock will run it.
+            usage_record_bulk(agency=agency, items=usage, now=max(item.occurred_at for item in usage))
             client_count = Client.objects.count()
             # A client-portal login for the first client (INV-3).
             portal_user = User.objects.create_user(
