@@ -109,7 +109,7 @@ def test_R13_PLAN_3_concurrent_usage_posts_of_one_record_count_it_created_once(a
                     "client": str(client.public_id),
                     "product_code": "listings",
                     "quantity": 5,
-                    "occurred_at": "2026-12-15T12:00:00Z",
+                    "occurred_at": "2026-12-02T12:00:00Z",  # in the past: future usage is refused (PLAN-3)
                     "idempotency_key": key,
                 }
                 for key in batches[n]
