@@ -241,3 +241,13 @@ def queues_purge() -> None:
     with app.connection_for_write() as conn:
         for name in settings.CELERY_QUEUE_NAMES:
             conn.default_channel.queue_purge(name)
+
+
+def stop_children_on_sigterm() -> None:
+    """`bench.run` stops a benchmark past its time limit with SIGTERM: turn it into SystemExit, so the benchmark's
+    `finally` blocks stop the workers and servers it started in process groups of their own."""
+
+    def _exit(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _exit)

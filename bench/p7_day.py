@@ -31,12 +31,24 @@ from bench.common import (
     django_setup,
     queues_purge,
     rss_bytes,
+    stop_children_on_sigterm,
     stop_process,
     write_result,
 )
 
 BILLING_DATE = date(2027, 3, 1)
 WORKERS = 2
+NOTICE_WORKERS = 2  # notices wait on the mail server more than they compute
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 MB = 1024 * 1024
 
 
@@ -147,6 +159,7 @@ def _wait_ready(worker: subprocess.Popen, timeout: float = 60.0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = bench_args(__doc__.splitlines()[0], argv)
+    stop_children_on_sigterm()
     django_setup()
     from django.conf import settings
     from django.db import connection
@@ -167,12 +180,20 @@ def main(argv: list[str] | None = None) -> int:
     per_agency = _baseline(sample)
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     queues_purge()
-    env = {**os.environ, "CELERY_QUEUE": queue}
+    # Notices go to a local SMTP server in a process of its own (bench/smtp_sink.py), as in production.
+    smtp_port = _free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "bench.smtp_sink", "--port", str(smtp_port), "--out", os.devnull],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    env = {**os.environ, "CELERY_QUEUE": queue, "EMAIL_URL": f"smtp://127.0.0.1:{smtp_port}"}
     # The clock's worker (2 processes: the machine's cores) takes every queue but the notices'; a worker of its
-    # own (1 process) sends notices while the days run, as a deployment with a notices worker does.
+    # own (2 processes) sends notices while the days run, as a deployment with a notices worker does.
     notices_queue = f"{queue}.notices"
     worker = _start_worker(env, "worker", [q for q in settings.CELERY_QUEUE_NAMES if q != notices_queue], WORKERS)
-    notices_worker = _start_worker(env, "notices", [notices_queue], 1)
+    notices_worker = _start_worker(env, "notices", [notices_queue], NOTICE_WORKERS)
     peak_process, peak_total, samples = 0, 0, 0
     try:
         _wait_ready(worker)
@@ -204,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_process(worker)
         stop_process(notices_worker)
+        stop_process(sink)
         connection.set_schema_to_public()
     wall = (done_at - started) if done_at else None
     problems = _check(agencies, clients)

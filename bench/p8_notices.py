@@ -25,7 +25,18 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-from bench.common import ROOT, Row, Timer, bench_args, django_setup, profiled, queues_purge, stop_process, write_result
+from bench.common import (
+    ROOT,
+    Row,
+    Timer,
+    bench_args,
+    django_setup,
+    profiled,
+    queues_purge,
+    stop_children_on_sigterm,
+    stop_process,
+    write_result,
+)
 
 MIN_RATIO = 0.5
 # Quick (CI): a regression floor. 0.14-0.23 was measured at 300 notices with the machine's load at 9-11 (each
@@ -78,6 +89,7 @@ def _bare_loop(messages: list[tuple[str, list[str], bytes]], port: int) -> float
 
 def main(argv: list[str] | None = None) -> int:
     args = bench_args(__doc__.splitlines()[0], argv)
+    stop_children_on_sigterm()
     django_setup()
     from django.conf import settings
     from django.db import connection, transaction
