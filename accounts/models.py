@@ -54,7 +54,10 @@ class UserManager(BaseUserManager["User"]):
     def get_by_natural_key(self, username: str | None) -> User:
         """Sign-in's lookup (Django's ModelBackend): by the identifier's compared form, so every spelling of an
         address that means the account finds it, and no other (core/identifiers.py)."""
-        return self.get(email_key=identifier_key(username or ""))
+        key = identifier_key(username or "")
+        if "\x00" in key:  # no text column stores a NUL: no user has it (and PostgreSQL refuses the query)
+            raise self.model.DoesNotExist
+        return self.get(email_key=key)
 
 
 class User(AbstractUser):
