@@ -8,6 +8,7 @@ Sizes and shapes are parameters; everything else is decided here once:
   collection outcome (`Outcome`: a card that pays, one that declines, none, a bank debit);
 - `clients_bulk(...)`: thousands of clients with the same kinds of rows, written in bulk (benchmarks: set-up is
   not what they measure);
+- `payouts_ready(agency, today=...)`: the agency's payout account, onboarded on the sandbox's hosted page (ONB-2);
 - `run_days(agency, days)`: the real day pipeline (`billing.day.agency_day_run`) on each of those days, so a
   seeded history is exactly what the billing clock would have produced.
 
@@ -80,11 +81,13 @@ PLANS: dict[str, dict] = {
 
 
 def partner_plan(preset: str = "standard", *, currency: str = "USD"):
-    """The preset's partner plan (created once; found by name afterwards)."""
+    """The preset's partner plan in that currency (created once; found by name afterwards)."""
     from tenants.models import PartnerPlan
     from tenants.services import partner_plan_create
 
     spec = PLANS[preset]
+    if currency != "USD":
+        spec = {**spec, "name": f"{spec['name']} ({currency})"}
     existing = PartnerPlan.objects.filter(name=spec["name"]).first()
     if existing is not None:
         return existing
@@ -299,6 +302,61 @@ def clients_bulk(
             tables = [row[0] for row in cursor.fetchall()]
             cursor.execute("ANALYZE " + ", ".join(f'"{agency.schema_name}"."{t}"' for t in tables))
     return [c.pk for c in clients]
+
+
+# --- the agency's side of the money (ONB-2, PAY-3) ---------------------------------------------------------------
+
+
+def payouts_ready(
+    agency, *, today: date, action: str = "complete", bank_account: str = "000123456789", actor: str = "seed"
+):
+    """The agency's payout account, onboarded through the product (Billing Setup's link, the sandbox's hosted page)
+    on `today`: `complete` (payouts enabled), `pending_verification`, `restricted` or `leave` (half done)."""
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from billing.payout_accounts import payout_account_of, payout_onboarding_link
+    from billing.providers.sandbox import sandbox_onboarding_submit
+    from billing.settlement import payout_account_apply
+    from core.links import absolute_url
+
+    now = timezone.now()
+    with tenant_context(agency):
+        link = payout_onboarding_link(
+            agency=agency,
+            actor=actor,
+            return_url=absolute_url("/setup/payouts/return/", agency=agency.schema_name),
+            refresh_url=absolute_url("/setup/payouts/refresh/", agency=agency.schema_name),
+        )
+        token = link.url.rstrip("/").rsplit("/", 1)[-1]
+        sandbox_onboarding_submit(token=token, action=action, bank_account=bank_account, now=now, today=today)
+        account = payout_account_of(agency)
+        assert account is not None
+        payout_account_apply(agency=agency, account_id=account.account_id, now=now, today=today)
+    agency.refresh_from_db()
+    return payout_account_of(agency)
+
+
+def payouts_connected(agency, *, provider, actor: str = "seed"):
+    """The agency's payout account at a processor that enables accounts at once (the Stripe test server without
+    onboarding, benchmarks): created through the product, its state read back from the processor."""
+    from django.utils import timezone
+    from django_tenants.utils import tenant_context
+
+    from billing.payout_accounts import payout_account_create, payout_account_refresh
+
+    with tenant_context(agency):
+        account = payout_account_create(agency=agency, actor=actor, provider=provider)
+        payout_account_refresh(account_id=account.account_id, now=timezone.now(), provider=provider)
+    agency.refresh_from_db()
+    return account
+
+
+def agency_payment_method(agency, *, method: str = "pm_card_visa"):
+    """The agency's own payment method on the platform account (PAY-3), saved through the product."""
+    from billing.payment_methods import agency_payment_method_attach
+
+    return agency_payment_method_attach(agency=agency, token=method)
 
 
 # --- history ----------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ urlpatterns = [
         name="console-client-invoice-pdf",
     ),
     path("invoices/", console.invoices, name="console-invoices"),
+    path("agency-charges/<uuid:public_id>/retry", console.agency_charge_retry, name="console-agency-charge-retry"),
     path("invoices/<uuid:public_id>/pdf", console.agency_invoice_pdf_view, name="console-invoice-pdf"),
     path("audit/", console.audit_trail, name="console-audit"),
     path("reconciliation/", reconciliation.reconciliation, name="console-reconciliation"),

@@ -6,7 +6,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
 from api import invitations
-from api.agency import admin, billing, books, clients, corrections, margins
+from api.agency import admin, billing, books, clients, corrections, margins, payouts
 from api.docs import ApiDocsView, ApiRedocView
 
 urlpatterns = [
@@ -48,6 +48,12 @@ urlpatterns = [
     path("notices/", billing.NoticesApi.as_view()),
     path("billing-settings/", billing.BillingSettingsApi.as_view()),
     path("billing-settings/next-invoice/", billing.AgencyNextInvoiceApi.as_view()),
+    path("agency-payment-method/", payouts.AgencyPaymentMethodApi.as_view()),
+    path("payout-account/", payouts.PayoutAccountApi.as_view()),
+    path("payout-account/onboarding-links/", payouts.PayoutOnboardingLinksApi.as_view()),
+    path("funds/", payouts.FundsApi.as_view()),
+    path("payouts/", payouts.PayoutsApi.as_view()),
+    path("payouts/<str:payout_id>/", payouts.PayoutApi.as_view()),
     path("email-templates/", admin.TemplatesApi.as_view()),
     path("email-templates/<str:kind>/", admin.TemplateApi.as_view()),
     path("email-templates/<str:kind>/preview/", admin.TemplatePreviewApi.as_view()),

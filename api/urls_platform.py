@@ -33,6 +33,8 @@ urlpatterns = [
     path("agencies/<str:slug>/reconciliation/", reconciliation.AgencyReconciliationApi.as_view()),
     path("agencies/<str:slug>/reconciliation/charges/", reconciliation.AgencyReconciliationChargesApi.as_view()),
     path("reconciliation/", reconciliation.ReconciliationsApi.as_view()),
+    path("agency-invoices/", views.AgencyInvoicesApi.as_view()),
+    path("agency-charges/<str:charge_id>/retry/", views.AgencyChargeRetryApi.as_view()),
     path("partner-plans/", views.PlansApi.as_view()),
     path("partner-plans/<str:plan_id>/", views.PlanApi.as_view()),
     path("audit-log/", views.AuditLogApi.as_view()),

@@ -54,18 +54,20 @@ def _customers(provider, count: int) -> list[tuple[str, str]]:
         return list(pool.map(one, range(count)))
 
 
-def _agency(slug: str, customers: list[tuple[str, str]], account: str):
+def _agency(slug: str, customers: list[tuple[str, str]], provider):
     """An agency whose clients each hold one of the customers, billed so every client has one charge due."""
     from django.db import connection
     from django_tenants.utils import tenant_context
 
+    from agencybilling import seed
     from bench.population import Mix, bench_plan, clients_populate
     from bench.schemas import agency_fast_create
     from billing.invoicing import billing_run
     from billing.models import PaymentMethod
     from clients.models import Client
 
-    agency = agency_fast_create(slug=slug, plan=bench_plan(), billing_day=1, connected_account_id=account)
+    agency = agency_fast_create(slug=slug, plan=bench_plan(), billing_day=1)
+    seed.payouts_connected(agency, provider=provider)  # destination charges to its own Express account (PAY-1)
     plain = Mix(
         services_permille=500, one_time_permille=0, usage_permille=0, autopay_permille=0, agency_invoiced_permille=0
     )
@@ -305,15 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with StripeTestServer(max_lifetime=900, request_log_size=200_000) as server:
         setup = StripeProvider(api_key=API_KEY, api_base=server.url)
-        account = setup.connected_account_create(
-            name="P2 agency", email="p2@bench.example", idempotency_key="p2-account"
-        )
         with Timer() as t_setup:
             customers = _customers(setup, count)
         print(f"P2 set-up: {count} customers with cards in {t_setup.seconds:.1f}s", file=sys.stderr)
         server.set_latency(LATENCY)
         for rate, charges in plan:
-            agency = _agency(f"p2r{rate}", customers[:charges], account)
+            agency = _agency(f"p2r{rate}", customers[:charges], setup)
             bare = _bare_loop(server, customers, rate, seconds=2 if args.quick else 8)
             run = _collect(agency, server, rate, server_rate=rate, client_rate=rate, profile=args.profile)
             once = _exactly_once(agency, server, charges)
@@ -358,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         server_rate, client_rate, charges = overdrive
-        agency = _agency("p2over", customers[:charges], account)
+        agency = _agency("p2over", customers[:charges], setup)
         run = _collect(agency, server, server_rate, server_rate=server_rate, client_rate=client_rate, rounds=3)
         log = server.request_log
         once = _exactly_once(agency, server, charges)

@@ -22,6 +22,7 @@ import sys
 import time
 from datetime import date, timedelta
 
+from agencybilling import seed
 from bench.common import (
     ROOT,
     Row,
@@ -63,8 +64,7 @@ def _agencies(prefix: str, count: int, clients: int) -> list:
     agencies_fast_create(slugs, billing_day=1, plan=bench_plan(), clock_date=BILLING_DATE - timedelta(days=1))
     agencies = list(Agency.objects.filter(schema_name__in=slugs).order_by("schema_name"))
     for agency in agencies:
-        Agency.objects.filter(pk=agency.pk).update(connected_account_id=f"acct_sbx_{agency.schema_name}")
-        agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
+        seed.payouts_ready(agency, today=BILLING_DATE - timedelta(days=40))
         clients_populate(
             agency=agency,
             count=clients,

@@ -167,7 +167,8 @@ def charge_request(charge: AbstractCharge, attempt: AbstractAttempt, payer: Paye
         payment_method=attempt.payment_method_reference,
         idempotency_key=attempt.idempotency_key,
         business_date=attempt.attempted_on,
-        destination=payer.destination,
+        # The attempt's own: a resolved or resent attempt is the same request as when it was made.
+        destination=attempt.destination or None,
         description=f"Invoice {charge.invoice.number}",  # type: ignore[attr-defined]
         metadata={
             "schema": payer.schema_name,
@@ -301,6 +302,7 @@ def attempts_start(
                 amount_minor=charge.amount_minor,
                 idempotency_key=f"{payer.kind[:2]}-{charge.public_id.hex}-{run.request_key or number}",
                 payment_method_reference=method.reference,
+                destination=payer.destination or "",
             )
             started.append(StartedAttempt(charge, attempt, payer))
         attempt_model.objects.bulk_create([item.attempt for item in started])

@@ -127,6 +127,9 @@ class AbstractAttempt(models.Model):
     amount_minor = models.BigIntegerField()
     idempotency_key = models.CharField(max_length=80, unique=True)
     payment_method_reference = models.CharField(max_length=64)
+    # The connected account the payment went to (a destination charge, PAY-1); empty: the platform's own
+    # account — the agency invoice, or a client charge collected before the agency's payouts were enabled (held).
+    destination = models.CharField(max_length=64, blank=True)
     outcome = models.CharField(max_length=20, choices=AttemptOutcome.choices, default=AttemptOutcome.STARTED)
     gateway_reference = models.CharField(max_length=64, blank=True)
     decline_code = models.CharField(max_length=64, blank=True)

@@ -14,7 +14,7 @@ from django.db import connection, models, transaction
 
 from billing.base_models import AbstractAttempt, AbstractCharge
 from billing.models import Charge, ChargeEvent
-from billing.notices import agency_recipients, charge_notice_drafts
+from billing.notices import agency_recipients, charge_notice_drafts, platform_notices_enqueue
 from billing.outbound import charge_events
 from billing.platform.models import AgencyChargeEvent
 from billing.statuses import ALLOWED_TRANSITIONS, COLLECTIBLE, LATEST_ATTEMPT_UNKNOWN, ChargeStatus
@@ -46,6 +46,7 @@ class TransitionEffects:
         self.history: list = []
         self.notices: list = []
         self.events: dict[str, list[tuple[str, dict]]] = {}
+        self.platform_moves: list = []
 
     @functools.cached_property
     def agency(self):
@@ -81,6 +82,8 @@ class TransitionEffects:
             )
         )
         if not isinstance(charge, Charge):
+            # The agency's own invoice (PAY-3): its notices go to the agency, from the agency's outbox.
+            self.platform_moves.append((charge, from_status, to_status, today, attempt))
             return
         self.notices += charge_notice_drafts(
             charge,
@@ -107,7 +110,8 @@ class TransitionEffects:
         notices_enqueue(drafts=self.notices)
         for kind, items in self.events.items():
             events_publish(kind=kind, items=items, endpoints=self.endpoints)
-        self.history, self.notices, self.events = [], [], {}
+        platform_notices_enqueue(self.platform_moves)
+        self.history, self.notices, self.events, self.platform_moves = [], [], {}, []
 
 
 def _check_transition(from_status: str, to_status: str) -> None:

@@ -25,6 +25,7 @@ from billing.attempts import (
 )
 from billing.base_models import AbstractAttempt, AbstractCharge
 from billing.models import Charge
+from billing.platform.models import AgencyCharge
 from billing.providers import get_provider
 from billing.providers.base import ChargeResult, PaymentProvider
 from billing.statuses import UNRESOLVED_OUTCOMES, AttemptOutcome, ChargeStatus
@@ -179,3 +180,30 @@ def _collect_pipelined(
         for thread in threads:
             thread.join()
         gc.unfreeze()
+
+
+# --- the agency's own invoice (PAY-3) ----------------------------------------------------------------------------
+
+
+def agency_charges_collect(*, agency, today: date, provider: PaymentProvider | None = None) -> CollectionSummary:
+    """The agency's charges for its platform invoices that are due today — first attempts on their due date,
+    automatic retries on their retry date (RET-2) — charged to the agency's own payment method on the platform's
+    account, through the same attempts as a client charge (PAY-3). Runs in the public schema, one agency at a time
+    (its day)."""
+    provider = provider or get_provider()
+    summary = CollectionSummary()
+    for unresolved in AgencyCharge.objects.filter(agency=agency, attempts__outcome__in=UNRESOLVED_OUTCOMES).distinct():
+        attempts_resolve(unresolved, today=today, provider=provider)
+    first = AgencyCharge.objects.filter(agency=agency, status=ChargeStatus.SCHEDULED, due_on__lte=today)
+    retries = AgencyCharge.objects.filter(agency=agency, status=ChargeStatus.RETRYING, next_retry_on__lte=today)
+    due = [*first.order_by("id").values_list("id", flat=True), *retries.order_by("id").values_list("id", flat=True)]
+    if not due:
+        return summary
+    run = attempt_run(AgencyCharge, today=today)
+    started, settled = attempts_start(due, run)
+    for charge in settled:
+        summary.count(charge, None)
+    if started:
+        for charge, attempt in attempts_finish([(item, attempt_call(item, provider)) for item in started], run):
+            summary.count(charge, attempt)
+    return summary

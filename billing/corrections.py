@@ -47,7 +47,7 @@ from billing.models import (
     Refund,
 )
 from billing.notices import agency_recipients, client_context
-from billing.payouts import client_destination
+from billing.payouts import charge_is_destination_charge
 from billing.providers import get_provider
 from billing.providers.base import PaymentProvider, RefundOutcome, RefundRequest, RefundResult
 from billing.selectors import billing_settings
@@ -566,14 +566,15 @@ def credit_note_issue(
                 Allocation(payment=credit, charge=refund, amount_minor=refund.amount_minor)
                 for credit, refund in zip(credits, returned, strict=True)
             )
-            destination = client_destination()
             for charge, amount in refunds:
                 refund = Refund(
                     credit_note=credit_note,
                     charge=charge,
                     amount_minor=amount,
                     currency=invoice.currency,
-                    reverse_transfer=bool(destination),
+                    # A destination charge's transfer to the agency is reversed with it (COR-1); held funds were
+                    # the platform's own (ONB-2).
+                    reverse_transfer=charge_is_destination_charge(charge),
                 )
                 refund.idempotency_key = f"rf-{refund.public_id.hex}"
                 refund.save()

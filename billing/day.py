@@ -1,7 +1,8 @@
 """One agency's day: the pipeline the billing clock (beat), `run_day` and `simulate` all run.
 
 In order: notices due that day; on a billing date, build invoices and collect what falls due; retries due
-that day; the processor's day (bank-debit settlement, payouts reconciliation); overdue evaluation.
+that day; the agency's own invoice, collected and retried the same way (PAY-3); the processor's day (held funds
+transferred, bank-debit settlement, payouts reconciliation); overdue evaluation.
 
 Every step is idempotent on its own (unique constraints on invoices, attempts and notices), and every step
 is recorded (`AgencyDayStep`: started, then done with its counts or failed with its error). Rerunning a
@@ -33,7 +34,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from billing.collection import CollectionSummary, collect_due
+from billing.collection import CollectionSummary, agency_charges_collect, collect_due
 from billing.dunning import OverdueSummary, overdue_evaluate
 from billing.invoicing import BillingRunResult, billing_run
 from billing.models import AgencyDay, AgencyDayStep, DayStep, RunStatus, StepStatus
@@ -51,6 +52,7 @@ class DayResult:
     billing: BillingRunResult | None = None
     collection: CollectionSummary | None = None
     retries: CollectionSummary | None = None
+    platform_invoice: CollectionSummary | None = None
     provider_events: int | None = None
     overdue: OverdueSummary | None = None
     skipped: list[str] = field(default_factory=list)
@@ -86,6 +88,7 @@ PIPELINE: list[tuple[str, str, Callable[..., Any], bool]] = [
     (DayStep.BILLING, "billing", billing_run, False),
     (DayStep.COLLECTION, "collection", lambda *, agency, today: collect_due(today=today, retries=False), True),
     (DayStep.RETRIES, "retries", lambda *, agency, today: collect_due(today=today, first_attempts=False), True),
+    (DayStep.PLATFORM_INVOICE, "platform_invoice", agency_charges_collect, False),
     (DayStep.SETTLEMENT, "provider_events", provider_day_settle, False),
     (DayStep.OVERDUE, "overdue", overdue_evaluate, True),
 ]

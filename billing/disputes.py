@@ -26,7 +26,7 @@ from billing.charges import charge_locked, charge_transition
 from billing.drafting import allocate
 from billing.models import Charge, ChargeAttempt, ChargeEvent, Dispute, LedgerEntry
 from billing.notices import agency_recipients, client_context
-from billing.payouts import client_destination
+from billing.payouts import charge_is_destination_charge
 from billing.platform.models import AgencyAllocation, AgencyLedgerEntry
 from billing.providers import get_provider
 from billing.providers.base import PaymentProvider, ProviderEvent
@@ -183,8 +183,8 @@ def dispute_lost(dispute: Dispute, charge: Charge, *, today: date, provider: Pay
     else:
         amount = format_minor(dispute.amount_minor, dispute.currency)
         _history(charge, f"Dispute {dispute.reference} lost: {amount} went back to the card holder, owed again", today)
-    if not client_destination() or not charge.paid_reference:
-        return 0
+    if not charge_is_destination_charge(charge):
+        return 0  # held funds (ONB-2): the platform's own payment, nothing was transferred with it
     reference = (provider or get_provider()).transfer_reverse(
         payment_reference=charge.paid_reference,
         amount_minor=dispute.amount_minor,

@@ -217,6 +217,24 @@ class ChargeEvent(AbstractChargeEvent):
         ]
 
 
+class FundsTransfer(models.Model):
+    """Held funds sent on to the agency (ONB-2): a client charge collected on the platform's account while the
+    agency's payouts were not enabled, transferred to its connected account once they are (Stripe's separate
+    charges and transfers, `source_transaction` = the charge). One per charge; the row is written before the
+    processor is called and its key is the idempotency key, so a charge is never transferred twice."""
+
+    charge = models.OneToOneField(Charge, on_delete=models.PROTECT, related_name="funds_transfer")
+    account = models.CharField(max_length=64)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    reference = models.CharField(max_length=64, blank=True)
+    created_on = models.DateField()
+    transferred_on = models.DateField(null=True, blank=True)
+    error = models.CharField(max_length=240, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
 class RequestKind(models.TextChoices):
     RETRY = "RETRY", "Retry a charge"
     AGENCY_INVOICED = "AGENCY_INVOICED", "Switch to Agency Invoiced"
@@ -263,6 +281,7 @@ class DayStep(models.TextChoices):
     BILLING = "BILLING", "Invoices"
     COLLECTION = "COLLECTION", "Collection on the due date"
     RETRIES = "RETRIES", "Retries due"
+    PLATFORM_INVOICE = "PLATFORM_INVOICE", "The agency's own invoice: collection and retries"
     SETTLEMENT = "SETTLEMENT", "Bank-debit settlement and payouts"
     OVERDUE = "OVERDUE", "Overdue evaluation"
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date
 
+from django_tenants.utils import tenant_context
+
 from accounts.models import Role, User
 from billing.holds import AMOUNT_TOO_LARGE, charge_over_ceiling
 from billing.models import Charge
 from billing.plain_words import client_decline_reason, staff_decline_reason
+from billing.platform.models import AgencyPaymentMethod
 from billing.statuses import LATEST_ATTEMPT_UNKNOWN, ChargeStatus
 from clients.models import Client
 from core.links import absolute_url
 from core.money import format_minor
 from notifications.catalog import NoticeKind
-from notifications.services import NoticeDraft, notice_enqueue
+from notifications.services import NoticeDraft, notice_enqueue, notices_enqueue
 from tenants.models import Agency
 from tenants.selectors import current_agency
 
@@ -144,3 +147,54 @@ def charge_notice_drafts(
         else:  # a manual retry failed again
             to_client(NoticeKind.PAYMENT_FAILED)
     return drafts
+
+
+def platform_notices_enqueue(moves: list) -> None:
+    """The notices of the agency's own invoice (PAY-3), the same moments as a client's (NOT-4, RET-1, RET-3): paid,
+    an attempt failed (with the next attempt's date), uncollectable. They go to the agency's addresses from the
+    agency's own outbox (the public schema has none), at most once per invoice, installment and attempt (NOT-7).
+    `moves`: (agency charge, from status, to status, business date, latest attempt or LATEST_ATTEMPT_UNKNOWN)."""
+    by_agency: dict[int, tuple[Agency, list]] = {}
+    for charge, from_status, to_status, today, attempt in moves:
+        if to_status == ChargeStatus.PAID and charge.amount_minor > 0:
+            kind = NoticeKind.PLATFORM_PAYMENT_RECEIVED
+        elif to_status == ChargeStatus.RETRYING or (
+            to_status == ChargeStatus.UNCOLLECTABLE and from_status == ChargeStatus.UNCOLLECTABLE
+        ):
+            kind = NoticeKind.PLATFORM_PAYMENT_FAILED
+        elif to_status == ChargeStatus.UNCOLLECTABLE:
+            kind = NoticeKind.PLATFORM_PAYMENT_UNCOLLECTABLE
+        else:
+            continue
+        if attempt is LATEST_ATTEMPT_UNKNOWN:
+            attempt = charge.attempts.order_by("-number").first()
+        by_agency.setdefault(charge.agency_id, (charge.agency, []))[1].append((charge, kind, today, attempt))
+    for agency, items in by_agency.values():
+        method = AgencyPaymentMethod.objects.filter(agency=agency, removed_at__isnull=True).first()
+        with tenant_context(agency):
+            drafts = []
+            for email in agency_recipients(agency):
+                for charge, kind, today, attempt in items:
+                    context = {
+                        "agency_name": agency.name,
+                        "currency": charge.currency,
+                        "setup_url": absolute_url("/setup/", agency=agency.schema_name),
+                        "amount": format_minor(charge.amount_minor, charge.currency),
+                        "invoice_number": charge.invoice.number,
+                        "payment_method": str(method) if method else "no payment method on file",
+                        "paid_on": (charge.paid_on or today).isoformat(),
+                        "reason": (attempt.decline_code or "declined") if attempt else "no payment method on file",
+                        "next_retry_on": charge.next_retry_on.isoformat() if charge.next_retry_on else "",
+                    }
+                    drafts.append(
+                        NoticeDraft(
+                            account=f"agency:{email}",
+                            kind=kind,
+                            period=f"{charge.invoice.number}/{charge.installment}",
+                            number=attempt.number if attempt else 1,
+                            to_email=email,
+                            context=context,
+                            business_date=today,
+                        )
+                    )
+            notices_enqueue(drafts=drafts)

@@ -45,10 +45,12 @@ def _release(fingerprint: str, owner_public_id) -> None:
     PaymentMethodFingerprint.objects.filter(fingerprint=fingerprint, owner_public_id=owner_public_id).delete()
 
 
-def _save(*, provider: PaymentProvider, customer: str, token: str):
+def _save(*, provider: PaymentProvider, customer: str, token: str, setup: bool = False):
     if not token or not isinstance(token, str):
         raise ApplicationError("Choose a payment method.", fields={"token": ["Required."]})
     try:
+        if setup:
+            return provider.payment_method_setup(customer=customer, token=token)
         return provider.payment_method_save(customer=customer, token=token)
     except ProviderError as exc:
         raise ApplicationError(
@@ -118,9 +120,11 @@ def payment_method_attach(
 
 
 def agency_payment_method_attach(
-    *, agency: Agency, token: str, provider: PaymentProvider | None = None
+    *, agency: Agency, token: str, actor=None, provider: PaymentProvider | None = None
 ) -> AgencyPaymentMethod:
-    """The agency's own payment method on the platform account (PAY-3)."""
+    """The agency's own payment method (card or bank account) on the platform's account, for its platform invoices
+    (PAY-3): set up for later off-session charges (a SetupIntent with Stripe). The same card or account cannot also
+    be a client's, in any agency (COL-5): refused, and nothing changes. Administrators only (ROLE-1: the caller)."""
     provider = provider or get_provider()
     if not agency.platform_customer_id:
         customer = provider.customer_create(
@@ -130,10 +134,10 @@ def agency_payment_method_attach(
         )
         Agency.objects.filter(pk=agency.pk).update(platform_customer_id=customer)
         agency.platform_customer_id = customer
-    saved = _save(provider=provider, customer=agency.platform_customer_id, token=token)
+    saved = _save(provider=provider, customer=agency.platform_customer_id, token=token, setup=True)
     with transaction.atomic():
         Agency.objects.select_for_update().filter(pk=agency.pk).first()  # one save at a time per agency (as above)
-        _, method = _replace(
+        previous, method = _replace(
             active=AgencyPaymentMethod.objects.filter(agency=agency, removed_at__isnull=True),
             saved=saved,
             owner_public_id=uuid.uuid5(uuid.NAMESPACE_URL, f"agency:{agency.schema_name}"),
@@ -141,4 +145,12 @@ def agency_payment_method_attach(
             owner_kind="agency",
             create=lambda **fields: AgencyPaymentMethod.objects.create(agency=agency, **fields),
         )
+        if actor is not None:
+            audit_record(
+                actor=actor,
+                action="agency_payment_method.saved",
+                obj=agency,
+                before={"payment_method": str(previous)} if previous else {},
+                after={"payment_method": str(method)},
+            )
     return method  # type: ignore[return-value]

@@ -18,12 +18,14 @@ from billing.charges import charge_locked
 from billing.corrections import refund_event_apply, refunds_resolve
 from billing.disputes import dispute_event_apply
 from billing.models import ChargeAttempt
-from billing.payouts import payout_apply, payouts_lock
-from billing.platform.models import AgencyChargeAttempt
+from billing.payout_accounts import payout_account_refresh
+from billing.payouts import held_funds_transfer, payout_sync
+from billing.platform.models import AgencyChargeAttempt, PayoutAccount
 from billing.providers import get_provider
 from billing.providers.base import ProviderEvent
 from billing.statuses import UNRESOLVED_OUTCOMES, AttemptOutcome, ChargeStatus
 from tenants.models import Agency
+from tenants.selectors import agency_business_date, current_agency
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +76,11 @@ def provider_event_apply(event: ProviderEvent) -> str:
                 if charge.status in (ChargeStatus.PENDING, ChargeStatus.SCHEDULED, ChargeStatus.RETRYING):
                     charge_mark_failed(charge, locked_attempt, event.occurred_on)  # COL-3: counts as a failed attempt
             return "failed"
-    if event.kind in ("payout.paid", "payout.failed"):
-        with transaction.atomic():
-            payouts_lock()
-            return payout_apply(event)
+    if event.kind.startswith("payout."):
+        agency = current_agency()
+        if agency is None:
+            return "no agency"
+        return payout_sync(agency=agency, reference=event.reference)
     if event.kind in ("refund.succeeded", "refund.failed"):
         return refund_event_apply(
             reference=event.reference,
@@ -114,20 +117,47 @@ def provider_event_dispatch(event: ProviderEvent) -> str:
             return "unknown schema"
         with tenant_context(agency):
             return provider_event_apply(event)
-    if event.kind.startswith("payout."):
-        agency = Agency.objects.filter(connected_account_id=event.account).first() if event.account else None
+    if event.kind.startswith("payout.") or event.kind == "account.updated":
+        agency = _agency_of_account(event.account)
         if agency is None:
-            return "unknown account"
+            return "unknown account"  # not an account of ours: nothing changes
         with tenant_context(agency):
+            if event.kind == "account.updated":
+                return payout_account_apply(agency=agency, account_id=event.account, now=timezone.now())
             return provider_event_apply(event)
     return "ignored"
 
 
+def _agency_of_account(account: str) -> Agency | None:
+    if not account:
+        return None
+    owner = PayoutAccount.objects.filter(account_id=account).select_related("agency").first()
+    if owner is not None:
+        return owner.agency
+    return Agency.objects.filter(connected_account_id=account).first()
+
+
+def payout_account_apply(*, agency: Agency, account_id: str, now, today: date | None = None) -> str:
+    """ONB-2: the account's state as the processor reports it now; once it can receive transfers, the funds held for
+    the agency are sent to it (in the agency's schema)."""
+    refreshed = payout_account_refresh(account_id=account_id, now=now)
+    if refreshed is None:
+        return "unknown account"
+    result = refreshed.account.state
+    if refreshed.account.transfers_enabled:
+        moved = held_funds_transfer(today=today or agency_business_date(agency, now))
+        if moved["transferred"]:
+            result += f", {moved['transferred']} held charges transferred"
+    return result
+
+
 def provider_day_settle(*, agency: Agency, today: date) -> int:
-    """The processor's day: refunds whose answer was lost are sent again (COR-1); bank debits and refunds settle or
-    fail, payouts are paid, disputes open and close (PAY-2, COL-3, COR-2)."""
+    """The processor's day: refunds whose answer was lost are sent again (COR-1); held funds go to an account that
+    can now receive them (ONB-2); bank debits and refunds settle or fail, payouts are paid or fail, disputes open
+    and close (PAY-2, COL-3, COR-2)."""
     with tenant_context(agency):
         refunds_resolve(today=today)
+        held_funds_transfer(today=today)
     events = get_provider().advance(today=today)
     for event in events:
         provider_event_dispatch(event)

@@ -33,7 +33,8 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
     # automatic attempt follows (docs/decisions.md, "Disputes beside the six statuses").
     S.PAID: frozenset({S.PAID_OUT, S.UNCOLLECTABLE}),
     S.AGENCY_INVOICED: frozenset(),
-    S.PAID_OUT: frozenset({S.UNCOLLECTABLE}),
+    # A payout that fails after it was paid gives its charges back (PAY-4): not Paid Out until one arrives.
+    S.PAID_OUT: frozenset({S.UNCOLLECTABLE, S.PAID}),
 }
 COLLECTIBLE = frozenset({S.SCHEDULED, S.RETRYING, S.UNCOLLECTABLE})
 

@@ -148,3 +148,24 @@ def retry_run(*, charge: Charge, user: User, today: date):
         )
         _close_requests(charge.client, RequestKind.RETRY, user)
     return attempt
+
+
+def agency_charge_retry_run(*, charge, user: User, today: date):
+    """RET-4 for the agency's own invoice (PAY-3): billing support runs a manual retry of a Retrying or Uncollectable
+    platform charge now, on the agency's current payment method. Recorded in the platform's audit trail."""
+    _require_support(user)
+    attempt = charge_retry_manual(charge, today=today, actor=user.email)
+    with transaction.atomic():
+        audit_record(
+            actor=user,
+            action="agency_charge.retry",
+            obj=charge,
+            reason="manual retry",
+            after={
+                "agency": charge.agency.schema_name,
+                "invoice": charge.invoice.number,
+                "attempt": attempt.number if attempt else None,
+                "outcome": attempt.outcome if attempt else "no attempt",
+            },
+        )
+    return attempt

@@ -26,14 +26,21 @@ logger = logging.getLogger(__name__)
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
-    try:
-        event = StripeProvider.webhook_verify(
-            payload=request.body,
-            signature=request.headers.get("Stripe-Signature", ""),
-            secret=settings.STRIPE_WEBHOOK_SECRET,
-        )
-    except ProviderError as exc:
-        return JsonResponse({"code": exc.code, "message": str(exc), "fields": {}}, status=400)
+    # Stripe signs the platform's events and its connected accounts' events (Connect endpoint: account.updated,
+    # payouts) with each endpoint's own secret.
+    secrets = [s for s in (settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_CONNECT_WEBHOOK_SECRET) if s]
+    event: dict | None = None
+    refusal = ProviderError("Invalid or stale webhook signature.", code="invalid_signature")
+    for secret in secrets or [""]:
+        try:
+            event = StripeProvider.webhook_verify(
+                payload=request.body, signature=request.headers.get("Stripe-Signature", ""), secret=secret
+            )
+            break
+        except ProviderError as exc:
+            refusal = exc
+    if event is None:
+        return JsonResponse({"code": refusal.code, "message": str(refusal), "fields": {}}, status=400)
     event_id = event.get("id") or ""
     if not event_id:
         return JsonResponse({"code": "invalid_payload", "message": "The event has no id.", "fields": {}}, status=400)

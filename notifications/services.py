@@ -15,6 +15,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
 from accounts.models import audit_record
 from core.metrics import NOTICES
@@ -122,11 +123,18 @@ def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
         inserted = [row[0] for row in cursor.fetchall()]
     if inserted:
         schema_name = connection.schema_name  # type: ignore[attr-defined]
-        transaction.on_commit(lambda: _send_later(schema_name, inserted))
+        # Sent from the notices' own schema, whatever schema the connection is in when the transaction commits (a
+        # notice queued for an agency from a public-schema transaction: the agency's own invoice, PAY-3).
+        transaction.on_commit(lambda: _send_later_from(schema_name, inserted))
     return inserted
 
 
 SEND_BATCH = 100  # notices per send task: one SMTP connection each
+
+
+def _send_later_from(schema_name: str, notice_pks: list[int]) -> None:
+    with schema_context(schema_name):
+        _send_later(schema_name, notice_pks)
 
 
 def _send_later(schema_name: str, notice_pks: list[int]) -> None:

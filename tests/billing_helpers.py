@@ -10,6 +10,9 @@ from clients.services import client_create, service_line_add, tax_rate_create
 from tenants.models import Agency, PartnerPlan
 from tenants.services import plan_assign
 
+# The day the tests' agencies finished payout onboarding (ONB-2): before any billing date the tests use.
+ONBOARDED_ON = date(2026, 11, 2)
+
 
 def standard_plan() -> PartnerPlan:
     """The tests' partner plan (`agencybilling.seed.PLANS["standard"]`: assertions are written against it)."""

@@ -12,7 +12,7 @@ from django_tenants.utils import schema_context
 from accounts.models import Role
 from agencybilling import seed
 from clients.models import Client
-from tests.billing_helpers import tax_rate_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, tax_rate_create, with_plan
 
 
 def run_day(agency, today: date) -> None:
@@ -45,8 +45,7 @@ def billed_agency(
     """Three clients billed and collected on each of `months` (billing day 1), through the day pipeline."""
     agency = with_plan(agency)
     if not agency.connected_account_id:
-        agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
-        agency.save(update_fields=["connected_account_id"])
+        seed.payouts_ready(agency, today=ONBOARDED_ON)
     tag = agency.schema_name
     people = seed.staff(
         agency,

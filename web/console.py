@@ -17,10 +17,10 @@ from accounts.models import AuditEntry
 from billing.models import Charge, Invoice, SupportRequest
 from billing.overview import attempt_count, month_invoices
 from billing.pdf import agency_invoice_pdf, invoice_pdf, pdf_filename
-from billing.platform.models import AgencyInvoice, WebhookEvent, WebhookStatus
+from billing.platform.models import AgencyCharge, AgencyInvoice, WebhookEvent, WebhookStatus
 from billing.selectors import needs_attention
 from billing.statuses import ChargeStatus
-from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
+from billing.support import agency_charge_retry_run, agency_invoiced_clear, agency_invoiced_set, retry_run
 from billing.webhooks import webhook_replay
 from clients.models import Client
 from core.errors import ApplicationError, NotFound
@@ -198,13 +198,40 @@ def charge_retry(request: HttpRequest, slug: str, public_id, charge_id) -> HttpR
     return redirect("console-client", slug=slug, public_id=public_id)
 
 
+@require_POST
+@support_view
+def agency_charge_retry(request: HttpRequest, public_id) -> HttpResponse:
+    """RET-4 on the agency's own invoice (PAY-3): run a manual retry of a platform charge now."""
+    charge = get_object_or_404(AgencyCharge.objects.select_related("agency", "invoice"), public_id=public_id)
+    back = reverse("console-invoices") + f"?agency={charge.agency.schema_name}"
+    if not confirmed(request):
+        return confirm_page(
+            request,
+            title=f"Run a retry of {charge.invoice.number}?",
+            message=f"{charge.agency.name}'s payment method is charged "
+            f"{format_minor(charge.amount_minor, charge.currency)} {charge.currency} now. A manual attempt counts "
+            "like any other.",
+            action_label="Run retry",
+            cancel_url=back,
+        )
+    try:
+        attempt = agency_charge_retry_run(charge=charge, user=request.user, today=business_today(charge.agency))  # type: ignore[arg-type]
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        charge.refresh_from_db()
+        outcome = attempt.get_outcome_display() if attempt else "no attempt was needed"  # type: ignore[attr-defined]
+        messages.success(request, f"Retry run: {outcome}. {charge.invoice.number} is {charge.get_status_display()}.")
+    return redirect(back)
+
+
 @support_view
 def invoices(request: HttpRequest) -> HttpResponse:
     """Every agency's invoices (the platform's invoices to agencies), newest first."""
     agency_slug = request.GET.get("agency", "")
     invoices = (
         AgencyInvoice.objects.select_related("agency")
-        .prefetch_related("charges")
+        .prefetch_related("charges__attempts")
         .order_by("-period_start", "agency__name")
     )
     if agency_slug:

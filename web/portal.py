@@ -40,22 +40,7 @@ from core.money import format_minor
 from web.access import business_today, client_view
 from web.agency.common import parse_month, pdf_response
 from web.forms import SandboxPaymentMethodForm, StripePaymentMethodForm
-
-# Stripe.js and the card frame it opens, allowed on the payment-method page only and only with a Stripe key
-# (Stripe's documented CSP requirements for Elements).
-STRIPE_CSP = {
-    "script-src": ["https://js.stripe.com"],
-    "frame-src": ["https://js.stripe.com", "https://hooks.stripe.com"],
-    "connect-src": ["https://api.stripe.com"],
-}
-
-
-def _with_stripe_csp(response: HttpResponse) -> HttpResponse:
-    policy = {name: list(values) for name, values in settings.SECURE_CSP.items()}
-    for name, sources in STRIPE_CSP.items():
-        policy[name] = [*policy.get(name, policy["default-src"]), *sources]
-    response._csp_config = policy  # type: ignore[attr-defined] - read by Django's CSP middleware
-    return response
+from web.stripe_js import with_stripe_csp
 
 
 def _method_labels(client: Client) -> dict[str, str]:
@@ -317,4 +302,4 @@ def payment_method(request: HttpRequest) -> HttpResponse:
         },
         status=status,
     )
-    return _with_stripe_csp(response) if stripe_key else response
+    return with_stripe_csp(response) if stripe_key else response

@@ -240,6 +240,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"billing@{BASE_DOMAIN}")
 STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
 STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+# The Connect endpoint's own secret (connected accounts' events: account.updated, payouts); may be the same.
+STRIPE_CONNECT_WEBHOOK_SECRET = env_str("STRIPE_CONNECT_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", "")  # a Stripe-compatible server, for tests
 PAYMENT_PROVIDER = "stripe" if STRIPE_SECRET_KEY else "sandbox"
 # The most one charge may carry, in minor units: the processor's limit (Stripe: eight digits, 99,999,999, i.e.

@@ -33,8 +33,9 @@ from api.fields import (
 from api.invitations import InvitationOutput
 from api.pagination import list_parameters, page_of, paginate
 from billing.models import Charge, RequestKind, SupportRequest
+from billing.platform.models import AgencyCharge, AgencyInvoice
 from billing.statuses import ChargeStatus
-from billing.support import agency_invoiced_clear, agency_invoiced_set, retry_run
+from billing.support import agency_charge_retry_run, agency_invoiced_clear, agency_invoiced_set, retry_run
 from clients.models import Client
 from core.errors import ApplicationError, Conflict
 from core.money import rate_bp_or_none, unit_minor_or_none
@@ -516,6 +517,99 @@ class RetryRunApi(ApiView):
                     "outcome": attempt.outcome if attempt else None,
                 }
             )
+
+
+# --- the agencies' own invoices (PAY-3) ---------------------------------------------------------------------------
+
+
+class AgencyChargeOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    installment = serializers.IntegerField()
+    amount_minor = serializers.IntegerField()
+    currency = serializers.CharField()
+    due_on = serializers.DateField()
+    status = serializers.ChoiceField(choices=ChargeStatus.choices)
+    next_retry_on = serializers.DateField(allow_null=True)
+    paid_on = serializers.DateField(allow_null=True)
+    attempts = serializers.SerializerMethodField()
+
+    def get_attempts(self, charge) -> int:
+        return len(charge.attempts.all())
+
+
+class AgencyInvoiceOutput(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    number = serializers.CharField()
+    agency = serializers.CharField(source="agency.schema_name")
+    period_start = serializers.DateField()
+    period_end = serializers.DateField()
+    total_minor = serializers.IntegerField()
+    currency = serializers.CharField()
+    charges = AgencyChargeOutput(many=True)
+
+
+class AgencyInvoicesApi(ApiView):
+    capabilities = {"get": SUPPORT}
+    schema_tags = ("support",)
+    ordering_fields = ("period_start", "created_at")
+    default_ordering = "-period_start"
+
+    class FilterSerializer(serializers.Serializer):
+        agency = serializers.SlugField(required=False, help_text="Only this agency's invoices.")
+        status = serializers.ChoiceField(choices=ChargeStatus.choices, required=False)
+
+    @extend_schema(
+        operation_id="agency_invoices_list",
+        parameters=[FilterSerializer, *list_parameters(ordering_fields)],
+        responses=page_of(AgencyInvoiceOutput),
+        summary="The platform's invoices to agencies, with each charge's collection status (PAY-3)",
+    )
+    def get(self, request):
+        filters = query_filters(self.FilterSerializer, request)
+        invoices = AgencyInvoice.objects.select_related("agency").prefetch_related("charges__attempts")
+        if filters.get("agency"):
+            invoices = invoices.filter(agency__schema_name=filters["agency"])
+        if filters.get("status"):
+            invoices = invoices.filter(charges__status=filters["status"]).distinct()
+        return paginate(request=request, view=self, queryset=invoices, serializer_class=AgencyInvoiceOutput)
+
+
+class AgencyChargeRetryApi(ApiView):
+    capabilities = {"post": SUPPORT}
+    schema_tags = ("support",)
+    idempotency_atomic = False  # the attempt row commits before the processor is called
+
+    class OutputSerializer(serializers.Serializer):
+        charge = serializers.UUIDField()
+        status = serializers.ChoiceField(choices=ChargeStatus.choices)
+        attempt_number = serializers.IntegerField(allow_null=True)
+        outcome = serializers.CharField(allow_null=True)
+
+    @extend_schema(
+        operation_id="agency_charge_retry_run",
+        parameters=[path_uuid("charge_id")],
+        request=EmptyInput,
+        responses=OutputSerializer,
+        summary="Run a manual retry of an agency's platform-invoice charge now (PAY-3, RET-4)",
+    )
+    def post(self, request, charge_id):
+        validated(EmptyInput, request)
+        charge = (
+            AgencyCharge.objects.select_related("agency", "invoice").filter(public_id=uuid_or_404(charge_id)).first()
+        )
+        if charge is None:
+            raise NotFound()
+        today = agency_business_date(charge.agency, timezone.now())
+        attempt = agency_charge_retry_run(charge=charge, user=self.user, today=today)
+        charge.refresh_from_db()
+        return Response(
+            {
+                "charge": charge.public_id,
+                "status": charge.status,
+                "attempt_number": attempt.number if attempt else None,
+                "outcome": attempt.outcome if attempt else None,
+            }
+        )
 
 
 # --- audit log -----------------------------------------------------------------------------------------------

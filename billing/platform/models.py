@@ -13,6 +13,7 @@ from billing.base_models import (
     AbstractLedgerEntry,
     AbstractPaymentMethod,
 )
+from core.models import BaseModel
 
 
 class AgencyInvoice(AbstractInvoice):
@@ -122,6 +123,7 @@ class SandboxPaymentIntent(models.Model):
     settles_on = models.DateField(null=True, blank=True)
     available_on = models.DateField(null=True, blank=True)
     payout = models.CharField(max_length=64, blank=True)
+    transferred_on = models.DateField(null=True, blank=True)  # held funds sent to `destination` later
     metadata = models.JSONField(default=dict)
 
 
@@ -162,7 +164,9 @@ class SandboxPayout(models.Model):
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     arrival_on = models.DateField()
-    status = models.CharField(max_length=12, default="paid")
+    status = models.CharField(max_length=12, default="paid")  # paid | failed
+    failure_code = models.CharField(max_length=64, blank=True)
+    intents = models.JSONField(default=list)  # the payment intents it carried, failed or not
 
 
 class AgencyPaymentMethod(AbstractPaymentMethod):
@@ -202,12 +206,87 @@ class AgencyChargeEvent(AbstractChargeEvent):
     charge = models.ForeignKey(AgencyCharge, on_delete=models.PROTECT, related_name="events")
 
 
-class Payout(models.Model):
-    """A payout to an agency's connected account (PAY-2), as the provider reported it."""
+class PayoutStatus(models.TextChoices):
+    """A payout as the processor reports it (Stripe's statuses)."""
+
+    PENDING = "pending", "Pending"
+    IN_TRANSIT = "in_transit", "In transit"
+    PAID = "paid", "Paid"
+    FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+class Payout(BaseModel):
+    """A payout to an agency's connected account (PAY-2, PAY-4), as the processor reported it, with exactly the
+    client charges it carries: read from the connected account's balance transactions (Stripe) or the sandbox's
+    books, never guessed from dates. `returned_payouts` are earlier failed payouts whose funds came back to the
+    balance and that this payout carries again."""
 
     reference = models.CharField(max_length=64, unique=True)
+    agency = models.ForeignKey(
+        "tenants.Agency", null=True, blank=True, on_delete=models.PROTECT, related_name="payouts"
+    )
     account = models.CharField(max_length=64)
+    amount_minor = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
     arrival_on = models.DateField()
-    status = models.CharField(max_length=12)  # paid | failed
+    status = models.CharField(max_length=12, choices=PayoutStatus.choices)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=240, blank=True)
     charge_references = models.JSONField(default=list)
+    returned_payouts = models.JSONField(default=list)
+    reconciled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-arrival_on", "-id"]
+        indexes = [models.Index(fields=["agency", "arrival_on"])]
+
+
+class PayoutAccountState(models.TextChoices):
+    """ONB-2: where the agency's payout account stands, from the processor's account."""
+
+    NOT_STARTED = "NOT_STARTED", "Not started"
+    PENDING_VERIFICATION = "PENDING_VERIFICATION", "Pending verification"
+    PAYOUTS_ENABLED = "PAYOUTS_ENABLED", "Payouts enabled"
+    RESTRICTED = "RESTRICTED", "Restricted"
+
+
+class PayoutAccount(models.Model):
+    """The agency's connected account at the processor (Stripe Connect Express, or the sandbox's) and its
+    onboarding state, as last read from the processor (ONB-2). One per agency and one agency per account."""
+
+    agency = models.OneToOneField("tenants.Agency", on_delete=models.PROTECT, related_name="payout_account")
+    provider = models.CharField(max_length=20)
+    account_id = models.CharField(max_length=64, unique=True)
+    state = models.CharField(max_length=24, choices=PayoutAccountState.choices, default=PayoutAccountState.NOT_STARTED)
+    details_submitted = models.BooleanField(default=False)
+    transfers_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    requirements = models.JSONField(default=dict)
+    bank_last4 = models.CharField(max_length=4, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    enabled_at = models.DateTimeField(null=True, blank=True)
+
+
+class SandboxConnectedAccount(models.Model):
+    """The sandbox processor's connected accounts (its "Express" accounts) and their onboarding."""
+
+    reference = models.CharField(max_length=64, unique=True)
+    email = models.CharField(max_length=254, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=24, default="not_started")
+    state_since = models.DateField(null=True, blank=True)
+    bank_account = models.CharField(max_length=34, blank=True)
+    bank_status = models.CharField(max_length=10, default="new")  # new | errored
+
+
+class SandboxAccountLink(models.Model):
+    """A one-time, expiring link to the sandbox's hosted onboarding page (Stripe's Account Links)."""
+
+    token = models.CharField(max_length=64, unique=True)
+    account = models.CharField(max_length=64)
+    return_url = models.CharField(max_length=500)
+    refresh_url = models.CharField(max_length=500)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)

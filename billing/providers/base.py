@@ -4,7 +4,7 @@ own module (`stripe.py` is the only module importing `stripe`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -62,7 +62,8 @@ class ChargeRequest:
 class ProviderEvent:
     """Something that happened at the provider after the call returned (settlement, payout, refund, dispute)."""
 
-    # charge.succeeded | charge.failed | payout.paid | payout.failed | refund.succeeded | refund.failed | dispute
+    # charge.succeeded | charge.failed | payout.<status> | account.updated | refund.succeeded | refund.failed |
+    # dispute
     kind: str
     reference: str
     occurred_on: date
@@ -106,6 +107,59 @@ class RefundResult:
     message: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectedAccount:
+    """A connected account as the processor reports it (ONB-2): what it may do and what it still needs."""
+
+    reference: str
+    details_submitted: bool
+    transfers_enabled: bool  # destination charges and transfers may reach it
+    payouts_enabled: bool
+    currently_due: tuple[str, ...] = ()
+    past_due: tuple[str, ...] = ()
+    pending_verification: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # why a submitted requirement was refused, in the processor's words
+    disabled_reason: str = ""
+    current_deadline: date | None = None
+    bank_last4: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLink:
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """Held funds of one collected charge sent to the connected account (separate charges and transfers)."""
+
+    amount_minor: int
+    currency: str
+    destination: str
+    charge_reference: str  # the PaymentIntent the funds came from
+    idempotency_key: str
+    business_date: date
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayout:
+    """A payout of a connected account and exactly what it carries: the PaymentIntents whose funds are in it, and
+    earlier failed payouts whose returned funds it pays out again."""
+
+    reference: str
+    account: str
+    status: str  # pending | in_transit | paid | failed | canceled
+    amount_minor: int
+    currency: str
+    arrival_on: date
+    failure_code: str = ""
+    failure_message: str = ""
+    charge_references: tuple[str, ...] = ()
+    returned_payouts: tuple[str, ...] = ()
+
+
 class ProviderError(Exception):
     """The provider refused a request that is not a charge outcome (bad token, unknown account)."""
 
@@ -132,6 +186,20 @@ class PaymentProvider(Protocol):
     def charge_cancel(self, request: ChargeRequest) -> ChargeResult | None:
         """Give up an attempt still waiting for the cardholder's authentication (COL-7), so it can no longer
         succeed; returns the attempt's final state (it may have succeeded just before), None if unknown."""
+        ...
+
+    def payment_method_setup(self, *, customer: str, token: str) -> SavedPaymentMethod:
+        """Save a payment method for later off-session charges (a SetupIntent with Stripe, PAY-3)."""
+        ...
+
+    def connected_account_retrieve(self, *, account: str) -> ConnectedAccount: ...
+
+    def account_link_create(self, *, account: str, refresh_url: str, return_url: str) -> AccountLink: ...
+
+    def transfer_create(self, request: TransferRequest) -> str: ...
+
+    def payout_retrieve(self, *, account: str, payout: str) -> ProviderPayout:
+        """The payout and what it carries (reconciled through the account's balance transactions)."""
         ...
 
     def advance(self, *, today: date) -> list[ProviderEvent]:

@@ -9,8 +9,13 @@ completes or fails it (`authenticate`) and returns to the charge's page.
 Time is the caller's business date, so `simulate` can walk months in seconds:
 - cards succeed or decline at once;
 - bank debits (SEPA, ACH) are `processing` and settle, or fail, 2 business days later (COL-3);
+- connected accounts are onboarded on a local page (`sandbox_onboarding_submit`, Stripe's hosted onboarding with
+  the same outcomes: complete, pending verification — verified the next business day —, restricted, or left half
+  done); destination charges and transfers are refused to an account whose payouts are not enabled, as Stripe's;
 - collected funds are paid out to the agency's connected account 3 business days after they are
-  collected (cards: 3 after the charge; bank debits: 5 after it), in one payout per account and day (PAY-2);
+  collected (cards: 3 after the charge; bank debits: 5 after it; held funds: 3 after their transfer), in one
+  payout per account and day (PAY-2), while the account's payouts are enabled and its bank account works: a
+  payout to one of Stripe's failing test bank accounts fails, and payouts stop until a new bank account is given;
 - refunds (COR-1) of cards succeed at once, of bank debits 2 business days later; the card
   `pm_card_refundFail` (4000000000005126) takes refunds, which fail 2 business days later, as Stripe's does;
   a refund made before the payout is not paid out;
@@ -22,13 +27,19 @@ Time is the caller's business date, so `simulate` can walk months in seconds:
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, Sum
+from django.urls import reverse
 
 from billing.platform.models import (
+    SandboxAccountLink,
+    SandboxConnectedAccount,
     SandboxDispute,
     SandboxPaymentIntent,
     SandboxPaymentMethod,
@@ -36,15 +47,19 @@ from billing.platform.models import (
     SandboxRefund,
 )
 from billing.providers.base import (
+    AccountLink,
     ChargeRequest,
     ChargeResult,
+    ConnectedAccount,
     Outcome,
     ProviderError,
     ProviderEvent,
+    ProviderPayout,
     RefundOutcome,
     RefundRequest,
     RefundResult,
     SavedPaymentMethod,
+    TransferRequest,
 )
 from core.calendar import add_weekdays
 from core.links import absolute_url
@@ -94,6 +109,32 @@ AUTHENTICATION_CARDS: dict[str, tuple[str, str]] = {
 SANDBOX_TOKENS = tuple(TEST_CARDS) + tuple(AUTHENTICATION_CARDS) + tuple(TEST_BANK_ACCOUNTS)
 REFUND_SETTLEMENT_BUSINESS_DAYS = 2
 
+# Connected accounts: Stripe's requirement list for a new US company account, and its test bank accounts for
+# payouts (the first pays out, the others fail with that code).
+ONBOARDING_DUE = (
+    "business_profile.mcc",
+    "business_profile.url",
+    "business_type",
+    "external_account",
+    "representative.first_name",
+    "representative.last_name",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+)
+VERIFICATION_PENDING = ("company.tax_id", "representative.id_number", "representative.verification.document")
+VERIFICATION_DOCUMENT = "representative.verification.document"
+PAYOUT_BANK_ACCOUNTS = {
+    "000123456789": "",
+    "000111111116": "no_account",
+    "000111111113": "account_closed",
+    "000222222227": "insufficient_funds",
+    "000333333335": "debit_not_authorized",
+    "000444444440": "invalid_currency",
+}
+DEFAULT_PAYOUT_BANK_ACCOUNT = "000123456789"
+LINK_LIFETIME = timedelta(minutes=5)  # Stripe's Account Links expire after a few minutes and work once
+ONBOARDING_ACTIONS = ("complete", "pending_verification", "restricted", "leave")
+
 
 def _fingerprint(secret: str) -> str:
     return hashlib.sha256(f"sandbox-fingerprint:{secret}".encode()).hexdigest()[:32]
@@ -118,7 +159,64 @@ class SandboxProvider:
         return "cus_sbx_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
 
     def connected_account_create(self, *, name: str, email: str, idempotency_key: str) -> str:
-        return "acct_sbx_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+        reference = "acct_sbx_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:16]
+        SandboxConnectedAccount.objects.get_or_create(reference=reference, defaults={"name": name, "email": email})
+        return reference
+
+    def connected_account_retrieve(self, *, account: str) -> ConnectedAccount:
+        found = SandboxConnectedAccount.objects.filter(reference=account).first()
+        if found is None:
+            raise ProviderError(f"No such account: '{account}'", code="resource_missing")
+        return _account_view(found)
+
+    def account_link_create(self, *, account: str, refresh_url: str, return_url: str) -> AccountLink:
+        if not SandboxConnectedAccount.objects.filter(reference=account).exists():
+            raise ProviderError(f"No such account: '{account}'", code="resource_missing")
+        link = SandboxAccountLink.objects.create(
+            token=secrets.token_urlsafe(24),
+            account=account,
+            return_url=return_url,
+            refresh_url=refresh_url,
+            expires_at=datetime.now().astimezone() + LINK_LIFETIME,
+        )
+        # The page is served on the host the agency came from (its return URL's).
+        parts = urlsplit(return_url)
+        page = reverse("sandbox-onboarding", urlconf="agencybilling.urls_agency", args=[link.token])
+        return AccountLink(f"{parts.scheme}://{parts.netloc}{page}", link.expires_at)
+
+    def transfer_create(self, request: TransferRequest) -> str:
+        with transaction.atomic():
+            intent = SandboxPaymentIntent.objects.select_for_update().filter(reference=request.charge_reference).first()
+            if intent is None or intent.status != "succeeded":
+                raise ProviderError(f"{request.charge_reference} has no succeeded charge.", code="no_charge")
+            if intent.destination:
+                if intent.destination != request.destination:
+                    raise ProviderError("The charge's funds went to another account.", code="already_transferred")
+                return _transfer_reference(intent)  # the same transfer again (idempotent)
+            _require_transfers(request.destination)
+            intent.destination = request.destination
+            intent.transferred_on = request.business_date
+            intent.save(update_fields=["destination", "transferred_on"])
+        return _transfer_reference(intent)
+
+    def payout_retrieve(self, *, account: str, payout: str) -> ProviderPayout:
+        found = SandboxPayout.objects.filter(reference=payout, destination=account).first()
+        if found is None:
+            raise ProviderError(f"No such payout: '{payout}'", code="resource_missing")
+        return ProviderPayout(
+            reference=found.reference,
+            account=found.destination,
+            status=found.status,
+            amount_minor=found.amount_minor,
+            currency=found.currency.upper(),
+            arrival_on=found.arrival_on,
+            failure_code=found.failure_code,
+            failure_message=PAYOUT_FAILURE_MESSAGES.get(found.failure_code, ""),
+            charge_references=tuple(found.intents),
+        )
+
+    def payment_method_setup(self, *, customer: str, token: str) -> SavedPaymentMethod:
+        return self.payment_method_save(customer=customer, token=token)
 
     def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
         # "<test token>:<variant>" is another physical card or account with the same test behaviour, so
@@ -172,6 +270,14 @@ class SandboxProvider:
             method = SandboxPaymentMethod.objects.get(reference=request.payment_method)
         except SandboxPaymentMethod.DoesNotExist:
             return ChargeResult(Outcome.DECLINED, "", "payment_method_missing", "No such payment method.")
+        if request.destination and not _transfers_enabled(request.destination):
+            # Stripe refuses a destination charge to an account whose transfers capability is not active.
+            return ChargeResult(
+                Outcome.DECLINED,
+                "",
+                "insufficient_capabilities_for_transfer",
+                "The destination account cannot receive transfers.",
+            )
         settles_on: date | None = None
         available_on: date | None = None
         decline = ""
@@ -276,44 +382,8 @@ class SandboxProvider:
                         ProviderEvent("charge.succeeded", intent.reference, settled_on, metadata=intent.metadata)
                     )
                 intent.save(update_fields=["status", "decline_code", "available_on"])
-            ready = (
-                SandboxPaymentIntent.objects.select_for_update()
-                .filter(status="succeeded", payout="")
-                .exclude(destination="")
-                .order_by("id")
-            )
-            batches: dict[tuple[str, date, str], list[SandboxPaymentIntent]] = {}
-            for intent in ready:
-                assert intent.available_on is not None
-                arrival = add_weekdays(intent.available_on, PAYOUT_BUSINESS_DAYS)
-                if arrival <= today:
-                    batches.setdefault((intent.destination, arrival, intent.currency), []).append(intent)
-            refunded = dict(
-                SandboxRefund.objects.filter(reverse_transfer=True)
-                .exclude(status="failed")
-                .values_list("payment_intent")
-                .annotate(total=Sum("amount_minor"))
-                .order_by()
-            )
-            for (destination, arrival, currency), intents in sorted(batches.items()):
-                payout = SandboxPayout.objects.create(
-                    reference=_ref("po"),
-                    destination=destination,
-                    # What a refund with reverse_transfer took back before the payout is not paid out.
-                    amount_minor=sum(i.amount_minor - refunded.get(i.reference, 0) for i in intents),
-                    currency=currency,
-                    arrival_on=arrival,
-                )
-                SandboxPaymentIntent.objects.filter(pk__in=[i.pk for i in intents]).update(payout=payout.reference)
-                events.append(
-                    ProviderEvent(
-                        "payout.paid",
-                        payout.reference,
-                        arrival,
-                        account=destination,
-                        charge_references=tuple(i.reference for i in intents),
-                    )
-                )
+            events += _accounts_verified(today)
+            events += _payouts_made(today)
             events += self._refunds_settle(today)
             events += self._disputes_report(today)
         return events
@@ -448,3 +518,207 @@ class SandboxProvider:
     def payment_metadata(self, reference: str) -> dict[str, str]:
         intent = SandboxPaymentIntent.objects.filter(reference=reference).first()
         return dict(intent.metadata) if intent else {}
+
+
+PAYOUT_FAILURE_MESSAGES = {
+    "no_account": "The bank account details on file do not match an account.",
+    "account_closed": "The bank account has been closed.",
+    "insufficient_funds": "The bank account has insufficient funds.",
+    "debit_not_authorized": "Debit transactions are not approved on the bank account.",
+    "invalid_currency": "The bank was unable to process this payout because of its currency.",
+}
+
+
+def _transfer_reference(intent: SandboxPaymentIntent) -> str:
+    return "tr_sbx_" + hashlib.sha256(intent.reference.encode()).hexdigest()[:20]
+
+
+def _enabled(account: SandboxConnectedAccount) -> bool:
+    return account.state == "complete"
+
+
+def _transfers_enabled(reference: str) -> bool:
+    account = SandboxConnectedAccount.objects.filter(reference=reference).first()
+    return account is not None and _enabled(account)
+
+
+def _require_transfers(reference: str) -> None:
+    if not _transfers_enabled(reference):
+        raise ProviderError(
+            "Your destination account needs to have at least one of the following capabilities enabled: transfers",
+            code="insufficient_capabilities_for_transfer",
+        )
+
+
+def _account_view(account: SandboxConnectedAccount) -> ConnectedAccount:
+    state = account.state
+    bank = account.bank_account
+    if state == "not_started":
+        return ConnectedAccount(
+            account.reference,
+            details_submitted=False,
+            transfers_enabled=False,
+            payouts_enabled=False,
+            currently_due=ONBOARDING_DUE,
+            past_due=ONBOARDING_DUE,
+            disabled_reason="requirements.past_due",
+        )
+    if state == "pending_verification":
+        return ConnectedAccount(
+            account.reference,
+            details_submitted=True,
+            transfers_enabled=False,
+            payouts_enabled=False,
+            pending_verification=VERIFICATION_PENDING,
+            disabled_reason="requirements.pending_verification",
+            bank_last4=bank[-4:],
+        )
+    if state == "restricted":
+        return ConnectedAccount(
+            account.reference,
+            details_submitted=True,
+            transfers_enabled=False,
+            payouts_enabled=False,
+            currently_due=(VERIFICATION_DOCUMENT,),
+            past_due=(VERIFICATION_DOCUMENT,),
+            errors=("The document could not be verified. Upload another document.",),
+            disabled_reason="requirements.past_due",
+            bank_last4=bank[-4:],
+        )
+    errored = account.bank_status == "errored"
+    return ConnectedAccount(
+        account.reference,
+        details_submitted=True,
+        transfers_enabled=True,
+        payouts_enabled=True,
+        currently_due=("external_account",) if errored else (),
+        errors=("The bank account could not receive a payout. Give another bank account.",) if errored else (),
+        bank_last4=bank[-4:],
+    )
+
+
+class LinkUnusable(ProviderError):
+    """An onboarding link opened a second time or after it expired: the agency is sent to its refresh URL."""
+
+
+@dataclass(frozen=True)
+class OnboardingPage:
+    link: SandboxAccountLink
+    account: SandboxConnectedAccount
+    view: ConnectedAccount
+
+
+def sandbox_link_open(*, token: str, now: datetime) -> OnboardingPage:
+    """The hosted onboarding page behind a link (Stripe's: it works once, for a few minutes)."""
+    link = SandboxAccountLink.objects.filter(token=token).first()
+    if link is None:
+        raise ProviderError("This onboarding link does not exist.", code="resource_missing")
+    if link.used_at is not None or link.expires_at <= now:
+        raise LinkUnusable("This onboarding link has expired or was already used.", code="link_expired")
+    account = SandboxConnectedAccount.objects.get(reference=link.account)
+    return OnboardingPage(link, account, _account_view(account))
+
+
+def sandbox_onboarding_submit(*, token: str, action: str, bank_account: str, now: datetime, today: date) -> str:
+    """What the agency chose on the page; the link is used up. Returns where to send the browser (the return URL,
+    as Stripe does whatever the outcome: the platform reads the account's state, it never assumes it)."""
+    if action not in ONBOARDING_ACTIONS:
+        raise ProviderError("Choose one of the page's buttons.", code="parameter_invalid")
+    bank_account = (bank_account or DEFAULT_PAYOUT_BANK_ACCOUNT).strip()
+    if action != "leave" and bank_account not in PAYOUT_BANK_ACCOUNTS:
+        raise ProviderError(
+            "Use one of the test bank account numbers, e.g. 000123456789 (000111111116 makes payouts fail).",
+            code="parameter_invalid",
+        )
+    with transaction.atomic():
+        link = SandboxAccountLink.objects.select_for_update().filter(token=token).first()
+        if link is None:
+            raise ProviderError("This onboarding link does not exist.", code="resource_missing")
+        if link.used_at is not None or link.expires_at <= now:
+            raise LinkUnusable("This onboarding link has expired or was already used.", code="link_expired")
+        link.used_at = now
+        link.save(update_fields=["used_at"])
+        if action != "leave":
+            SandboxConnectedAccount.objects.filter(reference=link.account).update(
+                state=action, state_since=today, bank_account=bank_account, bank_status="new"
+            )
+    return link.return_url
+
+
+def _accounts_verified(today: date) -> list[ProviderEvent]:
+    """Verification of submitted details takes a business day in the sandbox."""
+    events = []
+    due = SandboxConnectedAccount.objects.select_for_update().filter(state="pending_verification")
+    for account in due:
+        if account.state_since is None or add_weekdays(account.state_since, 1) <= today:
+            SandboxConnectedAccount.objects.filter(pk=account.pk).update(state="complete", state_since=today)
+            events.append(ProviderEvent("account.updated", account.reference, today, account=account.reference))
+    return events
+
+
+def _payouts_made(today: date) -> list[ProviderEvent]:
+    """One payout per account, arrival date and currency, of funds available PAYOUT_BUSINESS_DAYS before it; a
+    payout to a failing test bank account fails, its funds stay in the balance and payouts stop until the account
+    gives a working bank account."""
+    accounts = {
+        a.reference: a
+        for a in SandboxConnectedAccount.objects.select_for_update().filter(state="complete", bank_status="new")
+    }
+    ready = (
+        SandboxPaymentIntent.objects.select_for_update()
+        .filter(status="succeeded", payout="", destination__in=list(accounts))
+        .order_by("id")
+    )
+    batches: dict[tuple[str, date, str], list[SandboxPaymentIntent]] = {}
+    for intent in ready:
+        assert intent.available_on is not None
+        funds_on = max(intent.available_on, intent.transferred_on or intent.available_on)
+        # No earlier than the business day after the account was (re)enabled: a new bank account is not paid
+        # into the past.
+        since = accounts[intent.destination].state_since or funds_on
+        arrival = max(add_weekdays(funds_on, PAYOUT_BUSINESS_DAYS), add_weekdays(since, 1))
+        if arrival <= today:
+            batches.setdefault((intent.destination, arrival, intent.currency), []).append(intent)
+    refunded = dict(
+        SandboxRefund.objects.filter(reverse_transfer=True, payment_intent__in=[i.reference for i in ready])
+        .exclude(status="failed")
+        .values_list("payment_intent")
+        .annotate(total=Sum("amount_minor"))
+        .order_by()
+    )
+    events = []
+    for (destination, arrival, currency), intents in sorted(batches.items()):
+        account = accounts[destination]
+        failure = PAYOUT_BANK_ACCOUNTS.get(account.bank_account, "")
+        if account.bank_status == "errored":
+            continue  # an earlier batch of this run failed: nothing more until a new bank account
+        payout = SandboxPayout.objects.create(
+            reference=_ref("po"),
+            destination=destination,
+            # What a refund with reverse_transfer took back before the payout is not paid out.
+            amount_minor=sum(i.amount_minor - refunded.get(i.reference, 0) for i in intents),
+            currency=currency,
+            arrival_on=arrival,
+            status="failed" if failure else "paid",
+            failure_code=failure,
+            intents=[i.reference for i in intents],
+        )
+        if failure:
+            # The money comes back to the balance on the day the payout fails.
+            account.bank_status = "errored"
+            SandboxConnectedAccount.objects.filter(pk=account.pk).update(bank_status="errored")
+            SandboxPaymentIntent.objects.filter(pk__in=[i.pk for i in intents]).update(available_on=arrival)
+            # The account now needs a new bank account (Stripe reports it on the account).
+            events.append(ProviderEvent("account.updated", destination, arrival, account=destination))
+        else:
+            SandboxPaymentIntent.objects.filter(pk__in=[i.pk for i in intents]).update(payout=payout.reference)
+        events.append(
+            ProviderEvent(
+                "payout.failed" if failure else "payout.paid",
+                payout.reference,
+                arrival,
+                account=destination,
+                charge_references=tuple(i.reference for i in intents),
+            )
+        )
+    return events

@@ -21,30 +21,39 @@ import requests.adapters
 import stripe
 from stripe.params import (
     AccountCreateParams,
+    AccountLinkCreateParams,
+    BalanceTransactionListParams,
     CustomerCreateParams,
     PaymentIntentCreateParams,
     PaymentIntentListParams,
     PaymentIntentRetrieveParams,
     PaymentMethodAttachParams,
     RefundCreateParams,
+    SetupIntentCreateParams,
+    TransferCreateParams,
     TransferReversalCreateParams,
 )
 
 from billing.providers.base import (
+    AccountLink,
     ChargeRequest,
     ChargeResult,
+    ConnectedAccount,
     Outcome,
     ProviderError,
     ProviderEvent,
+    ProviderPayout,
     RefundOutcome,
     RefundRequest,
     RefundResult,
     SavedPaymentMethod,
+    TransferRequest,
 )
 from billing.providers.ratelimit import RateLimiter
 from core.parsing import whole_number
 
 API_VERSION = "2026-10-28.endive"  # pinned: responses are parsed for this version only
+PAYOUT_EVENTS = ("payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled")
 
 
 class TransientProviderError(Exception):
@@ -219,11 +228,160 @@ class StripeProvider:
         return customer.id
 
     def connected_account_create(self, *, name: str, email: str, idempotency_key: str) -> str:
-        params: AccountCreateParams = {"type": "express", "email": email, "business_profile": {"name": name}}
+        # Express: Stripe hosts onboarding and the agency's dashboard (ONB-2). Destination charges need `transfers`.
+        params: AccountCreateParams = {
+            "type": "express",
+            "email": email,
+            "business_profile": {"name": name},
+            "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
+        }
         account = self._call(
             self.client.v1.accounts.create, params=params, options={"idempotency_key": idempotency_key}
         )
         return account.id
+
+    def connected_account_retrieve(self, *, account: str) -> ConnectedAccount:
+        try:
+            found = _plain(self._call(self.client.v1.accounts.retrieve, account))
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(exc.user_message or "Unknown account.", code=exc.code or "invalid_request") from None
+        requirements = found.get("requirements") or {}
+        capabilities = found.get("capabilities") or {}
+        deadline = requirements.get("current_deadline")
+        banks = (found.get("external_accounts") or {}).get("data") or []
+        return ConnectedAccount(
+            reference=found["id"],
+            details_submitted=bool(found.get("details_submitted")),
+            transfers_enabled=capabilities.get("transfers") == "active",
+            payouts_enabled=bool(found.get("payouts_enabled")),
+            currently_due=tuple(requirements.get("currently_due") or ()),
+            past_due=tuple(requirements.get("past_due") or ()),
+            pending_verification=tuple(requirements.get("pending_verification") or ()),
+            errors=tuple(e.get("reason") or e.get("code") or "" for e in requirements.get("errors") or ()),
+            disabled_reason=requirements.get("disabled_reason") or "",
+            current_deadline=datetime.fromtimestamp(deadline, tz=UTC).date() if deadline else None,
+            bank_last4=(banks[0].get("last4") or "") if banks else "",
+        )
+
+    def account_link_create(self, *, account: str, refresh_url: str, return_url: str) -> AccountLink:
+        params: AccountLinkCreateParams = {
+            "account": account,
+            "type": "account_onboarding",
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+        }
+        try:
+            link = _plain(self._call(self.client.v1.account_links.create, params=params))
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(exc.user_message or "Stripe refused the link.", code=exc.code or "invalid") from None
+        return AccountLink(link["url"], datetime.fromtimestamp(link["expires_at"], tz=UTC))
+
+    def transfer_create(self, request: TransferRequest) -> str:
+        """Separate charges and transfers: the funds of a charge collected on the platform, to the connected account,
+        tied to that charge (`source_transaction`), so they follow its availability."""
+        try:
+            intent = _plain(self._call(self.client.v1.payment_intents.retrieve, request.charge_reference))
+            charge = intent.get("latest_charge")
+            charge_id = charge.get("id") if isinstance(charge, dict) else charge
+            if not charge_id:
+                raise ProviderError(f"{request.charge_reference} has no charge to transfer from.", code="no_charge")
+            params: TransferCreateParams = {
+                "amount": request.amount_minor,
+                "currency": request.currency.lower(),
+                "destination": request.destination,
+                "source_transaction": charge_id,
+                "metadata": dict(request.metadata),
+            }
+            transfer = self._call(
+                self.client.v1.transfers.create, params=params, options={"idempotency_key": request.idempotency_key}
+            )
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(
+                exc.user_message or "Stripe refused the transfer.", code=exc.code or "invalid"
+            ) from None
+        return transfer.id
+
+    def payout_retrieve(self, *, account: str, payout: str) -> ProviderPayout:
+        """The payout, and exactly what it carries: the connected account's balance transactions of that payout —
+        each `payment` is a transfer from a platform charge (`source.source_transfer.source_transaction`, whose
+        PaymentIntent is the attempt's reference); a `payout_failure` is an earlier failed payout's money back."""
+        options: Any = {"stripe_account": account}
+        try:
+            found = _plain(self._call(self.client.v1.payouts.retrieve, payout, options=options))
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(exc.user_message or "Unknown payout.", code=exc.code or "invalid_request") from None
+        charges: list[str] = []
+        returned: list[str] = []
+        if found.get("automatic", True):  # Stripe lists the transactions of automatic payouts only
+            params: BalanceTransactionListParams = {
+                "payout": payout,
+                "limit": 100,
+                "expand": ["data.source.source_transfer.source_transaction"],
+            }
+            page = self._call(self.client.v1.balance_transactions.list, params=params, options=options)
+            for item in page.auto_paging_iter():
+                txn = _plain(item)
+                source = txn.get("source") or {}
+                if txn.get("type") == "payment" and isinstance(source, dict):
+                    transfer = source.get("source_transfer") or {}
+                    origin = transfer.get("source_transaction") if isinstance(transfer, dict) else None
+                    intent = origin.get("payment_intent") if isinstance(origin, dict) else None
+                    if intent:
+                        charges.append(intent if isinstance(intent, str) else intent.get("id", ""))
+                elif txn.get("type") == "payout_failure":
+                    returned.append(source.get("id", "") if isinstance(source, dict) else str(source))
+        arrival = found.get("arrival_date")
+        return ProviderPayout(
+            reference=found["id"],
+            account=account,
+            status=found.get("status") or "pending",
+            amount_minor=int(found.get("amount") or 0),
+            currency=(found.get("currency") or "").upper(),
+            arrival_on=datetime.fromtimestamp(arrival, tz=UTC).date() if arrival else date.today(),
+            failure_code=found.get("failure_code") or "",
+            failure_message=found.get("failure_message") or "",
+            charge_references=tuple(charges),
+            returned_payouts=tuple(r for r in returned if r),
+        )
+
+    def payment_method_setup(self, *, customer: str, token: str) -> SavedPaymentMethod:
+        """A SetupIntent, confirmed at once, saves the method for later off-session charges (PAY-3): the card is
+        checked (and may need authentication) or the bank-debit mandate is recorded."""
+        try:
+            method = _plain(self._call(self.client.v1.payment_methods.retrieve, token))
+            params: SetupIntentCreateParams = {
+                "customer": customer,
+                "payment_method": token,
+                "confirm": True,
+                "usage": "off_session",
+            }
+            if method.get("type") in ("sepa_debit", "us_bank_account"):
+                params["mandate_data"] = {"customer_acceptance": {"type": "offline"}}
+            intent = _plain(
+                self._call(
+                    self.client.v1.setup_intents.create, params=params, options={"idempotency_key": f"si-{token}"}
+                )
+            )
+        except stripe.CardError as exc:
+            raise ProviderError(exc.user_message or "The card was refused.", code=exc.code or "card_error") from None
+        except stripe.InvalidRequestError as exc:
+            raise ProviderError(
+                exc.user_message or "Unknown payment method.", code=exc.code or "invalid_request"
+            ) from None
+        if intent.get("status") != "succeeded":
+            raise ProviderError(
+                "The payment method needs the holder's authentication before it can be saved.",
+                code="authentication_required",
+            )
+        kind = method.get("type", "card")
+        details = method.get(kind) or {}
+        return SavedPaymentMethod(
+            reference=method["id"],
+            kind=kind,
+            fingerprint=details.get("fingerprint") or "",
+            brand=details.get("brand") or details.get("bank_name") or "",
+            last4=details.get("last4") or "",
+        )
 
     def payment_method_save(self, *, customer: str, token: str) -> SavedPaymentMethod:
         params: PaymentMethodAttachParams = {"customer": customer}
@@ -422,8 +580,12 @@ class StripeProvider:
                 due_on=_day((obj.get("evidence_details") or {}).get("due_by"), created) or None,
                 account=event.get("account") or "",
             )
-        if kind in ("payout.paid", "payout.failed"):
+        if kind in PAYOUT_EVENTS:
             arrival = obj.get("arrival_date")
             day = datetime.fromtimestamp(arrival, tz=UTC).date() if arrival else created
             return ProviderEvent(kind, obj.get("id", ""), day, account=event.get("account") or "")
+        if kind in ("account.updated", "account.external_account.updated"):  # e.g. a bank account errored
+            reference = obj.get("id", "")
+            account = event.get("account") or reference
+            return ProviderEvent("account.updated", account, created, account=account)
         return None

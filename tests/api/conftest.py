@@ -18,13 +18,14 @@ from accounts.tokens import api_token_create
 from agencybilling import seed
 from billing.corrections import credit_note_issue
 from billing.models import Charge, Invoice, SupportRequest
-from billing.platform.models import AgencyInvoice
+from billing.payouts import payout_sync
+from billing.platform.models import AgencyInvoice, Payout, SandboxPayout
 from billing.statuses import CreditOutcome
 from billing.support import retry_request
 from clients.services import tax_rate_create
 from integrations.models import WebhookDelivery
 from integrations.services import endpoint_create
-from tests.billing_helpers import at, usage, with_plan
+from tests.billing_helpers import ONBOARDED_ON, at, usage, with_plan
 from tests.conftest import ensure_agency, module_transaction
 
 BILLING_DATE = date(2027, 1, 1)
@@ -87,8 +88,7 @@ def populate(agency, *, with_webhook: bool = True) -> World:
     """Plan, tax rate, clients (one with a failing card, so the charge is Retrying and notices exist), service
     line, usage, a billing day, a retry request, a webhook endpoint with a delivery."""
     agency = with_plan(agency)
-    agency.connected_account_id = f"acct_sbx_{agency.schema_name}"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     world = World(agency)
     tag = agency.schema_name
     with tenant_context(agency):
@@ -160,6 +160,17 @@ def populate(agency, *, with_webhook: bool = True) -> World:
         )
         world_token, _ = api_token_create(actor=admin, name="world admin")
         world.ids["token_id"] = str(world_token.public_id)
+        # A payout the processor reports to the agency's account (PAY-4), read through the product.
+        SandboxPayout.objects.create(
+            reference=f"po_sbx_world_{tag}",
+            destination=agency.connected_account_id,
+            amount_minor=0,
+            currency=agency.currency,
+            arrival_on=BILLING_DATE,
+            intents=[],
+        )
+        payout_sync(agency=agency, reference=f"po_sbx_world_{tag}")
+        world.ids["payout_id"] = str(Payout.objects.get(reference=f"po_sbx_world_{tag}").public_id)
         world.other_client = other
         world.other_ids = {
             "client_id": str(other.public_id),

@@ -83,6 +83,13 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/invitations/"): ADMIN,  # users
     ("post", "/api/v1/invitations/{invitation_id}/resend/"): ADMIN,
     ("post", "/api/v1/invitations/{invitation_id}/revoke/"): ADMIN,
+    ("get", "/api/v1/agency-payment-method/"): ADMIN,  # Billing Setup
+    ("post", "/api/v1/agency-payment-method/"): ADMIN,
+    ("get", "/api/v1/payout-account/"): ADMIN,
+    ("post", "/api/v1/payout-account/onboarding-links/"): ADMIN,
+    ("get", "/api/v1/funds/"): OVERVIEW_ALL,  # every client's money
+    ("get", "/api/v1/payouts/"): OVERVIEW_ALL,
+    ("get", "/api/v1/payouts/{payout_id}/"): OVERVIEW_ALL,
 }
 _operations = operations
 

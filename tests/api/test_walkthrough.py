@@ -15,7 +15,8 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from accounts.models import Role
-from tests.billing_helpers import with_plan
+from agencybilling import seed
+from tests.billing_helpers import ONBOARDED_ON, with_plan
 from tests.conftest import make_user
 
 pytestmark = [
@@ -34,8 +35,7 @@ def walkthrough_script() -> str:
 
 def test_the_api_walkthrough_works_as_written(live_server, agency_a, tmp_path):
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_sbx_alpha"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     make_user(agency, "admin@alpha.test", Role.ADMINISTRATOR)
     db = connection.settings_dict
     env = {

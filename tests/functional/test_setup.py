@@ -119,6 +119,15 @@ def test_demo_serves_login_page_and_ctrl_c_stops_everything(demo_database, tmp_p
         first = re.search(r'href="(/mail/[^"]+/)"', viewer).group(1)
         detail = _get(port, "localhost", first)
         assert re.search(rf'<a href="http://[a-z.]*localhost:{port}/[^"]*">', detail), detail[-2000:]
+        # PAY-3: the demo agency's past platform invoices were collected from its payment method, not left Scheduled.
+        import psycopg
+
+        with psycopg.connect(demo_database) as conn:
+            statuses = conn.execute(
+                "SELECT c.status FROM platform_billing_agencycharge c JOIN tenants_agency a ON a.id = c.agency_id "
+                "WHERE a.schema_name = 'demo' AND c.due_on < CURRENT_DATE - 1"
+            ).fetchall()
+        assert statuses and {status for (status,) in statuses} == {"PAID"}, statuses
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         output, _ = proc.communicate(timeout=40)

@@ -9,6 +9,7 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuditEntry, Role
+from agencybilling import seed
 from billing.attempts import AttemptUnresolved, charge_attempt
 from billing.charges import IllegalTransition
 from billing.collection import collect_due
@@ -23,7 +24,7 @@ from billing.settlement import provider_event_dispatch
 from billing.statuses import AttemptOutcome, ChargeStatus
 from billing.support import agency_invoiced_request, agency_invoiced_set, retry_request, retry_run
 from core.errors import ApplicationError, PermissionDenied
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -32,8 +33,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def agency(agency_a):
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_sbx_alpha"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     return agency
 
 
@@ -91,7 +91,7 @@ def test_PAY_1_client_charge_is_a_destination_charge_to_the_agency(agency):
     client = _client(agency)
     run_day(agency, date(2027, 1, 1))
     intent = SandboxPaymentIntent.objects.get()
-    assert intent.destination == "acct_sbx_alpha"
+    assert intent.destination == agency.connected_account_id != ""
     assert intent.amount_minor == _charge(agency, client).amount_minor
 
 

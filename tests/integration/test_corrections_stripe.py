@@ -12,6 +12,7 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
+from agencybilling import seed
 from billing.base_models import EntryType
 from billing.collection import collect_due
 from billing.corrections import credit_note_issue
@@ -66,11 +67,9 @@ def provider(server, settings):
 @pytest.fixture
 def agency(agency_a, provider):
     agency = with_plan(agency_a)
-    agency.connected_account_id = provider.connected_account_create(
-        name="Alpha Agency", email="a@alpha.example", idempotency_key=f"acct-{agency.pk}"
-    )
     agency.email = "billing@alpha.example"
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.save(update_fields=["email"])
+    seed.payouts_connected(agency, provider=provider)
     return agency
 
 

@@ -9,6 +9,7 @@ from django.db import DatabaseError, transaction
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuditEntry, Role
+from agencybilling import seed
 from billing.base_models import EntryType
 from billing.collection import collect_due
 from billing.corrections import CreditAboveRemaining, NothingToRefund, credit_note_issue
@@ -23,7 +24,7 @@ from billing.statuses import ChargeStatus, CreditOutcome, RefundStatus
 from core.errors import PermissionDenied
 from notifications.catalog import NoticeKind
 from notifications.models import Notice
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -34,9 +35,9 @@ JAN1, FEB1 = date(2027, 1, 1), date(2027, 2, 1)
 @pytest.fixture
 def agency(agency_a):
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_sbx_alpha"
     agency.email = "billing@alpha.example"
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.save(update_fields=["email"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     return agency
 
 

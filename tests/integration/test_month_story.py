@@ -18,13 +18,14 @@ from django.core.management import call_command
 from django_tenants.utils import schema_context
 
 from accounts.models import Role
-from billing.models import AgencyDayStep, BillingSettings, Charge, ChargeAttempt
+from agencybilling import seed
+from billing.models import AgencyDayStep, BillingSettings, Charge, ChargeAttempt, DayStep
 from billing.payment_methods import payment_method_attach
 from billing.statuses import ChargeStatus
 from billing.support import agency_invoiced_set
 from clients.models import Client
 from notifications.models import Notice, OutboxStatus
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,8 +43,10 @@ def _simulate(start: str, end: str) -> str:
 @pytest.fixture
 def story(agency_a, smtp_server, eager_tasks):
     agency = with_plan(agency_a)
-    agency.connected_account_id, agency.email = "acct_sbx_alpha", AGENCY_EMAIL
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.email = AGENCY_EMAIL
+    agency.save(update_fields=["email"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
+    seed.agency_payment_method(agency, method="pm_card_visa:story-agency")  # its own invoice is paid (PAY-3)
     support = make_user(None, "support@platform.test", Role.BILLING_SUPPORT)
     with schema_context(agency.schema_name):
         BillingSettings.objects.update_or_create(
@@ -184,10 +187,11 @@ def test_NOT_1_to_7_DUN_1_a_month_of_notices_and_attempts_on_their_exact_dates(s
     ]
     assert _attempts(agency, clients["twice"]) == [(D(2027, 1, 5), "SUCCEEDED"), (D(2027, 1, 28), "SUCCEEDED")]
 
-    # The agency hears of each failure and of the Uncollectable (NOT-6).
+    # The agency hears of each failure and of the Uncollectable (NOT-6), and of its own invoice's payment.
     assert _notices(agency, AGENCY_EMAIL) == [
         ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)),
         ("AGENCY_CHARGE_FAILED", 1, D(2027, 1, 1)),
+        ("PLATFORM_PAYMENT_RECEIVED", 1, D(2027, 1, 1)),  # the agency's own invoice, from its card (PAY-3)
         ("AGENCY_CHARGE_FAILED", 2, D(2027, 1, 8)),
         ("AGENCY_CHARGE_FAILED", 3, D(2027, 1, 15)),
         ("AGENCY_CHARGE_UNCOLLECTABLE", 3, D(2027, 1, 15)),
@@ -200,7 +204,7 @@ def test_NOT_1_to_7_DUN_1_a_month_of_notices_and_attempts_on_their_exact_dates(s
         assert Client.objects.filter(overdue_since__isnull=False).count() == 1
         # Every step of every day was recorded as done.
         assert AgencyDayStep.objects.exclude(status="DONE").count() == 0
-        assert AgencyDayStep.objects.count() == 43 * 6
+        assert AgencyDayStep.objects.count() == 43 * len(DayStep.values)
         rows = list(Notice.objects.values_list("account", "kind", "period", "number", "status"))
     # Every notice went out over SMTP, exactly once (NOT-7).
     assert all(status == OutboxStatus.SENT for *_, status in rows)

@@ -14,6 +14,7 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
+from agencybilling import seed
 from billing.attempts import charge_attempt, charge_retry_manual
 from billing.collection import collect_due
 from billing.dunning import overdue_evaluate
@@ -25,7 +26,7 @@ from billing.providers.stripe import StripeProvider
 from billing.settlement import provider_event_dispatch
 from billing.statuses import ChargeStatus
 from clients.models import Client
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import host_client
 from tests.harness.stripe_server import StripeTestServer
 
@@ -68,8 +69,7 @@ def _charge(agency, client) -> Charge:
 @pytest.fixture
 def agency(agency_a):
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_sbx_alpha"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     return agency
 
 
@@ -146,10 +146,7 @@ def stripe(stripe_server, agency_a):
     stripe_server.clear_faults()
     provider = StripeProvider(api_key="sk_test_overdue", api_base=stripe_server.url, timeout=5)
     agency = with_plan(agency_a)
-    agency.connected_account_id = provider.connected_account_create(
-        name="Alpha", email="alpha@example.com", idempotency_key="acct-overdue"
-    )
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_connected(agency, provider=provider)
     return stripe_server, provider, agency
 
 

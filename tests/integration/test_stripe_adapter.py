@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
+from agencybilling import seed
 from billing.attempts import charge_attempt
 from billing.collection import collect_due
 from billing.invoicing import billing_run
@@ -185,10 +186,7 @@ def test_the_limiter_paces_each_request_as_it_is_sent_including_retries_after_42
 def test_COL_2_response_lost_after_the_charge_then_rerun_charges_once(provider, server, agency_a):
     """A timeout/5xx after Stripe made the charge: the attempt is Unknown, the rerun looks it up, one charge."""
     agency = with_plan(agency_a)
-    agency.connected_account_id = provider.connected_account_create(
-        name="A", email="a@example.com", idempotency_key="acct-lost"
-    )
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_connected(agency, provider=provider)
     with schema_context(agency.schema_name):
         client = client_create(
             name="Lost", email="l@example.com", activated_on=date(2026, 12, 1), license_price_minor=7700

@@ -11,12 +11,13 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
+from agencybilling import seed
 from billing.collection import collect_due
 from billing.invoicing import billing_run
 from billing.models import Charge, ChargeAttempt, LedgerEntry
-from billing.platform.models import WebhookEvent
+from billing.platform.models import SandboxPayout, WebhookEvent
 from billing.statuses import ChargeStatus
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import host_client
 
 pytestmark = pytest.mark.django_db
@@ -72,8 +73,7 @@ def pending_debit(agency_a, settings):
     """A client whose SEPA debit is processing: attempt 1 is PENDING."""
     settings.STRIPE_WEBHOOK_SECRET = SECRET
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_webhook_alpha"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     from billing.payment_methods import payment_method_attach
 
     with schema_context(agency.schema_name):
@@ -103,7 +103,19 @@ def _succeeded(attempt, event_id="evt_succeeded_1"):
     )
 
 
-def _payout(event_id="evt_payout_1"):
+def _payout(agency, attempt, event_id="evt_payout_1"):
+    """payout.paid for a payout that, in the processor's books, carries the attempt's PaymentIntent."""
+    SandboxPayout.objects.get_or_create(
+        reference="po_webhook_1",
+        defaults={
+            "destination": agency.connected_account_id,
+            "amount_minor": 4200,
+            "currency": "USD",
+            "arrival_on": date(2027, 1, 8),
+            "status": "paid",
+            "intents": [attempt.gateway_reference],
+        },
+    )
     return event(
         event_id,
         "payout.paid",
@@ -113,7 +125,7 @@ def _payout(event_id="evt_payout_1"):
             "status": "paid",
             "arrival_date": int(time.mktime(date(2027, 1, 8).timetuple())) + 43200,
         },
-        account="acct_webhook_alpha",
+        account=agency.connected_account_id,
     )
 
 
@@ -135,7 +147,7 @@ def test_COL_3_settlement_webhook_marks_paid(pending_debit):
 
 def test_PAY_2_same_webhook_five_times_and_in_reverse_order_equals_once(pending_debit):
     agency, client, attempt = pending_debit
-    events = [_succeeded(attempt), _payout()]
+    events = [_succeeded(attempt), _payout(agency, attempt)]
     for _ in range(5):
         for item in reversed(events):
             assert post(item).status_code == 200

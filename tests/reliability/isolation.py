@@ -22,6 +22,7 @@ from django.urls.resolvers import RoutePattern
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
+from agencybilling import seed
 from notifications.catalog import NoticeKind
 
 DAY = date(2027, 1, 1)
@@ -154,16 +155,16 @@ def build_world(agency, tag: str) -> World:
     from billing.invoicing import billing_run
     from billing.models import Charge, CreditNote, Dispute, Invoice, SupportRequest
     from billing.payment_methods import payment_method_attach
-    from billing.platform.models import AgencyInvoice
+    from billing.platform.models import AgencyCharge, AgencyInvoice, Payout
     from billing.providers.base import ProviderEvent
+    from billing.settlement import provider_day_settle
     from billing.statuses import CreditOutcome
     from clients.models import AgencyServiceLine, ClientUser
     from clients.services import client_create, service_line_add
     from tests.billing_helpers import with_plan
 
     agency = with_plan(agency)
-    agency.connected_account_id = f"acct_iso_{tag}"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=DAY - timedelta(days=40))
     world = World(agency=agency, tag=tag)
     token = uuid.uuid4().hex[:6]
     with schema_context(agency.schema_name):
@@ -271,14 +272,24 @@ def build_world(agency, tag: str) -> World:
             "support_request": [str(x) for x in SupportRequest.objects.values_list("public_id", flat=True)],
             "credit_note": [str(note.public_id) for note in notes.values()],
         }
+    # The processor's days until the collected charges are paid out: the agency's payouts (PAY-4).
+    for day in (DAY + timedelta(days=n) for n in range(1, 8)):
+        provider_day_settle(agency=agency, today=day)
     world.objects["agency_invoice"] = [
         str(x) for x in AgencyInvoice.objects.filter(agency=agency).values_list("public_id", flat=True)
     ]
+    world.objects["agency_charge"] = [
+        str(x) for x in AgencyCharge.objects.filter(agency=agency).values_list("public_id", flat=True)
+    ]
+    payouts = list(Payout.objects.filter(agency=agency))
+    assert payouts, "the world has a payout"
+    world.objects["payout"] = [str(p.public_id) for p in payouts]
     world.agency_markers = {
         f"{agency.invoice_prefix}-0000",
         *(f"P-{agency.invoice_prefix}-0000",),
         *itertools.chain.from_iterable(world.objects.values()),
         *(u.email for u in world.users.values()),
+        *(p.reference for p in payouts),
     }
     return world
 

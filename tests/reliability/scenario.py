@@ -15,6 +15,8 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
 
+from agencybilling import seed as seeding
+
 STRIPE_KEY = "sk_test_reliability"
 AGENCY_EMAIL = "ops@agency.example"
 
@@ -69,12 +71,9 @@ def build(*, agency, stripe_url: str, clients: int, day: date, seed: int = 7) ->
     agency = with_plan(agency)
     provider = StripeProvider(api_key=STRIPE_KEY, api_base=stripe_url)
     server = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": stripe_url})
-    if not agency.connected_account_id:
-        agency.connected_account_id = provider.connected_account_create(
-            name=agency.name, email=AGENCY_EMAIL, idempotency_key=f"acct-{agency.schema_name}-{seed}"
-        )
     agency.email = AGENCY_EMAIL
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.save(update_fields=["email"])
+    seeding.payouts_connected(agency, provider=provider)
     kinds = kinds_for(clients, seed)
     rng = random.Random(seed)
     with schema_context(agency.schema_name):

@@ -22,11 +22,12 @@ import pytest
 from django.test import Client as HttpClient
 from django_tenants.utils import schema_context, tenant_context
 
+from agencybilling import seed as seeding
 from billing.collection import collect_due
 from billing.invoicing import billing_run
 from billing.models import Charge, LedgerEntry
 from billing.payment_methods import payment_method_attach
-from billing.platform.models import Payout, WebhookEvent
+from billing.platform.models import Payout, SandboxPayout, WebhookEvent
 from billing.selectors import client_balance
 from billing.webhooks import webhook_sweep
 from clients.models import Client
@@ -57,8 +58,7 @@ def sign(payload: bytes, *, secret: str = SECRET, at: int | None = None) -> str:
 def _setup(agency, clients: int) -> list[dict]:
     """`clients` clients on ACH debit with their first attempt Pending (sandbox processor)."""
     agency = with_plan(agency)
-    agency.connected_account_id = f"acct_r3_{agency.schema_name}"
-    agency.save(update_fields=["connected_account_id"])
+    seeding.payouts_ready(agency, today=DAY - timedelta(days=40))
     with schema_context(agency.schema_name):
         for i in range(clients):
             client = client_create(
@@ -90,11 +90,13 @@ def _events(agency, rows: list[dict], tag: str, seed: int) -> list[dict]:
     outcomes and times to both agencies; only ids differ (the webhook inbox is platform-wide)."""
     rng = random.Random(seed)
     events = []
+    succeeded: list[tuple[date, str]] = []
     for index, row in enumerate(rows):
         settled = DAY + timedelta(days=1 + index % 3)
         metadata = {"schema": agency.schema_name, "kind": "client", "attempt": row["attempt"]}
         if rng.random() < 0.75:
             kind, obj = "payment_intent.succeeded", {"status": "succeeded"}
+            succeeded.append((settled, row["reference"]))
         else:
             kind, obj = (
                 "payment_intent.payment_failed",
@@ -125,7 +127,20 @@ def _events(agency, rows: list[dict], tag: str, seed: int) -> list[dict]:
                     "data": {"object": {"id": f"cus_{index}", "object": "customer"}},
                 }
             )
+    carried: set[str] = set()
     for number, arrival in enumerate((DAY + timedelta(days=3), DAY + timedelta(days=5), DAY + timedelta(days=8))):
+        # The processor's books: each payout carries the payments settled before its arrival that no earlier
+        # payout carried (what its balance transactions list).
+        intents = [ref for day, ref in succeeded if day < arrival and ref not in carried]
+        carried.update(intents)
+        SandboxPayout.objects.create(
+            reference=f"po_{tag}_{number}",
+            destination=agency.connected_account_id,
+            amount_minor=0,
+            currency="USD",
+            arrival_on=arrival,
+            intents=intents,
+        )
         events.append(
             {
                 "id": f"evt_{tag}_payout_{number}",

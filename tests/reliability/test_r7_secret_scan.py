@@ -31,6 +31,7 @@ from django.db import connection
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
+from agencybilling import seed
 from billing.collection import collect_due
 from billing.invoicing import billing_run
 from billing.providers import get_provider
@@ -213,11 +214,9 @@ def test_R7_no_card_number_or_secret_in_the_database_logs_or_fixtures(
     django_capture_on_commit_callbacks,
 ):
     agency = with_plan(agency_a)
-    agency.connected_account_id = get_provider().connected_account_create(
-        name=agency.name, email="ops@alpha.example", idempotency_key="acct-secret-scan"
-    )
     agency.email = "ops@alpha.example"
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.save(update_fields=["email"])
+    seed.payouts_connected(agency, provider=get_provider())
     admin = make_user(agency, "admin@alpha.test", Role.ADMINISTRATOR)
     with schema_context("alpha"):
         client = client_create(

@@ -20,6 +20,15 @@ from web.agency.exports import overview_csv, range_csv
 from web.agency.invoices import invoice_detail
 from web.agency.margins import client_margins_csv, margins_report
 from web.agency.overview import agency_invoice_pdf_view, billing_overview, client_invoice_pdf, platform_invoices
+from web.agency.payouts import (
+    agency_payment_method,
+    payout_detail,
+    payouts_list,
+    payouts_onboarding_refresh,
+    payouts_onboarding_return,
+    payouts_onboarding_start,
+    sandbox_onboarding,
+)
 from web.agency.plan import plan_summary
 from web.agency.setup import billing_setup
 from web.agency.site import agency_logo, home
@@ -28,6 +37,13 @@ from web.agency.users import user_active, user_list, user_role
 from web.agency.webhooks import webhook_delivery, webhook_endpoint_action, webhooks
 
 __all__ = [
+    "agency_payment_method",
+    "payout_detail",
+    "payouts_list",
+    "payouts_onboarding_refresh",
+    "payouts_onboarding_return",
+    "payouts_onboarding_start",
+    "sandbox_onboarding",
     "client_margins_csv",
     "margins_report",
     "template_test_email",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -9,14 +10,16 @@ from django.shortcuts import redirect, render
 
 from billing.billing_setup import agency_logo_set, billing_setup_update
 from billing.models import BillingSettings
+from billing.payout_accounts import payout_account_of, requirement_words
+from billing.payouts import funds_summary
+from billing.platform.models import AgencyCharge, AgencyPaymentMethod, PayoutAccountState
 from billing.selectors import agency_next_invoice, billing_settings
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
 from web.access import business_today, staff_view
 from web.agency.common import C
-from web.forms import (
-    BillingSetupForm,
-)
+from web.forms import BillingSetupForm, SandboxPaymentMethodForm, StripePaymentMethodForm
+from web.stripe_js import with_stripe_csp
 
 
 def _setup_initial(agency, settings: BillingSettings) -> dict:
@@ -44,12 +47,15 @@ def _setup_initial(agency, settings: BillingSettings) -> dict:
 
 
 @staff_view(C.ADMINISTER)
-def billing_setup(request: HttpRequest) -> HttpResponse:
+def billing_setup(request: HttpRequest, payment_method_form=None) -> HttpResponse:
     agency = request.tenant  # type: ignore[attr-defined]
     settings = billing_settings()
     status = 200
     next_invoice, preview = None, False
-    if request.method == "POST":
+    if payment_method_form is not None:  # the payment-method card's form came back with its errors
+        form = BillingSetupForm(initial=_setup_initial(agency, settings), currency=agency.currency)
+        status = 400
+    elif request.method == "POST":
         form = BillingSetupForm(request.POST, request.FILES, currency=agency.currency)
         if form.is_valid() and request.POST.get("preview"):
             # CYC-1: the agency's next invoice with the billing day typed in, before anything is saved.
@@ -57,7 +63,7 @@ def billing_setup(request: HttpRequest) -> HttpResponse:
                 agency=agency, today=business_today(agency), billing_day=form.cleaned_data["billing_day"]
             )
             context = {"form": form, "agency": agency, "next_invoice": next_invoice, "preview": True, "arrears": True}
-            return render(request, "agency/setup.html", context)
+            return render(request, "agency/setup.html", {**context, **_money_cards(agency, None)})
         if form.is_valid():
             data = form.cleaned_data
             values = {
@@ -95,4 +101,42 @@ def billing_setup(request: HttpRequest) -> HttpResponse:
         form = BillingSetupForm(initial=_setup_initial(agency, settings), currency=agency.currency)
     next_invoice = agency_next_invoice(agency=agency, today=business_today(agency), billing_day=agency.billing_day)
     context = {"form": form, "agency": agency, "next_invoice": next_invoice, "preview": preview}
-    return render(request, "agency/setup.html", context, status=status)
+    response = render(
+        request, "agency/setup.html", {**context, **_money_cards(agency, payment_method_form)}, status=status
+    )
+    return with_stripe_csp(response) if django_settings.STRIPE_PUBLISHABLE_KEY else response
+
+
+def _money_cards(agency, payment_method_form) -> dict:
+    """Billing Setup's Payouts card (ONB-2) and the agency's own payment method card (PAY-3)."""
+    stripe_key = django_settings.STRIPE_PUBLISHABLE_KEY
+    return {
+        **payout_context(agency),
+        "stripe_key": stripe_key,
+        "payment_method_form": payment_method_form
+        or (StripePaymentMethodForm() if stripe_key else SandboxPaymentMethodForm()),
+        "agency_payment_method": AgencyPaymentMethod.objects.filter(agency=agency, removed_at__isnull=True).first(),
+        "platform_charges": platform_charges_open(agency),
+    }
+
+
+def payout_context(agency) -> dict:
+    """The Payouts card of Billing Setup (ONB-2): the account's state, what the processor still needs, held funds."""
+    account = payout_account_of(agency)
+    state = PayoutAccountState(account.state if account else PayoutAccountState.NOT_STARTED)
+    return {
+        "payout_account": account,
+        "payout_state": state.value,
+        "payout_state_label": state.label,
+        "requirement_words": requirement_words(account.requirements) if account else [],
+        "funds": funds_summary(currency=agency.currency),
+    }
+
+
+def platform_charges_open(agency):
+    """The agency's platform invoices not paid yet (PAY-3), to show beside its payment method."""
+    from billing.statuses import OUTSTANDING
+
+    return list(
+        AgencyCharge.objects.filter(agency=agency, status__in=OUTSTANDING).select_related("invoice").order_by("due_on")
+    )

@@ -79,6 +79,7 @@ def _wipe(agency: Agency) -> None:
     """Remove a demo agency entirely. Its invoices and ledger are append-only by trigger (MON-3), so the
     triggers are switched off for this one transaction — a demo reset, never a production path."""
     from django.db import transaction
+    from django.db.models import Q
 
     from billing.platform.models import (
         AgencyAllocation,
@@ -92,6 +93,9 @@ def _wipe(agency: Agency) -> None:
         AgencyPaymentMethod,
         PaymentMethodFingerprint,
         Payout,
+        PayoutAccount,
+        SandboxAccountLink,
+        SandboxConnectedAccount,
         SandboxPaymentIntent,
         SandboxPayout,
     )
@@ -111,10 +115,17 @@ def _wipe(agency: Agency) -> None:
         AgencyInvoiceSequence.objects.filter(agency=agency).delete()
         AgencyPaymentMethod.objects.filter(agency=agency).delete()
         PaymentMethodFingerprint.objects.filter(schema_name=agency.schema_name).delete()
-        if agency.connected_account_id:
-            SandboxPaymentIntent.objects.filter(destination=agency.connected_account_id).delete()
-            SandboxPayout.objects.filter(destination=agency.connected_account_id).delete()
-            Payout.objects.filter(account=agency.connected_account_id).delete()
+        accounts = {agency.connected_account_id} | set(
+            PayoutAccount.objects.filter(agency=agency).values_list("account_id", flat=True)
+        )
+        accounts.discard("")
+        SandboxPaymentIntent.objects.filter(metadata__schema=agency.schema_name).delete()
+        SandboxPaymentIntent.objects.filter(destination__in=accounts).delete()
+        SandboxPayout.objects.filter(destination__in=accounts).delete()
+        Payout.objects.filter(Q(account__in=accounts) | Q(agency=agency)).delete()
+        PayoutAccount.objects.filter(agency=agency).delete()
+        SandboxAccountLink.objects.filter(account__in=accounts).delete()
+        SandboxConnectedAccount.objects.filter(reference__in=accounts).delete()
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for model in guarded:
             cursor.execute(f'ALTER TABLE "{model._meta.db_table}" ENABLE TRIGGER USER')
@@ -145,11 +156,13 @@ class Command(BaseCommand):
             slug="demo", name="Demo Marketing Agency", time_zone="America/New_York", currency="USD", billing_day=1
         )
         plan_assign(agency=agency, plan=seed.partner_plan("growth"))
-        Agency.objects.filter(pk=agency.pk).update(connected_account_id="acct_sbx_demo")
-        agency.refresh_from_db()
         # History starts three billing dates ago, so the overview has months to page through.
         today = datetime.now(UTC).date()
         start = add_months(date(today.year, today.month, 1), -3)
+        # The agency finished payout onboarding (the sandbox's hosted page) before its history starts (ONB-2).
+        seed.payouts_ready(agency, today=start - timedelta(days=30))
+        # Its own payment method, so its platform invoices are collected like its clients' charges (PAY-3).
+        seed.agency_payment_method(agency, method="pm_card_visa:agency-demo")
         users = seed.staff(
             agency,
             [(email, role) for email, _first, _last, role in STAFF],
