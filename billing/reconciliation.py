@@ -6,8 +6,8 @@ the agency's days, every client charge collected in the range and where its mone
 holds to the cent by construction, and each figure is the sum of a list of charges: a collected charge is placed
 whole in one position (`charge_position`), and what refunds and lost disputes took back of it is subtracted from
 that charge alone (`movements`). Those two functions are the only places that decide: a new way money leaves (a
-refund, a dispute) or waits (funds held until payouts are enabled) is added there, and every figure, list and CSV
-follows.
+refund, a dispute) or where it waits (held until payouts are enabled: `billing.payouts.charges_held`) is read
+there, and every figure, list and CSV follows.
 
 Runs in the agency's schema (`agency_reconciliation` enters it); the charges' own dates are the agency's days.
 """
@@ -23,6 +23,8 @@ from django.db.models import Count, Max, QuerySet, Subquery, Sum
 from django_tenants.utils import tenant_context
 
 from billing.models import Charge, ChargeEvent, Dispute, Refund
+from billing.payout_accounts import payouts_destination
+from billing.payouts import charges_held
 from billing.statuses import COLLECTED, ChargeStatus, DisputeStatus, RefundStatus
 from tenants.models import Agency
 
@@ -113,16 +115,17 @@ def movements(*, charges: list[Charge], date_from: date, date_to: date) -> dict[
 
 
 def payouts_enabled(agency: Agency) -> bool:
-    """Whether the agency can be paid out now: its collected money is on its way to it (in transit) or waits for it
-    (held). Today: a connected account is set (PAY-1)."""
-    return bool(agency.connected_account_id)
+    """Whether what the agency collects now goes to its connected account (PAY-1); before, it is held (ONB-2)."""
+    return payouts_destination(agency) is not None
 
 
-def charge_position(status: str, *, can_be_paid_out: bool) -> Position:
-    """Where a collected charge's money is, from its status and whether the agency can be paid out."""
-    if status == ChargeStatus.PAID_OUT:
-        return Position.PAID_OUT
-    return Position.IN_TRANSIT if can_be_paid_out else Position.HELD
+def charge_position(status: str, *, held: bool) -> Position:
+    """Where a collected charge's money is: held on the platform's account for the agency (`billing.payouts.
+    charges_held`: collected before its payouts were enabled, not transferred yet), in a paid payout, or else on its
+    way to the agency (with its connected account, not paid out yet)."""
+    if held:
+        return Position.HELD
+    return Position.PAID_OUT if status == ChargeStatus.PAID_OUT else Position.IN_TRANSIT
 
 
 def collected_charges(*, date_from: date, date_to: date) -> QuerySet[Charge]:
@@ -131,13 +134,14 @@ def collected_charges(*, date_from: date, date_to: date) -> QuerySet[Charge]:
     return Charge.objects.filter(pk__in=Subquery(collected))
 
 
-def position_filter(position: str, *, can_be_paid_out: bool) -> models.Q:
+def position_filter(position: str) -> models.Q:
     """The charges of `collected_charges` in a position, as a condition (lists are paginated in the database)."""
+    held = models.Q(pk__in=charges_held().values("id"))
+    if position == Position.HELD:
+        return held
     if position == Position.PAID_OUT:
-        return models.Q(status=ChargeStatus.PAID_OUT)
-    if (position == Position.IN_TRANSIT) == can_be_paid_out:
-        return ~models.Q(status=ChargeStatus.PAID_OUT)
-    return models.Q(pk__in=[])
+        return models.Q(status=ChargeStatus.PAID_OUT) & ~held
+    return ~models.Q(status=ChargeStatus.PAID_OUT) & ~held
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +157,12 @@ class ReconciledCharge:
         return self.moved.net_minor
 
 
-def reconciled(
-    charges: Iterable[Charge], *, date_from: date, date_to: date, can_be_paid_out: bool
-) -> list[ReconciledCharge]:
+def reconciled(charges: Iterable[Charge], *, date_from: date, date_to: date) -> list[ReconciledCharge]:
     rows = list(charges)
     moved = movements(charges=rows, date_from=date_from, date_to=date_to)
+    held = set(charges_held().filter(pk__in=[charge.pk for charge in rows]).values_list("id", flat=True))
     return [
-        ReconciledCharge(charge, moved[charge.pk], charge_position(charge.status, can_be_paid_out=can_be_paid_out))
+        ReconciledCharge(charge, moved[charge.pk], charge_position(charge.status, held=charge.pk in held))
         for charge in rows
         if charge.pk in moved
     ]
@@ -241,12 +244,12 @@ CHARGE_COLUMNS = (
 )
 
 
-def reconciliation_charges(*, date_from: date, date_to: date, position: str | None, can_be_paid_out: bool):
+def reconciliation_charges(*, date_from: date, date_to: date, position: str | None):
     """The collected charges of the range (in the current agency schema), optionally of one position, with what the
     lists show."""
     charges = collected_charges(date_from=date_from, date_to=date_to).select_related("client", "invoice")
     if position:
-        charges = charges.filter(position_filter(position, can_be_paid_out=can_be_paid_out))
+        charges = charges.filter(position_filter(position))
     return charges.only(*CHARGE_COLUMNS)
 
 
@@ -255,15 +258,12 @@ def agency_reconciliation(*, agency: Agency, date_from: date, date_to: date) -> 
     can_be_paid_out = payouts_enabled(agency)
     with tenant_context(agency):
         charges = collected_charges(date_from=date_from, date_to=date_to).only("id", "amount_minor", "status")
-        rows = reconciled(charges.order_by(), date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)
+        rows = reconciled(charges.order_by(), date_from=date_from, date_to=date_to)
     return _figures(agency, rows, date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)
 
 
 def agency_reconciliation_rows(*, agency: Agency, date_from: date, date_to: date) -> list[ReconciledCharge]:
     """Every collected charge of the range with its position: the lines behind each figure (the CSV)."""
-    can_be_paid_out = payouts_enabled(agency)
     with tenant_context(agency):
-        charges = reconciliation_charges(
-            date_from=date_from, date_to=date_to, position=None, can_be_paid_out=can_be_paid_out
-        ).order_by("due_on", "id")
-        return reconciled(charges, date_from=date_from, date_to=date_to, can_be_paid_out=can_be_paid_out)
+        charges = reconciliation_charges(date_from=date_from, date_to=date_to, position=None).order_by("due_on", "id")
+        return reconciled(charges, date_from=date_from, date_to=date_to)

@@ -17,7 +17,6 @@ from billing.reconciliation import (
     ReconciledCharge,
     agency_reconciliation,
     agency_reconciliation_rows,
-    payouts_enabled,
     reconciled,
     reconciliation_charges,
 )
@@ -159,13 +158,12 @@ def agency_reconciliation_page(request: HttpRequest, slug: str) -> HttpResponseB
         )
     figures = agency_reconciliation(agency=agency, date_from=start, date_to=end)
     position = form.cleaned_data.get("position", "") if form.is_valid() else ""
-    can_be_paid_out = payouts_enabled(agency)
     with tenant_context(agency):
-        charges = reconciliation_charges(
-            date_from=start, date_to=end, position=position or None, can_be_paid_out=can_be_paid_out
-        ).order_by("due_on", "id")
+        charges = reconciliation_charges(date_from=start, date_to=end, position=position or None).order_by(
+            "due_on", "id"
+        )
         page = Paginator(charges, PAGE_SIZE).get_page(request.GET.get("page"))
-        rows = reconciled(page.object_list, date_from=start, date_to=end, can_be_paid_out=can_be_paid_out)
+        rows = reconciled(page.object_list, date_from=start, date_to=end)
     query = {"date_from": start.isoformat(), "date_to": end.isoformat()}
     return render(
         request,

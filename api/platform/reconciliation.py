@@ -19,7 +19,6 @@ from billing.reconciliation import (
     Position,
     Reconciliation,
     agency_reconciliation,
-    payouts_enabled,
     reconciled,
     reconciliation_charges,
 )
@@ -144,13 +143,10 @@ class AgencyReconciliationChargesApi(ApiView):
         agency = agency_or_404(slug)
         start, end = date_range(request, agency)
         position = query_filters(self.FilterSerializer, request).get("position")
-        can_be_paid_out = payouts_enabled(agency)
         with tenant_context(agency):
-            charges = reconciliation_charges(
-                date_from=start, date_to=end, position=position, can_be_paid_out=can_be_paid_out
-            )
+            charges = reconciliation_charges(date_from=start, date_to=end, position=position)
             rows, next_link, previous_link = Keyset.for_request(request, self).page(charges, value_of=getattr)
-            rows = reconciled(rows, date_from=start, date_to=end, can_be_paid_out=can_be_paid_out)
+            rows = reconciled(rows, date_from=start, date_to=end)
             data = ReconciledChargeOutput(rows, many=True).data
         return Response({"next": next_link, "previous": previous_link, "results": data})
 

@@ -41,8 +41,7 @@ KINDS = ("card", "ach", "sepa", "declining", "replaced", "twice", "no-method", "
 def _month(agency) -> dict[str, object]:
     """The clients (by kind) after the simulated days; the agency bills on the 1st (America/New_York)."""
     agency = with_plan(agency)
-    agency.connected_account_id = "acct_sbx_books"
-    agency.save(update_fields=["connected_account_id"])
+    seed.payouts_ready(agency, today=START)  # the agency's payout account, onboarded: destination charges (PAY-1)
     support = make_user(None, "support-books@platform.test", Role.BILLING_SUPPORT)
     outcomes = {
         "card": seed.Outcome.PAYING,

@@ -44,10 +44,10 @@ REFUNDED_ON, REFUND = date(2026, 12, 10), 1700
 FIGURES = ("collected", "refunded", "disputed", "disputes_lost", "paid_out", "in_transit", "held")
 
 
-def _agency(slug: str, *, account: str) -> object:
+def _agency(slug: str, *, paid_out: bool) -> object:
     agency = with_plan(ensure_agency(slug))
-    agency.connected_account_id = account
-    agency.save(update_fields=["connected_account_id"])
+    if paid_out:
+        seed.payouts_ready(agency, today=START)  # payouts enabled from the first day (ONB-2)
     with tenant_context(agency):
         for n, (kind, outcome) in enumerate(KINDS.items()):
             seed.client(
@@ -93,8 +93,8 @@ def month(django_db_setup, django_db_blocker) -> Iterator[dict]:
     """Both agencies through December, day by day; each day's figures read through the platform API."""
     with module_transaction(django_db_blocker):
         with django_db_blocker.unblock():
-            paid_out = _agency("alpha", account="acct_sbx_recon_alpha")
-            held = _agency("beta", account="")
+            paid_out = _agency("alpha", paid_out=True)
+            held = _agency("beta", paid_out=False)
             support = api(None, token_for(None, "recon-support@platform.test", Role.BILLING_SUPPORT))
             daily = defaultdict(list)
             for day in seed.days(START, END):
