@@ -115,7 +115,7 @@ CATALOG: dict[str, NoticeSpec] = {
         {**COMMON, "amount": "Amount received", "invoice_number": "Invoice number", "paid_on": "Date"},
         "Payment received — thank you",
         "Hello {{ client_name }},\n\nWe received {{ amount }} {{ currency }} for invoice {{ invoice_number }} "
-        "on {{ paid_on }}.\n\n{{ agency_name }}",
+        "on {{ paid_on }}.\nYour invoices and receipts: {{ portal_url }}\n\n{{ agency_name }}",
     ),
     NoticeKind.PAYMENT_FAILED: NoticeSpec(
         {

@@ -23,6 +23,7 @@ from django_tenants.utils import schema_context
 from accounts.invitations import invitation_issue
 from accounts.login import REFUSED_MESSAGE
 from accounts.models import Role, User
+from billing.platform.models import SandboxPaymentIntent
 from clients.models import ClientUser, TaxRate
 from tests.api.bodies import table_digests
 from tests.conftest import login_client, make_user
@@ -244,6 +245,11 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
         r"^/invitations/[^/]+/$", f"/invitations/{ids['platform_invitation' if platform else 'invitation']}/", path
     )
     path = re.sub(rf"taxes/{UUID}", f"taxes/{ids['tax']}", path)
+    if not platform:
+        path = re.sub(rf"portal/charges/{UUID}", f"portal/charges/{ids['portal_charge']}", path)
+        path = re.sub(
+            r"^/portal/sandbox/authenticate/[^/]+/$", f"/portal/sandbox/authenticate/{ids['sandbox_intent']}/", path
+        )
     path = re.sub(rf"webhooks/deliveries/{UUID}", f"webhooks/deliveries/{ids['delivery']}", path)
     path = re.sub(rf"(?<![-\w])credit-notes/{UUID}", f"credit-notes/{ids.get('credit_note', '-')}", path)
     path = re.sub(rf"^/portal/charges/{UUID}", f"/portal/charges/{ids.get('paying_charge', '-')}", path)
@@ -312,6 +318,20 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
     portal_user = make_user(agency_a, "owner@paying.example", Role.CLIENT)
     with schema_context("alpha"):
         ClientUser.objects.create(user=portal_user, client=scenario.paying)
+        portal_charge = scenario.paying.charges.first()
+        ids["portal_charge"] = str(portal_charge.public_id)
+    # A Pay now of the portal's client waiting for its 3-D Secure confirmation, for the sandbox's page (COL-7).
+    ids["sandbox_intent"] = SandboxPaymentIntent.objects.create(
+        reference="pi_sbx_r7_3ds",
+        idempotency_key="r7-3ds",
+        customer="cus_sbx_r7",
+        payment_method="pm_sbx_r7",
+        amount_minor=portal_charge.amount_minor,
+        currency="USD",
+        status="requires_action",
+        created_on=portal_charge.due_on,
+        metadata={"schema": "alpha", "charge": ids["portal_charge"], "kind": "client"},
+    ).reference
     agency_statuses = _get_every_page(
         settings.ROOT_URLCONF,
         {
