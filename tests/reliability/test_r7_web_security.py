@@ -246,7 +246,6 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     )
     path = re.sub(rf"taxes/{UUID}", f"taxes/{ids['tax']}", path)
     if not platform:
-        path = re.sub(rf"portal/charges/{UUID}", f"portal/charges/{ids['portal_charge']}", path)
         path = re.sub(
             r"^/portal/sandbox/authenticate/[^/]+/$", f"/portal/sandbox/authenticate/{ids['sandbox_intent']}/", path
         )
