@@ -44,6 +44,13 @@ AGENCY_EXPECTED: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/invoices/"): OVERVIEW,
     ("get", "/api/v1/invoices/{invoice_id}/"): OVERVIEW,
     ("get", "/api/v1/invoices/{invoice_id}/pdf/"): WITH_AMOUNTS,
+    # COR-1/COR-2: credit notes are issued by whoever edits the client's configuration; reading follows the invoices.
+    ("get", "/api/v1/invoices/{invoice_id}/credit-notes/"): OVERVIEW,
+    ("post", "/api/v1/invoices/{invoice_id}/credit-notes/"): CONFIGURE,
+    ("get", "/api/v1/credit-notes/"): OVERVIEW,
+    ("get", "/api/v1/credit-notes/{credit_note_id}/"): OVERVIEW,
+    ("get", "/api/v1/credit-notes/{credit_note_id}/pdf/"): WITH_AMOUNTS,
+    ("get", "/api/v1/disputes/"): OVERVIEW,
     ("get", "/api/v1/charges/"): OVERVIEW,
     ("get", "/api/v1/charges/{charge_id}/"): OVERVIEW,
     ("post", "/api/v1/charges/{charge_id}/retry-requests/"): REQUEST,
