@@ -20,8 +20,14 @@ def whole_number(text: object, *, max_digits: int = 18) -> int | None:
     return int(text)
 
 
+# Bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069): they reorder what a reader sees.
+_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+
+
 def has_control_characters(text: str) -> bool:
-    """Whether a one-line value (a name) holds a control, format or line-separator character: CR, LF, tab, NUL,
-    U+2028 … A name travels into mail subjects and display names, file names and CSV cells; none of those wants
-    them, so names refuse them at the door (notifications.mime.header_value strips them again where mail is built)."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
+    """Whether a one-line value (a name) holds a control or line-separator character (CR, LF, tab, NUL, U+0085,
+    U+2028 …) or a bidirectional override. A name travels into mail subjects and display names, file names and CSV
+    cells; none of those wants them, so names refuse them at the door (notifications.mime.header_value strips them
+    again where mail is built). Other format characters stay: names are written with them (the zero-width joiner of
+    emoji sequences and Indic scripts, the non-joiner of Persian, a zero-width space)."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI_CONTROLS for ch in text)

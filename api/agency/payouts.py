@@ -113,6 +113,7 @@ class PayoutOnboardingLinksApi(ApiView):
         summary="A one-time link to the processor's hosted onboarding (creates the payout account the first time)",
     )
     def post(self, request):
+        validated(EmptyInput, request)  # a malformed or unexpected body is a 400, like every other write
         agency = request.tenant
         slug = agency.schema_name
         link = payout_onboarding_link(

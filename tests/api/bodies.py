@@ -66,6 +66,13 @@ def agency_bodies(world) -> dict[tuple[str, str], dict]:
         ("post", "/api/v1/invitations/{invitation_id}/resend/"): {},
         ("post", "/api/v1/invitations/{invitation_id}/revoke/"): {},
         ("post", "/api/v1/webhook-endpoints/{endpoint_id}/roll-secret/"): {"previous_valid_for_hours": 24},
+        ("post", "/api/v1/invoices/{invoice_id}/credit-notes/"): {
+            "reason": "Overbilled for the ads line",
+            "outcome": "CREDIT",
+            "amount_minor": 100,
+        },
+        ("post", "/api/v1/agency-payment-method/"): {"token": "pm_card_visa"},
+        ("post", "/api/v1/payout-account/onboarding-links/"): {},
     }
 
 
@@ -85,6 +92,7 @@ def platform_bodies(world, plan_id: int) -> dict[tuple[str, str], dict]:
             "reason": "Billed by the agency directly",
         },
         ("post", "/api/v1/agencies/{slug}/charges/{charge_id}/retry/"): {},
+        ("post", "/api/v1/agency-charges/{charge_id}/retry/"): {},
         ("post", "/api/v1/agencies/{slug}/invitations/{invitation_id}/resend/"): {},
         ("post", "/api/v1/agencies/{slug}/invitations/{invitation_id}/revoke/"): {},
         ("post", "/api/v1/partner-plans/"): {

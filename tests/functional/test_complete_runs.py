@@ -65,6 +65,7 @@ def test_missing_packages_are_installed_as_root_after_apt_get_update(tmp_path):
         "fonts-dejavu-core",
         "libharfbuzz-subset0",
         "docker-compose",
+        "pgbouncer",  # the multi-host test's pool (tests/cluster)
     ]
 
 
@@ -76,7 +77,7 @@ def test_a_failed_install_stops_with_the_command(tmp_path):
 
 def test_nothing_is_done_when_everything_is_there(tmp_path):
     everything = {"libpango-1.0-0", "libpangoft2-1.0-0", "fonts-dejavu-core", "libharfbuzz-subset0", "chromium"}
-    everything |= {"fonts-liberation", "poppler-utils", "curl", "jq"}
+    everything |= {"fonts-liberation", "poppler-utils", "curl", "jq", "pgbouncer"}
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     _stub(bin_dir, "docker-compose", "exit 0")
