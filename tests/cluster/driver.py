@@ -99,13 +99,14 @@ def progress(prefix: str) -> dict:
 def verify(prefix: str, clients: int, received: str) -> dict:
     """Exactly once: one invoice per client, gap-free numbers, one attempt per charge (every card pays), each
     notice key in the database once and received by the SMTP server at most once (exactly once when SENT).
-    Isolation: every client, invoice and notice in an agency's schema is that agency's (their e-mail domains
-    and the agency name in the notice body)."""
+    Isolation: every invoice and notice in an agency's schema is that agency's (the e-mail domains of its clients
+    and recipients, and each notice's account: one of the schema's clients, or the agency itself)."""
     from django.db import connection
     from django.db.models import Count
 
     from billing.models import AgencyDay, Charge, ChargeAttempt, Invoice, RunStatus
     from billing.statuses import ChargeStatus
+    from clients.models import Client
     from notifications.models import Notice, OutboxStatus
     from tenants.models import Agency
 
@@ -127,7 +128,12 @@ def verify(prefix: str, clients: int, received: str) -> dict:
         notices = Counter(Notice.objects.values_list("status", flat=True))
         foreign_clients = Invoice.objects.exclude(client__email__endswith=domain).count()
         foreign_notices = Notice.objects.exclude(to_email__endswith=domain).exclude(to_email=agency.email).count()
-        wrong_agency_text = Notice.objects.exclude(body__contains=agency.name).count()
+        own_clients = {str(public_id) for public_id in Client.objects.values_list("public_id", flat=True)}
+        wrong_agency_text = sum(
+            1
+            for account in Notice.objects.values_list("account", flat=True)
+            if account not in own_clients and not account.startswith("agency:")
+        )
         figures.update(
             invoices=invoices, attempts=attempts, charges_due=sum(per_charge.values()), notices=sum(notices.values())
         )
@@ -139,7 +145,10 @@ def verify(prefix: str, clients: int, received: str) -> dict:
         if set(per_charge) != {1} or not_due:
             problems.append(f"{slug}: attempts per due charge {dict(per_charge)}, {not_due} on charges not due")
         if foreign_clients or foreign_notices or wrong_agency_text:
-            problems.append(f"{slug}: rows of another agency: {foreign_clients} invoices, {foreign_notices} notices")
+            problems.append(
+                f"{slug}: rows of another agency: {foreign_clients} invoices, {foreign_notices} notice recipients, "
+                f"{wrong_agency_text} notice accounts"
+            )
         for account, kind, period, number, status in Notice.objects.values_list(
             "account", "kind", "period", "number", "status"
         ):
