@@ -96,6 +96,10 @@ class LedgerEntryOutput(serializers.Serializer):
         return AllocationOutput(entry_allocations(entry), many=True, context=self.context).data
 
 
+# One page shape for both ledgers (the client's and the agency's own): one schema component, not two of one name.
+LEDGER_PAGE = page_of(LedgerEntryOutput)
+
+
 class _LedgerFilter(serializers.Serializer):
     date_from = serializers.DateField(required=False, help_text="Entries on or after this day (YYYY-MM-DD).")
     date_to = serializers.DateField(required=False, help_text="Entries on or before this day (YYYY-MM-DD).")
@@ -122,7 +126,7 @@ class ClientLedgerApi(ApiView):
     @extend_schema(
         operation_id="client_ledger_list",
         parameters=[path_uuid("client_id"), _LedgerFilter, *list_parameters(ordering_fields)],
-        responses=page_of(LedgerEntryOutput),
+        responses=LEDGER_PAGE,
         summary="A client's ledger entries with their allocations (MON-4, COL-6), oldest first",
     )
     def get(self, request, client_id):
@@ -387,7 +391,7 @@ class PlatformLedgerApi(ApiView):
     @extend_schema(
         operation_id="platform_ledger_list",
         parameters=[_LedgerFilter, *list_parameters(ordering_fields)],
-        responses=page_of(LedgerEntryOutput),
+        responses=LEDGER_PAGE,
         summary="The agency's own ledger with the platform, with allocations, oldest first",
     )
     def get(self, request):
