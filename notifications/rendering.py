@@ -225,18 +225,26 @@ def template_validate(*, kind: str, subject: str, body: str) -> None:
             errors[field] = [f"Line {exc.lineno}: {exc.message}"]
             continue
         except SecurityError as exc:
-            errors[field] = [f"Not allowed: {exc}"]
+            errors[field] = [_refusal(exc)]
             continue
         try:
             _render_bounded(template, sample_context(spec.variables))
         except SecurityError as exc:
-            errors[field] = [f"Not allowed: {exc}"]
+            errors[field] = [_refusal(exc)]
         except UndefinedError as exc:
             errors[field] = [f"Unknown variable: {exc.message}. Use only the documented variables."]
         except Exception as exc:  # noqa: BLE001 - any failure to render is the template's fault
             errors[field] = [f"Cannot render: {type(exc).__name__}: {exc}"]
     if errors:
         raise TemplateInvalid("The template cannot be saved.", fields=errors)
+
+
+def _refusal(exc: SecurityError) -> str:
+    """Our own refusals say what was refused; the sandbox's ("access to attribute '…' of '…' object is unsafe")
+    would echo the internals the template reached for, so they get one plain sentence instead."""
+    if "unsafe" in str(exc):
+        return "Not allowed: a template may print only the listed variables, not their attributes or methods."
+    return f"Not allowed: {exc}"
 
 
 def sample_context(variables: dict[str, str]) -> dict:

@@ -210,7 +210,9 @@ def test_INV_1_pdf_etag_is_named_by_what_the_pdf_is_made_of_and_a_304_renders_no
 
     renders = []
     real_render = billing.pdf.render_pdf
-    monkeypatch.setattr(billing.pdf, "render_pdf", lambda context: renders.append(1) or real_render(context))
+    monkeypatch.setattr(
+        billing.pdf, "render_pdf", lambda *args, **kwargs: renders.append(1) or real_render(*args, **kwargs)
+    )
     scenario = billed_agency(agency_a, months=(BILLING_DATE,))
     http = api(agency_a, token_for(agency_a, "pdf-etag@alpha.test", Role.ADMINISTRATOR))
     with tenant_context(agency_a):

@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
+from agencybilling import seed
 from billing.base_models import EntryType
 from billing.models import Charge, ChargeEvent, Dispute
 from billing.platform.models import AgencyLedgerEntry, SandboxDispute
@@ -16,7 +17,7 @@ from billing.selectors import client_balance
 from billing.statuses import ChargeStatus, DisputeStatus
 from notifications.catalog import NoticeKind
 from notifications.models import Notice
-from tests.billing_helpers import client_create, with_plan
+from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.integration.test_credit_notes import run_day
 
 pytestmark = pytest.mark.django_db
@@ -27,9 +28,11 @@ JAN1 = date(2027, 1, 1)
 @pytest.fixture
 def agency(agency_a):
     agency = with_plan(agency_a)
-    agency.connected_account_id = "acct_sbx_alpha"
     agency.email = "billing@alpha.example"
-    agency.save(update_fields=["connected_account_id", "email"])
+    agency.save(update_fields=["email"])
+    # Payouts enabled through the product (ONB-2): charges are destination charges, so a lost one is recovered
+    # from the agency by a transfer reversal.
+    seed.payouts_ready(agency, today=ONBOARDED_ON)
     return agency
 
 
