@@ -124,6 +124,7 @@ class NextInvoiceOutput(serializers.Serializer):
     cycle_days = serializers.IntegerField(help_text="Days in the full cycle from the period's start.")
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class DaysListField(serializers.Field):
     """Query parameter: days of the month separated by commas ("3,26"); empty for none."""
 

@@ -304,6 +304,7 @@ SPECTACULAR_SETTINGS = {
         "CreditOutcomeEnum": "billing.statuses.CreditOutcome",
         "RefundStatusEnum": "billing.statuses.RefundStatus",
         "DisputeStatusEnum": "billing.statuses.DisputeStatus",
+        "PayoutStatusEnum": "billing.platform.models.PayoutStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
