@@ -252,6 +252,8 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     path = re.sub(rf"webhooks/deliveries/{UUID}", f"webhooks/deliveries/{ids['delivery']}", path)
     path = re.sub(rf"(?<![-\w])credit-notes/{UUID}", f"credit-notes/{ids.get('credit_note', '-')}", path)
     path = re.sub(rf"^/portal/charges/{UUID}", f"/portal/charges/{ids.get('paying_charge', '-')}", path)
+    if not platform:
+        path = re.sub(rf"^/payouts/{UUID}", f"/payouts/{ids['payout']}", path)
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -274,6 +276,17 @@ def _get_every_page(urlconf: str, clients: dict[str, HttpClient], ids: dict[str,
             if not path.startswith(("/api/", "/branding/")):  # API details with sample ids answer 404
                 assert response.status_code in (200, 302, 405), (path, response.status_code)
     return statuses
+
+
+def _a_payout(agency):
+    from billing.platform.models import Payout
+
+    payout = Payout.objects.filter(agency=agency).first()
+    if payout is None:
+        payout = Payout.objects.create(
+            agency=agency, reference="po_r7", arrival_on=date(2027, 1, 8), amount_minor=1000, currency="USD"
+        )
+    return payout
 
 
 @pytest.mark.django_db
@@ -299,6 +312,8 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
             "admin": str(scenario.admin.pk),
             "tax": str(TaxRate.objects.first().public_id),
         }
+        # A payout of the agency's (PAY-2): the one the month made, or one made here if it made none.
+        ids["payout"] = str(_a_payout(agency_a).public_id)
         ids["credit_note"] = str(
             credit_note_issue(
                 invoice=scenario.paying.invoices.first(),
