@@ -254,6 +254,7 @@ def _with_real_ids(path: str, ids: dict[str, str], *, platform: bool) -> str:
     path = re.sub(rf"^/portal/charges/{UUID}", f"/portal/charges/{ids.get('paying_charge', '-')}", path)
     if not platform:
         path = re.sub(rf"^/payouts/{UUID}", f"/payouts/{ids['payout']}", path)
+        path = re.sub(r"^/setup/payouts/sandbox/[^/]+/$", f"/setup/payouts/sandbox/{ids['onboarding']}/", path)
     return re.sub(r"users/1/", f"users/{ids['admin']}/", path)
 
 
@@ -289,6 +290,20 @@ def _a_payout(agency):
     return payout
 
 
+def _an_onboarding_token(agency) -> str:
+    """A fresh link to the sandbox's hosted payout onboarding page (ONB-2), made through the product."""
+    from billing.payout_accounts import payout_onboarding_link
+    from core.links import absolute_url
+
+    link = payout_onboarding_link(
+        agency=agency,
+        actor="r7",
+        return_url=absolute_url("/setup/payouts/return/", agency=agency.schema_name),
+        refresh_url=absolute_url("/setup/payouts/refresh/", agency=agency.schema_name),
+    )
+    return link.url.rstrip("/").rsplit("/", 1)[-1]
+
+
 @pytest.mark.django_db
 def test_R7_every_page_has_csp_and_security_headers(agency_a):
     from billing.corrections import credit_note_issue
@@ -314,6 +329,7 @@ def test_R7_every_page_has_csp_and_security_headers(agency_a):
         }
         # A payout of the agency's (PAY-2): the one the month made, or one made here if it made none.
         ids["payout"] = str(_a_payout(agency_a).public_id)
+        ids["onboarding"] = _an_onboarding_token(agency_a)
         ids["credit_note"] = str(
             credit_note_issue(
                 invoice=scenario.paying.invoices.first(),
