@@ -19,7 +19,7 @@ from agencybilling import seed
 from billing.corrections import credit_note_issue
 from billing.models import Charge, Invoice, SupportRequest
 from billing.payouts import payout_sync
-from billing.platform.models import AgencyInvoice, Payout, SandboxPayout
+from billing.platform.models import AgencyCharge, AgencyInvoice, Payout, SandboxPayout
 from billing.statuses import CreditOutcome
 from billing.support import retry_request
 from clients.services import tax_rate_create
@@ -148,6 +148,8 @@ def populate(agency, *, with_webhook: bool = True) -> World:
                 "tax_rate_id": str(rate.public_id),
                 "support_request_id": str(SupportRequest.objects.get(client=client).public_id),
                 "platform_invoice_id": str(AgencyInvoice.objects.get(agency=agency).public_id),
+                # The agency's own charge for that invoice (PAY-3): billing support retries it by hand (RET-4).
+                "agency_charge_id": str(AgencyCharge.objects.get(invoice__agency=agency).public_id),
                 "credit_note_id": str(note.public_id),
             }
         )
@@ -208,4 +210,6 @@ def fill(path: str, ids: dict[str, str]) -> str:
     import re
 
     values = {"kind": "PAYMENT_FAILED", "slug": "alpha", **ids}
+    if path.startswith("/api/v1/agency-charges/") and "agency_charge_id" in ids:
+        values["charge_id"] = ids["agency_charge_id"]  # the platform's charges to the agency, not a client's
     return re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)
