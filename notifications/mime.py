@@ -19,11 +19,12 @@ MAX_HEADER_CHARS = 900
 
 
 def header_value(value: object) -> str:
-    """A header value as mail may carry it: every control or format character (CR, LF, tab, NUL, U+2028 …) a space,
-    runs of white space one, at most 900 characters. The one place a value becomes a header (subjects, display
-    names, the notice key): text from a template or a client's name cannot add a header, nor make the mail library
-    refuse the message after it was claimed for sending (NOT-7)."""
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in str(value))
+    """A header value as mail may carry it: every control or line-separator character (CR, LF, tab, NUL, NEL, U+2028,
+    U+2029) a space, runs of white space one, at most 900 characters. The one place a value becomes a header
+    (subjects, display names, the notice key): text from a template or a client's name cannot add a header, nor make
+    the mail library refuse the message after it was claimed for sending (NOT-7). Format characters stay, as names
+    keep them (core.parsing.has_control_characters): the zero-width joiner of an emoji sequence is no line break."""
+    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in str(value))
     return _SPACES.sub(" ", text).strip()[:MAX_HEADER_CHARS]
 
 
