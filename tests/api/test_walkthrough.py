@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
@@ -33,8 +35,19 @@ def walkthrough_script() -> str:
     return "set -euo pipefail\n" + "\n".join(blocks)
 
 
+def far_zone(now: datetime) -> str:
+    """A zone whose calendar date differs from UTC's at `now` (UTC+14 from 10:00 UTC, UTC−11 before 11:00), so
+    that a walkthrough taking "today" in UTC instead of the agency's zone fails whatever the hour of the run."""
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        if now.astimezone(ZoneInfo(zone)).date() != now.date():
+            return zone
+    raise AssertionError(f"no zone's date differs from UTC's at {now}")
+
+
 def test_the_api_walkthrough_works_as_written(live_server, agency_a, tmp_path):
     agency = with_plan(agency_a)
+    agency.time_zone = far_zone(datetime.now(UTC))
+    agency.save(update_fields=["time_zone"])
     seed.payouts_ready(agency, today=ONBOARDED_ON)
     make_user(agency, "admin@alpha.test", Role.ADMINISTRATOR)
     db = connection.settings_dict

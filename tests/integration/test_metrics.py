@@ -139,15 +139,19 @@ def test_a_prefork_worker_serves_its_task_counts_by_queue_on_its_metrics_port(ag
 
     port = free_port()
     (tmp_path / "prom").mkdir()
+    # Queues of its own: what earlier tests left on this test process's queues (a whole suite run leaves some)
+    # would be counted too, or keep the pool busy past the wait.
+    namespace = f"{settings.CELERY_TASK_DEFAULT_QUEUE}-metrics-{uuid.uuid4().hex[:8]}"
     env = celery_env(
         DATABASE_URL=child_database_url(),
         WORKER_METRICS_PORT=str(port),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
+        CELERY_QUEUE=namespace,
     )
     worker = CeleryProcess(
-        "worker", env, LOG_DIR / f"metrics-{uuid.uuid4().hex[:8]}.log", ["--pool", "prefork", "--concurrency", "2"]
+        "worker", env, LOG_DIR / f"metrics-{namespace}.log", ["--pool", "prefork", "--concurrency", "2"]
     )
-    queue = f"{settings.CELERY_TASK_DEFAULT_QUEUE}.collection"
+    queue = f"{namespace}.collection"
     key = (
         "agencybilling_tasks_total",
         (("outcome", "SUCCESS"), ("queue", queue), ("task", agency_attempts_resolve.name)),
@@ -165,9 +169,11 @@ def test_a_prefork_worker_serves_its_task_counts_by_queue_on_its_metrics_port(ag
     try:
         worker.start()
         for _ in range(6):
-            agency_attempts_resolve.delay(schema_name=agency_a.schema_name)
-        wait_until(
-            lambda: counts().get(key) == 6, timeout=180, what="six tasks counted on the collection queue"
-        )  # a cold prefork pool on a busy CI machine
+            agency_attempts_resolve.apply_async(kwargs={"schema_name": agency_a.schema_name}, queue=queue)
+        try:
+            wait_until(lambda: counts().get(key) == 6, timeout=180, what="six tasks counted on the collection queue")
+        except AssertionError as timed_out:
+            seen = {k: v for k, v in counts().items() if k[0] == "agencybilling_tasks_total"}
+            raise AssertionError(f"{timed_out}; tasks counted: {seen}\n{worker.log_tail()}") from None
     finally:
         worker.stop()
