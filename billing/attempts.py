@@ -50,7 +50,7 @@ from billing.statuses import (
     AttemptOutcome,
     ChargeStatus,
 )
-from core.calendar import retry_dates
+from core.calendar import add_weekdays, retry_dates
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
 from core.links import absolute_url
@@ -360,7 +360,8 @@ def charge_retry_deferred(
     meanwhile, or saves another card, which the next retry charges); after the last retry date it is
     Uncollectable, as after three failures."""
     failed = sum(1 for _, outcome in previous if outcome in FAILED_OUTCOMES)
-    next_on = _next_retry(charge, failed, run.today)
+    # Only the schedule's own dates: a skipped retry spends its date, so the wait ends with the schedule.
+    next_on = _scheduled_retry(charge, failed, run.today)
     why = "Automatic retry not made: the card needs the cardholder's authentication (3-D Secure)"
     if next_on is None:
         charge_transition(
@@ -548,11 +549,21 @@ def _failed_count(charge: AbstractCharge) -> int:
     return charge.attempts.filter(outcome__in=FAILED_OUTCOMES).count()  # type: ignore[attr-defined]
 
 
-def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
+def _scheduled_retry(charge: AbstractCharge, failed: int, today: date) -> date | None:
     """RET-2: the 5th weekday after the due date for the 2nd attempt, the 10th for the 3rd — an installment's own due
-    date (CYC-4), not its invoice's billing date."""
+    date (CYC-4), not its invoice's billing date — the first of those still after `today`, or None when they have
+    all passed."""
     candidates = [d for d in retry_dates(charge.due_on)[failed - 1 :] if d > today]
     return candidates[0] if candidates else None
+
+
+def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date:
+    """The next automatic attempt after the `failed`-th failure: RET-2's date when it is still ahead; when the failure
+    came after the schedule's dates had all passed (a manual retry run while the billing clock was down and caught up
+    later, a first attempt made late, a bank debit whose failure was reported late), the next weekday after `today`.
+    A Retrying charge always has its next attempt, and RET-3's three failures still end it (docs/decisions.md,
+    "A retry date that has passed")."""
+    return _scheduled_retry(charge, failed, today) or add_weekdays(today, 1)
 
 
 def charge_mark_failed(

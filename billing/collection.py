@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import date
 
+from django.db.models import Q
+
 from billing.attempts import (
     AttemptRun,
     StartedAttempt,
@@ -75,6 +77,13 @@ class CollectionSummary:
 # per-charge cost is a share of a few queries instead of ~30 round trips, and threads never touch the database.
 
 
+def retry_due(today: date) -> Q:
+    """Retrying charges whose automatic retry is due: on or after its date (RET-2), or at once when it has none — a
+    charge left Retrying without a date (before every failure got one, docs/decisions.md, "A retry date that has
+    passed") is retried on the next day rather than never."""
+    return Q(status=ChargeStatus.RETRYING) & (Q(next_retry_on__lte=today) | Q(next_retry_on__isnull=True))
+
+
 def _due_charge_ids(today: date, *, first_attempts: bool, retries: bool) -> list[int]:
     due: list[int] = []
     if first_attempts:
@@ -84,11 +93,7 @@ def _due_charge_ids(today: date, *, first_attempts: bool, retries: bool) -> list
             .values_list("id", flat=True)
         )
     if retries:
-        due += (
-            Charge.objects.filter(status=ChargeStatus.RETRYING, next_retry_on__lte=today)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
+        due += Charge.objects.filter(retry_due(today)).order_by("id").values_list("id", flat=True)
     return due
 
 
@@ -195,7 +200,7 @@ def agency_charges_collect(*, agency, today: date, provider: PaymentProvider | N
     for unresolved in AgencyCharge.objects.filter(agency=agency, attempts__outcome__in=UNRESOLVED_OUTCOMES).distinct():
         attempts_resolve(unresolved, today=today, provider=provider)
     first = AgencyCharge.objects.filter(agency=agency, status=ChargeStatus.SCHEDULED, due_on__lte=today)
-    retries = AgencyCharge.objects.filter(agency=agency, status=ChargeStatus.RETRYING, next_retry_on__lte=today)
+    retries = AgencyCharge.objects.filter(retry_due(today), agency=agency)
     due = [*first.order_by("id").values_list("id", flat=True), *retries.order_by("id").values_list("id", flat=True)]
     if not due:
         return summary
