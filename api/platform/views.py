@@ -482,16 +482,37 @@ class AgencySupportRequestsApi(ApiView):
             return paginate(request=request, view=self, queryset=requests, serializer_class=AgencySupportRequestOutput)
 
 
-class RetryRunApi(ApiView):
+class ChargeRetryOutput(serializers.Serializer):
+    # No docstring: the OpenAPI document would take it as each operation's output description.
+    charge = serializers.UUIDField()
+    status = serializers.ChoiceField(choices=ChargeStatus.choices)
+    attempt_number = serializers.IntegerField(allow_null=True)
+    outcome = serializers.CharField(allow_null=True)
+
+
+class ChargeRetryApiBase(ApiView):
+    # No docstring: the OpenAPI document would take it as each operation's description.
     capabilities = {"post": SUPPORT}
     schema_tags = ("support",)
     idempotency_atomic = False  # the attempt row commits before the processor is called
 
-    class OutputSerializer(serializers.Serializer):
-        charge = serializers.UUIDField()
-        status = serializers.ChoiceField(choices=ChargeStatus.choices)
-        attempt_number = serializers.IntegerField(allow_null=True)
-        outcome = serializers.CharField(allow_null=True)
+    @staticmethod
+    def retried(charge: Charge | AgencyCharge, attempt) -> Response:
+        """The charge as the retry left it, and the attempt it made (none when it made none)."""
+        charge.refresh_from_db()
+        return Response(
+            {
+                "charge": charge.public_id,
+                "status": charge.status,
+                "attempt_number": attempt.number if attempt else None,
+                "outcome": attempt.outcome if attempt else None,
+            }
+        )
+
+
+class RetryRunApi(ChargeRetryApiBase):
+    class OutputSerializer(ChargeRetryOutput):
+        pass  # its own class: the OpenAPI component is named after it (RetryRunOutput)
 
     @extend_schema(
         operation_id="charge_retry_run",
@@ -508,15 +529,7 @@ class RetryRunApi(ApiView):
             if charge is None:
                 raise NotFound()
             attempt = retry_run(charge=charge, user=self.user, today=agency_business_date(agency, timezone.now()))
-            charge.refresh_from_db()
-            return Response(
-                {
-                    "charge": charge.public_id,
-                    "status": charge.status,
-                    "attempt_number": attempt.number if attempt else None,
-                    "outcome": attempt.outcome if attempt else None,
-                }
-            )
+            return self.retried(charge, attempt)
 
 
 # --- the agencies' own invoices (PAY-3) ---------------------------------------------------------------------------
@@ -574,16 +587,9 @@ class AgencyInvoicesApi(ApiView):
         return paginate(request=request, view=self, queryset=invoices, serializer_class=AgencyInvoiceOutput)
 
 
-class AgencyChargeRetryApi(ApiView):
-    capabilities = {"post": SUPPORT}
-    schema_tags = ("support",)
-    idempotency_atomic = False  # the attempt row commits before the processor is called
-
-    class OutputSerializer(serializers.Serializer):
-        charge = serializers.UUIDField()
-        status = serializers.ChoiceField(choices=ChargeStatus.choices)
-        attempt_number = serializers.IntegerField(allow_null=True)
-        outcome = serializers.CharField(allow_null=True)
+class AgencyChargeRetryApi(ChargeRetryApiBase):
+    class OutputSerializer(ChargeRetryOutput):
+        pass  # its own class: the OpenAPI component is named after it (AgencyChargeRetryOutput)
 
     @extend_schema(
         operation_id="agency_charge_retry_run",
@@ -601,15 +607,7 @@ class AgencyChargeRetryApi(ApiView):
             raise NotFound()
         today = agency_business_date(charge.agency, timezone.now())
         attempt = agency_charge_retry_run(charge=charge, user=self.user, today=today)
-        charge.refresh_from_db()
-        return Response(
-            {
-                "charge": charge.public_id,
-                "status": charge.status,
-                "attempt_number": attempt.number if attempt else None,
-                "outcome": attempt.outcome if attempt else None,
-            }
-        )
+        return self.retried(charge, attempt)
 
 
 # --- audit log -----------------------------------------------------------------------------------------------
