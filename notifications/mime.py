@@ -10,12 +10,19 @@ import binascii
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable
 from email.header import Header
 from email.utils import formataddr, formatdate, getaddresses
+from functools import lru_cache
 
 CRLF = b"\r\n"
 _SPACES = re.compile(r"\s+")
 MAX_HEADER_CHARS = 900
+# A bare address whose every part is a dot-atom of ASCII (RFC 5322): the address as is is its own header value and
+# its own envelope address, and the email package's parser (a large share of a notice's serialising) is not needed.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 
 
 def header_value(value: object) -> str:
@@ -24,10 +31,13 @@ def header_value(value: object) -> str:
     (subjects, display names, the notice key): text from a template or a client's name cannot add a header, nor make
     the mail library refuse the message after it was claimed for sending (NOT-7). Format characters stay, as names
     keep them (core.parsing.has_control_characters): the zero-width joiner of an emoji sequence is no line break."""
-    text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in str(value))
+    text = str(value)
+    if not (text.isascii() and text.isprintable()):  # printable ASCII has no control or separator character
+        text = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
     return _SPACES.sub(" ", text).strip()[:MAX_HEADER_CHARS]
 
 
+@lru_cache(maxsize=1024)  # a notice kind's subject, the sender: the same text for many notices
 def _header_text(value: str) -> str:
     """A header value: as is when it is short printable ASCII, else RFC 2047 encoded words (UTF-8), folded."""
     value = header_value(value)
@@ -36,11 +46,21 @@ def _header_text(value: str) -> str:
     return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
+@lru_cache(maxsize=1024)
 def _address(value: str) -> str:
-    (name, addr), *_ = getaddresses([header_value(value)])
+    value = header_value(value)
+    if _PLAIN_ADDRESS.fullmatch(value):
+        return value
+    (name, addr), *_ = getaddresses([value])
     if name and not name.isascii():
         return formataddr((name, addr), charset="utf-8")
     return formataddr((name, addr))
+
+
+def envelope_address(address: str, prepare: Callable[[str], str]) -> str:
+    """The address for the SMTP envelope: a plain ASCII address is its own (what Django's SMTP backend's
+    `prep_address` returns for it); any other goes through `prepare` (display names, IDNA domains, refusals)."""
+    return address if _PLAIN_ADDRESS.fullmatch(address) else prepare(address)
 
 
 def _qp(text: str) -> bytes:

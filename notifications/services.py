@@ -21,7 +21,7 @@ from accounts.models import audit_record
 from core.metrics import NOTICES
 from notifications.catalog import CATALOG
 from notifications.layout import Branding, branded_message
-from notifications.mime import alternative_message_bytes, header_value
+from notifications.mime import alternative_message_bytes, envelope_address, header_value
 from notifications.models import Notice, NoticeTemplate, OutboxStatus
 from notifications.rendering import Rendered, TemplateInvalid, render, render_default, template_validate
 
@@ -130,6 +130,9 @@ def notices_enqueue(*, drafts: list[NoticeDraft]) -> list[int]:
 
 
 SEND_BATCH = 100  # notices per send task: one SMTP connection each
+# Notices claimed by one statement and recorded SENT by one statement (`notices_deliver`): a sender that dies
+# mid-group leaves up to this many Uncertain (docs/decisions/clock-and-notices.md, "Notices are claimed in groups").
+CLAIM_GROUP = 20
 
 
 def _send_later_from(schema_name: str, notice_pks: list[int]) -> None:
@@ -160,20 +163,28 @@ def _close_quietly(mail) -> None:
         logger.debug("closing the mail connection failed", exc_info=True)
 
 
-def _record(notice_pk: int, *, from_statuses: tuple[str, ...], **fields) -> int:
-    """A conditional update of the row that survives a database restart: after the mail has left, losing
-    the record of it would leave the notice SENDING (then UNCERTAIN), so retry for about two minutes."""
+def _retrying(what: str, write: Callable[[], int]) -> int:
+    """A write that survives a database restart: after the mail has left, losing the record of it would leave the
+    notice SENDING (then UNCERTAIN), so retry for about two minutes."""
     for delay in (0, 0.5, 1, 2, 4, 8, 15, 30, 30, 30):
         time.sleep(delay)
         try:
-            return Notice.objects.filter(pk=notice_pk, status__in=from_statuses).update(**fields)
+            return write()
         except (OperationalError, InterfaceError) as exc:
             if connection.in_atomic_block:
                 raise
-            logger.warning("recording notice %s failed (%s); retrying", notice_pk, exc)
+            logger.warning("recording %s failed (%s); retrying", what, exc)
             connection.close()
-    logger.error("could not record notice %s as %s", notice_pk, fields.get("status"))
+    logger.error("could not record %s", what)
     return 0
+
+
+def _record(notice_pk: int, *, from_statuses: tuple[str, ...], **fields) -> int:
+    """A conditional update of one notice's row, retried across a database restart (`_retrying`)."""
+    return _retrying(
+        f"notice {notice_pk} as {fields.get('status')}",
+        lambda: Notice.objects.filter(pk=notice_pk, status__in=from_statuses).update(**fields),
+    )
 
 
 def notice_deliver(*, notice_pk: int) -> str:
@@ -184,7 +195,7 @@ def notice_deliver(*, notice_pk: int) -> str:
 _CLAIMABLE = (OutboxStatus.PENDING, OutboxStatus.FAILED)
 
 
-def _message(notice: Notice, mail) -> EmailMessage:
+def _message(notice: Notice, mail, branding: Branding | None = None) -> EmailMessage:
     """The plain text as written and the agency's branded HTML layout beside it (notifications/layout.py).
     A Message-ID derived from the key: should anyone ever resend an Uncertain notice by hand, mail clients that
     de-duplicate by Message-ID show it once."""
@@ -196,7 +207,7 @@ def _message(notice: Notice, mail) -> EmailMessage:
             body=notice.body,
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[notice.to_email],
-            branding=_branding(),
+            branding=branding or _branding(),
             headers=headers,
             connection=mail,
         )
@@ -231,8 +242,8 @@ def _prepared(message: EmailMessage, mail) -> Callable[[], None]:
         to=message.to,
         headers=message.extra_headers,
     )
-    recipients = [mail.prep_address(address) for address in message.recipients()]
-    sender = mail.prep_address(message.from_email)
+    recipients = [envelope_address(address, mail.prep_address) for address in message.recipients()]
+    sender = envelope_address(message.from_email, mail.prep_address)
     return lambda: smtp.sendmail(sender, recipients, data)  # type: ignore[func-returns-value]
 
 
@@ -265,23 +276,26 @@ def notice_test_send(*, kind: str, subject: str, body: str, context: dict, to_em
 
 
 def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
-    """Send queued notices over one connection to the mail server, each at most once (NOT-7): for each notice,
-    claim, send, record. Returns what became of each: sent, already sent, busy, uncertain, gave up, missing.
+    """Send queued notices over one connection to the mail server, each at most once (NOT-7), in groups of
+    `CLAIM_GROUP`: claim the group, send each of its notices, record the group's SENT. Returns what became of each
+    notice: sent, already sent, busy, uncertain, failed, gave up, missing.
 
-    Each claim (PENDING or FAILED → SENDING) is committed on its own, just before that notice is handed to the
-    mail server (the same statement records the previous notice of the batch SENT: one round trip each), so two
-    senders never both send a notice, and a sender that dies mid-batch leaves at most the one notice it was
-    sending SENDING (`outbox_sweep` later marks it UNCERTAIN instead of sending it again), or the one it had just
-    sent, whose record was to go with the next claim (UNCERTAIN too: never sent twice);
-    the notices after it are still PENDING and are sent by a later task. The connection is opened before the
-    first claim, so an unreachable server is a plain failure (FAILED, retried with backoff). A refusal by the
-    server (an SMTP error reply) is FAILED too; the batch goes on and the task raises at the end so the refused
-    ones are retried. Any other error mid-send (connection lost, timeout) may have happened after the server
-    took the message, so that notice is UNCERTAIN and not retried; the rest go over a new connection."""
+    A group's claim (PENDING or FAILED → SENDING) is one statement, committed before any of its notices is handed to
+    the mail server, so two senders never both send a notice; the notices the server accepted are recorded SENT
+    together by one statement once the group is done. A sender that dies mid-group leaves that group's claimed
+    notices SENDING — those it had sent and those it had not yet — and `outbox_sweep` later marks them UNCERTAIN
+    instead of sending them again: never sent twice, at the cost of up to a group listed for a person to check
+    (docs/decisions/clock-and-notices.md); the groups after it are still PENDING and are sent by a later task. A
+    sender that stops with an error of its own hands the group's notices it had not sent back as FAILED.
+    The connection is opened before a claim, so an unreachable server is a plain failure (FAILED, retried with
+    backoff). A refusal by the server (an SMTP error reply) is FAILED too; the batch goes on and the task raises at
+    the end so the refused ones are retried. Any other error mid-send (connection lost, timeout) may have happened
+    after the server took the message, so that notice is UNCERTAIN and not retried; the rest go over a new
+    connection."""
     results: dict[int, str] = {}
     notices = Notice.objects.in_bulk(notice_pks)
     todo: list[Notice] = []
-    for pk in notice_pks:
+    for pk in dict.fromkeys(notice_pks):  # a notice listed twice is still sent once
         notice = notices.get(pk)
         if notice is None:
             results[pk] = "missing"
@@ -295,97 +309,131 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
             todo.append(notice)
     refused: Exception | None = None
     mail = None
-    sent: tuple[int, datetime] | None = None  # sent, its SENT recorded with the next claim or at the end
+    branding = _batch_branding() if todo else None
     try:
-        for position, notice in enumerate(todo):
+        for start in range(0, len(todo), CLAIM_GROUP):
+            group, later = todo[start : start + CLAIM_GROUP], todo[start + CLAIM_GROUP :]
             if mail is None:
-                mail = get_connection(fail_silently=False)
-                try:
-                    mail.open()
-                except Exception as exc:
-                    # Nothing was claimed: every notice still to send failed this time (retried with backoff).
-                    Notice.objects.filter(pk__in=[n.pk for n in todo[position:]], status__in=_CLAIMABLE).update(
-                        status=OutboxStatus.FAILED,
-                        attempts=F("attempts") + 1,
-                        claimed_at=timezone.now(),
-                        last_error=f"{type(exc).__name__}: {exc}"[:2000],
-                    )
-                    raise
-            results[notice.pk], error, sent = _deliver_one(notice, mail, sent)
-            if results[notice.pk] in ("sent", "failed", "uncertain"):
-                NOTICES.labels(result=results[notice.pk]).inc()
-            if results[notice.pk] == "failed":
-                refused = refused or error
-            elif results[notice.pk] == "uncertain":
-                _close_quietly(mail)  # the connection is in an unknown state: the next notice gets a new one
-                mail = None
+                mail = _connection_open(unclaimed=group + later)
+            claimed = _claim([notice.pk for notice in group])
+            results.update((notice.pk, "busy") for notice in group if notice.pk not in claimed)
+            mail, error = _group_send(
+                [notice for notice in group if notice.pk in claimed], mail, branding, results, later
+            )
+            refused = refused or error
     finally:
-        _record_sent(sent)
         if mail is not None:
             _close_quietly(mail)
     if refused is not None:
         raise refused  # the task is retried with backoff; what was sent meanwhile is "already sent" then
-    return results
+    return {pk: results[pk] for pk in dict.fromkeys(notice_pks)}
 
 
-def _claim(notice_pk: int, sent: tuple[int, datetime] | None) -> bool:
-    """Claim a notice (PENDING or FAILED → SENDING, committed), and in the same statement record the previous
-    notice of the batch as SENT when there is one: one round trip to the database per notice instead of two.
-    Should the statement fail, the previous notice is still recorded (with `_record`'s retries) before the error
-    goes up."""
-    if sent is None:
-        return bool(
-            Notice.objects.filter(pk=notice_pk, status__in=_CLAIMABLE).update(
-                status=OutboxStatus.SENDING, attempts=F("attempts") + 1, claimed_at=timezone.now()
-            )
-        )
-    sent_pk, sent_at = sent
-    table = Notice._meta.db_table
+def _batch_branding() -> Branding | None:
+    """The agency's branding, read once for a batch; None (each message then tries again, falling back to plain
+    text) when it cannot be read."""
     try:
+        return _branding()
+    except Exception:  # noqa: BLE001 - the layout must never stop a notice
+        logger.exception("reading the agency's branding failed")
+        return None
+
+
+def _connection_open(*, unclaimed: list[Notice]):
+    """An open connection to the mail server. When it cannot be opened, the notices still to send (none of them
+    claimed) failed this time and are retried with backoff, and the error goes up."""
+    mail = get_connection(fail_silently=False)
+    try:
+        mail.open()
+    except Exception as exc:
+        Notice.objects.filter(pk__in=[n.pk for n in unclaimed], status__in=_CLAIMABLE).update(
+            status=OutboxStatus.FAILED,
+            attempts=F("attempts") + 1,
+            claimed_at=timezone.now(),
+            last_error=f"{type(exc).__name__}: {exc}"[:2000],
+        )
+        raise
+    return mail
+
+
+def _claim(notice_pks: list[int]) -> set[int]:
+    """Claim notices for sending (PENDING or FAILED → SENDING), one statement, committed: the ids claimed. A notice
+    another sender claimed first (or that was sent meanwhile) is not among them."""
+    table = Notice._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, attempts = attempts + 1, claimed_at = %s "  # noqa: S608 - the model's table
+            "WHERE id = ANY(%s) AND status IN (%s, %s) RETURNING id",
+            [OutboxStatus.SENDING, timezone.now(), notice_pks, *_CLAIMABLE],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _group_send(
+    group: list[Notice], mail, branding: Branding | None, results: dict[int, str], later: list[Notice]
+) -> tuple[object, Exception | None]:
+    """Send a claimed group over `mail` (a new connection after an uncertain send), then record the notices the
+    server accepted SENT in one statement. Returns the connection (None when it is to be reopened) and the first
+    refusal. Should sending stop with an error, what was sent is still recorded SENT and the claimed notices not yet
+    handed to the server go back to FAILED (nothing of them left this process: retried)."""
+    handed: list[tuple[int, datetime]] = []  # accepted by the server, recorded SENT together at the end
+    waiting = list(reversed(group))  # claimed, not yet handed to the server; the next one last
+    refused: Exception | None = None
+    try:
+        while waiting:
+            if mail is None:
+                mail = _connection_open(unclaimed=later)
+            notice = waiting.pop()  # from here on it may leave: never handed back
+            outcome, error = _deliver_one(notice, mail, branding)
+            results[notice.pk] = outcome
+            NOTICES.labels(result=outcome).inc()
+            if outcome == "sent":
+                handed.append((notice.pk, timezone.now()))
+            elif outcome == "failed":
+                refused = refused or error
+            else:  # uncertain: the connection is in an unknown state, the next notice gets a new one
+                _close_quietly(mail)
+                mail = None
+    finally:
+        _record_sent(handed)
+        if waiting:
+            _release(waiting)
+    return mail, refused
+
+
+def _record_sent(handed: list[tuple[int, datetime]]) -> None:
+    """Record notices the mail server accepted as SENT, each with the time it was handed over: one statement."""
+    if not handed:
+        return
+    table = Notice._meta.db_table
+
+    def write() -> int:
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET "  # noqa: S608 - the table name is the model's own
-                "status = CASE WHEN id = %(claim)s THEN %(sending)s ELSE %(sent)s END, "
-                "attempts = CASE WHEN id = %(claim)s THEN attempts + 1 ELSE attempts END, "
-                "claimed_at = CASE WHEN id = %(claim)s THEN %(now)s ELSE claimed_at END, "
-                "sent_at = CASE WHEN id = %(claim)s THEN sent_at ELSE %(sent_at)s END, "
-                "last_error = CASE WHEN id = %(claim)s THEN last_error ELSE '' END "
-                "WHERE (id = %(claim)s AND status IN (%(pending)s, %(failed)s)) "
-                "OR (id = %(previous)s AND status = %(sending)s) RETURNING id",
-                {
-                    "claim": notice_pk,
-                    "previous": sent_pk,
-                    "sending": OutboxStatus.SENDING,
-                    "sent": OutboxStatus.SENT,
-                    "pending": OutboxStatus.PENDING,
-                    "failed": OutboxStatus.FAILED,
-                    "now": timezone.now(),
-                    "sent_at": sent_at,
-                },
+                f"UPDATE {table} AS n SET status = %s, sent_at = v.sent_at, last_error = '' "  # noqa: S608 - the model's table
+                "FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, sent_at) WHERE n.id = v.id AND n.status = %s",
+                [OutboxStatus.SENT, [pk for pk, _ in handed], [at for _, at in handed], OutboxStatus.SENDING],
             )
-            updated = {row[0] for row in cursor.fetchall()}
-    except Exception:
-        _record_sent(sent)
-        raise
-    return notice_pk in updated
+            return cursor.rowcount
+
+    _retrying(f"{len(handed)} notices as SENT", write)
 
 
-def _record_sent(sent: tuple[int, datetime] | None) -> None:
-    if sent is not None:
-        _record(
-            sent[0], from_statuses=(OutboxStatus.SENDING,), status=OutboxStatus.SENT, sent_at=sent[1], last_error=""
-        )
-
-
-def _deliver_one(
-    notice: Notice, mail, sent: tuple[int, datetime] | None = None
-) -> tuple[str, Exception | None, tuple[int, datetime] | None]:
-    """Claim (recording the previous notice's SENT in the same statement), send, and hand back this notice's SENT
-    to be recorded with the next claim (or at the end of the batch). A failure is recorded at once."""
-    if not _claim(notice.pk, sent):
-        return "busy", None, None
+def _release(waiting: list[Notice]) -> None:
+    """Claimed notices never handed to the mail server, back to FAILED (retried with backoff). If even that fails,
+    they stay SENDING and become UNCERTAIN: never sent twice."""
     try:
-        send = _prepared(_message(notice, mail), mail)
+        Notice.objects.filter(pk__in=[n.pk for n in waiting], status=OutboxStatus.SENDING).update(
+            status=OutboxStatus.FAILED, last_error="The sender stopped before sending it; it was not sent."
+        )
+    except Exception:  # noqa: BLE001 - the error that stopped the sender is the one to report
+        logger.exception("handing back %d claimed notices failed; they will be Uncertain", len(waiting))
+
+
+def _deliver_one(notice: Notice, mail, branding: Branding | None = None) -> tuple[str, Exception | None]:
+    """Send one claimed notice. A failure is recorded at once; a success is recorded with its group."""
+    try:
+        send = _prepared(_message(notice, mail, branding), mail)
     except Exception as exc:  # noqa: BLE001 - nothing reached the mail server: a plain failure, retried (NOT-7)
         logger.warning("notice %s could not be prepared, not sent: %s", notice.pk, exc)
         _record(
@@ -405,7 +453,7 @@ def _deliver_one(
             status=OutboxStatus.FAILED,
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
-        return "failed", exc, None
+        return "failed", exc
     except Exception as exc:  # noqa: BLE001 - it may have left: never send it again
         logger.warning("notice %s may or may not have been sent: %s", notice.pk, exc)
         _record(
@@ -414,8 +462,8 @@ def _deliver_one(
             status=OutboxStatus.UNCERTAIN,
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
         )
-        return "uncertain", None, None
-    return "sent", None, (notice.pk, timezone.now())
+        return "uncertain", None
+    return "sent", None
 
 
 @dataclass

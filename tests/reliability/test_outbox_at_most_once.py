@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from datetime import date, timedelta
 
 import pytest
@@ -168,3 +169,128 @@ def test_NOT_7_a_timeout_after_the_message_was_handed_over_is_uncertain_not_retr
         assert notice.status == "UNCERTAIN" and "timed out" in notice.last_error.lower()
         assert notice_deliver(notice_pk=notice.pk) == "uncertain"
     assert handler.received == 1
+
+
+class _HoldingAt:
+    """An SMTP handler that records each message's X-Notice-Key and holds its reply to the `at`-th message: the
+    sender is then between handing a message over and hearing back, the moment the test kills it."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.keys: list[str] = []
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        import email
+        import email.policy
+
+        self.keys.append(str(email.message_from_bytes(envelope.content, policy=email.policy.default)["X-Notice-Key"]))
+        if len(self.keys) == self.at:
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        return "250 OK"
+
+
+_SENDER = """
+import json, sys
+import django
+django.setup()
+from django_tenants.utils import schema_context
+from notifications.services import notices_deliver
+with schema_context(sys.argv[1]):
+    notices_deliver(notice_pks=json.loads(sys.argv[2]))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_NOT_7_a_sender_killed_mid_group_leaves_that_group_uncertain_and_sends_nothing_twice(
+    agency_a, settings, monkeypatch
+):
+    """A real crash (SIGKILL) of the sending process while the mail server holds its reply to a notice in the middle
+    of the second claimed group: the first group is SENT, the whole second group — the notices it had handed over
+    and those it had not — is SENDING and becomes UNCERTAIN, the third is still PENDING and is sent by the next
+    sender. Every notice reaches the server at most once; the cost is up to a group of Uncertain notices."""
+    import json
+    import subprocess
+    import sys
+
+    from aiosmtpd.controller import Controller
+
+    from notifications import services
+    from notifications.services import CLAIM_GROUP, NoticeDraft, notices_deliver, notices_enqueue
+    from tests.reliability.harness import ROOT, celery_env, child_database_url, free_port, wait_until
+
+    monkeypatch.setattr(services, "_send_later", lambda *args: None)  # no send tasks: the test is the sender
+    count, killed_at = 2 * CLAIM_GROUP + 5, CLAIM_GROUP + 5
+    handler = _HoldingAt(killed_at)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with schema_context(agency_a.schema_name):
+            pks = notices_enqueue(
+                drafts=[
+                    NoticeDraft(
+                        account=f"client-{n}",
+                        kind=NoticeKind.PAYMENT_RECEIVED,
+                        period="2027-01",
+                        number=1,
+                        to_email=f"ap{n}@acme.example",
+                        context=CONTEXT,
+                        business_date=date(2027, 1, 1),
+                    )
+                    for n in range(count)
+                ]
+            )
+        assert len(pks) == count
+        sender = subprocess.Popen(
+            [sys.executable, "-c", _SENDER, agency_a.schema_name, json.dumps(pks)],
+            cwd=ROOT,
+            env=celery_env(DATABASE_URL=child_database_url(), EMAIL_URL=f"smtp://127.0.0.1:{port}"),
+        )
+        try:
+            wait_until(handler.holding.is_set, timeout=120, what="the sender to reach the held notice")
+        finally:
+            sender.kill()
+            sender.wait(timeout=30)
+        handler.release.set()
+        key_of = {}
+        with schema_context(agency_a.schema_name):
+            rows = list(Notice.objects.filter(pk__in=pks).values_list("pk", "account", "status"))
+            for pk, account, _ in rows:
+                key_of[pk] = f"{account}/{NoticeKind.PAYMENT_RECEIVED}/2027-01/1"
+            status = {pk: state for pk, _, state in rows}
+            assert [status[pk] for pk in pks] == (
+                ["SENT"] * CLAIM_GROUP + ["SENDING"] * CLAIM_GROUP + ["PENDING"] * (count - 2 * CLAIM_GROUP)
+            )
+            assert handler.keys == [key_of[pk] for pk in pks[:killed_at]]  # nothing received that was not claimed
+            result, requeued = _sweep_now()
+            assert result.uncertain == CLAIM_GROUP and sorted(requeued) == sorted(pks[2 * CLAIM_GROUP :])
+            settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+            settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+            settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+            results = notices_deliver(notice_pks=pks)  # the task again, and the sweeper's copies
+            assert list(results.values()) == (
+                ["already sent"] * CLAIM_GROUP + ["uncertain"] * CLAIM_GROUP + ["sent"] * (count - 2 * CLAIM_GROUP)
+            )
+            assert notices_deliver(notice_pks=pks) == results | dict.fromkeys(pks[2 * CLAIM_GROUP :], "already sent")
+            final = dict(Notice.objects.filter(pk__in=pks).values_list("pk", "status"))
+    finally:
+        handler.release.set()
+        controller.stop()
+    received = Counter(handler.keys)
+    assert max(received.values()) == 1  # never twice
+    assert set(received) == {key_of[pk] for pk in pks[:killed_at] + pks[2 * CLAIM_GROUP :]}
+    # What the crash cost: the second group's notices never handed over are Uncertain although they never left.
+    never_left = pks[killed_at : 2 * CLAIM_GROUP]
+    assert {final[pk] for pk in never_left} == {"UNCERTAIN"} and len(never_left) < CLAIM_GROUP
+
+
+def _sweep_now():
+    requeued: list[int] = []
+    result = outbox_sweep(
+        now=timezone.now() + timedelta(minutes=5), grace=GRACE, sending_timeout=timedelta(0), send=requeued.append
+    )
+    return result, requeued

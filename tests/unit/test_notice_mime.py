@@ -34,3 +34,47 @@ def test_NOT_4_notice_bytes_read_back_with_unicode_subject_long_lines_and_both_p
     assert message.get_content_type() == "multipart/alternative"
     assert message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n").rstrip("\n") == body
     assert message.get_body(preferencelist=("html",)).get_content().replace("\r\n", "\n").rstrip("\n") == html
+
+
+PLAIN = [
+    "a@b",
+    "billing@localhost",
+    "ap1@client1.example",
+    "o'brien@x.example",
+    "a+b-c_d{e}|f~g=h?i^j`k!#$%&*/@x-y.example",
+    "A.B.C@EXAMPLE.COM",
+]
+OTHER = [
+    "a..b@x.example",
+    ".a@x.example",
+    "a.@x.example",
+    "a@-x.example",
+    "a@x.example.",
+    '"a b"@x.example',
+    "a@[192.0.2.1]",
+    "Name <a@b.example>",
+    "a@bü.example",
+    "a b@x.example",
+    "a,b@x.example",
+    "a@b\r\nBcc: c@d.example",
+]
+
+
+def test_NOT_4_a_plain_address_skips_the_parser_and_comes_out_as_djangos_backend_makes_it():
+    """The fast path for plain addresses gives exactly what Django's SMTP backend's `prep_address` gives (the
+    envelope) and what the email package's parsing gives (the header); every other address still goes through them."""
+    from email.utils import formataddr, getaddresses
+
+    from django.core.mail.backends.smtp import EmailBackend
+
+    from notifications.mime import _address, envelope_address
+
+    backend = EmailBackend(host="mail.invalid")
+    for address in PLAIN:
+        assert envelope_address(address, lambda value: "parsed") == address == backend.prep_address(address)
+        assert _address(address) == address == formataddr(getaddresses([address])[0])
+    for address in OTHER:
+        assert envelope_address(address, lambda value: "parsed") == "parsed", address
+    assert _address("Agence Élan <billing@elan.example>") == formataddr(
+        ("Agence Élan", "billing@elan.example"), charset="utf-8"
+    )
