@@ -198,3 +198,33 @@ def test_NOT_4_a_refused_notice_in_a_batch_is_failed_and_retried_the_others_sent
         monkeypatch.setattr(smtplib.SMTP, "sendmail", real_sendmail)
         assert notices_deliver(notice_pks=pks) == {pks[0]: "sent", pks[1]: "already sent"}
     assert len(smtp_server.messages) == 2
+
+
+def test_NOT_7_a_notice_listed_twice_in_a_batch_is_sent_once(agency_a, smtp_server):
+    from notifications.services import notices_deliver, notices_enqueue
+
+    with schema_context(agency_a.schema_name):
+        first, second = notices_enqueue(drafts=[_draft("client-1"), _draft("client-2")])
+        assert notices_deliver(notice_pks=[first, second, first, second]) == {first: "sent", second: "sent"}
+        assert dict(Notice.objects.values_list("account", "attempts")) == {"client-1": 1, "client-2": 1}
+    assert sorted(m["To"] for m in smtp_server.messages) == ["client-1@acme.example", "client-2@acme.example"]
+
+
+def test_NOT_7_a_notice_that_cannot_be_prepared_is_failed_and_the_batch_goes_on(agency_a, smtp_server, monkeypatch):
+    from notifications import services
+    from notifications.services import notices_deliver, notices_enqueue
+
+    real_prepared = services._prepared
+
+    def failing_for_client_1(message, mail):
+        if message.to == ["client-1@acme.example"]:
+            raise ValueError("bad header")
+        return real_prepared(message, mail)
+
+    monkeypatch.setattr(services, "_prepared", failing_for_client_1)
+    with schema_context(agency_a.schema_name):
+        pks = notices_enqueue(drafts=[_draft("client-1"), _draft("client-2")])
+        with pytest.raises(ValueError, match="bad header"):
+            notices_deliver(notice_pks=pks)  # raised at the end, so that the task is retried with backoff
+        assert dict(Notice.objects.values_list("account", "status")) == {"client-1": "FAILED", "client-2": "SENT"}
+    assert [m["To"] for m in smtp_server.messages] == ["client-2@acme.example"]
