@@ -63,10 +63,10 @@ def test_POR_1_declined_client_reads_plain_words_balance_and_history(scenario):
     http = login_client(scenario.agency, "owner@declining.example")
     html = http.get("/portal/").content.decode()
     text = _text(html)
-    # Two failed charges: February's is retried on the 5th weekday after its billing date (RET-2); January's had
-    # its retries caught up on 1 Feb.
+    # Two failed charges: February's is retried on the 5th weekday after its billing date (RET-2); January's, whose
+    # second attempt was caught up on 1 Feb after both its retry dates had passed, on the next weekday.
     assert "Unpaid Payment failed — we'll try again on 8 Feb." in text
-    assert "Unpaid Payment failed — no further automatic attempts will be made." in text
+    assert "Unpaid Payment failed — we'll try again on 2 Feb." in text
     assert "Your card was declined." in text and "card_declined" not in html
     with schema_context("alpha"):
         open_total = sum(c.amount_minor for c in Charge.objects.filter(client=scenario.declining))
