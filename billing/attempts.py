@@ -30,7 +30,14 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from billing.base_models import AbstractAttempt, AbstractCharge
-from billing.charges import IllegalTransition, TransitionEffects, charge_locked, charge_transition, charges_paid
+from billing.charges import (
+    IllegalTransition,
+    TransitionEffects,
+    charge_history_model,
+    charge_locked,
+    charge_transition,
+    charges_paid,
+)
 from billing.dunning import clients_overdue_refresh
 from billing.holds import charge_over_ceiling
 from billing.ledger import agency_payment_apply, payments_apply
@@ -566,6 +573,21 @@ def _next_retry(charge: AbstractCharge, failed: int, today: date) -> date:
     return _scheduled_retry(charge, failed, today) or add_weekdays(today, 1)
 
 
+def _status_when_attempted(charge: AbstractCharge) -> str:
+    """The status a locked charge had when its latest attempt was made: its own, unless that attempt is a bank debit
+    that was settling (Pending) — then the status the charge left for Pending, from its history."""
+    if charge.status != ChargeStatus.PENDING:
+        return charge.status
+    before = (
+        charge_history_model(charge)
+        .objects.filter(charge=charge, to_status=ChargeStatus.PENDING)
+        .order_by("-id")
+        .values_list("from_status", flat=True)
+        .first()
+    )
+    return before or charge.status
+
+
 def charge_mark_failed(
     charge: AbstractCharge,
     attempt: AbstractAttempt,
@@ -575,11 +597,23 @@ def charge_mark_failed(
     latest=LATEST_ATTEMPT_UNKNOWN,
     retries_enabled: bool | None = None,
 ) -> None:
-    """`latest`: the charge's latest attempt when the caller knows it is `attempt` (saves a query per notice)."""
+    """A failed attempt (RET-1..3): Retrying with its next automatic attempt, or Uncollectable — after the third
+    failure, with retries off (RET-5), or when the charge was already Uncollectable when the attempt was made (a
+    manual retry, RET-4, or a Pay now, POR-1): an Uncollectable charge gets no automatic attempts, and a retry that
+    fails does not give it new ones (recorded, it stays Uncollectable).
+
+    `latest`: the charge's latest attempt when the caller knows it is `attempt` (saves a query per notice)."""
     retries_enabled = _retries_enabled(charge) if retries_enabled is None else retries_enabled
     failed = _failed_count(charge)
     why = f"Attempt {attempt.number} failed ({attempt.decline_code or 'declined'})"
-    if failed >= MAX_FAILED_ATTEMPTS or not retries_enabled:
+    was_uncollectable = _status_when_attempted(charge) == ChargeStatus.UNCOLLECTABLE
+    if failed >= MAX_FAILED_ATTEMPTS or not retries_enabled or was_uncollectable:
+        if not retries_enabled:
+            because = ": retries are off"
+        elif failed >= MAX_FAILED_ATTEMPTS:
+            because = f": {failed} failures"
+        else:
+            because = ": a retry of an Uncollectable charge; no automatic attempts follow"
         charge_transition(
             charge,
             ChargeStatus.UNCOLLECTABLE,
@@ -588,7 +622,7 @@ def charge_mark_failed(
             attempt=latest,
             moves=moves,
             next_retry_on=None,
-            reason=why + (": retries are off" if not retries_enabled else f": {failed} failures"),
+            reason=(why + because)[:240],
         )
         return
     charge_transition(

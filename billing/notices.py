@@ -104,7 +104,9 @@ def charge_notice_drafts(
         "charge_url": absolute_url(f"/invoices/{charge.invoice.public_id}/", agency=agency.schema_name),
     }
     period = f"{charge.invoice.number}/{charge.installment}"
-    number = attempt.number if attempt else 1
+    # Keyed by attempt (NOT-7); a move made without one (no payment method, COL-4) is number 0, so the first attempt
+    # made later (a manual retry, RET-4) has a notice of its own.
+    number = attempt.number if attempt else 0
     drafts: list[NoticeDraft] = []
 
     def to_client(kind: str) -> None:
@@ -191,7 +193,7 @@ def platform_notices_enqueue(moves: list) -> None:
                             account=f"agency:{email}",
                             kind=kind,
                             period=f"{charge.invoice.number}/{charge.installment}",
-                            number=attempt.number if attempt else 1,
+                            number=attempt.number if attempt else 0,  # as a client's (charge_notice_drafts)
                             to_email=email,
                             context=context,
                             business_date=today,

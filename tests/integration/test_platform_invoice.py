@@ -89,7 +89,7 @@ def test_PAY_3_RET_3_RET_4_no_payment_method_uncollectable_then_billing_support_
     seed.run_days(agency, [BILLING_DATE])
     charge = _charge(agency)
     assert charge.status == ChargeStatus.UNCOLLECTABLE
-    assert _notices(agency) == [("PLATFORM_PAYMENT_UNCOLLECTABLE", 1)]
+    assert _notices(agency) == [("PLATFORM_PAYMENT_UNCOLLECTABLE", 0)]  # no attempt was made: number 0
     http = login_client(agency, "admin@alpha.test")
     http.post("/setup/payment-method", {"method": "pm_card_mastercard"})
 
@@ -105,7 +105,7 @@ def test_PAY_3_RET_3_RET_4_no_payment_method_uncollectable_then_billing_support_
     assert charge.status == ChargeStatus.PAID
     assert charge.attempts.get().kind == "MANUAL"
     assert AuditEntry.objects.filter(action="agency_charge.retry").exists()
-    assert _notices(agency) == [("PLATFORM_PAYMENT_RECEIVED", 1), ("PLATFORM_PAYMENT_UNCOLLECTABLE", 1)]
+    assert _notices(agency) == [("PLATFORM_PAYMENT_RECEIVED", 1), ("PLATFORM_PAYMENT_UNCOLLECTABLE", 0)]
     # A Paid charge is not retried: a clear 409 over the platform API, nothing changes.
     platform = api(None, token_for(None, "ops@platform.test", Role.BILLING_SUPPORT))
     again = platform.post(f"/api/v1/agency-charges/{charge.public_id}/retry/", {}, format="json")
