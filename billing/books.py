@@ -138,7 +138,7 @@ def client_balances(*, client_ids: list[int], as_of: date | None = None) -> dict
 class OverdueState:
     """Whether an account is flagged overdue, since when, and the numbers DUN-1 decides it from, on `today`."""
 
-    overdue: bool  # the flag, as the day's evaluation (or a payment since) left it
+    overdue: bool  # the flag, as the day's evaluation (or a payment or credit since) left it
     since: date | None
     past_due_minor: int  # what is still open of charges dated before today minus the grace period
     oldest_past_due_on: date | None  # the billing date of the oldest of those charges

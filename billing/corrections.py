@@ -34,6 +34,7 @@ from accounts.permissions import Capability, has_capability
 from billing.base_models import EntryType
 from billing.charges import TransitionEffects, charge_transition
 from billing.drafting import allocate
+from billing.dunning import clients_overdue_refresh
 from billing.ledger import open_charges_in_order
 from billing.models import (
     Allocation,
@@ -318,6 +319,9 @@ def credit_keep_on_account(
             by_invoice[row.charge.invoice_id] += row.amount_minor
     for invoice_id, amount in by_invoice.items():
         _charges_reduce(invoice_id=invoice_id, amount_minor=amount, today=today, actor=actor, why=why)
+    if rows:
+        # What was past due may be covered now: the flag is cleared here, in this transaction, as by a payment (DUN-1).
+        clients_overdue_refresh(client_ids=[client.pk], today=today)
     return sum(row.amount_minor for row in rows)
 
 

@@ -2,7 +2,7 @@
 
 An account is overdue when what is still open of charges dated more than the grace period ago reaches the
 agency's threshold. The flag (`Client.overdue_since`) is set by the day's evaluation and cleared as soon as
-that is no longer true — by the evaluation, or at once by a payment (`clients_overdue_refresh`). The first
+that is no longer true — by the evaluation, or at once by a payment or a credit (`clients_overdue_refresh`). The first
 Account Overdue notice goes the day the flag is set; follow-ups go the configured number of days after
 the previous one while the flag still holds. The outbox key is (client, kind, overdue since, number), so
 a rerun sends nothing twice and a new overdue episode starts a new series.
@@ -74,9 +74,11 @@ def overdue_evaluate(*, agency: Agency, today: date) -> OverdueSummary:
 
 
 def clients_overdue_refresh(*, client_ids: Iterable[int], today: date) -> set[int]:
-    """Clear the overdue flag of those accounts that no longer meet DUN-1 ("paying clears the flag"): called
-    by whatever records a payment (`billing.attempts.payments_record`). Returns the ids cleared. Setting the
-    flag is left to the day's evaluation."""
+    """Clear the overdue flag of those accounts that no longer meet DUN-1 ("paying clears the flag"), in the caller's
+    transaction: called wherever what is past due goes down — a payment recorded (`billing.attempts.payments_record`),
+    credit kept on the account and allocated to open charges (`billing.corrections.credit_keep_on_account`: a credit
+    note, a failed refund), an account switched to Agency Invoiced (`billing.support.agency_invoiced_set`). Returns
+    the ids cleared. Setting the flag is left to the day's evaluation: what is past due only grows as days pass."""
     flagged = list(
         Client.objects.filter(pk__in=list(client_ids), overdue_since__isnull=False).values_list("pk", flat=True)
     )

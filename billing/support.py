@@ -11,6 +11,7 @@ from accounts.models import Role, User, audit_record
 from accounts.permissions import Capability, has_capability
 from billing.attempts import charge_retry_manual
 from billing.charges import IllegalTransition, charge_mark_agency_invoiced
+from billing.dunning import clients_overdue_refresh
 from billing.models import Charge, RequestKind, SupportRequest
 from billing.statuses import COLLECTIBLE, ChargeStatus
 from clients.models import Client
@@ -99,6 +100,8 @@ def agency_invoiced_set(*, client: Client, user: User, reason: str, today: date)
         locked.save(update_fields=["agency_invoiced", "agency_invoiced_reason", "updated_at"])
         for charge in Charge.objects.filter(client=locked, status__in=COLLECTIBLE):
             charge_mark_agency_invoiced(charge, today=today, actor=user.email, reason=f"Agency Invoiced: {reason}")
+        # It pays the agency directly now and is never past due here (COL-1): its overdue flag goes at once.
+        clients_overdue_refresh(client_ids=[locked.pk], today=today)
         audit_record(
             actor=user,
             action="client.agency_invoiced.set",
