@@ -8,7 +8,7 @@ from django.db import migrations, models
 # code): credit notes (COR-1) are immutable like invoices (the PDF path may be set once), their lines
 # append-only, and the database refuses what the credit-note service refuses under its lock: lines crediting
 # more than an invoice line billed, refunds of more than a charge collected (failed refunds do not count).
-CREDIT_NOTE_SQL = r"""
+CREDIT_NOTE_FUNCTIONS_SQL = r"""
 CREATE OR REPLACE FUNCTION guard_credit_note() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -70,25 +70,29 @@ BEGIN
     RETURN NEW;
 END $$;
 
-CREATE TRIGGER billing_invoice_credit_applied_immutable BEFORE UPDATE ON billing_invoice
-    FOR EACH ROW EXECUTE FUNCTION guard_invoice_credit_applied();
-CREATE TRIGGER billing_creditnote_immutable BEFORE UPDATE OR DELETE ON billing_creditnote
-    FOR EACH ROW EXECUTE FUNCTION guard_credit_note();
-CREATE TRIGGER billing_creditnoteline_immutable BEFORE UPDATE OR DELETE ON billing_creditnoteline
-    FOR EACH ROW EXECUTE FUNCTION refuse_change();
-CREATE TRIGGER billing_creditnoteline_within_billed BEFORE INSERT ON billing_creditnoteline
-    FOR EACH ROW EXECUTE FUNCTION credit_line_within_billed();
-CREATE TRIGGER billing_refund_within_collected BEFORE INSERT ON billing_refund
-    FOR EACH ROW EXECUTE FUNCTION refund_within_collected();
 """
 
-CREDIT_NOTE_DROP_SQL = """
-DROP TRIGGER IF EXISTS billing_invoice_credit_applied_immutable ON billing_invoice;
-DROP TRIGGER IF EXISTS billing_creditnote_immutable ON billing_creditnote;
-DROP TRIGGER IF EXISTS billing_creditnoteline_immutable ON billing_creditnoteline;
-DROP TRIGGER IF EXISTS billing_creditnoteline_within_billed ON billing_creditnoteline;
-DROP TRIGGER IF EXISTS billing_refund_within_collected ON billing_refund;
-"""
+# Each trigger once: (name, when it fires, table, function). The same rows create the triggers, after the functions
+# above (CREDIT_NOTE_SQL), and drop them on the way back (CREDIT_NOTE_DROP_SQL, which keeps the functions).
+TRIGGERS = (
+    ("billing_invoice_credit_applied_immutable", "BEFORE UPDATE", "billing_invoice", "guard_invoice_credit_applied"),
+    ("billing_creditnote_immutable", "BEFORE UPDATE OR DELETE", "billing_creditnote", "guard_credit_note"),
+    ("billing_creditnoteline_immutable", "BEFORE UPDATE OR DELETE", "billing_creditnoteline", "refuse_change"),
+    ("billing_creditnoteline_within_billed", "BEFORE INSERT", "billing_creditnoteline", "credit_line_within_billed"),
+    ("billing_refund_within_collected", "BEFORE INSERT", "billing_refund", "refund_within_collected"),
+)
+
+
+def trigger_sql(name: str, when: str, table: str, function: str) -> tuple[str, str]:
+    """The statement that creates a row trigger, and the one that drops it."""
+    create = f"CREATE TRIGGER {name} {when} ON {table}\n    FOR EACH ROW EXECUTE FUNCTION {function}();\n"
+    drop = f"DROP TRIGGER IF EXISTS {name} ON {table};\n"
+    return create, drop
+
+
+TRIGGER_STATEMENTS = [trigger_sql(*trigger) for trigger in TRIGGERS]
+CREDIT_NOTE_SQL = CREDIT_NOTE_FUNCTIONS_SQL + "".join(create for create, _ in TRIGGER_STATEMENTS)
+CREDIT_NOTE_DROP_SQL = "\n" + "".join(drop for _, drop in TRIGGER_STATEMENTS)
 
 
 class Migration(migrations.Migration):
