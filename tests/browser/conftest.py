@@ -143,6 +143,36 @@ def _small_png(path: Path) -> None:
     small.save(path, optimize=True)
 
 
+# A committed screenshot is replaced only when the page's look changed: another size, or more than this share of
+# its pixels visibly different. Dates, ids and anti-aliasing differ from run to run; rewriting every file on every
+# run would bury a real change of look in noise.
+LOOK_CHANGED_SHARE = 0.01
+
+
+def look_changed(old: Path, new: Path) -> bool:
+    from PIL import Image, ImageChops
+
+    if not old.exists():
+        return True
+    with Image.open(old) as before, Image.open(new) as after:
+        if before.size != after.size:
+            return True
+        difference = ImageChops.difference(before.convert("RGB"), after.convert("RGB")).convert("L")
+        visible = difference.point(lambda level: 255 if level > 24 else 0).histogram()[255]
+        return visible > LOOK_CHANGED_SHARE * before.size[0] * before.size[1]
+
+
+def keep_screenshot(page, path: Path, *, full_page: bool = True) -> None:
+    """Photograph the page (small palette) into `path`, unless the committed one looks the same."""
+    fresh = path.with_name(f".{path.stem}-{os.getpid()}.png")
+    page.screenshot(path=str(fresh), full_page=full_page)
+    _small_png(fresh)
+    if look_changed(path, fresh):
+        os.replace(fresh, path)
+    else:
+        fresh.unlink()
+
+
 def screenshot(page, name: str) -> None:
     """The current page at desktop (1440 px) and phone (390 px) width, full page, into artifacts/screenshots/; at
     each width: no horizontal overflow and no axe-core violation."""
@@ -153,9 +183,7 @@ def screenshot(page, name: str) -> None:
         page.wait_for_timeout(50)
         if overflow := horizontal_overflow(page):
             problems.append(f"{name}-{label}: wider than the viewport: {overflow}")
-        path = SCREENSHOTS / f"{name}-{label}.png"
-        page.screenshot(path=str(path), full_page=True)
-        _small_png(path)
+        keep_screenshot(page, SCREENSHOTS / f"{name}-{label}.png")
         problems += accessibility_violations(page, f"{name}-{label}")
     page.set_viewport_size(DESKTOP)
     assert not problems, "\n".join(problems)

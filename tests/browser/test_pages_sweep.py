@@ -20,7 +20,7 @@ from accounts.models import Role
 from billing.models import Invoice
 from billing.payment_methods import payment_method_attach
 from clients.models import Client, TaxRate
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import SCREENSHOTS, keep_screenshot, screenshot, sign_in
 from tests.conftest import make_user
 from tests.ui_helpers import billed_agency, run_day
 
@@ -120,7 +120,7 @@ def test_every_agency_page_fits_passes_axe_and_keeps_focus(page, site, scenario)
     page.get_by_role("button", name="Menu").click()
     expect(nav).to_be_visible()
     expect(nav.get_by_role("link", name="Clients")).to_be_visible()
-    page.screenshot(path=str(Path(__file__).resolve().parents[2] / "artifacts/screenshots/agency-menu-open-phone.png"))
+    keep_screenshot(page, SCREENSHOTS / "agency-menu-open-phone.png", full_page=False)
     page.keyboard.press("Escape")
     expect(nav).to_be_hidden()
 
