@@ -161,17 +161,28 @@ def invoice_preview(*, agency: Agency, client: Client, billing_date: date) -> In
     return invoice_previews(agency=agency, client_ids=[client.pk], billing_date=billing_date)[client.pk]
 
 
-def invoice_previews(*, agency: Agency, client_ids: list[int], billing_date: date) -> dict[int, InvoiceDraft]:
+def invoice_previews(
+    *,
+    agency: Agency,
+    client_ids: list[int],
+    billing_date: date,
+    period: Period | None = None,
+    usage_window: Period | None = None,
+) -> dict[int, InvoiceDraft]:
     """The invoices `billing_run` would build on `billing_date`, per client id, in a few queries (the usage
-    recorded so far)."""
+    recorded so far): a full cycle from `billing_date` carrying the closed cycle's usage, or — a bridging invoice
+    (CYC-1) — the `period` given, prorated, carrying `usage_window`'s."""
     prices = plan_prices(agency.plan)
     usage, _ = _client_usage(
-        client_ids=client_ids, window=cycle_closed_by(billing_date), prices=prices, time_zone=agency.time_zone
+        client_ids=client_ids,
+        window=usage_window or cycle_closed_by(billing_date),
+        prices=prices,
+        time_zone=agency.time_zone,
     )
     return {
         terms.client_id: _client_draft(
             terms=terms,
-            period=cycle_starting(billing_date),
+            period=period or cycle_starting(billing_date),
             currency=agency.currency,
             usage=usage.get(terms.client_id, []),
         )

@@ -1,8 +1,10 @@
 """The dated notices of an agency day: Upcoming Statement with its follow-ups (NOT-1, NOT-2, NOT-5) and
 Upcoming Payment (NOT-3).
 
-Each is due on an exact date computed from the client's billing days; the day pipeline runs every day in
-order (missed days are caught up, CYC-5), so "due today" never skips a date. Reruns send nothing twice:
+Each is due on an exact date computed from the client's billing days and the periods already invoiced — the
+schedule's billing dates, less those an old schedule's period still covers, plus the bridging invoices of a
+billing-day change (CYC-1); the day pipeline runs every day in order (missed days are caught up, CYC-5), so "due
+today" never skips a date. Reruns send nothing twice:
 the outbox key is (client, kind, billing date, notice number) — NOT-7. Agency Invoiced clients get none
 of these (COL-1).
 """
@@ -19,11 +21,19 @@ from billing.drafting import InvoiceDraft, notice_line
 from billing.invoicing import invoice_previews
 from billing.models import BillingSettings, Charge, Invoice, PaymentMethod
 from billing.notices import client_context, client_notice
-from billing.schedule import MonthDates, month_dates
-from billing.selectors import balances, billable_clients, billable_on, billing_settings
+from billing.schedule import MonthDates, bridge_dates, bridges_ahead, month_dates, never_invoiced
+from billing.selectors import (
+    LOOKBACK_MONTHS,
+    balances,
+    billable_clients,
+    billable_on,
+    billing_settings,
+    client_schedule,
+    invoiced_periods,
+)
 from billing.statuses import ChargeStatus
 from clients.models import Client
-from core.calendar import add_months
+from core.calendar import Period, add_months
 from core.money import format_minor, split_evenly
 from notifications.catalog import NoticeKind
 from tenants.models import Agency
@@ -44,16 +54,30 @@ class _Due:
     client_id: int
     dates: MonthDates
     number: int = 1
+    # A bridging invoice (CYC-1): its period and the closed cycle whose usage it carries; None for a full cycle.
+    bridge: tuple[Period, Period] | None = None
 
 
 def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> tuple[list[_Due], list[_Due]]:
     """(Upcoming Statements, Upcoming Payments) due today: pure date arithmetic over every billable,
-    non-Agency-Invoiced client, no per-client query."""
+    non-Agency-Invoiced client and its invoiced periods (one query), no per-client query. The invoices announced are
+    those the billing run will build: the schedule's billing dates, except those an invoiced period of an old
+    schedule still covers, and the bridging invoices of a billing-day change (CYC-1)."""
     statements: list[_Due] = []
     payments: list[_Due] = []
+
+    def due(client_id: int, dates: MonthDates, bridge: tuple[Period, Period] | None = None) -> None:
+        for number, day in enumerate(dates.statements, start=1):
+            if day == today:
+                statements.append(_Due(client_id, dates, number, bridge))
+        if dates.upcoming_payment == today:
+            payments.append(_Due(client_id, dates, 1, bridge))
+
+    periods = invoiced_periods(since=add_months(today, -LOOKBACK_MONTHS))
     for row in billable_clients():
         if row["agency_invoiced"]:
             continue
+        invoiced = periods.get(row["id"], [])
         for offset in range(MONTHS_AHEAD):
             month = add_months(today.replace(day=1), offset)
             dates = month_dates(
@@ -63,13 +87,16 @@ def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> 
                 month=month.month,
                 settings=settings,
             )
-            if not billable_on(row, dates.billing_date):
-                continue
-            for number, day in enumerate(dates.statements, start=1):
-                if day == today:
-                    statements.append(_Due(row["id"], dates, number))
-            if dates.upcoming_payment == today:
-                payments.append(_Due(row["id"], dates))
+            if billable_on(row, dates.billing_date) and not never_invoiced(dates.billing_date, invoiced):
+                due(row["id"], dates)
+        build_day, bill_day = client_schedule(row, agency)
+        for bridge in bridges_ahead(today=today, build_day=build_day, bill_day=bill_day, invoiced=invoiced):
+            if billable_on(row, bridge.billing_date):
+                due(
+                    row["id"],
+                    bridge_dates(billing_date=bridge.billing_date, settings=settings),
+                    (bridge.period, bridge.usage),
+                )
     return statements, payments
 
 
@@ -79,9 +106,19 @@ def _line_items(draft: InvoiceDraft) -> list[dict[str, str]]:
 
 def _previews(agency: Agency, items: list[_Due]) -> dict[tuple[int, date], InvoiceDraft]:
     by_date: dict[date, list[int]] = defaultdict(list)
-    for item in items:
-        by_date[item.dates.billing_date].append(item.client_id)
     previews = {}
+    for item in items:
+        if item.bridge is None:
+            by_date[item.dates.billing_date].append(item.client_id)
+            continue
+        period, usage = item.bridge  # a bridging invoice: its own period, prorated (rare: one at a time)
+        previews[(item.client_id, item.dates.billing_date)] = invoice_previews(
+            agency=agency,
+            client_ids=[item.client_id],
+            billing_date=item.dates.billing_date,
+            period=period,
+            usage_window=usage,
+        )[item.client_id]
     for billing_date, ids in by_date.items():
         for client_id, draft in invoice_previews(agency=agency, client_ids=ids, billing_date=billing_date).items():
             previews[(client_id, billing_date)] = draft
