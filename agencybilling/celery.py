@@ -6,6 +6,7 @@ import os
 import time
 
 from celery import signals
+from django.conf import settings
 from tenant_schemas_celery.app import CeleryApp
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agencybilling.settings.local")
@@ -18,8 +19,6 @@ app.autodiscover_tasks()
 @app.on_after_finalize.connect
 def _beat_schedule(sender, **kwargs):
     """The beat schedule lives in code: one frequent tick that fans out per agency."""
-    from django.conf import settings
-
     sender.conf.beat_schedule = {
         "billing-clock-tick": {
             "task": "billing.tasks.billing_clock_tick",
@@ -69,11 +68,13 @@ def _serve_worker_metrics(sender=None, **kwargs):
     port = int(os.environ.get("WORKER_METRICS_PORT") or 0)
     if not port:
         return
+    # Imported here: this module loads with Django in every process (agencybilling/__init__.py); the metrics server
+    # runs in workers only.
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
     registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # Imported here: as above, in multiprocess mode only.
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -83,6 +84,7 @@ def _serve_worker_metrics(sender=None, **kwargs):
 @signals.worker_process_shutdown.connect
 def _forget_pool_process(pid=None, **kwargs):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Imported here: as above (a worker's pool process, in multiprocess mode only).
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(pid or os.getpid())
@@ -92,8 +94,6 @@ def _forget_pool_process(pid=None, **kwargs):
 @signals.after_setup_task_logger.connect
 def _json_logs(logger=None, **kwargs):
     """LOG_FORMAT=json: the worker's and beat's own log lines as JSON too, with agency and task ids."""
-    from django.conf import settings
-
     if getattr(settings, "LOG_FORMAT", "plain") != "json" or logger is None:
         return
     # Imported here: only with LOG_FORMAT=json, once settings are loaded (this module loads with Django).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import parse_qs, unquote, urlparse
 
+import dj_database_url
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed. The message names the environment variable."""
@@ -64,8 +66,6 @@ def site_url_from_env(name: str, *, base_domain: str, default: str) -> str:
 
 
 def database_from_url(name: str, default: str | None = None) -> dict:
-    import dj_database_url
-
     url = env_str(name, default)
     if not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError(f"{name} must be a postgres:// URL, got {url.split('@')[-1]!r}")

@@ -25,6 +25,29 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
+from django.db import connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context, tenant_context
+
+from accounts.models import User
+from billing.day import agency_day_run
+from billing.models import PaymentMethod, UsageRecord
+from billing.payment_methods import agency_payment_method_attach, payment_method_attach
+from billing.payout_accounts import (
+    payout_account_create,
+    payout_account_of,
+    payout_account_refresh,
+    payout_onboarding_link,
+)
+from billing.platform.models import SandboxPaymentMethod
+from billing.providers.sandbox import sandbox_onboarding_submit
+from billing.settlement import payout_account_apply
+from clients.models import AgencyServiceLine, Client, TaxRate
+from clients.services import client_create, service_line_add
+from core.links import absolute_url
+from tenants.models import PartnerPlan
+from tenants.services import partner_plan_create
+
 # --- partner plans ----------------------------------------------------------------------------------------------
 
 _PRODUCTS = {
@@ -82,9 +105,6 @@ PLANS: dict[str, dict] = {
 
 def partner_plan(preset: str = "standard", *, currency: str = "USD"):
     """The preset's partner plan in that currency (created once; found by name afterwards)."""
-    from tenants.models import PartnerPlan
-    from tenants.services import partner_plan_create
-
     spec = PLANS[preset]
     if currency != "USD":
         spec = {**spec, "name": f"{spec['name']} ({currency})"}
@@ -99,10 +119,6 @@ def partner_plan(preset: str = "standard", *, currency: str = "USD"):
 
 def staff(agency, people: Iterable[tuple[str, str]], *, password: str, names: dict[str, tuple[str, str]] | None = None):
     """Users of the agency (or of the platform for None), one per (email, role); returns them by email."""
-    from django_tenants.utils import schema_context
-
-    from accounts.models import User
-
     names = names or {}
     made = {}
     with schema_context(agency.schema_name if agency is not None else "public"):
@@ -143,9 +159,6 @@ def client(
     lines (description, amount[, one_time]) and the payment method of its `outcome` (sandbox test tokens:
     `method_tag` makes a distinct method with the same behaviour, since a card may be saved once, COL-5).
     `fields`: the rest of `client_create`'s parameters (salesperson, taxes, billing_day, autopay_days)."""
-    from billing.payment_methods import payment_method_attach
-    from clients.services import client_create, service_line_add
-
     made = client_create(
         name=name, email=email, activated_on=activated_on, license_price_minor=license_price_minor, **fields
     )
@@ -185,13 +198,6 @@ def clients_bulk(
     line (a few one-time), usage in the cycle starting `usage_period_start` for some, two autopay days for a few,
     Agency Invoiced for a few. `sandbox_cards`: each client also gets a saved Visa test card in the sandbox
     processor's books, the rows `payment_method_save` leaves behind (one fingerprint per client, COL-5)."""
-    from django.db import connection, transaction
-    from django_tenants.utils import tenant_context
-
-    from billing.models import PaymentMethod, UsageRecord
-    from billing.platform.models import SandboxPaymentMethod
-    from clients.models import AgencyServiceLine, Client, TaxRate
-
     rng = random.Random(seed)
     with tenant_context(agency), transaction.atomic():
         taxes = list(TaxRate.objects.order_by("id"))
@@ -312,14 +318,6 @@ def payouts_ready(
 ):
     """The agency's payout account, onboarded through the product (Billing Setup's link, the sandbox's hosted page)
     on `today`: `complete` (payouts enabled), `pending_verification`, `restricted` or `leave` (half done)."""
-    from django.utils import timezone
-    from django_tenants.utils import tenant_context
-
-    from billing.payout_accounts import payout_account_of, payout_onboarding_link
-    from billing.providers.sandbox import sandbox_onboarding_submit
-    from billing.settlement import payout_account_apply
-    from core.links import absolute_url
-
     now = timezone.now()
     with tenant_context(agency):
         link = payout_onboarding_link(
@@ -340,11 +338,6 @@ def payouts_ready(
 def payouts_connected(agency, *, provider, actor: str = "seed"):
     """The agency's payout account at a processor that enables accounts at once (the Stripe test server without
     onboarding, benchmarks): created through the product, its state read back from the processor."""
-    from django.utils import timezone
-    from django_tenants.utils import tenant_context
-
-    from billing.payout_accounts import payout_account_create, payout_account_refresh
-
     with tenant_context(agency):
         account = payout_account_create(agency=agency, actor=actor, provider=provider)
         payout_account_refresh(account_id=account.account_id, now=timezone.now(), provider=provider)
@@ -354,8 +347,6 @@ def payouts_connected(agency, *, provider, actor: str = "seed"):
 
 def agency_payment_method(agency, *, method: str = "pm_card_visa"):
     """The agency's own payment method on the platform account (PAY-3), saved through the product."""
-    from billing.payment_methods import agency_payment_method_attach
-
     return agency_payment_method_attach(agency=agency, token=method)
 
 
@@ -369,7 +360,5 @@ def days(first: date, last: date) -> list[date]:
 
 def run_days(agency, on: Iterable[date]) -> None:
     """The agency's day pipeline on each of those days, in order: what the billing clock would have run."""
-    from billing.day import agency_day_run
-
     for day in on:
         agency_day_run(agency=agency, today=day)

@@ -6,21 +6,21 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+import redis
+from django.conf import settings
+from django.db import OperationalError, connection
+
 from agencybilling.env import ConfigError
 
 T = TypeVar("T")
 
 
 def _describe_database() -> str:
-    from django.conf import settings
-
     db = settings.DATABASES["default"]
     return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
 
 
 def check_database() -> None:
-    from django.db import OperationalError, connection
-
     try:
         connection.ensure_connection()
     except OperationalError as exc:
@@ -29,9 +29,6 @@ def check_database() -> None:
 
 
 def check_broker() -> None:
-    import redis
-    from django.conf import settings
-
     try:
         redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Min
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET
@@ -52,9 +54,6 @@ def _queue_depths() -> dict[str, int]:
 def _waiting() -> dict[str, float]:
     """What waits in the database: provider events not processed yet (and the oldest one's age), agencies whose
     clock is behind their local day (a day stuck or workers down)."""
-    from django.db.models import Min
-    from django.utils import timezone
-
     from billing.clock import agencies_due  # Imported here: read only when /metrics is scraped.
     from billing.platform.models import WebhookEvent, WebhookStatus  # Imported here: as above.
 

@@ -22,7 +22,6 @@ import sys
 import time
 from datetime import date, timedelta
 
-from agencybilling import seed
 from bench.common import (
     ROOT,
     Row,
@@ -56,6 +55,7 @@ MB = 1024 * 1024
 def _agencies(prefix: str, count: int, clients: int) -> list:
     from django.db import connection
 
+    from agencybilling import seed
     from bench.population import bench_plan, clients_populate
     from bench.schemas import agencies_fast_create
     from tenants.models import Agency

@@ -20,7 +20,7 @@ from django.utils import timezone
 from accounts.models import Role, User
 from accounts.permissions import Capability, has_capability
 from billing.models import Invoice
-from clients.models import Client
+from clients.models import Client, ClientUser
 from clients.selectors import client_visibility
 from tenants.models import Agency
 from tenants.selectors import agency_business_date
@@ -96,8 +96,6 @@ def support_view(view: Callable) -> Callable:
 
 
 def portal_client(user: User) -> Client | None:
-    from clients.models import ClientUser
-
     link = ClientUser.objects.select_related("client").filter(user=user).first()
     return link.client if link else None
 

@@ -7,14 +7,22 @@ values. An action or field it does not know is still shown, with its code made r
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 
-from accounts.models import AuditEntry, Role
+from django.db.models import Q
+
+from accounts.models import ApiToken, AuditEntry, Role, User
+from billing.models import BillingSettings, Charge
 from billing.statuses import AttemptOutcome
+from clients.models import Client, TaxRate
 from core.categories import BillingCategory
 from core.money import format_minor
+from notifications.catalog import NoticeKind
+from notifications.models import NoticeTemplate
+from web.csv_export import cell
 
 ACTIONS: dict[str, str] = {
     "client.create": "Added a client",
@@ -199,22 +207,12 @@ ObjectNamer = Callable[[list[AuditEntry]], dict[tuple[str, str], tuple[str, str]
 def agency_object_names(entries: list[AuditEntry], *, link: Callable[[str, str], str]) -> dict:
     """(object_type, object_id) → (name, url) for what the entries are about, read in one query per kind. Runs in
     the agency's schema. `link(kind, id)` builds the URL of a client ("client") or invoice page."""
-    from django.db.models import Q
-
-    from accounts.models import ApiToken, User
-    from billing.models import BillingSettings, Charge
-    from clients.models import Client, TaxRate
-    from notifications.catalog import NoticeKind
-    from notifications.models import NoticeTemplate
-
     ids: dict[str, set[str]] = {}
     for entry in entries:
         ids.setdefault(entry.object_type, set()).add(entry.object_id)
     names: dict[tuple[str, str], tuple[str, str]] = {}
 
     def uuids(kind: str) -> list[str]:
-        import uuid
-
         found = []
         for value in ids.get(kind, ()):
             try:
@@ -289,8 +287,6 @@ def action_choices(codes: Iterable[str]) -> list[tuple[str, str]]:
 
 def audit_filtered(rows, *, action: str = "", start=None, end=None):
     """Audit rows of one action and a date range (days in UTC, both included)."""
-    from datetime import UTC, datetime, time, timedelta
-
     if action:
         rows = rows.filter(action=action)
     if start:
@@ -301,8 +297,6 @@ def audit_filtered(rows, *, action: str = "", start=None, end=None):
 
 
 def csv_rows(items: Iterable[ReadableEntry], *, with_agency: bool = False):
-    from web.csv_export import cell
-
     for item in items:
         row = [item.when.strftime("%Y-%m-%d %H:%M:%S")]
         if with_agency:

@@ -23,6 +23,7 @@ from billing.statuses import ChargeStatus
 from billing.support import agency_charge_retry_run, agency_invoiced_clear, agency_invoiced_set, retry_run
 from billing.webhooks import webhook_replay
 from clients.models import Client
+from core.calendar import add_months
 from core.errors import ApplicationError, NotFound
 from core.money import format_minor
 from tenants.models import Agency
@@ -251,8 +252,6 @@ def agency_detail(request: HttpRequest, slug: str) -> HttpResponse:
         client_invoices = list(
             month_invoices(month).select_related("client").prefetch_related("charges").order_by("number")[:200]
         )
-    from core.calendar import add_months
-
     return render(
         request,
         "console/agency.html",

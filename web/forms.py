@@ -16,6 +16,7 @@ from core.categories import DEFAULT_CATEGORY_ORDER, BillingCategory
 from core.errors import ApplicationError
 from core.money import MAX_AMOUNT_MINOR, Money, currency_exponent, format_minor, parse_rate_percent
 from core.parsing import whole_number
+from integrations.models import EventKind
 from notifications.rendering import MAX_TEMPLATE_LENGTH
 
 # Amounts are typed the same way whatever the browser's language: ASCII digits, an optional dot and decimals,
@@ -562,8 +563,6 @@ class WebhookEndpointForm(ServiceForm):
     )
 
     def __init__(self, *args, **kwargs):
-        from integrations.models import EventKind
-
         super().__init__(*args, **kwargs)
         self.fields["event_kinds"].choices = EventKind.choices  # type: ignore[attr-defined]
 

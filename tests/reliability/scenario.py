@@ -15,8 +15,6 @@ from collections import Counter, defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from agencybilling import seed as seeding
-
 STRIPE_KEY = "sk_test_reliability"
 AGENCY_EMAIL = "ops@agency.example"
 
@@ -62,6 +60,7 @@ def build(*, agency, stripe_url: str, clients: int, day: date, seed: int = 7) ->
     import stripe
     from django_tenants.utils import schema_context
 
+    from agencybilling import seed as seeding
     from billing.models import PaymentMethod
     from billing.providers.stripe import StripeProvider
     from clients.models import Client

@@ -39,6 +39,7 @@ from clients.services import (
 )
 from core.categories import BillingCategory
 from core.errors import ApplicationError
+from core.money import format_minor
 from notifications.selectors import notices_about_client
 from web.access import business_today, shows_amounts, staff_view, visible_clients
 from web.agency.common import PAGE_SIZE, SEE_BILLING, C, client_for, is_htmx
@@ -93,8 +94,6 @@ def client_list(request: HttpRequest) -> HttpResponse:
 
 
 def _config_initial(client: Client, currency: str) -> dict:
-    from core.money import format_minor
-
     return {
         "license_price": format_minor(client.license_price_minor, currency),
         "taxes": list(client.taxes.all()),

@@ -7,12 +7,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from billing.notice_previews import notice_preview_context
 from clients.models import Client
 from core.errors import ApplicationError
 from notifications.catalog import CATALOG, NoticeKind
 from notifications.models import NoticeTemplate
 from notifications.rendering import TemplateInvalid
-from notifications.services import notice_preview, notice_template_reset, notice_template_save
+from notifications.services import notice_preview, notice_template_reset, notice_template_save, notice_test_send
 from web.access import business_today, staff_view
 from web.agency.common import C
 from web.forms import (
@@ -35,8 +36,6 @@ def _kind_or_404(kind: str) -> str:
 
 def _preview(request: HttpRequest, kind: str, form: TemplateForm) -> dict:
     """Render the draft against a real client's data (the chosen one, or the first)."""
-    from billing.notice_previews import notice_preview_context
-
     client = form.cleaned_data.get("client") if form.is_bound and form.is_valid() else None
     client = client or Client.objects.order_by("name").first()
     if client is None:
@@ -106,9 +105,6 @@ def template_preview(request: HttpRequest, kind: str) -> HttpResponse:
 def template_test_email(request: HttpRequest, kind: str) -> HttpResponse:
     """Send the draft as it stands — rendered with the chosen client's data, in the branded layout — to the
     signed-in Administrator's own address. Nothing is saved; the editor comes back with the draft as typed."""
-    from billing.notice_previews import notice_preview_context
-    from notifications.services import notice_test_send
-
     kind = _kind_or_404(kind)
     spec = CATALOG[kind]
     form = TemplateForm(request.POST)

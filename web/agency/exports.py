@@ -8,7 +8,7 @@ from django.shortcuts import render
 
 from accounts.permissions import sees_only_own_clients
 from billing.models import Charge
-from billing.overview import invoice_status, months_with_invoices
+from billing.overview import attempt_count, invoice_status, months_with_invoices
 from billing.statuses import ChargeStatus
 from clients.models import Client
 from web.access import business_today, shows_amounts, staff_view, visible_invoices
@@ -70,8 +70,6 @@ def range_csv(request: HttpRequest) -> HttpResponse:
     invoices = visible_invoices(user)  # type: ignore[arg-type]
     name = f"{kind}-{start:%Y-%m-%d}-to-{end:%Y-%m-%d}.csv"
     if kind == "charges":
-        from billing.overview import attempt_count
-
         charges = (
             Charge.objects.filter(invoice__in=invoices, due_on__gte=start, due_on__lte=end)
             .select_related("client", "invoice")

@@ -4,6 +4,7 @@ For the roles that see every client with amounts."""
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -11,7 +12,7 @@ from billing.margins import ClientMargin, client_margins, month_margins
 from billing.overview import months_with_invoices
 from core.calendar import add_months
 from core.categories import BillingCategory
-from web.access import business_today, staff_view
+from web.access import business_today, shows_amounts, staff_view
 from web.agency.common import C, client_for, parse_month
 from web.csv_export import cell, csv_response, plain_amount
 
@@ -51,11 +52,7 @@ HEADER = [
 @staff_view(C.VIEW_BILLING)
 def margins_report(request: HttpRequest) -> HttpResponse:
     agency = request.tenant  # type: ignore[attr-defined]
-    from web.access import shows_amounts
-
     if not shows_amounts(request.user):  # type: ignore[arg-type]
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied("Your role sees statuses only.")
     month = parse_month(request.GET.get("month")) or _default_month(agency)
     report = month_margins(agency=agency, month=month)
@@ -86,11 +83,7 @@ def margins_report(request: HttpRequest) -> HttpResponse:
 
 @staff_view(C.VIEW_BILLING)
 def client_margins_csv(request: HttpRequest, public_id) -> HttpResponse:
-    from web.access import shows_amounts
-
     if not shows_amounts(request.user):  # type: ignore[arg-type]
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied("Your role sees statuses only.")
     agency = request.tenant  # type: ignore[attr-defined]
     client = client_for(request, public_id)

@@ -14,8 +14,10 @@ from billing.payout_accounts import payout_account_of, requirement_words
 from billing.payouts import funds_summary
 from billing.platform.models import AgencyCharge, AgencyPaymentMethod, PayoutAccountState
 from billing.selectors import agency_next_invoice, billing_settings
+from billing.statuses import OUTSTANDING
 from core.categories import DEFAULT_CATEGORY_ORDER
 from core.errors import ApplicationError
+from core.money import format_minor
 from web.access import business_today, staff_view
 from web.agency.common import C
 from web.forms import BillingSetupForm, SandboxPaymentMethodForm, StripePaymentMethodForm
@@ -23,8 +25,6 @@ from web.stripe_js import with_stripe_csp
 
 
 def _setup_initial(agency, settings: BillingSettings) -> dict:
-    from core.money import format_minor
-
     initial = {
         "billing_day": agency.billing_day,
         "time_zone": agency.time_zone,
@@ -135,8 +135,6 @@ def payout_context(agency) -> dict:
 
 def platform_charges_open(agency):
     """The agency's platform invoices not paid yet (PAY-3), to show beside its payment method."""
-    from billing.statuses import OUTSTANDING
-
     return list(
         AgencyCharge.objects.filter(agency=agency, status__in=OUTSTANDING).select_related("invoice").order_by("due_on")
     )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import mimetypes
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 
 def agency_logo(request: HttpRequest) -> HttpResponse:
     """The agency's logo, from whatever storage holds it (pages show it before sign-in too)."""
-    import mimetypes
-
     agency = request.tenant  # type: ignore[attr-defined]
     if not getattr(agency, "logo", None):
         raise Http404

@@ -4,6 +4,7 @@ Client Configuration. The same services and rules as the API's tax-rates endpoin
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -40,8 +41,6 @@ def tax_rates(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _page(request)
     if not has_capability(request.user, C.EDIT_CLIENT_CONFIG):  # type: ignore[arg-type]
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied("Your role cannot change tax rates.")
     form = TaxRateForm(request.POST)
     if form.is_valid():

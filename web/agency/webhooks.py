@@ -3,6 +3,8 @@ attempt, and redelivery — the same services as the API's webhook-endpoints and
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -97,8 +99,6 @@ def webhook_delivery(request: HttpRequest, public_id) -> HttpResponse:
         else:
             messages.success(request, "Sent again. The attempt appears below in a moment.")
         return redirect("webhook-delivery", public_id=delivery.public_id)
-    import json
-
     return render(
         request,
         "agency/webhook_delivery.html",

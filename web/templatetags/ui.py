@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django import template
@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from billing.statuses import ChargeStatus, DisputeStatus
 from core.money import format_minor, format_rate, format_unit_price
+from web.wording import decline_reason
 
 register = template.Library()
 
@@ -95,15 +96,11 @@ def unit_price(unit_price_decimal: Decimal, currency: str) -> str:
 @register.filter
 def last_day(period_end: date) -> date:
     """A period's end is exclusive (the next cycle's first day); people read the last day it covers."""
-    from datetime import timedelta
-
     return period_end - timedelta(days=1)
 
 
 @register.filter
 def decline_words(code: str) -> str:
-    from web.wording import decline_reason
-
     return decline_reason(code)
 
 

@@ -6,10 +6,33 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import Q
 from django_tenants.utils import schema_context
 
 from accounts.models import Role, User
+from agencybilling import seed
+from billing.platform.models import (
+    AgencyAllocation,
+    AgencyCharge,
+    AgencyChargeAttempt,
+    AgencyChargeEvent,
+    AgencyInvoice,
+    AgencyInvoiceLine,
+    AgencyInvoiceSequence,
+    AgencyLedgerEntry,
+    AgencyPaymentMethod,
+    PaymentMethodFingerprint,
+    Payout,
+    PayoutAccount,
+    SandboxAccountLink,
+    SandboxConnectedAccount,
+    SandboxPaymentIntent,
+    SandboxPayout,
+)
+from billing.usage import UsageInput, usage_record_bulk
+from clients.models import Client, ClientUser
+from clients.services import tax_rate_create
 from core.calendar import add_months
 from core.links import absolute_url
 from tenants.models import Agency
@@ -78,28 +101,6 @@ CLIENT_NAMES = [
 def _wipe(agency: Agency) -> None:
     """Remove a demo agency entirely. Its invoices and ledger are append-only by trigger (MON-3), so the
     triggers are switched off for this one transaction — a demo reset, never a production path."""
-    from django.db import transaction
-    from django.db.models import Q
-
-    from billing.platform.models import (
-        AgencyAllocation,
-        AgencyCharge,
-        AgencyChargeAttempt,
-        AgencyChargeEvent,
-        AgencyInvoice,
-        AgencyInvoiceLine,
-        AgencyInvoiceSequence,
-        AgencyLedgerEntry,
-        AgencyPaymentMethod,
-        PaymentMethodFingerprint,
-        Payout,
-        PayoutAccount,
-        SandboxAccountLink,
-        SandboxConnectedAccount,
-        SandboxPaymentIntent,
-        SandboxPayout,
-    )
-
     guarded = [AgencyInvoice, AgencyInvoiceLine, AgencyLedgerEntry, AgencyAllocation]
     with transaction.atomic(), connection.cursor() as cursor:
         for model in guarded:
@@ -136,11 +137,6 @@ class Command(BaseCommand):
     help = "Reset and load the demo data (platform operator, agency `demo`, its staff and ~25 clients)."
 
     def handle(self, *args, **options) -> None:
-        from agencybilling import seed
-        from billing.usage import UsageInput, usage_record_bulk
-        from clients.models import Client, ClientUser
-        from clients.services import tax_rate_create
-
         connection.set_schema_to_public()
         existing = Agency.objects.filter(schema_name="demo").first()
         if existing is not None:
