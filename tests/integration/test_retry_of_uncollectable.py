@@ -24,6 +24,8 @@ from billing.statuses import AttemptOutcome, ChargeStatus
 from billing.support import agency_charge_retry_run, retry_run
 from notifications.catalog import NoticeKind
 from notifications.models import Notice
+from tenants.models import Agency
+from tests.api.conftest import authed
 from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
 from tests.conftest import make_user
 
@@ -180,3 +182,23 @@ def test_PAY_3_RET_4_a_failed_manual_retry_of_the_agencys_uncollectable_charge_s
     ]
     agency_charges_collect(agency=agency, today=date(2027, 1, 8))
     assert AgencyChargeAttempt.objects.filter(charge=charge).count() == 1
+
+
+def test_RET_4_the_platform_api_answers_a_failed_retry_of_an_uncollectable_charge_with_its_outcome(agency):
+    """Over the platform API, as billing support runs it: 200 with the declined attempt and the charge Uncollectable
+    (before: 409 "cannot go from Uncollectable to Retrying", and the attempt left unresolved, blocking the charge)."""
+    client = _uncollectable_without_a_payment_method(agency)
+    Agency.objects.filter(pk=agency.pk).update(clock_date=RETRIED)  # the API's business day
+    with schema_context(agency.schema_name):
+        payment_method_attach(client=client, token="pm_card_visa_chargeDeclined")
+    charge = _charge(agency, client)
+    support = authed(None, "api-support@platform.test", Role.BILLING_SUPPORT)
+    response = support.post(f"/api/v1/agencies/alpha/charges/{charge.public_id}/retry/", {}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {
+        "charge": str(charge.public_id),
+        "status": ChargeStatus.UNCOLLECTABLE,
+        "attempt_number": 1,
+        "outcome": AttemptOutcome.DECLINED,
+    }
+    assert _attempts(agency, client) == [(1, "MANUAL", AttemptOutcome.DECLINED)]
