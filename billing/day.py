@@ -2,7 +2,9 @@
 
 In order: notices due that day; on a billing date, build invoices and collect what falls due; retries due
 that day; the agency's own invoice, collected and retried the same way (PAY-3); the processor's day (held funds
-transferred, bank-debit settlement, payouts reconciliation); overdue evaluation.
+transferred, bank-debit settlement, payouts reconciliation); overdue evaluation; last, the day's notices seen out
+(sent, for at most `DAY_NOTICES_WAIT_SECONDS`: the day is not finished while its notices wait behind other work,
+nor held by a mail server that is down).
 
 Every step is idempotent on its own (unique constraints on invoices, attempts and notices), and every step
 is recorded (`AgencyDayStep`: started, then done with its counts or failed with its error). Rerunning a
@@ -41,6 +43,7 @@ from billing.models import AgencyDay, AgencyDayStep, DayStep, RunStatus, StepSta
 from billing.reminders import ReminderSummary, reminders_send
 from billing.settlement import provider_day_settle
 from core.metrics import DAY_STEP_SECONDS, Stopwatch
+from notifications.services import OutboxFlush, outbox_flush
 from tenants.models import Agency
 
 
@@ -55,6 +58,7 @@ class DayResult:
     platform_invoice: CollectionSummary | None = None
     provider_events: int | None = None
     overdue: OverdueSummary | None = None
+    notices_sent: OutboxFlush | None = None
     skipped: list[str] = field(default_factory=list)
     given_up: list[str] = field(default_factory=list)
 
@@ -82,6 +86,10 @@ def _counts(value: Any) -> dict:
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in counts.items()}
 
 
+def _notices_out(today: date) -> OutboxFlush:
+    return outbox_flush(business_date=today, wait_seconds=settings.DAY_NOTICES_WAIT_SECONDS)
+
+
 # (step, DayResult attribute, runner). The billing step runs outside the tenant context: it opens its own.
 PIPELINE: list[tuple[str, str, Callable[..., Any], bool]] = [
     (DayStep.NOTICES, "notices", reminders_send, True),
@@ -91,6 +99,7 @@ PIPELINE: list[tuple[str, str, Callable[..., Any], bool]] = [
     (DayStep.PLATFORM_INVOICE, "platform_invoice", agency_charges_collect, False),
     (DayStep.SETTLEMENT, "provider_events", provider_day_settle, False),
     (DayStep.OVERDUE, "overdue", overdue_evaluate, True),
+    (DayStep.NOTICES_SENT, "notices_sent", lambda *, agency, today: _notices_out(today), True),
 ]
 
 

@@ -284,6 +284,7 @@ class DayStep(models.TextChoices):
     PLATFORM_INVOICE = "PLATFORM_INVOICE", "The agency's own invoice: collection and retries"
     SETTLEMENT = "SETTLEMENT", "Bank-debit settlement and payouts"
     OVERDUE = "OVERDUE", "Overdue evaluation"
+    NOTICES_SENT = "NOTICES_SENT", "The day's notices sent"
 
 
 class AgencyDayStep(models.Model):

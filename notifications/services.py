@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -275,10 +275,11 @@ def notice_test_send(*, kind: str, subject: str, body: str, context: dict, to_em
     return rendered
 
 
-def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
+def notices_deliver(*, notice_pks: list[int], deadline: float | None = None) -> dict[int, str]:
     """Send queued notices over one connection to the mail server, each at most once (NOT-7), in groups of
     `CLAIM_GROUP`: claim the group, send each of its notices, record the group's SENT. Returns what became of each
-    notice: sent, already sent, busy, uncertain, failed, gave up, missing.
+    notice: sent, already sent, busy, uncertain, failed, gave up, missing, deferred (`deadline`, a
+    `time.monotonic()` value, passed before it was sent: left PENDING, as it was).
 
     A group's claim (PENDING or FAILED → SENDING) is one statement, committed before any of its notices is handed to
     the mail server, so two senders never both send a notice; the notices the server accepted are recorded SENT
@@ -313,12 +314,15 @@ def notices_deliver(*, notice_pks: list[int]) -> dict[int, str]:
     try:
         for start in range(0, len(todo), CLAIM_GROUP):
             group, later = todo[start : start + CLAIM_GROUP], todo[start + CLAIM_GROUP :]
+            if deadline is not None and time.monotonic() >= deadline:
+                results.update((notice.pk, "deferred") for notice in todo[start:])
+                break
             if mail is None:
                 mail = _connection_open(unclaimed=group + later)
             claimed = _claim([notice.pk for notice in group])
             results.update((notice.pk, "busy") for notice in group if notice.pk not in claimed)
             mail, error = _group_send(
-                [notice for notice in group if notice.pk in claimed], mail, branding, results, later
+                [notice for notice in group if notice.pk in claimed], mail, branding, results, later, deadline
             )
             refused = refused or error
     finally:
@@ -370,17 +374,28 @@ def _claim(notice_pks: list[int]) -> set[int]:
 
 
 def _group_send(
-    group: list[Notice], mail, branding: Branding | None, results: dict[int, str], later: list[Notice]
+    group: list[Notice],
+    mail,
+    branding: Branding | None,
+    results: dict[int, str],
+    later: list[Notice],
+    deadline: float | None = None,
 ) -> tuple[object, Exception | None]:
     """Send a claimed group over `mail` (a new connection after an uncertain send), then record the notices the
     server accepted SENT in one statement. Returns the connection (None when it is to be reopened) and the first
     refusal. Should sending stop with an error, what was sent is still recorded SENT and the claimed notices not yet
-    handed to the server go back to FAILED (nothing of them left this process: retried)."""
+    handed to the server go back to FAILED (nothing of them left this process: retried); at the deadline, they go
+    back to PENDING, unattempted."""
     handed: list[tuple[int, datetime]] = []  # accepted by the server, recorded SENT together at the end
     waiting = list(reversed(group))  # claimed, not yet handed to the server; the next one last
     refused: Exception | None = None
     try:
         while waiting:
+            if deadline is not None and time.monotonic() >= deadline:
+                _unclaim(waiting)
+                results.update((notice.pk, "deferred") for notice in waiting)
+                waiting = []
+                break
             if mail is None:
                 mail = _connection_open(unclaimed=later)
             notice = waiting.pop()  # from here on it may leave: never handed back
@@ -428,6 +443,15 @@ def _release(waiting: list[Notice]) -> None:
         )
     except Exception:  # noqa: BLE001 - the error that stopped the sender is the one to report
         logger.exception("handing back %d claimed notices failed; they will be Uncertain", len(waiting))
+
+
+def _unclaim(waiting: list[Notice]) -> None:
+    """Claimed notices not handed to the mail server, back as they were (PENDING or FAILED; the claim's attempt
+    undone)."""
+    for status in {notice.status for notice in waiting}:
+        Notice.objects.filter(pk__in=[n.pk for n in waiting if n.status == status], status=OutboxStatus.SENDING).update(
+            status=status, attempts=F("attempts") - 1
+        )
 
 
 def _deliver_one(notice: Notice, mail, branding: Branding | None = None) -> tuple[str, Exception | None]:
@@ -518,6 +542,63 @@ def outbox_sweep(
     result.requeued = len(due)
     if result.requeued or result.uncertain:
         logger.info("outbox sweep %s: %d re-enqueued, %d uncertain", schema_name, result.requeued, result.uncertain)
+    return result
+
+
+@dataclass
+class OutboxFlush:
+    """What `outbox_flush` did: notices it sent itself, and those still unsent when it ended (left to their own send
+    tasks, their retries and the sweeper)."""
+
+    sent: int = 0
+    unsent: int = 0
+    waited_seconds: float = 0.0
+
+
+def outbox_flush(*, business_date: date, wait_seconds: float) -> OutboxFlush:
+    """See the notices of a business date out, in the current agency schema, for at most `wait_seconds`: those still
+    PENDING are sent here (claimed as their own tasks would claim them: whichever sender claims a notice first sends
+    it, the other finds it busy or already sent), and those another sender has claimed are waited for. It ends when
+    none is left, at the deadline, or at the first error from the mail server (a refusal, or a server that cannot be
+    reached: those notices are FAILED and retried with backoff as ever). What is still unsent then is not lost: its
+    own tasks, their retries and the sweeper send it later. Notices FAILED before are left to their backoff, and a
+    claim older than the sending timeout to the sweeper."""
+    started = time.monotonic()
+    deadline = started + wait_seconds
+    result = OutboxFlush()
+    day = Notice.objects.filter(business_date=business_date)
+    while True:
+        live_claims = Q(
+            status=OutboxStatus.SENDING,
+            claimed_at__gte=timezone.now() - timedelta(seconds=settings.OUTBOX_SENDING_TIMEOUT_SECONDS),
+        )
+        waiting = list(
+            day.filter(Q(status=OutboxStatus.PENDING, attempts__lt=MAX_SEND_ATTEMPTS) | live_claims)
+            .order_by("pk")
+            .values_list("pk", "status")
+        )
+        if not waiting or time.monotonic() >= deadline:
+            break
+        pending = [pk for pk, status in waiting if status == OutboxStatus.PENDING][:SEND_BATCH]
+        if not pending:
+            time.sleep(0.05)  # claimed by another sender: being sent
+            continue
+        try:
+            outcomes = notices_deliver(notice_pks=pending, deadline=deadline)
+        except Exception as exc:  # noqa: BLE001 - recorded on the notices (FAILED), retried by their tasks
+            logger.warning("sending the notices of %s stopped: %s", business_date, exc)
+            break
+        result.sent += sum(1 for outcome in outcomes.values() if outcome == "sent")
+    result.unsent = day.exclude(status__in=[OutboxStatus.SENT, OutboxStatus.UNCERTAIN]).count()
+    result.waited_seconds = round(time.monotonic() - started, 3)
+    if result.unsent:
+        logger.warning(
+            "%s: %d notices of %s still unsent after %.1fs; they are sent by their own tasks and retries",
+            connection.schema_name,  # type: ignore[attr-defined]
+            result.unsent,
+            business_date,
+            result.waited_seconds,
+        )
     return result
 
 

@@ -214,6 +214,10 @@ OUTBOX_SENDING_TIMEOUT_SECONDS = env_int("OUTBOX_SENDING_TIMEOUT_SECONDS", 900)
 # A step of an agency's day that fails this many times for a reason of its own (not an unavailable database or
 # broker) is given up: recorded, logged as an error, shown to billing support, and the clock goes on (billing/day.py).
 DAY_STEP_MAX_FAILURES = env_int("DAY_STEP_MAX_FAILURES", 3)
+# The day's last step sees its notices out: it sends those still waiting and waits for those being sent, for at most
+# this long; then the day finishes and what is left goes out through the notices' own tasks (a mail server that is
+# down or stuck never holds the billing day: docs/decisions/clock-and-notices.md).
+DAY_NOTICES_WAIT_SECONDS = env_int("DAY_NOTICES_WAIT_SECONDS", 60)
 
 # Invoice PDFs render in a child process under these bounds (billing/pdf.py): a render that takes longer is killed,
 # one that needs more memory (above the process's own size) fails; either answers "try again" instead of hanging or

@@ -115,6 +115,6 @@ def test_simulate_walks_every_day_with_a_summary(agency_a):
     assert lines[0] == (
         "2027-01-01 alpha: notices: 0 statements, 0 upcoming payments; 1 invoices + agency invoice "
         "P-ALPHA-000001; due: 0 attempts: 0 paid, 0 pending, 0 failed, 1 uncollectable; "
-        "0 processor events"
-    )
+        "0 processor events; notices sent by the day: 1"
+    )  # the day's one notice, sent by its last step (no worker sends it here)
     assert lines[1].startswith("2027-01-02 alpha: notices: 0 statements, 0 upcoming payments; 0 invoices; due: 0")

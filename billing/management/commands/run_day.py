@@ -46,6 +46,10 @@ def day_summary(result: DayResult) -> str:
     if result.overdue is not None and (result.overdue.flagged or result.overdue.cleared or result.overdue.notices):
         o = result.overdue
         parts.append(f"overdue: {o.flagged} flagged, {o.cleared} cleared, {o.notices} notices")
+    if result.notices_sent is not None and (result.notices_sent.sent or result.notices_sent.unsent):
+        out = result.notices_sent
+        left = f", {out.unsent} left to their tasks" if out.unsent else ""
+        parts.append(f"notices sent by the day: {out.sent}{left}")
     if result.skipped:
         parts.append(f"done before: {', '.join(s.lower() for s in result.skipped)}")
     if result.given_up:
