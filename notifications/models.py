@@ -56,4 +56,9 @@ class Notice(models.Model):
                 fields=["account", "kind", "period", "number"], name="notice_once_per_account_kind_period_number"
             )
         ]
-        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["account"])]
+        indexes = [
+            models.Index(fields=["status", "created_at"]),
+            models.Index(fields=["account"]),
+            # The day's last step reads the day's notices still to send (notifications.services.outbox_flush).
+            models.Index(fields=["business_date", "status"]),
+        ]
