@@ -48,3 +48,35 @@ def test_INV_1_pdf_page_is_a4_with_the_agency_colour_in_its_brand_bar(agency_a):
         repainted = _first_page(invoice_pdf(invoice=invoice, agency=scenario.agency))
         assert _pixels_near(repainted, (0xAA, 0x33, 0x66), top_share=0.15) == 0
         assert _pixels_near(repainted, (0x11, 0x88, 0x44), top_share=0.15) > width
+
+
+def test_INV_1_a_month_of_every_category_fits_one_page_and_the_closing_words_stay_with_the_totals(agency_a):
+    """A typical month — a license, two Agency Services lines, two products and two overages under four
+    headings, two taxes, the payment facts and the closing sentence — is one A4 page (P4's invoice). A longer
+    invoice breaks between lines, and its totals keep the closing sentence on their page."""
+    from pypdf import PdfReader
+
+    from billing.pdf import client_invoice_context, render_pdf
+
+    agency_a.address = "1 Main Street\nSpringfield"
+    agency_a.save(update_fields=["address"])
+    scenario = billed_agency(agency_a, months=(date(2027, 1, 1),))
+    with schema_context(scenario.agency.schema_name):
+        context = client_invoice_context(Invoice.objects.get(client=scenario.paying), scenario.agency)
+    line = {"description": "Listings — overage", "quantity": 15, "unit": "0.07", "amount": "1.05"}
+
+    def groups(*sizes: int) -> list[dict]:
+        return [{"label": f"Group {n}", "lines": [line] * size, "total": "9.99"} for n, size in enumerate(sizes)]
+
+    def pages(context: dict) -> list[str]:
+        return [page.extract_text() for page in PdfReader(BytesIO(render_pdf(context))).pages]
+
+    assert context["payment"].get("sentences"), "the closing sentence is part of the page"
+    context["taxes"] = [{**line, "description": "City tax (2 %)"}, {**line, "description": "County tax (1.5 %)"}]
+    one = pages({**context, "groups": groups(1, 2, 2, 4)})
+    assert len(one) == 1, one
+    long = pages({**context, "groups": groups(12, 12, 12, 12)})
+    assert len(long) >= 2
+    closing = context["payment"]["sentences"][0][:20]
+    last = long[-1]
+    assert closing.lower() in last.lower() and "Amount due" in last and "Subtotal" in last
