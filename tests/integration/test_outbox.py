@@ -228,3 +228,31 @@ def test_NOT_7_a_notice_that_cannot_be_prepared_is_failed_and_the_batch_goes_on(
             notices_deliver(notice_pks=pks)  # raised at the end, so that the task is retried with backoff
         assert dict(Notice.objects.values_list("account", "status")) == {"client-1": "FAILED", "client-2": "SENT"}
     assert [m["To"] for m in smtp_server.messages] == ["client-2@acme.example"]
+
+
+def test_NOT_7_a_sender_stopped_by_an_error_hands_back_what_it_had_not_sent(agency_a, smtp_server, monkeypatch):
+    """An error that escapes mid-group (not a crash): what was sent is recorded SENT, the notice being handled stays
+    SENDING (it may have left: Uncertain later, never resent), the claimed notices after it go back to FAILED."""
+    from notifications import services
+    from notifications.services import notices_deliver, notices_enqueue
+
+    real_deliver_one = services._deliver_one
+
+    def stopping_at_client_2(notice, mail, ready):
+        if notice.account == "client-2":
+            raise RuntimeError("stopped")
+        return real_deliver_one(notice, mail, ready)
+
+    monkeypatch.setattr(services, "_deliver_one", stopping_at_client_2)
+    with schema_context(agency_a.schema_name):
+        pks = notices_enqueue(drafts=[_draft(f"client-{n}") for n in (1, 2, 3, 4)])
+        with pytest.raises(RuntimeError, match="stopped"):
+            notices_deliver(notice_pks=pks)
+        assert dict(Notice.objects.values_list("account", "status")) == {
+            "client-1": "SENT",
+            "client-2": "SENDING",
+            "client-3": "FAILED",
+            "client-4": "FAILED",
+        }
+        assert "not sent" in Notice.objects.get(account="client-3").last_error
+    assert [m["To"] for m in smtp_server.messages] == ["client-1@acme.example"]
