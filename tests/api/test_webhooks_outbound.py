@@ -15,7 +15,6 @@ from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
-from agencybilling import seed
 from billing.day import agency_day_run
 from billing.payment_methods import payment_method_attach
 from clients.services import client_create
@@ -23,7 +22,7 @@ from integrations.models import DeliveryStatus, OutboundEvent, WebhookDelivery
 from integrations.services import MAX_ATTEMPTS, RETRY_DELAYS, delivery_attempt
 from integrations.signing import SIGNATURE_HEADER, signature_verify
 from tests.api.conftest import api, token_for
-from tests.billing_helpers import ONBOARDED_ON, with_plan
+from tests.billing_helpers import ready_to_collect
 
 pytestmark = pytest.mark.django_db
 
@@ -67,9 +66,7 @@ def receiver():
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 def _register(agency, url, kinds=()):

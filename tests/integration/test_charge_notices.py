@@ -9,10 +9,9 @@ import pytest
 from django_tenants.utils import schema_context
 
 from accounts.models import Role
-from agencybilling import seed
 from billing.support import agency_invoiced_set
 from notifications.models import Notice
-from tests.billing_helpers import ONBOARDED_ON, with_plan
+from tests.billing_helpers import ready_to_collect
 from tests.conftest import make_user
 from tests.integration.test_collection import _client, run_day
 
@@ -21,9 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 def _notices(agency_obj):

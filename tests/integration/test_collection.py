@@ -9,7 +9,6 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import AuditEntry, Role
-from agencybilling import seed
 from billing.attempts import AttemptUnresolved, charge_attempt
 from billing.charges import IllegalTransition
 from billing.collection import collect_due
@@ -24,7 +23,7 @@ from billing.settlement import provider_event_dispatch
 from billing.statuses import AttemptOutcome, ChargeStatus
 from billing.support import agency_invoiced_request, agency_invoiced_set, retry_request, retry_run
 from core.errors import ApplicationError, PermissionDenied
-from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
+from tests.billing_helpers import client_create, ready_to_collect
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -32,9 +31,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 def _client(agency, name="Acme", token="pm_card_visa", **kwargs):

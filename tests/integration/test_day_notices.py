@@ -18,7 +18,7 @@ from agencybilling.seed import Outcome, client, run_days
 from billing.models import AgencyDay, AgencyDayStep, DayStep, RunStatus, StepStatus
 from notifications.models import Notice, OutboxStatus
 from notifications.services import outbox_flush
-from tests.billing_helpers import with_plan
+from tests.billing_helpers import payment_received_notice, with_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -128,25 +128,7 @@ def test_NOT_7_a_stuck_mail_server_holds_the_day_no_longer_than_the_wait(agency_
 
 
 def _notice(account: str = "client-1") -> Notice:
-    from notifications.catalog import NoticeKind
-    from notifications.services import notice_enqueue
-
-    notice = notice_enqueue(
-        account=account,
-        kind=NoticeKind.PAYMENT_RECEIVED,
-        period="2027-01",
-        to_email="ap@acme.example",
-        context={
-            "agency_name": "Alpha Agency",
-            "client_name": "Acme",
-            "currency": "USD",
-            "portal_url": "http://p/",
-            "amount": "42.00",
-            "invoice_number": "ALPHA-000001",
-            "paid_on": "2027-01-01",
-        },
-        business_date=DAY,
-    )
+    notice = payment_received_notice(account=account)
     assert notice is not None
     return notice
 

@@ -10,31 +10,10 @@ from django_tenants.utils import schema_context
 
 from notifications.catalog import NoticeKind
 from notifications.models import Notice, NoticeTemplate
-from notifications.services import notice_deliver, notice_enqueue
+from notifications.services import notice_deliver
+from tests.billing_helpers import PAYMENT_RECEIVED_CONTEXT, payment_received_notice
 
 pytestmark = pytest.mark.django_db
-
-CONTEXT = {
-    "agency_name": "Alpha Agency",
-    "client_name": "Acme",
-    "currency": "USD",
-    "portal_url": "http://p/",
-    "amount": "42.00",
-    "invoice_number": "ALPHA-000001",
-    "paid_on": "2027-01-01",
-}
-
-
-def _enqueue(number=1, period="2027-01"):
-    return notice_enqueue(
-        account="client-1",
-        kind=NoticeKind.PAYMENT_RECEIVED,
-        period=period,
-        number=number,
-        to_email="ap@acme.example",
-        context=CONTEXT,
-        business_date=date(2027, 1, 1),
-    )
 
 
 def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(
@@ -42,9 +21,9 @@ def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(
 ):
     with schema_context(agency_a.schema_name):
         with django_capture_on_commit_callbacks(execute=True):
-            first = _enqueue()
-            again = _enqueue()
-            other_period = _enqueue(period="2027-02")
+            first = payment_received_notice()
+            again = payment_received_notice()
+            other_period = payment_received_notice(period="2027-02")
         assert first is not None and again is None and other_period is not None
         assert Notice.objects.count() == 2
         assert notice_deliver(notice_pk=first.pk) == "already sent"  # a rerun sends nothing
@@ -57,7 +36,7 @@ def test_NOT_7_a_notice_is_queued_and_sent_at_most_once_per_key(
 
 def test_NOT_4_failed_smtp_is_recorded_then_sent_on_retry(agency_a, smtp_server, settings):
     with schema_context(agency_a.schema_name):
-        notice = _enqueue()
+        notice = payment_received_notice()
         good_port = settings.EMAIL_PORT
         settings.EMAIL_PORT = 1  # nothing listens there
         with pytest.raises(OSError):
@@ -78,21 +57,21 @@ def test_custom_template_used_and_broken_one_falls_back_to_default(agency_a, smt
             subject="Thanks {{ client_name }}!",
             body="Got {{ amount }} {{ currency }}.",
         )
-        custom = _enqueue(number=1)
+        custom = payment_received_notice(number=1)
         assert (custom.subject, custom.body, custom.used_default) == ("Thanks Acme!", "Got 42.00 USD.", False)
         # A template saved before a variable was removed, say: rendering fails → the default, recorded.
         NoticeTemplate.objects.filter(kind=NoticeKind.PAYMENT_RECEIVED).update(body="{{ vanished }}")
-        fallback = _enqueue(number=2)
+        fallback = payment_received_notice(number=2)
         assert fallback.used_default and "vanished" in fallback.template_error
         assert fallback.subject == "Payment received — thank you"
 
 
 def test_TEN_2_notices_stay_in_their_agency(agency_a, agency_b, smtp_server):
     with schema_context(agency_a.schema_name):
-        _enqueue()
+        payment_received_notice()
     with schema_context(agency_b.schema_name):
         assert not Notice.objects.exists()
-        assert _enqueue() is not None  # the same key in another agency is another notice
+        assert payment_received_notice() is not None  # the same key in another agency is another notice
 
 
 def _draft(account="client-1", number=1, period="2027-01"):
@@ -104,7 +83,7 @@ def _draft(account="client-1", number=1, period="2027-01"):
         period=period,
         number=number,
         to_email=f"{account}@acme.example",
-        context=CONTEXT,
+        context=PAYMENT_RECEIVED_CONTEXT,
         business_date=date(2027, 1, 1),
     )
 
@@ -115,7 +94,7 @@ def test_NOT_7_a_batch_of_notices_is_one_insert_that_skips_keys_already_queued(
     from notifications.services import notices_enqueue
 
     with schema_context(agency_a.schema_name):
-        first = _enqueue()
+        first = payment_received_notice()
         with django_capture_on_commit_callbacks() as callbacks:
             inserted = notices_enqueue(drafts=[_draft(), _draft("client-2"), _draft("client-2"), _draft("client-3")])
         assert len(inserted) == 2  # client-1's key was queued already; client-2's second draft is the same key

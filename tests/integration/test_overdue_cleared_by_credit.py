@@ -11,7 +11,6 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
-from agencybilling import seed
 from billing.collection import collect_due
 from billing.corrections import credit_note_issue
 from billing.dunning import overdue_evaluate
@@ -23,7 +22,7 @@ from billing.settlement import provider_event_dispatch
 from billing.statuses import ChargeStatus, CreditOutcome, RefundStatus
 from billing.support import agency_invoiced_set
 from clients.models import Client
-from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
+from tests.billing_helpers import client_create, ready_to_collect
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -34,9 +33,7 @@ PRICE = 10_000
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from billing.providers.stripe import StripeProvider
 from billing.settlement import provider_event_dispatch
 from billing.statuses import ChargeStatus
 from clients.models import Client
-from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
+from tests.billing_helpers import client_create, ready_to_collect, with_plan
 from tests.conftest import host_client
 from tests.harness.stripe_server import StripeTestServer
 
@@ -68,9 +68,7 @@ def _charge(agency, client) -> Charge:
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 def test_DUN_1_RET_2_an_automatic_retry_in_the_day_batch_clears_the_overdue_flag(agency):

@@ -4,7 +4,6 @@ each queue can be drained by workers of its own, and a full queue of one kind do
 from __future__ import annotations
 
 import uuid
-from datetime import date
 
 import pytest
 import redis
@@ -14,20 +13,9 @@ from django_tenants.utils import schema_context
 from agencybilling.celery import app
 from agencybilling.queues import KINDS, TASK_KINDS
 from billing.tasks import agency_sweep
-from notifications.catalog import NoticeKind
 from notifications.models import Notice, OutboxStatus
-from notifications.services import notice_enqueue
+from tests.billing_helpers import payment_received_notice
 from tests.reliability.harness import LOG_DIR, CeleryProcess, celery_env, child_database_url, wait_until
-
-CONTEXT = {
-    "agency_name": "Alpha Agency",
-    "client_name": "Acme",
-    "currency": "USD",
-    "portal_url": "http://p/",
-    "amount": "42.00",
-    "invoice_number": "ALPHA-000001",
-    "paid_on": "2027-01-01",
-}
 
 
 def test_every_task_of_the_product_has_a_kind_and_each_kind_a_queue_of_this_test_worker():
@@ -51,15 +39,7 @@ def test_every_task_of_the_product_has_a_kind_and_each_kind_a_queue_of_this_test
 
 def _notice(agency, number: int) -> Notice:
     with schema_context(agency.schema_name):
-        notice = notice_enqueue(
-            account="client-1",
-            kind=NoticeKind.PAYMENT_RECEIVED,
-            period="2027-01",
-            number=number,
-            to_email="ap@acme.example",
-            context=CONTEXT,
-            business_date=date(2027, 1, 1),
-        )
+        notice = payment_received_notice(number=number)
     assert notice is not None
     return notice
 

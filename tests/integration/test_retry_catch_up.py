@@ -9,7 +9,6 @@ from datetime import date
 import pytest
 from django_tenants.utils import schema_context, tenant_context
 
-from agencybilling import seed
 from billing.attempts import charge_retry_manual
 from billing.collection import agency_charges_collect, collect_due
 from billing.invoicing import billing_run
@@ -17,7 +16,7 @@ from billing.models import Charge, ChargeAttempt
 from billing.payment_methods import agency_payment_method_attach, payment_method_attach
 from billing.platform.models import AgencyCharge, AgencyChargeAttempt
 from billing.statuses import AttemptOutcome, ChargeStatus
-from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
+from tests.billing_helpers import client_create, ready_to_collect
 
 pytestmark = pytest.mark.django_db
 
@@ -26,9 +25,7 @@ BILLED = date(2027, 1, 1)  # Friday: retries Fri 8 and Fri 15 (RET-2's own examp
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 def _declining_client(agency):

@@ -11,7 +11,6 @@ import pytest
 from django_tenants.utils import schema_context, tenant_context
 
 from accounts.models import Role
-from agencybilling import seed
 from billing.collection import agency_charges_collect, collect_due
 from billing.invoicing import billing_run
 from billing.models import BillingSettings, Charge, ChargeAttempt
@@ -26,7 +25,7 @@ from notifications.catalog import NoticeKind
 from notifications.models import Notice
 from tenants.models import Agency
 from tests.api.conftest import authed
-from tests.billing_helpers import ONBOARDED_ON, client_create, with_plan
+from tests.billing_helpers import client_create, ready_to_collect
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -37,9 +36,7 @@ RETRIED = date(2027, 1, 4)
 
 @pytest.fixture
 def agency(agency_a):
-    agency = with_plan(agency_a)
-    seed.payouts_ready(agency, today=ONBOARDED_ON)
-    return agency
+    return ready_to_collect(agency_a)
 
 
 @pytest.fixture
@@ -47,15 +44,23 @@ def support():
     return make_user(None, "support@platform.test", Role.BILLING_SUPPORT)
 
 
-def _uncollectable_without_a_payment_method(agency):
-    """COL-4: no payment method on the billing date → Uncollectable at once, no attempt."""
+def _billed_and_collected(agency, name: str, token: str | None = None):
+    """A client billed on BILLED and its charge collected that day, with `token` as its payment method, if any."""
     with schema_context(agency.schema_name):
         client = client_create(
-            name="Bare", email="bare@example.com", activated_on=date(2026, 12, 1), license_price_minor=10000
+            name=name, email=f"{name.lower()}@example.com", activated_on=date(2026, 12, 1), license_price_minor=10000
         )
+        if token is not None:
+            payment_method_attach(client=client, token=token)
     billing_run(agency=agency, today=BILLED)
     with tenant_context(agency):
         collect_due(today=BILLED)
+    return client
+
+
+def _uncollectable_without_a_payment_method(agency):
+    """COL-4: no payment method on the billing date → Uncollectable at once, no attempt."""
+    client = _billed_and_collected(agency, "Bare")
     assert _charge(agency, client).status == ChargeStatus.UNCOLLECTABLE
     return client
 
@@ -104,13 +109,7 @@ def test_RET_4_RET_5_a_failed_manual_retry_after_retries_were_switched_back_on_s
     """Uncollectable after one failure with retries off (RET-5); retries switched on again; a manual retry fails."""
     with schema_context(agency.schema_name):
         BillingSettings.objects.update(retries_enabled=False)
-        client = client_create(
-            name="Off", email="off@example.com", activated_on=date(2026, 12, 1), license_price_minor=10000
-        )
-        payment_method_attach(client=client, token="pm_card_visa_chargeDeclined")
-    billing_run(agency=agency, today=BILLED)
-    with tenant_context(agency):
-        collect_due(today=BILLED)
+    client = _billed_and_collected(agency, "Off", token="pm_card_visa_chargeDeclined")
     assert _charge(agency, client).status == ChargeStatus.UNCOLLECTABLE
     with schema_context(agency.schema_name):
         BillingSettings.objects.update(retries_enabled=True)
@@ -152,14 +151,7 @@ def test_POR_1_a_failed_pay_now_of_an_uncollectable_charge_stays_uncollectable(a
 def test_RET_4_a_failed_manual_retry_of_a_retrying_charge_still_counts_and_keeps_retrying(agency, support):
     """The other side of the rule: a Retrying charge's failed manual retry counts toward RET-3 and it keeps its
     automatic retries."""
-    with schema_context(agency.schema_name):
-        client = client_create(
-            name="Dec", email="dec@example.com", activated_on=date(2026, 12, 1), license_price_minor=10000
-        )
-        payment_method_attach(client=client, token="pm_card_visa_chargeDeclined")
-    billing_run(agency=agency, today=BILLED)
-    with tenant_context(agency):
-        collect_due(today=BILLED)
+    client = _billed_and_collected(agency, "Dec", token="pm_card_visa_chargeDeclined")
     with schema_context(agency.schema_name):
         retry_run(charge=_charge(agency, client), user=support, today=RETRIED)
     charge = _charge(agency, client)

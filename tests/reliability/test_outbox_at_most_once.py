@@ -14,33 +14,17 @@ from django_tenants.utils import schema_context
 
 from notifications.catalog import NoticeKind
 from notifications.models import Notice
-from notifications.services import notice_deliver, notice_enqueue, outbox_sweep
+from notifications.services import notice_deliver, outbox_sweep
+from tests.billing_helpers import PAYMENT_RECEIVED_CONTEXT, payment_received_notice
 
 pytestmark = pytest.mark.django_db
 
-CONTEXT = {
-    "agency_name": "Alpha Agency",
-    "client_name": "Acme",
-    "currency": "USD",
-    "portal_url": "http://p/",
-    "amount": "42.00",
-    "invoice_number": "ALPHA-000001",
-    "paid_on": "2027-01-01",
-}
 GRACE = timedelta(seconds=120)
 TIMEOUT = timedelta(minutes=15)
 
 
 def _queue(number: int = 1) -> Notice:
-    notice = notice_enqueue(
-        account="client-1",
-        kind=NoticeKind.PAYMENT_RECEIVED,
-        period="2027-01",
-        number=number,
-        to_email="ap@acme.example",
-        context=CONTEXT,
-        business_date=date(2027, 1, 1),
-    )
+    notice = payment_received_notice(number=number)
     assert notice is not None
     return notice
 
@@ -238,7 +222,7 @@ def test_NOT_7_a_sender_killed_mid_group_leaves_that_group_uncertain_and_sends_n
                         period="2027-01",
                         number=1,
                         to_email=f"ap{n}@acme.example",
-                        context=CONTEXT,
+                        context=PAYMENT_RECEIVED_CONTEXT,
                         business_date=date(2027, 1, 1),
                     )
                     for n in range(count)
