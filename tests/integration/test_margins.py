@@ -102,4 +102,6 @@ def test_ROLE_1_margins_are_for_roles_that_see_every_client_with_amounts(scenari
     for email in (scenario.seller.email, scenario.junior.email):
         http = login_client(scenario.agency, email)
         assert http.get("/margins/").status_code == 403
+        assert http.get("/margins/?format=csv").status_code == 403
+        assert http.get(f"/clients/{scenario.paying.public_id}/margins.csv").status_code == 403
         assert http.get("/api/v1/margins/").status_code == 403

@@ -4,6 +4,9 @@ For the roles that see every client with amounts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -18,6 +21,19 @@ from web.csv_export import cell, csv_response, plain_amount
 
 BILLED_CATEGORIES = [c for c in BillingCategory.values if c != BillingCategory.TAXES_FEES]
 LABELS = dict(BillingCategory.choices)
+
+
+def _margins_view(view: Callable) -> Callable:
+    """A Margins view: for staff who see billing (`staff_view`), and of those only the roles that see amounts."""
+
+    @staff_view(C.VIEW_BILLING)
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not shows_amounts(request.user):  # type: ignore[arg-type]
+            raise PermissionDenied("Your role sees statuses only.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def _default_month(agency):
@@ -49,11 +65,9 @@ HEADER = [
 ]
 
 
-@staff_view(C.VIEW_BILLING)
+@_margins_view
 def margins_report(request: HttpRequest) -> HttpResponse:
     agency = request.tenant  # type: ignore[attr-defined]
-    if not shows_amounts(request.user):  # type: ignore[arg-type]
-        raise PermissionDenied("Your role sees statuses only.")
     month = parse_month(request.GET.get("month")) or _default_month(agency)
     report = month_margins(agency=agency, month=month)
     if request.GET.get("format") == "csv":
@@ -81,10 +95,8 @@ def margins_report(request: HttpRequest) -> HttpResponse:
     )
 
 
-@staff_view(C.VIEW_BILLING)
+@_margins_view
 def client_margins_csv(request: HttpRequest, public_id) -> HttpResponse:
-    if not shows_amounts(request.user):  # type: ignore[arg-type]
-        raise PermissionDenied("Your role sees statuses only.")
     agency = request.tenant  # type: ignore[attr-defined]
     client = client_for(request, public_id)
     months = client_margins(agency=agency, client=client, last_month=_default_month(agency))
