@@ -40,6 +40,14 @@ def test_unreachable_database_is_one_line():
     _one_clear_line(result, "DATABASE_URL")
 
 
+def test_unreachable_redis_for_beat_health_is_one_line():
+    """beat_health reads only Redis (beat's slot claims): a probe whose Redis cannot be reached says so in one line
+    naming REDIS_URL, not a traceback."""
+    result = _manage("beat_health", env={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    _one_clear_line(result, "REDIS_URL")
+    assert result.returncode == 2 and "cannot connect to Redis" in result.stderr
+
+
 def test_missing_database_url_is_one_line():
     result = _manage("check", env={"DATABASE_URL": ""})
     _one_clear_line(result, "DATABASE_URL")
