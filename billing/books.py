@@ -140,8 +140,8 @@ class OverdueState:
 
     overdue: bool  # the flag, as the day's evaluation (or a payment or credit since) left it
     since: date | None
-    past_due_minor: int  # what is still open of charges dated before today minus the grace period
-    oldest_past_due_on: date | None  # the billing date of the oldest of those charges
+    past_due_minor: int  # what is still open of charges and chargebacks dated before today minus the grace period
+    oldest_past_due_on: date | None  # the date of the oldest of those (billing date, or day a dispute was lost)
     threshold_minor: int
     grace_period_days: int
     reached: bool  # the past-due amount reaches the threshold today (the flag follows at the day's evaluation)

@@ -287,14 +287,19 @@ def balances(client_ids: list[int]) -> dict[int, int]:
 @dataclass(frozen=True, slots=True)
 class PastDue:
     amount_minor: int
-    oldest: date  # the billing date of the oldest charge still open
+    oldest: date  # the date of the oldest amount still open: a charge's billing date, a chargeback's day lost
+
+
+# What a client owes (DUN-1): its charges, and what a lost dispute reopened (a chargeback, COR-2) — owed again from the
+# day the dispute was lost, which is that entry's date. Every positive entry the allocator pays (`open_charges`).
+OWED_ENTRY_TYPES = (EntryType.CHARGE, EntryType.CHARGEBACK)
 
 
 def past_due_by_client(*, due_before: date, client_ids: list[int] | None = None) -> dict[int, PastDue]:
-    """What is still open of charges dated before `due_before`, per client with something open (DUN-1).
-    Agency Invoiced clients pay the agency directly and are never past due here (COL-1)."""
+    """What is still open of charges and chargebacks dated before `due_before`, per client with something open
+    (DUN-1). Agency Invoiced clients pay the agency directly and are never past due here (COL-1)."""
     charges = LedgerEntry.objects.filter(
-        entry_type=EntryType.CHARGE, occurred_on__lt=due_before, client__agency_invoiced=False
+        entry_type__in=OWED_ENTRY_TYPES, occurred_on__lt=due_before, client__agency_invoiced=False
     )
     if client_ids is not None:
         charges = charges.filter(client_id__in=client_ids)
