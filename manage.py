@@ -4,25 +4,10 @@
 import os
 import sys
 
-# Commands that need the database at start: fail with one line rather than a traceback.
-NEEDS_DATABASE = {
-    "runserver",
-    "migrate",
-    "migrate_schemas",
-    "load_demo",
-    "run_billing",
-    "run_day",
-    "simulate",
-    "create_agency",
-}
-# Commands whose whole job is reading Redis: an unreachable one is a line naming REDIS_URL, not a traceback. The web
-# and the workers are not checked: they ride out a Redis outage (/healthz reports it; Celery reconnects).
-NEEDS_BROKER = {"beat_health"}
-
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "agencybilling.settings.local")
-    from agencybilling.startup import check_broker, check_database, run_or_exit
+    from agencybilling.startup import BROKER_COMMANDS, check_broker, check_database, command_needs_database, run_or_exit
 
     def start() -> None:
         import django
@@ -30,9 +15,9 @@ def main() -> None:
 
         django.setup()
         command = sys.argv[1] if len(sys.argv) > 1 else ""
-        if command in NEEDS_DATABASE:
-            check_database()
-        if command in NEEDS_BROKER:
+        if command_needs_database(command):
+            check_database()  # one line naming DATABASE_URL rather than a traceback
+        if command in BROKER_COMMANDS:
             check_broker()
         execute_from_command_line(sys.argv)
 

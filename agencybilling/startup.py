@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
 from typing import TypeVar
 
 import redis
 from django.conf import settings
+from django.core.management import get_commands
 from django.db import OperationalError, connection
 
 from agencybilling.env import ConfigError
@@ -18,6 +21,32 @@ T = TypeVar("T")
 def _describe_database() -> str:
     db = settings.DATABASES["default"]
     return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+
+
+# Django's and django-tenants' own commands that need the database from the start (the project's own commands
+# all do: `command_needs_database`).
+DATABASE_COMMANDS = frozenset({"runserver", "migrate", "migrate_schemas", "createsuperuser", "dbshell"})
+# Commands whose whole job is reading Redis: an unreachable one is a line naming REDIS_URL, not a traceback. The web
+# and the workers are not checked: they ride out a Redis outage (/healthz reports it; Celery reconnects).
+BROKER_COMMANDS = frozenset({"beat_health"})
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def is_project_app(app_name: str) -> bool:
+    """An app of this repository, not an installed package (the virtualenv may live inside the repository)."""
+    path = Path(import_module(app_name).__file__ or "").resolve()
+    return path.is_relative_to(PROJECT_ROOT) and "site-packages" not in path.parts
+
+
+def command_needs_database(command: str) -> bool:
+    """Every command of the project's own apps, and Django's that open the database, is checked before it runs:
+    derived from where the command lives, so a new or renamed command cannot slip out of a list."""
+    if command in BROKER_COMMANDS:
+        return False
+    if command in DATABASE_COMMANDS:
+        return True
+    app = get_commands().get(command)
+    return isinstance(app, str) and is_project_app(app)
 
 
 def check_database() -> None:

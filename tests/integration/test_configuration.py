@@ -35,9 +35,31 @@ def test_missing_secret_key_in_production_is_one_line():
     _one_clear_line(result, "SECRET_KEY")
 
 
-def test_unreachable_database_is_one_line():
-    result = _manage("migrate", env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"})
+@pytest.mark.parametrize("command", ["migrate", "agency_create"])
+def test_unreachable_database_is_one_line(command):
+    result = _manage(command, env={"DATABASE_URL": "postgres://nobody@127.0.0.1:1/nothing"})
     _one_clear_line(result, "DATABASE_URL")
+
+
+def test_every_command_of_the_project_checks_the_database_first():
+    """Derived from where a command lives, not a list of names (a list named `create_agency` after the command
+    became `agency_create`, which then printed a traceback): every project command but the Redis probe."""
+    from django.core.management import get_commands
+
+    from agencybilling.startup import BROKER_COMMANDS, command_needs_database, is_project_app
+
+    ours = {name for name, app in get_commands().items() if isinstance(app, str) and is_project_app(app)}
+    assert {"agency_create", "run_day", "simulate", "load_demo", "api_token", "clock_tick"} <= ours
+    assert {name for name in ours if not command_needs_database(name)} == set(BROKER_COMMANDS)
+    assert command_needs_database("migrate") and not command_needs_database("check")
+    assert not {
+        name for name, app in get_commands().items() if app == "django.core" and command_needs_database(name)
+    } - {
+        "runserver",
+        "migrate",
+        "createsuperuser",
+        "dbshell",
+    }
 
 
 def test_unreachable_redis_for_beat_health_is_one_line():
