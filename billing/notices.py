@@ -39,16 +39,20 @@ def client_context(agency: Agency, client: Client) -> dict:
     }
 
 
-def client_notice(*, client: Client, kind: str, period: str, number: int, context: dict, today: date) -> None:
-    """Queue one notice to a client (at most once per client, kind, period and number — NOT-7)."""
-    notice_enqueue(
-        account=str(client.public_id),
-        kind=kind,
-        period=period,
-        number=number,
-        to_email=client.email,
-        context=context,
-        business_date=today,
+def client_notice(*, client: Client, kind: str, period: str, number: int, context: dict, today: date) -> bool:
+    """Queue one notice to a client (at most once per client, kind, period and number — NOT-7). Returns whether it
+    was queued now (False: that key was queued before)."""
+    return (
+        notice_enqueue(
+            account=str(client.public_id),
+            kind=kind,
+            period=period,
+            number=number,
+            to_email=client.email,
+            context=context,
+            business_date=today,
+        )
+        is not None
     )
 
 

@@ -20,6 +20,14 @@ def notices_about_client(*, client_public_id: str) -> QuerySet[Notice]:
     )
 
 
+def notice_keys_queued(*, kind: str, accounts: list[str]) -> set[tuple[str, str, int]]:
+    """(account, period, number) of the notices of one kind already queued for these accounts (NOT-7), in one query:
+    lets a caller that could owe a notice on many days (a missed follow-up, NOT-5) skip rendering the ones it sent."""
+    if not accounts:
+        return set()
+    return set(Notice.objects.filter(kind=kind, account__in=accounts).values_list("account", "period", "number"))
+
+
 @dataclass(frozen=True)
 class EffectiveTemplate:
     """What a notice kind will be sent with: the agency's own version, or the shipped default."""
