@@ -3,10 +3,12 @@ Upcoming Payment (NOT-3).
 
 Each is due on an exact date computed from the client's billing days and the periods already invoiced — the
 schedule's billing dates, less those an old schedule's period still covers, plus the bridging invoices of a
-billing-day change (CYC-1); the day pipeline runs every day in order (missed days are caught up, CYC-5), so "due
-today" never skips a date. Reruns send nothing twice:
-the outbox key is (client, kind, billing date, notice number) — NOT-7. Agency Invoiced clients get none
-of these (COL-1).
+billing-day change (CYC-1); the day pipeline runs every day in order (missed days are caught up, CYC-5). A day whose
+notices step did not finish (given up after its failures) is caught up by the next days' steps: what it owed goes
+late while the date it announces is still ahead — a statement until its invoice is built, an Upcoming Payment until
+its billing date — and, of a statement and its follow-ups, only the latest due (`missed_notice_days`, `_Due.late`).
+Reruns send nothing twice: the outbox key is (client, kind, billing date, notice number) — NOT-7. Agency Invoiced
+clients get none of these (COL-1).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from django.db.models import Sum
 
 from billing.drafting import InvoiceDraft, notice_line
 from billing.invoicing import invoice_previews
-from billing.models import BillingSettings, Charge, Invoice, PaymentMethod
+from billing.models import AgencyDayStep, BillingSettings, Charge, DayStep, Invoice, PaymentMethod, StepStatus
 from billing.notices import client_context, client_notice
 from billing.schedule import MonthDates, bridge_dates, bridges_ahead, month_dates, never_invoiced
 from billing.selectors import (
@@ -36,6 +38,7 @@ from clients.models import Client
 from core.calendar import Period, add_months
 from core.money import format_minor, split_evenly
 from notifications.catalog import NoticeKind
+from notifications.selectors import notice_keys_queued
 from tenants.models import Agency
 
 MONTHS_AHEAD = 3  # a statement can go out up to this many months before its billing date
@@ -56,22 +59,50 @@ class _Due:
     number: int = 1
     # A bridging invoice (CYC-1): its period and the closed cycle whose usage it carries; None for a full cycle.
     bridge: tuple[Period, Period] | None = None
+    late: bool = False  # its day's notices step did not finish: sent now, unless it was queued after all
 
 
-def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> tuple[list[_Due], list[_Due]]:
+def missed_notice_days(today: date) -> set[date]:
+    """Earlier days of this agency whose notices step did not finish (given up after its failures, or never
+    finished): the notices they owed are caught up by a later day (`reminders_due`). Days the clock never ran (before
+    the agency's first day) are not missed: they owed nothing. One query."""
+    return set(
+        AgencyDayStep.objects.filter(
+            step=DayStep.NOTICES, day__day__lt=today, day__day__gte=add_months(today, -MONTHS_AHEAD)
+        )
+        .exclude(status=StepStatus.DONE)
+        .values_list("day__day", flat=True)
+    )
+
+
+def reminders_due(
+    *, agency: Agency, today: date, settings: BillingSettings, missed: set[date] | frozenset[date] = frozenset()
+) -> tuple[list[_Due], list[_Due]]:
     """(Upcoming Statements, Upcoming Payments) due today: pure date arithmetic over every billable,
     non-Agency-Invoiced client and its invoiced periods (one query), no per-client query. The invoices announced are
     those the billing run will build: the schedule's billing dates, except those an invoiced period of an old
-    schedule still covers, and the bridging invoices of a billing-day change (CYC-1)."""
+    schedule still covers, and the bridging invoices of a billing-day change (CYC-1).
+
+    `missed`: earlier days whose notices were not sent (`missed_notice_days`). A notice of such a day is due today,
+    marked late, while the date it announces is still ahead: a statement before its invoice's build date (NOT-5: its
+    follow-ups stop once the invoice is built), an Upcoming Payment before its billing date (on that day the charge
+    itself comes; after it, "upcoming" would be false). Of a statement and its follow-ups only the latest whose day
+    has come is due: an earlier one is stale."""
     statements: list[_Due] = []
     payments: list[_Due] = []
 
     def due(client_id: int, dates: MonthDates, bridge: tuple[Period, Period] | None = None) -> None:
-        for number, day in enumerate(dates.statements, start=1):
+        came = [(number, day) for number, day in enumerate(dates.statements, start=1) if day <= today]
+        if came:
+            number, day = came[-1]
             if day == today:
                 statements.append(_Due(client_id, dates, number, bridge))
+            elif day in missed and today < dates.build_date:
+                statements.append(_Due(client_id, dates, number, bridge, late=True))
         if dates.upcoming_payment == today:
             payments.append(_Due(client_id, dates, 1, bridge))
+        elif dates.upcoming_payment in missed and today < dates.billing_date:
+            payments.append(_Due(client_id, dates, 1, bridge, late=True))
 
     periods = invoiced_periods(since=add_months(today, -LOOKBACK_MONTHS))
     for row in billable_clients():
@@ -98,6 +129,23 @@ def reminders_due(*, agency: Agency, today: date, settings: BillingSettings) -> 
                     (bridge.period, bridge.usage),
                 )
     return statements, payments
+
+
+def _late_not_queued(items: list[_Due], clients: dict[int, Client], kind: str) -> list[_Due]:
+    """Drop the late notices already queued (their day's step queued them before it failed, or an earlier catch-up
+    did), so they are not previewed and rendered for nothing; the outbox key would refuse them anyway (NOT-7)."""
+    late = [item for item in items if item.late]
+    if not late:
+        return items
+    queued = notice_keys_queued(kind=kind, accounts=sorted({str(clients[item.client_id].public_id) for item in late}))
+    return [
+        item
+        for item in items
+        if not (
+            item.late
+            and (str(clients[item.client_id].public_id), item.dates.billing_date.isoformat(), item.number) in queued
+        )
+    ]
 
 
 def _line_items(draft: InvoiceDraft) -> list[dict[str, str]]:
@@ -156,13 +204,17 @@ def _built(items: list[_Due]) -> set[tuple[int, date]]:
 def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
     """Queue every Upcoming Statement and Upcoming Payment due today for the current agency schema."""
     settings = billing_settings()
-    statements, payments = reminders_due(agency=agency, today=today, settings=settings)
+    statements, payments = reminders_due(
+        agency=agency, today=today, settings=settings, missed=missed_notice_days(today)
+    )
     summary = ReminderSummary()
     if not statements and not payments:
         return summary
     everyone = statements + payments
     ids = sorted({item.client_id for item in everyone})
     clients = Client.objects.in_bulk(ids)
+    statements = _late_not_queued(statements, clients, NoticeKind.UPCOMING_STATEMENT)
+    payments = _late_not_queued(payments, clients, NoticeKind.UPCOMING_PAYMENT)
     open_balance = balances(ids)
     built = _built(payments)
     previews = _previews(agency, statements + [p for p in payments if (p.client_id, p.dates.billing_date) not in built])
