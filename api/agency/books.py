@@ -141,8 +141,12 @@ class ClientLedgerApi(ApiView):
 class OverdueOutput(serializers.Serializer):
     overdue = serializers.BooleanField(help_text="Flagged overdue (DUN-1).")
     since = serializers.DateField(allow_null=True, help_text="The day the flag was set.")
-    past_due_minor = MaskedAmountField(help_text="Still open of charges dated before today minus the grace period.")
-    oldest_past_due_on = serializers.DateField(allow_null=True)
+    past_due_minor = MaskedAmountField(
+        help_text="Still open of charges and lost disputes' chargebacks dated before today minus the grace period."
+    )
+    oldest_past_due_on = serializers.DateField(
+        allow_null=True, help_text="The oldest of those: a charge's billing date or the day a dispute was lost."
+    )
     threshold_minor = MaskedAmountField(help_text="The agency's overdue threshold.")
     grace_period_days = serializers.IntegerField()
     reached = serializers.BooleanField(help_text="The past-due amount reaches the threshold today.")

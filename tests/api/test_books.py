@@ -213,12 +213,15 @@ def test_MON_4_COL_6_DUN_1_every_client_s_books_add_up_through_the_api(month):
         assert list(balance["open_by_category"]) == [c for c in CATEGORY_ORDER if c in by_category]
         assert balance["open_minor"] - balance["unapplied_minor"] == balance["balance_minor"]
 
-        # DUN-1 from the ledger: what is open of charges dated before today minus the grace period.
+        # DUN-1 from the ledger: what is open of charges, and of chargebacks (a lost dispute, owed again from the day it
+        # was lost, COR-2), dated before today minus the grace period.
         overdue = balance["overdue"]
         today = date.fromisoformat(overdue["today"])
         assert today == END
         cutoff = (today - timedelta(days=GRACE)).isoformat()
-        past_due = sum(open_[e["id"]] for e in ledger if e["entry_type"] == "CHARGE" and e["occurred_on"] < cutoff)
+        past_due = sum(
+            open_[e["id"]] for e in ledger if e["entry_type"] in ("CHARGE", "CHARGEBACK") and e["occurred_on"] < cutoff
+        )
         if kind == "invoiced":
             past_due = 0  # pays the agency directly: never past due here (COL-1)
         assert overdue["past_due_minor"] == past_due, kind
