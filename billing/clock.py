@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from django.db.models import Q
 
 from billing.day import DayResult, agency_day_run
+from billing.reminders import clock_today
 from core.calendar import local_date
 from core.locks import advisory_lock
 from tenants.models import Agency
@@ -51,11 +52,14 @@ def agency_clock_catch_up(*, schema_name: str, until: date) -> list[date] | None
     """Run the agency's missed days up to `until` (its local today at the tick), in order. None when another worker
     holds the agency's clock (it is running those days already)."""
     agency = Agency.objects.get(schema_name=schema_name)
+    token = clock_today.set(until)  # days replayed after an outage do not announce what has already come
     try:
         return agency_days_run(agency=agency, until=until)
     except AgencyBusy:
         logger.info("agency %s is already running its days", schema_name)
         return None
+    finally:
+        clock_today.reset(token)
 
 
 def agency_clock_lock(schema_name: str) -> AbstractContextManager[bool]:

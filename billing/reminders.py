@@ -14,6 +14,7 @@ clients get none of these (COL-1).
 from __future__ import annotations
 
 from collections import defaultdict
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -44,11 +45,20 @@ from tenants.models import Agency
 MONTHS_AHEAD = 3  # a statement can go out up to this many months before its billing date
 
 
+# The billing clock catching up after an outage replays each missed day with its own date (CYC-5), but the client
+# reads the notice today: an Upcoming Statement whose invoice is built, or an Upcoming Payment whose billing date
+# has come, by the agency's real today would announce the past. Set to that real today (the agency's local date at
+# the tick) by the clock's catch-up only; `simulate`, `run_day` and the demo's history run days as if they were
+# today and leave it unset.
+clock_today: ContextVar[date | None] = ContextVar("clock_today", default=None)
+
+
 @dataclass
 class ReminderSummary:
     statements: int = 0
     payments: int = 0
     skipped_zero: int = 0
+    skipped_past: int = 0  # replayed after an outage: what they announce has already come (`clock_today`)
     by_number: dict[int, int] = field(default_factory=dict)
 
 
@@ -208,6 +218,11 @@ def reminders_send(*, agency: Agency, today: date) -> ReminderSummary:
         agency=agency, today=today, settings=settings, missed=missed_notice_days(today)
     )
     summary = ReminderSummary()
+    if (real_today := clock_today.get()) is not None and real_today > today:
+        current = [s for s in statements if s.dates.build_date > real_today]
+        current_payments = [p for p in payments if p.dates.billing_date > real_today]
+        summary.skipped_past = len(statements) - len(current) + len(payments) - len(current_payments)
+        statements, payments = current, current_payments
     if not statements and not payments:
         return summary
     everyone = statements + payments

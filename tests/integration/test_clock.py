@@ -10,9 +10,11 @@ from django.core.management import call_command
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from billing.clock import AgencyBusy, agency_days_run, due_days
+from billing.clock import AgencyBusy, agency_clock_catch_up, agency_days_run, due_days
 from billing.models import AgencyDay, Invoice
 from core.locks import lock_key
+from notifications.catalog import NoticeKind
+from notifications.models import Notice
 from tenants.models import Agency
 from tests.billing_helpers import client_create, with_plan
 
@@ -118,3 +120,33 @@ def test_simulate_walks_every_day_with_a_summary(agency_a):
         "0 processor events; notices sent by the day: 1"
     )  # the day's one notice, sent by its last step (no worker sends it here)
     assert lines[1].startswith("2027-01-02 alpha: notices: 0 statements, 0 upcoming payments; 0 invoices; due: 0")
+
+
+def _announced(agency, billing_date: date) -> dict[str, int]:
+    with schema_context(agency.schema_name):
+        notices = Notice.objects.filter(period=billing_date.isoformat())
+        return {
+            kind: notices.filter(kind=kind).count()
+            for kind in (NoticeKind.UPCOMING_STATEMENT, NoticeKind.UPCOMING_PAYMENT)
+        }
+
+
+@pytest.mark.parametrize("path", ["clock", "simulate"])
+def test_CYC_5_days_replayed_after_an_outage_announce_nothing_already_come(agency_a, path):
+    """The clock down from 20 Jan to 5 Feb: its catch-up replays 22 Jan (the 1 Feb statement's notice day) and
+    30 Jan (its Upcoming Payment's), but by the agency's real today (5 Feb) the invoice is built and charged, so
+    neither is announced; the invoice is built as ever. `simulate`-style runs (each day as if it were today, the
+    demo's history) announce both."""
+    agency = with_plan(agency_a)
+    with schema_context(agency.schema_name):
+        client_create(name="Outage", email="o@example.com", activated_on=date(2026, 12, 1), license_price_minor=100)
+    Agency.objects.filter(pk=agency.pk).update(clock_date=date(2027, 1, 20))
+    agency.refresh_from_db()
+    if path == "clock":
+        agency_clock_catch_up(schema_name=agency.schema_name, until=date(2027, 2, 5))
+    else:
+        agency_days_run(agency=agency, until=date(2027, 2, 5))
+    expected = 0 if path == "clock" else 1
+    assert set(_announced(agency, date(2027, 2, 1)).values()) == {expected}
+    with schema_context(agency.schema_name):
+        assert Invoice.objects.filter(issued_on=date(2027, 2, 1)).count() == 1
