@@ -18,7 +18,7 @@ from clients.models import Client
 from core.links import absolute_url
 from core.money import format_minor
 from notifications.catalog import NoticeKind
-from notifications.services import NoticeDraft, notice_enqueue, notices_enqueue
+from notifications.services import NoticeDraft, notices_enqueue
 from tenants.models import Agency
 from tenants.selectors import current_agency
 
@@ -39,21 +39,26 @@ def client_context(agency: Agency, client: Client) -> dict:
     }
 
 
+def client_notice_draft(
+    *, client: Client, kind: str, period: str, number: int, context: dict, today: date
+) -> NoticeDraft:
+    """A notice to a client, keyed by the client, kind, period and number (NOT-7)."""
+    return NoticeDraft(
+        account=str(client.public_id),
+        kind=kind,
+        period=period,
+        number=number,
+        to_email=client.email,
+        context=context,
+        business_date=today,
+    )
+
+
 def client_notice(*, client: Client, kind: str, period: str, number: int, context: dict, today: date) -> bool:
     """Queue one notice to a client (at most once per client, kind, period and number — NOT-7). Returns whether it
     was queued now (False: that key was queued before)."""
-    return (
-        notice_enqueue(
-            account=str(client.public_id),
-            kind=kind,
-            period=period,
-            number=number,
-            to_email=client.email,
-            context=context,
-            business_date=today,
-        )
-        is not None
-    )
+    draft = client_notice_draft(client=client, kind=kind, period=period, number=number, context=context, today=today)
+    return bool(notices_enqueue(drafts=[draft]))
 
 
 def charge_notice_drafts(
@@ -115,15 +120,7 @@ def charge_notice_drafts(
 
     def to_client(kind: str) -> None:
         drafts.append(
-            NoticeDraft(
-                account=str(client.public_id),
-                kind=kind,
-                period=period,
-                number=number,
-                to_email=client.email,
-                context=context,
-                business_date=today,
-            )
+            client_notice_draft(client=client, kind=kind, period=period, number=number, context=context, today=today)
         )
 
     def to_agency(kind: str) -> None:
